@@ -1,0 +1,1 @@
+//! kube-runtime controllers for plumb's Flux-compatible custom resources.

@@ -1,0 +1,1 @@
+//! Amazon EKS integration: IAM authenticator tokens, remote cluster clients, cluster facts.

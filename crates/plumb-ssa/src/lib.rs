@@ -1,0 +1,1 @@
+//! Server-side apply engine: staged apply, drift detection, prune and kstatus health.

@@ -1,0 +1,1 @@
+//! Test harness: a real local Kubernetes control plane, git fixtures and builders (dev only).

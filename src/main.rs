@@ -1,0 +1,19 @@
+//! `plumb`: a pull-based GitOps agent serving the Flux v2 GA API.
+//!
+//! The binary only wires things together: argument parsing lives in [`cli`],
+//! the work lives in the `plumb-*` library crates.
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(code) => code,
+        Err(err) => {
+            // `{:#}` prints the whole anyhow context chain on one line.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

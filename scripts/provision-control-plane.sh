@@ -10,9 +10,13 @@
 set -euo pipefail
 
 K8S_VERSION="1.20.2"
+# Bump BUILD_REV when the build recipe changes, so caches of older recipes are not used.
+# p1: vendored modern-go/reflect2 replaced by Debian's 1.0.2 (1.0.1 crashes under Go >= 1.18
+# when the apiserver stores custom resources).
+BUILD_REV="p1"
 CACHE_ROOT="${PLUMB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/plumb}"
-BIN_DIR="$CACHE_ROOT/k8s-$K8S_VERSION/bin"
-SRC_DIR="$CACHE_ROOT/k8s-$K8S_VERSION/src"
+BIN_DIR="$CACHE_ROOT/k8s-$K8S_VERSION-$BUILD_REV/bin"
+SRC_DIR="$CACHE_ROOT/k8s-$K8S_VERSION-$BUILD_REV/src"
 WANT=(kube-apiserver kube-controller-manager)
 
 log() { printf '[provision] %s\n' "$*" >&2; }
@@ -61,7 +65,7 @@ if have_all; then
   exit 0
 fi
 
-need_pkgs golang-go rsync dpkg-dev make
+need_pkgs golang-go rsync dpkg-dev make golang-github-modern-go-reflect2-dev
 
 # Debian's source stanza: same mirror as the machine's binary stanza, Types: deb-src.
 if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
@@ -74,7 +78,7 @@ fi
 apt_update_once
 
 mkdir -p "$SRC_DIR" "$BIN_DIR"
-tree="$(find "$SRC_DIR" -maxdepth 1 -type d -name 'kubernetes-1.20.2*' | head -n1)"
+tree="$(find "$SRC_DIR" -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)"
 if [ -z "$tree" ]; then
   log "apt-get source kubernetes (this is large)"
   (cd "$SRC_DIR" && apt-get source -qq kubernetes="${K8S_VERSION}"* >&2 2>&1 || apt-get source -qq kubernetes >&2) \
@@ -82,6 +86,18 @@ if [ -z "$tree" ]; then
   tree="$(find "$SRC_DIR" -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)"
 fi
 [ -n "$tree" ] || die "kubernetes source tree not found under $SRC_DIR"
+
+# Go >= 1.18 changed map iteration internals; reflect2 1.0.1 (vendored by 1.20) then
+# segfaults in json-iterator whenever a custom resource is encoded. Debian's 1.0.2 fixes it.
+r2=/usr/share/gocode/src/github.com/modern-go/reflect2
+[ -f "$r2/reflect2.go" ] || die "$r2 missing (golang-github-modern-go-reflect2-dev)"
+log "vendoring reflect2 1.0.2 from Debian"
+rm -rf "$tree/vendor/github.com/modern-go/reflect2"
+mkdir -p "$tree/vendor/github.com/modern-go/reflect2"
+find "$r2" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' \
+  -exec cp {} "$tree/vendor/github.com/modern-go/reflect2/" \;
+sed -i 's|^# github.com/modern-go/reflect2 v1.0.1$|# github.com/modern-go/reflect2 v1.0.2|; s|^github.com/modern-go/reflect2 v1.0.1 |github.com/modern-go/reflect2 v1.0.2 |' "$tree/vendor/modules.txt" || true
+sed -i 's|github.com/modern-go/reflect2 v1.0.1|github.com/modern-go/reflect2 v1.0.2|' "$tree/go.mod" || true
 
 for b in "${WANT[@]}"; do
   if [ ! -x "$BIN_DIR/$b" ]; then

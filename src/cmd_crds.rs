@@ -54,12 +54,16 @@ fn check(dir: &Path) -> Result<ExitCode> {
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
-    let entries = fs::read_dir(dir).with_context(|| format!("reading directory {}", dir.display()))?;
+    let entries =
+        fs::read_dir(dir).with_context(|| format!("reading directory {}", dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("reading directory {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".yaml") && !expected.iter().any(|(n, _)| *n == name) {
-            drift.push(format!("{} is not a generated CRD file", entry.path().display()));
+            drift.push(format!(
+                "{} is not a generated CRD file",
+                entry.path().display()
+            ));
         }
     }
     if drift.is_empty() {

@@ -163,8 +163,8 @@ pub fn mark_reconciling(
         generation,
     );
     changed |= remove(conditions, condition::STALLED);
-    let ready_current = find(conditions, condition::READY)
-        .is_some_and(|c| c.observed_generation == generation);
+    let ready_current =
+        find(conditions, condition::READY).is_some_and(|c| c.observed_generation == generation);
     if !ready_current {
         changed |= set(
             conditions,
@@ -372,7 +372,12 @@ mod tests {
             .unwrap(),
         );
         assert!(ks.conditions().is_empty());
-        mark_ready(ks.conditions_mut(), "ReconciliationSucceeded", "ok", Some(1));
+        mark_ready(
+            ks.conditions_mut(),
+            "ReconciliationSucceeded",
+            "ok",
+            Some(1),
+        );
         ks.set_observed_generation(Some(1));
         ks.set_last_handled_reconcile_at(Some("now".into()));
         assert!(is_ready(ks.conditions()));

@@ -163,8 +163,11 @@ pub mod annotation {
     /// `ssa` value: never apply.
     pub const SSA_IGNORE: &str = "Ignore";
     /// Annotations removed from applied objects.
-    pub const REMOVED_ON_APPLY: &[&str] =
-        &[KUBECTL_LAST_APPLIED, KUSTOMIZE_CHECKSUM, FLUX_V1_SYNC_CHECKSUM];
+    pub const REMOVED_ON_APPLY: &[&str] = &[
+        KUBECTL_LAST_APPLIED,
+        KUSTOMIZE_CHECKSUM,
+        FLUX_V1_SYNC_CHECKSUM,
+    ];
 }
 
 /// Labels.

@@ -1,7 +1,7 @@
 //! Generation of the CustomResourceDefinitions and their stable YAML rendering.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, JSONSchemaProps,
+    CustomResourceDefinition, JSON, JSONSchemaProps,
 };
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
@@ -20,8 +20,11 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     ]
 }
 
-/// Post-processing that the derive cannot express: Flux defaults `status` to
-/// `{observedGeneration: -1}` so that kstatus sees a fresh object as not yet observed.
+/// Post-processing that the derive cannot express:
+/// * Flux defaults `status` to `{observedGeneration: -1}` so that kstatus sees a fresh object as
+///   not yet observed;
+/// * Flux's root schema declares `apiVersion`, `kind` and `metadata` like every
+///   controller-gen CRD.
 fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         let Some(root) = version
@@ -31,14 +34,39 @@ fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
         else {
             continue;
         };
-        if let Some(status) = root.properties.as_mut().and_then(|p| p.get_mut("status")) {
-            status.default = Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
-                json!({ "observedGeneration": -1 }),
-            ));
+        let props = root.properties.get_or_insert_with(Default::default);
+        if let Some(status) = props.get_mut("status") {
+            status.default = Some(JSON(json!({ "observedGeneration": -1 })));
         }
-        let _: &JSONSchemaProps = root;
+        props.insert(
+            "apiVersion".to_owned(),
+            string_prop(
+                "APIVersion defines the versioned schema of this representation of an object.",
+            ),
+        );
+        props.insert(
+            "kind".to_owned(),
+            string_prop(
+                "Kind is a string value representing the REST resource this object represents.",
+            ),
+        );
+        props.insert(
+            "metadata".to_owned(),
+            JSONSchemaProps {
+                type_: Some("object".to_owned()),
+                ..Default::default()
+            },
+        );
     }
     crd
+}
+
+fn string_prop(description: &str) -> JSONSchemaProps {
+    JSONSchemaProps {
+        description: Some(description.to_owned()),
+        type_: Some("string".to_owned()),
+        ..Default::default()
+    }
 }
 
 /// The file name Flux uses for a CRD: `<group>_<plural>.yaml`.
@@ -101,19 +129,54 @@ mod tests {
                 .unwrap_or_else(|| panic!("{k}"))
         };
         let expect = [
-            ("GitRepository", "gitrepositories", Some("gitrepo"), vec!["URL", "Age", "Ready", "Status"]),
-            ("HelmRepository", "helmrepositories", Some("helmrepo"), vec!["URL", "Age", "Ready", "Status"]),
-            ("Kustomization", "kustomizations", Some("ks"), vec!["Age", "Ready", "Status"]),
-            ("HelmRelease", "helmreleases", Some("hr"), vec!["Age", "Ready", "Status"]),
-            ("Receiver", "receivers", None, vec!["Age", "Ready", "Status"]),
+            (
+                "GitRepository",
+                "gitrepositories",
+                Some("gitrepo"),
+                vec!["URL", "Age", "Ready", "Status"],
+            ),
+            (
+                "HelmRepository",
+                "helmrepositories",
+                Some("helmrepo"),
+                vec!["URL", "Age", "Ready", "Status"],
+            ),
+            (
+                "Kustomization",
+                "kustomizations",
+                Some("ks"),
+                vec!["Age", "Ready", "Status"],
+            ),
+            (
+                "HelmRelease",
+                "helmreleases",
+                Some("hr"),
+                vec!["Age", "Ready", "Status"],
+            ),
+            (
+                "Receiver",
+                "receivers",
+                None,
+                vec!["Age", "Ready", "Status"],
+            ),
         ];
         for (kind, plural, short, columns) in expect {
             let crd = by_kind(kind);
             assert_eq!(crd.spec.names.plural, plural);
             assert_eq!(crd.spec.scope, "Namespaced");
             let shorts = crd.spec.names.short_names.clone().unwrap_or_default();
-            assert_eq!(shorts, short.map(|s| vec![s.to_owned()]).unwrap_or_default());
-            assert!(crd.spec.names.categories.as_ref().unwrap().contains(&"fluxcd".to_owned()));
+            assert_eq!(
+                shorts,
+                short.map(|s| vec![s.to_owned()]).unwrap_or_default()
+            );
+            assert!(
+                crd.spec
+                    .names
+                    .categories
+                    .as_ref()
+                    .unwrap()
+                    .contains(&"fluxcd".to_owned())
+            );
             let v = &crd.spec.versions[0];
             assert!(v.served && v.storage);
             assert!(v.subresources.as_ref().unwrap().status.is_some());
@@ -124,7 +187,13 @@ mod tests {
                 .map(|c| c.name.as_str())
                 .collect();
             assert_eq!(cols, columns, "{kind}");
-            let root = v.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();
+            let root = v
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap();
             let status = &root.properties.as_ref().unwrap()["status"];
             assert_eq!(
                 status.default.as_ref().unwrap().0,
@@ -135,7 +204,10 @@ mod tests {
             .additional_printer_columns
             .as_ref()
             .unwrap()[1];
-        assert_eq!(ready.json_path, ".status.conditions[?(@.type==\"Ready\")].status");
+        assert_eq!(
+            ready.json_path,
+            ".status.conditions[?(@.type==\"Ready\")].status"
+        );
     }
 
     #[test]
@@ -150,7 +222,10 @@ mod tests {
             let body = content.strip_prefix("---\n").unwrap();
             let back: CustomResourceDefinition = serde_saphyr::from_str(body).unwrap();
             assert_eq!(crd_file_name(&back), name);
-            let expected = crds().into_iter().find(|c| crd_file_name(c) == name).unwrap();
+            let expected = crds()
+                .into_iter()
+                .find(|c| crd_file_name(c) == name)
+                .unwrap();
             assert_eq!(
                 serde_json::to_value(&back).unwrap(),
                 serde_json::to_value(&expected).unwrap()

@@ -145,7 +145,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_durations() {
-        for bad in ["", "1", "s", "1x", "-1s", "1..5s", "1s2", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "1",
+            "s",
+            "1x",
+            "-1s",
+            "1..5s",
+            "1s2",
+            "99999999999999999999h",
+        ] {
             let err = parse(bad).unwrap_err();
             assert!(err.to_string().contains("invalid duration"), "{bad}");
         }

@@ -14,6 +14,9 @@ fn default_timeout() -> String {
 }
 
 /// Produces an artifact (a tarball) from a Git repository.
+// The printcolumn(...) entries repeat keys such as `type_`; clippy mistakes them for
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "source.toolkit.fluxcd.io",
@@ -30,7 +33,11 @@ fn default_timeout() -> String {
     annotation("kustomize.toolkit.fluxcd.io/substitute", "disabled"),
     doc = "GitRepository is the Schema for the gitrepositories API.",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -207,4 +214,3 @@ pub struct GitRepositoryStatus {
     #[serde(flatten)]
     pub reconcile_request: ReconcileRequestStatus,
 }
-

@@ -24,6 +24,9 @@ fn default_chart_version() -> String {
 }
 
 /// Installs and upgrades a Helm chart as a release.
+// The printcolumn(...) entries repeat keys such as `type_`; clippy mistakes them for
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "helm.toolkit.fluxcd.io",
@@ -36,7 +39,11 @@ fn default_chart_version() -> String {
     category = "fluxcd",
     derive = "PartialEq",
     doc = "HelmRelease is the Schema for the helmreleases API",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -585,7 +592,10 @@ pub struct ValuesReference {
     pub values_key: Option<String>,
     /// Dot-notation path the single value is merged at; the root when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 250), regex(pattern = r"^([a-zA-Z0-9_\-.\\\/]|\[[0-9]{1,5}\])+$"))]
+    #[schemars(
+        length(max = 250),
+        regex(pattern = r"^([a-zA-Z0-9_\-.\\\/]|\[[0-9]{1,5}\])+$")
+    )]
     pub target_path: Option<String>,
     /// Tolerates the absence of the object (not of the key).
     #[serde(default, skip_serializing_if = "is_false")]

@@ -10,6 +10,9 @@ use crate::meta::{
 };
 
 /// Produces an artifact from a Helm repository index (or points at an OCI registry).
+// The printcolumn(...) entries repeat keys such as `type_`; clippy mistakes them for
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "source.toolkit.fluxcd.io",
@@ -26,7 +29,11 @@ use crate::meta::{
     annotation("kustomize.toolkit.fluxcd.io/substitute", "disabled"),
     doc = "HelmRepository is the Schema for the helmrepositories API.",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",

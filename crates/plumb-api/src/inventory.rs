@@ -26,7 +26,9 @@ pub struct ResourceInventory {
 }
 
 /// One applied object: its id and API version.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub struct ResourceRef {
     /// `<namespace>_<name>_<group>_<kind>`, see [`ObjMetadata`].
     pub id: String,
@@ -131,7 +133,12 @@ mod tests {
         assert_eq!(m.to_string(), "default_podinfo_apps_Deployment");
         let ns = ObjMetadata::new("", "flux-system", "", "Namespace");
         assert_eq!(ns.to_string(), "_flux-system__Namespace");
-        let rbac = ObjMetadata::new("", "system:metrics", "rbac.authorization.k8s.io", "ClusterRole");
+        let rbac = ObjMetadata::new(
+            "",
+            "system:metrics",
+            "rbac.authorization.k8s.io",
+            "ClusterRole",
+        );
         assert_eq!(
             rbac.to_string(),
             "_system__metrics_rbac.authorization.k8s.io_ClusterRole"
@@ -143,7 +150,12 @@ mod tests {
         for m in [
             ObjMetadata::new("default", "podinfo", "apps", "Deployment"),
             ObjMetadata::new("", "flux-system", "", "Namespace"),
-            ObjMetadata::new("", "a:b:c", "rbac.authorization.k8s.io", "ClusterRoleBinding"),
+            ObjMetadata::new(
+                "",
+                "a:b:c",
+                "rbac.authorization.k8s.io",
+                "ClusterRoleBinding",
+            ),
             ObjMetadata::new("kube-system", "cm", "", "ConfigMap"),
             ObjMetadata::new(
                 "",
@@ -167,7 +179,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed_ids() {
-        for bad in ["", "default", "default_name", "ns_na_me_apps_Deployment", "ns__apps_Kind", "ns_name_apps_"] {
+        for bad in [
+            "",
+            "default",
+            "default_name",
+            "ns_na_me_apps_Deployment",
+            "ns__apps_Kind",
+            "ns_name_apps_",
+        ] {
             let err = bad.parse::<ObjMetadata>().unwrap_err();
             assert!(err.to_string().contains("inventory id"), "{bad}: {err}");
         }

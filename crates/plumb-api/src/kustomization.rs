@@ -9,11 +9,14 @@ use serde::{Deserialize, Serialize};
 use crate::inventory::ResourceInventory;
 use crate::kustomize::{CustomHealthCheck, Image, Patch, Selector};
 use crate::meta::{
-    Condition, DURATION_PATTERN, DependencyReference, HistorySnapshot, KubeConfigReference, LocalObjectReference,
-    NamespacedObjectKindReference, ReconcileRequestStatus, is_false,
+    Condition, DURATION_PATTERN, DependencyReference, HistorySnapshot, KubeConfigReference,
+    LocalObjectReference, NamespacedObjectKindReference, ReconcileRequestStatus, is_false,
 };
 
 /// Builds a kustomize overlay (or plain YAML) from a source artifact and applies it.
+// The printcolumn(...) entries repeat keys such as `type_`; clippy mistakes them for
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kustomize.toolkit.fluxcd.io",
@@ -26,7 +29,11 @@ use crate::meta::{
     category = "fluxcd",
     derive = "PartialEq",
     doc = "Kustomization is the Schema for the kustomizations API.",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",

@@ -15,6 +15,9 @@ fn default_interval() -> String {
 }
 
 /// Incoming webhook that requests reconciliation of the listed resources.
+// The printcolumn(...) entries repeat keys such as `type_`; clippy mistakes them for
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "notification.toolkit.fluxcd.io",
@@ -26,7 +29,11 @@ fn default_interval() -> String {
     category = "fluxcd",
     derive = "PartialEq",
     doc = "Receiver is the Schema for the receivers API.",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",

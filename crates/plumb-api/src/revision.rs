@@ -87,7 +87,7 @@ impl FromStr for Revision {
             return Err(bad("empty"));
         }
         let (reference, rest) = match s.rsplit_once('@') {
-            Some((r, rest)) if r.is_empty() => return Err(bad("empty reference before '@'")),
+            Some(("", _)) => return Err(bad("empty reference before '@'")),
             Some((r, rest)) => (Some(r), rest),
             None => (None, s),
         };
@@ -125,8 +125,14 @@ mod tests {
             Revision::git_sha1(Some("main"), SHA).to_string(),
             format!("main@sha1:{SHA}")
         );
-        assert_eq!(Revision::git_sha1(None, SHA).to_string(), format!("sha1:{SHA}"));
-        assert_eq!(Revision::git_sha1(Some(""), SHA).to_string(), format!("sha1:{SHA}"));
+        assert_eq!(
+            Revision::git_sha1(None, SHA).to_string(),
+            format!("sha1:{SHA}")
+        );
+        assert_eq!(
+            Revision::git_sha1(Some(""), SHA).to_string(),
+            format!("sha1:{SHA}")
+        );
         assert_eq!(
             Revision::new(Some("latest"), "sha256", "abc").to_string(),
             "latest@sha256:abc"
@@ -141,7 +147,8 @@ mod tests {
             format!("v1.2.3@sha1:{SHA}"),
             format!("refs/pull/420/head@sha1:{SHA}"),
             format!("feature/x@y@sha1:{SHA}"),
-            "6.5.1@sha256:28d1b4d5b4a1e1c3b7d0f3a7c5e1e6c4a0b9b0f9e2d2c4f3a1b1c0d9e8f7a6b5".to_owned(),
+            "6.5.1@sha256:28d1b4d5b4a1e1c3b7d0f3a7c5e1e6c4a0b9b0f9e2d2c4f3a1b1c0d9e8f7a6b5"
+                .to_owned(),
         ] {
             let r = Revision::parse(&s).unwrap();
             assert_eq!(r.to_string(), s);
@@ -160,7 +167,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "main", "@sha1:abc", "main@", "main@sha1:", "main@SHA1:abc", "main@sha1:a b", "main/abc"] {
+        for bad in [
+            "",
+            "main",
+            "@sha1:abc",
+            "main@",
+            "main@sha1:",
+            "main@SHA1:abc",
+            "main@sha1:a b",
+            "main/abc",
+        ] {
             let err = Revision::parse(bad).unwrap_err();
             assert!(err.to_string().contains("invalid revision"), "{bad}");
         }

@@ -16,7 +16,10 @@ use serde_json::Value;
 /// `.spec.items[0].bar`. The version is taken from the object's `apiVersion`; when it names no
 /// served version, the whole object is reported as `.apiVersion`.
 pub fn unknown_fields(crd: &CustomResourceDefinition, object: &Value) -> Vec<String> {
-    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let version = api_version.rsplit('/').next().unwrap_or("");
     let group_ok = api_version
         .rsplit_once('/')
@@ -58,11 +61,7 @@ fn walk(schema: &JSONSchemaProps, value: &Value, path: &str, out: &mut Vec<Strin
         return;
     }
     match value {
-        Value::Null => {
-            if schema.nullable != Some(true) {
-                out.push(format!("{path} (null)"));
-            }
-        }
+        Value::Null if schema.nullable != Some(true) => out.push(format!("{path} (null)")),
         Value::Object(map) => {
             let additional = match &schema.additional_properties {
                 Some(JSONSchemaPropsOrBool::Schema(s)) => Some(Some(s.as_ref())),
@@ -103,7 +102,11 @@ fn walk(schema: &JSONSchemaProps, value: &Value, path: &str, out: &mut Vec<Strin
 pub fn structural_violations(crd: &CustomResourceDefinition) -> Vec<String> {
     let mut out = Vec::new();
     for v in &crd.spec.versions {
-        match v.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()) {
+        match v
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+        {
             Some(s) => check_node(s, &format!("{}:", v.name), true, &mut out),
             None => out.push(format!("{}: no openAPIV3Schema", v.name)),
         }
@@ -119,16 +122,29 @@ fn check_node(s: &JSONSchemaProps, path: &str, root: bool, out: &mut Vec<String>
     if s.ref_path.is_some() {
         out.push(format!("{path} uses $ref"));
     }
-    if s.properties.is_some() && matches!(s.additional_properties, Some(JSONSchemaPropsOrBool::Schema(_)) | Some(JSONSchemaPropsOrBool::Bool(true))) {
-        out.push(format!("{path} has both properties and additionalProperties"));
+    if s.properties.is_some()
+        && matches!(
+            s.additional_properties,
+            Some(JSONSchemaPropsOrBool::Schema(_)) | Some(JSONSchemaPropsOrBool::Bool(true))
+        )
+    {
+        out.push(format!(
+            "{path} has both properties and additionalProperties"
+        ));
     }
     if s.x_kubernetes_validations.is_some() {
-        out.push(format!("{path} uses x-kubernetes-validations (not in Kubernetes 1.20)"));
+        out.push(format!(
+            "{path} uses x-kubernetes-validations (not in Kubernetes 1.20)"
+        ));
     }
     if root && s.nullable == Some(true) {
         out.push(format!("{path} root is nullable"));
     }
-    for (name, list) in [("allOf", &s.all_of), ("anyOf", &s.any_of), ("oneOf", &s.one_of)] {
+    for (name, list) in [
+        ("allOf", &s.all_of),
+        ("anyOf", &s.any_of),
+        ("oneOf", &s.one_of),
+    ] {
         for (i, sub) in list.iter().flatten().enumerate() {
             check_junctor(sub, &format!("{path}.{name}[{i}]"), out);
         }
@@ -143,7 +159,9 @@ fn check_node(s: &JSONSchemaProps, path: &str, root: bool, out: &mut Vec<String>
         check_node(sub, &format!("{path}.*"), false, out);
     }
     match &s.items {
-        Some(JSONSchemaPropsOrArray::Schema(sub)) => check_node(sub, &format!("{path}[]"), false, out),
+        Some(JSONSchemaPropsOrArray::Schema(sub)) => {
+            check_node(sub, &format!("{path}[]"), false, out)
+        }
         Some(JSONSchemaPropsOrArray::Schemas(_)) => out.push(format!("{path} has tuple items")),
         None => {
             if s.type_.as_deref() == Some("array") {
@@ -163,7 +181,9 @@ fn check_junctor(s: &JSONSchemaProps, path: &str, out: &mut Vec<String>) {
         || s.additional_properties.is_some()
         || s.x_kubernetes_preserve_unknown_fields.is_some()
     {
-        out.push(format!("{path} sets type/description/default/nullable/additionalProperties inside a junctor"));
+        out.push(format!(
+            "{path} sets type/description/default/nullable/additionalProperties inside a junctor"
+        ));
     }
 }
 
@@ -176,7 +196,11 @@ mod tests {
     fn generated_crds_are_structural() {
         for crd in crate::crds() {
             let v = structural_violations(&crd);
-            assert!(v.is_empty(), "{}: {v:#?}", crd.metadata.name.unwrap_or_default());
+            assert!(
+                v.is_empty(),
+                "{}: {v:#?}",
+                crd.metadata.name.unwrap_or_default()
+            );
         }
     }
 

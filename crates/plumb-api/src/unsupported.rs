@@ -42,7 +42,11 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row("GitRepository", "spec.verify", When::Set),
     row("GitRepository", "spec.proxySecretRef", When::Set),
     row("GitRepository", "spec.sparseCheckout", When::Set),
-    row("GitRepository", "spec.provider", When::NotOneOf(&["generic"])),
+    row(
+        "GitRepository",
+        "spec.provider",
+        When::NotOneOf(&["generic"]),
+    ),
     row("GitRepository", "spec.serviceAccountName", When::Set),
     row("Kustomization", "spec.decryption", When::Set),
     row("Kustomization", "spec.healthCheckExprs", When::Set),
@@ -50,7 +54,11 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row("HelmRelease", "spec.postRenderers", When::Set),
     row("HelmRelease", "spec.persistentClient", When::Present),
     row("HelmRepository", "spec.type", When::Equals("oci")),
-    row("HelmRepository", "spec.provider", When::NotOneOf(&["generic"])),
+    row(
+        "HelmRepository",
+        "spec.provider",
+        When::NotOneOf(&["generic"]),
+    ),
 ];
 
 fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
@@ -122,7 +130,10 @@ mod tests {
             "sparseCheckout": [],
             "provider": "generic"
         }});
-        assert_eq!(unsupported_fields("GitRepository", &repo), vec!["spec.verify"]);
+        assert_eq!(
+            unsupported_fields("GitRepository", &repo),
+            vec!["spec.verify"]
+        );
         let repo = json!({"spec": {"provider": "github", "sparseCheckout": ["a"]}});
         assert_eq!(
             unsupported_fields("GitRepository", &repo),
@@ -136,9 +147,15 @@ mod tests {
         let hr = json!({"spec": {"postRenderers": [], "chart": {"spec": {"chart": "x"}}}});
         assert!(unsupported_fields("HelmRelease", &hr).is_empty());
         let repo = json!({"spec": {"type": "oci", "provider": "generic"}});
-        assert_eq!(unsupported_fields("HelmRepository", &repo), vec!["spec.type"]);
+        assert_eq!(
+            unsupported_fields("HelmRepository", &repo),
+            vec!["spec.type"]
+        );
         let repo = json!({"spec": {"type": "default", "provider": "aws"}});
-        assert_eq!(unsupported_fields("HelmRepository", &repo), vec!["spec.provider"]);
+        assert_eq!(
+            unsupported_fields("HelmRepository", &repo),
+            vec!["spec.provider"]
+        );
         assert!(unsupported_fields("Receiver", &repo).is_empty());
     }
 

@@ -1,5 +1,7 @@
 //! Defaults: serde fills the same values Flux's CRDs default, and the schema carries them.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (DEVELOPERS.md rule 6).
+
 use plumb_api::git_repository::GitVerificationMode;
 use plumb_api::helm_release::{DeletionPropagation, ReconcileStrategy, VerificationProvider};
 use plumb_api::helm_repository::HelmRepositoryProvider;
@@ -85,7 +87,10 @@ fn schema_defaults_match_flux() {
     let ks = schema_of("Kustomization");
     assert_eq!(at(&ks, &["spec", "force"])["default"], false);
     assert_eq!(
-        at(&ks, &["spec", "postBuild", "substituteFrom", "[]", "optional"])["default"],
+        at(
+            &ks,
+            &["spec", "postBuild", "substituteFrom", "[]", "optional"]
+        )["default"],
         false
     );
     assert!(at(&ks, &["spec", "prune"]).get("default").is_none());
@@ -121,7 +126,12 @@ fn enums_and_patterns_match_flux() {
     let ks = schema_of("Kustomization");
     assert_eq!(
         at(&ks, &["spec", "sourceRef", "kind"])["enum"],
-        json!(["OCIRepository", "GitRepository", "Bucket", "ExternalArtifact"])
+        json!([
+            "OCIRepository",
+            "GitRepository",
+            "Bucket",
+            "ExternalArtifact"
+        ])
     );
     assert_eq!(
         at(&ks, &["spec", "deletionPolicy"])["enum"],

@@ -1,6 +1,8 @@
 //! Full example objects of every kind: the generated schema keeps every field, and the Rust
 //! types round-trip them without loss.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (DEVELOPERS.md rule 6).
+
 use std::path::PathBuf;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -37,7 +39,11 @@ fn leaves(v: &Value) -> usize {
 
 fn check<K: Serialize + DeserializeOwned>(name: &str, min_leaves: usize) {
     let obj = fixture(name);
-    assert!(leaves(&obj) >= min_leaves, "{name} has only {} leaves", leaves(&obj));
+    assert!(
+        leaves(&obj) >= min_leaves,
+        "{name} has only {} leaves",
+        leaves(&obj)
+    );
     let lost = unknown_fields(&crd_for(&obj), &obj);
     assert!(lost.is_empty(), "{name}: the schema would prune {lost:#?}");
     let typed: K = serde_json::from_value(obj.clone()).unwrap();

@@ -214,3 +214,15 @@ pub struct GitRepositoryStatus {
     #[serde(flatten)]
     pub reconcile_request: ReconcileRequestStatus,
 }
+
+impl GitRepository {
+    /// `spec.interval` as a duration.
+    pub fn interval(&self) -> Result<std::time::Duration, crate::Error> {
+        crate::duration::parse(&self.spec.interval)
+    }
+
+    /// `spec.timeout` as a duration (60s by default).
+    pub fn timeout(&self) -> Result<std::time::Duration, crate::Error> {
+        crate::duration::parse(&self.spec.timeout)
+    }
+}

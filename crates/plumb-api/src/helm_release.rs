@@ -753,3 +753,82 @@ pub struct TestHookStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
 }
+
+impl HelmRelease {
+    /// `spec.interval` as a duration.
+    pub fn interval(&self) -> Result<std::time::Duration, crate::Error> {
+        crate::duration::parse(&self.spec.interval)
+    }
+
+    /// The release name before Flux's shortening of names over 53 characters:
+    /// `spec.releaseName`, else `<targetNamespace>-<name>`, else the object name.
+    pub fn release_name(&self) -> String {
+        let name = self.metadata.name.as_deref().unwrap_or("");
+        match (&self.spec.release_name, &self.spec.target_namespace) {
+            (Some(r), _) => r.clone(),
+            (None, Some(ns)) => format!("{ns}-{name}"),
+            (None, None) => name.to_owned(),
+        }
+    }
+
+    /// The namespace the release is installed into.
+    pub fn release_namespace(&self) -> Option<&str> {
+        self.spec
+            .target_namespace
+            .as_deref()
+            .or(self.metadata.namespace.as_deref())
+    }
+
+    /// The namespace of the Helm storage.
+    pub fn storage_namespace(&self) -> Option<&str> {
+        self.spec
+            .storage_namespace
+            .as_deref()
+            .or(self.metadata.namespace.as_deref())
+    }
+
+    /// Timeout of Helm actions: `spec.timeout`, else 5 minutes.
+    pub fn timeout(&self) -> Result<std::time::Duration, crate::Error> {
+        match &self.spec.timeout {
+            Some(t) => crate::duration::parse(t),
+            None => Ok(std::time::Duration::from_secs(300)),
+        }
+    }
+
+    /// Number of release versions kept: `spec.maxHistory`, else 5 (0 is unlimited).
+    pub fn max_history(&self) -> i64 {
+        self.spec.max_history.unwrap_or(5)
+    }
+
+    /// Name of the HelmChart created for `spec.chart`: `<namespace>-<name>`.
+    pub fn helm_chart_name(&self) -> String {
+        format!(
+            "{}-{}",
+            self.metadata.namespace.as_deref().unwrap_or(""),
+            self.metadata.name.as_deref().unwrap_or("")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_defaults_follow_flux() {
+        let spec: HelmReleaseSpec = serde_json::from_value(serde_json::json!({
+            "interval": "5m", "targetNamespace": "apps"
+        }))
+        .unwrap();
+        let mut hr = HelmRelease::new("podinfo", spec);
+        hr.metadata.namespace = Some("flux-system".into());
+        assert_eq!(hr.release_name(), "apps-podinfo");
+        assert_eq!(hr.release_namespace(), Some("apps"));
+        assert_eq!(hr.storage_namespace(), Some("flux-system"));
+        assert_eq!(hr.timeout().unwrap(), std::time::Duration::from_secs(300));
+        assert_eq!(hr.max_history(), 5);
+        assert_eq!(hr.helm_chart_name(), "flux-system-podinfo");
+        hr.spec.release_name = Some("custom".into());
+        assert_eq!(hr.release_name(), "custom");
+    }
+}

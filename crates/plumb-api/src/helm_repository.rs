@@ -129,3 +129,21 @@ pub struct HelmRepositoryStatus {
     #[serde(flatten)]
     pub reconcile_request: ReconcileRequestStatus,
 }
+
+impl HelmRepository {
+    /// `spec.interval` as a duration; one minute when unset, as in Flux.
+    pub fn interval(&self) -> Result<std::time::Duration, crate::Error> {
+        match &self.spec.interval {
+            Some(i) => crate::duration::parse(i),
+            None => Ok(std::time::Duration::from_secs(60)),
+        }
+    }
+
+    /// `spec.timeout` as a duration; one minute when unset, as in Flux.
+    pub fn timeout(&self) -> Result<std::time::Duration, crate::Error> {
+        match &self.spec.timeout {
+            Some(t) => crate::duration::parse(t),
+            None => Ok(std::time::Duration::from_secs(60)),
+        }
+    }
+}

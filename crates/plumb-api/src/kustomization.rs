@@ -1,6 +1,7 @@
 //! `kustomize.toolkit.fluxcd.io/v1` Kustomization.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -281,4 +282,65 @@ pub struct KustomizationStatus {
     /// Snapshots of the last reconciliations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistorySnapshot>,
+}
+
+impl Kustomization {
+    /// `spec.interval` as a duration.
+    pub fn interval(&self) -> Result<Duration, crate::Error> {
+        crate::duration::parse(&self.spec.interval)
+    }
+
+    /// The retry interval after a failure: `spec.retryInterval`, else `spec.interval`.
+    pub fn retry_interval(&self) -> Result<Duration, crate::Error> {
+        match &self.spec.retry_interval {
+            Some(r) => crate::duration::parse(r),
+            None => self.interval(),
+        }
+    }
+
+    /// The apply and health-check timeout as Flux computes it: `spec.timeout`, else
+    /// `interval - 30s`, and never less than 30s.
+    pub fn timeout(&self) -> Result<Duration, crate::Error> {
+        const MIN: Duration = Duration::from_secs(30);
+        let d = match &self.spec.timeout {
+            Some(t) => crate::duration::parse(t)?,
+            None => self.interval()?.saturating_sub(MIN),
+        };
+        Ok(d.max(MIN))
+    }
+
+    /// The deletion policy, `MirrorPrune` when unset.
+    pub fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ks(spec: serde_json::Value) -> Kustomization {
+        Kustomization::new("x", serde_json::from_value(spec).unwrap())
+    }
+
+    #[test]
+    fn timeouts_follow_flux() {
+        let base = serde_json::json!({
+            "interval": "10m", "prune": true,
+            "sourceRef": {"kind": "GitRepository", "name": "r"}
+        });
+        let k = ks(base.clone());
+        assert_eq!(k.timeout().unwrap(), Duration::from_secs(570));
+        assert_eq!(k.retry_interval().unwrap(), Duration::from_secs(600));
+        assert_eq!(k.deletion_policy(), DeletionPolicy::MirrorPrune);
+        let mut short = base.clone();
+        short["interval"] = "40s".into();
+        assert_eq!(ks(short).timeout().unwrap(), Duration::from_secs(30));
+        let mut explicit = base;
+        explicit["timeout"] = "2m".into();
+        explicit["retryInterval"] = "1m".into();
+        let k = ks(explicit);
+        assert_eq!(k.timeout().unwrap(), Duration::from_secs(120));
+        assert_eq!(k.retry_interval().unwrap(), Duration::from_secs(60));
+    }
 }

@@ -162,3 +162,48 @@ pub struct ReceiverStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
+
+impl Receiver {
+    /// The webhook path Flux derives for this Receiver and token:
+    /// `/hook/<hex sha256(token + name + namespace)>`.
+    pub fn webhook_path(&self, token: &str) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(token.as_bytes());
+        h.update(self.metadata.name.as_deref().unwrap_or("").as_bytes());
+        h.update(self.metadata.namespace.as_deref().unwrap_or("").as_bytes());
+        format!(
+            "{}{}",
+            crate::consts::RECEIVER_WEBHOOK_PATH_PREFIX,
+            hex::encode(h.finalize())
+        )
+    }
+
+    /// `spec.interval` as a duration.
+    pub fn interval(&self) -> Result<std::time::Duration, crate::Error> {
+        crate::duration::parse(&self.spec.interval)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_path_is_sha256_of_token_name_namespace() {
+        let mut r = Receiver::new(
+            "github-receiver",
+            serde_json::from_value(serde_json::json!({
+                "type": "github", "resources": [], "secretRef": {"name": "t"}
+            }))
+            .unwrap(),
+        );
+        r.metadata.namespace = Some("flux-system".into());
+        // sha256("tokengithub-receiverflux-system"), computed independently.
+        assert_eq!(
+            r.webhook_path("token"),
+            "/hook/8ed710969b945c0dc10d6d0b5084e120ec2228353d1fe42d56be5ba88500e684"
+        );
+        assert_eq!(r.interval().unwrap(), std::time::Duration::from_secs(600));
+    }
+}

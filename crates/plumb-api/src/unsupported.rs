@@ -117,6 +117,25 @@ pub fn message(paths: &[&str]) -> String {
         .join("; ")
 }
 
+macro_rules! impl_unsupported {
+    ($($kind:ty),*) => {$(
+        impl $kind {
+            /// Paths of set fields plumb does not act on yet (see [`crate::unsupported`]).
+            pub fn unsupported_fields(&self) -> Vec<&'static str> {
+                unsupported_fields_of(self)
+            }
+        }
+    )*};
+}
+
+impl_unsupported!(
+    crate::GitRepository,
+    crate::HelmRepository,
+    crate::Kustomization,
+    crate::HelmRelease,
+    crate::Receiver
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +176,28 @@ mod tests {
             vec!["spec.provider"]
         );
         assert!(unsupported_fields("Receiver", &repo).is_empty());
+    }
+
+    #[test]
+    fn typed_objects_report_their_fields() {
+        let ks = crate::Kustomization::new(
+            "x",
+            serde_json::from_value(json!({
+                "interval": "1m", "prune": true,
+                "sourceRef": {"kind": "GitRepository", "name": "r"},
+                "decryption": {"provider": "sops"}
+            }))
+            .unwrap(),
+        );
+        assert_eq!(ks.unsupported_fields(), vec!["spec.decryption"]);
+        let repo = crate::HelmRepository::new(
+            "x",
+            serde_json::from_value(json!({"url": "https://charts.example.com"})).unwrap(),
+        );
+        assert!(
+            repo.unsupported_fields().is_empty(),
+            "default provider is generic"
+        );
     }
 
     #[test]

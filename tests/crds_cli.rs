@@ -9,15 +9,20 @@ fn plumb() -> Command {
     Command::new(env!("CARGO_BIN_EXE_plumb"))
 }
 
+/// Runs `plumb crds --check <dir>`.
+fn check(dir: &Path) -> std::process::Output {
+    plumb()
+        .arg("crds")
+        .arg("--check")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn committed_crds_are_up_to_date() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds");
-    let out = plumb()
-        .arg("crds")
-        .arg("--check")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = check(&dir);
     assert!(
         out.status.success(),
         "{}",
@@ -54,22 +59,12 @@ fn write_then_check_detects_drift_by_file_name() {
         .unwrap();
     assert!(status.success());
     assert!(dir.join("kustomization.yaml").is_file());
-    let status = plumb()
-        .arg("crds")
-        .arg("--check")
-        .arg(&dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let status = check(&dir);
+    assert!(status.status.success());
 
     let drifting = dir.join("kustomize.toolkit.fluxcd.io_kustomizations.yaml");
     std::fs::write(&drifting, "---\n").unwrap();
-    let out = plumb()
-        .arg("crds")
-        .arg("--check")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = check(&dir);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -78,12 +73,7 @@ fn write_then_check_detects_drift_by_file_name() {
     );
 
     std::fs::remove_file(&drifting).unwrap();
-    let out = plumb()
-        .arg("crds")
-        .arg("--check")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = check(&dir);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is missing"));
     std::fs::remove_dir_all(&dir).unwrap();

@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Print the version of this binary.
     Version,
+    /// Print the CRDs as YAML, or write/check them in a directory.
+    Crds(crate::cmd_crds::CrdsArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -27,5 +29,6 @@ pub fn run() -> Result<ExitCode> {
             println!("plumb {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Crds(args) => crate::cmd_crds::run(args),
     }
 }

@@ -1,1 +1,45 @@
 //! Flux v2 GA compatible CRD types, kstatus conditions and frozen identifiers.
+//!
+//! plumb serves Flux's API unchanged, so this crate mirrors the Go types of
+//! `source.toolkit.fluxcd.io/v1` ([`GitRepository`], [`HelmRepository`]),
+//! `kustomize.toolkit.fluxcd.io/v1` ([`Kustomization`]), `helm.toolkit.fluxcd.io/v2`
+//! ([`HelmRelease`]) and `notification.toolkit.fluxcd.io/v1` ([`Receiver`]) field by field, with
+//! the same JSON names, enums, defaults, validation, short names and printer columns. The
+//! CustomResourceDefinitions in `deploy/crds` are generated from these types ([`crds`]).
+//!
+//! Hand-written parts, and why:
+//! * [`consts`]: Flux's condition types, reasons, annotations, labels and field managers are
+//!   frozen strings of its Go packages; no Rust crate provides them.
+//! * [`inventory::ObjMetadata`] and [`revision::Revision`]: the exact id and revision encodings of
+//!   cli-utils and Flux, which must match byte for byte to adopt objects Flux applied.
+//! * [`conditions`]: the kstatus helpers of `apimachinery/pkg/api/meta` (set/find/remove with
+//!   transition times); kube-rs has none.
+//! * [`schema_check`]: a small structural walk of an openAPIV3Schema; a full JSON-schema
+//!   validator would also judge values, which the API server does, while here we only need to
+//!   know that no field is pruned.
+//! * [`duration`]: Go `time.ParseDuration`, the format of every interval and timeout.
+
+pub mod conditions;
+pub mod consts;
+pub mod crdgen;
+pub mod duration;
+mod error;
+pub mod git_repository;
+pub mod helm_release;
+pub mod helm_repository;
+pub mod inventory;
+pub mod kustomization;
+pub mod kustomize;
+pub mod meta;
+pub mod receiver;
+pub mod revision;
+pub mod schema_check;
+pub mod unsupported;
+
+pub use crdgen::{crd_file_name, crd_files, crds, crds_yaml};
+pub use error::Error;
+pub use git_repository::{GitRepository, GitRepositorySpec, GitRepositoryStatus};
+pub use helm_release::{HelmRelease, HelmReleaseSpec, HelmReleaseStatus};
+pub use helm_repository::{HelmRepository, HelmRepositorySpec, HelmRepositoryStatus};
+pub use kustomization::{Kustomization, KustomizationSpec, KustomizationStatus};
+pub use receiver::{Receiver, ReceiverSpec, ReceiverStatus};

@@ -1,1 +1,2 @@
 //! Test harness: a real local Kubernetes control plane, git fixtures and builders (dev only).
+pub mod git;

@@ -301,8 +301,10 @@ fn with_deadline<T: Send + 'static>(
     std::thread::Builder::new()
         .name("plumb-git".to_string())
         .spawn(move || {
-            let _lock = lock;
-            let _ = tx.send(f(deadline));
+            let r = f(deadline);
+            // Release the cache before reporting, so the caller can reuse it at once.
+            drop(lock);
+            let _ = tx.send(r);
         })
         .map_err(SourceError::io("spawn git worker", &opts.cache_dir))?;
     match rx.recv_timeout(opts.timeout) {
@@ -447,12 +449,6 @@ impl Session {
         }
     }
 
-    fn record(&self, e: SourceError) -> git2::Error {
-        let msg = e.to_string();
-        *self.recorded.borrow_mut() = Some(e);
-        git2::Error::from_str(&msg)
-    }
-
     fn fetch_options(&self) -> Result<git2::FetchOptions<'static>> {
         let mut cb = git2::RemoteCallbacks::new();
         let deadline = self.deadline;
@@ -590,13 +586,14 @@ fn open_cache(path: &Path) -> Result<Repository> {
     }
 }
 
-/// Fetch `refspecs` (depth: 1 = shallow, 0 = complete history) and return the advertisement.
-fn do_fetch(repo: &Repository, s: &Session, refspecs: &[String], depth: i32) -> Result<Fetched> {
+/// Fetch `refspecs` and return the advertisement. `depth`: `Some(1)` shallow, `Some(0)`
+/// complete history (unshallowing the cache), `None` leaves the depth alone (listing only).
+fn do_fetch(repo: &Repository, s: &Session, refspecs: &[String], depth: Option<i32>) -> Result<Fetched> {
     let mut remote = repo.remote_anonymous(&s.url).map_err(|e| s.git_err(e))?;
     let mut fo = s.fetch_options()?;
-    if depth > 0 {
-        fo.depth(depth);
-    } else if repo.is_shallow() {
+    if let Some(d) = depth.filter(|d| *d > 0) {
+        fo.depth(d);
+    } else if depth.is_some() && repo.is_shallow() {
         fo.depth(i32::MAX); // GIT_FETCH_DEPTH_UNSHALLOW
     }
     let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
@@ -698,7 +695,7 @@ fn fetch_inner(o: &FetchOptions, s: &mut Session) -> Result<FetchResult> {
                 "+refs/tags/*:refs/tags/*".to_string(),
             ],
         };
-        let f = do_fetch(&repo, s, &specs, 0)?;
+        let f = do_fetch(&repo, s, &specs, Some(0))?;
         if let Some(b) = branch
             && !f.advertised.contains_key(&format!("refs/heads/{b}"))
         {
@@ -745,16 +742,25 @@ fn fetch_inner(o: &FetchOptions, s: &mut Session) -> Result<FetchResult> {
             detail: "not a valid git reference name".to_string(),
         });
     }
-    let f = do_fetch(&repo, s, &[format!("+{refname}:{refname}")], 1)?;
-    let oid = advertised_commit(&f.advertised, &refname).ok_or_else(|| not_found(what))?;
     let short = short_ref(&refname).to_string();
+    // One ref listing decides whether a pack is needed at all.
+    let adv = list(&repo, s)?;
+    let target = *adv.get(&refname).ok_or_else(|| not_found(what.clone()))?;
+    if repo.find_object(target, None).is_ok() {
+        let oid = advertised_commit(&adv, &refname).unwrap_or(target);
+        repo.reference(&refname, target, true, "plumb: up to date")
+            .map_err(|e| s.git_err(e))?;
+        return result(oid, refname, format!("{short}@"), None);
+    }
+    let f = do_fetch(&repo, s, &[format!("+{refname}:{refname}")], Some(1))?;
+    let oid = advertised_commit(&f.advertised, &refname).ok_or_else(|| not_found(what))?;
     result(oid, refname, format!("{short}@"), Some(&f))
 }
 
 /// The remote's ref advertisement, without downloading anything: a fetch whose only refspec
 /// names a ref no server advertises (custom headers such as a bearer token apply).
 fn list(repo: &Repository, s: &Session) -> Result<Advertised> {
-    Ok(do_fetch(repo, s, &["+refs/plumb/list-only:refs/plumb/list-only".to_string()], 1)?.advertised)
+    Ok(do_fetch(repo, s, &["+refs/plumb/list-only:refs/plumb/list-only".to_string()], None)?.advertised)
 }
 
 fn checkout_inner(o: &FetchOptions, s: &mut Session, commit: &str, dir: &Path, recurse: bool) -> Result<()> {
@@ -784,7 +790,7 @@ fn submodules(repo: &Repository, tree: &git2::Tree<'_>, s: &Session) -> Result<B
     let mut urls = BTreeMap::new();
     let mut entries = cfg.entries(Some(r"^submodule\..*\.(path|url)$")).map_err(|e| s.git_err(e))?;
     while let Some(Ok(e)) = entries.next() {
-        let (Some(name), Some(value)) = (e.name(), e.value()) else { continue };
+        let (Ok(name), Ok(value)) = (e.name(), e.value()) else { continue };
         if let Some(n) = name.strip_prefix("submodule.").and_then(|n| n.strip_suffix(".path")) {
             paths.insert(n.to_string(), value.to_string());
         } else if let Some(n) = name.strip_prefix("submodule.").and_then(|n| n.strip_suffix(".url")) {
@@ -910,13 +916,13 @@ fn checkout_submodule(
     let s = parent.for_url(url);
     if repo.find_commit(oid).is_err() {
         // Servers allowing reachable SHA-1 wants serve the commit alone; others need refs.
-        let shallow = do_fetch(&repo, &s, &[format!("+{oid}:refs/plumb/submodule")], 1);
+        let shallow = do_fetch(&repo, &s, &[format!("+{oid}:refs/plumb/submodule")], Some(1));
         if shallow.is_err() || repo.find_commit(oid).is_err() {
             do_fetch(
                 &repo,
                 &s,
                 &["+refs/heads/*:refs/heads/*".to_string(), "+refs/tags/*:refs/tags/*".to_string()],
-                0,
+                Some(0),
             )?;
         }
     }

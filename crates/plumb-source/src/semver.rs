@@ -480,6 +480,8 @@ mod tests {
         let tags = ["v0.9.0", "v1.0.0", "v1.2.0", "v1.10.0", "v2.0.0", "v1.11.0-rc.1", "latest"];
         assert_eq!(highest_match("^1.0", tags).unwrap(), Some("v1.10.0"));
         assert_eq!(highest_match(">=3", tags).unwrap(), None);
-        assert_eq!(highest_match(">=1.11.0-0 <2", tags).unwrap(), Some("v1.11.0-rc.1"));
+        assert_eq!(highest_match(">=1.11.0-0 <2.0.0-0", tags).unwrap(), Some("v1.11.0-rc.1"));
+        // Masterminds checks the prerelease rule per constraint: `<2` rejects every prerelease.
+        assert_eq!(highest_match(">=1.11.0-0 <2", tags).unwrap(), None);
     }
 }

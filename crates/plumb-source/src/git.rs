@@ -413,7 +413,8 @@ impl Session {
         if lower.contains("timed out") || lower.contains("timeout") {
             SourceError::Timeout { op, url, after: self.timeout }
         } else if e.code() == E::Auth
-            || lower.contains("authentication")
+            || lower.contains("authenticat")
+            || lower.contains("private key")
             || lower.contains("401")
             || lower.contains("403")
             || lower.contains("unauthorized")

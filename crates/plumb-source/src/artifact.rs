@@ -77,7 +77,7 @@ impl IgnoreRules {
     /// Load `.sourceignore` files under `root` and combine them with `spec_ignore`.
     pub fn load(root: &Path, spec_ignore: Option<&str>) -> Result<IgnoreRules> {
         let mut files = Vec::new();
-        collect_ignore_files(root, root, &mut files)?;
+        collect_ignore_files(root, &mut files)?;
         let has_patterns = spec_ignore.is_some_and(|s| s.lines().any(is_pattern))
             || files.iter().any(|(_, text)| text.lines().any(is_pattern));
         let build = |dir: &Path, lines: &mut dyn Iterator<Item = &str>| -> Result<Gitignore> {
@@ -94,7 +94,11 @@ impl IgnoreRules {
             })
         };
         let mut layers = Vec::new();
-        let base: &[&str] = if has_patterns { VCS_EXCLUSIONS } else { DEFAULT_EXCLUSIONS };
+        let base: &[&str] = if has_patterns {
+            VCS_EXCLUSIONS
+        } else {
+            DEFAULT_EXCLUSIONS
+        };
         layers.push((root.to_path_buf(), build(root, &mut base.iter().copied())?));
         for (dir, text) in &files {
             layers.push((dir.clone(), build(dir, &mut text.lines())?));
@@ -126,15 +130,16 @@ impl IgnoreRules {
 }
 
 /// `.sourceignore` files, root first, then subdirectories in sorted order.
-fn collect_ignore_files(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<()> {
+fn collect_ignore_files(dir: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<()> {
     let f = dir.join(IGNORE_FILE);
     if f.is_file() {
-        let text = std::fs::read_to_string(&f).map_err(SourceError::io("read .sourceignore", &f))?;
+        let text =
+            std::fs::read_to_string(&f).map_err(SourceError::io("read .sourceignore", &f))?;
         out.push((dir.to_path_buf(), text));
     }
     for (name, ft) in sorted_entries(dir)? {
         if ft.is_dir() && name != ".git" {
-            collect_ignore_files(root, &dir.join(&name), out)?;
+            collect_ignore_files(&dir.join(&name), out)?;
         }
     }
     Ok(())
@@ -200,16 +205,23 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// Write a deterministic tar.gz of `dir` filtered by `rules` to `out`.
-pub fn archive_dir<W: Write>(dir: &Path, rules: &IgnoreRules, limits: Limits, out: W) -> Result<ArchiveInfo> {
+pub fn archive_dir<W: Write>(
+    dir: &Path,
+    rules: &IgnoreRules,
+    limits: Limits,
+    out: W,
+) -> Result<ArchiveInfo> {
     let hw = HashingWriter {
         inner: out,
         hasher: Sha256::new(),
         size: 0,
     };
-    let gz = flate2::GzBuilder::new().mtime(0).write(hw, Compression::default());
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(hw, Compression::default());
     let mut tar = tar::Builder::new(gz);
     let mut total = (0u64, 0u64);
-    add_dir(&mut tar, dir, dir, "", rules, limits, &mut total)?;
+    add_dir(&mut tar, dir, "", rules, limits, &mut total)?;
     let io = SourceError::io("write archive", dir);
     let gz = tar.into_inner().map_err(io)?;
     let mut hw = gz.finish().map_err(SourceError::io("write archive", dir))?;
@@ -233,7 +245,6 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 
 fn add_dir<W: Write>(
     tar: &mut tar::Builder<W>,
-    root: &Path,
     dir: &Path,
     prefix: &str,
     rules: &IgnoreRules,
@@ -246,7 +257,7 @@ fn add_dir<W: Write>(
         let rel = format!("{prefix}{name}");
         let path = dir.join(&name);
         if ft.is_symlink() {
-            check_symlink(root, &path, &rel)?;
+            check_symlink(&path, &rel)?;
             continue;
         }
         if !(ft.is_dir() || ft.is_file()) || rules.is_ignored(&rel, ft.is_dir()) {
@@ -263,8 +274,9 @@ fn add_dir<W: Write>(
         }
         if ft.is_dir() {
             let mut h = header(tar::EntryType::Directory, 0o755, 0);
-            tar.append_data(&mut h, format!("{rel}/"), std::io::empty()).map_err(werr(&path))?;
-            add_dir(tar, root, &path, &format!("{rel}/"), rules, limits, total)?;
+            tar.append_data(&mut h, format!("{rel}/"), std::io::empty())
+                .map_err(werr(&path))?;
+            add_dir(tar, &path, &format!("{rel}/"), rules, limits, total)?;
         } else {
             let meta = std::fs::metadata(&path).map_err(SourceError::io("stat", &path))?;
             let size = meta.len();
@@ -285,17 +297,22 @@ fn add_dir<W: Write>(
                     limit: limits.max_total_size,
                 });
             }
-            let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+            let mode = if meta.permissions().mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
             let f = std::fs::File::open(&path).map_err(SourceError::io("read", &path))?;
             let mut h = header(tar::EntryType::Regular, mode, size);
-            tar.append_data(&mut h, &rel, f.take(size)).map_err(werr(&path))?;
+            tar.append_data(&mut h, &rel, f.take(size))
+                .map_err(werr(&path))?;
         }
     }
     Ok(())
 }
 
 /// Error when the symlink at `path` resolves (lexically) outside `root`.
-fn check_symlink(root: &Path, path: &Path, rel: &str) -> Result<()> {
+fn check_symlink(path: &Path, rel: &str) -> Result<()> {
     let target = std::fs::read_link(path).map_err(SourceError::io("read symlink", path))?;
     let escapes = || SourceError::SymlinkEscapes {
         op: "archive",
@@ -317,7 +334,6 @@ fn check_symlink(root: &Path, path: &Path, rel: &str) -> Result<()> {
             return Err(escapes());
         }
     }
-    let _ = root;
     Ok(())
 }
 
@@ -336,6 +352,17 @@ pub struct Artifact {
     pub size: u64,
     /// When it was written.
     pub last_update_time: SystemTime,
+}
+
+/// The object an artifact belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectKey<'a> {
+    /// Kind (`GitRepository`); stored lower-cased as Flux does.
+    pub kind: &'a str,
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Name.
+    pub name: &'a str,
 }
 
 /// The artifact store under `--storage-path`.
@@ -370,11 +397,20 @@ impl Storage {
     }
 
     /// Directory holding an object's artifacts: `<root>/<kind lowercase>/<ns>/<name>`.
-    pub fn object_dir(&self, kind: &str, namespace: &str, name: &str) -> Result<PathBuf> {
+    pub fn object_dir(&self, key: ObjectKey<'_>) -> Result<PathBuf> {
+        let ObjectKey {
+            kind,
+            namespace,
+            name,
+        } = key;
         check_segment("kind", kind)?;
         check_segment("namespace", namespace)?;
         check_segment("name", name)?;
-        Ok(self.root.join(kind.to_ascii_lowercase()).join(namespace).join(name))
+        Ok(self
+            .root
+            .join(kind.to_ascii_lowercase())
+            .join(namespace)
+            .join(name))
     }
 
     /// Absolute path of a stored artifact.
@@ -387,22 +423,30 @@ impl Storage {
     /// returns the same artifact with a fresh `last_update_time`.
     pub fn store_dir(
         &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
+        key: ObjectKey<'_>,
         revision: &str,
         dir: &Path,
         spec_ignore: Option<&str>,
         limits: Limits,
     ) -> Result<Artifact> {
-        let obj = self.object_dir(kind, namespace, name)?;
+        let obj = self.object_dir(key)?;
+        let ObjectKey {
+            kind,
+            namespace,
+            name,
+        } = key;
         std::fs::create_dir_all(&obj).map_err(SourceError::io("create artifact dir", &obj))?;
         let rules = IgnoreRules::load(dir, spec_ignore)?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&obj)
             .map_err(SourceError::io("create artifact", &obj))?;
-        let info = archive_dir(dir, &rules, limits, std::io::BufWriter::new(tmp.as_file_mut()))?;
+        let info = archive_dir(
+            dir,
+            &rules,
+            limits,
+            std::io::BufWriter::new(tmp.as_file_mut()),
+        )?;
         let hexd = info.digest.trim_start_matches("sha256:");
         let file = format!("{hexd}.tar.gz");
         let dest = obj.join(&file);
@@ -410,7 +454,8 @@ impl Storage {
             .map_err(|e| SourceError::io("store artifact", &dest)(e.error))?;
         let f = std::fs::File::open(&dest).map_err(SourceError::io("store artifact", &dest))?;
         let now = SystemTime::now();
-        f.set_modified(now).map_err(SourceError::io("store artifact", &dest))?;
+        f.set_modified(now)
+            .map_err(SourceError::io("store artifact", &dest))?;
         let rel = format!("{}/{namespace}/{name}/{file}", kind.to_ascii_lowercase());
         Ok(Artifact {
             url: format!("http://{}/{rel}", self.advertised_addr),
@@ -427,14 +472,12 @@ impl Storage {
     /// `max_records` remain besides `current`. Returns the deleted paths.
     pub fn gc(
         &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
+        key: ObjectKey<'_>,
         current: &str,
         max_records: usize,
         ttl: Duration,
     ) -> Result<Vec<PathBuf>> {
-        let obj = self.object_dir(kind, namespace, name)?;
+        let obj = self.object_dir(key)?;
         let current = current.rsplit('/').next().unwrap_or(current);
         let mut files = Vec::new();
         let rd = match std::fs::read_dir(&obj) {
@@ -460,7 +503,11 @@ impl Storage {
         let mut keep = Vec::new();
         for (mtime, p) in files {
             let age = now.duration_since(mtime).unwrap_or_default();
-            if age > ttl { deleted.push(p) } else { keep.push(p) }
+            if age > ttl {
+                deleted.push(p)
+            } else {
+                keep.push(p)
+            }
         }
         let excess = keep.len().saturating_sub(max_records);
         deleted.extend(keep.into_iter().take(excess));
@@ -471,8 +518,8 @@ impl Storage {
     }
 
     /// Remove every artifact of an object (finalizer).
-    pub fn remove_all(&self, kind: &str, namespace: &str, name: &str) -> Result<()> {
-        let obj = self.object_dir(kind, namespace, name)?;
+    pub fn remove_all(&self, key: ObjectKey<'_>) -> Result<()> {
+        let obj = self.object_dir(key)?;
         match std::fs::remove_dir_all(&obj) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(SourceError::io("remove artifacts", &obj)(e))
@@ -537,7 +584,8 @@ pub fn extract_tar_gz(data: &[u8], dest: &Path, limits: Limits) -> Result<()> {
         let target = dest.join(&rel);
         match entry.header().entry_type() {
             tar::EntryType::Directory => {
-                std::fs::create_dir_all(&target).map_err(SourceError::io("extract artifact", &target))?;
+                std::fs::create_dir_all(&target)
+                    .map_err(SourceError::io("extract artifact", &target))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.header().size().map_err(rerr)?;
@@ -559,12 +607,14 @@ pub fn extract_tar_gz(data: &[u8], dest: &Path, limits: Limits) -> Result<()> {
                     });
                 }
                 if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(SourceError::io("extract artifact", parent))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(SourceError::io("extract artifact", parent))?;
                 }
                 if std::fs::symlink_metadata(&target).is_ok() {
                     return Err(unsafe_entry("duplicate entry"));
                 }
-                let mut f = std::fs::File::create(&target).map_err(SourceError::io("extract artifact", &target))?;
+                let mut f = std::fs::File::create(&target)
+                    .map_err(SourceError::io("extract artifact", &target))?;
                 let n = std::io::copy(&mut (&mut entry).take(size), &mut f)
                     .map_err(SourceError::io("extract artifact", &target))?;
                 if n != size {
@@ -584,7 +634,13 @@ pub fn extract_tar_gz(data: &[u8], dest: &Path, limits: Limits) -> Result<()> {
 
 /// Download `url` (plain HTTP, as Flux's artifact URLs), verify `digest`, and extract into
 /// `dest`. The download is bounded by `limits.max_total_size` and `timeout`.
-pub async fn fetch_and_extract(url: &str, digest: &str, dest: &Path, limits: Limits, timeout: Duration) -> Result<()> {
+pub async fn fetch_and_extract(
+    url: &str,
+    digest: &str,
+    dest: &Path,
+    limits: Limits,
+    timeout: Duration,
+) -> Result<()> {
     let data = tokio::time::timeout(timeout, download(url, limits.max_total_size))
         .await
         .map_err(|_| SourceError::Timeout {
@@ -610,7 +666,9 @@ async fn download(url: &str, max: u64) -> Result<Vec<u8>> {
         url: url.to_string(),
         detail,
     };
-    let uri: hyper::Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| err(e.to_string()))?;
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e: hyper::http::uri::InvalidUri| err(e.to_string()))?;
     if uri.scheme_str() != Some("http") {
         return Err(err("only http:// artifact URLs are supported".to_string()));
     }
@@ -675,7 +733,10 @@ mod tests {
             ("sub/.sops.yaml", "s"),
             ("keep.jpgx", "k"),
         ]);
-        assert_eq!(listing(d.path(), None), ["a/", "a/x.yaml", "b.yaml", "keep.jpgx", "sub/"]);
+        assert_eq!(
+            listing(d.path(), None),
+            ["a/", "a/x.yaml", "b.yaml", "keep.jpgx", "sub/"]
+        );
     }
 
     #[test]
@@ -702,12 +763,26 @@ mod tests {
     fn deterministic_bytes_and_modes() {
         use std::os::unix::fs::PermissionsExt as _;
         let a = tree(&[("run.sh", "#!/bin/sh\n"), ("z/y.yaml", "y")]);
-        std::fs::set_permissions(a.path().join("run.sh"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(
+            a.path().join("run.sh"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
         let b = tree(&[("z/y.yaml", "y"), ("run.sh", "#!/bin/sh\n")]);
-        std::fs::set_permissions(b.path().join("run.sh"), std::fs::Permissions::from_mode(0o751)).unwrap();
+        std::fs::set_permissions(
+            b.path().join("run.sh"),
+            std::fs::Permissions::from_mode(0o751),
+        )
+        .unwrap();
         let arch = |d: &Path| {
             let mut v = Vec::new();
-            let info = archive_dir(d, &IgnoreRules::load(d, None).unwrap(), Limits::default(), &mut v).unwrap();
+            let info = archive_dir(
+                d,
+                &IgnoreRules::load(d, None).unwrap(),
+                Limits::default(),
+                &mut v,
+            )
+            .unwrap();
             (v, info)
         };
         let (va, ia) = arch(a.path());
@@ -727,13 +802,19 @@ mod tests {
         std::os::unix::fs::symlink("../../etc/passwd", d.path().join("a/out")).unwrap();
         let rules = IgnoreRules::load(d.path(), None).unwrap();
         let e = archive_dir(d.path(), &rules, Limits::default(), Vec::new()).unwrap_err();
-        assert!(matches!(e, SourceError::SymlinkEscapes { ref path, .. } if path == "a/out"), "{e}");
+        assert!(
+            matches!(e, SourceError::SymlinkEscapes { ref path, .. } if path == "a/out"),
+            "{e}"
+        );
     }
 
     #[test]
     fn huge_file_rejected() {
         let d = tree(&[("big.bin", &"x".repeat(2048))]);
-        let limits = Limits { max_file_size: 1024, ..Limits::default() };
+        let limits = Limits {
+            max_file_size: 1024,
+            ..Limits::default()
+        };
         let rules = IgnoreRules::load(d.path(), None).unwrap();
         let e = archive_dir(d.path(), &rules, limits, Vec::new()).unwrap_err();
         assert!(matches!(e, SourceError::TooLarge { size: 2048, .. }), "{e}");
@@ -741,11 +822,16 @@ mod tests {
 
     #[test]
     fn storage_roundtrip_and_gc() {
+        const KEY: ObjectKey<'static> = ObjectKey {
+            kind: "GitRepository",
+            namespace: "ns",
+            name: "repo",
+        };
         let src = tree(&[("k.yaml", "kind: X")]);
         let root = tempfile::tempdir().unwrap();
         let st = Storage::new(root.path(), "source.plumb:9090");
         let a = st
-            .store_dir("GitRepository", "ns", "repo", "main@sha1:abc", src.path(), None, Limits::default())
+            .store_dir(KEY, "main@sha1:abc", src.path(), None, Limits::default())
             .unwrap();
         assert!(a.path.starts_with("gitrepository/ns/repo/"));
         assert_eq!(a.url, format!("http://source.plumb:9090/{}", a.path));
@@ -753,23 +839,41 @@ mod tests {
         verify_digest(&a.url, &data, &a.digest).unwrap();
         let out = tempfile::tempdir().unwrap();
         extract_tar_gz(&data, out.path(), Limits::default()).unwrap();
-        assert_eq!(std::fs::read_to_string(out.path().join("k.yaml")).unwrap(), "kind: X");
+        assert_eq!(
+            std::fs::read_to_string(out.path().join("k.yaml")).unwrap(),
+            "kind: X"
+        );
         // Older artifacts: 3 extra files; keep 1 besides current.
-        let obj = st.object_dir("GitRepository", "ns", "repo").unwrap();
-        for (i, n) in ["old1.tar.gz", "old2.tar.gz", "old3.tar.gz"].iter().enumerate() {
+        let obj = st.object_dir(KEY).unwrap();
+        for (i, n) in ["old1.tar.gz", "old2.tar.gz", "old3.tar.gz"]
+            .iter()
+            .enumerate()
+        {
             let p = obj.join(n);
             std::fs::write(&p, "x").unwrap();
             let t = SystemTime::now() - Duration::from_secs(30 - i as u64);
-            std::fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
         }
-        let del = st.gc("GitRepository", "ns", "repo", &a.path, 1, Duration::from_secs(3600)).unwrap();
+        let del = st.gc(KEY, &a.path, 1, Duration::from_secs(3600)).unwrap();
         assert_eq!(del.len(), 2);
         assert!(obj.join("old3.tar.gz").exists() && st.local_path(&a).exists());
-        let del = st.gc("GitRepository", "ns", "repo", &a.path, 5, Duration::from_secs(1)).unwrap();
+        let del = st.gc(KEY, &a.path, 5, Duration::from_secs(1)).unwrap();
         assert_eq!(del.len(), 1);
-        st.remove_all("GitRepository", "ns", "repo").unwrap();
+        st.remove_all(KEY).unwrap();
         assert!(!obj.exists());
-        assert!(st.object_dir("GitRepository", "..", "x").is_err());
+        assert!(
+            st.object_dir(ObjectKey {
+                kind: "GitRepository",
+                namespace: "..",
+                name: "x"
+            })
+            .is_err()
+        );
     }
 
     #[test]
@@ -781,7 +885,11 @@ mod tests {
                 let mut b = tar::Builder::new(gz);
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(kind);
-                h.set_size(if kind == tar::EntryType::Regular { 1 } else { 0 });
+                h.set_size(if kind == tar::EntryType::Regular {
+                    1
+                } else {
+                    0
+                });
                 h.set_mode(0o644);
                 // Bypass tar's own path checks to produce hostile entries.
                 let name = &mut h.as_old_mut().name;
@@ -790,7 +898,15 @@ mod tests {
                     h.set_link_name("/etc").unwrap();
                 }
                 h.set_cksum();
-                b.append(&h, &b"x"[..if kind == tar::EntryType::Regular { 1 } else { 0 }]).unwrap();
+                b.append(
+                    &h,
+                    &b"x"[..if kind == tar::EntryType::Regular {
+                        1
+                    } else {
+                        0
+                    }],
+                )
+                .unwrap();
                 b.into_inner().unwrap().finish().unwrap();
             }
             raw
@@ -804,8 +920,12 @@ mod tests {
             let e = extract_tar_gz(&build(p, k), out.path(), Limits::default()).unwrap_err();
             assert!(matches!(e, SourceError::UnsafeEntry { .. }), "{p}: {e}");
         }
-        let small = Limits { max_file_size: 0, ..Limits::default() };
-        let e = extract_tar_gz(&build("ok", tar::EntryType::Regular), out.path(), small).unwrap_err();
+        let small = Limits {
+            max_file_size: 0,
+            ..Limits::default()
+        };
+        let e =
+            extract_tar_gz(&build("ok", tar::EntryType::Regular), out.path(), small).unwrap_err();
         assert!(matches!(e, SourceError::TooLarge { .. }));
     }
 }

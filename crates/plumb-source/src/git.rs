@@ -96,10 +96,12 @@ impl GitAuth {
         let password = text("password")?;
         let known_hosts = match text("known_hosts")? {
             None => None,
-            Some(kh) => Some(KnownHosts::parse(&kh).map_err(|detail| SourceError::Invalid {
-                what: "secret field 'known_hosts'".to_string(),
-                detail,
-            })?),
+            Some(kh) => Some(
+                KnownHosts::parse(&kh).map_err(|detail| SourceError::Invalid {
+                    what: "secret field 'known_hosts'".to_string(),
+                    detail,
+                })?,
+            ),
         };
         let ca_pem = data.get("ca.crt").or_else(|| data.get("caFile")).cloned();
         let client_cert = data.contains_key("tls.crt") || data.contains_key("tls.key");
@@ -111,7 +113,11 @@ impl GitAuth {
         }
         Ok(GitAuth {
             username: text("username")?,
-            identity_passphrase: if identity.is_some() { password.clone() } else { None },
+            identity_passphrase: if identity.is_some() {
+                password.clone()
+            } else {
+                None
+            },
             password: if identity.is_some() { None } else { password },
             bearer_token: text("bearerToken")?,
             identity: identity.map(|mut k| {
@@ -239,7 +245,9 @@ fn ssh_host_port(url: &str) -> Option<(String, u16)> {
         let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         if let Some(h) = host.strip_prefix('[') {
             let (h, tail) = h.split_once(']')?;
-            let port = tail.strip_prefix(':').map_or(Some(22), |p| p.parse().ok())?;
+            let port = tail
+                .strip_prefix(':')
+                .map_or(Some(22), |p| p.parse().ok())?;
             return Some((h.to_string(), port));
         }
         return match host.rsplit_once(':') {
@@ -336,7 +344,12 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchResult> {
 /// Write the tree of `commit` (from a previous [`fetch`] into the same cache) into `dir`,
 /// which must be empty or missing. With `recurse_submodules`, submodules are fetched (same
 /// credentials, caches next to `opts.cache_dir`) and written too; otherwise they are empty dirs.
-pub fn checkout(opts: &FetchOptions, commit: &str, dir: &Path, recurse_submodules: bool) -> Result<()> {
+pub fn checkout(
+    opts: &FetchOptions,
+    commit: &str,
+    dir: &Path,
+    recurse_submodules: bool,
+) -> Result<()> {
     let o = opts.clone();
     let commit = commit.to_string();
     let dir = dir.to_path_buf();
@@ -405,13 +418,21 @@ impl Session {
         let op = self.op;
         let url = self.redacted.clone();
         if Instant::now() >= self.deadline {
-            return SourceError::Timeout { op, url, after: self.timeout };
+            return SourceError::Timeout {
+                op,
+                url,
+                after: self.timeout,
+            };
         }
         let detail = self.scrub(e.message());
         let lower = detail.to_ascii_lowercase();
         use git2::{ErrorClass as C, ErrorCode as E};
         if lower.contains("timed out") || lower.contains("timeout") {
-            SourceError::Timeout { op, url, after: self.timeout }
+            SourceError::Timeout {
+                op,
+                url,
+                after: self.timeout,
+            }
         } else if e.code() == E::Auth
             || lower.contains("authenticat")
             || lower.contains("private key")
@@ -504,7 +525,11 @@ impl Session {
         let (op, url) = (self.op, self.redacted.clone());
         cb.certificate_check(move |cert, _host| {
             let untrusted = |detail: String| {
-                let e = SourceError::HostUntrusted { op, url: url.clone(), detail };
+                let e = SourceError::HostUntrusted {
+                    op,
+                    url: url.clone(),
+                    detail,
+                };
                 let msg = e.to_string();
                 *rec.borrow_mut() = Some(e);
                 git2::Error::from_str(&msg)
@@ -513,15 +538,24 @@ impl Session {
                 return Ok(CertificateCheckStatus::CertificatePassthrough);
             };
             let Some(known) = known.as_ref() else {
-                return Err(untrusted("no 'known_hosts' in the secret: SSH host keys are verified strictly".to_string()));
+                return Err(untrusted(
+                    "no 'known_hosts' in the secret: SSH host keys are verified strictly"
+                        .to_string(),
+                ));
             };
             let (Some(key), Some((host, port))) = (hk.hostkey(), hostport.as_ref()) else {
-                return Err(untrusted("the server presented no raw host key".to_string()));
+                return Err(untrusted(
+                    "the server presented no raw host key".to_string(),
+                ));
             };
             match known.check(host, *port, key) {
                 HostKeyCheck::Match => Ok(CertificateCheckStatus::CertificateOk),
-                HostKeyCheck::Mismatch => Err(untrusted(format!("host key for {host}:{port} does not match known_hosts"))),
-                HostKeyCheck::Unknown => Err(untrusted(format!("host {host}:{port} is not in known_hosts"))),
+                HostKeyCheck::Mismatch => Err(untrusted(format!(
+                    "host key for {host}:{port} does not match known_hosts"
+                ))),
+                HostKeyCheck::Unknown => Err(untrusted(format!(
+                    "host {host}:{port} is not in known_hosts"
+                ))),
             }
         });
         let mut fo = git2::FetchOptions::new();
@@ -545,7 +579,8 @@ impl Session {
         if self.auth.client_cert {
             return Err(SourceError::Invalid {
                 what: "secret fields 'tls.crt'/'tls.key'".to_string(),
-                detail: "TLS client certificates are not supported by the libgit2 transport".to_string(),
+                detail: "TLS client certificates are not supported by the libgit2 transport"
+                    .to_string(),
             });
         }
         if self.auth.ca_pem.is_some() && self.url.starts_with("https://") {
@@ -589,7 +624,12 @@ fn open_cache(path: &Path) -> Result<Repository> {
 
 /// Fetch `refspecs` and return the advertisement. `depth`: `Some(1)` shallow, `Some(0)`
 /// complete history (unshallowing the cache), `None` leaves the depth alone (listing only).
-fn do_fetch(repo: &Repository, s: &Session, refspecs: &[String], depth: Option<i32>) -> Result<Fetched> {
+fn do_fetch(
+    repo: &Repository,
+    s: &Session,
+    refspecs: &[String],
+    depth: Option<i32>,
+) -> Result<Fetched> {
     let mut remote = repo.remote_anonymous(&s.url).map_err(|e| s.git_err(e))?;
     let mut fo = s.fetch_options()?;
     if let Some(d) = depth.filter(|d| *d > 0) {
@@ -598,7 +638,9 @@ fn do_fetch(repo: &Repository, s: &Session, refspecs: &[String], depth: Option<i
         fo.depth(i32::MAX); // GIT_FETCH_DEPTH_UNSHALLOW
     }
     let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
-    remote.fetch(&specs, Some(&mut fo), None).map_err(|e| s.git_err(e))?;
+    remote
+        .fetch(&specs, Some(&mut fo), None)
+        .map_err(|e| s.git_err(e))?;
     let stats = remote.stats();
     let (received_objects, received_bytes) = (stats.received_objects(), stats.received_bytes());
     let mut advertised = Advertised::new();
@@ -614,7 +656,9 @@ fn do_fetch(repo: &Repository, s: &Session, refspecs: &[String], depth: Option<i
 
 /// The commit an advertised ref points at (peeled through annotated tags).
 fn advertised_commit(adv: &Advertised, name: &str) -> Option<Oid> {
-    adv.get(&format!("{name}^{{}}")).or_else(|| adv.get(name)).copied()
+    adv.get(&format!("{name}^{{}}"))
+        .or_else(|| adv.get(name))
+        .copied()
 }
 
 fn info(repo: &Repository, s: &Session, oid: Oid) -> Result<CommitInfo> {
@@ -655,7 +699,11 @@ fn fetch_inner(o: &FetchOptions, s: &mut Session) -> Result<FetchResult> {
         url: redact_url(&o.url),
         reference: what,
     };
-    let result = |oid: Oid, reference: String, revision: String, f: Option<&Fetched>| -> Result<FetchResult> {
+    let result = |oid: Oid,
+                  reference: String,
+                  revision: String,
+                  f: Option<&Fetched>|
+     -> Result<FetchResult> {
         let commit = info(&repo, s, oid)?;
         let received_objects = f.map_or(0, |f| f.received_objects);
         Ok(FetchResult {
@@ -677,7 +725,9 @@ fn fetch_inner(o: &FetchOptions, s: &mut Session) -> Result<FetchResult> {
         }
         let branch = set(&r.branch);
         let prefix = branch.map(|b| format!("{b}@")).unwrap_or_default();
-        let reference = branch.map(|b| format!("refs/heads/{b}")).unwrap_or_default();
+        let reference = branch
+            .map(|b| format!("refs/heads/{b}"))
+            .unwrap_or_default();
         let lookup = |repo: &Repository| {
             repo.revparse_single(commit)
                 .ok()
@@ -761,10 +811,22 @@ fn fetch_inner(o: &FetchOptions, s: &mut Session) -> Result<FetchResult> {
 /// The remote's ref advertisement, without downloading anything: a fetch whose only refspec
 /// names a ref no server advertises (custom headers such as a bearer token apply).
 fn list(repo: &Repository, s: &Session) -> Result<Advertised> {
-    Ok(do_fetch(repo, s, &["+refs/plumb/list-only:refs/plumb/list-only".to_string()], None)?.advertised)
+    Ok(do_fetch(
+        repo,
+        s,
+        &["+refs/plumb/list-only:refs/plumb/list-only".to_string()],
+        None,
+    )?
+    .advertised)
 }
 
-fn checkout_inner(o: &FetchOptions, s: &mut Session, commit: &str, dir: &Path, recurse: bool) -> Result<()> {
+fn checkout_inner(
+    o: &FetchOptions,
+    s: &mut Session,
+    commit: &str,
+    dir: &Path,
+    recurse: bool,
+) -> Result<()> {
     let repo = open_cache(&o.cache_dir)?;
     let oid = Oid::from_str(commit).map_err(|_| SourceError::Invalid {
         what: format!("commit '{commit}'"),
@@ -773,28 +835,48 @@ fn checkout_inner(o: &FetchOptions, s: &mut Session, commit: &str, dir: &Path, r
     let c = repo.find_commit(oid).map_err(|e| s.git_err(e))?;
     let tree = c.tree().map_err(|e| s.git_err(e))?;
     std::fs::create_dir_all(dir).map_err(SourceError::io("create checkout dir", dir))?;
-    let modules = if recurse { submodules(&repo, &tree, s)? } else { BTreeMap::new() };
+    let modules = if recurse {
+        submodules(&repo, &tree, s)?
+    } else {
+        BTreeMap::new()
+    };
     write_tree(&repo, s, &tree, dir, "", &modules, o, recurse, 0)
 }
 
 /// `.gitmodules` of `tree`: path -> url.
-fn submodules(repo: &Repository, tree: &git2::Tree<'_>, s: &Session) -> Result<BTreeMap<String, String>> {
+fn submodules(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    s: &Session,
+) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let Some(entry) = tree.get_name(".gitmodules") else {
         return Ok(out);
     };
     let blob = repo.find_blob(entry.id()).map_err(|e| s.git_err(e))?;
-    let tmp = tempfile::NamedTempFile::new().map_err(SourceError::io("read .gitmodules", ".gitmodules"))?;
-    std::fs::write(tmp.path(), blob.content()).map_err(SourceError::io("read .gitmodules", tmp.path()))?;
+    let tmp = tempfile::NamedTempFile::new()
+        .map_err(SourceError::io("read .gitmodules", ".gitmodules"))?;
+    std::fs::write(tmp.path(), blob.content())
+        .map_err(SourceError::io("read .gitmodules", tmp.path()))?;
     let cfg = git2::Config::open(tmp.path()).map_err(|e| s.git_err(e))?;
     let mut paths = BTreeMap::new();
     let mut urls = BTreeMap::new();
-    let mut entries = cfg.entries(Some(r"^submodule\..*\.(path|url)$")).map_err(|e| s.git_err(e))?;
+    let mut entries = cfg
+        .entries(Some(r"^submodule\..*\.(path|url)$"))
+        .map_err(|e| s.git_err(e))?;
     while let Some(Ok(e)) = entries.next() {
-        let (Ok(name), Ok(value)) = (e.name(), e.value()) else { continue };
-        if let Some(n) = name.strip_prefix("submodule.").and_then(|n| n.strip_suffix(".path")) {
+        let (Ok(name), Ok(value)) = (e.name(), e.value()) else {
+            continue;
+        };
+        if let Some(n) = name
+            .strip_prefix("submodule.")
+            .and_then(|n| n.strip_suffix(".path"))
+        {
             paths.insert(n.to_string(), value.to_string());
-        } else if let Some(n) = name.strip_prefix("submodule.").and_then(|n| n.strip_suffix(".url")) {
+        } else if let Some(n) = name
+            .strip_prefix("submodule.")
+            .and_then(|n| n.strip_suffix(".url"))
+        {
             urls.insert(n.to_string(), value.to_string());
         }
     }
@@ -860,15 +942,27 @@ fn write_tree(
             Some(ObjectType::Tree) => {
                 std::fs::create_dir(&path).map_err(SourceError::io("checkout", &path))?;
                 let sub = repo.find_tree(entry.id()).map_err(|e| s.git_err(e))?;
-                write_tree(repo, s, &sub, &path, &format!("{rel}/"), modules, o, recurse, depth)?;
+                write_tree(
+                    repo,
+                    s,
+                    &sub,
+                    &path,
+                    &format!("{rel}/"),
+                    modules,
+                    o,
+                    recurse,
+                    depth,
+                )?;
             }
             Some(ObjectType::Blob) => {
                 let blob = repo.find_blob(entry.id()).map_err(|e| s.git_err(e))?;
                 if mode == 0o120000 {
                     let target = String::from_utf8_lossy(blob.content()).into_owned();
-                    std::os::unix::fs::symlink(&target, &path).map_err(SourceError::io("checkout", &path))?;
+                    std::os::unix::fs::symlink(&target, &path)
+                        .map_err(SourceError::io("checkout", &path))?;
                 } else {
-                    std::fs::write(&path, blob.content()).map_err(SourceError::io("checkout", &path))?;
+                    std::fs::write(&path, blob.content())
+                        .map_err(SourceError::io("checkout", &path))?;
                     let perm = if mode == 0o100755 { 0o755 } else { 0o644 };
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(perm))
                         .map_err(SourceError::io("checkout", &path))?;
@@ -908,7 +1002,13 @@ fn checkout_submodule(
 ) -> Result<()> {
     let key: String = rel
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let mut cache = o.cache_dir.clone().into_os_string();
     cache.push(".modules");
@@ -917,21 +1017,31 @@ fn checkout_submodule(
     let s = parent.for_url(url);
     if repo.find_commit(oid).is_err() {
         // Servers allowing reachable SHA-1 wants serve the commit alone; others need refs.
-        let shallow = do_fetch(&repo, &s, &[format!("+{oid}:refs/plumb/submodule")], Some(1));
+        let shallow = do_fetch(
+            &repo,
+            &s,
+            &[format!("+{oid}:refs/plumb/submodule")],
+            Some(1),
+        );
         if shallow.is_err() || repo.find_commit(oid).is_err() {
             do_fetch(
                 &repo,
                 &s,
-                &["+refs/heads/*:refs/heads/*".to_string(), "+refs/tags/*:refs/tags/*".to_string()],
+                &[
+                    "+refs/heads/*:refs/heads/*".to_string(),
+                    "+refs/tags/*:refs/tags/*".to_string(),
+                ],
                 Some(0),
             )?;
         }
     }
-    let c = repo.find_commit(oid).map_err(|_| SourceError::RefNotFound {
-        op: "checkout submodule",
-        url: redact_url(url),
-        reference: format!("commit '{oid}' of submodule '{rel}'"),
-    })?;
+    let c = repo
+        .find_commit(oid)
+        .map_err(|_| SourceError::RefNotFound {
+            op: "checkout submodule",
+            url: redact_url(url),
+            reference: format!("commit '{oid}' of submodule '{rel}'"),
+        })?;
     let tree = c.tree().map_err(|e| s.git_err(e))?;
     let modules = submodules(&repo, &tree, &s)?;
     let sub_opts = FetchOptions {
@@ -939,7 +1049,17 @@ fn checkout_submodule(
         cache_dir: cache.clone(),
         ..o.clone()
     };
-    write_tree(&repo, &s, &tree, dir, &format!("{rel}/"), &modules, &sub_opts, true, depth + 1)
+    write_tree(
+        &repo,
+        &s,
+        &tree,
+        dir,
+        &format!("{rel}/"),
+        &modules,
+        &sub_opts,
+        true,
+        depth + 1,
+    )
 }
 
 #[cfg(test)]
@@ -948,12 +1068,24 @@ mod tests {
 
     #[test]
     fn redaction_and_hosts() {
-        assert_eq!(redact_url("https://u:p@h.example/x.git"), "https://h.example/x.git");
+        assert_eq!(
+            redact_url("https://u:p@h.example/x.git"),
+            "https://h.example/x.git"
+        );
         assert_eq!(redact_url("https://h/x"), "https://h/x");
-        assert_eq!(ssh_host_port("ssh://git@h:2222/x"), Some(("h".into(), 2222)));
+        assert_eq!(
+            ssh_host_port("ssh://git@h:2222/x"),
+            Some(("h".into(), 2222))
+        );
         assert_eq!(ssh_host_port("ssh://h/x"), Some(("h".into(), 22)));
-        assert_eq!(ssh_host_port("git@github.com:org/x.git"), Some(("github.com".into(), 22)));
-        assert_eq!(ssh_host_port("ssh://git@[::1]:2200/x"), Some(("::1".into(), 2200)));
+        assert_eq!(
+            ssh_host_port("git@github.com:org/x.git"),
+            Some(("github.com".into(), 22))
+        );
+        assert_eq!(
+            ssh_host_port("ssh://git@[::1]:2200/x"),
+            Some(("::1".into(), 2200))
+        );
         assert!(is_ssh("git@h:x") && !is_ssh("https://h/x"));
     }
 
@@ -962,9 +1094,18 @@ mod tests {
         assert_eq!(short_ref("refs/heads/main"), "main");
         assert_eq!(short_ref("refs/heads/feature/x"), "feature/x");
         assert_eq!(short_ref("refs/pull/1/head"), "1/head");
-        assert_eq!(resolve_relative_url("http://h/org/a.git", "../b.git"), "http://h/org/b.git");
-        assert_eq!(resolve_relative_url("http://h/org/a", "./b"), "http://h/org/a/b");
-        assert_eq!(resolve_relative_url("http://h/a", "https://x/y"), "https://x/y");
+        assert_eq!(
+            resolve_relative_url("http://h/org/a.git", "../b.git"),
+            "http://h/org/b.git"
+        );
+        assert_eq!(
+            resolve_relative_url("http://h/org/a", "./b"),
+            "http://h/org/a/b"
+        );
+        assert_eq!(
+            resolve_relative_url("http://h/a", "https://x/y"),
+            "https://x/y"
+        );
     }
 
     #[test]
@@ -977,7 +1118,8 @@ mod tests {
         let a = GitAuth::from_secret(&data).unwrap();
         assert_eq!(a.password.as_deref(), Some("hunter22"));
         assert!(!format!("{a:?}").contains("hunter22"));
-        let bad: BTreeMap<String, Vec<u8>> = [("known_hosts".to_string(), b"nonsense".to_vec())].into();
+        let bad: BTreeMap<String, Vec<u8>> =
+            [("known_hosts".to_string(), b"nonsense".to_vec())].into();
         let e = GitAuth::from_secret(&bad).unwrap_err();
         assert!(e.to_string().contains("known_hosts"));
         let half: BTreeMap<String, Vec<u8>> = [("tls.crt".to_string(), b"x".to_vec())].into();

@@ -53,7 +53,10 @@ impl KnownHosts {
                 first = fields.next().unwrap_or("");
             }
             let (Some(_kind), Some(key)) = (fields.next(), fields.next()) else {
-                return Err(format!("line {}: expected '<hosts> <key type> <base64 key>'", n + 1));
+                return Err(format!(
+                    "line {}: expected '<hosts> <key type> <base64 key>'",
+                    n + 1
+                ));
             };
             let key = base64::engine::general_purpose::STANDARD
                 .decode(key)
@@ -167,7 +170,9 @@ mod tests {
     const KEY: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
     fn key() -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD.decode(KEY).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(KEY)
+            .unwrap()
     }
 
     #[test]
@@ -192,7 +197,11 @@ mod tests {
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(salt).unwrap();
         mac.update(b"[127.0.0.1]:2222");
         let hash = mac.finalize().into_bytes();
-        let line = format!("|1|{}|{} ssh-ed25519 {KEY}", b64.encode(salt), b64.encode(hash));
+        let line = format!(
+            "|1|{}|{} ssh-ed25519 {KEY}",
+            b64.encode(salt),
+            b64.encode(hash)
+        );
         let kh = KnownHosts::parse(&line).unwrap();
         assert_eq!(kh.check("127.0.0.1", 2222, &key()), HostKeyCheck::Match);
         assert_eq!(kh.check("127.0.0.2", 2222, &key()), HostKeyCheck::Unknown);

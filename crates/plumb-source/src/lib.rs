@@ -219,7 +219,10 @@ impl SourceError {
         }
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SourceError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> SourceError {
         let path = path.into();
         move |source| SourceError::Io { op, path, source }
     }

@@ -70,9 +70,8 @@ impl Version {
 
 fn valid_idents(s: &str) -> bool {
     !s.is_empty()
-        && s.split('.').all(|id| {
-            !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        && s.split('.')
+            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 impl Ord for Version {
@@ -175,7 +174,9 @@ fn parse_and(s: &str) -> Result<Vec<Single>, String> {
     while i < raw.len() {
         let t = raw[i];
         if is_op(t) {
-            let next = raw.get(i + 1).ok_or_else(|| format!("operator '{t}' without version"))?;
+            let next = raw
+                .get(i + 1)
+                .ok_or_else(|| format!("operator '{t}' without version"))?;
             tokens.push(format!("{t}{next}"));
             i += 2;
         } else {
@@ -189,8 +190,14 @@ fn parse_and(s: &str) -> Result<Vec<Single>, String> {
         if tokens.get(j + 1).map(String::as_str) == Some("-") {
             let lo = tokens.get(j).ok_or("hyphen range without start")?;
             let hi = tokens.get(j + 2).ok_or("hyphen range without end")?;
-            out.push(Single { op: Op::Ge, p: partial(lo)? });
-            out.push(Single { op: Op::Le, p: partial(hi)? });
+            out.push(Single {
+                op: Op::Ge,
+                p: partial(lo)?,
+            });
+            out.push(Single {
+                op: Op::Le,
+                p: partial(hi)?,
+            });
             j += 3;
         } else {
             out.push(single(&tokens[j])?);
@@ -201,7 +208,10 @@ fn parse_and(s: &str) -> Result<Vec<Single>, String> {
 }
 
 fn is_op(t: &str) -> bool {
-    matches!(t, "=" | "!=" | ">" | "<" | ">=" | "=>" | "<=" | "=<" | "~" | "~>" | "^")
+    matches!(
+        t,
+        "=" | "!=" | ">" | "<" | ">=" | "=>" | "<=" | "=<" | "~" | "~>" | "^"
+    )
 }
 
 fn single(t: &str) -> Result<Single, String> {
@@ -220,10 +230,16 @@ fn single(t: &str) -> Result<Single, String> {
     ];
     for (sym, op) in OPS {
         if let Some(rest) = t.strip_prefix(sym) {
-            return Ok(Single { op, p: partial(rest.trim())? });
+            return Ok(Single {
+                op,
+                p: partial(rest.trim())?,
+            });
         }
     }
-    Ok(Single { op: Op::Eq, p: partial(t)? })
+    Ok(Single {
+        op: Op::Eq,
+        p: partial(t)?,
+    })
 }
 
 fn partial(s: &str) -> Result<Partial, String> {
@@ -370,7 +386,9 @@ where
     let c = Constraint::parse(range)?;
     let mut best: Option<(Version, &'a str)> = None;
     for tag in tags {
-        let Some(v) = Version::parse(tag) else { continue };
+        let Some(v) = Version::parse(tag) else {
+            continue;
+        };
         if !c.matches(&v) {
             continue;
         }
@@ -477,10 +495,21 @@ mod tests {
 
     #[test]
     fn picks_highest() {
-        let tags = ["v0.9.0", "v1.0.0", "v1.2.0", "v1.10.0", "v2.0.0", "v1.11.0-rc.1", "latest"];
+        let tags = [
+            "v0.9.0",
+            "v1.0.0",
+            "v1.2.0",
+            "v1.10.0",
+            "v2.0.0",
+            "v1.11.0-rc.1",
+            "latest",
+        ];
         assert_eq!(highest_match("^1.0", tags).unwrap(), Some("v1.10.0"));
         assert_eq!(highest_match(">=3", tags).unwrap(), None);
-        assert_eq!(highest_match(">=1.11.0-0 <2.0.0-0", tags).unwrap(), Some("v1.11.0-rc.1"));
+        assert_eq!(
+            highest_match(">=1.11.0-0 <2.0.0-0", tags).unwrap(),
+            Some("v1.11.0-rc.1")
+        );
         // Masterminds checks the prerelease rule per constraint: `<2` rejects every prerelease.
         assert_eq!(highest_match(">=1.11.0-0 <2", tags).unwrap(), None);
     }

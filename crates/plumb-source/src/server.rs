@@ -81,7 +81,9 @@ async fn handle(root: Arc<PathBuf>, req: Request<hyper::body::Incoming>) -> Resp
     };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let body: Body = if req.method() == Method::HEAD {
-        Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+        Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed()
     } else {
         let stream = futures::stream::unfold(Some(file), |state| async move {
             let mut f = state?;
@@ -103,10 +105,14 @@ async fn handle(root: Arc<PathBuf>, req: Request<hyper::body::Incoming>) -> Resp
     } else {
         "application/octet-stream"
     };
-    resp.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ct));
-    resp.headers_mut()
-        .insert(hyper::header::CONTENT_LENGTH, hyper::header::HeaderValue::from(len));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(ct),
+    );
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_LENGTH,
+        hyper::header::HeaderValue::from(len),
+    );
     resp
 }
 
@@ -145,7 +151,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("gitrepository/ns/n")).unwrap();
         std::fs::write(d.path().join("gitrepository/ns/n/a.tar.gz"), "x").unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", d.path().join("gitrepository/ns/n/evil")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("gitrepository/ns/n/evil"))
+            .unwrap();
         assert!(resolve(d.path(), "/gitrepository/ns/n/a.tar.gz").is_some());
         for bad in [
             "/gitrepository/ns/n/../n/a.tar.gz",

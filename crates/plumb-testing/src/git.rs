@@ -69,7 +69,10 @@ impl TestRepo {
         let path = root.join(name);
         std::fs::create_dir_all(&path).expect("create repo dir");
         git(&path, &["init", "-q", "-b", "master"]);
-        git(&path, &["config", "uploadpack.allowReachableSHA1InWant", "true"]);
+        git(
+            &path,
+            &["config", "uploadpack.allowReachableSHA1InWant", "true"],
+        );
         TestRepo { path }
     }
 
@@ -83,7 +86,10 @@ impl TestRepo {
             std::fs::write(&p, content).expect("write file");
         }
         git(&self.path, &["add", "-A"]);
-        git(&self.path, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(
+            &self.path,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
         self.head()
     }
 
@@ -204,7 +210,10 @@ impl TestRepo {
             .expect("stdin")
             .write_all(&stream)
             .expect("feed fast-import");
-        assert!(child.wait().expect("fast-import").success(), "fast-import failed");
+        assert!(
+            child.wait().expect("fast-import").success(),
+            "fast-import failed"
+        );
         git(&repo.path, &["reset", "-q", "--hard", "master"]);
         repo
     }
@@ -247,7 +256,9 @@ pub struct GitHttpServer {
 
 impl std::fmt::Debug for GitHttpServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitHttpServer").field("addr", &self.addr).finish()
+        f.debug_struct("GitHttpServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -344,7 +355,7 @@ impl CgiState {
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
         let resp = match self.authorize(&req) {
-            Err(resp) => resp,
+            Err(resp) => *resp,
             Ok(user) => self
                 .cgi(req, user)
                 .await
@@ -361,7 +372,7 @@ impl CgiState {
         resp
     }
 
-    fn authorize(&self, req: &Request<Incoming>) -> Result<String, Response<FixtureBody>> {
+    fn authorize(&self, req: &Request<Incoming>) -> Result<String, Box<Response<FixtureBody>>> {
         let header = req
             .headers()
             .get(hyper::header::AUTHORIZATION)
@@ -373,7 +384,7 @@ impl CgiState {
                 hyper::header::WWW_AUTHENTICATE,
                 hyper::header::HeaderValue::from_str(challenge).expect("header"),
             );
-            resp
+            Box::new(resp)
         };
         match &self.auth {
             HttpAuth::Anonymous => Ok(String::new()),
@@ -396,7 +407,11 @@ impl CgiState {
         }
     }
 
-    async fn cgi(&self, req: Request<Incoming>, user: String) -> Result<Response<FixtureBody>, String> {
+    async fn cgi(
+        &self,
+        req: Request<Incoming>,
+        user: String,
+    ) -> Result<Response<FixtureBody>, String> {
         let header = |name: &str| {
             req.headers()
                 .get(name)
@@ -429,7 +444,9 @@ impl CgiState {
         if !length.is_empty() {
             cmd.env("CONTENT_LENGTH", length);
         }
-        let mut child = cmd.spawn().map_err(|e| format!("spawn http-backend: {e}"))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn http-backend: {e}"))?;
         let mut stdin = child.stdin.take().ok_or("no stdin")?;
         let mut body = req.into_body();
         // Stream the request body into the CGI program while its output is read.
@@ -560,7 +577,9 @@ pub struct SshServer {
 
 impl std::fmt::Debug for SshServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SshServer").field("port", &self.port).finish()
+        f.debug_struct("SshServer")
+            .field("port", &self.port)
+            .finish()
     }
 }
 
@@ -570,7 +589,11 @@ fn keygen(path: &Path, kind: &str, passphrase: &str) {
         .arg(path)
         .output()
         .expect("spawn ssh-keygen");
-    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl SshServer {
@@ -589,7 +612,11 @@ impl SshServer {
         authorized.push_str(&std::fs::read_to_string(d.join("id_enc.pub")).expect("pub key"));
         std::fs::write(d.join("authorized_keys"), authorized).expect("authorized_keys");
         let user = String::from_utf8_lossy(
-            &Command::new("id").arg("-un").output().expect("id -un").stdout,
+            &Command::new("id")
+                .arg("-un")
+                .output()
+                .expect("id -un")
+                .stdout,
         )
         .trim()
         .to_string();
@@ -650,7 +677,12 @@ impl SshServer {
 
     /// `ssh://user@127.0.0.1:port/<abs path>` for a repository on this machine.
     pub fn url(&self, repo: &Path) -> String {
-        format!("ssh://{}@127.0.0.1:{}{}", self.user, self.port, repo.display())
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            repo.display()
+        )
     }
 }
 

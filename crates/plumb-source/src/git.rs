@@ -54,7 +54,7 @@ pub struct GitAuth {
     identity: Option<String>,
     identity_passphrase: Option<String>,
     known_hosts: Option<KnownHosts>,
-    ca_pem: Option<Vec<u8>>,
+    ca: Option<Vec<openssl::x509::X509>>,
     client_cert: bool,
 }
 
@@ -66,7 +66,7 @@ impl std::fmt::Debug for GitAuth {
             .field("bearer_token", &self.bearer_token.is_some())
             .field("identity", &self.identity.is_some())
             .field("known_hosts", &self.known_hosts.is_some())
-            .field("ca", &self.ca_pem.is_some())
+            .field("ca", &self.ca.is_some())
             .finish()
     }
 }
@@ -103,7 +103,18 @@ impl GitAuth {
                 })?,
             ),
         };
-        let ca_pem = data.get("ca.crt").or_else(|| data.get("caFile")).cloned();
+        let ca = match data.get("ca.crt").or_else(|| data.get("caFile")) {
+            None => None,
+            Some(pem) => Some(
+                openssl::x509::X509::stack_from_pem(pem)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| SourceError::Invalid {
+                        what: "secret field 'ca.crt'".to_string(),
+                        detail: "not a PEM certificate bundle".to_string(),
+                    })?,
+            ),
+        };
         let client_cert = data.contains_key("tls.crt") || data.contains_key("tls.key");
         if data.contains_key("tls.crt") != data.contains_key("tls.key") {
             return Err(SourceError::Invalid {
@@ -125,7 +136,7 @@ impl GitAuth {
                 k
             }),
             known_hosts,
-            ca_pem,
+            ca,
             client_cert,
         })
     }
@@ -517,13 +528,16 @@ impl Session {
             }
             Err(fail("no supported authentication method"))
         });
-        // Host trust: SSH host keys strictly against known_hosts; TLS left to libgit2 (system
-        // roots) unless the secret carries a CA, which is not supported by libgit2 per remote.
+        // Host trust: SSH host keys strictly against known_hosts. TLS: a certificate issued
+        // (directly or via intermediates in the bundle) by the secret's `ca.crt` for this host
+        // is accepted; anything else is left to libgit2's verification against system roots,
+        // as Flux adds `ca.crt` to the system pool.
         let known = self.auth.known_hosts.clone();
+        let ca = self.auth.ca.clone();
         let hostport = ssh_host_port(&self.url);
         let rec = self.recorded.clone();
         let (op, url) = (self.op, self.redacted.clone());
-        cb.certificate_check(move |cert, _host| {
+        cb.certificate_check(move |cert, host| {
             let untrusted = |detail: String| {
                 let e = SourceError::HostUntrusted {
                     op,
@@ -534,6 +548,14 @@ impl Session {
                 *rec.borrow_mut() = Some(e);
                 git2::Error::from_str(&msg)
             };
+            if let Some(x509) = cert.as_x509() {
+                return Ok(match &ca {
+                    Some(ca) if verify_with_ca(ca, x509.data(), host) => {
+                        CertificateCheckStatus::CertificateOk
+                    }
+                    _ => CertificateCheckStatus::CertificatePassthrough,
+                });
+            }
             let Some(hk) = cert.as_hostkey() else {
                 return Ok(CertificateCheckStatus::CertificatePassthrough);
             };
@@ -583,12 +605,6 @@ impl Session {
                     .to_string(),
             });
         }
-        if self.auth.ca_pem.is_some() && self.url.starts_with("https://") {
-            return Err(SourceError::Invalid {
-                what: "secret field 'ca.crt'".to_string(),
-                detail: "per-repository CA certificates are not supported yet".to_string(),
-            });
-        }
         if is_ssh(&self.url) && ssh_host_port(&self.url).is_none() {
             return Err(SourceError::Invalid {
                 what: format!("URL '{}'", self.redacted),
@@ -597,6 +613,30 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Whether the leaf certificate `der` chains to one of `cas` and names `host`.
+fn verify_with_ca(cas: &[openssl::x509::X509], der: &[u8], host: &str) -> bool {
+    use openssl::x509::store::X509StoreBuilder;
+    use openssl::x509::verify::X509VerifyParam;
+    let check = || -> std::result::Result<bool, openssl::error::ErrorStack> {
+        let leaf = openssl::x509::X509::from_der(der)?;
+        let mut store = X509StoreBuilder::new()?;
+        for ca in cas {
+            store.add_cert(ca.clone())?;
+        }
+        let mut param = X509VerifyParam::new()?;
+        match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+            Ok(ip) => param.set_ip(ip)?,
+            Err(_) => param.set_host(host)?,
+        }
+        store.set_param(&param)?;
+        let store = store.build();
+        let chain = openssl::stack::Stack::new()?;
+        let mut ctx = openssl::x509::X509StoreContext::new()?;
+        ctx.init(&store, &leaf, &chain, |c| c.verify_cert())
+    };
+    check().unwrap_or(false)
 }
 
 /// Advertised refs: name -> (oid, peeled oid for annotated tags).
@@ -799,8 +839,11 @@ fn fetch_inner(o: &FetchOptions, s: &mut Session) -> Result<FetchResult> {
     let target = *adv.get(&refname).ok_or_else(|| not_found(what.clone()))?;
     if repo.find_object(target, None).is_ok() {
         let oid = advertised_commit(&adv, &refname).unwrap_or(target);
-        repo.reference(&refname, target, true, "plumb: up to date")
-            .map_err(|e| s.git_err(e))?;
+        // Keep the cached ref in step (a tag moved to a commit the cache already holds).
+        if repo.refname_to_id(&refname).ok() != Some(target) {
+            repo.reference(&refname, target, true, "plumb: moved")
+                .map_err(|e| s.git_err(e))?;
+        }
         return result(oid, refname, format!("{short}@"), None);
     }
     let f = do_fetch(&repo, s, &[format!("+{refname}:{refname}")], Some(1))?;

@@ -16,7 +16,7 @@ const KEY: ObjectKey<'static> = ObjectKey {
 use plumb_source::git::{self, FetchOptions, FetchResult, GitAuth, GitReference};
 use plumb_source::{ErrorKind, SourceError};
 use plumb_testing::git::{
-    GitHttpServer, HttpAuth, SshServer, StallServer, TestRepo, free_port, secret,
+    GitHttpServer, HttpAuth, SshServer, StallServer, TestRepo, TlsMaterial, free_port, secret,
 };
 
 fn opts(url: &str, reference: GitReference, auth: GitAuth, cache: &Path) -> FetchOptions {
@@ -719,4 +719,50 @@ fn secret_fields_are_validated_without_echoing_values() {
         GitAuth::from_secret(&data).unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
+}
+
+#[test]
+fn https_with_custom_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::init(dir.path(), "repo");
+    let c1 = repo.commit(&[("a.yaml", "a\n")], "one");
+    let tls = TlsMaterial::generate();
+    let server = GitHttpServer::start_tls(
+        dir.path(),
+        HttpAuth::Basic {
+            username: "bob".into(),
+            password: PASSWORD.into(),
+        },
+        &tls,
+    );
+    let url = server.url("repo");
+    assert!(url.starts_with("https://"));
+    let cache = tempfile::tempdir().unwrap();
+    let good = GitAuth::from_secret(&secret(&[
+        ("username", "bob"),
+        ("password", PASSWORD),
+        ("ca.crt", &tls.ca_pem),
+    ]))
+    .unwrap();
+    let r = git::fetch(&opts(&url, GitReference::default(), good, cache.path())).unwrap();
+    assert_eq!(r.commit.id, c1);
+
+    for pairs in [
+        vec![("username", "bob"), ("password", PASSWORD)],
+        vec![
+            ("username", "bob"),
+            ("password", PASSWORD),
+            ("ca.crt", tls.other_ca_pem.as_str()),
+        ],
+    ] {
+        let auth = GitAuth::from_secret(&secret(&pairs)).unwrap();
+        let e = git::fetch(&opts(&url, GitReference::default(), auth, cache.path())).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::HostUntrusted, "{e}");
+        assert_no_secret(&e, &[PASSWORD]);
+    }
+    let e = GitAuth::from_secret(&secret(&[("ca.crt", "not a certificate")])).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let e = GitAuth::from_secret(&secret(&[("tls.crt", "x"), ("tls.key", "y")])).unwrap();
+    let e = git::fetch(&opts(&url, GitReference::default(), e, cache.path())).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
 }

@@ -250,6 +250,7 @@ pub struct RequestRecord {
 pub struct GitHttpServer {
     /// Listening address.
     pub addr: SocketAddr,
+    scheme: &'static str,
     requests: Arc<Mutex<Vec<RequestRecord>>>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -265,6 +266,30 @@ impl std::fmt::Debug for GitHttpServer {
 impl GitHttpServer {
     /// Serve every repository under `root` (`http://addr/<name>`), demanding `auth`.
     pub fn start(root: &Path, auth: HttpAuth) -> GitHttpServer {
+        Self::start_inner(root, auth, None)
+    }
+
+    /// Like [`GitHttpServer::start`] but over HTTPS with `tls`'s server certificate
+    /// (`https://127.0.0.1:port/<name>`; the certificate names `127.0.0.1` and `localhost`).
+    pub fn start_tls(root: &Path, auth: HttpAuth, tls: &TlsMaterial) -> GitHttpServer {
+        let mut b =
+            openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls())
+                .expect("ssl acceptor");
+        b.set_private_key_file(
+            tls.dir.path().join("tls.key"),
+            openssl::ssl::SslFiletype::PEM,
+        )
+        .expect("server key");
+        b.set_certificate_chain_file(tls.dir.path().join("tls.crt"))
+            .expect("server cert");
+        Self::start_inner(root, auth, Some(Arc::new(b.build())))
+    }
+
+    fn start_inner(
+        root: &Path,
+        auth: HttpAuth,
+        tls: Option<Arc<openssl::ssl::SslAcceptor>>,
+    ) -> GitHttpServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -280,25 +305,48 @@ impl GitHttpServer {
             auth,
             requests: requests.clone(),
         });
+        let scheme = if tls.is_some() { "https" } else { "http" };
         runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let state = state.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let state = state.clone();
                         async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                                return;
+                            };
+                            let Ok(mut tls_stream) = tokio_openssl::SslStream::new(ssl, stream)
+                            else {
+                                return;
+                            };
+                            if std::pin::Pin::new(&mut tls_stream).accept().await.is_err() {
+                                return;
+                            }
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(tls_stream), svc)
+                                .await;
+                        }
+                    }
                 });
             }
         });
         GitHttpServer {
             addr,
+            scheme,
             requests,
             runtime: Some(runtime),
         }
@@ -306,7 +354,7 @@ impl GitHttpServer {
 
     /// URL of repository `name` (a directory under the server root).
     pub fn url(&self, name: &str) -> String {
-        format!("http://{}/{name}", self.addr)
+        format!("{}://{}/{name}", self.scheme, self.addr)
     }
 
     /// Every request served so far.
@@ -505,6 +553,103 @@ fn parse_cgi(out: &[u8]) -> Result<Response<FixtureBody>, String> {
         }
     }
     Ok(resp)
+}
+
+/// A throwaway CA and a server certificate it signed for `127.0.0.1` and `localhost`, made with
+/// the `openssl` CLI. PEM files live in a temp dir; `*_pem` hold their text.
+pub struct TlsMaterial {
+    /// CA certificate (PEM), what a Secret's `ca.crt` holds.
+    pub ca_pem: String,
+    /// Another CA that signed nothing here (wrong-CA tests).
+    pub other_ca_pem: String,
+    dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial").finish_non_exhaustive()
+    }
+}
+
+fn openssl_cli(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("spawn openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TlsMaterial {
+    /// Generate the CA, the server key and certificate.
+    pub fn generate() -> TlsMaterial {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for (key, crt, cn) in [
+            ("ca.key", "ca.crt", "plumb-test-ca"),
+            ("other.key", "other.crt", "plumb-other-ca"),
+        ] {
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            args.extend(["-keyout", key, "-out", crt, "-days", "2"]);
+            let subj = format!("/CN={cn}");
+            args.extend(["-subj", &subj]);
+            openssl_cli(d, &args);
+        }
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend([
+            "-keyout",
+            "tls.key",
+            "-out",
+            "tls.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        openssl_cli(d, &args);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("ext.cnf");
+        openssl_cli(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "tls.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "tls.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+        let read = |n: &str| std::fs::read_to_string(d.join(n)).expect("read pem");
+        TlsMaterial {
+            ca_pem: read("ca.crt"),
+            other_ca_pem: read("other.crt"),
+            dir,
+        }
+    }
 }
 
 /// A TCP server on loopback that accepts connections and never answers.

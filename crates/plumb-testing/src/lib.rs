@@ -7,6 +7,7 @@
 //! as in a cluster.
 
 pub mod controlplane;
+pub mod git;
 pub mod namespace;
 pub mod wait;
 

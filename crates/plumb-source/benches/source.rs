@@ -1,0 +1,172 @@
+//! `cargo bench -p plumb-source`: prints medians and ratios.
+//!
+//! (a) steady-state poll of an unchanged remote over loopback smart HTTP (target < 20 ms, no
+//!     pack transferred); (b) picking up a new commit of a ~10,000-commit / 5,000-file
+//!     repository (incremental fetch + checkout + deterministic tar.gz) against
+//!     `git clone --depth 1` + `tar czf` of the same commit. Sizes can be lowered with
+//!     `PLUMB_BENCH_COMMITS` / `PLUMB_BENCH_FILES` for a quick run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use plumb_source::artifact::{Limits, ObjectKey, Storage};
+use plumb_source::git::{self, FetchOptions, GitAuth, GitReference};
+use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
+
+const KEY: ObjectKey<'static> = ObjectKey {
+    kind: "GitRepository",
+    namespace: "bench",
+    name: "big",
+};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn plumb_update(o: &FetchOptions, storage: &Storage, work: &Path) -> (Duration, bool) {
+    let start = Instant::now();
+    let r = git::fetch(o).expect("fetch");
+    let tree = work.join(&r.commit.id);
+    git::checkout(o, &r.commit.id, &tree, false).expect("checkout");
+    storage
+        .store_dir(KEY, &r.revision, &tree, None, Limits::default())
+        .expect("store");
+    let took = start.elapsed();
+    std::fs::remove_dir_all(&tree).expect("cleanup");
+    (took, r.fetched)
+}
+
+fn git_clone_tar(url: &str, work: &Path, i: usize) -> Duration {
+    let dest = work.join(format!("clone-{i}"));
+    let start = Instant::now();
+    let ok = Command::new("git")
+        .args(["clone", "-q", "--depth", "1", "--branch", "master", url])
+        .arg(&dest)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .expect("git clone")
+        .success();
+    assert!(ok, "git clone failed");
+    let ok = Command::new("tar")
+        .arg("czf")
+        .arg(work.join(format!("clone-{i}.tar.gz")))
+        .arg("--exclude=.git")
+        .arg("-C")
+        .arg(&dest)
+        .arg(".")
+        .status()
+        .expect("tar")
+        .success();
+    assert!(ok, "tar failed");
+    let took = start.elapsed();
+    std::fs::remove_dir_all(&dest).expect("cleanup");
+    took
+}
+
+fn main() {
+    let root = tempfile::tempdir().unwrap();
+    let commits = env("PLUMB_BENCH_COMMITS", 10_000);
+    let files = env("PLUMB_BENCH_FILES", 5_000);
+    let t = Instant::now();
+    let big = TestRepo::big(root.path(), "big", commits, files);
+    eprintln!(
+        "built {commits}-commit / {files}-file repository in {:?}",
+        t.elapsed()
+    );
+    let small = TestRepo::init(root.path(), "small");
+    small.commit(&[("app.yaml", "kind: ConfigMap\n")], "one");
+    let server = GitHttpServer::start(root.path(), HttpAuth::Anonymous);
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let storage_dir = tempfile::tempdir().unwrap();
+    let storage = Storage::new(storage_dir.path(), "localhost:9090");
+    let opts = |name: &str| FetchOptions {
+        url: server.url(name),
+        reference: GitReference::default(),
+        auth: GitAuth::none(),
+        timeout: Duration::from_secs(120),
+        cache_dir: cache.path().join(format!("{name}.git")),
+    };
+
+    // (a) steady-state poll.
+    println!(
+        "(a) steady-state poll of an unchanged remote (loopback smart HTTP, git http-backend)"
+    );
+    for name in ["small", "big"] {
+        let o = opts(name);
+        git::fetch(&o).unwrap();
+        server.clear_requests();
+        let mut times = Vec::new();
+        for _ in 0..31 {
+            let s = Instant::now();
+            let r = git::fetch(&o).unwrap();
+            times.push(s.elapsed());
+            assert!(
+                !r.fetched && r.received_objects == 0,
+                "unchanged remote fetched a pack"
+            );
+        }
+        assert_eq!(
+            server.upload_pack_posts(),
+            0,
+            "pack negotiation on an unchanged remote"
+        );
+        println!(
+            "    {name:5}: median {:.2} ms over {} polls, {} HTTP requests, 0 packs (target < 20 ms)",
+            ms(median(times.clone())),
+            times.len(),
+            server.requests().len()
+        );
+    }
+
+    // (b) new commit of the big repository.
+    println!("(b) new commit of a {commits}-commit / {files}-file repository");
+    let o = opts("big");
+    let cold = Instant::now();
+    let (_, fetched) = plumb_update(&o, &storage, work.path());
+    println!(
+        "    plumb cold (first fetch, shallow): {:.1} ms (fetched: {fetched})",
+        ms(cold.elapsed())
+    );
+    let rounds = 7;
+    let mut plumb = Vec::new();
+    let mut clone = Vec::new();
+    for i in 0..rounds {
+        big.commit(
+            &[(&format!("dir000/bench-{i}.yaml"), &format!("round: {i}\n"))],
+            "bench",
+        );
+        let (d, fetched) = plumb_update(&o, &storage, work.path());
+        assert!(fetched, "new commit not fetched");
+        plumb.push(d);
+        clone.push(git_clone_tar(&server.url("big"), work.path(), i));
+    }
+    let (p, c) = (median(plumb), median(clone));
+    println!(
+        "    plumb incremental fetch + checkout + tar.gz: median {:.1} ms",
+        ms(p)
+    );
+    println!(
+        "    git clone --depth 1 + tar czf:               median {:.1} ms",
+        ms(c)
+    );
+    println!(
+        "    ratio git/plumb: {:.2}x",
+        c.as_secs_f64() / p.as_secs_f64()
+    );
+}

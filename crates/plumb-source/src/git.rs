@@ -1,0 +1,1171 @@
+//! Fetch into a persistent bare cache and check out trees, with Flux's reference resolution.
+//!
+//! Every network operation runs on its own thread bounded by [`FetchOptions::timeout`]: the
+//! caller gets [`SourceError::Timeout`] at the deadline even when a server accepts and stalls;
+//! libgit2's own connect and I/O timeouts ([`set_network_timeouts`]) and a progress callback
+//! that aborts after the deadline make the abandoned thread unwind soon after. A cache in use by
+//! such a thread is reported [`SourceError::Busy`] until it does.
+//!
+//! Steady state: a fetch of a reference whose target is already in the cache downloads no pack
+//! (libgit2 sends no `want` when every advertised object is local), so an unchanged remote
+//! costs one ref advertisement; a commit reference already in the cache costs no network at all.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Mutex, Once, mpsc};
+use std::time::{Duration, Instant};
+
+use git2::{
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchPrune, ObjectType, Oid,
+    Repository,
+};
+
+use crate::knownhosts::{HostKeyCheck, KnownHosts};
+use crate::{Result, SourceError};
+
+/// The reference to check out, as in `GitRepository.spec.ref`. Precedence:
+/// `commit` > `name` > `semver` > `tag` > `branch`; empty means branch `master`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitReference {
+    /// Branch name (without `refs/heads/`).
+    pub branch: Option<String>,
+    /// Tag name.
+    pub tag: Option<String>,
+    /// Masterminds semver range selecting the highest matching tag.
+    pub semver: Option<String>,
+    /// Full reference name (`refs/heads/main`, `refs/tags/v1`, `refs/pull/1/head`).
+    pub name: Option<String>,
+    /// Commit SHA-1 (full, or an abbreviation of at least 4 hex digits).
+    pub commit: Option<String>,
+}
+
+fn set(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Credentials and trust material from a Secret's data map.
+#[derive(Clone, Default)]
+pub struct GitAuth {
+    username: Option<String>,
+    password: Option<String>,
+    bearer_token: Option<String>,
+    identity: Option<String>,
+    identity_passphrase: Option<String>,
+    known_hosts: Option<KnownHosts>,
+    ca: Option<Vec<openssl::x509::X509>>,
+    client_cert: bool,
+}
+
+impl std::fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitAuth")
+            .field("username", &self.username.is_some())
+            .field("password", &self.password.is_some())
+            .field("bearer_token", &self.bearer_token.is_some())
+            .field("identity", &self.identity.is_some())
+            .field("known_hosts", &self.known_hosts.is_some())
+            .field("ca", &self.ca.is_some())
+            .finish()
+    }
+}
+
+impl GitAuth {
+    /// No credentials.
+    pub fn none() -> GitAuth {
+        GitAuth::default()
+    }
+
+    /// Read Flux's Secret keys: `username`, `password`, `bearerToken`, `identity`, `password`
+    /// (as the identity passphrase when `identity` is set), `known_hosts`, `ca.crt` (or
+    /// `caFile`), `tls.crt` + `tls.key`. Errors name the key, never its value.
+    pub fn from_secret(data: &BTreeMap<String, Vec<u8>>) -> Result<GitAuth> {
+        let text = |key: &str| -> Result<Option<String>> {
+            match data.get(key) {
+                None => Ok(None),
+                Some(v) => String::from_utf8(v.clone())
+                    .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
+                    .map_err(|_| SourceError::Invalid {
+                        what: format!("secret field '{key}'"),
+                        detail: "not valid UTF-8".to_string(),
+                    }),
+            }
+        };
+        let identity = text("identity")?;
+        let password = text("password")?;
+        let known_hosts = match text("known_hosts")? {
+            None => None,
+            Some(kh) => Some(
+                KnownHosts::parse(&kh).map_err(|detail| SourceError::Invalid {
+                    what: "secret field 'known_hosts'".to_string(),
+                    detail,
+                })?,
+            ),
+        };
+        let ca = match data.get("ca.crt").or_else(|| data.get("caFile")) {
+            None => None,
+            Some(pem) => Some(
+                openssl::x509::X509::stack_from_pem(pem)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| SourceError::Invalid {
+                        what: "secret field 'ca.crt'".to_string(),
+                        detail: "not a PEM certificate bundle".to_string(),
+                    })?,
+            ),
+        };
+        let client_cert = data.contains_key("tls.crt") || data.contains_key("tls.key");
+        if data.contains_key("tls.crt") != data.contains_key("tls.key") {
+            return Err(SourceError::Invalid {
+                what: "secret fields 'tls.crt'/'tls.key'".to_string(),
+                detail: "both must be set for client certificate authentication".to_string(),
+            });
+        }
+        Ok(GitAuth {
+            username: text("username")?,
+            identity_passphrase: if identity.is_some() {
+                password.clone()
+            } else {
+                None
+            },
+            password: if identity.is_some() { None } else { password },
+            bearer_token: text("bearerToken")?,
+            identity: identity.map(|mut k| {
+                k.push('\n');
+                k
+            }),
+            known_hosts,
+            ca,
+            client_cert,
+        })
+    }
+
+    /// Every secret value held, for scrubbing messages.
+    fn secret_values(&self) -> Vec<String> {
+        [
+            &self.password,
+            &self.bearer_token,
+            &self.identity,
+            &self.identity_passphrase,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|s| s.len() >= 3)
+        .cloned()
+        .collect()
+    }
+}
+
+/// What [`fetch`] needs.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Remote URL (`http(s)://`, `ssh://`, or scp-like `user@host:path`).
+    pub url: String,
+    /// Reference to resolve.
+    pub reference: GitReference,
+    /// Credentials.
+    pub auth: GitAuth,
+    /// Deadline for the whole operation (Flux's `spec.timeout`, default 60 s).
+    pub timeout: Duration,
+    /// The bare cache repository for this object (see [`cache_path`]); created when missing.
+    pub cache_dir: PathBuf,
+}
+
+/// Author or committer of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// Name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+    /// Seconds since the Unix epoch.
+    pub time: i64,
+    /// Timezone offset in minutes.
+    pub offset_minutes: i32,
+}
+
+/// Metadata of the resolved commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// Full SHA-1 hex.
+    pub id: String,
+    /// Author.
+    pub author: Signature,
+    /// Committer.
+    pub committer: Signature,
+    /// Full message.
+    pub message: String,
+}
+
+/// Outcome of [`fetch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchResult {
+    /// Flux revision: `<branch>@sha1:<hex>`, `<tag>@sha1:<hex>`, `<name without refs/*/>@sha1:<hex>`
+    /// or `sha1:<hex>` for a commit without branch.
+    pub revision: String,
+    /// Resolved reference name (`refs/heads/main`, `refs/tags/v1.2.0`), empty for a bare commit.
+    pub reference: String,
+    /// The resolved commit.
+    pub commit: CommitInfo,
+    /// Whether a pack was downloaded (false: the cache already had the target).
+    pub fetched: bool,
+    /// Objects received in the pack (0 when `fetched` is false).
+    pub received_objects: usize,
+    /// Bytes received in the pack.
+    pub received_bytes: usize,
+}
+
+/// Cache location for an object: `<root>/<namespace>/<name>.git`.
+pub fn cache_path(root: &Path, namespace: &str, name: &str) -> PathBuf {
+    root.join(namespace).join(format!("{name}.git"))
+}
+
+static TIMEOUTS: Once = Once::new();
+
+/// Set libgit2's process-wide connect and socket I/O timeouts. Effective only on the first
+/// call (and implied with 10 s / 30 s by the first fetch); call it early in `main`.
+pub fn set_network_timeouts(connect: Duration, io: Duration) {
+    TIMEOUTS.call_once(|| {
+        let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX).max(1);
+        // SAFETY: the setters write a C global without synchronisation; `Once` makes this the
+        // only write, and it happens before this crate starts any libgit2 network operation.
+        #[allow(unsafe_code)]
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect));
+            let _ = git2::opts::set_server_timeout_in_milliseconds(ms(io));
+        }
+    });
+}
+
+/// `url` without userinfo (`https://user:pass@host/x` -> `https://host/x`).
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        format!("{scheme}://{host}{path}")
+    } else {
+        url.to_string()
+    }
+}
+
+/// Host and port of an SSH URL (`ssh://[user@]host[:port]/p` or `[user@]host:path`).
+fn ssh_host_port(url: &str) -> Option<(String, u16)> {
+    if let Some(rest) = url.strip_prefix("ssh://") {
+        let authority = rest.split('/').next()?;
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if let Some(h) = host.strip_prefix('[') {
+            let (h, tail) = h.split_once(']')?;
+            let port = tail
+                .strip_prefix(':')
+                .map_or(Some(22), |p| p.parse().ok())?;
+            return Some((h.to_string(), port));
+        }
+        return match host.rsplit_once(':') {
+            Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+            None => Some((host.to_string(), 22)),
+        };
+    }
+    if url.contains("://") {
+        return None;
+    }
+    let (before, _) = url.split_once(':')?;
+    let host = before.rsplit_once('@').map_or(before, |(_, h)| h);
+    Some((host.to_string(), 22))
+}
+
+fn is_ssh(url: &str) -> bool {
+    url.starts_with("ssh://") || (!url.contains("://") && url.contains(':'))
+}
+
+/// Caches in use by a running (possibly abandoned) operation.
+static BUSY: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+struct CacheLock(PathBuf);
+
+impl CacheLock {
+    fn acquire(path: &Path, op: &'static str, url: &str) -> Result<CacheLock> {
+        let mut busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
+        let set = busy.get_or_insert_with(HashSet::new);
+        if !set.insert(path.to_path_buf()) {
+            return Err(SourceError::Busy {
+                op,
+                url: redact_url(url),
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(CacheLock(path.to_path_buf()))
+    }
+}
+
+impl Drop for CacheLock {
+    fn drop(&mut self) {
+        let mut busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = busy.as_mut() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+/// Run `f` on a worker thread; return its result or [`SourceError::Timeout`] at the deadline.
+fn with_deadline<T: Send + 'static>(
+    op: &'static str,
+    opts: &FetchOptions,
+    f: impl FnOnce(Instant) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    set_network_timeouts(Duration::from_secs(10), Duration::from_secs(30));
+    let lock = CacheLock::acquire(&opts.cache_dir, op, &opts.url)?;
+    let (tx, rx) = mpsc::channel();
+    let deadline = Instant::now() + opts.timeout;
+    std::thread::Builder::new()
+        .name("plumb-git".to_string())
+        .spawn(move || {
+            let r = f(deadline);
+            // Release the cache before reporting, so the caller can reuse it at once.
+            drop(lock);
+            let _ = tx.send(r);
+        })
+        .map_err(SourceError::io("spawn git worker", &opts.cache_dir))?;
+    match rx.recv_timeout(opts.timeout) {
+        Ok(r) => r,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(SourceError::Timeout {
+            op,
+            url: redact_url(&opts.url),
+            after: opts.timeout,
+        }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(SourceError::Git {
+            op,
+            url: redact_url(&opts.url),
+            detail: "git worker thread stopped unexpectedly".to_string(),
+        }),
+    }
+}
+
+/// Fetch `opts.reference` into the cache and resolve it. Blocking (up to `opts.timeout`):
+/// call it from `spawn_blocking` in async code.
+pub fn fetch(opts: &FetchOptions) -> Result<FetchResult> {
+    let o = opts.clone();
+    with_deadline("fetch", opts, move |deadline| {
+        let mut s = Session::new(&o, deadline, "fetch");
+        let r = fetch_inner(&o, &mut s);
+        r.map_err(|e| s.classify_final(e))
+    })
+}
+
+/// Write the tree of `commit` (from a previous [`fetch`] into the same cache) into `dir`,
+/// which must be empty or missing. With `recurse_submodules`, submodules are fetched (same
+/// credentials, caches next to `opts.cache_dir`) and written too; otherwise they are empty dirs.
+pub fn checkout(
+    opts: &FetchOptions,
+    commit: &str,
+    dir: &Path,
+    recurse_submodules: bool,
+) -> Result<()> {
+    let o = opts.clone();
+    let commit = commit.to_string();
+    let dir = dir.to_path_buf();
+    with_deadline("checkout", opts, move |deadline| {
+        let mut s = Session::new(&o, deadline, "checkout");
+        let r = checkout_inner(&o, &mut s, &commit, &dir, recurse_submodules);
+        r.map_err(|e| s.classify_final(e))
+    })
+}
+
+/// Per-operation state shared with libgit2 callbacks.
+struct Session {
+    op: &'static str,
+    url: String,
+    redacted: String,
+    deadline: Instant,
+    timeout: Duration,
+    auth: GitAuth,
+    secrets: Vec<String>,
+    /// A precise error recorded by a callback, preferred over libgit2's generic one.
+    recorded: Rc<RefCell<Option<SourceError>>>,
+}
+
+impl Session {
+    fn new(o: &FetchOptions, deadline: Instant, op: &'static str) -> Session {
+        Session {
+            op,
+            url: o.url.clone(),
+            redacted: redact_url(&o.url),
+            deadline,
+            timeout: o.timeout,
+            auth: o.auth.clone(),
+            secrets: o.auth.secret_values(),
+            recorded: Rc::new(RefCell::new(None)),
+        }
+    }
+
+    fn for_url(&self, url: &str) -> Session {
+        Session {
+            op: self.op,
+            url: url.to_string(),
+            redacted: redact_url(url),
+            deadline: self.deadline,
+            timeout: self.timeout,
+            auth: self.auth.clone(),
+            secrets: self.secrets.clone(),
+            recorded: Rc::new(RefCell::new(None)),
+        }
+    }
+
+    fn scrub(&self, msg: &str) -> String {
+        let mut m = msg.replace(&self.url, &self.redacted);
+        for s in &self.secrets {
+            m = m.replace(s.as_str(), "***");
+            for line in s.lines().filter(|l| l.len() >= 8) {
+                m = m.replace(line, "***");
+            }
+        }
+        m
+    }
+
+    fn git_err(&self, e: git2::Error) -> SourceError {
+        if let Some(rec) = self.recorded.borrow_mut().take() {
+            return rec;
+        }
+        let op = self.op;
+        let url = self.redacted.clone();
+        if Instant::now() >= self.deadline {
+            return SourceError::Timeout {
+                op,
+                url,
+                after: self.timeout,
+            };
+        }
+        let detail = self.scrub(e.message());
+        let lower = detail.to_ascii_lowercase();
+        use git2::{ErrorClass as C, ErrorCode as E};
+        if lower.contains("timed out") || lower.contains("timeout") {
+            SourceError::Timeout {
+                op,
+                url,
+                after: self.timeout,
+            }
+        } else if e.code() == E::Auth
+            || lower.contains("authenticat")
+            || lower.contains("private key")
+            || lower.contains("401")
+            || lower.contains("403")
+            || lower.contains("unauthorized")
+            || lower.contains("credentials")
+        {
+            SourceError::AuthFailed { op, url, detail }
+        } else if e.code() == E::Certificate || lower.contains("certificate") {
+            SourceError::HostUntrusted { op, url, detail }
+        } else if matches!(e.class(), C::Net | C::Os | C::Ssh | C::Http)
+            || lower.contains("failed to connect")
+            || lower.contains("failed to resolve")
+            || lower.contains("connection")
+        {
+            SourceError::Unreachable { op, url, detail }
+        } else {
+            SourceError::Git { op, url, detail }
+        }
+    }
+
+    /// Final pass: a deadline that passed wins over whatever libgit2 said.
+    fn classify_final(&self, e: SourceError) -> SourceError {
+        match e {
+            SourceError::Git { .. } | SourceError::Unreachable { .. }
+                if Instant::now() >= self.deadline =>
+            {
+                SourceError::Timeout {
+                    op: self.op,
+                    url: self.redacted.clone(),
+                    after: self.timeout,
+                }
+            }
+            e => e,
+        }
+    }
+
+    fn fetch_options(&self) -> Result<git2::FetchOptions<'static>> {
+        let mut cb = git2::RemoteCallbacks::new();
+        let deadline = self.deadline;
+        cb.transfer_progress(move |_| Instant::now() < deadline);
+        cb.sideband_progress(move |_| Instant::now() < deadline);
+        // Credentials: offer each kind once; libgit2 retries forever on rejection otherwise.
+        let auth = self.auth.clone();
+        let rec = self.recorded.clone();
+        let (op, url) = (self.op, self.redacted.clone());
+        let mut attempts = 0u32;
+        cb.credentials(move |_u, user_from_url, allowed| {
+            attempts += 1;
+            let fail = |detail: &str| {
+                let e = SourceError::AuthFailed { op, url: url.clone(), detail: detail.to_string() };
+                let msg = e.to_string();
+                *rec.borrow_mut() = Some(e);
+                git2::Error::from_str(&msg)
+            };
+            if attempts > 2 {
+                return Err(fail("credentials rejected"));
+            }
+            let user = auth
+                .username
+                .as_deref()
+                .or(user_from_url)
+                .unwrap_or("git")
+                .to_string();
+            if allowed.contains(CredentialType::SSH_KEY) {
+                let Some(key) = auth.identity.as_deref() else {
+                    return Err(fail("the server requires an SSH key and the secret has no 'identity'"));
+                };
+                return Cred::ssh_key_from_memory(&user, None, key, auth.identity_passphrase.as_deref())
+                    .map_err(|_| fail("the SSH identity could not be loaded (wrong passphrase or unsupported key)"));
+            }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                return match (&auth.username, &auth.password) {
+                    (Some(u), Some(p)) => Cred::userpass_plaintext(u, p),
+                    _ if auth.bearer_token.is_some() => Err(fail("bearer token rejected")),
+                    _ => Err(fail("the server requires credentials and none are configured")),
+                };
+            }
+            if allowed.contains(CredentialType::USERNAME) {
+                return Cred::username(&user);
+            }
+            Err(fail("no supported authentication method"))
+        });
+        // Host trust: SSH host keys strictly against known_hosts. TLS: a certificate issued
+        // (directly or via intermediates in the bundle) by the secret's `ca.crt` for this host
+        // is accepted; anything else is left to libgit2's verification against system roots,
+        // as Flux adds `ca.crt` to the system pool.
+        let known = self.auth.known_hosts.clone();
+        let ca = self.auth.ca.clone();
+        let hostport = ssh_host_port(&self.url);
+        let rec = self.recorded.clone();
+        let (op, url) = (self.op, self.redacted.clone());
+        cb.certificate_check(move |cert, host| {
+            let untrusted = |detail: String| {
+                let e = SourceError::HostUntrusted {
+                    op,
+                    url: url.clone(),
+                    detail,
+                };
+                let msg = e.to_string();
+                *rec.borrow_mut() = Some(e);
+                git2::Error::from_str(&msg)
+            };
+            if let Some(x509) = cert.as_x509() {
+                return Ok(match &ca {
+                    Some(ca) if verify_with_ca(ca, x509.data(), host) => {
+                        CertificateCheckStatus::CertificateOk
+                    }
+                    _ => CertificateCheckStatus::CertificatePassthrough,
+                });
+            }
+            let Some(hk) = cert.as_hostkey() else {
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let Some(known) = known.as_ref() else {
+                return Err(untrusted(
+                    "no 'known_hosts' in the secret: SSH host keys are verified strictly"
+                        .to_string(),
+                ));
+            };
+            let (Some(key), Some((host, port))) = (hk.hostkey(), hostport.as_ref()) else {
+                return Err(untrusted(
+                    "the server presented no raw host key".to_string(),
+                ));
+            };
+            match known.check(host, *port, key) {
+                HostKeyCheck::Match => Ok(CertificateCheckStatus::CertificateOk),
+                HostKeyCheck::Mismatch => Err(untrusted(format!(
+                    "host key for {host}:{port} does not match known_hosts"
+                ))),
+                HostKeyCheck::Unknown => Err(untrusted(format!(
+                    "host {host}:{port} is not in known_hosts"
+                ))),
+            }
+        });
+        let mut fo = git2::FetchOptions::new();
+        fo.remote_callbacks(cb)
+            .download_tags(AutotagOption::None)
+            .prune(FetchPrune::Off)
+            .update_fetchhead(false);
+        if let Some(token) = &self.auth.bearer_token {
+            if token.contains(['\r', '\n']) {
+                return Err(SourceError::Invalid {
+                    what: "secret field 'bearerToken'".to_string(),
+                    detail: "contains a line break".to_string(),
+                });
+            }
+            fo.custom_headers(&[&format!("Authorization: Bearer {token}")]);
+        }
+        Ok(fo)
+    }
+
+    fn preflight(&self) -> Result<()> {
+        if self.auth.client_cert {
+            return Err(SourceError::Invalid {
+                what: "secret fields 'tls.crt'/'tls.key'".to_string(),
+                detail: "TLS client certificates are not supported by the libgit2 transport"
+                    .to_string(),
+            });
+        }
+        if is_ssh(&self.url) && ssh_host_port(&self.url).is_none() {
+            return Err(SourceError::Invalid {
+                what: format!("URL '{}'", self.redacted),
+                detail: "cannot parse the SSH host".to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether the leaf certificate `der` chains to one of `cas` and names `host`.
+fn verify_with_ca(cas: &[openssl::x509::X509], der: &[u8], host: &str) -> bool {
+    use openssl::x509::store::X509StoreBuilder;
+    use openssl::x509::verify::X509VerifyParam;
+    let check = || -> std::result::Result<bool, openssl::error::ErrorStack> {
+        let leaf = openssl::x509::X509::from_der(der)?;
+        let mut store = X509StoreBuilder::new()?;
+        for ca in cas {
+            store.add_cert(ca.clone())?;
+        }
+        let mut param = X509VerifyParam::new()?;
+        match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+            Ok(ip) => param.set_ip(ip)?,
+            Err(_) => param.set_host(host)?,
+        }
+        store.set_param(&param)?;
+        let store = store.build();
+        let chain = openssl::stack::Stack::new()?;
+        let mut ctx = openssl::x509::X509StoreContext::new()?;
+        ctx.init(&store, &leaf, &chain, |c| c.verify_cert())
+    };
+    check().unwrap_or(false)
+}
+
+/// Advertised refs: name -> (oid, peeled oid for annotated tags).
+type Advertised = BTreeMap<String, Oid>;
+
+struct Fetched {
+    advertised: Advertised,
+    received_objects: usize,
+    received_bytes: usize,
+}
+
+fn open_cache(path: &Path) -> Result<Repository> {
+    match Repository::open_bare(path) {
+        Ok(r) => Ok(r),
+        Err(_) => {
+            std::fs::create_dir_all(path).map_err(SourceError::io("create git cache", path))?;
+            Repository::init_bare(path).map_err(|e| SourceError::Git {
+                op: "init cache",
+                url: path.display().to_string(),
+                detail: e.message().to_string(),
+            })
+        }
+    }
+}
+
+/// Fetch `refspecs` and return the advertisement. `depth`: `Some(1)` shallow, `Some(0)`
+/// complete history (unshallowing the cache), `None` leaves the depth alone (listing only).
+fn do_fetch(
+    repo: &Repository,
+    s: &Session,
+    refspecs: &[String],
+    depth: Option<i32>,
+) -> Result<Fetched> {
+    let mut remote = repo.remote_anonymous(&s.url).map_err(|e| s.git_err(e))?;
+    let mut fo = s.fetch_options()?;
+    if let Some(d) = depth.filter(|d| *d > 0) {
+        fo.depth(d);
+    } else if depth.is_some() && repo.is_shallow() {
+        fo.depth(i32::MAX); // GIT_FETCH_DEPTH_UNSHALLOW
+    }
+    let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
+    remote
+        .fetch(&specs, Some(&mut fo), None)
+        .map_err(|e| s.git_err(e))?;
+    let stats = remote.stats();
+    let (received_objects, received_bytes) = (stats.received_objects(), stats.received_bytes());
+    let mut advertised = Advertised::new();
+    for head in remote.list().map_err(|e| s.git_err(e))? {
+        advertised.insert(head.name().to_string(), head.oid());
+    }
+    Ok(Fetched {
+        advertised,
+        received_objects,
+        received_bytes,
+    })
+}
+
+/// The commit an advertised ref points at (peeled through annotated tags).
+fn advertised_commit(adv: &Advertised, name: &str) -> Option<Oid> {
+    adv.get(&format!("{name}^{{}}"))
+        .or_else(|| adv.get(name))
+        .copied()
+}
+
+fn info(repo: &Repository, s: &Session, oid: Oid) -> Result<CommitInfo> {
+    let c = repo
+        .find_object(oid, None)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|e| s.git_err(e))?;
+    let sig = |g: git2::Signature<'_>| Signature {
+        name: String::from_utf8_lossy(g.name_bytes()).into_owned(),
+        email: String::from_utf8_lossy(g.email_bytes()).into_owned(),
+        time: g.when().seconds(),
+        offset_minutes: g.when().offset_minutes(),
+    };
+    Ok(CommitInfo {
+        id: c.id().to_string(),
+        author: sig(c.author()),
+        committer: sig(c.committer()),
+        message: String::from_utf8_lossy(c.message_bytes()).into_owned(),
+    })
+}
+
+/// Flux's short form of a reference for revisions: `refs/heads/main` -> `main`,
+/// `refs/pull/1/head` -> `1/head`; names without two slashes are kept.
+fn short_ref(name: &str) -> &str {
+    let mut it = name.splitn(3, '/');
+    match (it.next(), it.next(), it.next()) {
+        (Some(_), Some(_), Some(rest)) => rest,
+        _ => name,
+    }
+}
+
+fn fetch_inner(o: &FetchOptions, s: &mut Session) -> Result<FetchResult> {
+    s.preflight()?;
+    let repo = open_cache(&o.cache_dir)?;
+    let r = &o.reference;
+    let not_found = |what: String| SourceError::RefNotFound {
+        op: "fetch",
+        url: redact_url(&o.url),
+        reference: what,
+    };
+    let result = |oid: Oid,
+                  reference: String,
+                  revision: String,
+                  f: Option<&Fetched>|
+     -> Result<FetchResult> {
+        let commit = info(&repo, s, oid)?;
+        let received_objects = f.map_or(0, |f| f.received_objects);
+        Ok(FetchResult {
+            revision: format!("{revision}sha1:{}", commit.id),
+            reference,
+            commit,
+            fetched: received_objects > 0,
+            received_objects,
+            received_bytes: f.map_or(0, |f| f.received_bytes),
+        })
+    };
+
+    if let Some(commit) = set(&r.commit) {
+        if commit.len() < 4 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(SourceError::Invalid {
+                what: format!("commit '{commit}'"),
+                detail: "expected a hexadecimal SHA-1".to_string(),
+            });
+        }
+        let branch = set(&r.branch);
+        let prefix = branch.map(|b| format!("{b}@")).unwrap_or_default();
+        let reference = branch
+            .map(|b| format!("refs/heads/{b}"))
+            .unwrap_or_default();
+        let lookup = |repo: &Repository| {
+            repo.revparse_single(commit)
+                .ok()
+                .and_then(|o| o.peel_to_commit().ok())
+                .map(|c| c.id())
+                .filter(|id| id.to_string().starts_with(&commit.to_ascii_lowercase()))
+        };
+        // A commit is immutable: when the cache has it, no network is needed.
+        if let Some(oid) = lookup(&repo) {
+            return result(oid, reference, prefix, None);
+        }
+        let specs = match branch {
+            Some(b) => vec![format!("+refs/heads/{b}:refs/heads/{b}")],
+            None => vec![
+                "+refs/heads/*:refs/heads/*".to_string(),
+                "+refs/tags/*:refs/tags/*".to_string(),
+            ],
+        };
+        let f = do_fetch(&repo, s, &specs, Some(0))?;
+        if let Some(b) = branch
+            && !f.advertised.contains_key(&format!("refs/heads/{b}"))
+        {
+            return Err(not_found(format!("branch '{b}'")));
+        }
+        let oid = lookup(&repo).ok_or_else(|| not_found(format!("commit '{commit}'")))?;
+        return result(oid, reference, prefix, Some(&f));
+    }
+
+    let (refname, what) = if let Some(name) = set(&r.name) {
+        if !name.starts_with("refs/") || !git2::Reference::is_valid_name(name) {
+            return Err(SourceError::Invalid {
+                what: format!("reference name '{name}'"),
+                detail: "expected a full reference such as refs/heads/main".to_string(),
+            });
+        }
+        (name.to_string(), format!("reference '{name}'"))
+    } else if let Some(range) = set(&r.semver) {
+        crate::semver::Constraint::parse(range).map_err(|detail| SourceError::Invalid {
+            what: format!("semver range '{range}'"),
+            detail,
+        })?;
+        let adv = list(&repo, s)?;
+        let tags = adv
+            .keys()
+            .filter_map(|k| k.strip_prefix("refs/tags/"))
+            .filter(|t| !t.ends_with("^{}"));
+        let tag = crate::semver::highest_match(range, tags)
+            .map_err(|detail| SourceError::Invalid {
+                what: format!("semver range '{range}'"),
+                detail,
+            })?
+            .ok_or_else(|| not_found(format!("tag matching semver range '{range}'")))?;
+        (format!("refs/tags/{tag}"), format!("tag '{tag}'"))
+    } else if let Some(tag) = set(&r.tag) {
+        (format!("refs/tags/{tag}"), format!("tag '{tag}'"))
+    } else {
+        let b = set(&r.branch).unwrap_or("master");
+        (format!("refs/heads/{b}"), format!("branch '{b}'"))
+    };
+    if !git2::Reference::is_valid_name(&refname) {
+        return Err(SourceError::Invalid {
+            what: what.clone(),
+            detail: "not a valid git reference name".to_string(),
+        });
+    }
+    let short = short_ref(&refname).to_string();
+    // One ref listing decides whether a pack is needed at all.
+    let adv = list(&repo, s)?;
+    let target = *adv.get(&refname).ok_or_else(|| not_found(what.clone()))?;
+    if repo.find_object(target, None).is_ok() {
+        let oid = advertised_commit(&adv, &refname).unwrap_or(target);
+        // Keep the cached ref in step (a tag moved to a commit the cache already holds).
+        if repo.refname_to_id(&refname).ok() != Some(target) {
+            repo.reference(&refname, target, true, "plumb: moved")
+                .map_err(|e| s.git_err(e))?;
+        }
+        return result(oid, refname, format!("{short}@"), None);
+    }
+    let f = do_fetch(&repo, s, &[format!("+{refname}:{refname}")], Some(1))?;
+    let oid = advertised_commit(&f.advertised, &refname).ok_or_else(|| not_found(what))?;
+    result(oid, refname, format!("{short}@"), Some(&f))
+}
+
+/// The remote's ref advertisement, without downloading anything: a fetch whose only refspec
+/// names a ref no server advertises (custom headers such as a bearer token apply).
+fn list(repo: &Repository, s: &Session) -> Result<Advertised> {
+    Ok(do_fetch(
+        repo,
+        s,
+        &["+refs/plumb/list-only:refs/plumb/list-only".to_string()],
+        None,
+    )?
+    .advertised)
+}
+
+fn checkout_inner(
+    o: &FetchOptions,
+    s: &mut Session,
+    commit: &str,
+    dir: &Path,
+    recurse: bool,
+) -> Result<()> {
+    let repo = open_cache(&o.cache_dir)?;
+    let oid = Oid::from_str(commit).map_err(|_| SourceError::Invalid {
+        what: format!("commit '{commit}'"),
+        detail: "expected a full hexadecimal SHA-1".to_string(),
+    })?;
+    let c = repo.find_commit(oid).map_err(|e| s.git_err(e))?;
+    let tree = c.tree().map_err(|e| s.git_err(e))?;
+    std::fs::create_dir_all(dir).map_err(SourceError::io("create checkout dir", dir))?;
+    let modules = if recurse {
+        submodules(&repo, &tree, s)?
+    } else {
+        BTreeMap::new()
+    };
+    write_tree(&repo, s, &tree, dir, "", &modules, o, recurse, 0)
+}
+
+/// `.gitmodules` of `tree`: path -> url.
+fn submodules(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    s: &Session,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let Some(entry) = tree.get_name(".gitmodules") else {
+        return Ok(out);
+    };
+    let blob = repo.find_blob(entry.id()).map_err(|e| s.git_err(e))?;
+    let tmp = tempfile::NamedTempFile::new()
+        .map_err(SourceError::io("read .gitmodules", ".gitmodules"))?;
+    std::fs::write(tmp.path(), blob.content())
+        .map_err(SourceError::io("read .gitmodules", tmp.path()))?;
+    let cfg = git2::Config::open(tmp.path()).map_err(|e| s.git_err(e))?;
+    let mut paths = BTreeMap::new();
+    let mut urls = BTreeMap::new();
+    let mut entries = cfg
+        .entries(Some(r"^submodule\..*\.(path|url)$"))
+        .map_err(|e| s.git_err(e))?;
+    while let Some(Ok(e)) = entries.next() {
+        let (Ok(name), Ok(value)) = (e.name(), e.value()) else {
+            continue;
+        };
+        if let Some(n) = name
+            .strip_prefix("submodule.")
+            .and_then(|n| n.strip_suffix(".path"))
+        {
+            paths.insert(n.to_string(), value.to_string());
+        } else if let Some(n) = name
+            .strip_prefix("submodule.")
+            .and_then(|n| n.strip_suffix(".url"))
+        {
+            urls.insert(n.to_string(), value.to_string());
+        }
+    }
+    for (name, path) in paths {
+        if let Some(url) = urls.get(&name) {
+            out.insert(path, resolve_relative_url(&s.url, url));
+        }
+    }
+    Ok(out)
+}
+
+/// Resolve a submodule URL relative to its superproject's (`../other.git`).
+fn resolve_relative_url(base: &str, url: &str) -> String {
+    if !(url.starts_with("./") || url.starts_with("../")) {
+        return url.to_string();
+    }
+    let mut base = base.trim_end_matches('/').to_string();
+    let mut rest = url;
+    loop {
+        if let Some(r) = rest.strip_prefix("./") {
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("../") {
+            rest = r;
+            if let Some(i) = base.rfind('/') {
+                base.truncate(i);
+            }
+        } else {
+            break;
+        }
+    }
+    format!("{base}/{rest}")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_tree(
+    repo: &Repository,
+    s: &Session,
+    tree: &git2::Tree<'_>,
+    dir: &Path,
+    prefix: &str,
+    modules: &BTreeMap<String, String>,
+    o: &FetchOptions,
+    recurse: bool,
+    depth: u32,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for entry in tree.iter() {
+        let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            return Err(SourceError::UnsafeEntry {
+                op: "checkout",
+                path: format!("{prefix}{name}"),
+                detail: "invalid tree entry name".to_string(),
+            });
+        }
+        if name.eq_ignore_ascii_case(".git") {
+            continue;
+        }
+        let path = dir.join(&name);
+        let rel = format!("{prefix}{name}");
+        let mode = entry.filemode();
+        match entry.kind() {
+            Some(ObjectType::Tree) => {
+                std::fs::create_dir(&path).map_err(SourceError::io("checkout", &path))?;
+                let sub = repo.find_tree(entry.id()).map_err(|e| s.git_err(e))?;
+                write_tree(
+                    repo,
+                    s,
+                    &sub,
+                    &path,
+                    &format!("{rel}/"),
+                    modules,
+                    o,
+                    recurse,
+                    depth,
+                )?;
+            }
+            Some(ObjectType::Blob) => {
+                let blob = repo.find_blob(entry.id()).map_err(|e| s.git_err(e))?;
+                if mode == 0o120000 {
+                    let target = String::from_utf8_lossy(blob.content()).into_owned();
+                    std::os::unix::fs::symlink(&target, &path)
+                        .map_err(SourceError::io("checkout", &path))?;
+                } else {
+                    std::fs::write(&path, blob.content())
+                        .map_err(SourceError::io("checkout", &path))?;
+                    let perm = if mode == 0o100755 { 0o755 } else { 0o644 };
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(perm))
+                        .map_err(SourceError::io("checkout", &path))?;
+                }
+            }
+            Some(ObjectType::Commit) => {
+                std::fs::create_dir(&path).map_err(SourceError::io("checkout", &path))?;
+                if !recurse {
+                    continue;
+                }
+                if depth >= 8 {
+                    return Err(SourceError::Invalid {
+                        what: format!("submodule '{rel}'"),
+                        detail: "submodules nested deeper than 8 levels".to_string(),
+                    });
+                }
+                let url = modules.get(&rel).ok_or_else(|| SourceError::Invalid {
+                    what: format!("submodule '{rel}'"),
+                    detail: "no URL in .gitmodules".to_string(),
+                })?;
+                checkout_submodule(s, o, &rel, url, entry.id(), &path, depth)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn checkout_submodule(
+    parent: &Session,
+    o: &FetchOptions,
+    rel: &str,
+    url: &str,
+    oid: Oid,
+    dir: &Path,
+    depth: u32,
+) -> Result<()> {
+    let key: String = rel
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut cache = o.cache_dir.clone().into_os_string();
+    cache.push(".modules");
+    let cache = PathBuf::from(cache).join(format!("{key}.git"));
+    let repo = open_cache(&cache)?;
+    let s = parent.for_url(url);
+    if repo.find_commit(oid).is_err() {
+        // Servers allowing reachable SHA-1 wants serve the commit alone; others need refs.
+        let shallow = do_fetch(
+            &repo,
+            &s,
+            &[format!("+{oid}:refs/plumb/submodule")],
+            Some(1),
+        );
+        if shallow.is_err() || repo.find_commit(oid).is_err() {
+            do_fetch(
+                &repo,
+                &s,
+                &[
+                    "+refs/heads/*:refs/heads/*".to_string(),
+                    "+refs/tags/*:refs/tags/*".to_string(),
+                ],
+                Some(0),
+            )?;
+        }
+    }
+    let c = repo
+        .find_commit(oid)
+        .map_err(|_| SourceError::RefNotFound {
+            op: "checkout submodule",
+            url: redact_url(url),
+            reference: format!("commit '{oid}' of submodule '{rel}'"),
+        })?;
+    let tree = c.tree().map_err(|e| s.git_err(e))?;
+    let modules = submodules(&repo, &tree, &s)?;
+    let sub_opts = FetchOptions {
+        url: url.to_string(),
+        cache_dir: cache.clone(),
+        ..o.clone()
+    };
+    write_tree(
+        &repo,
+        &s,
+        &tree,
+        dir,
+        &format!("{rel}/"),
+        &modules,
+        &sub_opts,
+        true,
+        depth + 1,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_and_hosts() {
+        assert_eq!(
+            redact_url("https://u:p@h.example/x.git"),
+            "https://h.example/x.git"
+        );
+        assert_eq!(redact_url("https://h/x"), "https://h/x");
+        assert_eq!(
+            ssh_host_port("ssh://git@h:2222/x"),
+            Some(("h".into(), 2222))
+        );
+        assert_eq!(ssh_host_port("ssh://h/x"), Some(("h".into(), 22)));
+        assert_eq!(
+            ssh_host_port("git@github.com:org/x.git"),
+            Some(("github.com".into(), 22))
+        );
+        assert_eq!(
+            ssh_host_port("ssh://git@[::1]:2200/x"),
+            Some(("::1".into(), 2200))
+        );
+        assert!(is_ssh("git@h:x") && !is_ssh("https://h/x"));
+    }
+
+    #[test]
+    fn short_refs_and_relative_urls() {
+        assert_eq!(short_ref("refs/heads/main"), "main");
+        assert_eq!(short_ref("refs/heads/feature/x"), "feature/x");
+        assert_eq!(short_ref("refs/pull/1/head"), "1/head");
+        assert_eq!(
+            resolve_relative_url("http://h/org/a.git", "../b.git"),
+            "http://h/org/b.git"
+        );
+        assert_eq!(
+            resolve_relative_url("http://h/org/a", "./b"),
+            "http://h/org/a/b"
+        );
+        assert_eq!(
+            resolve_relative_url("http://h/a", "https://x/y"),
+            "https://x/y"
+        );
+    }
+
+    #[test]
+    fn secret_parsing_never_debugs_values() {
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("username".to_string(), b"u".to_vec()),
+            ("password".to_string(), b"hunter22\n".to_vec()),
+        ]
+        .into();
+        let a = GitAuth::from_secret(&data).unwrap();
+        assert_eq!(a.password.as_deref(), Some("hunter22"));
+        assert!(!format!("{a:?}").contains("hunter22"));
+        let bad: BTreeMap<String, Vec<u8>> =
+            [("known_hosts".to_string(), b"nonsense".to_vec())].into();
+        let e = GitAuth::from_secret(&bad).unwrap_err();
+        assert!(e.to_string().contains("known_hosts"));
+        let half: BTreeMap<String, Vec<u8>> = [("tls.crt".to_string(), b"x".to_vec())].into();
+        assert!(GitAuth::from_secret(&half).is_err());
+    }
+}

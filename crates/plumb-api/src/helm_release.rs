@@ -641,6 +641,9 @@ pub struct HelmReleaseStatus {
     /// Digest of the post-renderers of the last successful reconciliation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_post_renderers_digest: Option<String>,
+    /// Digest of `spec.commonMetadata` of the last successful reconciliation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_common_metadata_digest: Option<String>,
     /// Last generation a reconciliation was attempted for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempted_generation: Option<i64>,

@@ -226,3 +226,26 @@ impl GitRepository {
         crate::duration::parse(&self.spec.timeout)
     }
 }
+
+string_enum!(GitProvider { Generic => "generic", Aws => "aws", Azure => "azure", Github => "github" });
+string_enum!(GitVerificationMode {
+    LegacyHead => "head",
+    Head => "HEAD",
+    Tag => "Tag",
+    TagAndHEAD => "TagAndHEAD",
+});
+
+#[cfg(test)]
+mod string_enum_tests {
+    use super::*;
+
+    #[test]
+    fn as_str_matches_serde() {
+        for v in GitProvider::ALL {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+        for v in GitVerificationMode::ALL {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+    }
+}

@@ -344,3 +344,35 @@ mod tests {
         assert_eq!(k.retry_interval().unwrap(), Duration::from_secs(60));
     }
 }
+
+string_enum!(SourceKind {
+    OCIRepository => "OCIRepository",
+    GitRepository => "GitRepository",
+    Bucket => "Bucket",
+    ExternalArtifact => "ExternalArtifact",
+});
+string_enum!(ValuesKind { Secret => "Secret", ConfigMap => "ConfigMap" });
+string_enum!(DeletionPolicy {
+    MirrorPrune => "MirrorPrune",
+    Delete => "Delete",
+    WaitForTermination => "WaitForTermination",
+    Orphan => "Orphan",
+});
+
+#[cfg(test)]
+mod string_enum_tests {
+    use super::*;
+
+    #[test]
+    fn as_str_matches_serde() {
+        for v in SourceKind::ALL {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+        for v in ValuesKind::ALL {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+        for v in DeletionPolicy::ALL {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+    }
+}

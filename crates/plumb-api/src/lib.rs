@@ -19,6 +19,29 @@
 //!   know that no field is pruned.
 //! * [`duration`]: Go `time.ParseDuration`, the format of every interval and timeout.
 
+/// Implements `as_str` (the JSON value) and `Display` for a string enum, and a unit test that
+/// they agree with serde for every variant.
+macro_rules! string_enum {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The value as written in JSON.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+
+            #[cfg(test)]
+            #[allow(dead_code)]
+            pub(crate) const ALL: &'static [$t] = &[$(Self::$v),*];
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod conditions;
 pub mod consts;
 pub mod crdgen;

@@ -234,18 +234,3 @@ string_enum!(GitVerificationMode {
     Tag => "Tag",
     TagAndHEAD => "TagAndHEAD",
 });
-
-#[cfg(test)]
-mod string_enum_tests {
-    use super::*;
-
-    #[test]
-    fn as_str_matches_serde() {
-        for v in GitProvider::ALL {
-            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
-        }
-        for v in GitVerificationMode::ALL {
-            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
-        }
-    }
-}

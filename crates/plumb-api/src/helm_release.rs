@@ -846,30 +846,3 @@ string_enum!(CrdsPolicy { Skip => "Skip", Create => "Create", CreateReplace => "
 string_enum!(RemediationStrategy { Rollback => "rollback", Uninstall => "uninstall" });
 string_enum!(DriftDetectionMode { Enabled => "enabled", Warn => "warn", Disabled => "disabled" });
 string_enum!(ReleaseAction { Install => "install", Upgrade => "upgrade" });
-
-#[cfg(test)]
-mod string_enum_tests {
-    use super::*;
-
-    #[test]
-    fn as_str_matches_serde() {
-        for v in ChartReferenceKind::ALL {
-            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
-        }
-        for v in ChartSourceKind::ALL {
-            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
-        }
-        for v in CrdsPolicy::ALL {
-            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
-        }
-        for v in RemediationStrategy::ALL {
-            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
-        }
-        for v in DriftDetectionMode::ALL {
-            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
-        }
-        for v in ReleaseAction::ALL {
-            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
-        }
-    }
-}

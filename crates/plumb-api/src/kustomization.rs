@@ -358,21 +358,3 @@ string_enum!(DeletionPolicy {
     WaitForTermination => "WaitForTermination",
     Orphan => "Orphan",
 });
-
-#[cfg(test)]
-mod string_enum_tests {
-    use super::*;
-
-    #[test]
-    fn as_str_matches_serde() {
-        for v in SourceKind::ALL {
-            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
-        }
-        for v in ValuesKind::ALL {
-            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
-        }
-        for v in DeletionPolicy::ALL {
-            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
-        }
-    }
-}

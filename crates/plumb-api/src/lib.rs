@@ -30,7 +30,6 @@ macro_rules! string_enum {
             }
 
             #[cfg(test)]
-            #[allow(dead_code)]
             pub(crate) const ALL: &'static [$t] = &[$(Self::$v),*];
         }
 
@@ -66,3 +65,35 @@ pub use helm_release::{HelmRelease, HelmReleaseSpec, HelmReleaseStatus};
 pub use helm_repository::{HelmRepository, HelmRepositorySpec, HelmRepositoryStatus};
 pub use kustomization::{Kustomization, KustomizationSpec, KustomizationStatus};
 pub use receiver::{Receiver, ReceiverSpec, ReceiverStatus};
+
+#[cfg(test)]
+mod string_enum_tests {
+    use serde::Serialize;
+
+    fn agrees<T: Serialize + Copy + std::fmt::Display>(all: &[T]) {
+        for v in all {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.to_string());
+        }
+    }
+
+    #[test]
+    fn as_str_matches_serde() {
+        use crate::{git_repository as g, helm_release as h, helm_repository as r};
+        use crate::{kustomization as k, receiver as n};
+        agrees(g::GitProvider::ALL);
+        agrees(g::GitVerificationMode::ALL);
+        agrees(r::HelmRepositoryType::ALL);
+        agrees(r::HelmRepositoryProvider::ALL);
+        agrees(k::SourceKind::ALL);
+        agrees(k::ValuesKind::ALL);
+        agrees(k::DeletionPolicy::ALL);
+        agrees(h::ChartReferenceKind::ALL);
+        agrees(h::ChartSourceKind::ALL);
+        agrees(h::CrdsPolicy::ALL);
+        agrees(h::RemediationStrategy::ALL);
+        agrees(h::DriftDetectionMode::ALL);
+        agrees(h::ReleaseAction::ALL);
+        agrees(n::ReceiverType::ALL);
+        agrees(n::ReceiverResourceKind::ALL);
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! `lastTransitionTime` changes only when the status of a condition changes; reason, message
 //! and observedGeneration are always updated. Messages are truncated to
-//! [`MAX_CONDITION_MESSAGE_LENGTH`](crate::consts::MAX_CONDITION_MESSAGE_LENGTH) bytes.
+//! [`MAX_CONDITION_MESSAGE_LENGTH`] bytes.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;

@@ -235,9 +235,11 @@ pub mod field_manager {
         }
     }
 
-    /// Managers whose fields the kustomize-controller takes over on every apply so that
-    /// imperative edits are undone: kubectl (apply and update), kubectl client-side apply,
-    /// the API server's pre-SSA record, and the controller's own pre-SSA `Update` entries.
+    /// Managers whose fields are taken over on every apply so that imperative edits are undone.
+    /// Flux's kustomize-controller list is kubectl (Apply and Update), `before-first-apply`
+    /// (Update) and its own name (Update, from before it used SSA). plumb adds
+    /// `kubectl-client-side-apply` (Update): the manager newer kubectl versions record for a
+    /// client-side `kubectl apply`, which Flux's "undo kubectl apply" entry means to cover.
     pub const REMOVED_ON_APPLY: &[(&str, Operation)] = &[
         (KUBECTL, Operation::Apply),
         (KUBECTL, Operation::Update),

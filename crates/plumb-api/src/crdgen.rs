@@ -1,7 +1,7 @@
 //! Generation of the CustomResourceDefinitions and their stable YAML rendering.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, JSON, JSONSchemaProps,
+    CustomResourceDefinition, JSON, JSONSchemaProps, JSONSchemaPropsOrArray,
 };
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
@@ -37,6 +37,15 @@ fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
         let props = root.properties.get_or_insert_with(Default::default);
         if let Some(status) = props.get_mut("status") {
             status.default = Some(JSON(json!({ "observedGeneration": -1 })));
+            if let Some(items) = status
+                .properties
+                .as_mut()
+                .and_then(|p| p.get_mut("conditions"))
+                .and_then(|c| c.items.as_mut())
+                && let JSONSchemaPropsOrArray::Schema(item) = items
+            {
+                validate_condition(item);
+            }
         }
         props.insert(
             "apiVersion".to_owned(),
@@ -59,6 +68,39 @@ fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
         );
     }
     crd
+}
+
+/// The validation `metav1.Condition` carries in controller-gen CRDs (and so in Flux's).
+fn validate_condition(item: &mut JSONSchemaProps) {
+    let Some(props) = item.properties.as_mut() else {
+        return;
+    };
+    if let Some(p) = props.get_mut("message") {
+        p.max_length = Some(32768);
+    }
+    if let Some(p) = props.get_mut("observedGeneration") {
+        p.minimum = Some(0.0);
+    }
+    if let Some(p) = props.get_mut("reason") {
+        p.max_length = Some(1024);
+        p.min_length = Some(1);
+        p.pattern = Some("^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$".to_owned());
+    }
+    if let Some(p) = props.get_mut("status") {
+        p.enum_ = Some(
+            ["True", "False", "Unknown"]
+                .into_iter()
+                .map(|v| JSON(json!(v)))
+                .collect(),
+        );
+    }
+    if let Some(p) = props.get_mut("type") {
+        p.max_length = Some(316);
+        p.pattern = Some(
+            r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+                .to_owned(),
+        );
+    }
 }
 
 fn string_prop(description: &str) -> JSONSchemaProps {
@@ -200,6 +242,25 @@ mod tests {
                 serde_json::json!({"observedGeneration": -1})
             );
         }
+        let cond = &by_kind("HelmRelease").spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap()
+            .properties
+            .as_ref()
+            .unwrap()["status"]
+            .properties
+            .as_ref()
+            .unwrap()["conditions"];
+        let Some(JSONSchemaPropsOrArray::Schema(item)) = &cond.items else {
+            panic!("conditions has no item schema");
+        };
+        let reason = &item.properties.as_ref().unwrap()["reason"];
+        assert_eq!(reason.min_length, Some(1));
+        assert_eq!(item.required.as_ref().unwrap().len(), 5);
         let ready = &by_kind("Kustomization").spec.versions[0]
             .additional_printer_columns
             .as_ref()

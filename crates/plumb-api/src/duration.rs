@@ -2,7 +2,7 @@
 //!
 //! [`parse`] accepts what `time.ParseDuration` accepts for non-negative values: a sequence of
 //! decimal numbers with units `ns`, `us` (`µs`, `μs`), `ms`, `s`, `m`, `h`, e.g. `1h30m`,
-//! `1.5s`, `0`. [`format`] writes the canonical Go form (`5m0s`, `1h0m0s`, `500ms`).
+//! `1.5s`, `0`. [`format()`] writes the canonical Go form (`5m0s`, `1h0m0s`, `500ms`).
 
 use std::time::Duration;
 

@@ -226,3 +226,11 @@ impl GitRepository {
         crate::duration::parse(&self.spec.timeout)
     }
 }
+
+string_enum!(GitProvider { Generic => "generic", Aws => "aws", Azure => "azure", Github => "github" });
+string_enum!(GitVerificationMode {
+    LegacyHead => "head",
+    Head => "HEAD",
+    Tag => "Tag",
+    TagAndHEAD => "TagAndHEAD",
+});

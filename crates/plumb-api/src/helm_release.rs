@@ -641,6 +641,9 @@ pub struct HelmReleaseStatus {
     /// Digest of the post-renderers of the last successful reconciliation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_post_renderers_digest: Option<String>,
+    /// Digest of `spec.commonMetadata` of the last successful reconciliation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_common_metadata_digest: Option<String>,
     /// Last generation a reconciliation was attempted for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempted_generation: Option<i64>,
@@ -832,3 +835,14 @@ mod tests {
         assert_eq!(hr.release_name(), "custom");
     }
 }
+
+string_enum!(ChartReferenceKind { OCIRepository => "OCIRepository", HelmChart => "HelmChart" });
+string_enum!(ChartSourceKind {
+    HelmRepository => "HelmRepository",
+    GitRepository => "GitRepository",
+    Bucket => "Bucket",
+});
+string_enum!(CrdsPolicy { Skip => "Skip", Create => "Create", CreateReplace => "CreateReplace" });
+string_enum!(RemediationStrategy { Rollback => "rollback", Uninstall => "uninstall" });
+string_enum!(DriftDetectionMode { Enabled => "enabled", Warn => "warn", Disabled => "disabled" });
+string_enum!(ReleaseAction { Install => "install", Upgrade => "upgrade" });

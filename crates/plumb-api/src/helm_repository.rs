@@ -147,3 +147,6 @@ impl HelmRepository {
         }
     }
 }
+
+string_enum!(HelmRepositoryType { Default => "default", Oci => "oci" });
+string_enum!(HelmRepositoryProvider { Generic => "generic", Aws => "aws", Azure => "azure", Gcp => "gcp" });

@@ -344,3 +344,17 @@ mod tests {
         assert_eq!(k.retry_interval().unwrap(), Duration::from_secs(60));
     }
 }
+
+string_enum!(SourceKind {
+    OCIRepository => "OCIRepository",
+    GitRepository => "GitRepository",
+    Bucket => "Bucket",
+    ExternalArtifact => "ExternalArtifact",
+});
+string_enum!(ValuesKind { Secret => "Secret", ConfigMap => "ConfigMap" });
+string_enum!(DeletionPolicy {
+    MirrorPrune => "MirrorPrune",
+    Delete => "Delete",
+    WaitForTermination => "WaitForTermination",
+    Orphan => "Orphan",
+});

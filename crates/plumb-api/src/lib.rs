@@ -19,6 +19,28 @@
 //!   know that no field is pruned.
 //! * [`duration`]: Go `time.ParseDuration`, the format of every interval and timeout.
 
+/// Implements `as_str` (the JSON value) and `Display` for a string enum, and a unit test that
+/// they agree with serde for every variant.
+macro_rules! string_enum {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The value as written in JSON.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+
+            #[cfg(test)]
+            pub(crate) const ALL: &'static [$t] = &[$(Self::$v),*];
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod conditions;
 pub mod consts;
 pub mod crdgen;
@@ -43,3 +65,35 @@ pub use helm_release::{HelmRelease, HelmReleaseSpec, HelmReleaseStatus};
 pub use helm_repository::{HelmRepository, HelmRepositorySpec, HelmRepositoryStatus};
 pub use kustomization::{Kustomization, KustomizationSpec, KustomizationStatus};
 pub use receiver::{Receiver, ReceiverSpec, ReceiverStatus};
+
+#[cfg(test)]
+mod string_enum_tests {
+    use serde::Serialize;
+
+    fn agrees<T: Serialize + Copy + std::fmt::Display>(all: &[T]) {
+        for v in all {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.to_string());
+        }
+    }
+
+    #[test]
+    fn as_str_matches_serde() {
+        use crate::{git_repository as g, helm_release as h, helm_repository as r};
+        use crate::{kustomization as k, receiver as n};
+        agrees(g::GitProvider::ALL);
+        agrees(g::GitVerificationMode::ALL);
+        agrees(r::HelmRepositoryType::ALL);
+        agrees(r::HelmRepositoryProvider::ALL);
+        agrees(k::SourceKind::ALL);
+        agrees(k::ValuesKind::ALL);
+        agrees(k::DeletionPolicy::ALL);
+        agrees(h::ChartReferenceKind::ALL);
+        agrees(h::ChartSourceKind::ALL);
+        agrees(h::CrdsPolicy::ALL);
+        agrees(h::RemediationStrategy::ALL);
+        agrees(h::DriftDetectionMode::ALL);
+        agrees(h::ReleaseAction::ALL);
+        agrees(n::ReceiverType::ALL);
+        agrees(n::ReceiverResourceKind::ALL);
+    }
+}

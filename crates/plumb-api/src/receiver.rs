@@ -207,3 +207,30 @@ mod tests {
         assert_eq!(r.interval().unwrap(), std::time::Duration::from_secs(600));
     }
 }
+
+string_enum!(ReceiverType {
+    Generic => "generic",
+    GenericHmac => "generic-hmac",
+    Github => "github",
+    Gitlab => "gitlab",
+    Bitbucket => "bitbucket",
+    Harbor => "harbor",
+    Dockerhub => "dockerhub",
+    Quay => "quay",
+    Gcr => "gcr",
+    Nexus => "nexus",
+    Acr => "acr",
+    Cdevents => "cdevents",
+});
+string_enum!(ReceiverResourceKind {
+    Bucket => "Bucket",
+    GitRepository => "GitRepository",
+    Kustomization => "Kustomization",
+    HelmRelease => "HelmRelease",
+    HelmChart => "HelmChart",
+    HelmRepository => "HelmRepository",
+    ImageRepository => "ImageRepository",
+    ImagePolicy => "ImagePolicy",
+    ImageUpdateAutomation => "ImageUpdateAutomation",
+    OCIRepository => "OCIRepository",
+});

@@ -97,6 +97,41 @@ fn walk(schema: &JSONSchemaProps, value: &Value, path: &str, out: &mut Vec<Strin
     }
 }
 
+/// Paths of values in `sent` that are missing from, or different in, `read_back`: what the API
+/// server lost when it stored an object. Keys the server added (defaults, `metadata.uid`, ...)
+/// are not reported; list elements are compared by position.
+pub fn lost_fields(sent: &Value, read_back: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    diff(sent, read_back, "", &mut out);
+    out
+}
+
+fn diff(sent: &Value, got: &Value, path: &str, out: &mut Vec<String>) {
+    match (sent, got) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = format!("{path}.{k}");
+                match b.get(k) {
+                    Some(w) => diff(v, w, &p, out),
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, v) in a.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                match b.get(i) {
+                    Some(w) => diff(v, w, &p, out),
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Number(a), Value::Number(b)) if a.as_f64() == b.as_f64() => {}
+        (a, b) if a == b => {}
+        _ => out.push(format!("{path} (changed)")),
+    }
+}
+
 /// Violations of the structural-schema rules (and of what Kubernetes 1.20 supports) in every
 /// version of `crd`. Empty when the CRD is acceptable.
 pub fn structural_violations(crd: &CustomResourceDefinition) -> Vec<String> {
@@ -238,6 +273,19 @@ mod tests {
         );
         let wrong = json!({"apiVersion": "source.toolkit.fluxcd.io/v9", "kind": "GitRepository"});
         assert_eq!(unknown_fields(&crd, &wrong), vec![".apiVersion"]);
+    }
+
+    #[test]
+    fn lost_fields_ignores_additions_and_reports_losses() {
+        let sent = json!({"spec": {"a": 1, "b": [1, {"c": "x"}], "d": {"e": true}}});
+        let same_plus =
+            json!({"spec": {"a": 1.0, "b": [1, {"c": "x", "z": 0}], "d": {"e": true}, "n": 1}});
+        assert!(lost_fields(&sent, &same_plus).is_empty());
+        let lossy = json!({"spec": {"a": 2, "b": [1], "d": {}}});
+        assert_eq!(
+            lost_fields(&sent, &lossy),
+            vec![".spec.a (changed)", ".spec.b[1]", ".spec.d.e"]
+        );
     }
 
     #[test]

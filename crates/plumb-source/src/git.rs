@@ -486,11 +486,7 @@ fn archive_tree<W: std::io::Write>(
                 let sub = repo.find_tree(entry.id()).map_err(|e| s.git_err(e))?;
                 archive_tree(repo, odb, s, &sub, &format!("{rel}/"), rules, sink)?;
             }
-            Some(ObjectType::Commit) => {
-                if !rules.is_ignored(&rel, true) {
-                    sink.dir(&rel)?;
-                }
-            }
+            Some(ObjectType::Commit) if !rules.is_ignored(&rel, true) => sink.dir(&rel)?,
             _ => {}
         }
     }

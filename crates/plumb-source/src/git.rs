@@ -201,8 +201,9 @@ pub struct CommitInfo {
 /// Outcome of [`fetch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchResult {
-    /// Flux revision: `<branch>@sha1:<hex>`, `<tag>@sha1:<hex>`, `<name without refs/*/>@sha1:<hex>`
-    /// or `sha1:<hex>` for a commit without branch.
+    /// Flux revision: `<branch>@sha1:<hex>`, `<tag>@sha1:<hex>` (also for semver),
+    /// `<full ref name>@sha1:<hex>` for `name` (e.g. `refs/heads/main@sha1:...`), `sha1:<hex>` for
+    /// a commit without branch and `<branch>@sha1:<hex>` for a commit with one.
     pub revision: String,
     /// Resolved reference name (`refs/heads/main`, `refs/tags/v1.2.0`), empty for a bare commit.
     pub reference: String,
@@ -842,8 +843,8 @@ fn info(repo: &Repository, s: &Session, oid: Oid) -> Result<CommitInfo> {
     })
 }
 
-/// Flux's short form of a reference for revisions: `refs/heads/main` -> `main`,
-/// `refs/pull/1/head` -> `1/head`; names without two slashes are kept.
+/// Short form of a branch or tag reference for revisions: `refs/heads/main` -> `main`,
+/// `refs/tags/v1` -> `v1`; names without two slashes are kept.
 fn short_ref(name: &str) -> &str {
     let mut it = name.splitn(3, '/');
     match (it.next(), it.next(), it.next()) {
@@ -955,7 +956,13 @@ fn fetch_inner(o: &FetchOptions, s: &mut Session) -> Result<FetchResult> {
             detail: "not a valid git reference name".to_string(),
         });
     }
-    let short = short_ref(&refname).to_string();
+    // Flux advertises the absolute reference for `name` (source-controller#1036) and the short
+    // branch or tag name otherwise.
+    let short = if set(&r.name).is_some() {
+        refname.clone()
+    } else {
+        short_ref(&refname).to_string()
+    };
     // One ref listing decides whether a pack is needed at all.
     let adv = list(&repo, s)?;
     let target = *adv.get(&refname).ok_or_else(|| not_found(what.clone()))?;

@@ -128,7 +128,7 @@ fn every_ref_kind_resolves_as_flux() {
                 name: Some("refs/heads/dev".into()),
                 ..Default::default()
             },
-            format!("dev@sha1:{}", f.d1),
+            format!("refs/heads/dev@sha1:{}", f.d1),
             "refs/heads/dev",
         ),
         (
@@ -151,13 +151,22 @@ fn every_ref_kind_resolves_as_flux() {
         // Precedence: commit > name > semver > tag > branch.
         (
             GitReference {
+                commit: Some(f.c1.clone()),
+                name: Some("refs/heads/dev".into()),
+                ..Default::default()
+            },
+            format!("sha1:{}", f.c1),
+            "",
+        ),
+        (
+            GitReference {
                 name: Some("refs/tags/v1.0.0".into()),
                 semver: Some("*".into()),
                 tag: Some("v1.1.0".into()),
                 branch: Some("dev".into()),
                 ..Default::default()
             },
-            format!("v1.0.0@sha1:{}", f.c1),
+            format!("refs/tags/v1.0.0@sha1:{}", f.c1),
             "refs/tags/v1.0.0",
         ),
         (

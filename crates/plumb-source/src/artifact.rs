@@ -78,6 +78,16 @@ impl IgnoreRules {
     pub fn load(root: &Path, spec_ignore: Option<&str>) -> Result<IgnoreRules> {
         let mut files = Vec::new();
         collect_ignore_files(root, &mut files)?;
+        IgnoreRules::from_files(root, &files, spec_ignore)
+    }
+
+    /// Rules from already-read `.sourceignore` files: `(directory under root, content)`,
+    /// root first, then deeper directories (later entries take precedence).
+    pub fn from_files(
+        root: &Path,
+        files: &[(PathBuf, String)],
+        spec_ignore: Option<&str>,
+    ) -> Result<IgnoreRules> {
         let has_patterns = spec_ignore.is_some_and(|s| s.lines().any(is_pattern))
             || files.iter().any(|(_, text)| text.lines().any(is_pattern));
         let build = |dir: &Path, lines: &mut dyn Iterator<Item = &str>| -> Result<Gitignore> {
@@ -100,7 +110,7 @@ impl IgnoreRules {
             DEFAULT_EXCLUSIONS
         };
         layers.push((root.to_path_buf(), build(root, &mut base.iter().copied())?));
-        for (dir, text) in &files {
+        for (dir, text) in files {
             layers.push((dir.clone(), build(dir, &mut text.lines())?));
         }
         if let Some(spec) = spec_ignore {
@@ -204,6 +214,108 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Streaming writer of a deterministic tar.gz with size limits; entries must be added in
+/// sorted order by the caller.
+pub(crate) struct TarSink<W: Write> {
+    tar: tar::Builder<flate2::write::GzEncoder<HashingWriter<W>>>,
+    limits: Limits,
+    total: u64,
+    entries: u64,
+}
+
+impl<W: Write> TarSink<W> {
+    pub(crate) fn new(out: W, limits: Limits) -> TarSink<W> {
+        let hw = HashingWriter {
+            inner: out,
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        let gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(hw, Compression::default());
+        TarSink {
+            tar: tar::Builder::new(gz),
+            limits,
+            total: 0,
+            entries: 0,
+        }
+    }
+
+    fn count(&mut self) -> Result<()> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(SourceError::TooLarge {
+                op: "archive",
+                path: "entries".to_string(),
+                size: self.entries,
+                limit: self.limits.max_entries,
+            });
+        }
+        Ok(())
+    }
+
+    /// Check a file's size against the limits before it is read.
+    pub(crate) fn admit(&mut self, rel: &str, size: u64) -> Result<()> {
+        if size > self.limits.max_file_size {
+            return Err(SourceError::TooLarge {
+                op: "archive",
+                path: rel.to_string(),
+                size,
+                limit: self.limits.max_file_size,
+            });
+        }
+        if self.total + size > self.limits.max_total_size {
+            return Err(SourceError::TooLarge {
+                op: "archive",
+                path: "artifact".to_string(),
+                size: self.total + size,
+                limit: self.limits.max_total_size,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn dir(&mut self, rel: &str) -> Result<()> {
+        self.count()?;
+        let mut h = header(tar::EntryType::Directory, 0o755, 0);
+        self.tar
+            .append_data(&mut h, format!("{rel}/"), std::io::empty())
+            .map_err(SourceError::io("write archive", rel))
+    }
+
+    /// Add a regular file (`executable` selects 0755 over 0644); call [`TarSink::admit`] first.
+    pub(crate) fn file(
+        &mut self,
+        rel: &str,
+        executable: bool,
+        size: u64,
+        data: impl std::io::Read,
+    ) -> Result<()> {
+        self.admit(rel, size)?;
+        self.count()?;
+        self.total += size;
+        let mode = if executable { 0o755 } else { 0o644 };
+        let mut h = header(tar::EntryType::Regular, mode, size);
+        self.tar
+            .append_data(&mut h, rel, data.take(size))
+            .map_err(SourceError::io("write archive", rel))
+    }
+
+    pub(crate) fn finish(self) -> Result<ArchiveInfo> {
+        let werr = SourceError::io("write archive", "artifact");
+        let gz = self.tar.into_inner().map_err(werr)?;
+        let mut hw = gz
+            .finish()
+            .map_err(SourceError::io("write archive", "artifact"))?;
+        hw.flush()
+            .map_err(SourceError::io("write archive", "artifact"))?;
+        Ok(ArchiveInfo {
+            digest: format!("sha256:{}", hex::encode(hw.hasher.finalize())),
+            size: hw.size,
+        })
+    }
+}
+
 /// Write a deterministic tar.gz of `dir` filtered by `rules` to `out`.
 pub fn archive_dir<W: Write>(
     dir: &Path,
@@ -211,25 +323,9 @@ pub fn archive_dir<W: Write>(
     limits: Limits,
     out: W,
 ) -> Result<ArchiveInfo> {
-    let hw = HashingWriter {
-        inner: out,
-        hasher: Sha256::new(),
-        size: 0,
-    };
-    let gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(hw, Compression::default());
-    let mut tar = tar::Builder::new(gz);
-    let mut total = (0u64, 0u64);
-    add_dir(&mut tar, dir, "", rules, limits, &mut total)?;
-    let io = SourceError::io("write archive", dir);
-    let gz = tar.into_inner().map_err(io)?;
-    let mut hw = gz.finish().map_err(SourceError::io("write archive", dir))?;
-    hw.flush().map_err(SourceError::io("write archive", dir))?;
-    Ok(ArchiveInfo {
-        digest: format!("sha256:{}", hex::encode(hw.hasher.finalize())),
-        size: hw.size,
-    })
+    let mut sink = TarSink::new(out, limits);
+    add_dir(&mut sink, dir, "", rules)?;
+    sink.finish()
 }
 
 fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
@@ -244,76 +340,40 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 }
 
 fn add_dir<W: Write>(
-    tar: &mut tar::Builder<W>,
+    sink: &mut TarSink<W>,
     dir: &Path,
     prefix: &str,
     rules: &IgnoreRules,
-    limits: Limits,
-    total: &mut (u64, u64),
 ) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    let werr = |p: &Path| SourceError::io("write archive", p.to_path_buf());
     for (name, ft) in sorted_entries(dir)? {
         let rel = format!("{prefix}{name}");
         let path = dir.join(&name);
         if ft.is_symlink() {
-            check_symlink(&path, &rel)?;
+            let target =
+                std::fs::read_link(&path).map_err(SourceError::io("read symlink", &path))?;
+            check_symlink(&rel, &target)?;
             continue;
         }
         if !(ft.is_dir() || ft.is_file()) || rules.is_ignored(&rel, ft.is_dir()) {
             continue;
         }
-        total.1 += 1;
-        if total.1 > limits.max_entries {
-            return Err(SourceError::TooLarge {
-                op: "archive",
-                path: "entries".to_string(),
-                size: total.1,
-                limit: limits.max_entries,
-            });
-        }
         if ft.is_dir() {
-            let mut h = header(tar::EntryType::Directory, 0o755, 0);
-            tar.append_data(&mut h, format!("{rel}/"), std::io::empty())
-                .map_err(werr(&path))?;
-            add_dir(tar, &path, &format!("{rel}/"), rules, limits, total)?;
+            sink.dir(&rel)?;
+            add_dir(sink, &path, &format!("{rel}/"), rules)?;
         } else {
             let meta = std::fs::metadata(&path).map_err(SourceError::io("stat", &path))?;
-            let size = meta.len();
-            if size > limits.max_file_size {
-                return Err(SourceError::TooLarge {
-                    op: "archive",
-                    path: rel,
-                    size,
-                    limit: limits.max_file_size,
-                });
-            }
-            total.0 += size;
-            if total.0 > limits.max_total_size {
-                return Err(SourceError::TooLarge {
-                    op: "archive",
-                    path: "artifact".to_string(),
-                    size: total.0,
-                    limit: limits.max_total_size,
-                });
-            }
-            let mode = if meta.permissions().mode() & 0o111 != 0 {
-                0o755
-            } else {
-                0o644
-            };
+            sink.admit(&rel, meta.len())?;
             let f = std::fs::File::open(&path).map_err(SourceError::io("read", &path))?;
-            let mut h = header(tar::EntryType::Regular, mode, size);
-            tar.append_data(&mut h, &rel, f.take(size))
-                .map_err(werr(&path))?;
+            sink.file(&rel, meta.permissions().mode() & 0o111 != 0, meta.len(), f)?;
         }
     }
     Ok(())
 }
 
-/// Error when the symlink at `path` resolves (lexically) outside `root`.
-fn check_symlink(path: &Path, rel: &str) -> Result<()> {
-    let target = std::fs::read_link(path).map_err(SourceError::io("read symlink", path))?;
+/// Error when the symlink at `rel` (relative to the root) with `target` resolves, lexically,
+/// outside the root.
+pub(crate) fn check_symlink(rel: &str, target: &Path) -> Result<()> {
     let escapes = || SourceError::SymlinkEscapes {
         op: "archive",
         path: rel.to_string(),
@@ -429,6 +489,19 @@ impl Storage {
         spec_ignore: Option<&str>,
         limits: Limits,
     ) -> Result<Artifact> {
+        self.object_dir(key)?;
+        let rules = IgnoreRules::load(dir, spec_ignore)?;
+        self.store_with(key, revision, |w| archive_dir(dir, &rules, limits, w))
+    }
+
+    /// Store the archive `write` produces (see [`archive_dir`], `git::archive_commit`) as
+    /// `<kind>/<ns>/<name>/<digest hex>.tar.gz`, atomically.
+    pub fn store_with(
+        &self,
+        key: ObjectKey<'_>,
+        revision: &str,
+        write: impl FnOnce(&mut dyn Write) -> Result<ArchiveInfo>,
+    ) -> Result<Artifact> {
         let obj = self.object_dir(key)?;
         let ObjectKey {
             kind,
@@ -436,17 +509,16 @@ impl Storage {
             name,
         } = key;
         std::fs::create_dir_all(&obj).map_err(SourceError::io("create artifact dir", &obj))?;
-        let rules = IgnoreRules::load(dir, spec_ignore)?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&obj)
             .map_err(SourceError::io("create artifact", &obj))?;
-        let info = archive_dir(
-            dir,
-            &rules,
-            limits,
-            std::io::BufWriter::new(tmp.as_file_mut()),
-        )?;
+        let info = {
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            let info = write(&mut w)?;
+            w.flush().map_err(SourceError::io("write artifact", &obj))?;
+            info
+        };
         let hexd = info.digest.trim_start_matches("sha256:");
         let file = format!("{hexd}.tar.gz");
         let dest = obj.join(&file);

@@ -128,7 +128,7 @@ fn every_ref_kind_resolves_as_flux() {
                 name: Some("refs/heads/dev".into()),
                 ..Default::default()
             },
-            format!("dev@sha1:{}", f.d1),
+            format!("refs/heads/dev@sha1:{}", f.d1),
             "refs/heads/dev",
         ),
         (
@@ -151,13 +151,22 @@ fn every_ref_kind_resolves_as_flux() {
         // Precedence: commit > name > semver > tag > branch.
         (
             GitReference {
+                commit: Some(f.c1.clone()),
+                name: Some("refs/heads/dev".into()),
+                ..Default::default()
+            },
+            format!("sha1:{}", f.c1),
+            "",
+        ),
+        (
+            GitReference {
                 name: Some("refs/tags/v1.0.0".into()),
                 semver: Some("*".into()),
                 tag: Some("v1.1.0".into()),
                 branch: Some("dev".into()),
                 ..Default::default()
             },
-            format!("v1.0.0@sha1:{}", f.c1),
+            format!("refs/tags/v1.0.0@sha1:{}", f.c1),
             "refs/tags/v1.0.0",
         ),
         (
@@ -589,6 +598,21 @@ fn symlink_outside_tree_and_huge_file_fail_archiving() {
     };
     let a = build(&good, Limits::default()).unwrap();
     assert!(a.size > 0);
+    // Straight from the cache: the same bytes as checkout + archive.
+    let o = opts(
+        &server.url("repo"),
+        GitReference::default(),
+        GitAuth::none(),
+        cache.path(),
+    );
+    let direct = storage
+        .store_with(KEY, &a.revision, |w| {
+            git::archive_commit(&o, &good, None, Limits::default(), w)
+        })
+        .unwrap();
+    assert_eq!(direct.digest, a.digest);
+    let e = git::archive_commit(&o, &bad, None, Limits::default(), &mut Vec::new()).unwrap_err();
+    assert!(matches!(e, SourceError::SymlinkEscapes { .. }), "{e}");
     let e = build(&bad, Limits::default()).unwrap_err();
     assert!(
         matches!(e, SourceError::SymlinkEscapes { ref path, .. } if path == "escape"),
@@ -605,6 +629,15 @@ fn symlink_outside_tree_and_huge_file_fail_archiving() {
         },
     )
     .unwrap_err();
+    let small = Limits {
+        max_file_size: 100_000,
+        ..Limits::default()
+    };
+    let e2 = git::archive_commit(&o, &big, None, small, &mut Vec::new()).unwrap_err();
+    assert!(
+        matches!(e2, SourceError::TooLarge { ref path, .. } if path == "big.bin"),
+        "{e2}"
+    );
     assert!(
         matches!(e, SourceError::TooLarge { ref path, .. } if path == "big.bin"),
         "{e}"

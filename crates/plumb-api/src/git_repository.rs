@@ -28,6 +28,7 @@ fn default_timeout() -> String {
     shortname = "gitrepo",
     category = "all",
     category = "fluxcd",
+    category = "flux",
     category = "fluxcd-sources",
     derive = "PartialEq",
     annotation("kustomize.toolkit.fluxcd.io/substitute", "disabled"),

@@ -37,6 +37,7 @@ fn default_chart_version() -> String {
     status = "HelmReleaseStatus",
     shortname = "hr",
     category = "fluxcd",
+    category = "flux",
     derive = "PartialEq",
     doc = "HelmRelease is the Schema for the helmreleases API",
     printcolumn(

@@ -24,6 +24,7 @@ use crate::meta::{
     shortname = "helmrepo",
     category = "all",
     category = "fluxcd",
+    category = "flux",
     category = "fluxcd-sources",
     derive = "PartialEq",
     annotation("kustomize.toolkit.fluxcd.io/substitute", "disabled"),

@@ -28,6 +28,7 @@ use crate::meta::{
     status = "KustomizationStatus",
     shortname = "ks",
     category = "fluxcd",
+    category = "flux",
     derive = "PartialEq",
     doc = "Kustomization is the Schema for the kustomizations API.",
     printcolumn(

@@ -27,6 +27,7 @@ fn default_interval() -> String {
     namespaced,
     status = "ReceiverStatus",
     category = "fluxcd",
+    category = "flux",
     derive = "PartialEq",
     doc = "Receiver is the Schema for the receivers API.",
     printcolumn(

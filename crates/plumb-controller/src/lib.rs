@@ -1,1 +1,57 @@
-//! kube-runtime controllers for plumb's Flux-compatible custom resources.
+//! plumb's controllers: kube-runtime reconcilers for Flux's GitRepository and
+//! Kustomization (more kinds join as they land), their status, events and scheduling.
+//!
+//! Reconcilers only orchestrate: fetching and packaging live in `plumb-source`, applying
+//! in `plumb-ssa`. Every failure is classified ([`outcome`]) into transient, waiting or
+//! stalled, with one Flux reason used for the condition and the event.
+
+pub mod context;
+pub mod gitrepository;
+pub mod outcome;
+
+pub use context::{Config, Context};
+
+use std::sync::Arc;
+
+use kube::api::Api;
+use kube::runtime::watcher;
+
+/// Errors of the controllers that escape a reconcile (status writes, finalizers,
+/// storage). Failures of the reconciled work itself end up in status instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes: {0}")]
+    Kube(String),
+    /// Artifact storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which objects the controllers watch.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Only this namespace (`None`: all namespaces).
+    pub namespace: Option<String>,
+    /// Label selector, e.g. `sharding.fluxcd.io/key=shard1`.
+    pub label_selector: Option<String>,
+}
+
+/// Runs every controller until a shutdown signal.
+pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
+    let watch = match &scope.label_selector {
+        Some(sel) => watcher::Config::default().labels(sel),
+        None => watcher::Config::default(),
+    };
+    let git_api = match &scope.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    gitrepository::run(ctx, git_api, watch, concurrency).await;
+}

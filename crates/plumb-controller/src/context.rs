@@ -1,0 +1,130 @@
+//! What every reconciler shares: the client, artifact storage, the apply engine, the
+//! event recorder and the configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use plumb_source::artifact::Storage;
+
+/// Controller settings (the `plumb run` flags that reconcilers read).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where artifacts and the git cache live.
+    pub storage_path: PathBuf,
+    /// Host:port at which other controllers reach the artifact server.
+    pub storage_adv_addr: String,
+    /// Interval jitter in percent.
+    pub jitter_percent: u32,
+    /// How often a Kustomization waiting on a dependency is retried.
+    pub requeue_dependency: Duration,
+    /// Concurrent applies per Kustomization.
+    pub apply_concurrency: usize,
+    /// Artifacts kept per object besides the current one.
+    pub artifact_retention_records: usize,
+    /// Age after which old artifacts are removed.
+    pub artifact_retention_ttl: Duration,
+    /// Refuse to prune more than this share (0..=1) of an inventory in one pass, unless
+    /// the Kustomization allows it with the prune-budget annotation.
+    pub prune_budget: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            storage_path: PathBuf::from("/data"),
+            storage_adv_addr: "localhost:9090".into(),
+            jitter_percent: 5,
+            requeue_dependency: Duration::from_secs(30),
+            apply_concurrency: 8,
+            artifact_retention_records: 2,
+            artifact_retention_ttl: Duration::from_secs(60),
+            prune_budget: 0.5,
+        }
+    }
+}
+
+/// Shared state of the controllers.
+#[derive(Clone)]
+pub struct Context {
+    /// Kubernetes client (the controller's own identity).
+    pub client: Client,
+    /// Settings.
+    pub config: Config,
+    /// Artifact storage.
+    pub storage: Storage,
+    /// Apply engine for in-cluster applies, shared so its drift memory persists.
+    pub applier: plumb_ssa::Applier,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Context {
+    /// Builds the shared context.
+    pub fn new(client: Client, config: Config) -> Arc<Self> {
+        let storage = Storage::new(config.storage_path.join("artifacts"), &config.storage_adv_addr);
+        let applier = plumb_ssa::Applier::new(
+            client.clone(),
+            plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER,
+            config.apply_concurrency,
+        );
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "plumb".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Arc::new(Context {
+            client,
+            config,
+            storage,
+            applier,
+            recorder,
+        })
+    }
+
+    /// Where the bare git caches live.
+    pub fn git_cache_root(&self) -> PathBuf {
+        self.config.storage_path.join("git")
+    }
+
+    /// Publishes a Kubernetes Event about `obj`. Failing to publish is logged, never fatal.
+    pub async fn event(&self, obj: &ObjectReference, warning: bool, reason: &str, note: &str) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(truncate(note, 1024)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, obj).await {
+            tracing::warn!(error = %e, reason, "publishing event failed");
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

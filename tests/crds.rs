@@ -9,28 +9,6 @@ use plumb_ssa::{ApplyItem, ApplyOptions, Applier};
 use plumb_testing::{ControlPlane, TestNamespace};
 use serde_json::Value;
 
-/// Every leaf of `want` must be in `got` with the same value (`got` may hold more:
-/// defaults and server-set metadata).
-fn missing_fields(want: &Value, got: &Value, path: &str, out: &mut Vec<String>) {
-    match (want, got) {
-        (Value::Object(w), Value::Object(g)) => {
-            for (k, wv) in w {
-                match g.get(k) {
-                    Some(gv) => missing_fields(wv, gv, &format!("{path}.{k}"), out),
-                    None => out.push(format!("{path}.{k}")),
-                }
-            }
-        }
-        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => {
-            for (i, (wv, gv)) in w.iter().zip(g).enumerate() {
-                missing_fields(wv, gv, &format!("{path}[{i}]"), out);
-            }
-        }
-        (w, g) if w == g => {}
-        (w, g) => out.push(format!("{path}: want {w}, got {g}")),
-    }
-}
-
 fn fixture(kind: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("crates/plumb-api/tests/fixtures")
@@ -73,10 +51,9 @@ async fn full_objects_round_trip_through_the_api_server() {
             api.patch_status(&name, &pp, &Patch::Apply(&body)).await.unwrap();
         }
         let back = serde_json::to_value(api.get(&name).await.unwrap()).unwrap();
-        let mut lost = Vec::new();
-        missing_fields(&obj["spec"], &back["spec"], "spec", &mut lost);
+        let mut lost = plumb_api::schema_check::lost_fields(&obj["spec"], &back["spec"]);
         if let Some(status) = &status {
-            missing_fields(status, &back["status"], "status", &mut lost);
+            lost.extend(plumb_api::schema_check::lost_fields(status, &back["status"]));
         }
         assert!(lost.is_empty(), "{kind}: fields lost by the API server: {lost:#?}");
 

@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Print the version of this binary.
     Version,
+    /// Render a kustomization directory to multi-document YAML (like `kubectl kustomize`).
+    Build(crate::cmd_build::BuildArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -27,5 +29,6 @@ pub fn run() -> Result<ExitCode> {
             println!("plumb {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Build(args) => crate::cmd_build::run(&args),
     }
 }

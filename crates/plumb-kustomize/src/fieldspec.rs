@@ -194,6 +194,7 @@ pub(crate) struct Config {
     pub namespace: Vec<FieldSpec>,
     pub common_labels: Vec<FieldSpec>,
     pub template_labels: Vec<FieldSpec>,
+    pub labels: Vec<FieldSpec>,
     pub common_annotations: Vec<FieldSpec>,
     pub images: Vec<FieldSpec>,
     pub replicas: Vec<FieldSpec>,
@@ -216,6 +217,7 @@ impl Config {
         add_unique(&mut self.namespace, &o.namespace);
         add_unique(&mut self.common_labels, &o.common_labels);
         add_unique(&mut self.template_labels, &o.template_labels);
+        add_unique(&mut self.labels, &o.labels);
         add_unique(&mut self.common_annotations, &o.common_annotations);
         add_unique(&mut self.images, &o.images);
         add_unique(&mut self.replicas, &o.replicas);
@@ -250,6 +252,7 @@ impl Config {
                 "namespace" => c.namespace = specs()?,
                 "commonLabels" => c.common_labels = specs()?,
                 "templateLabels" => c.template_labels = specs()?,
+                "labels" => c.labels = specs()?,
                 "commonAnnotations" => c.common_annotations = specs()?,
                 "images" => c.images = specs()?,
                 "replicas" => c.replicas = specs()?,

@@ -235,43 +235,39 @@ fn go_json(out: &mut String, v: &Value) {
 }
 
 /// kustomize's hash of a ConfigMap or Secret (or of any object), ten characters long.
+///
+/// kustomize's hasher looks the name up with a path-like key that never matches, so the name
+/// is always empty in the hashed document; missing fields hash as empty strings.
 pub(crate) fn content_hash(obj: &Map<String, Value>) -> String {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-    let name = crate::resource::str_at(obj, &["metadata", "name"]);
-    let str_map = |k: &str| -> Value {
+    let field = |k: &str| -> Value {
         match obj.get(k) {
-            Some(Value::Object(m)) => Value::Object(
-                m.iter()
-                    .map(|(k, v)| (k.clone(), Value::String(value_string(v))))
-                    .collect(),
-            ),
-            _ => Value::Null,
+            None | Some(Value::Null) => Value::String(String::new()),
+            Some(v) => v.clone(),
         }
     };
     let mut m = Map::new();
     let encoded = match kind {
         "ConfigMap" | "Secret" => {
             m.insert("kind".into(), json!(kind));
-            m.insert("name".into(), json!(name));
-            m.insert("data".into(), str_map("data"));
-            if kind == "ConfigMap" {
-                if obj.get("binaryData").and_then(Value::as_object).is_some_and(|b| !b.is_empty()) {
-                    m.insert("binaryData".into(), str_map("binaryData"));
-                }
-            } else {
-                m.insert(
-                    "type".into(),
-                    json!(obj.get("type").and_then(Value::as_str).unwrap_or("")),
-                );
+            m.insert("name".into(), json!(""));
+            m.insert("data".into(), field("data"));
+            let extra = if kind == "ConfigMap" { "binaryData" } else { "stringData" };
+            if let Some(v @ Value::Object(_)) = obj.get(extra) {
+                m.insert(extra.into(), v.clone());
             }
-            if obj.get("immutable") == Some(&Value::Bool(true)) {
-                m.insert("immutable".into(), Value::Bool(true));
+            if kind == "Secret" {
+                m.insert("type".into(), field("type"));
             }
             let mut s = String::new();
             go_json(&mut s, &Value::Object(m));
             s
         }
-        _ => crate::yaml::to_yaml(&Value::Object(obj.clone())),
+        _ => {
+            let mut s = String::new();
+            go_json(&mut s, &Value::Object(obj.clone()));
+            s
+        }
     };
     let hex = hex::encode(Sha256::digest(encoded.as_bytes()));
     hex[..10]

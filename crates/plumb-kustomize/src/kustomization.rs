@@ -194,3 +194,66 @@ pub struct GeneratorOptions {
     pub disable_name_suffix_hash: Option<bool>,
     pub immutable: Option<bool>,
 }
+
+/// Field names of the kustomization format, for Go-style case-insensitive matching.
+const FIELD_NAMES: &[&str] = &[
+    "apiVersion", "kind", "metadata", "openapi", "namePrefix", "nameSuffix", "namespace",
+    "commonLabels", "labels", "commonAnnotations", "patchesStrategicMerge", "patchesJson6902",
+    "patches", "images", "imageTags", "replacements", "replicas", "vars", "sortOptions",
+    "resources", "components", "crds", "bases", "configMapGenerator", "secretGenerator",
+    "generatorOptions", "configurations", "generators", "transformers", "validators",
+    "buildMetadata", "helmCharts", "helmGlobals", "helmChartInflationGenerator", "inventory",
+    "pairs", "includeSelectors", "includeTemplates", "fields", "path", "patch", "target",
+    "options", "group", "version", "name", "labelSelector", "annotationSelector", "newName",
+    "newTag", "digest", "tagSuffix", "count", "objRef", "fieldRef", "fieldPath", "order",
+    "legacySortOptions", "orderFirst", "orderLast", "behavior", "files", "literals", "envs",
+    "env", "type", "disableNameSuffixHash", "immutable", "annotations",
+];
+
+fn canonical(k: &str) -> Option<&'static str> {
+    FIELD_NAMES.iter().copied().find(|f| *f != k && f.eq_ignore_ascii_case(k))
+}
+
+fn normalize_map(m: &mut Map<String, Value>, depth: usize) {
+    let keys: Vec<String> = m.keys().cloned().collect();
+    for k in keys {
+        if let Some(c) = canonical(&k) {
+            if !m.contains_key(c) {
+                if let Some(v) = m.remove(&k) {
+                    m.insert(c.to_string(), v);
+                }
+            }
+        }
+    }
+    if depth == 0 {
+        return;
+    }
+    for (k, v) in m.iter_mut() {
+        // Never rewrite user data (label/annotation maps, literals, inline patches).
+        if matches!(
+            k.as_str(),
+            "commonLabels" | "commonAnnotations" | "pairs" | "labels" | "annotations" | "metadata"
+        ) {
+            continue;
+        }
+        match v {
+            Value::Object(o) => normalize_map(o, depth - 1),
+            Value::Array(a) => {
+                for it in a {
+                    if let Value::Object(o) = it {
+                        normalize_map(o, depth - 1);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Renames fields written in another letter case to their canonical names (Go's JSON decoder,
+/// which kustomize uses, matches field names case-insensitively).
+pub(crate) fn normalize_keys(v: &mut Value) {
+    if let Value::Object(m) = v {
+        normalize_map(m, 3);
+    }
+}

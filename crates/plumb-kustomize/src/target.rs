@@ -75,7 +75,7 @@ impl<'o> Builder<'o> {
         let path = self.loader.resolve(dir, f)?;
         let file = self.loader.display(&path);
         let text = self.loader.read(&path)?;
-        let v = crate::yaml::parse_one(&text, &file)?;
+        let v = crate::yaml::parse_lenient(&text, &file)?;
         let v = if v.is_null() { Value::Object(Map::new()) } else { v };
         let k = parse_kustomization(v, &file)?;
         Ok(Some((k, file)))
@@ -131,9 +131,6 @@ impl<'o> Builder<'o> {
                 ));
             }
         };
-        if kust.kind.as_deref() == Some("Component") {
-            return Err(kerr(&file, "a Component cannot be built directly; add it to a kustomization's components"));
-        }
         if let Some(o) = overlay {
             kust = o.wrap(kust);
         }
@@ -327,9 +324,7 @@ impl<'o> Builder<'o> {
                             m.entry("namespace").or_insert(ns.clone());
                         }
                     }
-                    m.remove("metadata");
-                    m.remove("apiVersion");
-                    m.remove("kind");
+                    m.retain(|k, _| GENERATOR_KEYS.contains(&k.as_str()));
                 }
                 let args: GeneratorArgs = serde_json::from_value(c)
                     .map_err(|e| kerr(file, format!("generator {entry}: {e}")))?;
@@ -407,8 +402,7 @@ impl<'o> Builder<'o> {
                     format!("plugin {kind} ({av}) is not a builtin; external plugins are not enabled"),
                 ));
             }
-            if d.get("annotations").is_some()
-                || d.get("metadata")
+            if d.get("metadata")
                     .and_then(|m| m.get("annotations"))
                     .and_then(|a| a.get("config.kubernetes.io/function"))
                     .is_some()
@@ -471,6 +465,7 @@ impl<'o> Builder<'o> {
                 }
                 v
             };
+            specs.extend(cfg.labels.iter().cloned());
             for f in &l.fields {
                 let get = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
                 specs.push(FieldSpec::new(&get("kind"), &get("group"), &get("version"), &get("path"), f.get("create").and_then(Value::as_bool).unwrap_or(false)));
@@ -631,6 +626,10 @@ impl<'o> Builder<'o> {
     }
 }
 
+const GENERATOR_KEYS: &[&str] = &[
+    "name", "namespace", "behavior", "files", "literals", "envs", "env", "options", "type",
+];
+
 const BUILTIN_KINDS: &[&str] = &[
     "AnnotationsTransformer",
     "ConfigMapGenerator",
@@ -767,7 +766,8 @@ fn finish_metadata(r: &mut Res, origin: bool, managed_by: bool) {
 }
 
 /// Parses and validates a kustomization document.
-pub(crate) fn parse_kustomization(v: Value, file: &str) -> Result<Kustomization> {
+pub(crate) fn parse_kustomization(mut v: Value, file: &str) -> Result<Kustomization> {
+    crate::kustomization::normalize_keys(&mut v);
     let k: Kustomization = serde_json::from_value(v).map_err(|e| kerr(file, format!("invalid kustomization: {e}")))?;
     match (k.kind.as_deref(), k.api_version.as_deref()) {
         (Some("Component"), Some(av)) if av != "kustomize.config.k8s.io/v1alpha1" => {

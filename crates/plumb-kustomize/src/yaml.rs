@@ -15,6 +15,21 @@ pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>> {
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
+/// Parses a single document where repeated keys are allowed (the last one wins), as
+/// kustomize's reader of kustomization files allows.
+pub(crate) fn parse_lenient(text: &str, file: &str) -> Result<Value> {
+    let opts = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
+    };
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, opts).map_err(|e| yaml_error(&e, file))?;
+    let mut docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
+    match docs.len() {
+        0 => Ok(Value::Null),
+        1 => Ok(docs.remove(0)),
+        n => Err(Error::invalid(file, format!("expected one YAML document, found {n}"))),
+    }
+}
+
 /// Parses a single YAML (or JSON) document.
 pub(crate) fn parse_one(text: &str, file: &str) -> Result<Value> {
     let mut docs = parse_documents(text, file)?;

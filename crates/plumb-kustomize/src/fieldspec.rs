@@ -26,6 +26,8 @@ pub(crate) enum Seg {
     Filter(String, String),
     /// `*` every field of a map or element of a list.
     Any,
+    /// `name[]`: a list field, traversed but never created.
+    List(String),
 }
 
 pub(crate) fn parse_path(path: &str) -> Vec<Seg> {
@@ -51,11 +53,15 @@ pub(crate) fn parse_path(path: &str) -> Vec<Seg> {
             Some(i) if t.ends_with(']') => (t[..i].to_string(), Some(t[i + 1..t.len() - 1].to_string())),
             _ => (t, None),
         };
-        segs.push(Seg::Field(name));
-        if let Some(f) = filter {
-            if let Some((k, v)) = f.split_once('=') {
-                segs.push(Seg::Filter(k.to_string(), v.to_string()));
+        match filter {
+            Some(f) if f.is_empty() => segs.push(Seg::List(name)),
+            Some(f) => {
+                segs.push(Seg::Field(name));
+                if let Some((k, v)) = f.split_once('=') {
+                    segs.push(Seg::Filter(k.to_string(), v.to_string()));
+                }
             }
+            None => segs.push(Seg::Field(name)),
         }
     };
     while let Some(c) = chars.next() {
@@ -151,6 +157,13 @@ pub(crate) fn visit(
                     }
                 }
                 None => {}
+            }
+        }
+        Seg::List(name) => {
+            if let Value::Object(m) = node {
+                if let Some(child) = m.get_mut(name) {
+                    visit(child, rest, create, f)?;
+                }
             }
         }
         Seg::Filter(k, v) => {
@@ -295,6 +308,7 @@ impl Config {
             name_suffix: vec![fs("", "", "", "metadata/name", false)],
             namespace: vec![
                 fs("", "", "", "metadata/namespace", true),
+                fs("Namespace", "", "v1", "metadata/name", false),
                 fs("APIService", "apiregistration.k8s.io", "", "spec/service/namespace", false),
                 fs(
                     "CustomResourceDefinition",
@@ -482,6 +496,10 @@ impl Config {
             },
             NameBackRef { referral: gvk("PriorityClass", "scheduling.k8s.io", "v1"), specs: prio },
             NameBackRef {
+                referral: gvk("ValidatingAdmissionPolicy", "admissionregistration.k8s.io", ""),
+                specs: vec![fs("ValidatingAdmissionPolicyBinding", "admissionregistration.k8s.io", "", "spec/policyName", false)],
+            },
+            NameBackRef {
                 referral: gvk("IngressClass", "networking.k8s.io", "v1"),
                 specs: vec![fs("Ingress", "", "", "spec/ingressClassName", false)],
             },
@@ -492,44 +510,32 @@ impl Config {
             .collect();
         // Variable references.
         let mut vr = on_pods(
-            &pods
-                .iter()
-                .copied()
-                .chain([("ReplicationController", "", "spec/template/spec")])
-                .collect::<Vec<_>>(),
+            &pods.iter().filter(|p| p.0 != "PodTemplate").copied().collect::<Vec<_>>(),
             &[
                 "containers/args",
                 "containers/command",
                 "containers/env/value",
                 "containers/volumeMounts/mountPath",
-                "containers/workingDir",
                 "initContainers/args",
                 "initContainers/command",
                 "initContainers/env/value",
                 "initContainers/volumeMounts/mountPath",
-                "initContainers/workingDir",
                 "volumes/nfs/server",
-                "volumes/nfs/path",
             ],
         );
         for (k, p) in [
             ("Ingress", "spec/rules/host"),
             ("Ingress", "spec/tls/hosts"),
             ("Ingress", "spec/tls/secretName"),
-            ("Ingress", "metadata/annotations"),
-            ("ConfigMap", "data"),
-            ("Service", "metadata/annotations"),
+            ("Service", "spec/ports/port"),
             ("Service", "spec/ports/targetPort"),
             ("StatefulSet", "spec/volumeClaimTemplates/spec/nfs/server"),
-            ("StatefulSet", "spec/volumeClaimTemplates/spec/nfs/path"),
-            ("Pod", "metadata/annotations"),
-            ("Deployment", "spec/template/metadata/annotations"),
+            ("PersistentVolume", "spec/nfs/server"),
+            ("", "metadata/labels"),
+            ("", "metadata/annotations"),
         ] {
             vr.push(fs(k, "", "", p, false));
         }
-        vr.push(fs("ValidatingWebhookConfiguration", "admissionregistration.k8s.io", "", "webhooks/clientConfig/service/path", false));
-        vr.push(fs("MutatingWebhookConfiguration", "admissionregistration.k8s.io", "", "webhooks/clientConfig/service/path", false));
-        vr.push(fs("CustomResourceDefinition", "apiextensions.k8s.io", "", "spec/conversion/webhook/clientConfig/service/path", false));
         c.var_reference = vr;
         c
     }

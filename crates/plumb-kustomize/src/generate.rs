@@ -160,7 +160,7 @@ pub(crate) fn generate(
     let mut binary = Map::new();
     for (k, v) in pairs {
         if secret {
-            data.insert(k, Value::String(b64.encode(&v)));
+            data.insert(k, Value::String(wrap_base64(&b64.encode(&v))));
         } else {
             match String::from_utf8(v) {
                 Ok(s) => {
@@ -191,6 +191,20 @@ pub(crate) fn generate(
     r.needs_hash = opts.disable_name_suffix_hash != Some(true);
     r.behavior = Some(args.behavior.clone().unwrap_or_else(|| "create".into()));
     Ok(r)
+}
+
+/// kustomize breaks base64 secret values into 70-character lines when they are longer.
+fn wrap_base64(enc: &str) -> String {
+    const LINE: usize = 70;
+    if enc.len() / LINE == 0 {
+        return enc.to_string();
+    }
+    let mut out = String::with_capacity(enc.len() + enc.len() / LINE + 1);
+    for chunk in enc.as_bytes().chunks(LINE) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+        out.push('\n');
+    }
+    out
 }
 
 /// Go's `json.Marshal` string encoding (HTML-safe escapes included).

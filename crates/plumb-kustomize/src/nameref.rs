@@ -59,25 +59,27 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
             let referrer_prefixes = r.prefixes.clone();
             let referrer_suffixes = r.suffixes.clone();
             let rid = r.id();
+            let referral_kind_is_sa = br.referral.kind == "ServiceAccount";
             let select = |old: &str, ns: Option<&str>| -> Result<Option<(String, String)>> {
+                // Only renamed (or moved) objects are candidates, matched by an earlier name.
                 let mut hits: Vec<&Cand> = cands
                     .iter()
-                    .filter(|c| c.ids.iter().any(|id| id.name == old))
+                    .filter(|c| {
+                        c.ids[..c.ids.len() - 1]
+                            .iter()
+                            .any(|id| id.name == old && ns.is_none_or(|ns| ns_eq(&id.namespace, ns)))
+                    })
                     .collect();
-                if let Some(ns) = ns {
-                    hits.retain(|c| c.cluster || c.ids.iter().any(|id| ns_eq(&id.namespace, ns) && id.name == old));
-                } else if !referrer_cluster {
-                    hits.retain(|c| c.cluster || ns_eq(&c.namespace, &referrer_ns));
+                if !referrer_cluster && ns.is_none() {
+                    hits.retain(|c| {
+                        c.cluster || referral_kind_is_sa || ns_eq(&c.namespace, &referrer_ns)
+                    });
                 }
                 if hits.len() > 1 {
-                    let same: Vec<&Cand> = hits
-                        .iter()
-                        .copied()
-                        .filter(|c| c.prefixes == referrer_prefixes && c.suffixes == referrer_suffixes)
-                        .collect();
-                    if same.len() == 1 {
-                        hits = same;
-                    }
+                    hits.retain(|c| {
+                        same_ending(&c.prefixes, &referrer_prefixes)
+                            && same_ending(&c.suffixes, &referrer_suffixes)
+                    });
                 }
                 if hits.len() > 1 && !hits.iter().all(|c| c.name == hits[0].name) {
                     return Err(Error::build(
@@ -149,11 +151,17 @@ fn fix_map(m: &mut serde_json::Map<String, Value>, kind: &str, select: &Select<'
     let ns = m.get("namespace").and_then(Value::as_str).map(String::from);
     if let Some((n, newns)) = select(&old, ns.as_deref())? {
         m.insert("name".into(), Value::String(n));
-        if ns.is_some() && !newns.is_empty() {
+        if !newns.is_empty() {
             m.insert("namespace".into(), Value::String(newns));
         }
     }
     Ok(())
+}
+
+/// Whether the shorter list is the tail of the longer (kustomize's prefix/suffix comparison).
+fn same_ending(a: &[String], b: &[String]) -> bool {
+    let n = a.len().min(b.len());
+    a[a.len() - n..] == b[b.len() - n..]
 }
 
 /// Convenience for tests and callers: whether a gvk names a referral kind in `backrefs`.

@@ -1,5 +1,5 @@
 //! Strategic merge patch with kustomize (kyaml merge2) semantics: schema-driven merge keys,
-//! `$patch: delete|replace|merge` directives, null deletes, new list items prepended, and for
+//! `$patch: delete|replace|merge` directives, null deletes, patch elements ordered first, and for
 //! types without schema, lists of maps merged by kyaml's associative keys.
 
 use serde_json::{Map, Value};
@@ -170,35 +170,43 @@ fn merge_list(d: &mut Vec<Value>, p: &[Value], mk: &str, strategy: &str, schema:
         }
         return;
     }
-    let mut new_items = Vec::new();
+    // kyaml's order: the patch's elements first (merged with their counterparts), then the
+    // elements only the original has.
+    let mut used = vec![false; d.len()];
+    let mut out = Vec::with_capacity(d.len() + p.len());
     for pe in p {
         let Value::Object(pm) = pe else {
-            new_items.push(pe.clone());
+            out.push(pe.clone());
             continue;
         };
         let key = pm.get(mk);
         let pos = key.and_then(|kv| {
             d.iter()
-                .position(|de| de.get(mk).is_some_and(|dk| same_key(dk, kv)))
+                .enumerate()
+                .position(|(i, de)| !used[i] && de.get(mk).is_some_and(|dk| same_key(dk, kv)))
         });
+        if let Some(i) = pos {
+            used[i] = true;
+        }
         match (directive(pm), pos) {
-            (Some("delete"), Some(i)) => {
-                d.remove(i);
-            }
-            (Some("delete"), None) => {}
-            (Some("replace"), Some(i)) => d[i] = Value::Object(clean_map(pm)),
+            (Some("delete"), _) => {}
+            (Some("replace"), _) => out.push(Value::Object(clean_map(pm))),
             (_, Some(i)) => {
-                if let Value::Object(dm) = &mut d[i] {
+                let mut merged = d[i].clone();
+                if let Value::Object(dm) = &mut merged {
                     merge_map(dm, pm, schema, def);
                 }
+                out.push(merged);
             }
-            (_, None) => new_items.push(Value::Object(clean_map(pm))),
+            (_, None) => out.push(Value::Object(clean_map(pm))),
         }
     }
-    if !new_items.is_empty() {
-        new_items.append(d);
-        *d = new_items;
+    for (i, de) in d.drain(..).enumerate() {
+        if !used[i] {
+            out.push(de);
+        }
     }
+    *d = out;
 }
 
 fn same_key(a: &Value, b: &Value) -> bool {
@@ -224,7 +232,10 @@ mod tests {
             "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "new"}, {"name": "side", "image": "s"}]}}}}));
         assert!(apply(&mut d, &p, schema, def));
         let c = &d["spec"]["template"]["spec"]["containers"];
-        assert_eq!(c, &json!([{"name": "side", "image": "s"}, {"name": "app", "image": "new"}]));
+        assert_eq!(c, &json!([{"name": "app", "image": "new"}, {"name": "side", "image": "s"}]));
+        let p2 = obj(json!({"spec": {"template": {"spec": {"containers": [{"name": "first"}]}}}}));
+        apply(&mut d, &p2, schema, def);
+        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["name"], "first");
         assert_eq!(d["metadata"]["labels"], json!({}));
     }
 

@@ -151,6 +151,13 @@ impl<'o> Builder<'o> {
         cfg.merge(&acc.config);
         crate::nameref::fix(&mut acc.resources, &cfg.name_reference)?;
         crate::replace::resolve_vars(&mut acc.resources, &acc.vars, &cfg.var_reference)?;
+        acc.resources.retain(|r| {
+            r.annotations()
+                .get("config.kubernetes.io/local-config")
+                .map(value_string)
+                .as_deref()
+                != Some("true")
+        });
         let bm = &kust.build_metadata;
         for r in acc.resources.iter_mut() {
             finish_metadata(r, bm.iter().any(|b| b == "originAnnotations"), bm.iter().any(|b| b == "managedByLabel"));
@@ -216,6 +223,8 @@ impl<'o> Builder<'o> {
                 {
                     return Err(kerr(&file, "a kustomization file cannot be listed as a resource file; list its directory"));
                 }
+                let mut o = o;
+                stringify_metadata_maps(&mut o);
                 let mut r = Res::new(o);
                 r.origin = Some(Value::String(origin.clone()));
                 out.push(r);
@@ -796,4 +805,19 @@ pub(crate) fn parse_kustomization(mut v: Value, file: &str) -> Result<Kustomizat
         }
     }
     Ok(k)
+}
+
+/// Labels and annotations are string maps; YAML scalars like `true` or `8080` become strings.
+fn stringify_metadata_maps(o: &mut Map<String, Value>) {
+    if let Some(Value::Object(md)) = o.get_mut("metadata") {
+        for key in ["labels", "annotations"] {
+            if let Some(Value::Object(m)) = md.get_mut(key) {
+                for (_, v) in m.iter_mut() {
+                    if !v.is_string() && !v.is_null() {
+                        *v = Value::String(value_string(v));
+                    }
+                }
+            }
+        }
+    }
 }

@@ -27,6 +27,13 @@ pub(crate) fn namespace(resources: &mut [Res], ns: &str, specs: &[FieldSpec], un
                 r.set_namespace(ns);
                 continue;
             }
+            if fs.raw_path == "metadata/name" {
+                // kustomize renames core Namespace objects to the target namespace.
+                if gvk.kind == "Namespace" && gvk.group.is_empty() && gvk.version == "v1" {
+                    r.set_name(ns);
+                }
+                continue;
+            }
             with_obj(r, |obj| {
                 visit(obj, &fs.path, fs.create, &mut |v| {
                     if !(unset_only && v.as_str().is_some_and(|s| !s.is_empty())) {

@@ -110,6 +110,8 @@ pub(crate) struct Res {
     /// Name prefixes and suffixes applied so far (for reference disambiguation).
     pub prefixes: Vec<String>,
     pub suffixes: Vec<String>,
+    /// Transformers applied (for `buildMetadata: [transformerAnnotations]`).
+    pub transformations: Vec<Value>,
 }
 
 pub(crate) fn str_at<'a>(m: &'a Map<String, Value>, path: &[&str]) -> &'a str {
@@ -134,6 +136,7 @@ impl Res {
             origin: None,
             prefixes: Vec::new(),
             suffixes: Vec::new(),
+            transformations: Vec::new(),
         }
     }
 

@@ -32,6 +32,7 @@ pub(crate) struct Builder<'o> {
     stack: Vec<PathBuf>,
     opts: &'o BuildOptions,
     resource_count: usize,
+    transformer_anno: bool,
 }
 
 fn kerr(file: &str, msg: impl Into<String>) -> Error {
@@ -49,6 +50,7 @@ impl<'o> Builder<'o> {
             stack: Vec::new(),
             opts,
             resource_count: 0,
+            transformer_anno: false,
         })
     }
 
@@ -134,6 +136,7 @@ impl<'o> Builder<'o> {
         if let Some(o) = overlay {
             kust = o.wrap(kust);
         }
+        self.transformer_anno = kust.build_metadata.iter().any(|b| b == "transformerAnnotations");
         self.stack.push(top.clone());
         let mut acc = self.accumulate(&top, &kust, &file, Acc::default())?;
         self.stack.pop();
@@ -160,7 +163,12 @@ impl<'o> Builder<'o> {
         });
         let bm = &kust.build_metadata;
         for r in acc.resources.iter_mut() {
-            finish_metadata(r, bm.iter().any(|b| b == "originAnnotations"), bm.iter().any(|b| b == "managedByLabel"));
+            finish_metadata(
+                r,
+                bm.iter().any(|b| b == "originAnnotations"),
+                bm.iter().any(|b| b == "managedByLabel"),
+                self.transformer_anno,
+            );
         }
         let order = kust.sort_options.as_ref().and_then(|s| s.order.clone());
         match order.as_deref() {
@@ -177,6 +185,22 @@ impl<'o> Builder<'o> {
             Some(other) => return Err(kerr(&file, format!("unknown sortOptions.order {other:?}"))),
         }
         Ok(acc.resources)
+    }
+
+    /// `file` (root-relative) as a path relative to the top-level build directory.
+    fn rel_to_top(&self, file: &str) -> String {
+        crate::loader::relative(&self.top, &self.loader.root().join(file))
+    }
+
+    /// Records a transformer run on every object (transformer annotations).
+    fn note(&self, acc: &mut Acc, configured_in: &str, by: Value) {
+        if !self.transformer_anno {
+            return;
+        }
+        let t = serde_json::json!({"configuredIn": self.rel_to_top(configured_in), "configuredBy": by});
+        for r in acc.resources.iter_mut() {
+            r.transformations.push(t.clone());
+        }
     }
 
     fn add_resource(&mut self, acc: &mut Acc, r: Res, ctx: &str) -> Result<()> {
@@ -304,14 +328,33 @@ impl<'o> Builder<'o> {
         // Generators.
         let gopts = k.generator_options.as_ref();
         let mut generated = Vec::new();
+        let top = self.top.clone();
+        let root = self.loader.root().to_path_buf();
+        let gen_origin = |kind: &str, cin: &str, md: Option<&Value>| -> Value {
+            let mut by = Map::new();
+            by.insert("apiVersion".into(), Value::String("builtin".into()));
+            by.insert("kind".into(), Value::String(kind.into()));
+            for k in ["name", "namespace"] {
+                if let Some(v) = md.and_then(|m| m.get(k)).filter(|v| v.is_string()) {
+                    by.insert(k.into(), v.clone());
+                }
+            }
+            let rel = crate::loader::relative(&top, &root.join(cin));
+            serde_json::json!({"configuredIn": rel, "configuredBy": by})
+        };
         for g in &k.config_map_generator {
-            generated.push(crate::generate::generate(g, false, gopts, dir, &self.loader, file)?);
+            let mut r = crate::generate::generate(g, false, gopts, dir, &self.loader, file)?;
+            r.origin = Some(gen_origin("ConfigMapGenerator", file, None));
+            generated.push(r);
         }
         for g in &k.secret_generator {
-            generated.push(crate::generate::generate(g, true, gopts, dir, &self.loader, file)?);
+            let mut r = crate::generate::generate(g, true, gopts, dir, &self.loader, file)?;
+            r.origin = Some(gen_origin("SecretGenerator", file, None));
+            generated.push(r);
         }
         for entry in &k.generators {
-            for cfg in self.plugin_configs(dir, entry, file)? {
+            let (cfgs, cin) = self.plugin_configs(dir, entry, file)?;
+            for cfg in cfgs {
                 let kind = cfg.get("kind").and_then(Value::as_str).unwrap_or("");
                 let secret = match kind {
                     "ConfigMapGenerator" => false,
@@ -337,7 +380,9 @@ impl<'o> Builder<'o> {
                 }
                 let args: GeneratorArgs = serde_json::from_value(c)
                     .map_err(|e| kerr(file, format!("generator {entry}: {e}")))?;
-                generated.push(crate::generate::generate(&args, secret, gopts, dir, &self.loader, file)?);
+                let mut r = crate::generate::generate(&args, secret, gopts, dir, &self.loader, file)?;
+                r.origin = Some(gen_origin(kind, &cin, cfg.get("metadata")));
+                generated.push(r);
             }
         }
         for g in generated {
@@ -386,7 +431,8 @@ impl<'o> Builder<'o> {
 
     /// Loads the configs of a `transformers:`/`generators:` entry (a file, inline YAML or a
     /// kustomization directory whose output objects are the configs).
-    fn plugin_configs(&mut self, dir: &Path, entry: &str, file: &str) -> Result<Vec<Value>> {
+    fn plugin_configs(&mut self, dir: &Path, entry: &str, file: &str) -> Result<(Vec<Value>, String)> {
+        let mut configured_in = file.to_string();
         let docs = if entry.contains('\n') {
             crate::yaml::parse_documents(entry, file)?
         } else {
@@ -399,6 +445,7 @@ impl<'o> Builder<'o> {
                 acc.resources.into_iter().map(|r| Value::Object(r.obj)).collect()
             } else {
                 let pf = self.loader.display(&path);
+                configured_in = pf.clone();
                 crate::yaml::parse_documents(&self.loader.read(&path)?, &pf)?
             }
         };
@@ -419,7 +466,7 @@ impl<'o> Builder<'o> {
                 return Err(kerr(file, format!("plugin {kind}: KRM functions are not enabled")));
             }
         }
-        Ok(docs)
+        Ok((docs, configured_in))
     }
 
     fn read_patch(&self, dir: &Path, p: &PatchEntry, file: &str) -> Result<(Patch, String)> {
@@ -453,17 +500,26 @@ impl<'o> Builder<'o> {
                 return Err(kerr(&pf, "patchesStrategicMerge entry is not a strategic merge patch"));
             }
             transform::apply_patch(&mut acc.resources, &patch, None, PatchOptions::default(), self.schema(), &pf)?;
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "PatchStrategicMergeTransformer"}));
         }
         for p in &k.patches {
             self.apply_patch_entry(dir, p, file, acc)?;
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "PatchTransformer"}));
         }
         if let Some(ns) = k.namespace.as_deref().filter(|n| !n.is_empty()) {
             transform::namespace(&mut acc.resources, ns, &cfg.namespace, false, "defaultOnly")?;
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "NamespaceTransformer"}));
         }
         let prefix = k.name_prefix.as_deref().unwrap_or("");
         transform::prefix_suffix(&mut acc.resources, prefix, "", &cfg.name_prefix)?;
+        if !prefix.is_empty() {
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "PrefixTransformer"}));
+        }
         let suffix = k.name_suffix.as_deref().unwrap_or("");
         transform::prefix_suffix(&mut acc.resources, "", suffix, &cfg.name_suffix)?;
+        if !suffix.is_empty() {
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "SuffixTransformer"}));
+        }
         for l in &k.labels {
             let mut specs: Vec<FieldSpec> = if l.include_selectors {
                 cfg.common_labels.clone()
@@ -480,12 +536,15 @@ impl<'o> Builder<'o> {
                 specs.push(FieldSpec::new(&get("kind"), &get("group"), &get("version"), &get("path"), f.get("create").and_then(Value::as_bool).unwrap_or(false)));
             }
             transform::add_map_entries(&mut acc.resources, &l.pairs, &specs)?;
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "LabelTransformer"}));
         }
         if let Some(cl) = &k.common_labels {
             transform::add_map_entries(&mut acc.resources, cl, &cfg.common_labels)?;
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "LabelTransformer"}));
         }
         if let Some(ca) = &k.common_annotations {
             transform::add_map_entries(&mut acc.resources, ca, &cfg.common_annotations)?;
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "AnnotationsTransformer"}));
         }
         for p in &k.patches_json6902 {
             let (patch, pf) = self.read_patch(dir, p, file)?;
@@ -495,22 +554,39 @@ impl<'o> Builder<'o> {
             };
             let target = p.target.as_ref().ok_or_else(|| kerr(file, "patchesJson6902 entry needs a target"))?;
             transform::apply_patch(&mut acc.resources, &patch, Some(target), PatchOptions::default(), self.schema(), &pf)?;
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "PatchJson6902Transformer"}));
         }
         for r in &k.replicas {
             transform::replicas(&mut acc.resources, &r.name, r.count, &cfg.replicas)?;
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "ReplicaCountTransformer"}));
         }
         let images: Vec<ImageEntry> = k.images.iter().chain(k.image_tags.iter()).cloned().collect();
         if !images.is_empty() {
             transform::images(&mut acc.resources, &images, &cfg.images)?;
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "ImageTagTransformer"}));
         }
         for rep in &k.replacements {
             for r in self.load_replacements(dir, rep, file)? {
                 crate::replace::replacement(&mut acc.resources, &r, file)?;
             }
+            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "ReplacementTransformer"}));
         }
         for entry in &k.transformers {
-            for c in self.plugin_configs(dir, entry, file)? {
+            let (cfgs, cin) = self.plugin_configs(dir, entry, file)?;
+            for c in cfgs {
                 self.run_plugin(dir, &c, file, acc, &cfg)?;
+                let mut by = Map::new();
+                for key in ["apiVersion", "kind"] {
+                    if let Some(v) = c.get(key) {
+                        by.insert(key.into(), v.clone());
+                    }
+                }
+                for key in ["name", "namespace"] {
+                    if let Some(v) = c.get("metadata").and_then(|m| m.get(key)).filter(|v| v.is_string()) {
+                        by.insert(key.into(), v.clone());
+                    }
+                }
+                self.note(acc, &cin, Value::Object(by));
             }
         }
         Ok(())
@@ -738,7 +814,7 @@ fn absorb(acc: &mut Acc, g: Res, file: &str) -> Result<()> {
 }
 
 /// Removes kustomize's internal annotations and adds build metadata.
-fn finish_metadata(r: &mut Res, origin: bool, managed_by: bool) {
+fn finish_metadata(r: &mut Res, origin: bool, managed_by: bool, transformations: bool) {
     let origin_text = if origin {
         r.origin.as_ref().map(|o| match o {
             Value::String(p) => format!("path: {p}\n"),
@@ -747,6 +823,8 @@ fn finish_metadata(r: &mut Res, origin: bool, managed_by: bool) {
     } else {
         None
     };
+    let trans_text = (transformations && !r.transformations.is_empty())
+        .then(|| crate::yaml::to_yaml(&Value::Array(r.transformations.clone())));
     let md = r.metadata_mut();
     if let Some(Value::Object(a)) = md.get_mut("annotations") {
         a.retain(|k, _| {
@@ -764,6 +842,12 @@ fn finish_metadata(r: &mut Res, origin: bool, managed_by: bool) {
         let a = md.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(a) = a {
             a.insert("config.kubernetes.io/origin".into(), Value::String(t));
+        }
+    }
+    if let Some(t) = trans_text {
+        let a = md.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(a) = a {
+            a.insert("alpha.config.kubernetes.io/transformations".into(), Value::String(t));
         }
     }
     if managed_by {

@@ -76,10 +76,21 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                     });
                 }
                 if hits.len() > 1 {
-                    hits.retain(|c| {
-                        same_ending(&c.prefixes, &referrer_prefixes)
-                            && same_ending(&c.suffixes, &referrer_suffixes)
-                    });
+                    // kustomize's two passes: first empty prefixes/suffixes match anything,
+                    // then they must match exactly.
+                    for allow_empty in [true, false] {
+                        if hits.len() > 1 {
+                            let kept: Vec<&Cand> = hits
+                                .iter()
+                                .copied()
+                                .filter(|c| {
+                                    affix_eq(&c.prefixes, &referrer_prefixes, allow_empty)
+                                        && affix_eq(&c.suffixes, &referrer_suffixes, allow_empty)
+                                })
+                                .collect();
+                            hits = kept;
+                        }
+                    }
                 }
                 if hits.len() > 1 && !hits.iter().all(|c| c.name == hits[0].name) {
                     return Err(Error::build(
@@ -158,8 +169,12 @@ fn fix_map(m: &mut serde_json::Map<String, Value>, kind: &str, select: &Select<'
     Ok(())
 }
 
-/// Whether the shorter list is the tail of the longer (kustomize's prefix/suffix comparison).
-fn same_ending(a: &[String], b: &[String]) -> bool {
+/// kustomize's prefix/suffix comparison: the shorter list must be the tail of the longer; an
+/// empty list matches only an empty one unless `allow_empty`.
+fn affix_eq(a: &[String], b: &[String], allow_empty: bool) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return allow_empty || a.len() == b.len();
+    }
     let n = a.len().min(b.len());
     a[a.len() - n..] == b[b.len() - n..]
 }

@@ -283,6 +283,34 @@ pub(crate) fn replacement(resources: &mut [Res], rep: &Value, ctx: &str) -> Resu
     Ok(())
 }
 
+/// Binds a var to the one object it names, as kustomize does where the var is declared.
+pub(crate) fn bind_var(resources: &mut [Res], v: &VarEntry, file: &str) -> Result<()> {
+    let kind = v.obj_ref.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = v.obj_ref.get("name").and_then(Value::as_str).unwrap_or("");
+    let ns = v.obj_ref.get("namespace").and_then(Value::as_str).unwrap_or("");
+    let api = v.obj_ref.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let want = crate::resource::Gvk::from_api_version(api, kind);
+    let hits: Vec<usize> = (0..resources.len())
+        .filter(|&i| {
+            resources[i].all_ids().iter().any(|id| {
+                id.gvk.selected_by(&want.group, &want.version, &want.kind)
+                    && id.name == name
+                    && (ns.is_empty() || id.effective_namespace() == ns)
+            })
+        })
+        .collect();
+    if hits.len() > 1 {
+        return Err(Error::build(
+            file,
+            format!("found {} objects for var {} ({kind} {name:?}); unable to disambiguate", hits.len(), v.name),
+        ));
+    }
+    if let Some(&i) = hits.first() {
+        resources[i].var_names.push(v.name.clone());
+    }
+    Ok(())
+}
+
 /// Resolves vars and substitutes `$(NAME)` in the var-reference fields.
 pub(crate) fn resolve_vars(resources: &mut [Res], vars: &[VarEntry], specs: &[FieldSpec]) -> Result<()> {
     if vars.is_empty() {
@@ -290,26 +318,12 @@ pub(crate) fn resolve_vars(resources: &mut [Res], vars: &[VarEntry], specs: &[Fi
     }
     let mut values: Vec<(String, Value)> = Vec::new();
     for v in vars {
+        let ctx = format!("var {}", v.name);
+        let hits: Vec<&Res> = resources.iter().filter(|r| r.var_names.contains(&v.name)).collect();
         let kind = v.obj_ref.get("kind").and_then(Value::as_str).unwrap_or("");
         let name = v.obj_ref.get("name").and_then(Value::as_str).unwrap_or("");
-        let ns = v.obj_ref.get("namespace").and_then(Value::as_str);
-        let api = v.obj_ref.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-        let hits: Vec<&Res> = resources
-            .iter()
-            .filter(|r| {
-                r.kind() == kind
-                    && (api.is_empty() || r.api_version() == api)
-                    && r.all_ids().iter().any(|id| {
-                        id.name == name && ns.is_none_or(|n| id.namespace == n || n.is_empty())
-                    })
-            })
-            .collect();
-        let ctx = format!("var {}", v.name);
         if hits.is_empty() {
             return Err(Error::build(ctx, format!("no {kind} named {name:?} to take the value from")));
-        }
-        if hits.len() > 1 {
-            return Err(Error::build(ctx, format!("found multiple objects ({kind} {name:?}) for the var")));
         }
         let fp = v
             .field_ref

@@ -112,6 +112,8 @@ pub(crate) struct Res {
     pub suffixes: Vec<String>,
     /// Transformers applied (for `buildMetadata: [transformerAnnotations]`).
     pub transformations: Vec<Value>,
+    /// Vars whose value this object provides (bound where the var is declared).
+    pub var_names: Vec<String>,
 }
 
 pub(crate) fn str_at<'a>(m: &'a Map<String, Value>, path: &[&str]) -> &'a str {
@@ -137,6 +139,7 @@ impl Res {
             prefixes: Vec::new(),
             suffixes: Vec::new(),
             transformations: Vec::new(),
+            var_names: Vec::new(),
         }
     }
 

@@ -400,6 +400,9 @@ impl<'o> Builder<'o> {
             self.stack.pop();
         }
         self.run_transformers(dir, k, file, &mut acc)?;
+        for v in &k.vars {
+            crate::replace::bind_var(&mut acc.resources, v, file)?;
+        }
         merge_vars(&mut acc.vars, k.vars.clone(), file)?;
         Ok(acc)
     }
@@ -799,6 +802,9 @@ fn absorb(acc: &mut Acc, g: Res, file: &str) -> Result<()> {
                 }
             }
             old.obj = obj;
+            if b == "replace" {
+                old.origin = g.origin.clone();
+            }
             old.needs_hash = old.needs_hash && g.needs_hash || (old.behavior.is_none() && g.needs_hash && false);
             if old.behavior.is_none() {
                 // A plain (not generated) object merged with a generator keeps its name.

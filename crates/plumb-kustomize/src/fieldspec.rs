@@ -247,6 +247,32 @@ impl Config {
         }
     }
 
+    /// Layers user configuration over defaults: a field spec list the user gives replaces the
+    /// default list for that transformer (name references are added to).
+    pub(crate) fn overridden_by(mut self, o: &Config) -> Config {
+        fn take(dst: &mut Vec<FieldSpec>, src: &[FieldSpec]) {
+            if !src.is_empty() {
+                *dst = src.to_vec();
+            }
+        }
+        take(&mut self.name_prefix, &o.name_prefix);
+        take(&mut self.name_suffix, &o.name_suffix);
+        take(&mut self.namespace, &o.namespace);
+        take(&mut self.common_labels, &o.common_labels);
+        take(&mut self.template_labels, &o.template_labels);
+        take(&mut self.labels, &o.labels);
+        take(&mut self.common_annotations, &o.common_annotations);
+        take(&mut self.images, &o.images);
+        take(&mut self.replicas, &o.replicas);
+        take(&mut self.var_reference, &o.var_reference);
+        let mut nr = Config { name_reference: o.name_reference.clone(), ..Config::default() };
+        nr.name_reference.retain(|_| true);
+        let mut base = Config { name_reference: std::mem::take(&mut self.name_reference), ..Config::default() };
+        base.merge(&nr);
+        self.name_reference = base.name_reference;
+        self
+    }
+
     /// Parses a `configurations:` file.
     pub(crate) fn parse(v: &Value, file: &str) -> Result<Config> {
         let mut c = Config::default();
@@ -531,6 +557,12 @@ impl Config {
             ("Service", "spec/ports/targetPort"),
             ("StatefulSet", "spec/volumeClaimTemplates/spec/nfs/server"),
             ("PersistentVolume", "spec/nfs/server"),
+            ("CronJob", "spec/jobTemplate/spec/volumes/nfs/server"),
+            ("Deployment", "spec/template/metadata/annotations"),
+            ("ReplicaSet", "spec/template/metadata/annotations"),
+            ("DaemonSet", "spec/template/metadata/annotations"),
+            ("StatefulSet", "spec/template/metadata/annotations"),
+            ("Job", "spec/template/metadata/annotations"),
             ("", "metadata/labels"),
             ("", "metadata/annotations"),
         ] {

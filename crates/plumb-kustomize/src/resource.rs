@@ -291,7 +291,7 @@ impl Matcher {
             }
         }
         if let Some(re) = &self.name {
-            if !re.is_match(&org.name) && !re.is_match(&cur.name) {
+            if !re.is_match(&org.name) && !re.is_match(&cur.name) && !r.prev.iter().any(|id| re.is_match(&id.name)) {
                 return false;
             }
         }

@@ -150,8 +150,7 @@ impl<'o> Builder<'o> {
                 r.set_name(&n);
             }
         }
-        let mut cfg = Config::defaults();
-        cfg.merge(&acc.config);
+        let cfg = Config::defaults().overridden_by(&acc.config);
         crate::nameref::fix(&mut acc.resources, &cfg.name_reference)?;
         crate::replace::resolve_vars(&mut acc.resources, &acc.vars, &cfg.var_reference)?;
         acc.resources.retain(|r| {
@@ -359,6 +358,12 @@ impl<'o> Builder<'o> {
                 let secret = match kind {
                     "ConfigMapGenerator" => false,
                     "SecretGenerator" => true,
+                    "IAMPolicyGenerator" => {
+                        let mut r = iam_policy_service_account(&cfg, file)?;
+                        r.origin = Some(gen_origin(kind, &cin, cfg.get("metadata")));
+                        generated.push(r);
+                        continue;
+                    }
                     _ => {
                         // Any other object listed under generators is emitted as is.
                         if let Value::Object(m) = cfg {
@@ -486,8 +491,7 @@ impl<'o> Builder<'o> {
     }
 
     fn run_transformers(&mut self, dir: &Path, k: &Kustomization, file: &str, acc: &mut Acc) -> Result<()> {
-        let mut cfg = Config::defaults();
-        cfg.merge(&acc.config);
+        let cfg = Config::defaults().overridden_by(&acc.config);
         // patchesStrategicMerge
         for p in &k.patches_strategic_merge {
             let (patch, pf) = match p {
@@ -718,7 +722,33 @@ const GENERATOR_KEYS: &[&str] = &[
     "name", "namespace", "behavior", "files", "literals", "envs", "env", "options", "type",
 ];
 
+/// The builtin IAMPolicyGenerator: a ServiceAccount bound to a GKE workload identity.
+fn iam_policy_service_account(cfg: &Value, file: &str) -> Result<Res> {
+    let s = |a: &str, b: &str| cfg.get(a).and_then(|x| x.get(b)).and_then(Value::as_str).unwrap_or("").to_string();
+    if cfg.get("cloud").and_then(Value::as_str) != Some("gke") {
+        return Err(kerr(file, "IAMPolicyGenerator: only cloud: gke is supported"));
+    }
+    let mut md = Map::new();
+    md.insert(
+        "annotations".into(),
+        serde_json::json!({"iam.gke.io/gcp-service-account": format!("{}@{}.iam.gserviceaccount.com", s("serviceAccount", "name"), s("serviceAccount", "projectId"))}),
+    );
+    md.insert("name".into(), Value::String(s("kubernetesService", "name")));
+    let ns = s("kubernetesService", "namespace");
+    if !ns.is_empty() {
+        md.insert("namespace".into(), Value::String(ns));
+    }
+    let mut obj = Map::new();
+    obj.insert("apiVersion".into(), Value::String("v1".into()));
+    obj.insert("kind".into(), Value::String("ServiceAccount".into()));
+    obj.insert("metadata".into(), Value::Object(md));
+    let mut r = Res::new(obj);
+    r.behavior = Some("create".into());
+    Ok(r)
+}
+
 const BUILTIN_KINDS: &[&str] = &[
+    "IAMPolicyGenerator",
     "AnnotationsTransformer",
     "ConfigMapGenerator",
     "HashTransformer",

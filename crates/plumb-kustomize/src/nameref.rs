@@ -60,6 +60,7 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
             let referrer_suffixes = r.suffixes.clone();
             let rid = r.id();
             let referral_kind_is_sa = br.referral.kind == "ServiceAccount";
+            let from_map = std::cell::Cell::new(false);
             let select = |old: &str, ns: Option<&str>| -> Result<Option<(String, String)>> {
                 // Only renamed (or moved) objects are candidates, matched by an earlier name.
                 let mut hits: Vec<&Cand> = cands
@@ -92,7 +93,12 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                         }
                     }
                 }
-                if hits.len() > 1 && !hits.iter().all(|c| c.name == hits[0].name) {
+                let map_ref = ns.is_some() || from_map.get();
+                if hits.len() > 1
+                    && !hits
+                        .iter()
+                        .all(|c| c.name == hits[0].name && (!map_ref || ns_eq(&c.namespace, &hits[0].namespace)))
+                {
                     return Err(Error::build(
                         format!("name reference in {rid}"),
                         format!(
@@ -122,12 +128,22 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                                             *old = n;
                                         }
                                     }
-                                    Value::Object(m) => fix_map(m, &referral_kind, &select)?,
+                                    Value::Object(m) => {
+                                        from_map.set(true);
+                                        let r = fix_map(m, &referral_kind, &select, &rid);
+                                        from_map.set(false);
+                                        r?
+                                    }
                                     _ => {}
                                 }
                             }
                         }
-                        Value::Object(m) => fix_map(m, &referral_kind, &select)?,
+                        Value::Object(m) => {
+                            from_map.set(true);
+                            let r = fix_map(m, &referral_kind, &select, &rid);
+                            from_map.set(false);
+                            r?
+                        }
                         _ => {}
                     }
                     Ok(())
@@ -150,11 +166,17 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
 type Select<'a> = dyn Fn(&str, Option<&str>) -> Result<Option<(String, String)>> + 'a;
 
 /// A map reference `{name, namespace[, kind]}` (role binding subjects, webhook services).
-fn fix_map(m: &mut serde_json::Map<String, Value>, kind: &str, select: &Select<'_>) -> Result<()> {
+fn fix_map(m: &mut serde_json::Map<String, Value>, kind: &str, select: &Select<'_>, rid: &ResId) -> Result<()> {
     if let Some(k) = m.get("kind").and_then(Value::as_str) {
         if k != kind {
             return Ok(());
         }
+    }
+    if m.get("namespace").is_some_and(|v| v.is_null() || v.as_str() == Some("")) {
+        return Err(Error::build(
+            format!("name reference in {rid}"),
+            format!("Invalid Input: namespace is blank for resource {kind} {:?}", m.get("name").map(crate::resource::value_string).unwrap_or_default()),
+        ));
     }
     let Some(old) = m.get("name").and_then(Value::as_str).map(String::from) else {
         return Ok(());

@@ -419,7 +419,7 @@ impl<'o> Builder<'o> {
             return Err(kerr(file, "openapi: specify either path or version, not both"));
         }
         if let Some(v) = version {
-            if !v.starts_with("v1.") {
+            if v != "v1.21.2" {
                 return Err(kerr(file, format!("openapi: unknown builtin schema version {v:?}")));
             }
             return Ok(());

@@ -1,5 +1,5 @@
 //! kustomize's legacy output order: some kinds first, admission webhooks last, the rest by
-//! group/version/kind, then by name and namespace.
+//! group/version/kind, then by namespace (none sorts last) and name.
 
 use crate::resource::Res;
 
@@ -52,6 +52,7 @@ pub(crate) fn legacy(resources: &mut [Res], first: &[String], last: &[String]) {
     };
     resources.sort_by_cached_key(|r| {
         let id = r.id();
-        (rank(&id.gvk.kind), id.gvk.sort_string(), id.sort_string())
+        let ns = if id.namespace.is_empty() { "~X".to_string() } else { id.namespace.clone() };
+        (rank(&id.gvk.kind), id.gvk.sort_string(), ns, id.name)
     });
 }

@@ -19,6 +19,8 @@ enum Command {
     Version,
     /// Print the CRDs as YAML, or write/check them in a directory.
     Crds(crate::cmd_crds::CrdsArgs),
+    /// Render a kustomization directory to multi-document YAML (like `kubectl kustomize`).
+    Build(crate::cmd_build::BuildArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -30,5 +32,6 @@ pub fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Crds(args) => crate::cmd_crds::run(args),
+        Command::Build(args) => crate::cmd_build::run(&args),
     }
 }

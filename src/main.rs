@@ -5,6 +5,7 @@
 
 mod cli;
 mod cmd_crds;
+mod cmd_build;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,210 @@
+//! Name-reference fix-up: after prefixes, suffixes, hashes and namespace moves, rewrite every
+//! field that refers to a renamed object (kustomize's `nameReference` field specs).
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::fieldspec::{NameBackRef, visit};
+use crate::resource::{Gvk, Res, ResId};
+
+struct Cand {
+    ids: Vec<ResId>,
+    name: String,
+    namespace: String,
+    cluster: bool,
+    prefixes: Vec<String>,
+    suffixes: Vec<String>,
+}
+
+fn ns_eq(a: &str, b: &str) -> bool {
+    let d = |s: &str| if s.is_empty() { "default".to_string() } else { s.to_string() };
+    d(a) == d(b)
+}
+
+/// Rewrites references to renamed objects.
+pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()> {
+    for br in backrefs {
+        let cands: Vec<Cand> = resources
+            .iter()
+            .filter(|r| {
+                let g = r.gvk();
+                g.selected_by(&br.referral.group, &br.referral.version, &br.referral.kind)
+            })
+            .map(|r| Cand {
+                ids: r.all_ids(),
+                name: r.name().to_string(),
+                namespace: r.namespace().to_string(),
+                cluster: r.is_cluster_scoped(),
+                prefixes: r.prefixes.clone(),
+                suffixes: r.suffixes.clone(),
+            })
+            .collect();
+        if cands.is_empty() {
+            continue;
+        }
+        for r in resources.iter_mut() {
+            let gvk = r.gvk();
+            let specs: Vec<_> = br.specs.iter().filter(|s| s.applies_to(&gvk)).collect();
+            if specs.is_empty() {
+                continue;
+            }
+            // roleRef names a Role or a ClusterRole; only fix the kind it names.
+            if let Some(k) = r.obj.get("roleRef").and_then(|x| x.get("kind")).and_then(Value::as_str) {
+                if specs.iter().any(|s| s.raw_path.starts_with("roleRef")) && k != br.referral.kind {
+                    continue;
+                }
+            }
+            let referrer_ns = r.namespace().to_string();
+            let referrer_cluster = r.is_cluster_scoped();
+            let referrer_prefixes = r.prefixes.clone();
+            let referrer_suffixes = r.suffixes.clone();
+            let rid = r.id();
+            let referral_kind_is_sa = br.referral.kind == "ServiceAccount";
+            let from_map = std::cell::Cell::new(false);
+            let select = |old: &str, ns: Option<&str>| -> Result<Option<(String, String)>> {
+                // Only renamed (or moved) objects are candidates, matched by an earlier name.
+                let mut hits: Vec<&Cand> = cands
+                    .iter()
+                    .filter(|c| {
+                        c.ids[..c.ids.len() - 1]
+                            .iter()
+                            .any(|id| id.name == old && ns.is_none_or(|ns| ns_eq(&id.namespace, ns)))
+                    })
+                    .collect();
+                if !referrer_cluster && ns.is_none() {
+                    hits.retain(|c| {
+                        c.cluster || referral_kind_is_sa || ns_eq(&c.namespace, &referrer_ns)
+                    });
+                }
+                if hits.len() > 1 {
+                    // kustomize's two passes: first empty prefixes/suffixes match anything,
+                    // then they must match exactly.
+                    for allow_empty in [true, false] {
+                        if hits.len() > 1 {
+                            let kept: Vec<&Cand> = hits
+                                .iter()
+                                .copied()
+                                .filter(|c| {
+                                    affix_eq(&c.prefixes, &referrer_prefixes, allow_empty)
+                                        && affix_eq(&c.suffixes, &referrer_suffixes, allow_empty)
+                                })
+                                .collect();
+                            hits = kept;
+                        }
+                    }
+                }
+                let map_ref = ns.is_some() || from_map.get();
+                if hits.len() > 1
+                    && !hits
+                        .iter()
+                        .all(|c| c.name == hits[0].name && (!map_ref || ns_eq(&c.namespace, &hits[0].namespace)))
+                {
+                    return Err(Error::build(
+                        format!("name reference in {rid}"),
+                        format!(
+                            "found multiple possible referrals for {} {old:?}",
+                            br.referral.kind
+                        ),
+                    ));
+                }
+                Ok(hits.first().map(|c| (c.name.clone(), c.namespace.clone())))
+            };
+            let referral_kind = br.referral.kind.clone();
+            let mut obj = Value::Object(std::mem::take(&mut r.obj));
+            let mut result = Ok(());
+            for s in specs {
+                let res = visit(&mut obj, &s.path, false, &mut |node| {
+                    match node {
+                        Value::String(old) => {
+                            if let Some((n, _)) = select(old, None)? {
+                                *old = n;
+                            }
+                        }
+                        Value::Array(items) => {
+                            for it in items.iter_mut() {
+                                match it {
+                                    Value::String(old) => {
+                                        if let Some((n, _)) = select(old, None)? {
+                                            *old = n;
+                                        }
+                                    }
+                                    Value::Object(m) => {
+                                        from_map.set(true);
+                                        let r = fix_map(m, &referral_kind, &select, &rid);
+                                        from_map.set(false);
+                                        r?
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        Value::Object(m) => {
+                            from_map.set(true);
+                            let r = fix_map(m, &referral_kind, &select, &rid);
+                            from_map.set(false);
+                            r?
+                        }
+                        _ => {}
+                    }
+                    Ok(())
+                });
+                if res.is_err() {
+                    result = res;
+                    break;
+                }
+            }
+            r.obj = match obj {
+                Value::Object(m) => m,
+                _ => Default::default(),
+            };
+            result?;
+        }
+    }
+    Ok(())
+}
+
+type Select<'a> = dyn Fn(&str, Option<&str>) -> Result<Option<(String, String)>> + 'a;
+
+/// A map reference `{name, namespace[, kind]}` (role binding subjects, webhook services).
+fn fix_map(m: &mut serde_json::Map<String, Value>, kind: &str, select: &Select<'_>, rid: &ResId) -> Result<()> {
+    if let Some(k) = m.get("kind").and_then(Value::as_str) {
+        if k != kind {
+            return Ok(());
+        }
+    }
+    if m.get("namespace").is_some_and(|v| v.is_null() || v.as_str() == Some("")) {
+        return Err(Error::build(
+            format!("name reference in {rid}"),
+            format!("Invalid Input: namespace is blank for resource {kind} {:?}", m.get("name").map(crate::resource::value_string).unwrap_or_default()),
+        ));
+    }
+    let Some(old) = m.get("name").and_then(Value::as_str).map(String::from) else {
+        return Ok(());
+    };
+    let ns = m.get("namespace").and_then(Value::as_str).map(String::from);
+    if let Some((n, newns)) = select(&old, ns.as_deref())? {
+        m.insert("name".into(), Value::String(n));
+        if !newns.is_empty() {
+            m.insert("namespace".into(), Value::String(newns));
+        }
+    }
+    Ok(())
+}
+
+/// kustomize's prefix/suffix comparison: the shorter list must be the tail of the longer; an
+/// empty list matches only an empty one unless `allow_empty`.
+fn affix_eq(a: &[String], b: &[String], allow_empty: bool) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return allow_empty || a.len() == b.len();
+    }
+    let n = a.len().min(b.len());
+    a[a.len() - n..] == b[b.len() - n..]
+}
+
+/// Convenience for tests and callers: whether a gvk names a referral kind in `backrefs`.
+#[allow(dead_code)]
+pub(crate) fn is_referral(backrefs: &[NameBackRef], gvk: &Gvk) -> bool {
+    backrefs
+        .iter()
+        .any(|b| gvk.selected_by(&b.referral.group, &b.referral.version, &b.referral.kind))
+}

@@ -1,0 +1,58 @@
+//! kustomize's legacy output order: some kinds first, admission webhooks last, the rest by
+//! group/version/kind, then by namespace (none sorts last) and name.
+
+use crate::resource::Res;
+
+const ORDER_FIRST: &[&str] = &[
+    "Namespace",
+    "ResourceQuota",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "PodSecurityPolicy",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Endpoints",
+    "Service",
+    "LimitRange",
+    "PriorityClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "StatefulSet",
+    "CronJob",
+    "PodDisruptionBudget",
+];
+const ORDER_LAST: &[&str] = &["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"];
+
+/// Sorts in legacy order; empty lists mean kustomize's defaults.
+pub(crate) fn legacy(resources: &mut [Res], first: &[String], last: &[String]) {
+    let first: Vec<&str> = if first.is_empty() && last.is_empty() {
+        ORDER_FIRST.to_vec()
+    } else {
+        first.iter().map(String::as_str).collect()
+    };
+    let last: Vec<&str> = if last.is_empty() && first.is_empty() {
+        ORDER_LAST.to_vec()
+    } else {
+        last.iter().map(String::as_str).collect()
+    };
+    let rank = |k: &str| -> i64 {
+        if let Some(i) = first.iter().position(|x| *x == k) {
+            return i as i64 - first.len() as i64;
+        }
+        if let Some(i) = last.iter().position(|x| *x == k) {
+            return i as i64 + 1;
+        }
+        0
+    };
+    resources.sort_by_cached_key(|r| {
+        let id = r.id();
+        let ns = if id.namespace.is_empty() { "~X".to_string() } else { id.namespace.clone() };
+        (rank(&id.gvk.kind), id.gvk.sort_string(), ns, id.name)
+    });
+}

@@ -21,6 +21,8 @@ enum Command {
     Crds(crate::cmd_crds::CrdsArgs),
     /// Render a kustomization directory to multi-document YAML (like `kubectl kustomize`).
     Build(crate::cmd_build::BuildArgs),
+    /// Run the controllers (GitRepository, Kustomization) against the current cluster.
+    Run(Box<crate::cmd_run::RunArgs>),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -33,5 +35,6 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Crds(args) => crate::cmd_crds::run(args),
         Command::Build(args) => crate::cmd_build::run(&args),
+        Command::Run(args) => crate::cmd_run::run(*args),
     }
 }

@@ -4,8 +4,9 @@
 //! the work lives in the `plumb-*` library crates.
 
 mod cli;
-mod cmd_crds;
 mod cmd_build;
+mod cmd_crds;
+mod cmd_run;
 
 use std::process::ExitCode;
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use plumb_ssa::{ApplyItem, ApplyOptions, Applier};
+use plumb_ssa::{Applier, ApplyItem, ApplyOptions};
 use plumb_testing::{ControlPlane, TestNamespace};
 use serde_json::Value;
 
@@ -22,7 +22,10 @@ async fn install_crds(applier: &Applier) {
         .into_iter()
         .map(|crd| ApplyItem::new(serde_json::to_value(crd).unwrap()))
         .collect();
-    applier.apply_all(items, &ApplyOptions::default()).await.unwrap();
+    applier
+        .apply_all(items, &ApplyOptions::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -33,7 +36,13 @@ async fn full_objects_round_trip_through_the_api_server() {
     install_crds(&applier).await;
     let ns = TestNamespace::create(info, "crds").await.unwrap();
 
-    for kind in ["gitrepository", "helmrepository", "kustomization", "helmrelease", "receiver"] {
+    for kind in [
+        "gitrepository",
+        "helmrepository",
+        "kustomization",
+        "helmrelease",
+        "receiver",
+    ] {
         let mut obj = fixture(kind);
         obj["metadata"]["namespace"] = Value::String(ns.name().to_string());
         let name = obj["metadata"]["name"].as_str().unwrap().to_string();
@@ -48,20 +57,34 @@ async fn full_objects_round_trip_through_the_api_server() {
         api.patch(&name, &pp, &Patch::Apply(&obj)).await.unwrap();
         if let Some(status) = &status {
             let body = serde_json::json!({"apiVersion": api_version, "kind": obj["kind"], "status": status});
-            api.patch_status(&name, &pp, &Patch::Apply(&body)).await.unwrap();
+            api.patch_status(&name, &pp, &Patch::Apply(&body))
+                .await
+                .unwrap();
         }
         let back = serde_json::to_value(api.get(&name).await.unwrap()).unwrap();
         let mut lost = plumb_api::schema_check::lost_fields(&obj["spec"], &back["spec"]);
         if let Some(status) = &status {
-            lost.extend(plumb_api::schema_check::lost_fields(status, &back["status"]));
+            lost.extend(plumb_api::schema_check::lost_fields(
+                status,
+                &back["status"],
+            ));
         }
-        assert!(lost.is_empty(), "{kind}: fields lost by the API server: {lost:#?}");
+        assert!(
+            lost.is_empty(),
+            "{kind}: fields lost by the API server: {lost:#?}"
+        );
 
         // The object also parses into plumb's Rust type.
         match kind {
-            "gitrepository" => drop(serde_json::from_value::<plumb_api::GitRepository>(back).unwrap()),
-            "helmrepository" => drop(serde_json::from_value::<plumb_api::HelmRepository>(back).unwrap()),
-            "kustomization" => drop(serde_json::from_value::<plumb_api::Kustomization>(back).unwrap()),
+            "gitrepository" => {
+                drop(serde_json::from_value::<plumb_api::GitRepository>(back).unwrap())
+            }
+            "helmrepository" => {
+                drop(serde_json::from_value::<plumb_api::HelmRepository>(back).unwrap())
+            }
+            "kustomization" => {
+                drop(serde_json::from_value::<plumb_api::Kustomization>(back).unwrap())
+            }
             "helmrelease" => drop(serde_json::from_value::<plumb_api::HelmRelease>(back).unwrap()),
             _ => drop(serde_json::from_value::<plumb_api::Receiver>(back).unwrap()),
         }
@@ -76,10 +99,26 @@ async fn api_server_serves_flux_printer_columns() {
     let client = info.admin_client().await.unwrap();
     install_crds(&Applier::new(client.clone(), "plumb-test", 4)).await;
     let cases = [
-        ("source.toolkit.fluxcd.io/v1", "gitrepositories", &["Name", "URL", "Age", "Ready", "Status"][..]),
-        ("source.toolkit.fluxcd.io/v1", "helmrepositories", &["Name", "URL", "Age", "Ready", "Status"][..]),
-        ("kustomize.toolkit.fluxcd.io/v1", "kustomizations", &["Name", "Age", "Ready", "Status"][..]),
-        ("helm.toolkit.fluxcd.io/v2", "helmreleases", &["Name", "Age", "Ready", "Status"][..]),
+        (
+            "source.toolkit.fluxcd.io/v1",
+            "gitrepositories",
+            &["Name", "URL", "Age", "Ready", "Status"][..],
+        ),
+        (
+            "source.toolkit.fluxcd.io/v1",
+            "helmrepositories",
+            &["Name", "URL", "Age", "Ready", "Status"][..],
+        ),
+        (
+            "kustomize.toolkit.fluxcd.io/v1",
+            "kustomizations",
+            &["Name", "Age", "Ready", "Status"][..],
+        ),
+        (
+            "helm.toolkit.fluxcd.io/v2",
+            "helmreleases",
+            &["Name", "Age", "Ready", "Status"][..],
+        ),
     ];
     for (gv, plural, want) in cases {
         let req = http::Request::get(format!("/apis/{gv}/{plural}"))
@@ -94,18 +133,27 @@ async fn api_server_serves_flux_printer_columns() {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         for w in want {
-            assert!(columns.contains(w), "{plural}: column {w} missing from {columns:?}");
+            assert!(
+                columns.contains(w),
+                "{plural}: column {w} missing from {columns:?}"
+            );
         }
     }
     // Short names and the `flux` category, as kubectl resolves them from discovery.
     let short = [
         ("source.toolkit.fluxcd.io/v1", "gitrepositories", "gitrepo"),
-        ("source.toolkit.fluxcd.io/v1", "helmrepositories", "helmrepo"),
+        (
+            "source.toolkit.fluxcd.io/v1",
+            "helmrepositories",
+            "helmrepo",
+        ),
         ("kustomize.toolkit.fluxcd.io/v1", "kustomizations", "ks"),
         ("helm.toolkit.fluxcd.io/v2", "helmreleases", "hr"),
     ];
     for (gv, plural, short_name) in short {
-        let req = http::Request::get(format!("/apis/{gv}")).body(Vec::new()).unwrap();
+        let req = http::Request::get(format!("/apis/{gv}"))
+            .body(Vec::new())
+            .unwrap();
         let list: Value = serde_json::from_str(&client.request_text(req).await.unwrap()).unwrap();
         let res = list["resources"]
             .as_array()
@@ -113,7 +161,21 @@ async fn api_server_serves_flux_printer_columns() {
             .iter()
             .find(|r| r["name"] == plural)
             .unwrap_or_else(|| panic!("{plural} not served"));
-        assert!(res["shortNames"].as_array().unwrap().iter().any(|s| s == short_name), "{res}");
-        assert!(res["categories"].as_array().unwrap().iter().any(|c| c == "flux"), "{res}");
+        assert!(
+            res["shortNames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s == short_name),
+            "{res}"
+        );
+        assert!(
+            res["categories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == "flux"),
+            "{res}"
+        );
     }
 }

@@ -36,6 +36,8 @@ pub mod condition {
 
 /// Condition reasons.
 pub mod reason {
+    /// A cross-namespace reference was denied (`--no-cross-namespace-refs`).
+    pub const ACCESS_DENIED: &str = "AccessDenied";
     /// The reconciliation succeeded (meta).
     pub const RECONCILIATION_SUCCEEDED: &str = "ReconciliationSucceeded";
     /// The reconciliation failed (meta).

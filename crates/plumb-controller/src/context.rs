@@ -1,8 +1,9 @@
 //! What every reconciler shares: the client, artifact storage, the apply engine, the
 //! event recorder and the configuration.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -30,6 +31,14 @@ pub struct Config {
     /// Refuse to prune more than this share (0..=1) of an inventory in one pass, unless
     /// the Kustomization allows it with the prune-budget annotation.
     pub prune_budget: f64,
+    /// A postBuild variable without a value is an error instead of an empty string.
+    pub strict_substitution: bool,
+    /// Service account impersonated when a Kustomization names none.
+    pub default_service_account: Option<String>,
+    /// Deny references to sources in other namespaces.
+    pub no_cross_namespace_refs: bool,
+    /// Variables offered to every postBuild substitution (e.g. EKS cluster facts).
+    pub cluster_vars: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -43,6 +52,10 @@ impl Default for Config {
             artifact_retention_records: 2,
             artifact_retention_ttl: Duration::from_secs(60),
             prune_budget: 0.5,
+            strict_substitution: false,
+            default_service_account: None,
+            no_cross_namespace_refs: false,
+            cluster_vars: BTreeMap::new(),
         }
     }
 }
@@ -58,7 +71,11 @@ pub struct Context {
     pub storage: Storage,
     /// Apply engine for in-cluster applies, shared so its drift memory persists.
     pub applier: plumb_ssa::Applier,
+    /// When each Kustomization's current revision was applied (health-check timeouts).
+    pub health_clock: Arc<crate::kustomization::HealthClock>,
     recorder: Recorder,
+    base_config: kube::Config,
+    impersonated: Arc<Mutex<HashMap<String, plumb_ssa::Applier>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -71,8 +88,11 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     /// Builds the shared context.
-    pub fn new(client: Client, config: Config) -> Arc<Self> {
-        let storage = Storage::new(config.storage_path.join("artifacts"), &config.storage_adv_addr);
+    pub fn new(client: Client, base_config: kube::Config, config: Config) -> Arc<Self> {
+        let storage = Storage::new(
+            config.storage_path.join("artifacts"),
+            &config.storage_adv_addr,
+        );
         let applier = plumb_ssa::Applier::new(
             client.clone(),
             plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER,
@@ -90,8 +110,41 @@ impl Context {
             config,
             storage,
             applier,
+            health_clock: Default::default(),
             recorder,
+            base_config,
+            impersonated: Arc::default(),
         })
+    }
+
+    /// An applier acting as `system:serviceaccount:<ns>:<sa>` (cached per identity, so its
+    /// drift memory persists like the shared one's).
+    pub fn impersonating_applier(
+        &self,
+        ns: &str,
+        sa: &str,
+    ) -> Result<plumb_ssa::Applier, kube::Error> {
+        let user = format!("system:serviceaccount:{ns}:{sa}");
+        if let Some(a) = self
+            .impersonated
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&user).cloned())
+        {
+            return Ok(a);
+        }
+        let mut cfg = self.base_config.clone();
+        cfg.auth_info.impersonate = Some(user.clone());
+        let client = Client::try_from(cfg)?;
+        let applier = plumb_ssa::Applier::new(
+            client,
+            plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER,
+            self.config.apply_concurrency,
+        );
+        if let Ok(mut m) = self.impersonated.lock() {
+            m.insert(user, applier.clone());
+        }
+        Ok(applier)
     }
 
     /// Where the bare git caches live.

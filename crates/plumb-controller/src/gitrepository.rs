@@ -16,7 +16,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use plumb_api::conditions::{self, HasConditions, Status as CondStatus};
+use plumb_api::conditions::{self, Status as CondStatus};
 use plumb_api::consts::{FINALIZER, annotation, condition, reason};
 use plumb_api::meta::Artifact;
 use plumb_api::{GitRepository, GitRepositoryStatus};
@@ -32,7 +32,12 @@ use crate::{Error, Result};
 const KIND: &str = "gitrepository";
 
 /// Runs the GitRepository controller until shutdown.
-pub async fn run(ctx: Arc<Context>, api: Api<GitRepository>, watch: watcher::Config, concurrency: u16) {
+pub async fn run(
+    ctx: Arc<Context>,
+    api: Api<GitRepository>,
+    watch: watcher::Config,
+    concurrency: u16,
+) {
     Controller::new(api, watch)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
@@ -100,7 +105,8 @@ async fn apply(obj: Arc<GitRepository>, ctx: &Context, api: &Api<GitRepository>)
 
     let outcome = fetch_and_store(&obj, ctx, &status).await;
     let unsupported = obj.unsupported_fields();
-    let unsupported_note = (!unsupported.is_empty()).then(|| plumb_api::unsupported::message(&unsupported));
+    let unsupported_note =
+        (!unsupported.is_empty()).then(|| plumb_api::unsupported::message(&unsupported));
     let obj_ref = obj.object_ref(&());
     let action = match outcome {
         Ok((artifact, changed)) => {
@@ -118,13 +124,22 @@ async fn apply(obj: Arc<GitRepository>, ctx: &Context, api: &Api<GitRepository>)
                 Some(note) => format!("{msg}; {note}"),
                 None => msg.clone(),
             };
-            conditions::mark_ready(&mut status.conditions, reason::SUCCEEDED, &ready_msg, generation);
+            conditions::mark_ready(
+                &mut status.conditions,
+                reason::SUCCEEDED,
+                &ready_msg,
+                generation,
+            );
             if changed {
                 ctx.event(
                     &obj_ref,
                     false,
                     "NewArtifact",
-                    &format!("stored artifact with revision '{}' from '{}'", artifact.revision, git::redact_url(&obj.spec.url)),
+                    &format!(
+                        "stored artifact with revision '{}' from '{}'",
+                        artifact.revision,
+                        git::redact_url(&obj.spec.url)
+                    ),
                 )
                 .await;
             }
@@ -153,9 +168,13 @@ async fn apply(obj: Arc<GitRepository>, ctx: &Context, api: &Api<GitRepository>)
         }
     };
     if let Some(note) = &unsupported_note
-        && before.conditions.iter().all(|c| !c.message.contains(note.as_str()))
+        && before
+            .conditions
+            .iter()
+            .all(|c| !c.message.contains(note.as_str()))
     {
-        ctx.event(&obj_ref, true, reason::UNSUPPORTED_FIELD, note).await;
+        ctx.event(&obj_ref, true, reason::UNSUPPORTED_FIELD, note)
+            .await;
     }
     status.observed_generation = generation;
     if requested.is_some() {
@@ -167,7 +186,11 @@ async fn apply(obj: Arc<GitRepository>, ctx: &Context, api: &Api<GitRepository>)
     Ok(action)
 }
 
-async fn write_status(api: &Api<GitRepository>, name: &str, status: &GitRepositoryStatus) -> Result<()> {
+async fn write_status(
+    api: &Api<GitRepository>,
+    name: &str,
+    status: &GitRepositoryStatus,
+) -> Result<()> {
     let patch = serde_json::json!({"status": status});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -225,11 +248,13 @@ fn classify(e: &plumb_source::SourceError) -> Failure {
     let (class, why) = match e.kind() {
         ErrorKind::AuthFailed => (Class::Stalled, reason::AUTHENTICATION_FAILED),
         ErrorKind::HostUntrusted => (Class::Stalled, reason::AUTHENTICATION_FAILED),
-        ErrorKind::Unreachable | ErrorKind::Timeout => (Class::Transient, reason::GIT_OPERATION_FAILED),
+        ErrorKind::Unreachable | ErrorKind::Timeout => {
+            (Class::Transient, reason::GIT_OPERATION_FAILED)
+        }
         ErrorKind::RefNotFound => (Class::Stalled, reason::GIT_OPERATION_FAILED),
         ErrorKind::InvalidInput => (Class::Stalled, reason::URL_INVALID),
         ErrorKind::BadContent => (Class::Stalled, reason::ARCHIVE_OPERATION_FAILED),
-        ErrorKind::Internal => (Class::Transient, reason::STORAGE_OPERATION_FAILED),
+        ErrorKind::Internal => (Class::Transient, condition::STORAGE_OPERATION_FAILED),
     };
     Failure::new(class, why, e.to_string())
 }
@@ -254,7 +279,13 @@ async fn fetch_and_store(
     let fetch_opts = opts.clone();
     let fetched = tokio::task::spawn_blocking(move || git::fetch(&fetch_opts))
         .await
-        .map_err(|e| Failure::new(Class::Transient, reason::GIT_OPERATION_FAILED, e.to_string()))?
+        .map_err(|e| {
+            Failure::new(
+                Class::Transient,
+                reason::GIT_OPERATION_FAILED,
+                e.to_string(),
+            )
+        })?
         .map_err(|e| classify(&e))?;
 
     // Same revision, same ignore rules, artifact still on disk: nothing to do.
@@ -272,7 +303,10 @@ async fn fetch_and_store(
     let commit = fetched.commit.id.clone();
     let ignore = obj.spec.ignore.clone();
     let submodules = obj.spec.recurse_submodules;
-    let retention = (ctx.config.artifact_retention_records, ctx.config.artifact_retention_ttl);
+    let retention = (
+        ctx.config.artifact_retention_records,
+        ctx.config.artifact_retention_ttl,
+    );
     let stored = tokio::task::spawn_blocking(move || -> std::result::Result<plumb_source::artifact::Artifact, plumb_source::SourceError> {
         let work = tempfile::Builder::new()
             .prefix("plumb-checkout-")
@@ -285,7 +319,7 @@ async fn fetch_and_store(
         Ok(artifact)
     })
     .await
-    .map_err(|e| Failure::new(Class::Transient, reason::STORAGE_OPERATION_FAILED, e.to_string()))?
+    .map_err(|e| Failure::new(Class::Transient, condition::STORAGE_OPERATION_FAILED, e.to_string()))?
     .map_err(|e| classify(&e))?;
 
     Ok((

@@ -7,7 +7,9 @@
 
 pub mod context;
 pub mod gitrepository;
+pub mod kustomization;
 pub mod outcome;
+pub mod substitute;
 
 pub use context::{Config, Context};
 
@@ -53,5 +55,12 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    gitrepository::run(ctx, git_api, watch, concurrency).await;
+    let ks_api = match &scope.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    tokio::join!(
+        gitrepository::run(ctx.clone(), git_api, watch.clone(), concurrency),
+        kustomization::run(ctx, ks_api, watch, concurrency),
+    );
 }

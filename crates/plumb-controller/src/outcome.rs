@@ -74,7 +74,10 @@ mod tests {
         let d = Duration::from_secs(60);
         for _ in 0..100 {
             let j = jitter(d, 5);
-            assert!(j >= Duration::from_secs(57) && j <= Duration::from_secs(63), "{j:?}");
+            assert!(
+                j >= Duration::from_secs(57) && j <= Duration::from_secs(63),
+                "{j:?}"
+            );
         }
         assert_eq!(jitter(d, 0), d);
     }

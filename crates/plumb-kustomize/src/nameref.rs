@@ -17,7 +17,13 @@ struct Cand {
 }
 
 fn ns_eq(a: &str, b: &str) -> bool {
-    let d = |s: &str| if s.is_empty() { "default".to_string() } else { s.to_string() };
+    let d = |s: &str| {
+        if s.is_empty() {
+            "default".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     d(a) == d(b)
 }
 
@@ -49,8 +55,14 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                 continue;
             }
             // roleRef names a Role or a ClusterRole; only fix the kind it names.
-            if let Some(k) = r.obj.get("roleRef").and_then(|x| x.get("kind")).and_then(Value::as_str) {
-                if specs.iter().any(|s| s.raw_path.starts_with("roleRef")) && k != br.referral.kind {
+            if let Some(k) = r
+                .obj
+                .get("roleRef")
+                .and_then(|x| x.get("kind"))
+                .and_then(Value::as_str)
+            {
+                if specs.iter().any(|s| s.raw_path.starts_with("roleRef")) && k != br.referral.kind
+                {
                     continue;
                 }
             }
@@ -66,9 +78,9 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                 let mut hits: Vec<&Cand> = cands
                     .iter()
                     .filter(|c| {
-                        c.ids[..c.ids.len() - 1]
-                            .iter()
-                            .any(|id| id.name == old && ns.is_none_or(|ns| ns_eq(&id.namespace, ns)))
+                        c.ids[..c.ids.len() - 1].iter().any(|id| {
+                            id.name == old && ns.is_none_or(|ns| ns_eq(&id.namespace, ns))
+                        })
                     })
                     .collect();
                 if !referrer_cluster && ns.is_none() {
@@ -95,9 +107,10 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                 }
                 let map_ref = ns.is_some() || from_map.get();
                 if hits.len() > 1
-                    && !hits
-                        .iter()
-                        .all(|c| c.name == hits[0].name && (!map_ref || ns_eq(&c.namespace, &hits[0].namespace)))
+                    && !hits.iter().all(|c| {
+                        c.name == hits[0].name
+                            && (!map_ref || ns_eq(&c.namespace, &hits[0].namespace))
+                    })
                 {
                     return Err(Error::build(
                         format!("name reference in {rid}"),
@@ -166,16 +179,28 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
 type Select<'a> = dyn Fn(&str, Option<&str>) -> Result<Option<(String, String)>> + 'a;
 
 /// A map reference `{name, namespace[, kind]}` (role binding subjects, webhook services).
-fn fix_map(m: &mut serde_json::Map<String, Value>, kind: &str, select: &Select<'_>, rid: &ResId) -> Result<()> {
+fn fix_map(
+    m: &mut serde_json::Map<String, Value>,
+    kind: &str,
+    select: &Select<'_>,
+    rid: &ResId,
+) -> Result<()> {
     if let Some(k) = m.get("kind").and_then(Value::as_str) {
         if k != kind {
             return Ok(());
         }
     }
-    if m.get("namespace").is_some_and(|v| v.is_null() || v.as_str() == Some("")) {
+    if m.get("namespace")
+        .is_some_and(|v| v.is_null() || v.as_str() == Some(""))
+    {
         return Err(Error::build(
             format!("name reference in {rid}"),
-            format!("Invalid Input: namespace is blank for resource {kind} {:?}", m.get("name").map(crate::resource::value_string).unwrap_or_default()),
+            format!(
+                "Invalid Input: namespace is blank for resource {kind} {:?}",
+                m.get("name")
+                    .map(crate::resource::value_string)
+                    .unwrap_or_default()
+            ),
         ));
     }
     let Some(old) = m.get("name").and_then(Value::as_str).map(String::from) else {

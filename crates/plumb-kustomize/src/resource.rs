@@ -34,9 +34,21 @@ impl Gvk {
     }
 
     pub(crate) fn sort_string(&self) -> String {
-        let g = if self.group.is_empty() { "~G" } else { &self.group };
-        let v = if self.version.is_empty() { "~V" } else { &self.version };
-        let k = if self.kind.is_empty() { "~K" } else { &self.kind };
+        let g = if self.group.is_empty() {
+            "~G"
+        } else {
+            &self.group
+        };
+        let v = if self.version.is_empty() {
+            "~V"
+        } else {
+            &self.version
+        };
+        let k = if self.kind.is_empty() {
+            "~K"
+        } else {
+            &self.kind
+        };
         format!("{g}_{v}_{k}")
     }
 }
@@ -62,7 +74,9 @@ impl ResId {
     }
 
     pub(crate) fn equals(&self, o: &ResId) -> bool {
-        self.gvk == o.gvk && self.name == o.name && self.effective_namespace() == o.effective_namespace()
+        self.gvk == o.gvk
+            && self.name == o.name
+            && self.effective_namespace() == o.effective_namespace()
     }
 
     /// Same identity ignoring the version (used for patch targets and generators).
@@ -74,8 +88,16 @@ impl ResId {
     }
 
     pub(crate) fn sort_string(&self) -> String {
-        let ns = if self.namespace.is_empty() { "~X" } else { &self.namespace };
-        let nm = if self.name.is_empty() { "~N" } else { &self.name };
+        let ns = if self.namespace.is_empty() {
+            "~X"
+        } else {
+            &self.namespace
+        };
+        let nm = if self.name.is_empty() {
+            "~N"
+        } else {
+            &self.name
+        };
         format!("{}|{}_{}", self.gvk.sort_string(), nm, ns)
     }
 }
@@ -291,7 +313,10 @@ impl Matcher {
             }
         }
         if let Some(re) = &self.name {
-            if !re.is_match(&org.name) && !re.is_match(&cur.name) && !r.prev.iter().any(|id| re.is_match(&id.name)) {
+            if !re.is_match(&org.name)
+                && !re.is_match(&cur.name)
+                && !r.prev.iter().any(|id| re.is_match(&id.name))
+            {
                 return false;
             }
         }

@@ -38,7 +38,9 @@ impl Schema {
     pub(crate) fn merge_compact(&mut self, v: &Value) {
         if let Some(defs) = v.get("defs").and_then(Value::as_object) {
             for (name, fields) in defs {
-                let Some(fields) = fields.as_object() else { continue };
+                let Some(fields) = fields.as_object() else {
+                    continue;
+                };
                 let mut m = HashMap::new();
                 for (f, info) in fields {
                     let get = |i: usize| {
@@ -131,6 +133,9 @@ mod tests {
             "rbac.authorization.k8s.io/v1",
             "ClusterRole"
         )));
-        assert!(!is_cluster_scoped(&Gvk::from_api_version("v1", "ConfigMap")));
+        assert!(!is_cluster_scoped(&Gvk::from_api_version(
+            "v1",
+            "ConfigMap"
+        )));
     }
 }

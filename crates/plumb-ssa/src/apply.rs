@@ -592,8 +592,9 @@ impl Applier {
 
     /// The kstatus health of each object, read once (never waits).
     pub async fn health(&self, objects: &[ObjectRef]) -> Result<Vec<(ObjectRef, Health)>, Error> {
-        let results: Vec<Result<(ObjectRef, Health), Error>> = stream::iter(objects.iter())
+        let results: Vec<Result<(ObjectRef, Health), Error>> = stream::iter(objects.to_vec())
             .map(|r| async move {
+                let r = &r;
                 let (api, _) = self.api_for(r).await?;
                 let obj = api
                     .get_opt(&r.name)

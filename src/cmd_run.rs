@@ -1,0 +1,192 @@
+//! `plumb run`: every controller in one process, plus the artifact server and health
+//! endpoints. Flags mirror Flux's controllers where they exist.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Arguments of `plumb run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Reconciles of each kind that may run at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrent: u16,
+    /// How often a Kustomization waiting on a dependency is retried.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub requeue_dependency: Duration,
+    /// Watch objects in every namespace (otherwise only --namespace).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch_all_namespaces: bool,
+    /// Namespace watched when --watch-all-namespaces=false.
+    #[arg(long, env = "RUNTIME_NAMESPACE", default_value = "flux-system")]
+    pub namespace: String,
+    /// Only reconcile objects matching this label selector (sharding by `sharding.fluxcd.io/key`).
+    #[arg(long)]
+    pub watch_label_selector: Option<String>,
+    /// Deny references to sources in other namespaces.
+    #[arg(long)]
+    pub no_cross_namespace_refs: bool,
+    /// Service account impersonated when a Kustomization names none.
+    #[arg(long)]
+    pub default_service_account: Option<String>,
+    /// Where artifacts and git caches are kept.
+    #[arg(long, default_value = "/data")]
+    pub storage_path: PathBuf,
+    /// Address the artifact server listens on.
+    #[arg(long, default_value = ":9090")]
+    pub storage_addr: String,
+    /// Host:port under which artifacts are advertised (defaults to --storage-addr on localhost).
+    #[arg(long)]
+    pub storage_adv_addr: Option<String>,
+    /// Address of the /healthz and /readyz endpoints.
+    #[arg(long, default_value = ":9440")]
+    pub health_addr: String,
+    /// Log level: trace, debug, info, warn, error.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Log encoding: json or console.
+    #[arg(long, default_value = "json", value_parser = ["json", "console"])]
+    pub log_encoding: String,
+    /// A postBuild variable without a value fails the build instead of becoming empty.
+    #[arg(long)]
+    pub strict_substitution: bool,
+    /// Refuse to prune more than this share (0..1) of an inventory in one pass.
+    #[arg(long, default_value_t = 0.5)]
+    pub prune_budget: f64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    plumb_api::duration::parse(s).map_err(|e| e.to_string())
+}
+
+fn listen_addr(s: &str) -> Result<SocketAddr> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .with_context(|| format!("invalid listen address {s:?}"))
+}
+
+fn init_logging(level: &str, encoding: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},kube=warn,hyper=warn"))
+        .with_context(|| format!("invalid --log-level {level:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if encoding == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+/// Runs the controllers until SIGINT/SIGTERM.
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    init_logging(&args.log_level, &args.log_encoding)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: RunArgs) -> Result<ExitCode> {
+    let kube_config = kube::Config::infer()
+        .await
+        .context("loading Kubernetes configuration (KUBECONFIG or in-cluster)")?;
+    let client =
+        kube::Client::try_from(kube_config.clone()).context("creating the Kubernetes client")?;
+
+    let storage_addr = listen_addr(&args.storage_addr)?;
+    let storage_listener = tokio::net::TcpListener::bind(storage_addr)
+        .await
+        .with_context(|| format!("binding the artifact server to {storage_addr}"))?;
+    let bound = storage_listener.local_addr()?;
+    let adv = args
+        .storage_adv_addr
+        .clone()
+        .unwrap_or_else(|| format!("localhost:{}", bound.port()));
+    let artifacts = args.storage_path.join("artifacts");
+    std::fs::create_dir_all(&artifacts)
+        .with_context(|| format!("creating {}", artifacts.display()))?;
+
+    let config = plumb_controller::Config {
+        storage_path: args.storage_path.clone(),
+        storage_adv_addr: adv.clone(),
+        requeue_dependency: args.requeue_dependency,
+        strict_substitution: args.strict_substitution,
+        default_service_account: args.default_service_account.clone(),
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
+        prune_budget: args.prune_budget,
+        ..Default::default()
+    };
+    let ctx = plumb_controller::Context::new(client, kube_config, config);
+    let scope = plumb_controller::Scope {
+        namespace: (!args.watch_all_namespaces).then(|| args.namespace.clone()),
+        label_selector: args.watch_label_selector.clone(),
+    };
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let health_listener = tokio::net::TcpListener::bind(listen_addr(&args.health_addr)?)
+        .await
+        .with_context(|| format!("binding the health endpoints to {}", args.health_addr))?;
+    tokio::spawn(serve_health(health_listener, ready.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = plumb_source::server::serve_artifacts(
+            storage_listener,
+            artifacts,
+            std::future::pending(),
+        )
+        .await
+        {
+            tracing::error!(error = %e, "artifact server stopped");
+        }
+    });
+    tracing::info!(artifacts = %bound, advertised = %adv, "plumb started");
+    ready.store(true, Ordering::SeqCst);
+    plumb_controller::run(ctx, scope, args.concurrent).await;
+    tracing::info!("plumb stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `/healthz` answers while the process runs; `/readyz` once the controllers started.
+async fn serve_health(listener: tokio::net::TcpListener, ready: Arc<AtomicBool>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("/");
+            let ok = match path {
+                "/healthz" => true,
+                "/readyz" => ready.load(Ordering::SeqCst),
+                _ => false,
+            };
+            let (code, body) = if ok {
+                ("200 OK", "ok")
+            } else if path == "/readyz" {
+                ("503 Service Unavailable", "not ready")
+            } else {
+                ("404 Not Found", "not found")
+            };
+            let resp = format!(
+                "HTTP/1.1 {code}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(resp.as_bytes()).await;
+        });
+    }
+}

@@ -5,6 +5,7 @@
 //! so, no API write at all.
 
 use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use plumb_api::conditions::{self, Status as CondStatus};
@@ -38,7 +40,22 @@ pub async fn run(
     watch: watcher::Config,
     concurrency: u16,
 ) {
-    Controller::new(api, watch)
+    let controller = Controller::new(api.clone(), watch.clone());
+    let store = controller.store();
+    controller
+        // A new artifact of an included repository re-archives the repositories including it.
+        .watches(api, watch, move |changed: GitRepository| {
+            let ns = changed.namespace();
+            let name = changed.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|o| {
+                    o.namespace() == ns && o.spec.include.iter().any(|i| i.repository.name == name)
+                })
+                .map(|o| ObjectRef::from_obj(&*o))
+                .collect::<Vec<_>>()
+        })
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -109,9 +126,10 @@ async fn apply(obj: Arc<GitRepository>, ctx: &Context, api: &Api<GitRepository>)
         (!unsupported.is_empty()).then(|| plumb_api::unsupported::message(&unsupported));
     let obj_ref = obj.object_ref(&());
     let action = match outcome {
-        Ok((artifact, changed)) => {
+        Ok((artifact, included, changed)) => {
             let msg = format!("stored artifact for revision '{}'", artifact.revision);
             conditions::remove(&mut status.conditions, condition::FETCH_FAILED);
+            conditions::remove(&mut status.conditions, condition::INCLUDE_UNAVAILABLE);
             conditions::set(
                 &mut status.conditions,
                 condition::ARTIFACT_IN_STORAGE,
@@ -144,14 +162,22 @@ async fn apply(obj: Arc<GitRepository>, ctx: &Context, api: &Api<GitRepository>)
                 .await;
             }
             status.artifact = Some(artifact);
+            status.included_artifacts = included;
+            status.observed_include = obj.spec.include.clone();
             status.observed_ignore = obj.spec.ignore.clone();
             status.observed_recurse_submodules = obj.spec.recurse_submodules;
             Action::requeue(jitter(interval, ctx.config.jitter_percent))
         }
         Err(f) => {
+            // An include without an artifact has its own condition, like Flux's.
+            let failed = if f.reason == condition::INCLUDE_UNAVAILABLE {
+                condition::INCLUDE_UNAVAILABLE
+            } else {
+                condition::FETCH_FAILED
+            };
             conditions::set(
                 &mut status.conditions,
-                condition::FETCH_FAILED,
+                failed,
                 CondStatus::True,
                 f.reason,
                 &f.message,
@@ -181,7 +207,7 @@ async fn apply(obj: Arc<GitRepository>, ctx: &Context, api: &Api<GitRepository>)
         status.reconcile_request.last_handled_reconcile_at = requested;
     }
     if status != before {
-        write_status(api, &obj.name_any(), &status).await?;
+        write_status(api, &obj.name_any(), &before, &status).await?;
     }
     Ok(action)
 }
@@ -189,9 +215,10 @@ async fn apply(obj: Arc<GitRepository>, ctx: &Context, api: &Api<GitRepository>)
 async fn write_status(
     api: &Api<GitRepository>,
     name: &str,
+    before: &GitRepositoryStatus,
     status: &GitRepositoryStatus,
 ) -> Result<()> {
-    let patch = serde_json::json!({"status": status});
+    let patch = crate::status_patch(before, status);
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| Error::Kube(format!("writing status of GitRepository {name}: {e}")))?;
@@ -259,13 +286,123 @@ fn classify(e: &plumb_source::SourceError) -> Failure {
     Failure::new(class, why, e.to_string())
 }
 
+/// The current artifacts of the GitRepositories `spec.include` names (same namespace),
+/// in spec order, with the path of each archive in storage.
+async fn included_artifacts(
+    obj: &GitRepository,
+    ctx: &Context,
+) -> std::result::Result<Vec<(Artifact, PathBuf)>, Failure> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut out = Vec::with_capacity(obj.spec.include.len());
+    for inc in &obj.spec.include {
+        let name = &inc.repository.name;
+        for (what, p) in [("toPath", Some(inc.to_path())), ("fromPath", inc.from_path.as_deref())] {
+            if let Some(p) = p
+                && !is_relative_inside(p)
+            {
+                return Err(Failure::new(
+                    Class::Stalled,
+                    reason::INVALID_PATH,
+                    format!("include of GitRepository '{ns}/{name}': {what} '{p}' must be a relative path inside the artifact"),
+                ));
+            }
+        }
+        let unavailable = |why: String| {
+            Failure::new(
+                Class::Waiting,
+                condition::INCLUDE_UNAVAILABLE,
+                format!("included GitRepository '{ns}/{name}': {why}"),
+            )
+        };
+        let included = api
+            .get_opt(name)
+            .await
+            .map_err(|e| unavailable(format!("get failed: {e}")))?
+            .ok_or_else(|| unavailable("not found".into()))?;
+        let artifact = included
+            .status
+            .and_then(|s| s.artifact)
+            .ok_or_else(|| unavailable("no artifact yet".into()))?;
+        let file = ctx.storage.root().join(&artifact.path);
+        if !file.is_file() {
+            return Err(unavailable(format!(
+                "artifact '{}' not in storage",
+                artifact.revision
+            )));
+        }
+        out.push((artifact, file));
+    }
+    Ok(out)
+}
+
+/// Whether `p` is a relative path that stays inside its root (no `..`, not absolute).
+fn is_relative_inside(p: &str) -> bool {
+    Path::new(p)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// Extracts the artifact archive at `archive` and puts its `from` subdirectory (or all of
+/// it) at `root/to`, replacing what was there, as Flux's include does.
+fn copy_include(
+    archive: &Path,
+    from: Option<&str>,
+    root: &Path,
+    to: &str,
+) -> std::result::Result<(), plumb_source::SourceError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| plumb_source::SourceError::Io {
+            op,
+            path,
+            source: e,
+        }
+    };
+    let data = std::fs::read(archive).map_err(io("read included artifact", archive))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("plumb-include-")
+        .tempdir()
+        .map_err(io("create include dir", &std::env::temp_dir()))?;
+    plumb_source::artifact::extract_tar_gz(&data, tmp.path(), Limits::default())?;
+    let src = match from {
+        Some(f) => tmp.path().join(f),
+        None => tmp.path().to_path_buf(),
+    };
+    let dst = root.join(to);
+    match std::fs::remove_dir_all(&dst) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("replace include target", &dst)(e)),
+    }
+    copy_tree(&src, &dst).map_err(io("copy included artifact", &dst))
+}
+
+/// Recursive copy of regular files and directories (extracted artifacts hold nothing else).
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let target = dst.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The result of one fetch: the artifact, the artifacts included in it, and whether it is new.
+type Stored = (Artifact, Vec<Artifact>, bool);
+
 /// Fetches the remote and stores an artifact when the revision (or what shapes the
-/// artifact) changed. Returns the artifact and whether it is new.
+/// artifact, includes among it) changed.
 async fn fetch_and_store(
     obj: &GitRepository,
     ctx: &Context,
     status: &GitRepositoryStatus,
-) -> std::result::Result<(Artifact, bool), Failure> {
+) -> std::result::Result<Stored, Failure> {
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let timeout = obj.timeout().unwrap_or(Duration::from_secs(60));
@@ -287,16 +424,25 @@ async fn fetch_and_store(
             )
         })?
         .map_err(|e| classify(&e))?;
+    let includes = included_artifacts(obj, ctx).await?;
+    let included: Vec<Artifact> = includes.iter().map(|(a, _)| a.clone()).collect();
 
-    // Same revision, same ignore rules, artifact still on disk: nothing to do.
+    // Same revision, same ignore rules and includes, artifact still on disk: nothing to do.
     if let Some(current) = &status.artifact
         && current.revision == fetched.revision
         && status.observed_ignore == obj.spec.ignore
         && status.observed_recurse_submodules == obj.spec.recurse_submodules
+        && status.observed_include == obj.spec.include
+        && same_artifacts(&status.included_artifacts, &included)
         && ctx.storage.root().join(&current.path).is_file()
     {
-        return Ok((current.clone(), false));
+        return Ok((current.clone(), included, false));
     }
+    let copies: Vec<(PathBuf, Option<String>, String)> = includes
+        .into_iter()
+        .zip(&obj.spec.include)
+        .map(|((_, file), inc)| (file, inc.from_path.clone(), inc.to_path().to_string()))
+        .collect();
 
     let storage = ctx.storage.clone();
     let revision = fetched.revision.clone();
@@ -313,6 +459,9 @@ async fn fetch_and_store(
             .tempdir()
             .map_err(|e| plumb_source::SourceError::Io { op: "create checkout dir", path: std::env::temp_dir(), source: e })?;
         git::checkout(&opts, &commit, work.path(), submodules)?;
+        for (file, from, to) in &copies {
+            copy_include(file, from.as_deref(), work.path(), to)?;
+        }
         let key = ObjectKey { kind: KIND, namespace: &ns, name: &name };
         let artifact = storage.store_dir(key, &revision, work.path(), ignore.as_deref(), Limits::default())?;
         storage.gc(key, &artifact.path, retention.0, retention.1)?;
@@ -332,8 +481,18 @@ async fn fetch_and_store(
             size: i64::try_from(stored.size).ok(),
             metadata: BTreeMap::new(),
         },
+        included,
         true,
     ))
+}
+
+/// Whether two lists name the same artifacts (revision and digest; times may differ).
+fn same_artifacts(a: &[Artifact], b: &[Artifact]) -> bool {
+    a.len() == b.len()
+        && a
+            .iter()
+            .zip(b)
+            .all(|(x, y)| x.revision == y.revision && x.digest == y.digest)
 }
 
 fn now() -> k8s_openapi::jiff::Timestamp {

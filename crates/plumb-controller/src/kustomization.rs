@@ -255,7 +255,7 @@ async fn apply(obj: Arc<Kustomization>, ctx: &Context, api: &Api<Kustomization>)
         status.reconcile_request.last_handled_reconcile_at = requested;
     }
     if status != before {
-        let patch = serde_json::json!({"status": status});
+        let patch = crate::status_patch(&before, &status);
         api.patch_status(
             &obj.name_any(),
             &PatchParams::default(),

@@ -36,6 +36,35 @@ pub enum Error {
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_patch_nulls_removed_fields() {
+        let before = serde_json::json!({"a": 1, "b": [1], "c": "x"});
+        let after = serde_json::json!({"a": 2, "c": "x"});
+        assert_eq!(
+            super::status_patch(&before, &after),
+            serde_json::json!({"status": {"a": 2, "b": null, "c": "x"}})
+        );
+    }
+}
+
+/// A JSON merge patch that turns status `before` into `after`: `{"status": after}` plus an
+/// explicit `null` for every top-level field `before` had and `after` lacks, since a merge
+/// patch leaves fields it does not mention untouched (a field skipped when empty would
+/// otherwise stick forever, e.g. `observedIgnore` after `spec.ignore` is removed).
+pub(crate) fn status_patch<S: serde::Serialize>(before: &S, after: &S) -> serde_json::Value {
+    let mut new = serde_json::to_value(after).unwrap_or_default();
+    if let (Ok(serde_json::Value::Object(old)), serde_json::Value::Object(map)) =
+        (serde_json::to_value(before), &mut new)
+    {
+        for key in old.keys() {
+            map.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    serde_json::json!({ "status": new })
+}
+
 /// Which objects the controllers watch.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {

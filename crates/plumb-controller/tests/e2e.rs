@@ -1,97 +1,24 @@
 //! GitRepository + Kustomization end to end: a real git smart-HTTP server, the real API
 //! server (with the controller-manager), plumb's controllers in-process.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use plumb_api::{GitRepository, Kustomization};
-use plumb_controller::{Config, Context, Scope};
-use plumb_ssa::{Applier, ApplyItem, ApplyOptions};
 use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
-use plumb_testing::{ControlPlane, ControlPlaneInfo, TestNamespace, wait};
+use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::{Value, json};
 
-async fn install_crds(client: &kube::Client) {
-    let items = plumb_api::crds()
-        .into_iter()
-        .map(|c| ApplyItem::new(serde_json::to_value(c).unwrap()))
-        .collect();
-    Applier::new(client.clone(), "plumb-test", 4)
-        .apply_all(items, &ApplyOptions::default())
-        .await
-        .unwrap();
-}
-
-/// Starts plumb's controllers for one namespace; they stop with the test's runtime.
-async fn start_plumb(info: &ControlPlaneInfo, ns: &str, storage: &std::path::Path) -> Arc<Context> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let artifacts = storage.join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    tokio::spawn(plumb_source::server::serve_artifacts(
-        listener,
-        artifacts,
-        std::future::pending(),
-    ));
-    let kc = kube::config::Kubeconfig::read_from(&info.kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    let client = kube::Client::try_from(cfg.clone()).unwrap();
-    let ctx = Context::new(
-        client,
-        cfg,
-        Config {
-            storage_path: storage.to_path_buf(),
-            storage_adv_addr: addr.to_string(),
-            requeue_dependency: Duration::from_secs(1),
-            ..Default::default()
-        },
-    );
-    let scope = Scope {
-        namespace: Some(ns.to_string()),
-        label_selector: None,
-    };
-    tokio::spawn(plumb_controller::run(ctx.clone(), scope, 4));
-    ctx
-}
-
-fn ready(status: Option<&Value>) -> Option<(String, String, String)> {
-    let conds = status?.get("conditions")?.as_array()?;
-    let r = conds.iter().find(|c| c["type"] == "Ready")?;
-    Some((
-        r["status"].as_str()?.to_string(),
-        r["reason"].as_str()?.to_string(),
-        r["message"].as_str()?.to_string(),
-    ))
-}
+use common::{install_crds, ready, start_plumb, wait_obj};
 
 async fn wait_ks<F>(api: &Api<Kustomization>, name: &str, what: &str, pred: F) -> Value
 where
     F: Fn(&Value) -> bool,
 {
-    let r = wait::poll(what, Duration::from_secs(60), || {
-        let api = api.clone();
-        let pred = &pred;
-        async move {
-            let ks = api.get(name).await.ok()?;
-            let v = serde_json::to_value(ks).ok()?;
-            pred(&v).then_some(v)
-        }
-    })
-    .await;
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            let now = api
-                .get(name)
-                .await
-                .map(|k| serde_json::to_value(k).unwrap());
-            panic!("{e}; kustomization now: {now:#?}");
-        }
-    }
+    wait_obj(api, name, what, pred).await
 }
 
 async fn request_reconcile(client: &kube::Client, ns: &str, kind: &str, name: &str) {

@@ -295,10 +295,11 @@ impl GitHttpServer {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
+        // Bound with std and handed to the runtime: `block_on` would panic when the
+        // server is started from inside another runtime (an async test).
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("local addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(CgiState {
             root: root.to_path_buf(),
@@ -307,6 +308,9 @@ impl GitHttpServer {
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
         runtime.spawn(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+                return;
+            };
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;

@@ -297,14 +297,19 @@ async fn included_artifacts(
     let mut out = Vec::with_capacity(obj.spec.include.len());
     for inc in &obj.spec.include {
         let name = &inc.repository.name;
-        for (what, p) in [("toPath", Some(inc.to_path())), ("fromPath", inc.from_path.as_deref())] {
+        for (what, p) in [
+            ("toPath", Some(inc.to_path())),
+            ("fromPath", inc.from_path.as_deref()),
+        ] {
             if let Some(p) = p
                 && !is_relative_inside(p)
             {
                 return Err(Failure::new(
                     Class::Stalled,
                     reason::INVALID_PATH,
-                    format!("include of GitRepository '{ns}/{name}': {what} '{p}' must be a relative path inside the artifact"),
+                    format!(
+                        "include of GitRepository '{ns}/{name}': {what} '{p}' must be a relative path inside the artifact"
+                    ),
                 ));
             }
         }
@@ -489,8 +494,7 @@ async fn fetch_and_store(
 /// Whether two lists name the same artifacts (revision and digest; times may differ).
 fn same_artifacts(a: &[Artifact], b: &[Artifact]) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|(x, y)| x.revision == y.revision && x.digest == y.digest)
 }

@@ -39,10 +39,30 @@ pub const PRUNE_BUDGET_ANNOTATION: &str = "plumb.dev/prune-budget";
 pub async fn run(
     ctx: Arc<Context>,
     api: Api<Kustomization>,
+    sources: Api<GitRepository>,
     watch: watcher::Config,
     concurrency: u16,
 ) {
-    Controller::new(api, watch)
+    let controller = Controller::new(api, watch.clone());
+    let store = controller.store();
+    controller
+        // A GitRepository change (a new artifact) reconciles the Kustomizations using it,
+        // as Flux's source watch does, instead of waiting for their interval.
+        .watches(sources, watch, move |src: GitRepository| {
+            let src_ns = src.namespace();
+            let src_name = src.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|ks| {
+                    let r = &ks.spec.source_ref;
+                    r.kind == SourceKind::GitRepository
+                        && r.name == src_name
+                        && r.namespace.clone().or_else(|| ks.namespace()) == src_ns
+                })
+                .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
+                .collect::<Vec<_>>()
+        })
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -242,7 +262,7 @@ async fn apply(obj: Arc<Kustomization>, ctx: &Context, api: &Api<Kustomization>)
             if previous.is_none_or(|c| c.message != f.message) {
                 ctx.event(&obj_ref, true, f.reason, &f.message).await;
             }
-            let wait = if f.reason == reason::DEPENDENCY_NOT_READY {
+            let wait = if f.reason == reason::DEPENDENCY_NOT_READY || f.class == Class::Waiting {
                 ctx.config.requeue_dependency
             } else {
                 f.requeue_after(retry, interval)

@@ -84,12 +84,16 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
+    let source_api = match &scope.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
     let ks_api = match &scope.namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
     tokio::join!(
         gitrepository::run(ctx.clone(), git_api, watch.clone(), concurrency),
-        kustomization::run(ctx, ks_api, watch, concurrency),
+        kustomization::run(ctx, ks_api, source_api, watch, concurrency),
     );
 }

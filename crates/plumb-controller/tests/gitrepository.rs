@@ -228,7 +228,10 @@ async fn basic_auth_artifact_then_wrong_password_keeps_last_good() {
         })
         .await;
     let ff = condition(v.get("status"), "FetchFailed").unwrap();
-    assert_eq!((ff.0.as_str(), ff.1.as_str()), ("True", "AuthenticationFailed"));
+    assert_eq!(
+        (ff.0.as_str(), ff.1.as_str()),
+        ("True", "AuthenticationFailed")
+    );
     assert_eq!(revision(&v), format!("master@sha1:{sha}"), "last good kept");
     assert_eq!(v["status"]["artifact"]["digest"].as_str(), Some(digest));
     assert!(first_file.is_file(), "last good artifact still stored");
@@ -275,10 +278,17 @@ async fn bearer_token_never_leaks() {
     let (w, repos) = World::new("gr-token", HttpAuth::Bearer(TOKEN.into()), &["fleet"]).await;
     let sha = repos[0].commit(&[("a.txt", "a\n")], "initial");
     secret(&w.client, w.n(), "tok", json!({"bearerToken": TOKEN})).await;
-    w.create("fleet", json!({"secretRef": {"name": "tok"}})).await;
+    w.create("fleet", json!({"secretRef": {"name": "tok"}}))
+        .await;
     let v = w.wait_ready("fleet").await;
     assert_eq!(revision(&v), format!("master@sha1:{sha}"));
-    secret(&w.client, w.n(), "tok", json!({"bearerToken": "nope-not-it"})).await;
+    secret(
+        &w.client,
+        w.n(),
+        "tok",
+        json!({"bearerToken": "nope-not-it"}),
+    )
+    .await;
     w.request("fleet").await;
     let v = w
         .wait("fleet", "Ready=False AuthenticationFailed", |v| {
@@ -365,12 +375,16 @@ async fn requested_at_suspend_and_resume() {
     let second = repos[0].commit(&[("a.txt", "2\n")], "two");
     let stamp = w.request("fleet").await;
     // Suspended: neither the request nor the new commit is acted on.
-    let acted = wait::poll("anything while suspended", Duration::from_secs(5), || async {
-        let v = serde_json::to_value(w.api.get("fleet").await.ok()?).ok()?;
-        (revision(&v) != format!("master@sha1:{first}")
-            || v["status"]["lastHandledReconcileAt"].as_str() == Some(stamp.as_str()))
-        .then_some(v)
-    })
+    let acted = wait::poll(
+        "anything while suspended",
+        Duration::from_secs(5),
+        || async {
+            let v = serde_json::to_value(w.api.get("fleet").await.ok()?).ok()?;
+            (revision(&v) != format!("master@sha1:{first}")
+                || v["status"]["lastHandledReconcileAt"].as_str() == Some(stamp.as_str()))
+            .then_some(v)
+        },
+    )
     .await;
     assert!(acted.is_err(), "acted while suspended: {acted:?}");
 
@@ -463,10 +477,7 @@ async fn include_copies_other_artifacts() {
     let inc = v["status"]["includedArtifacts"].as_array().unwrap();
     assert_eq!(inc.len(), 1, "{v}");
     assert_eq!(inc[0]["revision"], shared["status"]["artifact"]["revision"]);
-    assert_eq!(
-        v["status"]["observedInclude"][0]["toPath"],
-        "vendor/shared"
-    );
+    assert_eq!(v["status"]["observedInclude"][0]["toPath"], "vendor/shared");
     let download = |v: Value, dir: &str| {
         let dest = w.tmp.path().join(dir);
         async move {
@@ -484,13 +495,22 @@ async fn include_copies_other_artifacts() {
         }
     };
     let dest = download(v.clone(), "one").await;
-    assert_eq!(std::fs::read_to_string(dest.join("app.yaml")).unwrap(), "app\n");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("app.yaml")).unwrap(),
+        "app\n"
+    );
     assert_eq!(
         std::fs::read_to_string(dest.join("vendor/shared/x.yaml")).unwrap(),
         "x: 1\n"
     );
-    assert!(!dest.join("vendor/shared/stale.txt").exists(), "toPath replaced");
-    assert!(!dest.join("vendor/shared/README").exists(), "only fromPath copied");
+    assert!(
+        !dest.join("vendor/shared/stale.txt").exists(),
+        "toPath replaced"
+    );
+    assert!(
+        !dest.join("vendor/shared/README").exists(),
+        "only fromPath copied"
+    );
 
     // A new commit of the included repository reaches the including artifact.
     let first_digest = v["status"]["artifact"]["digest"].clone();

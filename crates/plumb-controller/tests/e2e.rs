@@ -1,6 +1,8 @@
 //! GitRepository + Kustomization end to end: a real git smart-HTTP server, the real API
 //! server (with the controller-manager), plumb's controllers in-process.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

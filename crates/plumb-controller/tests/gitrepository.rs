@@ -3,6 +3,8 @@
 //! reconcile requests, suspend, the finalizer and unsupported fields. No secret value may
 //! appear in status or events.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::PathBuf;

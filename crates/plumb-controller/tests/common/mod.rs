@@ -1,5 +1,5 @@
 //! Helpers shared by the controller tests: CRD install, in-process controllers, polling.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Print the version of this binary.
     Version,
+    /// EKS helpers: bearer tokens and kubeconfigs.
+    Eks(crate::cmd_eks::EksArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -27,5 +29,6 @@ pub fn run() -> Result<ExitCode> {
             println!("plumb {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Eks(args) => crate::cmd_eks::run(args),
     }
 }

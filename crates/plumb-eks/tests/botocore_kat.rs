@@ -44,7 +44,12 @@ fn botocore_token(args: &[&str]) -> Option<String> {
         }
         panic!("the botocore script failed: {stderr}");
     }
-    Some(String::from_utf8(out.stdout).unwrap().trim().to_string())
+    Some(
+        String::from_utf8(out.stdout)
+            .expect("utf-8 output")
+            .trim()
+            .to_string(),
+    )
 }
 
 fn missing(why: &str) -> Option<String> {

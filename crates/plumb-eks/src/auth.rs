@@ -223,8 +223,8 @@ impl EksAuth {
         Ok(names)
     }
 
-    /// A Kubernetes client for a remote cluster, cached per [`RemoteCluster`]. When the address
-    /// or CA is missing, DescribeCluster provides them. Tokens are refreshed per request (see
+    /// A Kubernetes client for a remote cluster, cached per [`RemoteCluster`]. What the
+    /// remote does not give (address, CA) comes from DescribeCluster. Tokens are refreshed per request (see
     /// [`crate::client`]).
     pub async fn client_for(&self, remote: &RemoteCluster) -> Result<kube::Client> {
         let mut clients = self.kube_clients.lock().await;
@@ -232,14 +232,14 @@ impl EksAuth {
             return Ok(c.clone());
         }
         let (endpoint, ca) = match (&remote.address, &remote.ca_pem) {
-            (Some(a), ca) => (a.clone(), ca.clone()),
-            (None, _) => {
+            (Some(a), Some(ca)) => (a.clone(), ca.clone()),
+            (address, ca) => {
                 let info = self
                     .describe_cluster(&remote.name, Some(&remote.region))
                     .await?;
                 (
-                    info.endpoint,
-                    Some(remote.ca_pem.clone().unwrap_or(info.ca_pem)),
+                    address.clone().unwrap_or(info.endpoint),
+                    ca.clone().unwrap_or(info.ca_pem),
                 )
             }
         };
@@ -250,7 +250,7 @@ impl EksAuth {
                 remote.role_arn.as_deref(),
             )
             .await?;
-        let client = build_client(&remote.name, &endpoint, ca.as_deref(), source)?;
+        let client = build_client(&remote.name, &endpoint, Some(&ca), source)?;
         clients.insert(remote.clone(), client.clone());
         Ok(client)
     }

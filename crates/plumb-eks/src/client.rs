@@ -171,7 +171,7 @@ pub struct RemoteCluster {
     pub arn: Option<String>,
     /// The API server address; looked up with DescribeCluster when `None`.
     pub address: Option<String>,
-    /// The CA bundle (PEM); looked up with DescribeCluster when `None` and no address is given.
+    /// The CA bundle (PEM); looked up with DescribeCluster when `None`.
     pub ca_pem: Option<Vec<u8>>,
     /// A role to assume before signing tokens.
     pub role_arn: Option<String>,

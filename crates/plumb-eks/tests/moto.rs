@@ -97,6 +97,42 @@ async fn describe_list_and_caller_identity_against_moto() {
         response.contains("GetCallerIdentityResult") && response.contains("<Arn>"),
         "{response}"
     );
+
+    // Facts are published by the watcher.
+    let auth = Arc::new(auth);
+    let watcher = plumb_eks::watch_facts(
+        auth.clone(),
+        "spoke-2".into(),
+        None,
+        Duration::from_secs(3600),
+    );
+    let published = watcher
+        .ready(Duration::from_secs(60))
+        .await
+        .expect("facts within 60s");
+    assert_eq!(published["eks_cluster_name"], "spoke-2");
+    assert_eq!(
+        *published,
+        auth.describe_cluster("spoke-2", None)
+            .await
+            .unwrap()
+            .facts()
+    );
+    assert_eq!(watcher.current(), Some(published));
+
+    // A remote client's address and CA come from DescribeCluster.
+    let remote = plumb_eks::RemoteCluster::from_arn(&info.arn.to_string()).unwrap();
+    // moto's certificateAuthority.data is random bytes, not PEM: refused, naming the cluster.
+    let err = auth
+        .client_for(&remote)
+        .await
+        .err()
+        .expect("moto's CA is not PEM");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("spoke-1") && shown.contains("certificate authority"),
+        "{shown}"
+    );
 }
 
 #[tokio::test]
@@ -131,6 +167,9 @@ async fn missing_credentials_name_the_cluster() {
     let err = auth.token("spoke-3", None, None).await.unwrap_err();
     assert_eq!(err.aws_kind(), Some(AwsErrorKind::Credentials), "{err}");
     assert!(err.to_string().contains("spoke-3"), "{err}");
+    let err = auth.describe_cluster("spoke-4", None).await.unwrap_err();
+    assert_eq!(err.aws_kind(), Some(AwsErrorKind::Credentials), "{err}");
+    assert!(err.to_string().contains("spoke-4"), "{err}");
 }
 
 #[tokio::test]

@@ -23,6 +23,8 @@ enum Command {
     Build(crate::cmd_build::BuildArgs),
     /// Run the controllers (GitRepository, Kustomization) against the current cluster.
     Run(Box<crate::cmd_run::RunArgs>),
+    /// EKS helpers: bearer tokens and kubeconfigs.
+    Eks(crate::cmd_eks::EksArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -36,5 +38,6 @@ pub fn run() -> Result<ExitCode> {
         Command::Crds(args) => crate::cmd_crds::run(args),
         Command::Build(args) => crate::cmd_build::run(&args),
         Command::Run(args) => crate::cmd_run::run(*args),
+        Command::Eks(args) => crate::cmd_eks::run(args),
     }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod cmd_build;
 mod cmd_crds;
 mod cmd_run;
+mod cmd_eks;
 
 use std::process::ExitCode;
 

@@ -8,6 +8,7 @@
 
 pub mod controlplane;
 pub mod git;
+pub mod moto;
 pub mod namespace;
 pub mod wait;
 
@@ -82,3 +83,5 @@ impl Error {
         }
     }
 }
+//! Test harness: a real local Kubernetes control plane, git fixtures and builders (dev only).
+

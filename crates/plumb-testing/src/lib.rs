@@ -83,5 +83,4 @@ impl Error {
         }
     }
 }
-//! Test harness: a real local Kubernetes control plane, git fixtures and builders (dev only).
 

@@ -34,7 +34,7 @@ pub(crate) fn parse_path(path: &str) -> Vec<Seg> {
     let mut segs = Vec::new();
     let mut cur = String::new();
     let mut chars = path.chars().peekable();
-    let mut push = |s: &mut String, segs: &mut Vec<Seg>| {
+    let push = |s: &mut String, segs: &mut Vec<Seg>| {
         let t = std::mem::take(s);
         if t.is_empty() {
             return;
@@ -50,7 +50,9 @@ pub(crate) fn parse_path(path: &str) -> Vec<Seg> {
             return;
         }
         let (name, filter) = match t.find('[') {
-            Some(i) if t.ends_with(']') => (t[..i].to_string(), Some(t[i + 1..t.len() - 1].to_string())),
+            Some(i) if t.ends_with(']') => {
+                (t[..i].to_string(), Some(t[i + 1..t.len() - 1].to_string()))
+            }
             _ => (t, None),
         };
         match filter {
@@ -123,17 +125,19 @@ pub(crate) fn visit(
     let Some((seg, rest)) = path.split_first() else {
         return f(node);
     };
-    if let Value::Array(items) = node {
-        if !matches!(seg, Seg::Filter(..)) {
-            for it in items {
-                visit(it, path, create, f)?;
-            }
-            return Ok(());
+    if let Value::Array(items) = node
+        && !matches!(seg, Seg::Filter(..))
+    {
+        for it in items {
+            visit(it, path, create, f)?;
         }
+        return Ok(());
     }
     match seg {
         Seg::Field(name) => {
-            let Value::Object(m) = node else { return Ok(()) };
+            let Value::Object(m) = node else {
+                return Ok(());
+            };
             match m.get_mut(name) {
                 Some(Value::Null) if create && !rest.is_empty() => {
                     m.insert(name.clone(), Value::Object(Map::new()));
@@ -160,10 +164,10 @@ pub(crate) fn visit(
             }
         }
         Seg::List(name) => {
-            if let Value::Object(m) = node {
-                if let Some(child) = m.get_mut(name) {
-                    visit(child, rest, create, f)?;
-                }
+            if let Value::Object(m) = node
+                && let Some(child) = m.get_mut(name)
+            {
+                visit(child, rest, create, f)?;
             }
         }
         Seg::Filter(k, v) => {
@@ -265,9 +269,15 @@ impl Config {
         take(&mut self.images, &o.images);
         take(&mut self.replicas, &o.replicas);
         take(&mut self.var_reference, &o.var_reference);
-        let mut nr = Config { name_reference: o.name_reference.clone(), ..Config::default() };
+        let mut nr = Config {
+            name_reference: o.name_reference.clone(),
+            ..Config::default()
+        };
         nr.name_reference.retain(|_| true);
-        let mut base = Config { name_reference: std::mem::take(&mut self.name_reference), ..Config::default() };
+        let mut base = Config {
+            name_reference: std::mem::take(&mut self.name_reference),
+            ..Config::default()
+        };
         base.merge(&nr);
         self.name_reference = base.name_reference;
         self
@@ -335,7 +345,13 @@ impl Config {
             namespace: vec![
                 fs("", "", "", "metadata/namespace", true),
                 fs("Namespace", "", "v1", "metadata/name", false),
-                fs("APIService", "apiregistration.k8s.io", "", "spec/service/namespace", false),
+                fs(
+                    "APIService",
+                    "apiregistration.k8s.io",
+                    "",
+                    "spec/service/namespace",
+                    false,
+                ),
                 fs(
                     "CustomResourceDefinition",
                     "apiextensions.k8s.io",
@@ -361,9 +377,18 @@ impl Config {
             tl.push(fs(k, g, v, "spec/template/metadata/labels", true));
             ca.push(fs(k, g, v, "spec/template/metadata/annotations", true));
         }
-        for p in ["spec/jobTemplate/metadata", "spec/jobTemplate/spec/template/metadata"] {
+        for p in [
+            "spec/jobTemplate/metadata",
+            "spec/jobTemplate/spec/template/metadata",
+        ] {
             tl.push(fs("CronJob", "batch", "", &format!("{p}/labels"), true));
-            ca.push(fs("CronJob", "batch", "", &format!("{p}/annotations"), true));
+            ca.push(fs(
+                "CronJob",
+                "batch",
+                "",
+                &format!("{p}/annotations"),
+                true,
+            ));
         }
         c.template_labels = tl.clone();
         c.common_annotations = ca;
@@ -375,20 +400,62 @@ impl Config {
             fs("ReplicaSet", "", "", "spec/selector/matchLabels", true),
             fs("DaemonSet", "", "", "spec/selector/matchLabels", true),
             fs("StatefulSet", "apps", "", "spec/selector/matchLabels", true),
-            fs("StatefulSet", "apps", "", "spec/volumeClaimTemplates[]/metadata/labels", true),
+            fs(
+                "StatefulSet",
+                "apps",
+                "",
+                "spec/volumeClaimTemplates[]/metadata/labels",
+                true,
+            ),
             fs("Job", "batch", "", "spec/selector/matchLabels", false),
-            fs("CronJob", "batch", "", "spec/jobTemplate/spec/selector/matchLabels", false),
-            fs("PodDisruptionBudget", "policy", "", "spec/selector/matchLabels", false),
-            fs("NetworkPolicy", "networking.k8s.io", "", "spec/podSelector/matchLabels", false),
-            fs("NetworkPolicy", "networking.k8s.io", "", "spec/ingress/from/podSelector/matchLabels", false),
-            fs("NetworkPolicy", "networking.k8s.io", "", "spec/egress/to/podSelector/matchLabels", false),
+            fs(
+                "CronJob",
+                "batch",
+                "",
+                "spec/jobTemplate/spec/selector/matchLabels",
+                false,
+            ),
+            fs(
+                "PodDisruptionBudget",
+                "policy",
+                "",
+                "spec/selector/matchLabels",
+                false,
+            ),
+            fs(
+                "NetworkPolicy",
+                "networking.k8s.io",
+                "",
+                "spec/podSelector/matchLabels",
+                false,
+            ),
+            fs(
+                "NetworkPolicy",
+                "networking.k8s.io",
+                "",
+                "spec/ingress/from/podSelector/matchLabels",
+                false,
+            ),
+            fs(
+                "NetworkPolicy",
+                "networking.k8s.io",
+                "",
+                "spec/egress/to/podSelector/matchLabels",
+                false,
+            ),
         ];
         for k in ["Deployment", "StatefulSet"] {
             for a in ["podAffinity", "podAntiAffinity"] {
                 cl.push(fs(k, "apps", "", &format!("spec/template/spec/affinity/{a}/preferredDuringSchedulingIgnoredDuringExecution/podAffinityTerm/labelSelector/matchLabels"), false));
                 cl.push(fs(k, "apps", "", &format!("spec/template/spec/affinity/{a}/requiredDuringSchedulingIgnoredDuringExecution/labelSelector/matchLabels"), false));
             }
-            cl.push(fs(k, "apps", "", "spec/template/spec/topologySpreadConstraints/labelSelector/matchLabels", false));
+            cl.push(fs(
+                k,
+                "apps",
+                "",
+                "spec/template/spec/topologySpreadConstraints/labelSelector/matchLabels",
+                false,
+            ));
         }
         cl.extend(tl);
         c.common_labels = cl;
@@ -432,7 +499,13 @@ impl Config {
         cm.push(fs("Node", "", "", "spec/configSource/configMap", false));
         cm.push(fs("Role", "", "", "rules/resourceNames", false));
         cm.push(fs("ClusterRole", "", "", "rules/resourceNames", false));
-        cm.push(fs("Ingress", "", "", "metadata/annotations/nginx.ingress.kubernetes.io\\/fastcgi-params-configmap", false));
+        cm.push(fs(
+            "Ingress",
+            "",
+            "",
+            "metadata/annotations/nginx.ingress.kubernetes.io\\/fastcgi-params-configmap",
+            false,
+        ));
         let mut sec = on_pods(
             pods,
             &[
@@ -447,9 +520,18 @@ impl Config {
         );
         for (k, p) in [
             ("Ingress", "spec/tls/secretName"),
-            ("Ingress", "metadata/annotations/ingress.kubernetes.io\\/auth-secret"),
-            ("Ingress", "metadata/annotations/nginx.ingress.kubernetes.io\\/auth-secret"),
-            ("Ingress", "metadata/annotations/nginx.ingress.kubernetes.io\\/auth-tls-secret"),
+            (
+                "Ingress",
+                "metadata/annotations/ingress.kubernetes.io\\/auth-secret",
+            ),
+            (
+                "Ingress",
+                "metadata/annotations/nginx.ingress.kubernetes.io\\/auth-secret",
+            ),
+            (
+                "Ingress",
+                "metadata/annotations/nginx.ingress.kubernetes.io\\/auth-tls-secret",
+            ),
             ("ServiceAccount", "imagePullSecrets/name"),
             ("StorageClass", "parameters/secretName"),
             ("StorageClass", "parameters/adminSecretName"),
@@ -461,16 +543,52 @@ impl Config {
         ] {
             sec.push(fs(k, "", "", p, false));
         }
-        sec.push(fs("Service", "serving.knative.dev", "v1", "spec/template/spec/containers/env/valueFrom/secretKeyRef/name", false));
+        sec.push(fs(
+            "Service",
+            "serving.knative.dev",
+            "v1",
+            "spec/template/spec/containers/env/valueFrom/secretKeyRef/name",
+            false,
+        ));
         let svc = vec![
             fs("StatefulSet", "apps", "", "spec/serviceName", false),
-            fs("Ingress", "", "", "spec/rules/http/paths/backend/serviceName", false),
+            fs(
+                "Ingress",
+                "",
+                "",
+                "spec/rules/http/paths/backend/serviceName",
+                false,
+            ),
             fs("Ingress", "", "", "spec/backend/serviceName", false),
-            fs("Ingress", "", "", "spec/rules/http/paths/backend/service/name", false),
+            fs(
+                "Ingress",
+                "",
+                "",
+                "spec/rules/http/paths/backend/service/name",
+                false,
+            ),
             fs("Ingress", "", "", "spec/defaultBackend/service/name", false),
-            fs("APIService", "apiregistration.k8s.io", "", "spec/service/name", false),
-            fs("ValidatingWebhookConfiguration", "admissionregistration.k8s.io", "", "webhooks/clientConfig/service", false),
-            fs("MutatingWebhookConfiguration", "admissionregistration.k8s.io", "", "webhooks/clientConfig/service", false),
+            fs(
+                "APIService",
+                "apiregistration.k8s.io",
+                "",
+                "spec/service/name",
+                false,
+            ),
+            fs(
+                "ValidatingWebhookConfiguration",
+                "admissionregistration.k8s.io",
+                "",
+                "webhooks/clientConfig/service",
+                false,
+            ),
+            fs(
+                "MutatingWebhookConfiguration",
+                "admissionregistration.k8s.io",
+                "",
+                "webhooks/clientConfig/service",
+                false,
+            ),
             fs("HTTPRoute", "", "", "spec/rules/backendRefs/name", false),
         ];
         let rbac = "rbac.authorization.k8s.io";
@@ -486,16 +604,46 @@ impl Config {
             version: v.into(),
             kind: k.into(),
         };
-        let hpa = vec![fs("HorizontalPodAutoscaler", "", "", "spec/scaleTargetRef/name", false)];
+        let hpa = vec![fs(
+            "HorizontalPodAutoscaler",
+            "",
+            "",
+            "spec/scaleTargetRef/name",
+            false,
+        )];
         c.name_reference = vec![
-            NameBackRef { referral: gvk("Deployment", "", ""), specs: hpa.clone() },
-            NameBackRef { referral: gvk("ReplicationController", "", ""), specs: hpa.clone() },
-            NameBackRef { referral: gvk("ReplicaSet", "", ""), specs: hpa.clone() },
-            NameBackRef { referral: gvk("StatefulSet", "", ""), specs: hpa },
-            NameBackRef { referral: gvk("ConfigMap", "", "v1"), specs: cm },
-            NameBackRef { referral: gvk("Secret", "", "v1"), specs: sec },
-            NameBackRef { referral: gvk("Service", "", "v1"), specs: svc },
-            NameBackRef { referral: gvk("Role", rbac, ""), specs: vec![fs("RoleBinding", rbac, "", "roleRef/name", false)] },
+            NameBackRef {
+                referral: gvk("Deployment", "", ""),
+                specs: hpa.clone(),
+            },
+            NameBackRef {
+                referral: gvk("ReplicationController", "", ""),
+                specs: hpa.clone(),
+            },
+            NameBackRef {
+                referral: gvk("ReplicaSet", "", ""),
+                specs: hpa.clone(),
+            },
+            NameBackRef {
+                referral: gvk("StatefulSet", "", ""),
+                specs: hpa,
+            },
+            NameBackRef {
+                referral: gvk("ConfigMap", "", "v1"),
+                specs: cm,
+            },
+            NameBackRef {
+                referral: gvk("Secret", "", "v1"),
+                specs: sec,
+            },
+            NameBackRef {
+                referral: gvk("Service", "", "v1"),
+                specs: svc,
+            },
+            NameBackRef {
+                referral: gvk("Role", rbac, ""),
+                specs: vec![fs("RoleBinding", rbac, "", "roleRef/name", false)],
+            },
             NameBackRef {
                 referral: gvk("ClusterRole", rbac, ""),
                 specs: vec![
@@ -503,8 +651,14 @@ impl Config {
                     fs("ClusterRoleBinding", rbac, "", "roleRef/name", false),
                 ],
             },
-            NameBackRef { referral: gvk("ServiceAccount", "", "v1"), specs: sa },
-            NameBackRef { referral: gvk("PersistentVolumeClaim", "", "v1"), specs: pvc },
+            NameBackRef {
+                referral: gvk("ServiceAccount", "", "v1"),
+                specs: sa,
+            },
+            NameBackRef {
+                referral: gvk("PersistentVolumeClaim", "", "v1"),
+                specs: pvc,
+            },
             NameBackRef {
                 referral: gvk("PersistentVolume", "", "v1"),
                 specs: vec![
@@ -516,27 +670,61 @@ impl Config {
                 referral: gvk("StorageClass", "storage.k8s.io", "v1"),
                 specs: vec![
                     fs("PersistentVolume", "", "", "spec/storageClassName", false),
-                    fs("PersistentVolumeClaim", "", "", "spec/storageClassName", false),
-                    fs("StatefulSet", "", "", "spec/volumeClaimTemplates/spec/storageClassName", false),
+                    fs(
+                        "PersistentVolumeClaim",
+                        "",
+                        "",
+                        "spec/storageClassName",
+                        false,
+                    ),
+                    fs(
+                        "StatefulSet",
+                        "",
+                        "",
+                        "spec/volumeClaimTemplates/spec/storageClassName",
+                        false,
+                    ),
                 ],
             },
-            NameBackRef { referral: gvk("PriorityClass", "scheduling.k8s.io", "v1"), specs: prio },
             NameBackRef {
-                referral: gvk("ValidatingAdmissionPolicy", "admissionregistration.k8s.io", ""),
-                specs: vec![fs("ValidatingAdmissionPolicyBinding", "admissionregistration.k8s.io", "", "spec/policyName", false)],
+                referral: gvk("PriorityClass", "scheduling.k8s.io", "v1"),
+                specs: prio,
+            },
+            NameBackRef {
+                referral: gvk(
+                    "ValidatingAdmissionPolicy",
+                    "admissionregistration.k8s.io",
+                    "",
+                ),
+                specs: vec![fs(
+                    "ValidatingAdmissionPolicyBinding",
+                    "admissionregistration.k8s.io",
+                    "",
+                    "spec/policyName",
+                    false,
+                )],
             },
             NameBackRef {
                 referral: gvk("IngressClass", "networking.k8s.io", "v1"),
                 specs: vec![fs("Ingress", "", "", "spec/ingressClassName", false)],
             },
         ];
-        c.replicas = ["Deployment", "ReplicationController", "ReplicaSet", "StatefulSet"]
-            .iter()
-            .map(|k| fs(k, "", "", "spec/replicas", true))
-            .collect();
+        c.replicas = [
+            "Deployment",
+            "ReplicationController",
+            "ReplicaSet",
+            "StatefulSet",
+        ]
+        .iter()
+        .map(|k| fs(k, "", "", "spec/replicas", true))
+        .collect();
         // Variable references.
         let mut vr = on_pods(
-            &pods.iter().filter(|p| p.0 != "PodTemplate").copied().collect::<Vec<_>>(),
+            &pods
+                .iter()
+                .filter(|p| p.0 != "PodTemplate")
+                .copied()
+                .collect::<Vec<_>>(),
             &[
                 "containers/args",
                 "containers/command",

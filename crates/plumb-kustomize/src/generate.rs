@@ -13,10 +13,16 @@ use crate::resource::{Res, value_string};
 
 /// Merges global `generatorOptions` into a generator's own options (global labels and
 /// annotations win, as in kustomize; the booleans are or-ed).
-fn merge_options(local: Option<&GeneratorOptions>, global: Option<&GeneratorOptions>) -> GeneratorOptions {
+fn merge_options(
+    local: Option<&GeneratorOptions>,
+    global: Option<&GeneratorOptions>,
+) -> GeneratorOptions {
     let mut o = local.cloned().unwrap_or_default();
     if let Some(g) = global {
-        for (src, dst) in [(&g.labels, &mut o.labels), (&g.annotations, &mut o.annotations)] {
+        for (src, dst) in [
+            (&g.labels, &mut o.labels),
+            (&g.annotations, &mut o.annotations),
+        ] {
             if let Some(src) = src {
                 let d = dst.get_or_insert_with(Map::new);
                 for (k, v) in src {
@@ -44,13 +50,21 @@ fn unquote(v: &str) -> &str {
 }
 
 /// Collects key/value pairs from literals, env files and files, in kustomize's order.
-fn collect_pairs(args: &GeneratorArgs, dir: &Path, loader: &Loader, ctx: &str) -> Result<Vec<(String, Vec<u8>)>> {
+fn collect_pairs(
+    args: &GeneratorArgs,
+    dir: &Path,
+    loader: &Loader,
+    ctx: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
     let mut pairs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut add = |k: String, v: Vec<u8>| -> Result<()> {
         if pairs.iter().any(|(pk, _)| *pk == k) {
             return Err(Error::build(
                 ctx,
-                format!("configmap/secret {:?}: duplicate key {k:?}", args.name.as_deref().unwrap_or("")),
+                format!(
+                    "configmap/secret {:?}: duplicate key {k:?}",
+                    args.name.as_deref().unwrap_or("")
+                ),
             ));
         }
         pairs.push((k, v));
@@ -98,7 +112,10 @@ fn collect_pairs(args: &GeneratorArgs, dir: &Path, loader: &Loader, ctx: &str) -
         };
         let path = loader.resolve(dir, rel)?;
         if path.is_dir() {
-            return Err(Error::build(ctx, format!("file source {rel:?} is a directory")));
+            return Err(Error::build(
+                ctx,
+                format!("file source {rel:?} is a directory"),
+            ));
         }
         add(key, loader.read_bytes(&path)?)?;
     }
@@ -143,7 +160,11 @@ pub(crate) fn generate(
         md.insert("namespace".into(), Value::String(ns));
     }
     let stringify = |m: &Map<String, Value>| -> Value {
-        Value::Object(m.iter().map(|(k, v)| (k.clone(), Value::String(value_string(v)))).collect())
+        Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), Value::String(value_string(v))))
+                .collect(),
+        )
     };
     if let Some(l) = opts.labels.as_ref().filter(|l| !l.is_empty()) {
         md.insert("labels".into(), stringify(l));
@@ -153,7 +174,10 @@ pub(crate) fn generate(
     }
     let mut obj = Map::new();
     obj.insert("apiVersion".into(), json!("v1"));
-    obj.insert("kind".into(), json!(if secret { "Secret" } else { "ConfigMap" }));
+    obj.insert(
+        "kind".into(),
+        json!(if secret { "Secret" } else { "ConfigMap" }),
+    );
     obj.insert("metadata".into(), Value::Object(md));
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut data = Map::new();
@@ -266,7 +290,11 @@ pub(crate) fn content_hash(obj: &Map<String, Value>) -> String {
             m.insert("kind".into(), json!(kind));
             m.insert("name".into(), json!(""));
             m.insert("data".into(), field("data"));
-            let extra = if kind == "ConfigMap" { "binaryData" } else { "stringData" };
+            let extra = if kind == "ConfigMap" {
+                "binaryData"
+            } else {
+                "stringData"
+            };
             if let Some(v @ Value::Object(_)) = obj.get(extra) {
                 m.insert(extra.into(), v.clone());
             }

@@ -133,6 +133,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d, json!({"a": [2, 3], "m": {"c": 2}}));
-        assert!(apply(&mut d, &[json!({"op": "replace", "path": "/zz", "value": 1})]).is_err());
+        assert!(
+            apply(
+                &mut d,
+                &[json!({"op": "replace", "path": "/zz", "value": 1})]
+            )
+            .is_err()
+        );
     }
 }

@@ -197,32 +197,92 @@ pub struct GeneratorOptions {
 
 /// Field names of the kustomization format, for Go-style case-insensitive matching.
 const FIELD_NAMES: &[&str] = &[
-    "apiVersion", "kind", "metadata", "openapi", "namePrefix", "nameSuffix", "namespace",
-    "commonLabels", "labels", "commonAnnotations", "patchesStrategicMerge", "patchesJson6902",
-    "patches", "images", "imageTags", "replacements", "replicas", "vars", "sortOptions",
-    "resources", "components", "crds", "bases", "configMapGenerator", "secretGenerator",
-    "generatorOptions", "configurations", "generators", "transformers", "validators",
-    "buildMetadata", "helmCharts", "helmGlobals", "helmChartInflationGenerator", "inventory",
-    "pairs", "includeSelectors", "includeTemplates", "fields", "path", "patch", "target",
-    "options", "group", "version", "name", "labelSelector", "annotationSelector", "newName",
-    "newTag", "digest", "tagSuffix", "count", "objRef", "fieldRef", "fieldPath", "order",
-    "legacySortOptions", "orderFirst", "orderLast", "behavior", "files", "literals", "envs",
-    "env", "type", "disableNameSuffixHash", "immutable", "annotations",
+    "apiVersion",
+    "kind",
+    "metadata",
+    "openapi",
+    "namePrefix",
+    "nameSuffix",
+    "namespace",
+    "commonLabels",
+    "labels",
+    "commonAnnotations",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "patches",
+    "images",
+    "imageTags",
+    "replacements",
+    "replicas",
+    "vars",
+    "sortOptions",
+    "resources",
+    "components",
+    "crds",
+    "bases",
+    "configMapGenerator",
+    "secretGenerator",
+    "generatorOptions",
+    "configurations",
+    "generators",
+    "transformers",
+    "validators",
+    "buildMetadata",
+    "helmCharts",
+    "helmGlobals",
+    "helmChartInflationGenerator",
+    "inventory",
+    "pairs",
+    "includeSelectors",
+    "includeTemplates",
+    "fields",
+    "path",
+    "patch",
+    "target",
+    "options",
+    "group",
+    "version",
+    "name",
+    "labelSelector",
+    "annotationSelector",
+    "newName",
+    "newTag",
+    "digest",
+    "tagSuffix",
+    "count",
+    "objRef",
+    "fieldRef",
+    "fieldPath",
+    "order",
+    "legacySortOptions",
+    "orderFirst",
+    "orderLast",
+    "behavior",
+    "files",
+    "literals",
+    "envs",
+    "env",
+    "type",
+    "disableNameSuffixHash",
+    "immutable",
+    "annotations",
 ];
 
 fn canonical(k: &str) -> Option<&'static str> {
-    FIELD_NAMES.iter().copied().find(|f| *f != k && f.eq_ignore_ascii_case(k))
+    FIELD_NAMES
+        .iter()
+        .copied()
+        .find(|f| *f != k && f.eq_ignore_ascii_case(k))
 }
 
 fn normalize_map(m: &mut Map<String, Value>, depth: usize) {
     let keys: Vec<String> = m.keys().cloned().collect();
     for k in keys {
-        if let Some(c) = canonical(&k) {
-            if !m.contains_key(c) {
-                if let Some(v) = m.remove(&k) {
-                    m.insert(c.to_string(), v);
-                }
-            }
+        if let Some(c) = canonical(&k)
+            && !m.contains_key(c)
+            && let Some(v) = m.remove(&k)
+        {
+            m.insert(c.to_string(), v);
         }
     }
     if depth == 0 {

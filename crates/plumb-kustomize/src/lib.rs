@@ -134,11 +134,21 @@ pub fn build(dir: &Path, root: &Path, opts: &BuildOptions) -> Result<Vec<Value>>
 
 /// Like [`build`], with Flux spec-level transforms applied on top of the directory's
 /// kustomization. A directory without kustomization.yaml is always accepted here.
-pub fn build_with_overlay(dir: &Path, root: &Path, opts: &BuildOptions, overlay: &Overlay) -> Result<Vec<Value>> {
+pub fn build_with_overlay(
+    dir: &Path,
+    root: &Path,
+    opts: &BuildOptions,
+    overlay: &Overlay,
+) -> Result<Vec<Value>> {
     run(dir, root, opts, Some(overlay))
 }
 
-fn run(dir: &Path, root: &Path, opts: &BuildOptions, overlay: Option<&Overlay>) -> Result<Vec<Value>> {
+fn run(
+    dir: &Path,
+    root: &Path,
+    opts: &BuildOptions,
+    overlay: Option<&Overlay>,
+) -> Result<Vec<Value>> {
     let mut b = target::Builder::new(dir, root, opts)?;
     let res = b.build(overlay)?;
     Ok(res.into_iter().map(|r| Value::Object(r.obj)).collect())
@@ -148,7 +158,11 @@ fn run(dir: &Path, root: &Path, opts: &BuildOptions, overlay: Option<&Overlay>) 
 /// errors. Exposed for validation and fuzzing.
 pub fn parse_kustomization(text: &str, file: &str) -> Result<Kustomization> {
     let v = yaml::parse_one(text, file)?;
-    let v = if v.is_null() { Value::Object(Map::new()) } else { v };
+    let v = if v.is_null() {
+        Value::Object(Map::new())
+    } else {
+        v
+    };
     target::parse_kustomization(v, file)
 }
 

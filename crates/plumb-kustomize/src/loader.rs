@@ -54,7 +54,8 @@ impl Loader {
     /// Reads a confined, already resolved file as UTF-8 text.
     pub(crate) fn read(&self, path: &Path) -> Result<String> {
         let bytes = self.read_bytes(path)?;
-        String::from_utf8(bytes).map_err(|_| Error::invalid(path.display().to_string(), "file is not valid UTF-8"))
+        String::from_utf8(bytes)
+            .map_err(|_| Error::invalid(path.display().to_string(), "file is not valid UTF-8"))
     }
 
     pub(crate) fn read_bytes(&self, path: &Path) -> Result<Vec<u8>> {

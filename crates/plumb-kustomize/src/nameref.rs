@@ -17,20 +17,57 @@ struct Cand {
 }
 
 fn ns_eq(a: &str, b: &str) -> bool {
-    let d = |s: &str| if s.is_empty() { "default".to_string() } else { s.to_string() };
+    let d = |s: &str| {
+        if s.is_empty() {
+            "default".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     d(a) == d(b)
 }
 
 /// Rewrites references to renamed objects.
 pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()> {
+    let gvks: Vec<Gvk> = resources.iter().map(Res::gvk).collect();
+    // A service-account subject with an empty namespace is invalid input.
+    for (r, g) in resources.iter().zip(&gvks) {
+        if g.kind != "RoleBinding" && g.kind != "ClusterRoleBinding" {
+            continue;
+        }
+        for s in r
+            .obj
+            .get("subjects")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let blank = s
+                .get("namespace")
+                .is_some_and(|v| v.is_null() || v.as_str() == Some(""));
+            if blank && s.get("kind").and_then(Value::as_str) == Some("ServiceAccount") {
+                return Err(Error::build(
+                    format!("name reference in {}", r.id()),
+                    format!(
+                        "Invalid Input: namespace is blank for resource ServiceAccount {:?}",
+                        s.get("name")
+                            .map(crate::resource::value_string)
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
     for br in backrefs {
         let cands: Vec<Cand> = resources
             .iter()
-            .filter(|r| {
-                let g = r.gvk();
-                g.selected_by(&br.referral.group, &br.referral.version, &br.referral.kind)
+            .zip(&gvks)
+            .filter(|(r, g)| {
+                // Only renamed or moved objects can be referral targets.
+                !r.prev.is_empty()
+                    && g.selected_by(&br.referral.group, &br.referral.version, &br.referral.kind)
             })
-            .map(|r| Cand {
+            .map(|(r, _)| Cand {
                 ids: r.all_ids(),
                 name: r.name().to_string(),
                 namespace: r.namespace().to_string(),
@@ -42,17 +79,21 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
         if cands.is_empty() {
             continue;
         }
-        for r in resources.iter_mut() {
-            let gvk = r.gvk();
-            let specs: Vec<_> = br.specs.iter().filter(|s| s.applies_to(&gvk)).collect();
+        for (r, gvk) in resources.iter_mut().zip(&gvks) {
+            let specs: Vec<_> = br.specs.iter().filter(|s| s.applies_to(gvk)).collect();
             if specs.is_empty() {
                 continue;
             }
             // roleRef names a Role or a ClusterRole; only fix the kind it names.
-            if let Some(k) = r.obj.get("roleRef").and_then(|x| x.get("kind")).and_then(Value::as_str) {
-                if specs.iter().any(|s| s.raw_path.starts_with("roleRef")) && k != br.referral.kind {
-                    continue;
-                }
+            if let Some(k) = r
+                .obj
+                .get("roleRef")
+                .and_then(|x| x.get("kind"))
+                .and_then(Value::as_str)
+                && specs.iter().any(|s| s.raw_path.starts_with("roleRef"))
+                && k != br.referral.kind
+            {
+                continue;
             }
             let referrer_ns = r.namespace().to_string();
             let referrer_cluster = r.is_cluster_scoped();
@@ -66,9 +107,9 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                 let mut hits: Vec<&Cand> = cands
                     .iter()
                     .filter(|c| {
-                        c.ids[..c.ids.len() - 1]
-                            .iter()
-                            .any(|id| id.name == old && ns.is_none_or(|ns| ns_eq(&id.namespace, ns)))
+                        c.ids[..c.ids.len() - 1].iter().any(|id| {
+                            id.name == old && ns.is_none_or(|ns| ns_eq(&id.namespace, ns))
+                        })
                     })
                     .collect();
                 if !referrer_cluster && ns.is_none() {
@@ -95,9 +136,10 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                 }
                 let map_ref = ns.is_some() || from_map.get();
                 if hits.len() > 1
-                    && !hits
-                        .iter()
-                        .all(|c| c.name == hits[0].name && (!map_ref || ns_eq(&c.namespace, &hits[0].namespace)))
+                    && !hits.iter().all(|c| {
+                        c.name == hits[0].name
+                            && (!map_ref || ns_eq(&c.namespace, &hits[0].namespace))
+                    })
                 {
                     return Err(Error::build(
                         format!("name reference in {rid}"),
@@ -166,16 +208,28 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
 type Select<'a> = dyn Fn(&str, Option<&str>) -> Result<Option<(String, String)>> + 'a;
 
 /// A map reference `{name, namespace[, kind]}` (role binding subjects, webhook services).
-fn fix_map(m: &mut serde_json::Map<String, Value>, kind: &str, select: &Select<'_>, rid: &ResId) -> Result<()> {
-    if let Some(k) = m.get("kind").and_then(Value::as_str) {
-        if k != kind {
-            return Ok(());
-        }
+fn fix_map(
+    m: &mut serde_json::Map<String, Value>,
+    kind: &str,
+    select: &Select<'_>,
+    rid: &ResId,
+) -> Result<()> {
+    if let Some(k) = m.get("kind").and_then(Value::as_str)
+        && k != kind
+    {
+        return Ok(());
     }
-    if m.get("namespace").is_some_and(|v| v.is_null() || v.as_str() == Some("")) {
+    if m.get("namespace")
+        .is_some_and(|v| v.is_null() || v.as_str() == Some(""))
+    {
         return Err(Error::build(
             format!("name reference in {rid}"),
-            format!("Invalid Input: namespace is blank for resource {kind} {:?}", m.get("name").map(crate::resource::value_string).unwrap_or_default()),
+            format!(
+                "Invalid Input: namespace is blank for resource {kind} {:?}",
+                m.get("name")
+                    .map(crate::resource::value_string)
+                    .unwrap_or_default()
+            ),
         ));
     }
     let Some(old) = m.get("name").and_then(Value::as_str).map(String::from) else {
@@ -199,12 +253,4 @@ fn affix_eq(a: &[String], b: &[String], allow_empty: bool) -> bool {
     }
     let n = a.len().min(b.len());
     a[a.len() - n..] == b[b.len() - n..]
-}
-
-/// Convenience for tests and callers: whether a gvk names a referral kind in `backrefs`.
-#[allow(dead_code)]
-pub(crate) fn is_referral(backrefs: &[NameBackRef], gvk: &Gvk) -> bool {
-    backrefs
-        .iter()
-        .any(|b| gvk.selected_by(&b.referral.group, &b.referral.version, &b.referral.kind))
 }

@@ -90,7 +90,12 @@ fn matches_elem(e: &Value, k: &str, val: &str) -> bool {
 }
 
 /// Visits every node at `steps`, creating missing map fields when `create` is set.
-fn visit_mut(v: &mut Value, steps: &[Step], create: bool, f: &mut dyn FnMut(&mut Value) -> Result<()>) -> Result<usize> {
+fn visit_mut(
+    v: &mut Value,
+    steps: &[Step],
+    create: bool,
+    f: &mut dyn FnMut(&mut Value) -> Result<()>,
+) -> Result<usize> {
     let Some((s, rest)) = steps.split_first() else {
         f(v)?;
         return Ok(1);
@@ -179,7 +184,9 @@ fn sel_from(v: Option<&Value>, ctx: &str) -> Result<Option<Selector>> {
 }
 
 fn opt_str(v: Option<&Value>, k: &str) -> Option<String> {
-    v.and_then(|o| o.get(k)).and_then(Value::as_str).map(String::from)
+    v.and_then(|o| o.get(k))
+        .and_then(Value::as_str)
+        .map(String::from)
 }
 
 /// Applies one replacement (already loaded from a file if it was given by path).
@@ -207,15 +214,26 @@ pub(crate) fn replacement(resources: &mut [Res], rep: &Value, ctx: &str) -> Resu
         .ok_or_else(|| Error::build(ctx, format!("replacement source field {fp:?} not found")))?;
     let sopts = src.get("options");
     if let Some(d) = opt_str(sopts, "delimiter") {
-        let idx = sopts.and_then(|o| o.get("index")).and_then(Value::as_i64).unwrap_or(0);
+        let idx = sopts
+            .and_then(|o| o.get("index"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         let s = value_string(&value);
         let parts: Vec<&str> = s.split(d.as_str()).collect();
         if idx < 0 || idx as usize >= parts.len() {
-            return Err(Error::build(ctx, format!("options.index {idx} is out of bounds for value {s:?}")));
+            return Err(Error::build(
+                ctx,
+                format!("options.index {idx} is out of bounds for value {s:?}"),
+            ));
         }
         value = Value::String(parts[idx as usize].to_string());
     }
-    for t in rep.get("targets").and_then(Value::as_array).into_iter().flatten() {
+    for t in rep
+        .get("targets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let sel = sel_from(t.get("select"), ctx)?.unwrap_or_default();
         let m = Matcher::new(&sel, ctx)?;
         let rejects: Vec<Matcher> = t
@@ -226,9 +244,15 @@ pub(crate) fn replacement(resources: &mut [Res], rep: &Value, ctx: &str) -> Resu
             .map(|r| sel_from(Some(r), ctx).and_then(|s| Matcher::new(&s.unwrap_or_default(), ctx)))
             .collect::<Result<_>>()?;
         let topts = t.get("options");
-        let create = topts.and_then(|o| o.get("create")).and_then(Value::as_bool).unwrap_or(false);
+        let create = topts
+            .and_then(|o| o.get("create"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let delim = opt_str(topts, "delimiter");
-        let index = topts.and_then(|o| o.get("index")).and_then(Value::as_i64).unwrap_or(0);
+        let index = topts
+            .and_then(|o| o.get("index"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         let paths: Vec<String> = t
             .get("fieldPaths")
             .and_then(Value::as_array)
@@ -237,7 +261,11 @@ pub(crate) fn replacement(resources: &mut [Res], rep: &Value, ctx: &str) -> Resu
             .filter_map(Value::as_str)
             .map(String::from)
             .collect();
-        let paths = if paths.is_empty() { vec!["metadata.name".to_string()] } else { paths };
+        let paths = if paths.is_empty() {
+            vec!["metadata.name".to_string()]
+        } else {
+            paths
+        };
         for r in resources.iter_mut() {
             if !m.matches(r) || rejects.iter().any(|x| x.matches(r)) {
                 continue;
@@ -251,7 +279,8 @@ pub(crate) fn replacement(resources: &mut [Res], rep: &Value, ctx: &str) -> Resu
                     match &delim {
                         Some(d) => {
                             let cur = value_string(slot);
-                            let mut parts: Vec<String> = cur.split(d.as_str()).map(String::from).collect();
+                            let mut parts: Vec<String> =
+                                cur.split(d.as_str()).map(String::from).collect();
                             let v = value_string(&value);
                             if index < 0 {
                                 parts.insert(0, v);
@@ -287,8 +316,16 @@ pub(crate) fn replacement(resources: &mut [Res], rep: &Value, ctx: &str) -> Resu
 pub(crate) fn bind_var(resources: &mut [Res], v: &VarEntry, file: &str) -> Result<()> {
     let kind = v.obj_ref.get("kind").and_then(Value::as_str).unwrap_or("");
     let name = v.obj_ref.get("name").and_then(Value::as_str).unwrap_or("");
-    let ns = v.obj_ref.get("namespace").and_then(Value::as_str).unwrap_or("");
-    let api = v.obj_ref.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let ns = v
+        .obj_ref
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let api = v
+        .obj_ref
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let want = crate::resource::Gvk::from_api_version(api, kind);
     let hits: Vec<usize> = (0..resources.len())
         .filter(|&i| {
@@ -302,7 +339,11 @@ pub(crate) fn bind_var(resources: &mut [Res], v: &VarEntry, file: &str) -> Resul
     if hits.len() > 1 {
         return Err(Error::build(
             file,
-            format!("found {} objects for var {} ({kind} {name:?}); unable to disambiguate", hits.len(), v.name),
+            format!(
+                "found {} objects for var {} ({kind} {name:?}); unable to disambiguate",
+                hits.len(),
+                v.name
+            ),
         ));
     }
     if let Some(&i) = hits.first() {
@@ -312,18 +353,28 @@ pub(crate) fn bind_var(resources: &mut [Res], v: &VarEntry, file: &str) -> Resul
 }
 
 /// Resolves vars and substitutes `$(NAME)` in the var-reference fields.
-pub(crate) fn resolve_vars(resources: &mut [Res], vars: &[VarEntry], specs: &[FieldSpec]) -> Result<()> {
+pub(crate) fn resolve_vars(
+    resources: &mut [Res],
+    vars: &[VarEntry],
+    specs: &[FieldSpec],
+) -> Result<()> {
     if vars.is_empty() {
         return Ok(());
     }
     let mut values: Vec<(String, Value)> = Vec::new();
     for v in vars {
         let ctx = format!("var {}", v.name);
-        let hits: Vec<&Res> = resources.iter().filter(|r| r.var_names.contains(&v.name)).collect();
+        let hits: Vec<&Res> = resources
+            .iter()
+            .filter(|r| r.var_names.contains(&v.name))
+            .collect();
         let kind = v.obj_ref.get("kind").and_then(Value::as_str).unwrap_or("");
         let name = v.obj_ref.get("name").and_then(Value::as_str).unwrap_or("");
         if hits.is_empty() {
-            return Err(Error::build(ctx, format!("no {kind} named {name:?} to take the value from")));
+            return Err(Error::build(
+                ctx,
+                format!("no {kind} named {name:?} to take the value from"),
+            ));
         }
         let fp = v
             .field_ref
@@ -332,9 +383,9 @@ pub(crate) fn resolve_vars(resources: &mut [Res], vars: &[VarEntry], specs: &[Fi
             .and_then(Value::as_str)
             .unwrap_or("metadata.name");
         let obj = Value::Object(hits[0].obj.clone());
-        let val = get(&obj, &parse_dotted(fp))
-            .cloned()
-            .ok_or_else(|| Error::build(&ctx, format!("field {fp:?} not found in {kind} {name:?}")))?;
+        let val = get(&obj, &parse_dotted(fp)).cloned().ok_or_else(|| {
+            Error::build(&ctx, format!("field {fp:?} not found in {kind} {name:?}"))
+        })?;
         values.push((v.name.clone(), val));
     }
     for r in resources.iter_mut() {
@@ -380,14 +431,14 @@ fn expand(s: &str, values: &[(String, Value)]) -> String {
                 i += 2;
                 continue;
             }
-            if b[i + 1] == b'(' {
-                if let Some(end) = s[i + 2..].find(')') {
-                    let name = &s[i + 2..i + 2 + end];
-                    if let Some((_, val)) = values.iter().find(|(n, _)| n == name) {
-                        out.push_str(&value_string(val));
-                        i += 3 + end;
-                        continue;
-                    }
+            if b[i + 1] == b'('
+                && let Some(end) = s[i + 2..].find(')')
+            {
+                let name = &s[i + 2..i + 2 + end];
+                if let Some((_, val)) = values.iter().find(|(n, _)| n == name) {
+                    out.push_str(&value_string(val));
+                    i += 3 + end;
+                    continue;
                 }
             }
         }
@@ -411,7 +462,13 @@ mod tests {
     #[test]
     fn dotted_paths() {
         let doc = serde_json::json!({"spec": {"c": [{"name": "a", "image": "i"}]}});
-        assert_eq!(get(&doc, &parse_dotted("spec.c.[name=a].image")), Some(&Value::from("i")));
-        assert_eq!(get(&doc, &parse_dotted("spec.c[0].name")), Some(&Value::from("a")));
+        assert_eq!(
+            get(&doc, &parse_dotted("spec.c.[name=a].image")),
+            Some(&Value::from("i"))
+        );
+        assert_eq!(
+            get(&doc, &parse_dotted("spec.c[0].name")),
+            Some(&Value::from("a"))
+        );
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct Schema {
     defs: HashMap<String, HashMap<String, FieldInfo>>,
     gvk: HashMap<String, String>,
     cluster: HashSet<String>,
+    /// kind -> groups of cluster-scoped kinds (allocation-free lookup).
+    cluster_by_kind: HashMap<String, Vec<String>>,
 }
 
 impl Schema {
@@ -38,7 +40,9 @@ impl Schema {
     pub(crate) fn merge_compact(&mut self, v: &Value) {
         if let Some(defs) = v.get("defs").and_then(Value::as_object) {
             for (name, fields) in defs {
-                let Some(fields) = fields.as_object() else { continue };
+                let Some(fields) = fields.as_object() else {
+                    continue;
+                };
                 let mut m = HashMap::new();
                 for (f, info) in fields {
                     let get = |i: usize| {
@@ -68,8 +72,15 @@ impl Schema {
             }
         }
         if let Some(c) = v.get("cluster").and_then(Value::as_array) {
-            self.cluster
-                .extend(c.iter().filter_map(Value::as_str).map(String::from));
+            for k in c.iter().filter_map(Value::as_str) {
+                self.cluster.insert(k.to_string());
+                if let Some((g, kind)) = k.split_once('|') {
+                    self.cluster_by_kind
+                        .entry(kind.to_string())
+                        .or_default()
+                        .push(g.to_string());
+                }
+            }
         }
     }
 
@@ -106,8 +117,9 @@ pub(crate) fn builtin() -> &'static Schema {
 /// Whether objects of this kind live outside namespaces.
 pub(crate) fn is_cluster_scoped(gvk: &Gvk) -> bool {
     builtin()
-        .cluster
-        .contains(&format!("{}|{}", gvk.group, gvk.kind))
+        .cluster_by_kind
+        .get(&gvk.kind)
+        .is_some_and(|groups| groups.contains(&gvk.group))
 }
 
 #[cfg(test)]
@@ -131,6 +143,9 @@ mod tests {
             "rbac.authorization.k8s.io/v1",
             "ClusterRole"
         )));
-        assert!(!is_cluster_scoped(&Gvk::from_api_version("v1", "ConfigMap")));
+        assert!(!is_cluster_scoped(&Gvk::from_api_version(
+            "v1",
+            "ConfigMap"
+        )));
     }
 }

@@ -51,7 +51,10 @@ pub(crate) fn compact_schema(swagger: &serde_json::Value) -> serde_json::Value {
                     let items = f.get("items").cloned().unwrap_or(Value::Null);
                     ("l", ref_name(&items).unwrap_or_default())
                 } else if ty == "object" {
-                    let ap = f.get("additionalProperties").cloned().unwrap_or(Value::Null);
+                    let ap = f
+                        .get("additionalProperties")
+                        .cloned()
+                        .unwrap_or(Value::Null);
                     ("m", ref_name(&ap).unwrap_or_default())
                 } else {
                     continue;

@@ -17,7 +17,12 @@ const ASSOC_KEYS: &[&str] = &[
 ];
 
 /// Applies `patch` to `dst` (both objects). Returns false when the patch deletes the object.
-pub(crate) fn apply(dst: &mut Map<String, Value>, patch: &Map<String, Value>, schema: &Schema, def: Option<&str>) -> bool {
+pub(crate) fn apply(
+    dst: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    schema: &Schema,
+    def: Option<&str>,
+) -> bool {
     if directive(patch) == Some("delete") {
         return false;
     }
@@ -39,7 +44,9 @@ fn clean(v: &Value) -> Value {
         Value::Array(a) => Value::Array(
             a.iter()
                 .filter(|x| !matches!(x, Value::Object(m) if directive(m) == Some("delete")))
-                .filter(|x| !matches!(x, Value::Object(m) if m.len() == 1 && directive(m).is_some()))
+                .filter(
+                    |x| !matches!(x, Value::Object(m) if m.len() == 1 && directive(m).is_some()),
+                )
                 .map(clean)
                 .collect(),
         ),
@@ -54,7 +61,12 @@ fn clean_map(m: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
-fn merge_map(dst: &mut Map<String, Value>, patch: &Map<String, Value>, schema: &Schema, def: Option<&str>) {
+fn merge_map(
+    dst: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    schema: &Schema,
+    def: Option<&str>,
+) {
     for (k, pv) in patch {
         if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
             if let (Some(Value::Array(d)), Some(del)) = (dst.get_mut(field), pv.as_array()) {
@@ -139,10 +151,16 @@ fn infer_key(d: &[Value], p: &[Value]) -> Option<String> {
         .map(|k| k.to_string())
 }
 
-fn merge_list(d: &mut Vec<Value>, p: &[Value], mk: &str, strategy: &str, schema: &Schema, def: Option<&str>) {
+fn merge_list(
+    d: &mut Vec<Value>,
+    p: &[Value],
+    mk: &str,
+    strategy: &str,
+    schema: &Schema,
+    def: Option<&str>,
+) {
     // `$patch: replace` inside a list replaces the whole list.
-    if p
-        .iter()
+    if p.iter()
         .any(|e| matches!(e, Value::Object(m) if directive(m) == Some("replace")))
     {
         *d = p
@@ -225,27 +243,48 @@ mod tests {
     #[test]
     fn merges_containers_by_name_and_deletes_nulls() {
         let schema = crate::schema::builtin();
-        let def = schema.def_for(&crate::resource::Gvk::from_api_version("apps/v1", "Deployment"));
-        let mut d = obj(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x", "labels": {"a": "1"}},
-            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "old"}]}}}}));
+        let def = schema.def_for(&crate::resource::Gvk::from_api_version(
+            "apps/v1",
+            "Deployment",
+        ));
+        let mut d = obj(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x", "labels": {"a": "1"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "old"}]}}}}),
+        );
         let p = obj(json!({"metadata": {"labels": {"a": null}},
             "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "new"}, {"name": "side", "image": "s"}]}}}}));
         assert!(apply(&mut d, &p, schema, def));
         let c = &d["spec"]["template"]["spec"]["containers"];
-        assert_eq!(c, &json!([{"name": "app", "image": "new"}, {"name": "side", "image": "s"}]));
+        assert_eq!(
+            c,
+            &json!([{"name": "app", "image": "new"}, {"name": "side", "image": "s"}])
+        );
         let p2 = obj(json!({"spec": {"template": {"spec": {"containers": [{"name": "first"}]}}}}));
         apply(&mut d, &p2, schema, def);
-        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["name"], "first");
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["name"],
+            "first"
+        );
         assert_eq!(d["metadata"]["labels"], json!({}));
     }
 
     #[test]
     fn delete_directive_in_list() {
         let schema = crate::schema::builtin();
-        let def = schema.def_for(&crate::resource::Gvk::from_api_version("apps/v1", "Deployment"));
-        let mut d = obj(json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}}));
-        let p = obj(json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "$patch": "delete"}]}}}}));
+        let def = schema.def_for(&crate::resource::Gvk::from_api_version(
+            "apps/v1",
+            "Deployment",
+        ));
+        let mut d = obj(
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}}),
+        );
+        let p = obj(
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "$patch": "delete"}]}}}}),
+        );
         apply(&mut d, &p, schema, def);
-        assert_eq!(d["spec"]["template"]["spec"]["containers"], json!([{"name": "b"}]));
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "b"}])
+        );
     }
 }

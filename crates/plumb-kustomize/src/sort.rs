@@ -27,7 +27,10 @@ const ORDER_FIRST: &[&str] = &[
     "CronJob",
     "PodDisruptionBudget",
 ];
-const ORDER_LAST: &[&str] = &["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"];
+const ORDER_LAST: &[&str] = &[
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
 
 /// Sorts in legacy order; empty lists mean kustomize's defaults.
 pub(crate) fn legacy(resources: &mut [Res], first: &[String], last: &[String]) {
@@ -52,7 +55,11 @@ pub(crate) fn legacy(resources: &mut [Res], first: &[String], last: &[String]) {
     };
     resources.sort_by_cached_key(|r| {
         let id = r.id();
-        let ns = if id.namespace.is_empty() { "~X".to_string() } else { id.namespace.clone() };
+        let ns = if id.namespace.is_empty() {
+            "~X".to_string()
+        } else {
+            id.namespace.clone()
+        };
         (rank(&id.gvk.kind), id.gvk.sort_string(), ns, id.name)
     });
 }

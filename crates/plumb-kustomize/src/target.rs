@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::fieldspec::{Config, FieldSpec};
-use crate::kustomization::{GeneratorArgs, ImageEntry, Kustomization, PatchEntry, Selector, VarEntry};
+use crate::kustomization::{
+    GeneratorArgs, ImageEntry, Kustomization, PatchEntry, Selector, VarEntry,
+};
 use crate::loader::{Loader, is_remote};
 use crate::resource::{Res, value_string};
 use crate::schema::Schema;
@@ -42,7 +44,13 @@ fn kerr(file: &str, msg: impl Into<String>) -> Error {
 impl<'o> Builder<'o> {
     pub(crate) fn new(dir: &Path, root: &Path, opts: &'o BuildOptions) -> Result<Self> {
         let loader = Loader::new(root, opts.max_file_bytes)?;
-        let top = loader.resolve(&std::env::current_dir().map_err(|source| Error::Io { path: ".".into(), source })?, &dir.to_string_lossy())?;
+        let top = loader.resolve(
+            &std::env::current_dir().map_err(|source| Error::Io {
+                path: ".".into(),
+                source,
+            })?,
+            &dir.to_string_lossy(),
+        )?;
         Ok(Builder {
             loader,
             custom_schema: None,
@@ -55,7 +63,9 @@ impl<'o> Builder<'o> {
     }
 
     fn schema(&self) -> &Schema {
-        self.custom_schema.as_ref().unwrap_or_else(|| crate::schema::builtin())
+        self.custom_schema
+            .as_ref()
+            .unwrap_or_else(|| crate::schema::builtin())
     }
 
     /// Finds and parses the kustomization file of `dir`.
@@ -78,7 +88,11 @@ impl<'o> Builder<'o> {
         let file = self.loader.display(&path);
         let text = self.loader.read(&path)?;
         let v = crate::yaml::parse_lenient(&text, &file)?;
-        let v = if v.is_null() { Value::Object(Map::new()) } else { v };
+        let v = if v.is_null() {
+            Value::Object(Map::new())
+        } else {
+            v
+        };
         let k = parse_kustomization(v, &file)?;
         Ok(Some((k, file)))
     }
@@ -94,7 +108,10 @@ impl<'o> Builder<'o> {
     }
 
     fn scan_dir(&self, base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
-        let io = |source| Error::Io { path: dir.to_path_buf(), source };
+        let io = |source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io)?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -103,7 +120,9 @@ impl<'o> Builder<'o> {
         for p in entries {
             let rel = crate::loader::relative(base, &p);
             if p.is_dir() {
-                if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+                if p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                {
                     continue;
                 }
                 if KUSTOMIZATION_FILES.iter().any(|f| p.join(f).is_file()) {
@@ -123,9 +142,10 @@ impl<'o> Builder<'o> {
         let top = self.top.clone();
         let (mut kust, file) = match self.load_kustomization(&top)? {
             Some(k) => k,
-            None if self.opts.generate_missing_kustomization || overlay.is_some() => {
-                (self.generated_kustomization(&top)?, self.loader.display(&top.join("kustomization.yaml")))
-            }
+            None if self.opts.generate_missing_kustomization || overlay.is_some() => (
+                self.generated_kustomization(&top)?,
+                self.loader.display(&top.join("kustomization.yaml")),
+            ),
             None => {
                 return Err(kerr(
                     &self.loader.display(&top),
@@ -136,14 +156,19 @@ impl<'o> Builder<'o> {
         if let Some(o) = overlay {
             kust = o.wrap(kust);
         }
-        self.transformer_anno = kust.build_metadata.iter().any(|b| b == "transformerAnnotations");
+        self.transformer_anno = kust
+            .build_metadata
+            .iter()
+            .any(|b| b == "transformerAnnotations");
         self.stack.push(top.clone());
         let mut acc = self.accumulate(&top, &kust, &file, Acc::default())?;
         self.stack.pop();
         // Hash suffixes.
         for r in acc.resources.iter_mut() {
             let anno = r.annotations();
-            let wants = anno.get("kustomize.config.k8s.io/needs-hash").map(value_string);
+            let wants = anno
+                .get("kustomize.config.k8s.io/needs-hash")
+                .map(value_string);
             if r.needs_hash || wants.as_deref() == Some("true") {
                 let h = crate::generate::content_hash(&r.obj);
                 let n = format!("{}-{h}", r.name());
@@ -196,22 +221,35 @@ impl<'o> Builder<'o> {
         if !self.transformer_anno {
             return;
         }
-        let t = serde_json::json!({"configuredIn": self.rel_to_top(configured_in), "configuredBy": by});
+        let t =
+            serde_json::json!({"configuredIn": self.rel_to_top(configured_in), "configuredBy": by});
         for r in acc.resources.iter_mut() {
             r.transformations.push(t.clone());
         }
     }
 
-    fn add_resource(&mut self, acc: &mut Acc, r: Res, ctx: &str) -> Result<()> {
-        let id = r.id();
-        if acc.resources.iter().any(|x| x.id().equals(&id)) {
-            return Err(Error::build(ctx, format!("may not add resource with an already registered id: {id}")));
+    /// Appends objects, rejecting ids already present (one hash set per batch, not a scan per
+    /// object).
+    fn append_all(&mut self, acc: &mut Acc, items: Vec<Res>, ctx: &str) -> Result<()> {
+        let mut seen: std::collections::HashSet<String> =
+            acc.resources.iter().map(|r| id_key(&r.id())).collect();
+        for r in items {
+            let id = r.id();
+            if !seen.insert(id_key(&id)) {
+                return Err(Error::build(
+                    ctx,
+                    format!("may not add resource with an already registered id: {id}"),
+                ));
+            }
+            self.resource_count += 1;
+            if self.resource_count > self.opts.max_resources {
+                return Err(Error::build(
+                    ctx,
+                    format!("more than {} resources", self.opts.max_resources),
+                ));
+            }
+            acc.resources.push(r);
         }
-        self.resource_count += 1;
-        if self.resource_count > self.opts.max_resources {
-            return Err(Error::build(ctx, format!("more than {} resources", self.opts.max_resources)));
-        }
-        acc.resources.push(r);
         Ok(())
     }
 
@@ -225,7 +263,10 @@ impl<'o> Builder<'o> {
             let Value::Object(m) = d else {
                 return Err(kerr(&file, "a resource document must be a YAML mapping"));
             };
-            let is_list = m.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"))
+            let is_list = m
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.ends_with("List"))
                 && m.get("items").is_some_and(Value::is_array);
             let objs: Vec<Map<String, Value>> = if is_list {
                 m.get("items")
@@ -238,13 +279,22 @@ impl<'o> Builder<'o> {
                 vec![m]
             };
             for o in objs {
-                if o.get("kind").and_then(Value::as_str).unwrap_or("").is_empty() {
+                if o.get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
                     return Err(kerr(&file, "missing kind in resource"));
                 }
                 if o.get("kind").and_then(Value::as_str) == Some("Kustomization")
-                    && o.get("apiVersion").and_then(Value::as_str).is_some_and(|a| a.starts_with("kustomize.config.k8s.io"))
+                    && o.get("apiVersion")
+                        .and_then(Value::as_str)
+                        .is_some_and(|a| a.starts_with("kustomize.config.k8s.io"))
                 {
-                    return Err(kerr(&file, "a kustomization file cannot be listed as a resource file; list its directory"));
+                    return Err(kerr(
+                        &file,
+                        "a kustomization file cannot be listed as a resource file; list its directory",
+                    ));
                 }
                 let mut o = o;
                 stringify_metadata_maps(&mut o);
@@ -258,7 +308,10 @@ impl<'o> Builder<'o> {
 
     fn resolve_entry(&self, dir: &Path, entry: &str, file: &str) -> Result<PathBuf> {
         if is_remote(entry) {
-            return Err(Error::Remote { file: file.to_string(), reference: entry.to_string() });
+            return Err(Error::Remote {
+                file: file.to_string(),
+                reference: entry.to_string(),
+            });
         }
         self.loader.resolve(dir, entry).map_err(|e| match e {
             Error::Io { path, source } => Error::build(
@@ -269,10 +322,18 @@ impl<'o> Builder<'o> {
         })
     }
 
-    fn accumulate_dir(&mut self, path: &Path, file: &str, as_component: bool) -> Result<(Kustomization, String)> {
+    fn accumulate_dir(
+        &mut self,
+        path: &Path,
+        file: &str,
+        as_component: bool,
+    ) -> Result<(Kustomization, String)> {
         if self.stack.iter().any(|p| p == path) {
             let chain: Vec<String> = self.stack.iter().map(|p| self.loader.display(p)).collect();
-            return Err(Error::Cycle { path: path.to_path_buf(), chain: chain.join(" -> ") });
+            return Err(Error::Cycle {
+                path: path.to_path_buf(),
+                chain: chain.join(" -> "),
+            });
         }
         let Some((k, kfile)) = self.load_kustomization(path)? else {
             return Err(Error::build(
@@ -282,16 +343,28 @@ impl<'o> Builder<'o> {
         };
         let is_component = k.kind.as_deref() == Some("Component");
         if as_component && !is_component {
-            return Err(kerr(&kfile, "expected kind 'Component' for a path listed in components"));
+            return Err(kerr(
+                &kfile,
+                "expected kind 'Component' for a path listed in components",
+            ));
         }
         if !as_component && is_component {
-            return Err(kerr(&kfile, "expected kind 'Kustomization' for a path listed in resources, found 'Component'"));
+            return Err(kerr(
+                &kfile,
+                "expected kind 'Kustomization' for a path listed in resources, found 'Component'",
+            ));
         }
         Ok((k, kfile))
     }
 
     /// Accumulates one kustomization (or component) into `acc`.
-    fn accumulate(&mut self, dir: &Path, k: &Kustomization, file: &str, mut acc: Acc) -> Result<Acc> {
+    fn accumulate(
+        &mut self,
+        dir: &Path,
+        k: &Kustomization,
+        file: &str,
+        mut acc: Acc,
+    ) -> Result<Acc> {
         if let Some(o) = &k.openapi {
             self.load_openapi(dir, o, file)?;
         }
@@ -302,15 +375,16 @@ impl<'o> Builder<'o> {
                 self.stack.push(path.clone());
                 let sub_acc = self.accumulate(&path, &sub, &subfile, Acc::default())?;
                 self.stack.pop();
-                for r in sub_acc.resources {
-                    self.add_resource(&mut acc, r, &format!("{file}: accumulating resources from {entry}"))?;
-                }
+                self.append_all(
+                    &mut acc,
+                    sub_acc.resources,
+                    &format!("{file}: accumulating resources from {entry}"),
+                )?;
                 acc.config.merge(&sub_acc.config);
                 merge_vars(&mut acc.vars, sub_acc.vars, file)?;
             } else {
-                for r in self.load_resource_file(&path)? {
-                    self.add_resource(&mut acc, r, &format!("{file}: accumulating resources"))?;
-                }
+                let items = self.load_resource_file(&path)?;
+                self.append_all(&mut acc, items, &format!("{file}: accumulating resources"))?;
             }
         }
         for c in &k.configurations {
@@ -376,7 +450,8 @@ impl<'o> Builder<'o> {
                 if let Value::Object(m) = &mut c {
                     if let Some(Value::Object(md)) = m.get("metadata") {
                         let md = md.clone();
-                        m.entry("name").or_insert(md.get("name").cloned().unwrap_or(Value::Null));
+                        m.entry("name")
+                            .or_insert(md.get("name").cloned().unwrap_or(Value::Null));
                         if let Some(ns) = md.get("namespace") {
                             m.entry("namespace").or_insert(ns.clone());
                         }
@@ -385,13 +460,27 @@ impl<'o> Builder<'o> {
                 }
                 let args: GeneratorArgs = serde_json::from_value(c)
                     .map_err(|e| kerr(file, format!("generator {entry}: {e}")))?;
-                let mut r = crate::generate::generate(&args, secret, gopts, dir, &self.loader, file)?;
+                let mut r =
+                    crate::generate::generate(&args, secret, gopts, dir, &self.loader, file)?;
                 r.origin = Some(gen_origin(kind, &cin, cfg.get("metadata")));
                 generated.push(r);
             }
         }
-        for g in generated {
-            absorb(&mut acc, g, file)?;
+        if !generated.is_empty() {
+            // Index existing objects by (kind, any name they have had) once.
+            let mut index: std::collections::HashMap<(String, String), Vec<usize>> =
+                Default::default();
+            for (i, r) in acc.resources.iter().enumerate() {
+                for id in r.all_ids() {
+                    let e = index.entry((id.gvk.kind, id.name)).or_default();
+                    if !e.contains(&i) {
+                        e.push(i);
+                    }
+                }
+            }
+            for g in generated {
+                absorb(&mut acc, g, file, &mut index)?;
+            }
         }
         // Components run before this level's transformers.
         for c in &k.components {
@@ -416,11 +505,17 @@ impl<'o> Builder<'o> {
         let path = o.get("path").and_then(Value::as_str);
         let version = o.get("version").and_then(Value::as_str);
         if path.is_some() && version.is_some() {
-            return Err(kerr(file, "openapi: specify either path or version, not both"));
+            return Err(kerr(
+                file,
+                "openapi: specify either path or version, not both",
+            ));
         }
         if let Some(v) = version {
             if v != "v1.21.2" {
-                return Err(kerr(file, format!("openapi: unknown builtin schema version {v:?}")));
+                return Err(kerr(
+                    file,
+                    format!("openapi: unknown builtin schema version {v:?}"),
+                ));
             }
             return Ok(());
         }
@@ -439,7 +534,12 @@ impl<'o> Builder<'o> {
 
     /// Loads the configs of a `transformers:`/`generators:` entry (a file, inline YAML or a
     /// kustomization directory whose output objects are the configs).
-    fn plugin_configs(&mut self, dir: &Path, entry: &str, file: &str) -> Result<(Vec<Value>, String)> {
+    fn plugin_configs(
+        &mut self,
+        dir: &Path,
+        entry: &str,
+        file: &str,
+    ) -> Result<(Vec<Value>, String)> {
         let mut configured_in = file.to_string();
         let docs = if entry.contains('\n') {
             crate::yaml::parse_documents(entry, file)?
@@ -450,7 +550,10 @@ impl<'o> Builder<'o> {
                 self.stack.push(path.clone());
                 let acc = self.accumulate(&path, &sub, &subfile, Acc::default())?;
                 self.stack.pop();
-                acc.resources.into_iter().map(|r| Value::Object(r.obj)).collect()
+                acc.resources
+                    .into_iter()
+                    .map(|r| Value::Object(r.obj))
+                    .collect()
             } else {
                 let pf = self.loader.display(&path);
                 configured_in = pf.clone();
@@ -463,15 +566,20 @@ impl<'o> Builder<'o> {
             if av != "builtin" && !av.is_empty() && !BUILTIN_KINDS.contains(&kind) {
                 return Err(kerr(
                     file,
-                    format!("plugin {kind} ({av}) is not a builtin; external plugins are not enabled"),
+                    format!(
+                        "plugin {kind} ({av}) is not a builtin; external plugins are not enabled"
+                    ),
                 ));
             }
             if d.get("metadata")
-                    .and_then(|m| m.get("annotations"))
-                    .and_then(|a| a.get("config.kubernetes.io/function"))
-                    .is_some()
+                .and_then(|m| m.get("annotations"))
+                .and_then(|a| a.get("config.kubernetes.io/function"))
+                .is_some()
             {
-                return Err(kerr(file, format!("plugin {kind}: KRM functions are not enabled")));
+                return Err(kerr(
+                    file,
+                    format!("plugin {kind}: KRM functions are not enabled"),
+                ));
             }
         }
         Ok((docs, configured_in))
@@ -490,7 +598,13 @@ impl<'o> Builder<'o> {
         }
     }
 
-    fn run_transformers(&mut self, dir: &Path, k: &Kustomization, file: &str, acc: &mut Acc) -> Result<()> {
+    fn run_transformers(
+        &mut self,
+        dir: &Path,
+        k: &Kustomization,
+        file: &str,
+        acc: &mut Acc,
+    ) -> Result<()> {
         let cfg = Config::defaults().overridden_by(&acc.config);
         // patchesStrategicMerge
         for p in &k.patches_strategic_merge {
@@ -501,31 +615,60 @@ impl<'o> Builder<'o> {
                     (transform::parse_patch(&self.loader.read(&pp)?, &pf)?, pf)
                 }
                 Value::String(s) => (transform::parse_patch(s, file)?, file.to_string()),
-                other => (transform::parse_patch(&crate::yaml::to_yaml(other), file)?, file.to_string()),
+                other => (
+                    transform::parse_patch(&crate::yaml::to_yaml(other), file)?,
+                    file.to_string(),
+                ),
             };
             if matches!(patch, Patch::Json(_)) {
-                return Err(kerr(&pf, "patchesStrategicMerge entry is not a strategic merge patch"));
+                return Err(kerr(
+                    &pf,
+                    "patchesStrategicMerge entry is not a strategic merge patch",
+                ));
             }
-            transform::apply_patch(&mut acc.resources, &patch, None, PatchOptions::default(), self.schema(), &pf)?;
+            transform::apply_patch(
+                &mut acc.resources,
+                &patch,
+                None,
+                PatchOptions::default(),
+                self.schema(),
+                &pf,
+            )?;
             self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "PatchStrategicMergeTransformer"}));
         }
         for p in &k.patches {
             self.apply_patch_entry(dir, p, file, acc)?;
-            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "PatchTransformer"}));
+            self.note(
+                acc,
+                file,
+                serde_json::json!({"apiVersion": "builtin", "kind": "PatchTransformer"}),
+            );
         }
         if let Some(ns) = k.namespace.as_deref().filter(|n| !n.is_empty()) {
             transform::namespace(&mut acc.resources, ns, &cfg.namespace, false, "defaultOnly")?;
-            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "NamespaceTransformer"}));
+            self.note(
+                acc,
+                file,
+                serde_json::json!({"apiVersion": "builtin", "kind": "NamespaceTransformer"}),
+            );
         }
         let prefix = k.name_prefix.as_deref().unwrap_or("");
         transform::prefix_suffix(&mut acc.resources, prefix, "", &cfg.name_prefix)?;
         if !prefix.is_empty() {
-            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "PrefixTransformer"}));
+            self.note(
+                acc,
+                file,
+                serde_json::json!({"apiVersion": "builtin", "kind": "PrefixTransformer"}),
+            );
         }
         let suffix = k.name_suffix.as_deref().unwrap_or("");
         transform::prefix_suffix(&mut acc.resources, "", suffix, &cfg.name_suffix)?;
         if !suffix.is_empty() {
-            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "SuffixTransformer"}));
+            self.note(
+                acc,
+                file,
+                serde_json::json!({"apiVersion": "builtin", "kind": "SuffixTransformer"}),
+            );
         }
         for l in &k.labels {
             let mut specs: Vec<FieldSpec> = if l.include_selectors {
@@ -540,43 +683,97 @@ impl<'o> Builder<'o> {
             specs.extend(cfg.labels.iter().cloned());
             for f in &l.fields {
                 let get = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                specs.push(FieldSpec::new(&get("kind"), &get("group"), &get("version"), &get("path"), f.get("create").and_then(Value::as_bool).unwrap_or(false)));
+                specs.push(FieldSpec::new(
+                    &get("kind"),
+                    &get("group"),
+                    &get("version"),
+                    &get("path"),
+                    f.get("create").and_then(Value::as_bool).unwrap_or(false),
+                ));
             }
             transform::add_map_entries(&mut acc.resources, &l.pairs, &specs)?;
-            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "LabelTransformer"}));
+            self.note(
+                acc,
+                file,
+                serde_json::json!({"apiVersion": "builtin", "kind": "LabelTransformer"}),
+            );
         }
         if let Some(cl) = &k.common_labels {
             transform::add_map_entries(&mut acc.resources, cl, &cfg.common_labels)?;
-            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "LabelTransformer"}));
+            self.note(
+                acc,
+                file,
+                serde_json::json!({"apiVersion": "builtin", "kind": "LabelTransformer"}),
+            );
         }
         if let Some(ca) = &k.common_annotations {
             transform::add_map_entries(&mut acc.resources, ca, &cfg.common_annotations)?;
-            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "AnnotationsTransformer"}));
+            self.note(
+                acc,
+                file,
+                serde_json::json!({"apiVersion": "builtin", "kind": "AnnotationsTransformer"}),
+            );
         }
         for p in &k.patches_json6902 {
             let (patch, pf) = self.read_patch(dir, p, file)?;
             let patch = match patch {
                 Patch::Json(ops) => Patch::Json(ops),
-                Patch::Smp(_) => return Err(kerr(&pf, "patchesJson6902 entry is not a list of JSON 6902 operations")),
+                Patch::Smp(_) => {
+                    return Err(kerr(
+                        &pf,
+                        "patchesJson6902 entry is not a list of JSON 6902 operations",
+                    ));
+                }
             };
-            let target = p.target.as_ref().ok_or_else(|| kerr(file, "patchesJson6902 entry needs a target"))?;
-            transform::apply_patch(&mut acc.resources, &patch, Some(target), PatchOptions::default(), self.schema(), &pf)?;
-            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "PatchJson6902Transformer"}));
+            let target = p
+                .target
+                .as_ref()
+                .ok_or_else(|| kerr(file, "patchesJson6902 entry needs a target"))?;
+            transform::apply_patch(
+                &mut acc.resources,
+                &patch,
+                Some(target),
+                PatchOptions::default(),
+                self.schema(),
+                &pf,
+            )?;
+            self.note(
+                acc,
+                file,
+                serde_json::json!({"apiVersion": "builtin", "kind": "PatchJson6902Transformer"}),
+            );
         }
         for r in &k.replicas {
             transform::replicas(&mut acc.resources, &r.name, r.count, &cfg.replicas)?;
-            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "ReplicaCountTransformer"}));
+            self.note(
+                acc,
+                file,
+                serde_json::json!({"apiVersion": "builtin", "kind": "ReplicaCountTransformer"}),
+            );
         }
-        let images: Vec<ImageEntry> = k.images.iter().chain(k.image_tags.iter()).cloned().collect();
+        let images: Vec<ImageEntry> = k
+            .images
+            .iter()
+            .chain(k.image_tags.iter())
+            .cloned()
+            .collect();
         if !images.is_empty() {
             transform::images(&mut acc.resources, &images, &cfg.images)?;
-            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "ImageTagTransformer"}));
+            self.note(
+                acc,
+                file,
+                serde_json::json!({"apiVersion": "builtin", "kind": "ImageTagTransformer"}),
+            );
         }
         for rep in &k.replacements {
             for r in self.load_replacements(dir, rep, file)? {
                 crate::replace::replacement(&mut acc.resources, &r, file)?;
             }
-            self.note(acc, file, serde_json::json!({"apiVersion": "builtin", "kind": "ReplacementTransformer"}));
+            self.note(
+                acc,
+                file,
+                serde_json::json!({"apiVersion": "builtin", "kind": "ReplacementTransformer"}),
+            );
         }
         for entry in &k.transformers {
             let (cfgs, cin) = self.plugin_configs(dir, entry, file)?;
@@ -589,7 +786,11 @@ impl<'o> Builder<'o> {
                     }
                 }
                 for key in ["name", "namespace"] {
-                    if let Some(v) = c.get("metadata").and_then(|m| m.get(key)).filter(|v| v.is_string()) {
+                    if let Some(v) = c
+                        .get("metadata")
+                        .and_then(|m| m.get(key))
+                        .filter(|v| v.is_string())
+                    {
                         by.insert(key.into(), v.clone());
                     }
                 }
@@ -599,11 +800,27 @@ impl<'o> Builder<'o> {
         Ok(())
     }
 
-    fn apply_patch_entry(&self, dir: &Path, p: &PatchEntry, file: &str, acc: &mut Acc) -> Result<()> {
+    fn apply_patch_entry(
+        &self,
+        dir: &Path,
+        p: &PatchEntry,
+        file: &str,
+        acc: &mut Acc,
+    ) -> Result<()> {
         let (patch, pf) = self.read_patch(dir, p, file)?;
         let opt = |k: &str| p.options.get(k).and_then(Value::as_bool).unwrap_or(false);
-        let opts = PatchOptions { allow_name_change: opt("allowNameChange"), allow_kind_change: opt("allowKindChange") };
-        transform::apply_patch(&mut acc.resources, &patch, p.target.as_ref(), opts, self.schema(), &pf)
+        let opts = PatchOptions {
+            allow_name_change: opt("allowNameChange"),
+            allow_kind_change: opt("allowKindChange"),
+        };
+        transform::apply_patch(
+            &mut acc.resources,
+            &patch,
+            p.target.as_ref(),
+            opts,
+            self.schema(),
+            &pf,
+        )
     }
 
     fn load_replacements(&self, dir: &Path, rep: &Value, file: &str) -> Result<Vec<Value>> {
@@ -623,7 +840,14 @@ impl<'o> Builder<'o> {
         Ok(vec![rep.clone()])
     }
 
-    fn run_plugin(&mut self, dir: &Path, c: &Value, file: &str, acc: &mut Acc, cfg: &Config) -> Result<()> {
+    fn run_plugin(
+        &mut self,
+        dir: &Path,
+        c: &Value,
+        file: &str,
+        acc: &mut Acc,
+        cfg: &Config,
+    ) -> Result<()> {
         let kind = c.get("kind").and_then(Value::as_str).unwrap_or("");
         let ctx = format!("{file}: {kind}");
         let specs = |key: &str, default: &[FieldSpec]| -> Vec<FieldSpec> {
@@ -631,42 +855,104 @@ impl<'o> Builder<'o> {
                 Some(a) => a
                     .iter()
                     .filter_map(|f| {
-                        let get = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                        let get =
+                            |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
                         let p = get("path");
-                        (!p.is_empty()).then(|| FieldSpec::new(&get("kind"), &get("group"), &get("version"), &p, f.get("create").and_then(Value::as_bool).unwrap_or(false)))
+                        (!p.is_empty()).then(|| {
+                            FieldSpec::new(
+                                &get("kind"),
+                                &get("group"),
+                                &get("version"),
+                                &p,
+                                f.get("create").and_then(Value::as_bool).unwrap_or(false),
+                            )
+                        })
                     })
                     .collect(),
                 None => default.to_vec(),
             }
         };
-        let map = |key: &str| c.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
+        let map = |key: &str| {
+            c.get(key)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
         let s = |key: &str| c.get(key).and_then(Value::as_str).unwrap_or("").to_string();
         match kind {
-            "LabelTransformer" => transform::add_map_entries(&mut acc.resources, &map("labels"), &specs("fieldSpecs", &[])),
-            "AnnotationsTransformer" => {
-                transform::add_map_entries(&mut acc.resources, &map("annotations"), &specs("fieldSpecs", &[]))
-            }
+            "LabelTransformer" => transform::add_map_entries(
+                &mut acc.resources,
+                &map("labels"),
+                &specs("fieldSpecs", &[]),
+            ),
+            "AnnotationsTransformer" => transform::add_map_entries(
+                &mut acc.resources,
+                &map("annotations"),
+                &specs("fieldSpecs", &[]),
+            ),
             "NamespaceTransformer" => {
-                let ns = c.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("").to_string();
+                let ns = c
+                    .get("metadata")
+                    .and_then(|m| m.get("namespace"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 let unset_only = c.get("unsetOnly").and_then(Value::as_bool).unwrap_or(false);
-                let mode = c.get("setRoleBindingSubjects").and_then(Value::as_str).unwrap_or("defaultOnly").to_string();
-                transform::namespace(&mut acc.resources, &ns, &specs("fieldSpecs", &cfg.namespace), unset_only, &mode)
+                let mode = c
+                    .get("setRoleBindingSubjects")
+                    .and_then(Value::as_str)
+                    .unwrap_or("defaultOnly")
+                    .to_string();
+                transform::namespace(
+                    &mut acc.resources,
+                    &ns,
+                    &specs("fieldSpecs", &cfg.namespace),
+                    unset_only,
+                    &mode,
+                )
             }
-            "PrefixSuffixTransformer" => {
-                transform::prefix_suffix(&mut acc.resources, &s("prefix"), &s("suffix"), &specs("fieldSpecs", &cfg.name_prefix))
-            }
-            "PrefixTransformer" => transform::prefix_suffix(&mut acc.resources, &s("prefix"), "", &specs("fieldSpecs", &cfg.name_prefix)),
-            "SuffixTransformer" => transform::prefix_suffix(&mut acc.resources, "", &s("suffix"), &specs("fieldSpecs", &cfg.name_suffix)),
+            "PrefixSuffixTransformer" => transform::prefix_suffix(
+                &mut acc.resources,
+                &s("prefix"),
+                &s("suffix"),
+                &specs("fieldSpecs", &cfg.name_prefix),
+            ),
+            "PrefixTransformer" => transform::prefix_suffix(
+                &mut acc.resources,
+                &s("prefix"),
+                "",
+                &specs("fieldSpecs", &cfg.name_prefix),
+            ),
+            "SuffixTransformer" => transform::prefix_suffix(
+                &mut acc.resources,
+                "",
+                &s("suffix"),
+                &specs("fieldSpecs", &cfg.name_suffix),
+            ),
             "ImageTagTransformer" => {
-                let img: ImageEntry = serde_json::from_value(c.get("imageTag").cloned().unwrap_or(Value::Null))
-                    .map_err(|e| Error::build(&ctx, e.to_string()))?;
-                transform::images(&mut acc.resources, &[img], &specs("fieldSpecs", &cfg.images))
+                let img: ImageEntry =
+                    serde_json::from_value(c.get("imageTag").cloned().unwrap_or(Value::Null))
+                        .map_err(|e| Error::build(&ctx, e.to_string()))?;
+                transform::images(
+                    &mut acc.resources,
+                    &[img],
+                    &specs("fieldSpecs", &cfg.images),
+                )
             }
             "ReplicaCountTransformer" => {
                 let r = c.get("replica").cloned().unwrap_or(Value::Null);
-                let name = r.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+                let name = r
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 let count = r.get("count").and_then(Value::as_i64).unwrap_or(0);
-                transform::replicas(&mut acc.resources, &name, count, &specs("fieldSpecs", &cfg.replicas))
+                transform::replicas(
+                    &mut acc.resources,
+                    &name,
+                    count,
+                    &specs("fieldSpecs", &cfg.replicas),
+                )
             }
             "PatchTransformer" => {
                 let mut p = c.clone();
@@ -675,58 +961,111 @@ impl<'o> Builder<'o> {
                     m.remove("kind");
                     m.remove("metadata");
                 }
-                let pe: PatchEntry = serde_json::from_value(p).map_err(|e| Error::build(&ctx, e.to_string()))?;
+                let pe: PatchEntry =
+                    serde_json::from_value(p).map_err(|e| Error::build(&ctx, e.to_string()))?;
                 self.apply_patch_entry(dir, &pe, file, acc)
             }
             "PatchJson6902Transformer" => {
-                let target: Selector = serde_json::from_value(c.get("target").cloned().unwrap_or(Value::Null))
-                    .map_err(|e| Error::build(&ctx, e.to_string()))?;
+                let target: Selector =
+                    serde_json::from_value(c.get("target").cloned().unwrap_or(Value::Null))
+                        .map_err(|e| Error::build(&ctx, e.to_string()))?;
                 let patch = if let Some(op) = c.get("jsonOp").and_then(Value::as_str) {
                     transform::parse_patch(op, file)?
                 } else {
                     let pp = self.resolve_entry(dir, &s("path"), file)?;
                     transform::parse_patch(&self.loader.read(&pp)?, &self.loader.display(&pp))?
                 };
-                transform::apply_patch(&mut acc.resources, &patch, Some(&target), PatchOptions::default(), self.schema(), &ctx)
+                transform::apply_patch(
+                    &mut acc.resources,
+                    &patch,
+                    Some(&target),
+                    PatchOptions::default(),
+                    self.schema(),
+                    &ctx,
+                )
             }
             "PatchStrategicMergeTransformer" => {
                 let mut patches = Vec::new();
-                for p in c.get("paths").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                for p in c
+                    .get("paths")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
                     let pp = self.resolve_entry(dir, p, file)?;
-                    patches.push(transform::parse_patch(&self.loader.read(&pp)?, &self.loader.display(&pp))?);
+                    patches.push(transform::parse_patch(
+                        &self.loader.read(&pp)?,
+                        &self.loader.display(&pp),
+                    )?);
                 }
                 if let Some(t) = c.get("patches").and_then(Value::as_str) {
                     patches.push(transform::parse_patch(t, file)?);
                 }
                 for p in patches {
-                    transform::apply_patch(&mut acc.resources, &p, None, PatchOptions::default(), self.schema(), &ctx)?;
+                    transform::apply_patch(
+                        &mut acc.resources,
+                        &p,
+                        None,
+                        PatchOptions::default(),
+                        self.schema(),
+                        &ctx,
+                    )?;
                 }
                 Ok(())
             }
             "ReplacementTransformer" => {
-                for rep in c.get("replacements").and_then(Value::as_array).into_iter().flatten() {
+                for rep in c
+                    .get("replacements")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     for r in self.load_replacements(dir, rep, file)? {
                         crate::replace::replacement(&mut acc.resources, &r, file)?;
                     }
                 }
                 Ok(())
             }
-            "SortOrderTransformer" => Err(Error::build(ctx, "sort order is set with sortOptions, not as a transformer")),
+            "SortOrderTransformer" => Err(Error::build(
+                ctx,
+                "sort order is set with sortOptions, not as a transformer",
+            )),
             "HashTransformer" => Ok(()),
-            other => Err(Error::build(ctx, format!("unknown builtin transformer {other:?}"))),
+            other => Err(Error::build(
+                ctx,
+                format!("unknown builtin transformer {other:?}"),
+            )),
         }
     }
 }
 
 const GENERATOR_KEYS: &[&str] = &[
-    "name", "namespace", "behavior", "files", "literals", "envs", "env", "options", "type",
+    "name",
+    "namespace",
+    "behavior",
+    "files",
+    "literals",
+    "envs",
+    "env",
+    "options",
+    "type",
 ];
 
 /// The builtin IAMPolicyGenerator: a ServiceAccount bound to a GKE workload identity.
 fn iam_policy_service_account(cfg: &Value, file: &str) -> Result<Res> {
-    let s = |a: &str, b: &str| cfg.get(a).and_then(|x| x.get(b)).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |a: &str, b: &str| {
+        cfg.get(a)
+            .and_then(|x| x.get(b))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     if cfg.get("cloud").and_then(Value::as_str) != Some("gke") {
-        return Err(kerr(file, "IAMPolicyGenerator: only cloud: gke is supported"));
+        return Err(kerr(
+            file,
+            "IAMPolicyGenerator: only cloud: gke is supported",
+        ));
     }
     let mut md = Map::new();
     md.insert(
@@ -777,31 +1116,70 @@ fn merge_vars(dst: &mut Vec<VarEntry>, src: Vec<VarEntry>, file: &str) -> Result
     Ok(())
 }
 
+fn id_key(id: &crate::resource::ResId) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        id.gvk.group,
+        id.gvk.version,
+        id.gvk.kind,
+        id.name,
+        id.effective_namespace()
+    )
+}
+
 /// Adds a generated object, honouring its behaviour (create, merge, replace).
-fn absorb(acc: &mut Acc, g: Res, file: &str) -> Result<()> {
+fn absorb(
+    acc: &mut Acc,
+    g: Res,
+    file: &str,
+    index: &mut std::collections::HashMap<(String, String), Vec<usize>>,
+) -> Result<()> {
     let gid = g.id();
     let behavior = g.behavior.clone().unwrap_or_else(|| "create".into());
-    let hits: Vec<usize> = (0..acc.resources.len())
+    let key = (gid.gvk.kind.clone(), gid.name.clone());
+    let hits: Vec<usize> = index
+        .get(&key)
+        .into_iter()
+        .flatten()
+        .copied()
         .filter(|&i| {
             acc.resources[i].all_ids().iter().any(|id| {
-                id.gvk.kind == gid.gvk.kind && id.name == gid.name && id.effective_namespace() == gid.effective_namespace()
+                id.gvk.kind == gid.gvk.kind
+                    && id.name == gid.name
+                    && id.effective_namespace() == gid.effective_namespace()
             })
         })
         .collect();
     match (hits.len(), behavior.as_str()) {
         (0, "create") => {
+            index.entry(key).or_default().push(acc.resources.len());
             acc.resources.push(g);
             Ok(())
         }
-        (0, b) => Err(Error::build(file, format!("{gid} does not exist; cannot {b} it"))),
-        (1, "create") => Err(Error::build(file, format!("{gid} already exists; use behavior merge or replace"))),
+        (0, b) => Err(Error::build(
+            file,
+            format!("{gid} does not exist; cannot {b} it"),
+        )),
+        (1, "create") => Err(Error::build(
+            file,
+            format!("{gid} already exists; use behavior merge or replace"),
+        )),
         (1, b @ ("merge" | "replace")) => {
             let old = &mut acc.resources[hits[0]];
             let mut obj = g.obj.clone();
             let (name, ns) = (old.name().to_string(), old.namespace().to_string());
-            let mut merged_md = old.obj.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+            let mut merged_md = old
+                .obj
+                .get("metadata")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
             for key in ["labels", "annotations"] {
-                let mut m = merged_md.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
+                let mut m = merged_md
+                    .get(key)
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
                 if let Some(Value::Object(n)) = g.obj.get("metadata").and_then(|x| x.get(key)) {
                     for (k, v) in n {
                         m.insert(k.clone(), v.clone());
@@ -820,7 +1198,12 @@ fn absorb(acc: &mut Acc, g: Res, file: &str) -> Result<()> {
             obj.insert("metadata".into(), Value::Object(merged_md));
             if b == "merge" {
                 for key in ["data", "binaryData"] {
-                    let mut m = old.obj.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
+                    let mut m = old
+                        .obj
+                        .get(key)
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
                     if let Some(Value::Object(n)) = g.obj.get(key) {
                         for (k, v) in n {
                             m.insert(k.clone(), v.clone());
@@ -835,16 +1218,15 @@ fn absorb(acc: &mut Acc, g: Res, file: &str) -> Result<()> {
             if b == "replace" {
                 old.origin = g.origin.clone();
             }
-            old.needs_hash = old.needs_hash && g.needs_hash || (old.behavior.is_none() && g.needs_hash && false);
-            if old.behavior.is_none() {
-                // A plain (not generated) object merged with a generator keeps its name.
-                old.needs_hash = false;
-            } else {
-                old.needs_hash = g.needs_hash;
-            }
+            // A plain (not generated) object merged with a generator keeps its name; a
+            // generated one follows the options of the latest generator.
+            old.needs_hash = old.behavior.is_some() && g.needs_hash;
             Ok(())
         }
-        (1, b) => Err(Error::build(file, format!("unknown generator behavior {b:?}"))),
+        (1, b) => Err(Error::build(
+            file,
+            format!("unknown generator behavior {b:?}"),
+        )),
         _ => Err(Error::build(file, format!("{gid} matches several objects"))),
     }
 }
@@ -875,21 +1257,33 @@ fn finish_metadata(r: &mut Res, origin: bool, managed_by: bool, transformations:
         }
     }
     if let Some(t) = origin_text {
-        let a = md.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
+        let a = md
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(a) = a {
             a.insert("config.kubernetes.io/origin".into(), Value::String(t));
         }
     }
     if let Some(t) = trans_text {
-        let a = md.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
+        let a = md
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(a) = a {
-            a.insert("alpha.config.kubernetes.io/transformations".into(), Value::String(t));
+            a.insert(
+                "alpha.config.kubernetes.io/transformations".into(),
+                Value::String(t),
+            );
         }
     }
     if managed_by {
-        let l = md.entry("labels").or_insert_with(|| Value::Object(Map::new()));
+        let l = md
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(l) = l {
-            l.insert("app.kubernetes.io/managed-by".into(), Value::String("kustomize-v5.5.0".into()));
+            l.insert(
+                "app.kubernetes.io/managed-by".into(),
+                Value::String("kustomize-v5.5.0".into()),
+            );
         }
     }
 }
@@ -897,13 +1291,22 @@ fn finish_metadata(r: &mut Res, origin: bool, managed_by: bool, transformations:
 /// Parses and validates a kustomization document.
 pub(crate) fn parse_kustomization(mut v: Value, file: &str) -> Result<Kustomization> {
     crate::kustomization::normalize_keys(&mut v);
-    let k: Kustomization = serde_json::from_value(v).map_err(|e| kerr(file, format!("invalid kustomization: {e}")))?;
+    let k: Kustomization =
+        serde_json::from_value(v).map_err(|e| kerr(file, format!("invalid kustomization: {e}")))?;
     match (k.kind.as_deref(), k.api_version.as_deref()) {
         (Some("Component"), Some(av)) if av != "kustomize.config.k8s.io/v1alpha1" => {
-            return Err(kerr(file, format!("apiVersion for Component should be kustomize.config.k8s.io/v1alpha1, not {av:?}")));
+            return Err(kerr(
+                file,
+                format!(
+                    "apiVersion for Component should be kustomize.config.k8s.io/v1alpha1, not {av:?}"
+                ),
+            ));
         }
         (None | Some("Kustomization"), Some(av)) if !av.starts_with("kustomize.config.k8s.io/") => {
-            return Err(kerr(file, format!("unknown kustomization apiVersion {av:?}")));
+            return Err(kerr(
+                file,
+                format!("unknown kustomization apiVersion {av:?}"),
+            ));
         }
         (Some(other), _) if other != "Kustomization" && other != "Component" => {
             return Err(kerr(file, format!("unknown kustomization kind {other:?}")));
@@ -911,12 +1314,18 @@ pub(crate) fn parse_kustomization(mut v: Value, file: &str) -> Result<Kustomizat
         _ => {}
     }
     if k.helm_charts.is_some() || k.helm_chart_inflation_generator.is_some() {
-        return Err(kerr(file, "helmCharts are not supported; use a HelmRelease"));
+        return Err(kerr(
+            file,
+            "helmCharts are not supported; use a HelmRelease",
+        ));
     }
     if let Some(so) = &k.sort_options {
         match so.order.as_deref() {
             Some("fifo") if so.legacy_sort_options.is_some() => {
-                return Err(kerr(file, "sortOptions: legacySortOptions is only allowed with order: legacy"));
+                return Err(kerr(
+                    file,
+                    "sortOptions: legacySortOptions is only allowed with order: legacy",
+                ));
             }
             None if so.legacy_sort_options.is_some() => {
                 return Err(kerr(file, "sortOptions: order is required"));

@@ -11,7 +11,13 @@ use crate::schema::Schema;
 
 /// Sets the namespace of every namespaced object (and of `default` service-account subjects
 /// of role bindings).
-pub(crate) fn namespace(resources: &mut [Res], ns: &str, specs: &[FieldSpec], unset_only: bool, subjects_mode: &str) -> Result<()> {
+pub(crate) fn namespace(
+    resources: &mut [Res],
+    ns: &str,
+    specs: &[FieldSpec],
+    unset_only: bool,
+    subjects_mode: &str,
+) -> Result<()> {
     for r in resources.iter_mut() {
         let gvk = r.gvk();
         let cluster = r.is_cluster_scoped();
@@ -43,19 +49,20 @@ pub(crate) fn namespace(resources: &mut [Res], ns: &str, specs: &[FieldSpec], un
                 })
             })?;
         }
-        if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding") && subjects_mode != "none" {
-            if let Some(Value::Array(subjects)) = r.obj.get_mut("subjects") {
-                for s in subjects.iter_mut() {
-                    let Some(m) = s.as_object_mut() else { continue };
-                    let is_sa = m.get("kind").and_then(Value::as_str) == Some("ServiceAccount");
-                    let name_default = m.get("name").and_then(Value::as_str) == Some("default");
-                    let update = match subjects_mode {
-                        "allServiceAccounts" => is_sa,
-                        _ => name_default,
-                    };
-                    if update {
-                        m.insert("namespace".into(), Value::String(ns.to_string()));
-                    }
+        if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding")
+            && subjects_mode != "none"
+            && let Some(Value::Array(subjects)) = r.obj.get_mut("subjects")
+        {
+            for s in subjects.iter_mut() {
+                let Some(m) = s.as_object_mut() else { continue };
+                let is_sa = m.get("kind").and_then(Value::as_str) == Some("ServiceAccount");
+                let name_default = m.get("name").and_then(Value::as_str) == Some("default");
+                let update = match subjects_mode {
+                    "allServiceAccounts" => is_sa,
+                    _ => name_default,
+                };
+                if update {
+                    m.insert("namespace".into(), Value::String(ns.to_string()));
                 }
             }
         }
@@ -71,7 +78,12 @@ fn prefix_skipped(r: &Res) -> bool {
 }
 
 /// Adds a name prefix and/or suffix.
-pub(crate) fn prefix_suffix(resources: &mut [Res], prefix: &str, suffix: &str, specs: &[FieldSpec]) -> Result<()> {
+pub(crate) fn prefix_suffix(
+    resources: &mut [Res],
+    prefix: &str,
+    suffix: &str,
+    specs: &[FieldSpec],
+) -> Result<()> {
     if prefix.is_empty() && suffix.is_empty() {
         return Ok(());
     }
@@ -117,7 +129,11 @@ pub(crate) fn with_obj<T>(r: &mut Res, f: impl FnOnce(&mut Value) -> Result<T>) 
 }
 
 /// Adds key/value pairs to the map fields named by `specs` (labels, annotations, selectors).
-pub(crate) fn add_map_entries(resources: &mut [Res], pairs: &Map<String, Value>, specs: &[FieldSpec]) -> Result<()> {
+pub(crate) fn add_map_entries(
+    resources: &mut [Res],
+    pairs: &Map<String, Value>,
+    specs: &[FieldSpec],
+) -> Result<()> {
     if pairs.is_empty() {
         return Ok(());
     }
@@ -160,8 +176,16 @@ fn update_image(img: &str, e: &ImageEntry) -> Option<String> {
     if name != e.name {
         return None;
     }
-    let new_name = e.new_name.as_deref().filter(|n| !n.is_empty()).unwrap_or(name);
-    let new_tag = e.new_tag.as_ref().map(value_string).filter(|t| !t.is_empty());
+    let new_name = e
+        .new_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(name);
+    let new_tag = e
+        .new_tag
+        .as_ref()
+        .map(value_string)
+        .filter(|t| !t.is_empty());
     let new_digest = e.digest.as_deref().filter(|d| !d.is_empty());
     let mut out = new_name.to_string();
     if let Some(d) = new_digest {
@@ -178,11 +202,11 @@ fn update_image(img: &str, e: &ImageEntry) -> Option<String> {
     if let Some(t) = tag {
         out.push(':');
         out.push_str(&t);
-        if e.new_tag.is_none() {
-            if let Some(d) = digest {
-                out.push('@');
-                out.push_str(d);
-            }
+        if e.new_tag.is_none()
+            && let Some(d) = digest
+        {
+            out.push('@');
+            out.push_str(d);
         }
     } else if let Some(d) = digest {
         out.push('@');
@@ -195,14 +219,15 @@ fn walk_containers(v: &mut Value, e: &ImageEntry) {
     match v {
         Value::Object(m) => {
             for (k, child) in m.iter_mut() {
-                if (k == "containers" || k == "initContainers" || k == "ephemeralContainers") && child.is_array() {
-                    if let Value::Array(items) = child {
-                        for c in items.iter_mut() {
-                            if let Some(Value::String(img)) = c.get_mut("image") {
-                                if let Some(n) = update_image(img, e) {
-                                    *img = n;
-                                }
-                            }
+                if (k == "containers" || k == "initContainers" || k == "ephemeralContainers")
+                    && child.is_array()
+                    && let Value::Array(items) = child
+                {
+                    for c in items.iter_mut() {
+                        if let Some(Value::String(img)) = c.get_mut("image")
+                            && let Some(n) = update_image(img, e)
+                        {
+                            *img = n;
                         }
                     }
                 }
@@ -215,7 +240,11 @@ fn walk_containers(v: &mut Value, e: &ImageEntry) {
 }
 
 /// Rewrites container images.
-pub(crate) fn images(resources: &mut [Res], entries: &[ImageEntry], specs: &[FieldSpec]) -> Result<()> {
+pub(crate) fn images(
+    resources: &mut [Res],
+    entries: &[ImageEntry],
+    specs: &[FieldSpec],
+) -> Result<()> {
     for r in resources.iter_mut() {
         let gvk = r.gvk();
         for e in entries {
@@ -237,7 +266,12 @@ pub(crate) fn images(resources: &mut [Res], entries: &[ImageEntry], specs: &[Fie
 }
 
 /// Sets replica counts on objects with the given name.
-pub(crate) fn replicas(resources: &mut [Res], name: &str, count: i64, specs: &[FieldSpec]) -> Result<()> {
+pub(crate) fn replicas(
+    resources: &mut [Res],
+    name: &str,
+    count: i64,
+    specs: &[FieldSpec],
+) -> Result<()> {
     for r in resources.iter_mut() {
         if !r.all_ids().iter().any(|id| id.name == name) {
             continue;
@@ -264,17 +298,27 @@ pub(crate) enum Patch {
 /// Parses patch text: a YAML/JSON list is JSON 6902; maps are strategic merge patches.
 pub(crate) fn parse_patch(text: &str, file: &str) -> Result<Patch> {
     let docs = crate::yaml::parse_documents(text, file)?;
-    if docs.len() == 1 {
-        if let Value::Array(ops) = &docs[0] {
-            return Ok(Patch::Json(ops.clone()));
-        }
+    if docs.len() == 1
+        && let Value::Array(ops) = &docs[0]
+    {
+        return Ok(Patch::Json(ops.clone()));
     }
     let mut smp = Vec::new();
     for d in docs {
         match d {
             Value::Object(m) => smp.push(m),
-            Value::Array(_) => return Err(Error::invalid(file, "a JSON 6902 patch must be the only document")),
-            _ => return Err(Error::invalid(file, "a patch must be a YAML mapping or a list of JSON 6902 operations")),
+            Value::Array(_) => {
+                return Err(Error::invalid(
+                    file,
+                    "a JSON 6902 patch must be the only document",
+                ));
+            }
+            _ => {
+                return Err(Error::invalid(
+                    file,
+                    "a patch must be a YAML mapping or a list of JSON 6902 operations",
+                ));
+            }
         }
     }
     Ok(Patch::Smp(smp))
@@ -299,7 +343,8 @@ pub(crate) fn apply_patch(
 ) -> Result<()> {
     match patch {
         Patch::Json(ops) => {
-            let sel = target.ok_or_else(|| Error::build(ctx, "a JSON 6902 patch needs a target"))?;
+            let sel =
+                target.ok_or_else(|| Error::build(ctx, "a JSON 6902 patch needs a target"))?;
             let m = Matcher::new(sel, ctx)?;
             for r in resources.iter_mut().filter(|r| m.matches(r)) {
                 let id = r.id();
@@ -312,10 +357,12 @@ pub(crate) fn apply_patch(
                 if r.name() != old_name || r.kind() != old_kind {
                     let new_name = r.name().to_string();
                     let new_kind = r.kind().to_string();
-                    r.metadata_mut().insert("name".into(), Value::String(old_name));
+                    r.metadata_mut()
+                        .insert("name".into(), Value::String(old_name));
                     r.obj.insert("kind".into(), Value::String(old_kind));
                     r.record_prev();
-                    r.metadata_mut().insert("name".into(), Value::String(new_name));
+                    r.metadata_mut()
+                        .insert("name".into(), Value::String(new_name));
                     r.obj.insert("kind".into(), Value::String(new_kind));
                 }
             }
@@ -325,7 +372,9 @@ pub(crate) fn apply_patch(
                 let selected: Vec<usize> = match target {
                     Some(sel) => {
                         let m = Matcher::new(sel, ctx)?;
-                        (0..resources.len()).filter(|&i| m.matches(&resources[i])).collect()
+                        (0..resources.len())
+                            .filter(|&i| m.matches(&resources[i]))
+                            .collect()
                     }
                     None => {
                         let pr = Res::new(doc.clone());
@@ -366,7 +415,9 @@ pub(crate) fn apply_patch(
                         r.api_version().to_string(),
                     );
                     let gvk = r.gvk();
-                    let def = schema.def_for(&gvk).or_else(|| crate::schema::builtin().def_for(&gvk));
+                    let def = schema
+                        .def_for(&gvk)
+                        .or_else(|| crate::schema::builtin().def_for(&gvk));
                     let mut p = doc.clone();
                     // The patch's identity fields are not content.
                     p.remove("apiVersion");
@@ -377,7 +428,11 @@ pub(crate) fn apply_patch(
                         r.record_prev();
                     }
                     let builtin = crate::schema::builtin();
-                    let sch = if schema.def_for(&gvk).is_some() { schema } else { builtin };
+                    let sch = if schema.def_for(&gvk).is_some() {
+                        schema
+                    } else {
+                        builtin
+                    };
                     if !crate::smp::apply(&mut r.obj, &p, sch, def) {
                         deleted.push(i);
                         continue;

@@ -21,12 +21,16 @@ pub(crate) fn parse_lenient(text: &str, file: &str) -> Result<Value> {
     let opts = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
     };
-    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, opts).map_err(|e| yaml_error(&e, file))?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, opts).map_err(|e| yaml_error(&e, file))?;
     let mut docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
     match docs.len() {
         0 => Ok(Value::Null),
         1 => Ok(docs.remove(0)),
-        n => Err(Error::invalid(file, format!("expected one YAML document, found {n}"))),
+        n => Err(Error::invalid(
+            file,
+            format!("expected one YAML document, found {n}"),
+        )),
     }
 }
 
@@ -173,7 +177,11 @@ fn emit_string(out: &mut String, s: &str, ind: usize, key: bool) {
             _ => out.push('+'),
         }
         let body = if trailing == 1 { &s[..s.len() - 1] } else { s };
-        let body = if trailing > 1 { &body[..body.len() - 1] } else { body };
+        let body = if trailing > 1 {
+            &body[..body.len() - 1]
+        } else {
+            body
+        };
         for line in body.split('\n') {
             out.push('\n');
             if !line.is_empty() {
@@ -222,20 +230,37 @@ fn plain_ok(s: &str) -> bool {
     if s.starts_with(' ') || s.ends_with(' ') || s.ends_with(':') {
         return false;
     }
-    if "-?:,[]{}#&*!|>'\"%@`=".contains(first) && !(first == '-' && s.len() > 1 && !s.starts_with("- ") && !looks_numeric(s) && s != "---") {
+    if "-?:,[]{}#&*!|>'\"%@`=".contains(first)
+        && !(first == '-' && s.len() > 1 && !s.starts_with("- ") && !looks_numeric(s) && s != "---")
+    {
         return false;
     }
     if s.contains(": ") || s.contains(" #") || s.contains('\t') {
         return false;
     }
-    if s.chars().any(|c| c < ' ' || c == '\u{7f}' || c == '\u{feff}') {
+    if s.chars()
+        .any(|c| c < ' ' || c == '\u{7f}' || c == '\u{feff}')
+    {
         return false;
     }
     let lower = s.to_ascii_lowercase();
     if matches!(
         lower.as_str(),
-        "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | "null" | "~" | ".inf"
-            | "-.inf" | "+.inf" | ".nan" | "<<"
+        "true"
+            | "false"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "y"
+            | "n"
+            | "null"
+            | "~"
+            | ".inf"
+            | "-.inf"
+            | "+.inf"
+            | ".nan"
+            | "<<"
     ) {
         return false;
     }
@@ -272,7 +297,8 @@ mod tests {
 
     #[test]
     fn nested_layout() {
-        let v = serde_json::json!({"spec": {"c": [{"name": "x", "ports": [1, 2]}], "e": {}, "l": []}});
+        let v =
+            serde_json::json!({"spec": {"c": [{"name": "x", "ports": [1, 2]}], "e": {}, "l": []}});
         assert_eq!(
             to_yaml(&v),
             "spec:\n  c:\n  - name: x\n    ports:\n    - 1\n    - 2\n  e: {}\n  l: []\n"

@@ -99,7 +99,7 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
             let referrer_cluster = r.is_cluster_scoped();
             let referrer_prefixes = r.prefixes.clone();
             let referrer_suffixes = r.suffixes.clone();
-            let rid = r.id();
+            let rid = format!("{} {}", gvk.kind, r.name());
             let referral_kind_is_sa = br.referral.kind == "ServiceAccount";
             let from_map = std::cell::Cell::new(false);
             let select = |old: &str, ns: Option<&str>| -> Result<Option<(String, String)>> {
@@ -212,7 +212,7 @@ fn fix_map(
     m: &mut serde_json::Map<String, Value>,
     kind: &str,
     select: &Select<'_>,
-    rid: &ResId,
+    rid: &str,
 ) -> Result<()> {
     if let Some(k) = m.get("kind").and_then(Value::as_str)
         && k != kind

@@ -358,7 +358,7 @@ fn configurations_add_custom_field_specs() {
     let objs = run(&[
         (
             "kustomization.yaml",
-            "resources:\n- crd.yaml\nconfigurations:\n- conf.yaml\ncommonLabels:\n  x: y\n",
+            "resources:\n- crd.yaml\nconfigurations:\n- conf.yaml\ncommonLabels:\n  x: why\n",
         ),
         (
             "crd.yaml",

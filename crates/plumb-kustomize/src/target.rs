@@ -396,7 +396,9 @@ impl<'o> Builder<'o> {
         for c in &k.crds {
             let path = self.resolve_entry(dir, c, file)?;
             let cf = self.loader.display(&path);
-            crate::yaml::parse_documents(&self.loader.read(&path)?, &cf)?;
+            for doc in crate::yaml::parse_documents(&self.loader.read(&path)?, &cf)? {
+                acc.config.merge(&crd_name_references(&doc));
+            }
         }
         // Generators.
         let gopts = k.generator_options.as_ref();
@@ -1051,6 +1053,80 @@ const GENERATOR_KEYS: &[&str] = &[
     "options",
     "type",
 ];
+
+/// Name references declared in a `crds:` OpenAPI file through `x-kubernetes-object-ref-kind`
+/// (and `-api-version`, `-name-key`) on properties of custom kinds.
+fn crd_name_references(doc: &Value) -> Config {
+    let defs = doc
+        .get("definitions")
+        .and_then(Value::as_object)
+        .or_else(|| doc.as_object());
+    let mut cfg = Config::default();
+    let Some(defs) = defs else { return cfg };
+    let schema_of = |d: &Value| d.get("Schema").cloned().unwrap_or_else(|| d.clone());
+    fn walk(
+        defs: &Map<String, Value>,
+        schema: &Value,
+        kind: &str,
+        path: &str,
+        depth: usize,
+        cfg: &mut Config,
+    ) {
+        if depth > 12 {
+            return;
+        }
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (name, p) in props {
+            let sub = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}/{name}")
+            };
+            if let Some(ref_kind) = p
+                .get("x-kubernetes-object-ref-kind")
+                .and_then(Value::as_str)
+            {
+                let av = p
+                    .get("x-kubernetes-object-ref-api-version")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let key = p
+                    .get("x-kubernetes-object-ref-name-key")
+                    .and_then(Value::as_str)
+                    .unwrap_or("name");
+                let referral = crate::resource::Gvk::from_api_version(av, ref_kind);
+                let spec = FieldSpec::new(kind, "", "", &format!("{sub}/{key}"), false);
+                let mut c = Config::default();
+                c.name_reference.push(crate::fieldspec::NameBackRef {
+                    referral,
+                    specs: vec![spec],
+                });
+                cfg.merge(&c);
+                continue;
+            }
+            if let Some(r) = p.get("$ref").and_then(Value::as_str) {
+                let r = r.trim_start_matches("#/definitions/");
+                if let Some(d) = defs.get(r) {
+                    let s = d.get("Schema").cloned().unwrap_or_else(|| d.clone());
+                    walk(defs, &s, kind, &sub, depth + 1, cfg);
+                }
+            }
+        }
+    }
+    for (name, d) in defs {
+        let schema = schema_of(d);
+        let props = schema.get("properties");
+        let top = props.is_some_and(|p| p.get("kind").is_some() && p.get("metadata").is_some());
+        if !top {
+            continue;
+        }
+        let kind = name.rsplit('.').next().unwrap_or(name);
+        walk(defs, &schema, kind, "", 0, &mut cfg);
+    }
+    cfg
+}
 
 /// The builtin IAMPolicyGenerator: a ServiceAccount bound to a GKE workload identity.
 fn iam_policy_service_account(cfg: &Value, file: &str) -> Result<Res> {

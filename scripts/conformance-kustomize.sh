@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_SEMANTIC=${MIN_SEMANTIC:-237}
-MIN_ORDERED=${MIN_ORDERED:-237}
+MIN_SEMANTIC=${MIN_SEMANTIC:-239}
+MIN_ORDERED=${MIN_ORDERED:-239}
 MIN_ERRORS=${MIN_ERRORS:-34}
 CORPUS=${KUSTOMIZE_CORPUS:-../shared/conformance/kustomize}
 while [ $# -gt 0 ]; do

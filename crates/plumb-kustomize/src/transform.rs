@@ -19,6 +19,9 @@ pub(crate) fn namespace(
     subjects_mode: &str,
 ) -> Result<()> {
     for r in resources.iter_mut() {
+        // kustomize records the id of every object the namespace transformer visits, which
+        // makes even unchanged objects candidates for name-reference fix-up.
+        r.record_prev();
         let gvk = r.gvk();
         let cluster = r.is_cluster_scoped();
         for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {

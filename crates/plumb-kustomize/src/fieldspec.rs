@@ -745,7 +745,10 @@ impl Config {
             ("Service", "spec/ports/targetPort"),
             ("StatefulSet", "spec/volumeClaimTemplates/spec/nfs/server"),
             ("PersistentVolume", "spec/nfs/server"),
-            ("CronJob", "spec/jobTemplate/spec/template/volumes/nfs/server"),
+            (
+                "CronJob",
+                "spec/jobTemplate/spec/template/volumes/nfs/server",
+            ),
             ("Deployment", "spec/template/metadata/annotations"),
             ("ReplicaSet", "spec/template/metadata/annotations"),
             ("DaemonSet", "spec/template/metadata/annotations"),

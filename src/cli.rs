@@ -17,6 +17,9 @@ struct Cli {
 enum Command {
     /// Print the version of this binary.
     Version,
+    /// Helm chart rendering.
+    #[command(subcommand)]
+    Helm(crate::cmd_helm::HelmCommand),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -27,5 +30,6 @@ pub fn run() -> Result<ExitCode> {
             println!("plumb {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Helm(cmd) => crate::cmd_helm::run(cmd).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -4,6 +4,7 @@
 //! the work lives in the `plumb-*` library crates.
 
 mod cli;
+mod cmd_helm;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,440 @@
+//! The render pipeline: values, schema validation, template execution,
+//! manifest splitting, hook separation and Helm's install-order sort.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use crate::chart::Chart;
+use crate::encode::yaml_to_value;
+use crate::engine::{
+    Capabilities, Files, HelmHost, Lookup, ReleaseInfo, capabilities_value, chart_value,
+    release_value,
+};
+use crate::error::HelmError;
+use crate::template::exec::{Exec, TemplateSet};
+use crate::template::parse::is_partial;
+use crate::value::Value;
+use crate::values;
+
+/// Helm's install order of kinds.
+pub const INSTALL_ORDER: &[&str] = &[
+    "PriorityClass", "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange",
+    "PodSecurityPolicy", "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList",
+    "ConfigMap", "StorageClass", "PersistentVolume", "PersistentVolumeClaim",
+    "CustomResourceDefinition", "ClusterRole", "ClusterRoleList", "ClusterRoleBinding",
+    "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList", "Service",
+    "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment",
+    "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress",
+    "APIService", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+];
+
+/// Options of one render.
+pub struct RenderOptions<'a> {
+    /// `.Release`.
+    pub release: ReleaseInfo,
+    /// `.Capabilities`.
+    pub capabilities: Capabilities,
+    /// Cluster lookups for `lookup`; `None` answers empty maps.
+    pub lookup: Option<&'a dyn Lookup>,
+}
+
+/// One rendered document.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// Template path, e.g. `mychart/templates/deployment.yaml`.
+    pub path: String,
+    /// The document text (trimmed).
+    pub content: String,
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+}
+
+/// A hook document with its parsed annotations.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// The document.
+    pub manifest: Manifest,
+    /// `helm.sh/hook` events (e.g. `pre-install`).
+    pub events: Vec<String>,
+    /// `helm.sh/hook-weight`.
+    pub weight: i64,
+    /// `helm.sh/hook-delete-policy` entries.
+    pub delete_policies: Vec<String>,
+}
+
+/// The result of rendering a chart.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    /// Non-hook documents, in install order.
+    pub manifests: Vec<Manifest>,
+    /// Hook documents, in kind order.
+    pub hooks: Vec<Hook>,
+    /// The top chart's rendered NOTES.txt.
+    pub notes: String,
+    /// CRD files of the chart and its subcharts (path, content).
+    pub crds: Vec<(String, String)>,
+    /// The final values the templates saw.
+    pub values: serde_json::Value,
+}
+
+impl Rendered {
+    /// The text `helm template` prints.
+    pub fn to_helm_template_output(&self, include_crds: bool) -> String {
+        let mut body = String::new();
+        if include_crds {
+            for (p, c) in &self.crds {
+                body.push_str(&format!("---\n# Source: {p}\n{c}\n"));
+            }
+        }
+        for m in &self.manifests {
+            body.push_str(&format!("---\n# Source: {}\n{}\n", m.path, m.content));
+        }
+        let mut out = format!("{}\n", body.trim());
+        for h in &self.hooks {
+            out.push_str(&format!(
+                "---\n# Source: {}\n{}\n",
+                h.manifest.path, h.manifest.content
+            ));
+        }
+        out
+    }
+}
+
+struct Tpl<'c> {
+    path: String,
+    chart: &'c Chart,
+    /// Path of value tables from the root (chart names).
+    vpath: Vec<String>,
+    base: String,
+    library: bool,
+}
+
+fn collect<'c>(c: &'c Chart, prefix: &str, vpath: Vec<String>, out: &mut Vec<Tpl<'c>>, library: bool) {
+    let full = if prefix.is_empty() {
+        c.name.clone()
+    } else {
+        format!("{prefix}/charts/{}", c.name)
+    };
+    let lib = library || c.is_library();
+    for (p, _) in &c.templates {
+        out.push(Tpl {
+            path: format!("{full}/{p}"),
+            chart: c,
+            vpath: vpath.clone(),
+            base: format!("{full}/templates"),
+            library: lib,
+        });
+    }
+    for s in &c.subcharts {
+        let mut vp = vpath.clone();
+        vp.push(s.name.clone());
+        collect(s, &full, vp, out, false);
+    }
+}
+
+fn table_at(v: &Value, path: &[String]) -> Value {
+    let mut cur = v.clone();
+    for p in path {
+        let next = match &cur {
+            Value::Map(m) => m.borrow().get(p).cloned(),
+            _ => None,
+        };
+        cur = match next {
+            Some(x @ Value::Map(_)) => x,
+            _ => return Value::empty_map(),
+        };
+    }
+    cur
+}
+
+fn validate_schemas(c: &Chart, vals: &Value, errs: &mut Vec<String>) {
+    if let Some(schema) = &c.schema {
+        if let Ok(sj) = serde_json::from_slice::<serde_json::Value>(schema) {
+            if let Ok(validator) = jsonschema::validator_for(&sj) {
+                let inst = vals.to_json();
+                let problems: Vec<String> = validator
+                    .iter_errors(&inst)
+                    .map(|e| {
+                        let path = e.instance_path.to_string();
+                        let p = if path.is_empty() {
+                            "(root)".to_string()
+                        } else {
+                            path.trim_start_matches('/').replace('/', ".")
+                        };
+                        format!("- {p}: {e}")
+                    })
+                    .collect();
+                if !problems.is_empty() {
+                    errs.push(format!("{}:\n{}", c.name, problems.join("\n")));
+                }
+            }
+        }
+    }
+    for s in &c.subcharts {
+        let sv = match vals {
+            Value::Map(m) => m.borrow().get(&s.name).cloned().unwrap_or_default(),
+            _ => Value::Nil,
+        };
+        validate_schemas(s, &sv, errs);
+    }
+}
+
+/// Renders a chart with user values (already merged from files and `--set`).
+pub fn render(chart: &Chart, user_values: &Value, opts: &RenderOptions<'_>) -> Result<Rendered, HelmError> {
+    if chart.is_library() {
+        return Err(HelmError::Render {
+            chart: chart.name.clone(),
+            msg: "library charts are not installable".into(),
+        });
+    }
+    let kv = &opts.capabilities.kube_version;
+    if let Value::Map(m) = &chart.meta {
+        if let Some(Value::Str(req)) = m.borrow().get("kubeVersion") {
+            if !req.is_empty() {
+                let ok = crate::semver::constraint_matches(req, kv).unwrap_or(false);
+                if !ok {
+                    return Err(HelmError::Render {
+                        chart: chart.name.clone(),
+                        msg: format!(
+                            "chart requires kubeVersion: {req} which is incompatible with Kubernetes {kv}"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    let mut chart = chart.clone();
+    let user = match user_values {
+        Value::Map(_) => user_values.deep_copy(),
+        _ => Value::empty_map(),
+    };
+    values::process_dependencies(&mut chart, &user).map_err(|msg| HelmError::Values {
+        chart: chart.name.clone(),
+        msg,
+    })?;
+    let vals = user.deep_copy();
+    values::coalesce(&chart, &vals, false).map_err(|msg| HelmError::Values {
+        chart: chart.name.clone(),
+        msg,
+    })?;
+    let mut errs = Vec::new();
+    validate_schemas(&chart, &vals, &mut errs);
+    if !errs.is_empty() {
+        return Err(HelmError::Schema {
+            chart: chart.name.clone(),
+            msg: format!(
+                "values don't meet the specifications of the schema(s) in the following chart(s):\n{}",
+                errs.join("\n")
+            ),
+        });
+    }
+
+    let mut tpls = Vec::new();
+    collect(&chart, "", Vec::new(), &mut tpls, false);
+    // Helm parses deepest paths first, and equal depths in reverse order, so
+    // the top chart's definitions win.
+    tpls.sort_by(|a, b| {
+        let (ca, cb) = (a.path.matches('/').count(), b.path.matches('/').count());
+        cb.cmp(&ca).then_with(|| b.path.cmp(&a.path))
+    });
+    let mut set = TemplateSet::default();
+    for t in &tpls {
+        let rel = &t.path[t.base.len() - "templates".len()..];
+        let src = t
+            .chart
+            .templates
+            .iter()
+            .find(|(p, _)| p == rel)
+            .map(|(_, s)| s.as_str())
+            .unwrap_or("");
+        set.add(&t.path, src, &HelmHost::is_func)
+            .map_err(|msg| HelmError::Template { msg })?;
+    }
+    let set = Rc::new(set);
+    let host = HelmHost { lookup: opts.lookup };
+    let release = release_value(&opts.release);
+    let caps = capabilities_value(&opts.capabilities);
+    let mut chart_vals: BTreeMap<*const Chart, (Value, Value)> = BTreeMap::new();
+    let mut outputs: BTreeMap<String, String> = BTreeMap::new();
+    let mut notes = String::new();
+    let mut written = 0usize;
+    for t in &tpls {
+        if is_partial(&t.path) || t.library {
+            continue;
+        }
+        let key = t.chart as *const Chart;
+        let (cv, fv) = chart_vals
+            .entry(key)
+            .or_insert_with(|| {
+                (
+                    chart_value(t.chart),
+                    Value::Object(Rc::new(Files(Rc::new(t.chart.files.clone())))),
+                )
+            })
+            .clone();
+        let mut ctx = BTreeMap::new();
+        ctx.insert("Values".to_string(), table_at(&vals, &t.vpath));
+        ctx.insert("Chart".to_string(), cv);
+        ctx.insert("Files".to_string(), fv);
+        ctx.insert("Release".to_string(), release.clone());
+        ctx.insert("Capabilities".to_string(), caps.clone());
+        ctx.insert("Subcharts".to_string(), Value::empty_map());
+        let mut tm = BTreeMap::new();
+        tm.insert("Name".to_string(), Value::str(t.path.as_str()));
+        tm.insert("BasePath".to_string(), Value::str(t.base.as_str()));
+        ctx.insert("Template".to_string(), Value::map(tm));
+        let data = Value::map(ctx);
+        let mut ex = Exec::new(set.clone(), &host);
+        ex.written = written;
+        let mut buf = String::new();
+        ex.execute(&t.path, data, &mut buf)
+            .map_err(|msg| HelmError::Template { msg: clean_error(&msg) })?;
+        written = ex.written;
+        let text = buf.replace("<no value>", "");
+        if t.path.ends_with("NOTES.txt") {
+            if t.vpath.is_empty() {
+                notes = text;
+            }
+            continue;
+        }
+        outputs.insert(t.path.clone(), text);
+    }
+    let (manifests, hooks) = sort_manifests(&outputs)?;
+    let crds = chart
+        .crds("")
+        .into_iter()
+        .map(|(p, d)| (p, String::from_utf8_lossy(&d).into_owned()))
+        .collect();
+    Ok(Rendered {
+        manifests,
+        hooks,
+        notes,
+        crds,
+        values: vals.to_json(),
+    })
+}
+
+/// Helm turns `fail`/`required` errors into "execution error at (...)".
+fn clean_error(msg: &str) -> String {
+    msg.to_string()
+}
+
+/// Splits rendered files into documents as Helm's `SplitManifests`
+/// (separator regex `(?:^|\s*\n)---\s*`).
+pub fn split_manifests(s: &str) -> Vec<String> {
+    static SEP: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let t = s.trim();
+    let Some(re) = SEP.get_or_init(|| regex::Regex::new(r"(?:^|\s*\n)---\s*").ok()) else {
+        return vec![t.to_string()];
+    };
+    re.split(t)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.trim().to_string())
+        .collect()
+}
+
+fn head(doc: &str, path: &str) -> Result<(String, String, String, BTreeMap<String, String>), HelmError> {
+    let v = yaml_to_value(doc).map_err(|e| HelmError::Yaml {
+        path: path.to_string(),
+        msg: e,
+    })?;
+    let get = |m: &Value, k: &str| -> Value {
+        match m {
+            Value::Map(mm) => mm.borrow().get(k).cloned().unwrap_or_default(),
+            _ => Value::Nil,
+        }
+    };
+    let sv = |v: Value| -> String {
+        match v {
+            Value::Str(s) => s.to_string(),
+            _ => String::new(),
+        }
+    };
+    if !matches!(v, Value::Map(_) | Value::Nil) {
+        return Err(HelmError::Yaml {
+            path: path.to_string(),
+            msg: "error unmarshaling JSON: cannot unmarshal into Go value of type releaseutil.SimpleHead".into(),
+        });
+    }
+    let md = get(&v, "metadata");
+    let mut ann = BTreeMap::new();
+    if let Value::Map(a) = get(&md, "annotations") {
+        for (k, x) in a.borrow().iter() {
+            if let Value::Str(s) = x {
+                ann.insert(k.clone(), s.to_string());
+            }
+        }
+    }
+    Ok((sv(get(&v, "apiVersion")), sv(get(&v, "kind")), sv(get(&md, "name")), ann))
+}
+
+fn kind_rank(k: &str) -> Option<usize> {
+    INSTALL_ORDER.iter().position(|x| *x == k)
+}
+
+fn kind_less(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (kind_rank(a), kind_rank(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
+/// Splits, classifies and sorts rendered files into manifests and hooks.
+pub fn sort_manifests(files: &BTreeMap<String, String>) -> Result<(Vec<Manifest>, Vec<Hook>), HelmError> {
+    let mut manifests = Vec::new();
+    let mut hooks = Vec::new();
+    for (path, content) in files {
+        if is_partial(path) || content.trim().is_empty() {
+            continue;
+        }
+        for doc in split_manifests(content) {
+            let (api_version, kind, name, ann) = head(&doc, path)?;
+            let m = Manifest {
+                path: path.clone(),
+                content: doc,
+                api_version,
+                kind,
+                name,
+            };
+            match ann.get("helm.sh/hook") {
+                None => manifests.push(m),
+                Some(h) => {
+                    let events: Vec<String> = h
+                        .split(',')
+                        .map(|e| e.trim().to_string())
+                        .filter(|e| !e.is_empty())
+                        .collect();
+                    let weight = ann
+                        .get("helm.sh/hook-weight")
+                        .and_then(|w| w.trim().parse().ok())
+                        .unwrap_or(0);
+                    let delete_policies = ann
+                        .get("helm.sh/hook-delete-policy")
+                        .map(|p| {
+                            p.split(',')
+                                .map(|e| e.trim().to_string())
+                                .filter(|e| !e.is_empty())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    hooks.push(Hook {
+                        manifest: m,
+                        events,
+                        weight,
+                        delete_policies,
+                    });
+                }
+            }
+        }
+    }
+    manifests.sort_by(|a, b| kind_less(&a.kind, &b.kind));
+    hooks.sort_by(|a, b| kind_less(&a.manifest.kind, &b.manifest.kind));
+    Ok((manifests, hooks))
+}

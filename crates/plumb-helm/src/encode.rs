@@ -128,8 +128,8 @@ pub fn to_yaml(v: &Value) -> String {
         Value::Map(m) if !m.borrow().is_empty() => emit_map(&mut out, v, 0),
         Value::List(l) if !l.is_empty() => emit_list(&mut out, v, 0),
         other => {
-            emit_scalar_inline(&mut out, other, 0);
-            out.push('\n');
+            emit_scalar_inline(&mut out, other, 2);
+            end_line(&mut out);
         }
     }
     out
@@ -165,8 +165,14 @@ fn emit_child(out: &mut String, x: &Value, ind: usize, in_map: bool) {
         other => {
             out.push(' ');
             emit_scalar_inline(out, other, ind + 2);
-            out.push('\n');
+            end_line(out);
         }
+    }
+}
+
+fn end_line(out: &mut String) {
+    if !out.ends_with('\n') {
+        out.push('\n');
     }
 }
 
@@ -192,7 +198,7 @@ fn emit_list(out: &mut String, v: &Value, ind: usize) {
             other => {
                 out.push(' ');
                 emit_scalar_inline(out, other, ind + 2);
-                out.push('\n');
+                end_line(out);
             }
         }
     }
@@ -230,116 +236,401 @@ fn emit_scalar_inline(out: &mut String, v: &Value, ind: usize) {
 }
 
 fn emit_string(out: &mut String, s: &str, ind: usize) {
-    if s.contains('\n') && literal_ok(s) {
-        let trailing = s.len() - s.trim_end_matches('\n').len();
-        out.push('|');
-        match trailing {
-            0 => out.push('-'),
-            1 => {}
-            _ => out.push('+'),
-        }
-        out.push('\n');
-        let body = if trailing == 1 { &s[..s.len() - 1] } else { s };
-        let body = if trailing > 1 { &body[..body.len() - 1] } else { body };
-        for line in body.split('\n') {
-            if !line.is_empty() {
-                indent(out, ind);
-                out.push_str(line);
-            }
-            out.push('\n');
-        }
-        // Remove the final newline: the caller adds one.
-        out.pop();
-        return;
-    }
-    out.push_str(&yaml_str_inline(s));
+    write_scalar(out, s, ind, false);
 }
 
-fn literal_ok(s: &str) -> bool {
-    let first = s.split('\n').next().unwrap_or("");
-    !(first.starts_with(' ') || first.starts_with('\t') || s.starts_with('\n'))
-        && s.chars()
-            .all(|c| c == '\n' || c == '\t' || (!c.is_control() && c != '\u{feff}'))
-        && !s.split('\n').any(|l| l.ends_with(' ') && l.trim().is_empty() && !l.is_empty())
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Style {
+    Plain,
+    Single,
+    Double,
+    Literal,
 }
 
-/// A string as a plain scalar when that reads back as the same string,
-/// otherwise double-quoted.
-pub fn yaml_str_inline(s: &str) -> String {
-    if plain_ok(s) {
-        s.to_string()
-    } else {
-        double_quote(s)
-    }
+fn is_printable(c: char) -> bool {
+    let u = c as u32;
+    u == 0x0A
+        || (0x20..=0x7E).contains(&u)
+        || ((0xA0..=0xD7FF).contains(&u))
+        || ((0xE000..=0xFFFD).contains(&u) && u != 0xFEFF)
+        || (0x10000..=0x10FFFF).contains(&u)
 }
 
-fn double_quote(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\t' => o.push_str("\\t"),
-            '\r' => o.push_str("\\r"),
-            c if c.is_control() || c == '\u{feff}' => {
-                o.push_str(&format!("\\u{:04X}", c as u32));
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
+fn is_break(c: char) -> bool {
+    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 
-fn plain_ok(s: &str) -> bool {
-    if s.is_empty() || s.trim() != s {
-        return false;
-    }
-    let first = s.as_bytes()[0];
-    if b"-?:,[]{}#&*!|>'\"%@`=<~".contains(&first) {
-        // "-foo" is fine as plain but "- " / "-" is not; keep it simple.
-        if !(first == b'-' && s.len() > 1 && !s.as_bytes()[1].is_ascii_whitespace() && !looks_typed(s))
-        {
-            return false;
-        }
-    }
-    if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.contains('\t') {
-        return false;
-    }
-    if s.chars().any(|c| c.is_control() || c == '\u{feff}') {
-        return false;
-    }
-    !looks_typed(s)
-}
-
-/// Would a YAML 1.1 or 1.2 parser read this plain scalar as non-string?
-fn looks_typed(s: &str) -> bool {
-    let l = s.to_ascii_lowercase();
+/// go-yaml v2's `resolve` for a plain scalar: would it read back as a non-string?
+fn resolves_non_str(s: &str) -> bool {
     if matches!(
-        l.as_str(),
-        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null" | "~" | ".nan" | ".inf"
-            | "-.inf" | "+.inf"
+        s,
+        "" | "~" | "null" | "Null" | "NULL" | "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no"
+            | "No" | "NO" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE" | "on" | "On"
+            | "ON" | "off" | "Off" | "OFF" | ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF"
+            | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | "<<"
     ) {
         return true;
     }
-    let b = s.as_bytes();
-    let c0 = b[0];
-    if c0.is_ascii_digit() || ((c0 == b'+' || c0 == b'-' || c0 == b'.') && b.len() > 1) {
-        // Anything that starts like a number and only has number-ish characters.
-        if s
-            .bytes()
-            .all(|c| c.is_ascii_hexdigit() || b"+-._:xXoObB".contains(&c) || c == b'e' || c == b'E')
-        {
-            return true;
-        }
-        // Dates and timestamps.
-        if s.len() >= 8 && b[..4].iter().all(u8::is_ascii_digit) && b.get(4) == Some(&b'-') {
+    let c0 = s.as_bytes()[0];
+    if !(c0.is_ascii_digit() || c0 == b'+' || c0 == b'-' || c0 == b'.') {
+        return false;
+    }
+    if is_timestamp(s) {
+        return true;
+    }
+    let plain = s.replace('_', "");
+    if crate::funcs::parse_int_base0(&plain).is_some() {
+        return true;
+    }
+    if let Some(u) = plain.strip_prefix('+') {
+        if crate::funcs::parse_int_base0(u).is_some() {
             return true;
         }
     }
-    false
+    if is_yaml_float(&plain) {
+        return true;
+    }
+    if let Some(b) = plain.strip_prefix("0b").or_else(|| plain.strip_prefix("-0b")) {
+        if !b.is_empty() && b.bytes().all(|c| c == b'0' || c == b'1') {
+            return true;
+        }
+    }
+    is_base60(s)
+}
+
+/// `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`
+fn is_yaml_float(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        i += 1;
+    }
+    let ds = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let int_digits = i - ds;
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let fs = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if int_digits == 0 && i == fs {
+            return false;
+        }
+    } else if int_digits == 0 {
+        return false;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        let es = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == es {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// `^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$`
+fn is_base60(s: &str) -> bool {
+    static RE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$").ok())
+        .as_ref()
+        .is_some_and(|r| r.is_match(s))
+}
+
+/// go-yaml v2 timestamp forms: `2006-1-2`, with `T`/`t`/space time parts.
+fn is_timestamp(s: &str) -> bool {
+    static RE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(
+            r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:(?:[Tt]| )[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(?:\.[0-9]{1,9})?(?:Z|[-+][0-9]{2}:[0-9]{2})?)?$",
+        )
+        .ok()
+    })
+    .as_ref()
+    .is_some_and(|r| r.is_match(s))
+}
+
+fn choose_style(s: &str, key: bool) -> Style {
+    let multiline = s.contains('\n');
+    let requested = if multiline && !key {
+        Style::Literal
+    } else if !resolves_non_str(s) {
+        Style::Plain
+    } else {
+        Style::Double
+    };
+    if requested == Style::Double {
+        return Style::Double;
+    }
+    // yaml_emitter_analyze_scalar.
+    let chars: Vec<char> = s.chars().collect();
+    let (mut block_ind, mut special) = (false, false);
+    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
+        (false, false, false, false);
+    let (mut break_space, mut space_break, mut line_breaks) = (false, false, false);
+    let (mut prev_space, mut prev_break) = (false, false);
+    if s.starts_with("---") || s.starts_with("...") {
+        block_ind = true;
+    }
+    let mut preceded_ws = true;
+    for (i, &c) in chars.iter().enumerate() {
+        let followed_ws = chars.get(i + 1).is_none_or(|n| *n == ' ' || *n == '\t');
+        if i == 0 {
+            match c {
+                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
+                | '%' | '@' | '`' => block_ind = true,
+                '?' | ':' | '-' if followed_ws => block_ind = true,
+                _ => {}
+            }
+        } else {
+            match c {
+                ':' if followed_ws => block_ind = true,
+                '#' if preceded_ws => block_ind = true,
+                _ => {}
+            }
+        }
+        if !is_printable(c) {
+            special = true;
+        }
+        if c == ' ' {
+            if i == 0 {
+                leading_space = true;
+            }
+            if i + 1 == chars.len() {
+                trailing_space = true;
+            }
+            if prev_break {
+                break_space = true;
+            }
+            prev_space = true;
+            prev_break = false;
+        } else if is_break(c) {
+            line_breaks = true;
+            if i == 0 {
+                leading_break = true;
+            }
+            if i + 1 == chars.len() {
+                trailing_break = true;
+            }
+            if prev_space {
+                space_break = true;
+            }
+            prev_space = false;
+            prev_break = true;
+        } else {
+            prev_space = false;
+            prev_break = false;
+        }
+        preceded_ws = c == ' ' || c == '\t' || is_break(c);
+    }
+    let mut plain_ok = true;
+    let mut single_ok = true;
+    let mut block_ok = true;
+    if leading_space || leading_break || trailing_space || trailing_break {
+        plain_ok = false;
+    }
+    if trailing_space {
+        block_ok = false;
+    }
+    if break_space {
+        plain_ok = false;
+        single_ok = false;
+    }
+    if space_break || special {
+        plain_ok = false;
+        single_ok = false;
+        block_ok = false;
+    }
+    if line_breaks {
+        plain_ok = false;
+    }
+    if block_ind {
+        plain_ok = false;
+    }
+    if s.is_empty() {
+        plain_ok = !key;
+        single_ok = true;
+        block_ok = false;
+    }
+    let mut style = requested;
+    if style == Style::Plain && (!plain_ok || (s.is_empty() && key) || (key && multiline)) {
+        style = Style::Single;
+    }
+    if style == Style::Single && !single_ok {
+        style = Style::Double;
+    }
+    if style == Style::Literal && (!block_ok || key) {
+        style = Style::Double;
+    }
+    style
+}
+
+fn column(out: &str) -> usize {
+    match out.rfind('\n') {
+        Some(i) => out[i + 1..].chars().count(),
+        None => out.chars().count(),
+    }
+}
+
+fn write_indent(out: &mut String, ind: usize) {
+    out.push('\n');
+    indent(out, ind);
+}
+
+const BEST_WIDTH: usize = 80;
+
+fn write_scalar(out: &mut String, s: &str, ind: usize, key: bool) {
+    let style = choose_style(s, key);
+    let chars: Vec<char> = s.chars().collect();
+    let breaks_ok = !key;
+    match style {
+        Style::Plain => {
+            let mut col = column(out);
+            let mut spaces = false;
+            for (i, &c) in chars.iter().enumerate() {
+                if c == ' ' {
+                    if breaks_ok && !spaces && col > BEST_WIDTH && chars.get(i + 1) != Some(&' ') {
+                        write_indent(out, ind);
+                        col = ind;
+                    } else {
+                        out.push(c);
+                        col += 1;
+                    }
+                    spaces = true;
+                } else {
+                    out.push(c);
+                    col += 1;
+                    spaces = false;
+                }
+            }
+        }
+        Style::Single => {
+            out.push('\'');
+            let mut col = column(out);
+            let mut spaces = false;
+            let n = chars.len();
+            for (i, &c) in chars.iter().enumerate() {
+                if c == ' ' {
+                    if breaks_ok
+                        && !spaces
+                        && col > BEST_WIDTH
+                        && i != 0
+                        && i + 1 != n
+                        && chars.get(i + 1) != Some(&' ')
+                    {
+                        write_indent(out, ind);
+                        col = ind;
+                    } else {
+                        out.push(c);
+                        col += 1;
+                    }
+                    spaces = true;
+                } else {
+                    if c == '\'' {
+                        out.push('\'');
+                        col += 1;
+                    }
+                    out.push(c);
+                    col += 1;
+                    spaces = false;
+                }
+            }
+            out.push('\'');
+        }
+        Style::Double => {
+            out.push('"');
+            let mut col = column(out);
+            let mut spaces = false;
+            let n = chars.len();
+            for (i, &c) in chars.iter().enumerate() {
+                if !is_printable(c) || c == '\u{feff}' || is_break(c) || c == '"' || c == '\\' {
+                    let esc = match c {
+                        '\0' => "\\0".to_string(),
+                        '\x07' => "\\a".to_string(),
+                        '\x08' => "\\b".to_string(),
+                        '\t' => "\\t".to_string(),
+                        '\n' => "\\n".to_string(),
+                        '\x0b' => "\\v".to_string(),
+                        '\x0c' => "\\f".to_string(),
+                        '\r' => "\\r".to_string(),
+                        '\x1b' => "\\e".to_string(),
+                        '"' => "\\\"".to_string(),
+                        '\\' => "\\\\".to_string(),
+                        '\u{85}' => "\\N".to_string(),
+                        '\u{a0}' => "\\_".to_string(),
+                        '\u{2028}' => "\\L".to_string(),
+                        '\u{2029}' => "\\P".to_string(),
+                        c if (c as u32) <= 0xFF => format!("\\x{:02X}", c as u32),
+                        c if (c as u32) <= 0xFFFF => format!("\\u{:04X}", c as u32),
+                        c => format!("\\U{:08X}", c as u32),
+                    };
+                    col += esc.len();
+                    out.push_str(&esc);
+                    spaces = false;
+                } else if c == ' ' {
+                    if breaks_ok && !spaces && col > BEST_WIDTH && i > 0 && i + 1 < n {
+                        write_indent(out, ind);
+                        col = ind;
+                        if chars.get(i + 1) == Some(&' ') {
+                            out.push('\\');
+                            col += 1;
+                        }
+                    } else {
+                        out.push(c);
+                        col += 1;
+                    }
+                    spaces = true;
+                } else {
+                    out.push(c);
+                    col += 1;
+                    spaces = false;
+                }
+            }
+            out.push('"');
+        }
+        Style::Literal => {
+            out.push('|');
+            if chars.first().is_some_and(|c| *c == ' ' || is_break(*c)) {
+                out.push('2');
+            }
+            let n = chars.len();
+            if n == 0 || !is_break(chars[n - 1]) {
+                out.push('-');
+            } else if n == 1 || is_break(chars[n - 2]) {
+                out.push('+');
+            }
+            out.push('\n');
+            let mut breaks = true;
+            for &c in &chars {
+                if is_break(c) {
+                    out.push('\n');
+                    breaks = true;
+                } else {
+                    if breaks {
+                        indent(out, ind);
+                    }
+                    out.push(c);
+                    breaks = false;
+                }
+            }
+        }
+    }
+}
+
+/// A string as go-yaml v2 writes a mapping key.
+pub fn yaml_str_inline(s: &str) -> String {
+    let mut out = String::new();
+    write_scalar(&mut out, s, 0, true);
+    out
 }
 
 /// JSON encoding as Go's `json.Marshal` (sorted keys, HTML-safe escapes).

@@ -176,22 +176,19 @@ pub fn process_dependencies(c: &mut Chart, user: &Value) -> Result<(), String> {
 }
 
 fn enable(c: &mut Chart, top_vals: &Value, path: &str) -> Result<(), String> {
-    // Resolve aliases: each dependency entry selects a subchart by name.
+    // Resolve aliases: each dependency entry selects a compatible subchart;
+    // subcharts no entry selects stay as they are.
+    let compatible = |d: &crate::chart::Dependency, s: &Chart| {
+        s.name == d.name && crate::semver::constraint_matches(&d.version, &s.version).unwrap_or(false)
+    };
     let mut chosen: Vec<Chart> = Vec::new();
-    let mut used = vec![false; c.subcharts.len()];
-    for (i, s) in c.subcharts.iter().enumerate() {
-        let declared = c.dependencies.iter().any(|d| d.name == s.name);
-        if !declared {
+    for s in &c.subcharts {
+        if !c.dependencies.iter().any(|d| compatible(d, s)) {
             chosen.push(s.clone());
-            used[i] = true;
         }
     }
     for d in &mut c.dependencies {
-        let found = c.subcharts.iter().find(|s| {
-            s.name == d.name
-                && (d.version.is_empty()
-                    || crate::semver::constraint_matches(&d.version, &s.version).unwrap_or(true))
-        });
+        let found = c.subcharts.iter().find(|s| compatible(d, s));
         if let Some(s) = found {
             let mut s = s.clone();
             if !d.alias.is_empty() {

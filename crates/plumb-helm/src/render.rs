@@ -151,6 +151,40 @@ fn table_at(v: &Value, path: &[String]) -> Value {
     cur
 }
 
+/// Builds each chart's shared template context (as Helm's `recAllTpls`),
+/// including `.Subcharts`.
+fn build_contexts(
+    c: &Chart,
+    vals: &Value,
+    root: bool,
+    release: &Value,
+    caps: &Value,
+    out: &mut BTreeMap<*const Chart, Value>,
+) -> Value {
+    let mut ctx = BTreeMap::new();
+    let mut cv = chart_value(c);
+    if let Value::Map(m) = &mut cv {
+        m.borrow_mut().insert("IsRoot".to_string(), Value::Bool(root));
+    }
+    ctx.insert("Chart".to_string(), cv);
+    ctx.insert(
+        "Files".to_string(),
+        Value::Object(Rc::new(Files(Rc::new(c.files.clone())))),
+    );
+    ctx.insert("Release".to_string(), release.clone());
+    ctx.insert("Capabilities".to_string(), caps.clone());
+    ctx.insert("Values".to_string(), vals.clone());
+    let mut subs = BTreeMap::new();
+    for s in &c.subcharts {
+        let sv = table_at(vals, std::slice::from_ref(&s.name));
+        subs.insert(s.name.clone(), build_contexts(s, &sv, false, release, caps, out));
+    }
+    ctx.insert("Subcharts".to_string(), Value::map(subs));
+    let v = Value::map(ctx);
+    out.insert(c as *const Chart, v.clone());
+    v
+}
+
 fn validate_schemas(c: &Chart, vals: &Value, errs: &mut Vec<String>) {
     if let Some(schema) = &c.schema {
         if let Ok(sj) = serde_json::from_slice::<serde_json::Value>(schema) {
@@ -258,7 +292,8 @@ pub fn render(chart: &Chart, user_values: &Value, opts: &RenderOptions<'_>) -> R
     let host = HelmHost { lookup: opts.lookup };
     let release = release_value(&opts.release);
     let caps = capabilities_value(&opts.capabilities);
-    let mut chart_vals: BTreeMap<*const Chart, (Value, Value)> = BTreeMap::new();
+    let mut contexts: BTreeMap<*const Chart, Value> = BTreeMap::new();
+    build_contexts(&chart, &vals, true, &release, &caps, &mut contexts);
     let mut outputs: BTreeMap<String, String> = BTreeMap::new();
     let mut notes = String::new();
     let mut written = 0usize;
@@ -266,32 +301,19 @@ pub fn render(chart: &Chart, user_values: &Value, opts: &RenderOptions<'_>) -> R
         if is_partial(&t.path) || t.library {
             continue;
         }
-        let key = t.chart as *const Chart;
-        let (cv, fv) = chart_vals
-            .entry(key)
-            .or_insert_with(|| {
-                (
-                    chart_value(t.chart),
-                    Value::Object(Rc::new(Files(Rc::new(t.chart.files.clone())))),
-                )
-            })
-            .clone();
-        let mut ctx = BTreeMap::new();
-        ctx.insert("Values".to_string(), table_at(&vals, &t.vpath));
-        ctx.insert("Chart".to_string(), cv);
-        ctx.insert("Files".to_string(), fv);
-        ctx.insert("Release".to_string(), release.clone());
-        ctx.insert("Capabilities".to_string(), caps.clone());
-        ctx.insert("Subcharts".to_string(), Value::empty_map());
-        let mut tm = BTreeMap::new();
-        tm.insert("Name".to_string(), Value::str(t.path.as_str()));
-        tm.insert("BasePath".to_string(), Value::str(t.base.as_str()));
-        ctx.insert("Template".to_string(), Value::map(tm));
-        let data = Value::map(ctx);
+        let Some(ctx) = contexts.get(&(t.chart as *const Chart)).cloned() else {
+            continue;
+        };
+        if let Value::Map(m) = &ctx {
+            let mut tm = BTreeMap::new();
+            tm.insert("Name".to_string(), Value::str(t.path.as_str()));
+            tm.insert("BasePath".to_string(), Value::str(t.base.as_str()));
+            m.borrow_mut().insert("Template".to_string(), Value::map(tm));
+        }
         let mut ex = Exec::new(set.clone(), &host);
         ex.written = written;
         let mut buf = String::new();
-        ex.execute(&t.path, data, &mut buf)
+        ex.execute(&t.path, ctx, &mut buf)
             .map_err(|msg| HelmError::Template { msg: clean_error(&msg) })?;
         written = ex.written;
         let text = buf.replace("<no value>", "");

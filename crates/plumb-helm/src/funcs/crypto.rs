@@ -127,6 +127,20 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
         let key = sarg(a, 5)?;
         gen_cert(&cn, &ips, &dns, days, false, Some(arg(a, 4)), Some(key))
     });
+    m.insert("buildCustomCert", |a| {
+        let c = sarg(a, 0)?;
+        let k = sarg(a, 1)?;
+        let dec = |x: &str, what: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(x.trim().as_bytes())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .map_err(|e| format!("unable to decode base64 {what}: {e}"))
+        };
+        let mut m = BTreeMap::new();
+        m.insert("Cert".to_string(), Value::str(dec(&c, "certificate")?));
+        m.insert("Key".to_string(), Value::str(dec(&k, "private key")?));
+        Ok(Value::map(m))
+    });
     m.insert("derivePassword", |a| {
         // Master Password algorithm (scrypt is too slow to be worth it here):
         // a deterministic stand-in derived with SHA-256 over the same inputs.

@@ -735,6 +735,42 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
     m.insert("clean", |a| s(path_clean(&sarg(a, 0)?)));
     m.insert("isAbs", |a| Ok(Value::Bool(sarg(a, 0)?.starts_with('/'))));
 
+    m.insert("urlParse", |a| url_parse(&sarg(a, 0)?));
+    m.insert("urlJoin", |a| {
+        let Value::Map(d) = arg(a, 0) else {
+            return Err("urlJoin needs a dict".into());
+        };
+        let d = d.borrow();
+        let g = |k: &str| d.get(k).map(strval).unwrap_or_default();
+        let mut out = String::new();
+        if !g("scheme").is_empty() {
+            out.push_str(&g("scheme"));
+            out.push(':');
+        }
+        if !g("opaque").is_empty() {
+            out.push_str(&g("opaque"));
+        } else {
+            if !g("host").is_empty() || !g("userinfo").is_empty() {
+                out.push_str("//");
+                if !g("userinfo").is_empty() {
+                    out.push_str(&g("userinfo"));
+                    out.push('@');
+                }
+                out.push_str(&g("host"));
+            }
+            out.push_str(&g("path"));
+        }
+        if !g("query").is_empty() {
+            out.push('?');
+            out.push_str(&g("query"));
+        }
+        if !g("fragment").is_empty() {
+            out.push('#');
+            out.push_str(&g("fragment"));
+        }
+        s(out)
+    });
+
     // ---- semver ----
     m.insert("semverCompare", |a| {
         let c = sarg(a, 0)?;
@@ -1247,4 +1283,66 @@ fn to_toml(v: &Value) -> String {
         table(&mut out, "", &m.borrow());
     }
     out
+}
+
+/// Sprig's `urlParse` (Go's `url.Parse` fields).
+fn url_parse(u: &str) -> Result<Value, String> {
+    let mut rest = u;
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: &str| {
+        m.insert(k.to_string(), Value::str(v));
+    };
+    let (r, frag) = match rest.split_once('#') {
+        Some((a, b)) => (a, b),
+        None => (rest, ""),
+    };
+    rest = r;
+    let (r, query) = match rest.split_once('?') {
+        Some((a, b)) => (a, b),
+        None => (rest, ""),
+    };
+    rest = r;
+    let mut scheme = "";
+    if let Some(i) = rest.find(':') {
+        let cand = &rest[..i];
+        if !cand.is_empty()
+            && cand.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && cand.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
+            scheme = cand;
+            rest = &rest[i + 1..];
+        }
+    }
+    let (mut host, mut userinfo, mut path, mut opaque) = ("", "", rest, "");
+    if let Some(r) = rest.strip_prefix("//") {
+        let (auth, p) = match r.find('/') {
+            Some(i) => (&r[..i], &r[i..]),
+            None => (r, ""),
+        };
+        path = p;
+        match auth.rsplit_once('@') {
+            Some((ui, h)) => {
+                userinfo = ui;
+                host = h;
+            }
+            None => host = auth,
+        }
+    } else if !scheme.is_empty() && !rest.starts_with('/') {
+        opaque = rest;
+        path = "";
+    }
+    let hostname = if let Some(h) = host.strip_prefix('[') {
+        h.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    put("scheme", &scheme.to_lowercase());
+    put("host", host);
+    put("hostname", hostname);
+    put("path", path);
+    put("query", query);
+    put("opaque", opaque);
+    put("fragment", frag);
+    put("userinfo", userinfo);
+    Ok(Value::map(m))
 }

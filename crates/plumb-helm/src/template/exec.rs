@@ -545,6 +545,10 @@ impl<'a> Exec<'a> {
                         }
                     }
                 }
+                // Go digs nil out of interfaces at the end of a pipeline: a nil
+                // value that starts a chain yields nil, a nil reached through
+                // a map inside the chain is an error.
+                Value::Nil if i == 0 => return Ok(Value::Nil),
                 Value::Nil => {
                     return Err(Flow::Err(self.errf(
                         pos,

@@ -98,8 +98,15 @@ pub fn yaml_to_value(src: &str) -> Result<Value, String> {
     if src.trim().is_empty() || is_only_comments(src) {
         return Ok(Value::Nil);
     }
-    let v: Option<V> = serde_saphyr::from_str_with_options(src, options()).map_err(short_err)?;
-    Ok(v.map(|v| v.0).unwrap_or_default())
+    match serde_saphyr::from_str_with_options::<Option<V>>(src, options()) {
+        Ok(v) => Ok(v.map(|v| v.0).unwrap_or_default()),
+        Err(e) if e.to_string().contains("multiple YAML documents") => {
+            // Go's yaml.Unmarshal reads the first document only.
+            let all = yaml_to_values(src)?;
+            Ok(all.into_iter().next().unwrap_or_default())
+        }
+        Err(e) => Err(short_err(e)),
+    }
 }
 
 /// Parses every document of a YAML stream.

@@ -181,6 +181,9 @@ impl Object for Files {
             _ => return None,
         })
     }
+    fn truthy(&self) -> bool {
+        !self.0.is_empty()
+    }
     fn range_entries(&self) -> Option<Vec<(Value, Value)>> {
         Some(
             self.0

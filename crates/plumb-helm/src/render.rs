@@ -241,6 +241,21 @@ pub fn render(chart: &Chart, user_values: &Value, opts: &RenderOptions<'_>) -> R
             }
         }
     }
+    let missing: Vec<&str> = chart
+        .dependencies
+        .iter()
+        .filter(|d| !chart.subcharts.iter().any(|s| s.name == d.name))
+        .map(|d| d.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(HelmError::Render {
+            chart: chart.name.clone(),
+            msg: format!(
+                "found in Chart.yaml, but missing in charts/ directory: {}",
+                missing.join(", ")
+            ),
+        });
+    }
     let mut chart = chart.clone();
     let user = match user_values {
         Value::Map(_) => user_values.deep_copy(),

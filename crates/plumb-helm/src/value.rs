@@ -23,6 +23,10 @@ pub trait Object: fmt::Debug {
     fn to_text(&self) -> String;
     /// For downcasting to the concrete type.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// Go truth (empty maps are false).
+    fn truthy(&self) -> bool {
+        true
+    }
     /// Key/value pairs when the object can be ranged over (Go maps).
     fn range_entries(&self) -> Option<Vec<(Value, Value)>> {
         None
@@ -84,7 +88,7 @@ impl Value {
             Value::Bytes(b) => !b.is_empty(),
             Value::List(l) => !l.is_empty(),
             Value::Map(m) => !m.borrow().is_empty(),
-            Value::Object(_) => true,
+            Value::Object(o) => o.truthy(),
         }
     }
 

@@ -87,7 +87,7 @@ pub fn to_f64(v: &Value) -> f64 {
 
 /// Sprig's `empty`.
 pub fn is_empty(v: &Value) -> bool {
-    !v.truthy() && !matches!(v, Value::Object(_))
+    !v.truthy()
 }
 
 /// A list view of a value (lists as is, nil empty), or an error naming the type.

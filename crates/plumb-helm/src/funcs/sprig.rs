@@ -542,7 +542,8 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
         want(a, 2, "hasKey")?;
         let Value::Map(d) = &a[0] else {
             if matches!(a[0], Value::Nil) {
-                return Err("invalid value; expected map[string]interface {}".into());
+                // An untyped nil becomes a nil map in Go: no keys.
+                return Ok(Value::Bool(false));
             }
             return Err(format!("wrong type for value; expected map[string]interface {{}}; got {}", a[0].type_name()));
         };

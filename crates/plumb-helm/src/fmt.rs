@@ -204,6 +204,9 @@ pub fn go_quote(s: &str) -> String {
     out
 }
 
+/// Largest width or precision honoured by `sprintf`.
+const MAX_PAD: usize = 1 << 20;
+
 #[derive(Default, Clone, Copy)]
 struct Spec {
     minus: bool,
@@ -438,6 +441,9 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
         if sp.minus {
             sp.zero = false;
         }
+        // Absurd widths would allocate gigabytes before the output cap applies.
+        sp.width = sp.width.map(|w| w.min(MAX_PAD));
+        sp.prec = sp.prec.map(|p| p.min(MAX_PAD));
         let Some(&verb) = chars.get(i) else {
             out.push_str("%!(NOVERB)");
             break;

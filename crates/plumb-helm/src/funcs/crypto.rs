@@ -141,18 +141,11 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
         m.insert("Key".to_string(), Value::str(dec(&k, "private key")?));
         Ok(Value::map(m))
     });
-    m.insert("derivePassword", |a| {
-        // Master Password algorithm (scrypt is too slow to be worth it here):
-        // a deterministic stand-in derived with SHA-256 over the same inputs.
-        use sha2::Digest;
-        let counter = to_i64(&arg(a, 0));
-        let typ = strval(&arg(a, 1));
-        let pass = strval(&arg(a, 2));
-        let user = strval(&arg(a, 3));
-        let site = strval(&arg(a, 4));
-        let d = sha2::Sha256::digest(format!("{counter}|{typ}|{pass}|{user}|{site}").as_bytes());
-        Ok(Value::str(hex::encode(&d[..10])))
+    m.insert("derivePassword", |_| {
+        Err("derivePassword (Master Password scrypt derivation) is not supported by plumb".into())
     });
+    m.insert("encryptAES", |_| Err("encryptAES is not supported by plumb".into()));
+    m.insert("decryptAES", |_| Err("decryptAES is not supported by plumb".into()));
 }
 
 fn list_strs(v: &Value) -> Vec<String> {

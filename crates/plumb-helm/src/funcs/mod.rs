@@ -24,6 +24,69 @@ pub fn table() -> &'static HashMap<&'static str, Func> {
         builtin::register(&mut m);
         sprig::register(&mut m);
         crypto::register(&mut m);
+        // Sprig's aliases.
+        for (alias, name) in [
+            ("trimall", "trimAll"),
+            ("date_in_zone", "dateInZone"),
+            ("date_modify", "dateModify"),
+            ("mustDateModify", "dateModify"),
+            ("must_date_modify", "dateModify"),
+            ("mustRest", "rest"),
+            ("mustInitial", "initial"),
+            ("mustReverse", "reverse"),
+            ("mustWithout", "without"),
+            ("mustChunk", "chunk"),
+            ("mustToRawJson", "toRawJson"),
+            ("osBase", "base"),
+            ("osClean", "clean"),
+            ("osDir", "dir"),
+            ("osExt", "ext"),
+            ("osIsAbs", "isAbs"),
+        ] {
+            if let Some(f) = m.get(name).copied() {
+                m.insert(alias, f);
+            }
+        }
+        m.insert("hello", |_| Ok(Value::str("Hello!")));
+        m.insert("abbrevboth", |a| {
+            let l = iarg(a, 0)?;
+            let r = iarg(a, 1)?;
+            let s = sarg(a, 2)?;
+            Ok(Value::str(abbrevboth(l, r, &s)))
+        });
+        m.insert("getHostByName", |a| {
+            use std::net::ToSocketAddrs;
+            let h = sarg(a, 0)?;
+            let ip = (h.as_str(), 0)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut it| it.next())
+                .map(|sa| sa.ip().to_string())
+                .unwrap_or_default();
+            Ok(Value::str(ip))
+        });
+        m.insert("durationRound", |a| {
+            let v = arg(a, 0);
+            let secs = match &v {
+                Value::Str(s) => s.trim_end_matches('s').parse::<f64>().unwrap_or(0.0) as i64,
+                other => to_i64(other) / 1_000_000_000,
+            };
+            let s = secs.unsigned_abs();
+            let out = if s >= 365 * 86400 {
+                format!("{}y", s / (365 * 86400))
+            } else if s >= 30 * 86400 {
+                format!("{}mo", s / (30 * 86400))
+            } else if s >= 86400 {
+                format!("{}d", s / 86400)
+            } else if s >= 3600 {
+                format!("{}h", s / 3600)
+            } else if s >= 60 {
+                format!("{}m", s / 60)
+            } else {
+                format!("{s}s")
+            };
+            Ok(Value::str(out))
+        });
         m
     })
 }
@@ -32,6 +95,31 @@ pub fn table() -> &'static HashMap<&'static str, Func> {
 pub const ENGINE_FUNCS: &[&str] = &["include", "tpl", "lookup", "and", "or"];
 
 // ---- shared conversions (Sprig's `cast`-style coercions) ----
+
+/// Sprig's `abbrevboth` (goutils.AbbreviateFull).
+fn abbrevboth(left: i64, width: i64, s: &str) -> String {
+    let n = s.len() as i64;
+    if width < 4 || n <= width {
+        return s.to_string();
+    }
+    let mut offset = left.clamp(0, n);
+    if n - offset < width - 3 {
+        offset = n - (width - 3);
+    }
+    let bytes = s.as_bytes();
+    let cut = |a: i64, b: i64| String::from_utf8_lossy(&bytes[a.max(0) as usize..b.min(n).max(0) as usize]).into_owned();
+    if offset <= 4 {
+        return format!("{}...", cut(0, width - 3));
+    }
+    if width < 7 {
+        return s.to_string();
+    }
+    if offset + width - 3 < n {
+        let inner = abbrevboth(0, width - 3, &cut(offset, n));
+        return format!("...{inner}");
+    }
+    format!("...{}", cut(n - (width - 3), n))
+}
 
 /// Sprig's `strval`: strings as is, everything else through `%v`.
 pub fn strval(v: &Value) -> String {

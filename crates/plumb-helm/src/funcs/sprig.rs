@@ -808,7 +808,7 @@ fn byte_slice(s: &str, a: usize, b: usize) -> String {
 }
 
 fn indent(n: i64, s: &str) -> String {
-    let pad = " ".repeat(n.max(0) as usize);
+    let pad = " ".repeat(n.clamp(0, 1 << 16) as usize);
     format!("{pad}{}", s.replace('\n', &format!("\n{pad}")))
 }
 

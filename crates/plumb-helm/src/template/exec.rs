@@ -148,6 +148,11 @@ impl<'a> Exec<'a> {
             ));
         }
         self.depth += 1;
+        // Deep include/template chains: grow the stack instead of overflowing.
+        stacker::maybe_grow(256 * 1024, 4 * 1024 * 1024, || self.run_tree_inner(tree, data, out))
+    }
+
+    fn run_tree_inner(&mut self, tree: Rc<Tree>, data: Value, out: &mut String) -> Result<(), String> {
         let saved_vars = std::mem::replace(&mut self.vars, vec![("".into(), data.clone())]);
         let saved_tree = self.tree.replace(tree.clone());
         let r = self.walk_list(&tree.list, &data, out);
@@ -277,18 +282,6 @@ impl<'a> Exec<'a> {
                         .collect(),
                     Value::Object(o) if o.range_entries().is_some() => {
                         o.range_entries().unwrap_or_default()
-                    }
-                    Value::Int(n) | Value::I64(n) => {
-                        if decl.len() > 1 {
-                            return Err(Flow::Err(self.errf(
-                                b.pipe.pos,
-                                "range",
-                                "can't use two variables when ranging over an integer",
-                            )));
-                        }
-                        (0..(*n).max(0))
-                            .map(|i| (Value::Int(i), Value::Int(i)))
-                            .collect()
                     }
                     other => {
                         return Err(Flow::Err(self.errf(

@@ -145,7 +145,7 @@ enum Tok {
 
 #[derive(Debug)]
 enum Item {
-    Text(usize, String),
+    Text(String),
     Action(usize, Vec<(usize, Tok)>),
 }
 
@@ -169,7 +169,7 @@ fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
         }
         let Some(open) = found else {
             if !text.is_empty() {
-                items.push(Item::Text(start, text.to_string()));
+                items.push(Item::Text(text.to_string()));
             }
             break;
         };
@@ -180,7 +180,7 @@ fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
             j += 2;
         }
         if !text.is_empty() {
-            items.push(Item::Text(start, text.to_string()));
+            items.push(Item::Text(text.to_string()));
         }
         // Comment?
         let mut k = j;
@@ -501,6 +501,7 @@ fn parse_number(s: &str) -> Option<Arg> {
 pub fn parse(src: &str, is_func: &dyn Fn(&str) -> bool) -> Result<Parsed, ParseError> {
     let items = lex(src)?;
     let mut p = Parser {
+        nesting: std::cell::Cell::new(0),
         items,
         idx: 0,
         is_func,
@@ -520,7 +521,11 @@ pub fn parse(src: &str, is_func: &dyn Fn(&str) -> bool) -> Result<Parsed, ParseE
     })
 }
 
+/// Deepest accepted nesting of control structures and parentheses.
+pub const MAX_NESTING: usize = 1000;
+
 struct Parser<'a> {
+    nesting: std::cell::Cell<usize>,
     items: Vec<Item>,
     idx: usize,
     is_func: &'a dyn Fn(&str) -> bool,
@@ -538,13 +543,6 @@ struct Toks<'t> {
 impl Toks<'_> {
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.i).map(|t| &t.1)
-    }
-    fn peek_non_space(&self) -> Option<&Tok> {
-        let mut j = self.i;
-        while let Some((_, Tok::Space)) = self.toks.get(j) {
-            j += 1;
-        }
-        self.toks.get(j).map(|t| &t.1)
     }
     fn pos(&self) -> usize {
         self.toks.get(self.i).map_or(self.end_pos, |t| t.0)
@@ -580,7 +578,7 @@ impl Parser<'_> {
             let idx = self.idx;
             self.idx += 1;
             match &self.items[idx] {
-                Item::Text(_, t) => out.push(Node::Text(t.as_str().into())),
+                Item::Text(t) => out.push(Node::Text(t.as_str().into())),
                 Item::Action(pos, toks) => {
                     let pos = *pos;
                     let toks = toks.clone();
@@ -634,6 +632,15 @@ impl Parser<'_> {
                                     Some((_, k)) if k == "end" => {}
                                     Some((p, _)) => return self.err(p, "unexpected {{else}}"),
                                     None => return self.err(pos, "unexpected EOF"),
+                                }
+                                let non_empty = !is_empty_list(&body);
+                                if non_empty
+                                    && self.defines.iter().any(|(n, b)| *n == name && !is_empty_list(b))
+                                {
+                                    return self.err(
+                                        pos,
+                                        format!("template: multiple definition of template {name:?}"),
+                                    );
                                 }
                                 self.defines.push((name, body));
                                 continue;
@@ -704,7 +711,27 @@ impl Parser<'_> {
         }
     }
 
+    fn enter(&self, pos: usize) -> Result<(), ParseError> {
+        let n = self.nesting.get() + 1;
+        if n > MAX_NESTING {
+            return self.err(pos, format!("nesting deeper than {MAX_NESTING}"));
+        }
+        self.nesting.set(n);
+        Ok(())
+    }
+
+    fn leave(&self) {
+        self.nesting.set(self.nesting.get().saturating_sub(1));
+    }
+
     fn branch(&mut self, kind: BranchKind, tk: &mut Toks<'_>, pos: usize) -> Result<Node, ParseError> {
+        self.enter(pos)?;
+        let r = stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || self.branch_inner(kind, tk, pos));
+        self.leave();
+        r
+    }
+
+    fn branch_inner(&mut self, kind: BranchKind, tk: &mut Toks<'_>, pos: usize) -> Result<Node, ParseError> {
         tk.skip_space();
         let pipe = self.pipeline(tk, true)?;
         if pipe.cmds.is_empty() {
@@ -914,7 +941,10 @@ impl Parser<'_> {
                 }
             },
             Some(Tok::LParen) => {
-                let p = self.pipeline(tk, true)?;
+                self.enter(pos)?;
+                let p = stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || self.pipeline(tk, true));
+                self.leave();
+                let p = p?;
                 match tk.next() {
                     Some(Tok::RParen) => {}
                     _ => return self.err(pos, "unclosed left paren"),
@@ -939,6 +969,11 @@ impl Parser<'_> {
             t => Ok(Arg::Chain(Box::new(t), fields)),
         }
     }
+}
+
+/// Go's `IsEmptyTree`: only whitespace text.
+pub fn is_empty_list(l: &List) -> bool {
+    l.iter().all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()))
 }
 
 /// Converts a byte offset into Go's `line:col` (1-based line, 0-based byte column... Go

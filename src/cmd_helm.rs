@@ -54,7 +54,9 @@ fn template(a: TemplateArgs) -> Result<()> {
     for f in &a.values {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("reading values file {}", f.display()))?;
-        files.push(plumb_helm::parse_values(&text).with_context(|| format!("parsing {}", f.display()))?);
+        files.push(
+            plumb_helm::parse_values(&text).with_context(|| format!("parsing {}", f.display()))?,
+        );
     }
     let user = plumb_helm::merge_user_values(&files, &a.set)?;
     let mut caps = plumb_helm::Capabilities::default();

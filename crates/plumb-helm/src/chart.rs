@@ -78,7 +78,9 @@ impl Chart {
             format!("{prefix}/charts/{}", self.name)
         };
         for (p, d) in &self.files {
-            if p.starts_with("crds/") && (p.ends_with(".yaml") || p.ends_with(".yml") || p.ends_with(".json")) {
+            if p.starts_with("crds/")
+                && (p.ends_with(".yaml") || p.ends_with(".yml") || p.ends_with(".json"))
+            {
                 out.push((format!("{full}/{p}"), d.clone()));
             }
         }
@@ -161,7 +163,9 @@ fn walk(
                 return Err(format!("cannot load irregular file {r}"));
             }
             if md.len() > MAX_FILE {
-                return Err(format!("file {r} is larger than the maximum file size {MAX_FILE}"));
+                return Err(format!(
+                    "file {r} is larger than the maximum file size {MAX_FILE}"
+                ));
             }
             *total += md.len();
             if *total > MAX_CHART {
@@ -192,7 +196,9 @@ fn load_archive_depth(data: &[u8], depth: usize) -> Result<Chart, HelmError> {
     let mut ar = tar::Archive::new(gz.take(MAX_CHART + 1));
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut total = 0u64;
-    let entries = ar.entries().map_err(|e| err(format!("reading archive: {e}")))?;
+    let entries = ar
+        .entries()
+        .map_err(|e| err(format!("reading archive: {e}")))?;
     for ent in entries {
         let mut ent = ent.map_err(|e| err(format!("reading archive: {e}")))?;
         let ty = ent.header().entry_type();
@@ -211,15 +217,21 @@ fn load_archive_depth(data: &[u8], depth: usize) -> Result<Chart, HelmError> {
             return Err(err(format!("archive entry {path} is not a regular file")));
         }
         if path.starts_with('/') || path.split('/').any(|s| s == "..") {
-            return Err(err(format!("chart illegally contains content outside the base directory: {path:?}")));
+            return Err(err(format!(
+                "chart illegally contains content outside the base directory: {path:?}"
+            )));
         }
         let size = ent.header().size().unwrap_or(u64::MAX);
         if size > MAX_FILE {
-            return Err(err(format!("file {path} is larger than the maximum file size {MAX_FILE}")));
+            return Err(err(format!(
+                "file {path} is larger than the maximum file size {MAX_FILE}"
+            )));
         }
         total += size;
         if total > MAX_CHART {
-            return Err(err(format!("chart is larger than the maximum size {MAX_CHART}")));
+            return Err(err(format!(
+                "chart is larger than the maximum size {MAX_CHART}"
+            )));
         }
         let mut buf = Vec::with_capacity(size as usize);
         (&mut ent)
@@ -227,7 +239,9 @@ fn load_archive_depth(data: &[u8], depth: usize) -> Result<Chart, HelmError> {
             .read_to_end(&mut buf)
             .map_err(|e| err(format!("reading {path}: {e}")))?;
         if buf.len() as u64 > MAX_FILE {
-            return Err(err(format!("file {path} is larger than the maximum file size")));
+            return Err(err(format!(
+                "file {path} is larger than the maximum file size"
+            )));
         }
         // Strip the top directory.
         let Some((_, rest)) = path.trim_start_matches("./").split_once('/') else {
@@ -341,7 +355,10 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, depth: usize) -> Result<Chart, 
                     continue;
                 }
                 match rest.split_once('/') {
-                    Some((c, f)) => sub.entry(c.to_string()).or_default().push((f.to_string(), data)),
+                    Some((c, f)) => sub
+                        .entry(c.to_string())
+                        .or_default()
+                        .push((f.to_string(), data)),
                     None if rest.ends_with(".tgz") => sub_tgz.push((rest.to_string(), data)),
                     None => {}
                 }
@@ -373,16 +390,16 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, depth: usize) -> Result<Chart, 
         api_version = "v1".into();
     }
     let mut dependencies = parse_deps(&meta);
-    if api_version == "v1" && dependencies.is_empty() {
-        if let Some(r) = reqs {
-            if let Ok(rv) = yaml_to_value(&r) {
-                dependencies = parse_deps(&rv);
-                if let (Value::Map(mm), Value::Map(rm)) = (&meta, &rv) {
-                    if let Some(d) = rm.borrow().get("dependencies") {
-                        mm.borrow_mut().insert("dependencies".into(), d.clone());
-                    }
-                }
-            }
+    if api_version == "v1"
+        && dependencies.is_empty()
+        && let Some(r) = reqs
+        && let Ok(rv) = yaml_to_value(&r)
+    {
+        dependencies = parse_deps(&rv);
+        if let (Value::Map(mm), Value::Map(rm)) = (&meta, &rv)
+            && let Some(d) = rm.borrow().get("dependencies")
+        {
+            mm.borrow_mut().insert("dependencies".into(), d.clone());
         }
     }
     let mut subcharts = Vec::new();
@@ -472,10 +489,12 @@ impl Ignore {
             return false;
         }
         // Helm's default: hidden files in templates/.
-        if let Some(rest) = path.strip_prefix("templates/") {
-            if rest.starts_with('.') && rest.len() > 1 && !rest.contains('/') {
-                return true;
-            }
+        if let Some(rest) = path.strip_prefix("templates/")
+            && rest.starts_with('.')
+            && rest.len() > 1
+            && !rest.contains('/')
+        {
+            return true;
         }
         let base = path.rsplit('/').next().unwrap_or(path);
         let mut ignored = false;
@@ -554,7 +573,9 @@ fn glob_rec(p: &[char], t: &[char], super_star: bool) -> bool {
             }
             m != neg && glob_rec(&p[end + 1..], &t[1..], super_star)
         }
-        '\\' if p.len() > 1 => !t.is_empty() && t[0] == p[1] && glob_rec(&p[2..], &t[1..], super_star),
+        '\\' if p.len() > 1 => {
+            !t.is_empty() && t[0] == p[1] && glob_rec(&p[2..], &t[1..], super_star)
+        }
         c => !t.is_empty() && t[0] == c && glob_rec(&p[1..], &t[1..], super_star),
     }
 }

@@ -61,10 +61,28 @@ fn to_time(v: &Value) -> Option<DateTime<FixedOffset>> {
 }
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
-const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 /// Formats a time with a Go layout string.
 pub fn go_format(t: &DateTime<FixedOffset>, layout: &str) -> String {
@@ -93,11 +111,24 @@ pub fn go_format(t: &DateTime<FixedOffset>, layout: &str) -> String {
         } else if rest.starts_with("Jan") {
             Some((3, MONTHS[t.month0() as usize][..3].to_string()))
         } else if rest.starts_with("Monday") {
-            Some((6, DAYS[t.weekday().num_days_from_monday() as usize].to_string()))
+            Some((
+                6,
+                DAYS[t.weekday().num_days_from_monday() as usize].to_string(),
+            ))
         } else if rest.starts_with("Mon") {
-            Some((3, DAYS[t.weekday().num_days_from_monday() as usize][..3].to_string()))
+            Some((
+                3,
+                DAYS[t.weekday().num_days_from_monday() as usize][..3].to_string(),
+            ))
         } else if rest.starts_with("MST") {
-            Some((3, if off == 0 { "UTC".into() } else { zone(false, false) }))
+            Some((
+                3,
+                if off == 0 {
+                    "UTC".into()
+                } else {
+                    zone(false, false)
+                },
+            ))
         } else if rest.starts_with("Z07:00") {
             Some((6, zone(true, true)))
         } else if rest.starts_with("-07:00") {
@@ -123,10 +154,28 @@ pub fn go_format(t: &DateTime<FixedOffset>, layout: &str) -> String {
         } else if rest.starts_with("05") {
             Some((2, format!("{:02}", t.second())))
         } else if rest.starts_with("PM") {
-            Some((2, if t.hour() >= 12 { "PM".into() } else { "AM".into() }))
+            Some((
+                2,
+                if t.hour() >= 12 {
+                    "PM".into()
+                } else {
+                    "AM".into()
+                },
+            ))
         } else if rest.starts_with("pm") {
-            Some((2, if t.hour() >= 12 { "pm".into() } else { "am".into() }))
-        } else if rest.starts_with(".000") || rest.starts_with(".999") || rest.starts_with(",000") || rest.starts_with(",999") {
+            Some((
+                2,
+                if t.hour() >= 12 {
+                    "pm".into()
+                } else {
+                    "am".into()
+                },
+            ))
+        } else if rest.starts_with(".000")
+            || rest.starts_with(".999")
+            || rest.starts_with(",000")
+            || rest.starts_with(",999")
+        {
             let ch = rest.as_bytes()[1];
             let n = rest[1..].bytes().take_while(|c| *c == ch).count();
             let nanos = format!("{:09}", t.nanosecond() % 1_000_000_000);
@@ -212,16 +261,22 @@ pub(crate) fn register(m: &mut HashMap<&'static str, Func>) {
         let l = sarg(a, 0)?;
         Ok(Value::str(go_format(&time_of(&arg(a, 1)), &l)))
     });
-    m.insert("htmlDate", |a| Ok(Value::str(go_format(&time_of(&arg(a, 0)), "2006-01-02"))));
+    m.insert("htmlDate", |a| {
+        Ok(Value::str(go_format(&time_of(&arg(a, 0)), "2006-01-02")))
+    });
     m.insert("htmlDateInZone", |a| {
         Ok(Value::str(go_format(&time_of(&arg(a, 0)), "2006-01-02")))
     });
-    m.insert("unixEpoch", |a| Ok(Value::str(time_of(&arg(a, 0)).timestamp().to_string())));
+    m.insert("unixEpoch", |a| {
+        Ok(Value::str(time_of(&arg(a, 0)).timestamp().to_string()))
+    });
     m.insert("ago", |a| {
         let t = time_of(&arg(a, 0));
         Ok(Value::str(duration_string((now() - t).num_seconds())))
     });
-    m.insert("duration", |a| Ok(Value::str(duration_string(to_i64(&arg(a, 0))))));
+    m.insert("duration", |a| {
+        Ok(Value::str(duration_string(to_i64(&arg(a, 0)))))
+    });
     m.insert("toDate", |a| {
         let l = sarg(a, 0)?;
         let s = sarg(a, 1)?;
@@ -249,7 +304,10 @@ fn parse_go_duration(s: &str) -> Option<i64> {
     };
     let mut total = 0f64;
     while !rest.is_empty() {
-        let n = rest.bytes().take_while(|c| c.is_ascii_digit() || *c == b'.').count();
+        let n = rest
+            .bytes()
+            .take_while(|c| c.is_ascii_digit() || *c == b'.')
+            .count();
         let v: f64 = rest[..n].parse().ok()?;
         rest = &rest[n..];
         let u = rest.bytes().take_while(|c| c.is_ascii_alphabetic()).count();

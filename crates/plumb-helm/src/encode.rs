@@ -113,7 +113,9 @@ pub fn yaml_to_value(src: &str) -> Result<Value, String> {
 pub fn yaml_to_values(src: &str) -> Result<Vec<Value>, String> {
     let v: Vec<Option<V>> =
         serde_saphyr::from_multiple_with_options(src, options()).map_err(short_err)?;
-    Ok(v.into_iter().map(|x| x.map(|v| v.0).unwrap_or_default()).collect())
+    Ok(v.into_iter()
+        .map(|x| x.map(|v| v.0).unwrap_or_default())
+        .collect())
 }
 
 fn is_only_comments(src: &str) -> bool {
@@ -164,7 +166,11 @@ fn key_less(a: &str, b: &str) -> std::cmp::Ordering {
             return ar[i].cmp(&br[i]);
         }
         if al || bl {
-            return if bl { Ordering::Less } else { Ordering::Greater };
+            return if bl {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
         }
         let (mut an, mut bn) = (0i64, 0i64);
         if ar[i] == '0' || br[i] == '0' {
@@ -180,12 +186,16 @@ fn key_less(a: &str, b: &str) -> std::cmp::Ordering {
         }
         let mut ai = i;
         while ai < ar.len() && ar[ai].is_ascii_digit() {
-            an = an.wrapping_mul(10).wrapping_add(i64::from(ar[ai] as u8 - b'0'));
+            an = an
+                .wrapping_mul(10)
+                .wrapping_add(i64::from(ar[ai] as u8 - b'0'));
             ai += 1;
         }
         let mut bi = i;
         while bi < br.len() && br[bi].is_ascii_digit() {
-            bn = bn.wrapping_mul(10).wrapping_add(i64::from(br[bi] as u8 - b'0'));
+            bn = bn
+                .wrapping_mul(10)
+                .wrapping_add(i64::from(br[bi] as u8 - b'0'));
             bi += 1;
         }
         if an != bn {
@@ -271,7 +281,11 @@ fn yaml_float(f: f64) -> String {
         return ".nan".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { ".inf".into() } else { "-.inf".into() };
+        return if f > 0.0 {
+            ".inf".into()
+        } else {
+            "-.inf".into()
+        };
     }
     if f.fract() == 0.0 && f.abs() < 1e21 {
         return format!("{}", f as i128);
@@ -288,7 +302,11 @@ fn emit_scalar_inline(out: &mut String, v: &Value, ind: usize) {
         Value::Str(s) => emit_string(out, s, ind),
         Value::Bytes(b) => {
             use base64::Engine;
-            emit_string(out, &base64::engine::general_purpose::STANDARD.encode(b), ind);
+            emit_string(
+                out,
+                &base64::engine::general_purpose::STANDARD.encode(b),
+                ind,
+            );
         }
         Value::Map(_) => out.push_str("{}"),
         Value::List(_) => out.push_str("[]"),
@@ -325,10 +343,45 @@ fn is_break(c: char) -> bool {
 fn resolves_non_str(s: &str) -> bool {
     if matches!(
         s,
-        "" | "~" | "null" | "Null" | "NULL" | "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no"
-            | "No" | "NO" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE" | "on" | "On"
-            | "ON" | "off" | "Off" | "OFF" | ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF"
-            | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | "<<"
+        "" | "~"
+            | "null"
+            | "Null"
+            | "NULL"
+            | "y"
+            | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "true"
+            | "True"
+            | "TRUE"
+            | "false"
+            | "False"
+            | "FALSE"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
+            | ".nan"
+            | ".NaN"
+            | ".NAN"
+            | ".inf"
+            | ".Inf"
+            | ".INF"
+            | "+.inf"
+            | "+.Inf"
+            | "+.INF"
+            | "-.inf"
+            | "-.Inf"
+            | "-.INF"
+            | "<<"
     ) {
         return true;
     }
@@ -343,18 +396,21 @@ fn resolves_non_str(s: &str) -> bool {
     if crate::funcs::parse_int_base0(&plain).is_some() {
         return true;
     }
-    if let Some(u) = plain.strip_prefix('+') {
-        if crate::funcs::parse_int_base0(u).is_some() {
-            return true;
-        }
+    if let Some(u) = plain.strip_prefix('+')
+        && crate::funcs::parse_int_base0(u).is_some()
+    {
+        return true;
     }
     if is_yaml_float(&plain) {
         return true;
     }
-    if let Some(b) = plain.strip_prefix("0b").or_else(|| plain.strip_prefix("-0b")) {
-        if !b.is_empty() && b.bytes().all(|c| c == b'0' || c == b'1') {
-            return true;
-        }
+    if let Some(b) = plain
+        .strip_prefix("0b")
+        .or_else(|| plain.strip_prefix("-0b"))
+        && !b.is_empty()
+        && b.bytes().all(|c| c == b'0' || c == b'1')
+    {
+        return true;
     }
     is_base60(s)
 }
@@ -818,7 +874,10 @@ mod tests {
     fn yaml_roundtrip_layout() {
         let v = yaml_to_value("b: [1, x]\na:\n  c: 'true'\n  d: |\n    l1\n    l2\n").unwrap();
         let y = to_yaml(&v);
-        assert_eq!(y, "a:\n  c: \"true\"\n  d: |\n    l1\n    l2\nb:\n- 1\n- x\n");
+        assert_eq!(
+            y,
+            "a:\n  c: \"true\"\n  d: |\n    l1\n    l2\nb:\n- 1\n- x\n"
+        );
         let back = yaml_to_value(&y).unwrap();
         assert!(back.deep_equal(&v));
     }

@@ -50,23 +50,62 @@ pub struct Capabilities {
 
 /// Helm's default API versions (what `helm template` reports without a cluster).
 pub const DEFAULT_API_VERSIONS: &[&str] = &[
-    "v1", "admissionregistration.k8s.io/v1", "admissionregistration.k8s.io/v1alpha1",
-    "admissionregistration.k8s.io/v1beta1", "internal.apiserver.k8s.io/v1alpha1", "apps/v1",
-    "apps/v1beta1", "apps/v1beta2", "authentication.k8s.io/v1", "authentication.k8s.io/v1alpha1",
-    "authentication.k8s.io/v1beta1", "authorization.k8s.io/v1", "authorization.k8s.io/v1beta1",
-    "autoscaling/v1", "autoscaling/v2", "autoscaling/v2beta1", "autoscaling/v2beta2", "batch/v1",
-    "batch/v1beta1", "certificates.k8s.io/v1", "certificates.k8s.io/v1beta1",
-    "certificates.k8s.io/v1alpha1", "coordination.k8s.io/v1alpha2", "coordination.k8s.io/v1beta1",
-    "coordination.k8s.io/v1", "discovery.k8s.io/v1", "discovery.k8s.io/v1beta1", "events.k8s.io/v1",
-    "events.k8s.io/v1beta1", "extensions/v1beta1", "flowcontrol.apiserver.k8s.io/v1",
-    "flowcontrol.apiserver.k8s.io/v1beta1", "flowcontrol.apiserver.k8s.io/v1beta2",
-    "flowcontrol.apiserver.k8s.io/v1beta3", "networking.k8s.io/v1", "networking.k8s.io/v1alpha1",
-    "networking.k8s.io/v1beta1", "node.k8s.io/v1", "node.k8s.io/v1alpha1", "node.k8s.io/v1beta1",
-    "policy/v1", "policy/v1beta1", "rbac.authorization.k8s.io/v1", "rbac.authorization.k8s.io/v1beta1",
-    "rbac.authorization.k8s.io/v1alpha1", "resource.k8s.io/v1beta1", "resource.k8s.io/v1alpha3",
-    "scheduling.k8s.io/v1alpha1", "scheduling.k8s.io/v1beta1", "scheduling.k8s.io/v1",
-    "storage.k8s.io/v1beta1", "storage.k8s.io/v1", "storage.k8s.io/v1alpha1",
-    "storagemigration.k8s.io/v1alpha1", "apiextensions.k8s.io/v1beta1", "apiextensions.k8s.io/v1",
+    "v1",
+    "admissionregistration.k8s.io/v1",
+    "admissionregistration.k8s.io/v1alpha1",
+    "admissionregistration.k8s.io/v1beta1",
+    "internal.apiserver.k8s.io/v1alpha1",
+    "apps/v1",
+    "apps/v1beta1",
+    "apps/v1beta2",
+    "authentication.k8s.io/v1",
+    "authentication.k8s.io/v1alpha1",
+    "authentication.k8s.io/v1beta1",
+    "authorization.k8s.io/v1",
+    "authorization.k8s.io/v1beta1",
+    "autoscaling/v1",
+    "autoscaling/v2",
+    "autoscaling/v2beta1",
+    "autoscaling/v2beta2",
+    "batch/v1",
+    "batch/v1beta1",
+    "certificates.k8s.io/v1",
+    "certificates.k8s.io/v1beta1",
+    "certificates.k8s.io/v1alpha1",
+    "coordination.k8s.io/v1alpha2",
+    "coordination.k8s.io/v1beta1",
+    "coordination.k8s.io/v1",
+    "discovery.k8s.io/v1",
+    "discovery.k8s.io/v1beta1",
+    "events.k8s.io/v1",
+    "events.k8s.io/v1beta1",
+    "extensions/v1beta1",
+    "flowcontrol.apiserver.k8s.io/v1",
+    "flowcontrol.apiserver.k8s.io/v1beta1",
+    "flowcontrol.apiserver.k8s.io/v1beta2",
+    "flowcontrol.apiserver.k8s.io/v1beta3",
+    "networking.k8s.io/v1",
+    "networking.k8s.io/v1alpha1",
+    "networking.k8s.io/v1beta1",
+    "node.k8s.io/v1",
+    "node.k8s.io/v1alpha1",
+    "node.k8s.io/v1beta1",
+    "policy/v1",
+    "policy/v1beta1",
+    "rbac.authorization.k8s.io/v1",
+    "rbac.authorization.k8s.io/v1beta1",
+    "rbac.authorization.k8s.io/v1alpha1",
+    "resource.k8s.io/v1beta1",
+    "resource.k8s.io/v1alpha3",
+    "scheduling.k8s.io/v1alpha1",
+    "scheduling.k8s.io/v1beta1",
+    "scheduling.k8s.io/v1",
+    "storage.k8s.io/v1beta1",
+    "storage.k8s.io/v1",
+    "storage.k8s.io/v1alpha1",
+    "storagemigration.k8s.io/v1alpha1",
+    "apiextensions.k8s.io/v1beta1",
+    "apiextensions.k8s.io/v1",
 ];
 
 impl Default for Capabilities {
@@ -156,9 +195,9 @@ impl Object for Files {
                         .unwrap_or_default(),
                 )
             }),
-            "GetBytes" => a0().map(|p| {
-                Value::Bytes(self.get(&p).cloned().unwrap_or_default().into())
-            }),
+            "GetBytes" => {
+                a0().map(|p| Value::Bytes(self.get(&p).cloned().unwrap_or_default().into()))
+            }
             "Glob" => a0().map(|pat| {
                 let m: BTreeMap<String, Vec<u8>> = self
                     .0
@@ -193,11 +232,7 @@ impl Object for Files {
         )
     }
     fn to_text(&self) -> String {
-        let keys: Vec<String> = self
-            .0
-            .iter()
-            .map(|(k, v)| format!("{k}:{:?}", v))
-            .collect();
+        let keys: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}:{:?}", v)).collect();
         format!("map[{}]", keys.join(" "))
     }
     fn as_any(&self) -> &dyn std::any::Any {
@@ -263,7 +298,9 @@ impl Host for HelmHost<'_> {
                 let data = arg(&args, 1);
                 let mut buf = String::new();
                 if ex.lookup(&n).is_none() {
-                    return Err(format!("template: no template {n:?} associated with template \"gotpl\""));
+                    return Err(format!(
+                        "template: no template {n:?} associated with template \"gotpl\""
+                    ));
                 }
                 ex.execute(&n, data, &mut buf)?;
                 Ok(Value::str(buf))
@@ -278,8 +315,9 @@ impl Host for HelmHost<'_> {
                 });
                 let tname = format!("\u{0}tpl{id}");
                 let mut set = TemplateSet::default();
-                set.add(&tname, &text, &HelmHost::is_func)
-                    .map_err(|e| format!("error during tpl function execution for {text:?}: {e}"))?;
+                set.add(&tname, &text, &HelmHost::is_func).map_err(|e| {
+                    format!("error during tpl function execution for {text:?}: {e}")
+                })?;
                 ex.sets.push(Rc::new(set));
                 let mut buf = String::new();
                 let r = ex.execute(&tname, data, &mut buf);
@@ -294,9 +332,7 @@ impl Host for HelmHost<'_> {
                 let nm = sarg(&args, 3)?;
                 match self.lookup {
                     None => Ok(Value::empty_map()),
-                    Some(l) => l
-                        .lookup(&av, &kind, &ns, &nm)
-                        .map(|j| Value::from_json(&j)),
+                    Some(l) => l.lookup(&av, &kind, &ns, &nm).map(|j| Value::from_json(&j)),
                 }
             }
             _ => match funcs::table().get(name) {
@@ -340,7 +376,10 @@ pub fn capabilities_value(c: &Capabilities) -> Value {
     );
     let mut hv = BTreeMap::new();
     hv.insert("Version".to_string(), Value::str("v3.17.3"));
-    hv.insert("GitCommit".to_string(), Value::str("e4da49785aa6e6ee2b86efd5dd9e43400318262b"));
+    hv.insert(
+        "GitCommit".to_string(),
+        Value::str("e4da49785aa6e6ee2b86efd5dd9e43400318262b"),
+    );
     hv.insert("GitTreeState".to_string(), Value::str("clean"));
     hv.insert("GoVersion".to_string(), Value::str("go1.23.7"));
     m.insert("HelmVersion".to_string(), Value::map(hv));

@@ -13,7 +13,11 @@ fn special(f: f64) -> Option<String> {
     if f.is_nan() {
         Some("NaN".into())
     } else if f.is_infinite() {
-        Some(if f > 0.0 { "+Inf".into() } else { "-Inf".into() })
+        Some(if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        })
     } else {
         None
     }
@@ -106,11 +110,11 @@ fn fmt_e(f: f64, prec: usize, upper: bool) -> String {
 /// `fmt.Sprint` of one value (`%v`).
 pub fn sprint_one(v: &Value) -> String {
     let mut s = String::new();
-    write_v(&mut s, v, false);
+    write_v(&mut s, v);
     s
 }
 
-fn write_v(out: &mut String, v: &Value, plus: bool) {
+fn write_v(out: &mut String, v: &Value) {
     match v {
         Value::Nil => out.push_str("<nil>"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -133,7 +137,7 @@ fn write_v(out: &mut String, v: &Value, plus: bool) {
                 if i > 0 {
                     out.push(' ');
                 }
-                write_v(out, x, plus);
+                write_v(out, x);
             }
             out.push(']');
         }
@@ -145,7 +149,7 @@ fn write_v(out: &mut String, v: &Value, plus: bool) {
                 }
                 out.push_str(k);
                 out.push(':');
-                write_v(out, x, plus);
+                write_v(out, x);
             }
             out.push(']');
         }
@@ -160,7 +164,7 @@ pub fn sprint(args: &[Value]) -> String {
         if i > 0 && !matches!(a, Value::Str(_)) && !matches!(args[i - 1], Value::Str(_)) {
             s.push(' ');
         }
-        write_v(&mut s, a, false);
+        write_v(&mut s, a);
     }
     s
 }
@@ -172,7 +176,7 @@ pub fn sprintln(args: &[Value]) -> String {
         if i > 0 {
             s.push(' ');
         }
-        write_v(&mut s, a, false);
+        write_v(&mut s, a);
     }
     s.push('\n');
     s
@@ -295,7 +299,7 @@ fn fmt_value(v: &Value, verb: char, sp: &Spec) -> String {
         ('v', Value::Str(s)) => trunc_prec(s, sp),
         ('v', other) => {
             let mut s = String::new();
-            write_v(&mut s, other, sp.plus);
+            write_v(&mut s, other);
             s
         }
         ('T', other) => match other {

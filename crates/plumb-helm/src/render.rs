@@ -18,14 +18,44 @@ use crate::values;
 
 /// Helm's install order of kinds.
 pub const INSTALL_ORDER: &[&str] = &[
-    "PriorityClass", "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange",
-    "PodSecurityPolicy", "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList",
-    "ConfigMap", "StorageClass", "PersistentVolume", "PersistentVolumeClaim",
-    "CustomResourceDefinition", "ClusterRole", "ClusterRoleList", "ClusterRoleBinding",
-    "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList", "Service",
-    "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment",
-    "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress",
-    "APIService", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+    "PriorityClass",
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodSecurityPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleList",
+    "ClusterRoleBinding",
+    "ClusterRoleBindingList",
+    "Role",
+    "RoleList",
+    "RoleBinding",
+    "RoleBindingList",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
 ];
 
 /// Options of one render.
@@ -113,7 +143,13 @@ struct Tpl<'c> {
     library: bool,
 }
 
-fn collect<'c>(c: &'c Chart, prefix: &str, vpath: Vec<String>, out: &mut Vec<Tpl<'c>>, library: bool) {
+fn collect<'c>(
+    c: &'c Chart,
+    prefix: &str,
+    vpath: Vec<String>,
+    out: &mut Vec<Tpl<'c>>,
+    library: bool,
+) {
     let full = if prefix.is_empty() {
         c.name.clone()
     } else {
@@ -164,7 +200,8 @@ fn build_contexts(
     let mut ctx = BTreeMap::new();
     let mut cv = chart_value(c);
     if let Value::Map(m) = &mut cv {
-        m.borrow_mut().insert("IsRoot".to_string(), Value::Bool(root));
+        m.borrow_mut()
+            .insert("IsRoot".to_string(), Value::Bool(root));
     }
     ctx.insert("Chart".to_string(), cv);
     ctx.insert(
@@ -177,7 +214,10 @@ fn build_contexts(
     let mut subs = BTreeMap::new();
     for s in &c.subcharts {
         let sv = table_at(vals, std::slice::from_ref(&s.name));
-        subs.insert(s.name.clone(), build_contexts(s, &sv, false, release, caps, out));
+        subs.insert(
+            s.name.clone(),
+            build_contexts(s, &sv, false, release, caps, out),
+        );
     }
     ctx.insert("Subcharts".to_string(), Value::map(subs));
     let v = Value::map(ctx);
@@ -186,26 +226,25 @@ fn build_contexts(
 }
 
 fn validate_schemas(c: &Chart, vals: &Value, errs: &mut Vec<String>) {
-    if let Some(schema) = &c.schema {
-        if let Ok(sj) = serde_json::from_slice::<serde_json::Value>(schema) {
-            if let Ok(validator) = jsonschema::validator_for(&sj) {
-                let inst = vals.to_json();
-                let problems: Vec<String> = validator
-                    .iter_errors(&inst)
-                    .map(|e| {
-                        let path = e.instance_path.to_string();
-                        let p = if path.is_empty() {
-                            "(root)".to_string()
-                        } else {
-                            path.trim_start_matches('/').replace('/', ".")
-                        };
-                        format!("- {p}: {e}")
-                    })
-                    .collect();
-                if !problems.is_empty() {
-                    errs.push(format!("{}:\n{}", c.name, problems.join("\n")));
-                }
-            }
+    if let Some(schema) = &c.schema
+        && let Ok(sj) = serde_json::from_slice::<serde_json::Value>(schema)
+        && let Ok(validator) = jsonschema::validator_for(&sj)
+    {
+        let inst = vals.to_json();
+        let problems: Vec<String> = validator
+            .iter_errors(&inst)
+            .map(|e| {
+                let path = e.instance_path.to_string();
+                let p = if path.is_empty() {
+                    "(root)".to_string()
+                } else {
+                    path.trim_start_matches('/').replace('/', ".")
+                };
+                format!("- {p}: {e}")
+            })
+            .collect();
+        if !problems.is_empty() {
+            errs.push(format!("{}:\n{}", c.name, problems.join("\n")));
         }
     }
     for s in &c.subcharts {
@@ -218,7 +257,11 @@ fn validate_schemas(c: &Chart, vals: &Value, errs: &mut Vec<String>) {
 }
 
 /// Renders a chart with user values (already merged from files and `--set`).
-pub fn render(chart: &Chart, user_values: &Value, opts: &RenderOptions<'_>) -> Result<Rendered, HelmError> {
+pub fn render(
+    chart: &Chart,
+    user_values: &Value,
+    opts: &RenderOptions<'_>,
+) -> Result<Rendered, HelmError> {
     if chart.is_library() {
         return Err(HelmError::Render {
             chart: chart.name.clone(),
@@ -226,19 +269,18 @@ pub fn render(chart: &Chart, user_values: &Value, opts: &RenderOptions<'_>) -> R
         });
     }
     let kv = &opts.capabilities.kube_version;
-    if let Value::Map(m) = &chart.meta {
-        if let Some(Value::Str(req)) = m.borrow().get("kubeVersion") {
-            if !req.is_empty() {
-                let ok = crate::semver::constraint_matches(req, kv).unwrap_or(false);
-                if !ok {
-                    return Err(HelmError::Render {
-                        chart: chart.name.clone(),
-                        msg: format!(
-                            "chart requires kubeVersion: {req} which is incompatible with Kubernetes {kv}"
-                        ),
-                    });
-                }
-            }
+    if let Value::Map(m) = &chart.meta
+        && let Some(Value::Str(req)) = m.borrow().get("kubeVersion")
+        && !req.is_empty()
+    {
+        let ok = crate::semver::constraint_matches(req, kv).unwrap_or(false);
+        if !ok {
+            return Err(HelmError::Render {
+                chart: chart.name.clone(),
+                msg: format!(
+                    "chart requires kubeVersion: {req} which is incompatible with Kubernetes {kv}"
+                ),
+            });
         }
     }
     let missing: Vec<&str> = chart
@@ -304,7 +346,9 @@ pub fn render(chart: &Chart, user_values: &Value, opts: &RenderOptions<'_>) -> R
             .map_err(|msg| HelmError::Template { msg })?;
     }
     let set = Rc::new(set);
-    let host = HelmHost { lookup: opts.lookup };
+    let host = HelmHost {
+        lookup: opts.lookup,
+    };
     let release = release_value(&opts.release);
     let caps = capabilities_value(&opts.capabilities);
     let mut contexts: BTreeMap<*const Chart, Value> = BTreeMap::new();
@@ -323,13 +367,16 @@ pub fn render(chart: &Chart, user_values: &Value, opts: &RenderOptions<'_>) -> R
             let mut tm = BTreeMap::new();
             tm.insert("Name".to_string(), Value::str(t.path.as_str()));
             tm.insert("BasePath".to_string(), Value::str(t.base.as_str()));
-            m.borrow_mut().insert("Template".to_string(), Value::map(tm));
+            m.borrow_mut()
+                .insert("Template".to_string(), Value::map(tm));
         }
         let mut ex = Exec::new(set.clone(), &host);
         ex.written = written;
         let mut buf = String::new();
         ex.execute(&t.path, ctx, &mut buf)
-            .map_err(|msg| HelmError::Template { msg: clean_error(&msg) })?;
+            .map_err(|msg| HelmError::Template {
+                msg: clean_error(&msg),
+            })?;
         written = ex.written;
         let text = buf.replace("<no value>", "");
         if t.path.ends_with("NOTES.txt") {
@@ -374,7 +421,10 @@ pub fn split_manifests(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn head(doc: &str, path: &str) -> Result<(String, String, String, BTreeMap<String, String>), HelmError> {
+fn head(
+    doc: &str,
+    path: &str,
+) -> Result<(String, String, String, BTreeMap<String, String>), HelmError> {
     let v = yaml_to_value(doc).map_err(|e| HelmError::Yaml {
         path: path.to_string(),
         msg: e,
@@ -406,7 +456,12 @@ fn head(doc: &str, path: &str) -> Result<(String, String, String, BTreeMap<Strin
             }
         }
     }
-    Ok((sv(get(&v, "apiVersion")), sv(get(&v, "kind")), sv(get(&md, "name")), ann))
+    Ok((
+        sv(get(&v, "apiVersion")),
+        sv(get(&v, "kind")),
+        sv(get(&md, "name")),
+        ann,
+    ))
 }
 
 fn kind_rank(k: &str) -> Option<usize> {
@@ -424,7 +479,9 @@ fn kind_less(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// Splits, classifies and sorts rendered files into manifests and hooks.
-pub fn sort_manifests(files: &BTreeMap<String, String>) -> Result<(Vec<Manifest>, Vec<Hook>), HelmError> {
+pub fn sort_manifests(
+    files: &BTreeMap<String, String>,
+) -> Result<(Vec<Manifest>, Vec<Hook>), HelmError> {
     let mut manifests = Vec::new();
     let mut hooks = Vec::new();
     for (path, content) in files {

@@ -220,11 +220,11 @@ fn parse_group(g: &str) -> Result<Vec<Con>, String> {
     let mut toks: Vec<String> = Vec::new();
     for t in g.split([',', ' ']).filter(|t| !t.is_empty()) {
         // Join a bare operator with the version after it (">= 1.2").
-        if let Some(last) = toks.last_mut() {
-            if last.chars().all(|c| "<>=!~^".contains(c)) {
-                last.push_str(t);
-                continue;
-            }
+        if let Some(last) = toks.last_mut()
+            && last.chars().all(|c| "<>=!~^".contains(c))
+        {
+            last.push_str(t);
+            continue;
         }
         toks.push(t.to_string());
     }

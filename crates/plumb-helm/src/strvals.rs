@@ -69,7 +69,12 @@ fn parse_value(s: &str) -> Value {
         if inner.is_empty() {
             return Value::list(Vec::new());
         }
-        return Value::list(split_top(inner, ',').iter().map(|x| typed(&unescape(x))).collect());
+        return Value::list(
+            split_top(inner, ',')
+                .iter()
+                .map(|x| typed(&unescape(x)))
+                .collect(),
+        );
     }
     typed(&unescape(s))
 }
@@ -91,7 +96,9 @@ fn parse_key(k: &str) -> Result<Vec<Seg>, String> {
             segs.push(Seg::Key(unescape(name)));
         }
         while let Some(r) = rest.strip_prefix('[') {
-            let end = r.find(']').ok_or_else(|| format!("key {k:?} has no closing bracket"))?;
+            let end = r
+                .find(']')
+                .ok_or_else(|| format!("key {k:?} has no closing bracket"))?;
             let idx: usize = r[..end]
                 .parse()
                 .map_err(|_| format!("key {k:?} has an invalid index"))?;
@@ -151,11 +158,11 @@ pub fn parse_into(s: &str, target: &Value) -> Result<(), String> {
         };
         let segs = parse_key(k)?;
         let updated = set_path(target.clone(), &segs, parse_value(v));
-        if let (Value::Map(t), Value::Map(u)) = (target, &updated) {
-            if !std::rc::Rc::ptr_eq(t, u) {
-                let copy = u.borrow().clone();
-                *t.borrow_mut() = copy;
-            }
+        if let (Value::Map(t), Value::Map(u)) = (target, &updated)
+            && !std::rc::Rc::ptr_eq(t, u)
+        {
+            let copy = u.borrow().clone();
+            *t.borrow_mut() = copy;
         }
     }
     Ok(())

@@ -19,7 +19,11 @@ pub fn merge_values(dst: &Value, src: &Value) {
     let (Some(d), Some(s)) = (as_map(dst), as_map(src)) else {
         return;
     };
-    let entries: Vec<(String, Value)> = s.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let entries: Vec<(String, Value)> = s
+        .borrow()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (k, v) in entries {
         let existing = d.borrow().get(&k).cloned();
         match (&v, existing) {
@@ -39,7 +43,11 @@ fn coalesce_tables(dst: &Value, src: &Value, merge: bool) {
     if std::rc::Rc::ptr_eq(d, s) {
         return;
     }
-    let entries: Vec<(String, Value)> = s.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let entries: Vec<(String, Value)> = s
+        .borrow()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (k, sv) in entries {
         let dv = d.borrow().get(&k).cloned();
         match dv {
@@ -64,7 +72,11 @@ fn coalesce_values(c: &Chart, v: &Value, merge: bool) {
     let Some(vm) = as_map(v) else { return };
     let defaults = c.values.deep_copy();
     let Some(dm) = as_map(&defaults) else { return };
-    let entries: Vec<(String, Value)> = dm.borrow().iter().map(|(k, x)| (k.clone(), x.clone())).collect();
+    let entries: Vec<(String, Value)> = dm
+        .borrow()
+        .iter()
+        .map(|(k, x)| (k.clone(), x.clone()))
+        .collect();
     for (k, dval) in entries {
         let uv = vm.borrow().get(&k).cloned();
         match uv {
@@ -102,7 +114,11 @@ fn coalesce_globals(dest: &Value, src: &Value) {
     let (Some(dgm), Some(sgm)) = (as_map(&dg), as_map(&sg)) else {
         return;
     };
-    let entries: Vec<(String, Value)> = sgm.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let entries: Vec<(String, Value)> = sgm
+        .borrow()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (k, sv) in entries {
         let existing = dgm.borrow().get(&k).cloned();
         if let Value::Map(_) = sv {
@@ -130,7 +146,9 @@ fn coalesce_globals(dest: &Value, src: &Value) {
 /// `coalesce`: the chart's values and, recursively, its dependencies'.
 pub fn coalesce(c: &Chart, dest: &Value, merge: bool) -> Result<(), String> {
     coalesce_values(c, dest, merge);
-    let Some(dm) = as_map(dest) else { return Ok(()) };
+    let Some(dm) = as_map(dest) else {
+        return Ok(());
+    };
     for sub in &c.subcharts {
         let existing = dm.borrow().get(&sub.name).cloned();
         let dv = match existing {
@@ -179,7 +197,8 @@ fn enable(c: &mut Chart, top_vals: &Value, path: &str) -> Result<(), String> {
     // Resolve aliases: each dependency entry selects a compatible subchart;
     // subcharts no entry selects stay as they are.
     let compatible = |d: &crate::chart::Dependency, s: &Chart| {
-        s.name == d.name && crate::semver::constraint_matches(&d.version, &s.version).unwrap_or(false)
+        s.name == d.name
+            && crate::semver::constraint_matches(&d.version, &s.version).unwrap_or(false)
     };
     let mut chosen: Vec<Chart> = Vec::new();
     for s in &c.subcharts {
@@ -197,7 +216,8 @@ fn enable(c: &mut Chart, top_vals: &Value, path: &str) -> Result<(), String> {
                     let m2 = m.borrow().clone();
                     let nm = Value::map(m2);
                     if let Value::Map(nmm) = &nm {
-                        nmm.borrow_mut().insert("name".into(), Value::str(d.alias.as_str()));
+                        nmm.borrow_mut()
+                            .insert("name".into(), Value::str(d.alias.as_str()));
                     }
                     s.meta = nm;
                 }
@@ -271,13 +291,17 @@ fn import_values(c: &mut Chart) -> Result<(), String> {
                 Value::Map(m) => {
                     let m = m.borrow();
                     let ch = m.get("child").map(crate::funcs::strval).unwrap_or_default();
-                    let pa = m.get("parent").map(crate::funcs::strval).unwrap_or_default();
+                    let pa = m
+                        .get("parent")
+                        .map(crate::funcs::strval)
+                        .unwrap_or_default();
                     (ch, pa)
                 }
                 Value::Str(s) => (format!("exports.{s}"), ".".to_string()),
                 _ => continue,
             };
-            let Some(table @ Value::Map(_)) = path_value(&cvals, &format!("{}.{child}", d.name)) else {
+            let Some(table @ Value::Map(_)) = path_value(&cvals, &format!("{}.{child}", d.name))
+            else {
                 continue;
             };
             let piece = if parent == "." || parent.is_empty() {

@@ -1,4 +1,5 @@
 //! Chart-level behaviour on the fixture chart, without the reference binary.
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
 use std::io::Write;
 use std::path::Path;
@@ -43,13 +44,25 @@ fn doc<'a>(r: &'a Rendered, kind: &str, name: &str) -> &'a str {
 fn subchart_alias_condition_and_library() {
     let r = render_with("").unwrap();
     let names: Vec<_> = r.manifests.iter().map(|m| m.name.as_str()).collect();
-    assert!(names.contains(&"rel-subalias"), "aliased subchart renders under its alias: {names:?}");
-    assert!(!names.contains(&"should-not-render"), "condition false disables the subchart");
+    assert!(
+        names.contains(&"rel-subalias"),
+        "aliased subchart renders under its alias: {names:?}"
+    );
+    assert!(
+        !names.contains(&"should-not-render"),
+        "condition false disables the subchart"
+    );
     assert!(!names.contains(&"library-templates-do-not-render"));
     let sub = doc(&r, "ConfigMap", "rel-subalias");
-    assert!(sub.contains("greeting: \"hello from parent\""), "parent values override: {sub}");
+    assert!(
+        sub.contains("greeting: \"hello from parent\""),
+        "parent values override: {sub}"
+    );
     assert!(sub.contains("region: \"eu-west-1\""), "globals flow down");
-    assert!(sub.contains(r#"shared: "{\"a\":\"parent\",\"b\":\"child-only\"}""#), "globals merge: {sub}");
+    assert!(
+        sub.contains(r#"shared: "{\"a\":\"parent\",\"b\":\"child-only\"}""#),
+        "globals merge: {sub}"
+    );
 }
 
 #[test]
@@ -67,12 +80,19 @@ fn install_order_hooks_notes_and_crds() {
     let pos = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
     assert!(pos("Secret") < pos("ConfigMap"));
     assert!(pos("ClusterRole") < pos("Service"));
-    assert_eq!(kinds.last(), Some(&"Widget"), "unknown kinds go last: {kinds:?}");
+    assert_eq!(
+        kinds.last(),
+        Some(&"Widget"),
+        "unknown kinds go last: {kinds:?}"
+    );
     assert_eq!(r.hooks.len(), 1);
     let h = &r.hooks[0];
     assert_eq!(h.events, vec!["pre-install", "pre-upgrade"]);
     assert_eq!(h.weight, -5);
-    assert_eq!(h.delete_policies, vec!["before-hook-creation", "hook-succeeded"]);
+    assert_eq!(
+        h.delete_policies,
+        vec!["before-hook-creation", "hook-succeeded"]
+    );
     assert_eq!(r.notes.trim(), "Installed rel (features 1.2.3).");
     assert_eq!(r.crds.len(), 1);
     assert_eq!(r.crds[0].0, "features/crds/widget.yaml");
@@ -93,7 +113,11 @@ fn template_errors_name_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let c = dir.path().join("bad");
     std::fs::create_dir_all(c.join("templates")).unwrap();
-    std::fs::write(c.join("Chart.yaml"), "apiVersion: v2\nname: bad\nversion: 0.1.0\n").unwrap();
+    std::fs::write(
+        c.join("Chart.yaml"),
+        "apiVersion: v2\nname: bad\nversion: 0.1.0\n",
+    )
+    .unwrap();
     std::fs::write(c.join("templates/a.yaml"), "x: 1\ny: {{ .Values.a.b }}\n").unwrap();
     let chart = plumb_helm::load_path(&c).unwrap();
     let err = plumb_helm::render(&chart, &Value::empty_map(), &opts()).unwrap_err();
@@ -126,7 +150,10 @@ fn tgz(entries: &[(&str, &[u8])]) -> Vec<u8> {
 fn archives_load_and_hostile_ones_are_rejected() {
     let good = tgz(&[
         ("c/Chart.yaml", b"apiVersion: v2\nname: c\nversion: 0.1.0\n"),
-        ("c/templates/cm.yaml", b"kind: ConfigMap\napiVersion: v1\nmetadata:\n  name: x\n"),
+        (
+            "c/templates/cm.yaml",
+            b"kind: ConfigMap\napiVersion: v1\nmetadata:\n  name: x\n",
+        ),
     ]);
     let c = plumb_helm::load_archive(&good).unwrap();
     assert_eq!(c.name, "c");
@@ -136,7 +163,9 @@ fn archives_load_and_hostile_ones_are_rejected() {
         ("c/Chart.yaml", b"apiVersion: v2\nname: c\nversion: 0.1.0\n"),
         ("c/../../etc/x", b"boom"),
     ]);
-    let e = plumb_helm::load_archive(&traversal).unwrap_err().to_string();
+    let e = plumb_helm::load_archive(&traversal)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("outside the base directory"), "{e}");
 
     let mut b = tar::Builder::new(Vec::new());
@@ -146,7 +175,9 @@ fn archives_load_and_hostile_ones_are_rejected() {
     b.append_link(&mut h, "c/link", "/etc/passwd").unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&b.into_inner().unwrap()).unwrap();
-    let e = plumb_helm::load_archive(&gz.finish().unwrap()).unwrap_err().to_string();
+    let e = plumb_helm::load_archive(&gz.finish().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a regular file"), "{e}");
 
     assert!(plumb_helm::load_archive(b"not gzip at all").is_err());
@@ -163,6 +194,8 @@ fn missing_dependency_is_an_error() {
     )
     .unwrap();
     let chart = plumb_helm::load_path(&c).unwrap();
-    let e = plumb_helm::render(&chart, &Value::empty_map(), &opts()).unwrap_err().to_string();
+    let e = plumb_helm::render(&chart, &Value::empty_map(), &opts())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("missing in charts/ directory: gone"), "{e}");
 }

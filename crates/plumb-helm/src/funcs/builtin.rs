@@ -68,7 +68,9 @@ pub fn query_escape(s: &str) -> String {
     let mut o = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => o.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                o.push(b as char)
+            }
             b' ' => o.push('+'),
             _ => o.push_str(&format!("%{b:02X}")),
         }
@@ -108,7 +110,10 @@ fn index(a: &[Value]) -> Result<Value, String> {
                 let n = match i {
                     Value::Int(n) | Value::I64(n) => *n,
                     Value::Float(_) | Value::Str(_) | Value::Bool(_) | Value::Nil => {
-                        return Err(format!("cannot index slice/array with type {}", i.type_name()));
+                        return Err(format!(
+                            "cannot index slice/array with type {}",
+                            i.type_name()
+                        ));
                     }
                     _ => return Err("cannot index slice/array with nil".into()),
                 };
@@ -171,7 +176,11 @@ fn basic_eq(a: &Value, b: &Value) -> Result<bool, String> {
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
         (Value::List(_), _) | (Value::Map(_), _) | (Value::Bytes(_), _) => {
-            return Err(format!("non-comparable type {}: {}", crate::fmt::sprint_one(a), a.type_name()));
+            return Err(format!(
+                "non-comparable type {}: {}",
+                crate::fmt::sprint_one(a),
+                a.type_name()
+            ));
         }
         (x, y) => x.deep_equal(y),
     })

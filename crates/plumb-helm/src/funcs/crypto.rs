@@ -43,7 +43,9 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
         let n = to_i64(&arg(a, 0)).clamp(0, 1 << 20) as usize;
         let mut b = vec![0u8; n];
         rand::rng().fill(&mut b[..]);
-        Ok(Value::str(base64::engine::general_purpose::STANDARD.encode(b)))
+        Ok(Value::str(
+            base64::engine::general_purpose::STANDARD.encode(b),
+        ))
     });
     m.insert("randInt", |a| {
         let lo = to_i64(&arg(a, 0));
@@ -53,7 +55,9 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
         }
         Ok(Value::Int(rand::rng().random_range(lo..hi)))
     });
-    m.insert("uuidv4", |_| Ok(Value::str(uuid::Uuid::new_v4().to_string())));
+    m.insert("uuidv4", |_| {
+        Ok(Value::str(uuid::Uuid::new_v4().to_string()))
+    });
     m.insert("htpasswd", |a| {
         let user = sarg(a, 0)?;
         let pass = sarg(a, 1)?;
@@ -61,7 +65,10 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
             return Ok(Value::str(format!("invalid username: {user}")));
         }
         let h = bcrypt::hash(pass, bcrypt::DEFAULT_COST).map_err(|e| e.to_string())?;
-        Ok(Value::str(format!("{user}:{}", h.replacen("$2b$", "$2a$", 1))))
+        Ok(Value::str(format!(
+            "{user}:{}",
+            h.replacen("$2b$", "$2a$", 1)
+        )))
     });
     m.insert("bcrypt", |a| {
         let pass = sarg(a, 0)?;
@@ -144,8 +151,12 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
     m.insert("derivePassword", |_| {
         Err("derivePassword (Master Password scrypt derivation) is not supported by plumb".into())
     });
-    m.insert("encryptAES", |_| Err("encryptAES is not supported by plumb".into()));
-    m.insert("decryptAES", |_| Err("decryptAES is not supported by plumb".into()));
+    m.insert("encryptAES", |_| {
+        Err("encryptAES is not supported by plumb".into())
+    });
+    m.insert("decryptAES", |_| {
+        Err("decryptAES is not supported by plumb".into())
+    });
 }
 
 fn list_strs(v: &Value) -> Vec<String> {
@@ -216,8 +227,7 @@ fn rsa_key() -> Result<(rcgen::KeyPair, String), String> {
 }
 
 fn key_from_pem(pem: &str) -> Result<(rcgen::KeyPair, String), String> {
-    let k = rcgen::KeyPair::from_pem(pem)
-        .map_err(|e| format!("error parsing private key: {e}"))?;
+    let k = rcgen::KeyPair::from_pem(pem).map_err(|e| format!("error parsing private key: {e}"))?;
     Ok((k, pem.to_string()))
 }
 
@@ -234,7 +244,8 @@ fn gen_cert(
         Some(p) => key_from_pem(&p)?,
         None => rsa_key()?,
     };
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
@@ -249,7 +260,9 @@ fn gen_cert(
     params.not_after = mk(secs + days.clamp(0, 365 * 1000) * 86400);
     for ip in ips {
         if let Ok(addr) = ip.parse() {
-            params.subject_alt_names.push(rcgen::SanType::IpAddress(addr));
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::IpAddress(addr));
         }
     }
     for d in dns {
@@ -297,7 +310,10 @@ fn gen_cert(
                 .distinguished_name
                 .push(rcgen::DnType::CommonName, ca_cn);
             let issuer = rcgen::Issuer::new(ca_params, ca_key);
-            params.signed_by(&key, &issuer).map_err(|e| e.to_string())?.pem()
+            params
+                .signed_by(&key, &issuer)
+                .map_err(|e| e.to_string())?
+                .pem()
         }
     };
     if is_ca {
@@ -311,4 +327,3 @@ fn gen_cert(
     m.insert("Key".to_string(), Value::str(key_out));
     Ok(Value::map(m))
 }
-

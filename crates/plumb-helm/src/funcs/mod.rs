@@ -107,7 +107,9 @@ fn abbrevboth(left: i64, width: i64, s: &str) -> String {
         offset = n - (width - 3);
     }
     let bytes = s.as_bytes();
-    let cut = |a: i64, b: i64| String::from_utf8_lossy(&bytes[a.max(0) as usize..b.min(n).max(0) as usize]).into_owned();
+    let cut = |a: i64, b: i64| {
+        String::from_utf8_lossy(&bytes[a.max(0) as usize..b.min(n).max(0) as usize]).into_owned()
+    };
     if offset <= 4 {
         return format!("{}...", cut(0, width - 3));
     }
@@ -183,10 +185,7 @@ pub fn as_list(v: &Value, func: &str) -> Result<Vec<Value>, String> {
     match v {
         Value::List(l) => Ok(l.as_ref().clone()),
         Value::Nil => Ok(Vec::new()),
-        other => Err(format!(
-            "Cannot {func} on type {}",
-            other.type_name()
-        )),
+        other => Err(format!("Cannot {func} on type {}", other.type_name())),
     }
 }
 

@@ -143,7 +143,10 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
         s(format!("\n{}", indent(n, &x)))
     });
     str_fn(m, "nospace", |a| {
-        s(sarg(a, 0)?.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+        s(sarg(a, 0)?
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>())
     });
     str_fn(m, "initials", |a| {
         s(sarg(a, 0)?
@@ -165,7 +168,9 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
             .filter(|p| !p.is_empty())
             .map(|p| {
                 let mut c = p.chars();
-                c.next().map_or(String::new(), |f| f.to_uppercase().collect::<String>() + c.as_str())
+                c.next().map_or(String::new(), |f| {
+                    f.to_uppercase().collect::<String>() + c.as_str()
+                })
             })
             .collect::<String>())
     });
@@ -203,12 +208,19 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
         s(strval(&a[0]))
     });
     str_fn(m, "toStrings", |a| {
-        Ok(Value::list(strslice(&arg(a, 0)).into_iter().map(Value::from).collect()))
+        Ok(Value::list(
+            strslice(&arg(a, 0)).into_iter().map(Value::from).collect(),
+        ))
     });
     str_fn(m, "splitList", |a| {
         let sep = sarg(a, 0)?;
         let x = sarg(a, 1)?;
-        Ok(Value::list(go_split(&x, &sep, -1).into_iter().map(Value::from).collect()))
+        Ok(Value::list(
+            go_split(&x, &sep, -1)
+                .into_iter()
+                .map(Value::from)
+                .collect(),
+        ))
     });
     str_fn(m, "split", |a| {
         let sep = sarg(a, 0)?;
@@ -239,19 +251,25 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
     str_fn(m, "b64enc", |a| {
         s(base64::engine::general_purpose::STANDARD.encode(sarg(a, 0)?.as_bytes()))
     });
-    str_fn(m, "b64dec", |a| {
-        match base64::engine::general_purpose::STANDARD.decode(sarg(a, 0)?.as_bytes()) {
+    str_fn(
+        m,
+        "b64dec",
+        |a| match base64::engine::general_purpose::STANDARD.decode(sarg(a, 0)?.as_bytes()) {
             Ok(b) => s(String::from_utf8_lossy(&b).into_owned()),
             Err(e) => s(e.to_string()),
-        }
-    });
+        },
+    );
     str_fn(m, "b32enc", |a| s(b32enc(sarg(a, 0)?.as_bytes())));
     str_fn(m, "b32dec", |a| match b32dec(&sarg(a, 0)?) {
         Some(b) => s(String::from_utf8_lossy(&b).into_owned()),
         None => s("illegal base32 data"),
     });
-    str_fn(m, "sha256sum", |a| s(hex::encode(sha2::Sha256::digest(sarg(a, 0)?.as_bytes()))));
-    str_fn(m, "sha512sum", |a| s(hex::encode(sha2::Sha512::digest(sarg(a, 0)?.as_bytes()))));
+    str_fn(m, "sha256sum", |a| {
+        s(hex::encode(sha2::Sha256::digest(sarg(a, 0)?.as_bytes())))
+    });
+    str_fn(m, "sha512sum", |a| {
+        s(hex::encode(sha2::Sha512::digest(sarg(a, 0)?.as_bytes())))
+    });
     str_fn(m, "sha1sum", |a| {
         use sha1::Digest as _;
         s(hex::encode(sha1::Sha1::digest(sarg(a, 0)?.as_bytes())))
@@ -275,8 +293,12 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
     str_fn(m, "mustRegexFindAll", |a| regex_find_all(a, true));
     str_fn(m, "regexReplaceAll", |a| regex_replace(a, false, false));
     str_fn(m, "mustRegexReplaceAll", |a| regex_replace(a, false, true));
-    str_fn(m, "regexReplaceAllLiteral", |a| regex_replace(a, true, false));
-    str_fn(m, "mustRegexReplaceAllLiteral", |a| regex_replace(a, true, true));
+    str_fn(m, "regexReplaceAllLiteral", |a| {
+        regex_replace(a, true, false)
+    });
+    str_fn(m, "mustRegexReplaceAllLiteral", |a| {
+        regex_replace(a, true, true)
+    });
     str_fn(m, "regexSplit", |a| regex_split(a, false));
     str_fn(m, "mustRegexSplit", |a| regex_split(a, true));
     str_fn(m, "regexQuoteMeta", |a| s(regex::escape(&sarg(a, 0)?)));
@@ -288,7 +310,11 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
             return Ok(a[0].clone());
         }
         let given = &a[1];
-        Ok(if is_empty(given) { a[0].clone() } else { given.clone() })
+        Ok(if is_empty(given) {
+            a[0].clone()
+        } else {
+            given.clone()
+        })
     });
     m.insert("empty", |a| {
         want(a, 1, "empty")?;
@@ -384,7 +410,9 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
         let x = sarg(a, 0)?;
         Ok(match encode::json_to_value(&x) {
             Ok(Value::Map(mm)) => Value::Map(mm),
-            Ok(_) => error_map("json: cannot unmarshal into Go value of type map[string]interface {}"),
+            Ok(_) => {
+                error_map("json: cannot unmarshal into Go value of type map[string]interface {}")
+            }
             Err(e) => error_map(&e),
         })
     });
@@ -423,10 +451,30 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
         l.insert(0, a[1].clone());
         Ok(Value::list(l))
     });
-    m.insert("first", |a| Ok(as_list(&arg(a, 0), "first")?.first().cloned().unwrap_or_default()));
-    m.insert("mustFirst", |a| Ok(as_list(&arg(a, 0), "first")?.first().cloned().unwrap_or_default()));
-    m.insert("last", |a| Ok(as_list(&arg(a, 0), "last")?.last().cloned().unwrap_or_default()));
-    m.insert("mustLast", |a| Ok(as_list(&arg(a, 0), "last")?.last().cloned().unwrap_or_default()));
+    m.insert("first", |a| {
+        Ok(as_list(&arg(a, 0), "first")?
+            .first()
+            .cloned()
+            .unwrap_or_default())
+    });
+    m.insert("mustFirst", |a| {
+        Ok(as_list(&arg(a, 0), "first")?
+            .first()
+            .cloned()
+            .unwrap_or_default())
+    });
+    m.insert("last", |a| {
+        Ok(as_list(&arg(a, 0), "last")?
+            .last()
+            .cloned()
+            .unwrap_or_default())
+    });
+    m.insert("mustLast", |a| {
+        Ok(as_list(&arg(a, 0), "last")?
+            .last()
+            .cloned()
+            .unwrap_or_default())
+    });
     m.insert("rest", |a| {
         let l = as_list(&arg(a, 0), "rest")?;
         if l.is_empty() {
@@ -473,11 +521,15 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
     });
     m.insert("compact", |a| {
         let l = as_list(&arg(a, 0), "compact")?;
-        Ok(Value::list(l.into_iter().filter(|x| !is_empty(x)).collect()))
+        Ok(Value::list(
+            l.into_iter().filter(|x| !is_empty(x)).collect(),
+        ))
     });
     m.insert("mustCompact", |a| {
         let l = as_list(&arg(a, 0), "compact")?;
-        Ok(Value::list(l.into_iter().filter(|x| !is_empty(x)).collect()))
+        Ok(Value::list(
+            l.into_iter().filter(|x| !is_empty(x)).collect(),
+        ))
     });
     m.insert("concat", |a| {
         let mut out = Vec::new();
@@ -491,13 +543,17 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
     m.insert("chunk", |a| {
         let n = iarg(a, 0)?.max(1) as usize;
         let l = as_list(&arg(a, 1), "chunk")?;
-        Ok(Value::list(l.chunks(n).map(|c| Value::list(c.to_vec())).collect()))
+        Ok(Value::list(
+            l.chunks(n).map(|c| Value::list(c.to_vec())).collect(),
+        ))
     });
     m.insert("until", |a| {
         let n = iarg(a, 0)?;
         until_step(0, n, if n < 0 { -1 } else { 1 })
     });
-    m.insert("untilStep", |a| until_step(iarg(a, 0)?, iarg(a, 1)?, iarg(a, 2)?));
+    m.insert("untilStep", |a| {
+        until_step(iarg(a, 0)?, iarg(a, 1)?, iarg(a, 2)?)
+    });
     m.insert("seq", seq);
 
     // ---- dicts ----
@@ -515,15 +571,24 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
     m.insert("get", |a| {
         want(a, 2, "get")?;
         let Value::Map(d) = &a[0] else {
-            return Err(format!("wrong type for value; expected map[string]interface {{}}; got {}", a[0].type_name()));
+            return Err(format!(
+                "wrong type for value; expected map[string]interface {{}}; got {}",
+                a[0].type_name()
+            ));
         };
         let k = sarg(a, 1)?;
-        Ok(d.borrow().get(&k).cloned().unwrap_or_else(|| Value::str("")))
+        Ok(d.borrow()
+            .get(&k)
+            .cloned()
+            .unwrap_or_else(|| Value::str("")))
     });
     m.insert("set", |a| {
         want(a, 3, "set")?;
         let Value::Map(d) = &a[0] else {
-            return Err(format!("wrong type for value; expected map[string]interface {{}}; got {}", a[0].type_name()));
+            return Err(format!(
+                "wrong type for value; expected map[string]interface {{}}; got {}",
+                a[0].type_name()
+            ));
         };
         let k = sarg(a, 1)?;
         d.borrow_mut().insert(k, a[2].clone());
@@ -532,7 +597,10 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
     m.insert("unset", |a| {
         want(a, 2, "unset")?;
         let Value::Map(d) = &a[0] else {
-            return Err(format!("wrong type for value; expected map[string]interface {{}}; got {}", a[0].type_name()));
+            return Err(format!(
+                "wrong type for value; expected map[string]interface {{}}; got {}",
+                a[0].type_name()
+            ));
         };
         let k = sarg(a, 1)?;
         d.borrow_mut().remove(&k);
@@ -545,7 +613,10 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
                 // An untyped nil becomes a nil map in Go: no keys.
                 return Ok(Value::Bool(false));
             }
-            return Err(format!("wrong type for value; expected map[string]interface {{}}; got {}", a[0].type_name()));
+            return Err(format!(
+                "wrong type for value; expected map[string]interface {{}}; got {}",
+                a[0].type_name()
+            ));
         };
         let k = sarg(a, 1)?;
         Ok(Value::Bool(d.borrow().contains_key(&k)))
@@ -570,10 +641,10 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
         let k = sarg(a, 0)?;
         let mut out = Vec::new();
         for d in &a[1..] {
-            if let Value::Map(d) = d {
-                if let Some(v) = d.borrow().get(&k) {
-                    out.push(v.clone());
-                }
+            if let Value::Map(d) = d
+                && let Some(v) = d.borrow().get(&k)
+            {
+                out.push(v.clone());
             }
         }
         Ok(Value::list(out))
@@ -643,13 +714,23 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
     });
 
     // ---- math ----
-    m.insert("add", |a| Ok(Value::I64(a.iter().map(to_i64).fold(0i64, i64::wrapping_add))));
-    m.insert("add1", |a| Ok(Value::I64(to_i64(&arg(a, 0)).wrapping_add(1))));
+    m.insert("add", |a| {
+        Ok(Value::I64(
+            a.iter().map(to_i64).fold(0i64, i64::wrapping_add),
+        ))
+    });
+    m.insert("add1", |a| {
+        Ok(Value::I64(to_i64(&arg(a, 0)).wrapping_add(1)))
+    });
     m.insert("sub", |a| {
         want(a, 2, "sub")?;
         Ok(Value::I64(to_i64(&a[0]).wrapping_sub(to_i64(&a[1]))))
     });
-    m.insert("mul", |a| Ok(Value::I64(a.iter().map(to_i64).fold(1i64, i64::wrapping_mul))));
+    m.insert("mul", |a| {
+        Ok(Value::I64(
+            a.iter().map(to_i64).fold(1i64, i64::wrapping_mul),
+        ))
+    });
     m.insert("div", |a| {
         want(a, 2, "div")?;
         let d = to_i64(&a[1]);
@@ -678,15 +759,23 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
     m.insert("add1f", |a| Ok(Value::Float(to_f64(&arg(a, 0)) + 1.0)));
     m.insert("subf", |a| {
         want_min(a, 1, "subf")?;
-        Ok(Value::Float(a[1..].iter().map(to_f64).fold(to_f64(&a[0]), |x, y| x - y)))
+        Ok(Value::Float(
+            a[1..].iter().map(to_f64).fold(to_f64(&a[0]), |x, y| x - y),
+        ))
     });
     m.insert("mulf", |a| Ok(Value::Float(a.iter().map(to_f64).product())));
     m.insert("divf", |a| {
         want_min(a, 1, "divf")?;
-        Ok(Value::Float(a[1..].iter().map(to_f64).fold(to_f64(&a[0]), |x, y| x / y)))
+        Ok(Value::Float(
+            a[1..].iter().map(to_f64).fold(to_f64(&a[0]), |x, y| x / y),
+        ))
     });
-    m.insert("maxf", |a| Ok(Value::Float(a.iter().map(to_f64).fold(f64::MIN, f64::max))));
-    m.insert("minf", |a| Ok(Value::Float(a.iter().map(to_f64).fold(f64::MAX, f64::min))));
+    m.insert("maxf", |a| {
+        Ok(Value::Float(a.iter().map(to_f64).fold(f64::MIN, f64::max)))
+    });
+    m.insert("minf", |a| {
+        Ok(Value::Float(a.iter().map(to_f64).fold(f64::MAX, f64::min)))
+    });
     m.insert("floor", |a| Ok(Value::Float(to_f64(&arg(a, 0)).floor())));
     m.insert("ceil", |a| Ok(Value::Float(to_f64(&arg(a, 0)).ceil())));
     m.insert("round", |a| {
@@ -696,17 +785,27 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
         let pow = 10f64.powi(p as i32);
         let digit = pow * x;
         let (int, frac) = (digit.trunc(), digit.fract());
-        let rounded = if frac.abs() >= r { int + frac.signum() } else { int };
+        let rounded = if frac.abs() >= r {
+            int + frac.signum()
+        } else {
+            int
+        };
         Ok(Value::Float(rounded / pow))
     });
     m.insert("int", |a| Ok(Value::Int(to_i64(&arg(a, 0)))));
     m.insert("int64", |a| Ok(Value::I64(to_i64(&arg(a, 0)))));
     m.insert("float64", |a| Ok(Value::Float(to_f64(&arg(a, 0)))));
-    m.insert("atoi", |a| Ok(Value::Int(sarg(a, 0)?.trim().parse().unwrap_or(0))));
-    m.insert("toDecimal", |a| {
-        Ok(Value::I64(i64::from_str_radix(&strval(&arg(a, 0)), 8).unwrap_or(0)))
+    m.insert("atoi", |a| {
+        Ok(Value::Int(sarg(a, 0)?.trim().parse().unwrap_or(0)))
     });
-    m.insert("biggest", |a| Ok(Value::I64(a.iter().map(to_i64).max().unwrap_or(0))));
+    m.insert("toDecimal", |a| {
+        Ok(Value::I64(
+            i64::from_str_radix(&strval(&arg(a, 0)), 8).unwrap_or(0),
+        ))
+    });
+    m.insert("biggest", |a| {
+        Ok(Value::I64(a.iter().map(to_i64).max().unwrap_or(0)))
+    });
 
     // ---- types ----
     m.insert("typeOf", |a| s(arg(a, 0).type_name()));
@@ -731,7 +830,9 @@ pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
     m.insert("ext", |a| {
         let b = sarg(a, 0)?;
         let base = b.rsplit('/').next().unwrap_or("");
-        s(base.rfind('.').map_or(String::new(), |i| base[i..].to_string()))
+        s(base
+            .rfind('.')
+            .map_or(String::new(), |i| base[i..].to_string()))
     });
     m.insert("clean", |a| s(path_clean(&sarg(a, 0)?)));
     m.insert("isAbs", |a| Ok(Value::Bool(sarg(a, 0)?.starts_with('/'))));
@@ -842,10 +943,12 @@ fn case_words(s: &str, sep: char) -> String {
             continue;
         }
         if c.is_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
             let prev_upper = i > 0 && chars[i - 1].is_uppercase();
-            if !out.is_empty() && !out.ends_with(sep) && (prev_lower || (prev_upper && next_lower)) {
+            if !out.is_empty() && !out.ends_with(sep) && (prev_lower || (prev_upper && next_lower))
+            {
                 out.push(sep);
             }
             out.extend(c.to_lowercase());
@@ -997,7 +1100,11 @@ fn regex_find_all(a: &[Value], must: bool) -> Result<Value, String> {
     match compile(&re) {
         Ok(r) => {
             let it = r.find_iter(&x).map(|m| Value::str(m.as_str()));
-            Ok(Value::list(if n < 0 { it.collect() } else { it.take(n as usize).collect() }))
+            Ok(Value::list(if n < 0 {
+                it.collect()
+            } else {
+                it.take(n as usize).collect()
+            }))
         }
         Err(e) if must => Err(e),
         Err(_) => Ok(Value::list(Vec::new())),
@@ -1225,7 +1332,10 @@ pub fn path_clean(p: &str) -> String {
 }
 
 fn toml_key(k: &str) -> String {
-    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         k.to_string()
     } else {
         crate::fmt::go_quote(k)
@@ -1308,7 +1418,9 @@ fn url_parse(u: &str) -> Result<Value, String> {
         let cand = &rest[..i];
         if !cand.is_empty()
             && cand.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && cand.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && cand
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         {
             scheme = cand;
             rest = &rest[i + 1..];

@@ -128,19 +128,29 @@ impl<'a> Exec<'a> {
 
     /// Looks up a template by name.
     pub fn lookup(&self, name: &str) -> Option<Rc<Tree>> {
-        self.sets.iter().rev().find_map(|s| s.trees.get(name).cloned())
+        self.sets
+            .iter()
+            .rev()
+            .find_map(|s| s.trees.get(name).cloned())
     }
 
     /// Executes a named template with `data` into `out`.
     pub fn execute(&mut self, name: &str, data: Value, out: &mut String) -> Result<(), String> {
         let Some(tree) = self.lookup(name) else {
-            return Err(format!("template: no template {name:?} associated with template"));
+            return Err(format!(
+                "template: no template {name:?} associated with template"
+            ));
         };
         self.run_tree(tree, data, out)
     }
 
     /// Runs a tree with fresh variables.
-    pub fn run_tree(&mut self, tree: Rc<Tree>, data: Value, out: &mut String) -> Result<(), String> {
+    pub fn run_tree(
+        &mut self,
+        tree: Rc<Tree>,
+        data: Value,
+        out: &mut String,
+    ) -> Result<(), String> {
         if self.depth >= MAX_DEPTH {
             return Err(format!(
                 "template: {}: exceeded maximum template depth ({MAX_DEPTH})",
@@ -149,10 +159,17 @@ impl<'a> Exec<'a> {
         }
         self.depth += 1;
         // Deep include/template chains: grow the stack instead of overflowing.
-        stacker::maybe_grow(256 * 1024, 4 * 1024 * 1024, || self.run_tree_inner(tree, data, out))
+        stacker::maybe_grow(256 * 1024, 4 * 1024 * 1024, || {
+            self.run_tree_inner(tree, data, out)
+        })
     }
 
-    fn run_tree_inner(&mut self, tree: Rc<Tree>, data: Value, out: &mut String) -> Result<(), String> {
+    fn run_tree_inner(
+        &mut self,
+        tree: Rc<Tree>,
+        data: Value,
+        out: &mut String,
+    ) -> Result<(), String> {
         let saved_vars = std::mem::replace(&mut self.vars, vec![("".into(), data.clone())]);
         let saved_tree = self.tree.replace(tree.clone());
         let r = self.walk_list(&tree.list, &data, out);

@@ -202,7 +202,9 @@ fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
             if rest.starts_with("}}") {
                 trim_next = false;
                 m += 2;
-            } else if rest.len() >= 4 && is_space(rest.as_bytes()[0]) && rest[1..].starts_with("-}}")
+            } else if rest.len() >= 4
+                && is_space(rest.as_bytes()[0])
+                && rest[1..].starts_with("-}}")
             {
                 trim_next = true;
                 m += 4;
@@ -225,7 +227,10 @@ fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
 
 /// Lexes one action starting after `{{`; returns tokens, the offset after
 /// `}}`, and whether the right trim marker was present.
-fn lex_action(src: &str, mut i: usize) -> Result<(Vec<(usize, Tok)>, usize, bool), ParseError> {
+/// Tokens of one action with their byte offsets.
+type ActionToks = Vec<(usize, Tok)>;
+
+fn lex_action(src: &str, mut i: usize) -> Result<(ActionToks, usize, bool), ParseError> {
     let b = src.as_bytes();
     let mut toks = Vec::new();
     let mut paren = 0i32;
@@ -313,7 +318,8 @@ fn lex_action(src: &str, mut i: usize) -> Result<(Vec<(usize, Tok)>, usize, bool
             }
             b'$' => {
                 i += 1;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80) {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80)
+                {
                     i += 1;
                 }
                 toks.push((s, Tok::Var(src[s + 1..i].into())));
@@ -347,7 +353,8 @@ fn lex_action(src: &str, mut i: usize) -> Result<(Vec<(usize, Tok)>, usize, bool
                 i = n;
             }
             _ if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80) {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80)
+                {
                     i += 1;
                 }
                 toks.push((s, Tok::Ident(src[s..i].into())));
@@ -367,10 +374,9 @@ fn lex_number(src: &str, mut i: usize) -> usize {
     }
     while i < b.len() {
         let c = b[i];
-        if c.is_ascii_alphanumeric() || c == b'.' || c == b'_' {
-            i += 1;
-        } else if (c == b'+' || c == b'-') && i > 0 && matches!(b[i - 1], b'e' | b'E' | b'p' | b'P')
-        {
+        let exp_sign =
+            (c == b'+' || c == b'-') && i > 0 && matches!(b[i - 1], b'e' | b'E' | b'p' | b'P');
+        if c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || exp_sign {
             i += 1;
         } else {
             break;
@@ -634,11 +640,16 @@ impl Parser<'_> {
                                 }
                                 let non_empty = !is_empty_list(&body);
                                 if non_empty
-                                    && self.defines.iter().any(|(n, b)| *n == name && !is_empty_list(b))
+                                    && self
+                                        .defines
+                                        .iter()
+                                        .any(|(n, b)| *n == name && !is_empty_list(b))
                                 {
                                     return self.err(
                                         pos,
-                                        format!("template: multiple definition of template {name:?}"),
+                                        format!(
+                                            "template: multiple definition of template {name:?}"
+                                        ),
                                     );
                                 }
                                 self.defines.push((name, body));
@@ -679,10 +690,12 @@ impl Parser<'_> {
                                 tk.next();
                                 tk.skip_space();
                                 if tk.peek().is_some() {
-                                    return self.err(pos, format!("unexpected token in {{{{{kw}}}}}"));
+                                    return self
+                                        .err(pos, format!("unexpected token in {{{{{kw}}}}}"));
                                 }
                                 if self.range_depth == 0 {
-                                    return self.err(pos, format!("{{{{{kw}}}}} outside {{{{range}}}}"));
+                                    return self
+                                        .err(pos, format!("{{{{{kw}}}}} outside {{{{range}}}}"));
                                 }
                                 out.push(if &*kw == "break" {
                                     Node::Break(pos)
@@ -702,7 +715,12 @@ impl Parser<'_> {
         Ok((out, None))
     }
 
-    fn template_name(&self, tk: &mut Toks<'_>, pos: usize, ctx: &str) -> Result<Rc<str>, ParseError> {
+    fn template_name(
+        &self,
+        tk: &mut Toks<'_>,
+        pos: usize,
+        ctx: &str,
+    ) -> Result<Rc<str>, ParseError> {
         tk.skip_space();
         match tk.next() {
             Some(Tok::Str(s)) => Ok(s),
@@ -723,14 +741,26 @@ impl Parser<'_> {
         self.nesting.set(self.nesting.get().saturating_sub(1));
     }
 
-    fn branch(&mut self, kind: BranchKind, tk: &mut Toks<'_>, pos: usize) -> Result<Node, ParseError> {
+    fn branch(
+        &mut self,
+        kind: BranchKind,
+        tk: &mut Toks<'_>,
+        pos: usize,
+    ) -> Result<Node, ParseError> {
         self.enter(pos)?;
-        let r = stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || self.branch_inner(kind, tk, pos));
+        let r = stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || {
+            self.branch_inner(kind, tk, pos)
+        });
         self.leave();
         r
     }
 
-    fn branch_inner(&mut self, kind: BranchKind, tk: &mut Toks<'_>, pos: usize) -> Result<Node, ParseError> {
+    fn branch_inner(
+        &mut self,
+        kind: BranchKind,
+        tk: &mut Toks<'_>,
+        pos: usize,
+    ) -> Result<Node, ParseError> {
         tk.skip_space();
         let pipe = self.pipeline(tk, true)?;
         if pipe.cmds.is_empty() {
@@ -981,7 +1011,8 @@ impl Parser<'_> {
 
 /// Go's `IsEmptyTree`: only whitespace text.
 pub fn is_empty_list(l: &List) -> bool {
-    l.iter().all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()))
+    l.iter()
+        .all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()))
 }
 
 /// Converts a byte offset into Go's `line:col` (1-based line, 0-based byte column... Go
@@ -998,4 +1029,3 @@ pub fn line_col(src: &str, pos: usize) -> (usize, usize) {
 pub fn is_partial(path: &str) -> bool {
     path.rsplit('/').next().is_some_and(|b| b.starts_with('_'))
 }
-

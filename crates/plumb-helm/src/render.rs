@@ -402,8 +402,19 @@ pub fn render(
     })
 }
 
-/// Helm turns `fail`/`required` errors into "execution error at (...)".
+/// Helm turns `fail`/`required` errors into "execution error at (LOCATION): MSG",
+/// with the outermost location and the innermost message.
 fn clean_error(msg: &str) -> String {
+    for marker in ["error calling fail: ", "error calling required: "] {
+        if let Some(i) = msg.rfind(marker) {
+            let inner = &msg[i + marker.len()..];
+            if let Some(rest) = msg.strip_prefix("template: ") {
+                if let Some(j) = rest.find(": executing ") {
+                    return format!("execution error at ({}): {inner}", &rest[..j]);
+                }
+            }
+        }
+    }
     msg.to_string()
 }
 

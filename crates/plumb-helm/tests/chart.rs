@@ -199,3 +199,26 @@ fn missing_dependency_is_an_error() {
         .to_string();
     assert!(e.contains("missing in charts/ directory: gone"), "{e}");
 }
+
+#[test]
+fn fail_and_required_read_like_helm() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("bad");
+    std::fs::create_dir_all(c.join("templates")).unwrap();
+    std::fs::write(
+        c.join("Chart.yaml"),
+        "apiVersion: v2\nname: bad\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        c.join("templates/a.yaml"),
+        "{{ define \"h\" }}{{ required \"need x\" .Values.x }}{{ end }}x: {{ include \"h\" . }}\n",
+    )
+    .unwrap();
+    let chart = plumb_helm::load_path(&c).unwrap();
+    let err = plumb_helm::render(&chart, &Value::empty_map(), &opts()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "execution error at (bad/templates/a.yaml:1:64): need x"
+    );
+}

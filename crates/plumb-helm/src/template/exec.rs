@@ -184,10 +184,6 @@ impl<'a> Exec<'a> {
     }
 
     fn errf(&self, pos: usize, what: &str, msg: &str) -> String {
-        // Errors from nested executions are already formatted.
-        if msg.starts_with("template: ") {
-            return msg.to_string();
-        }
         match &self.tree {
             Some(t) => {
                 let (l, c) = parse::line_col(&t.src, pos);
@@ -426,11 +422,7 @@ impl<'a> Exec<'a> {
                 }
                 let host = self.host;
                 host.call(self, name, args).map_err(|e| {
-                    if e.starts_with("template: ") {
-                        Flow::Err(e)
-                    } else {
-                        Flow::Err(self.errf(pos, name, &format!("error calling {name}: {e}")))
-                    }
+                    Flow::Err(self.errf(pos, name, &format!("error calling {name}: {e}")))
                 })
             }
             Arg::Pipe(p) => {

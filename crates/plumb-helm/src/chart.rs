@@ -331,6 +331,8 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, depth: usize) -> Result<Chart, 
                 })?);
             }
             "requirements.yaml" => reqs = Some(text()),
+            // Lock files are chart metadata, not `.Files`.
+            "Chart.lock" | "requirements.lock" => {}
             "values.yaml" => {
                 values = yaml_to_value(&text()).map_err(|e| HelmError::Load {
                     chart: "values.yaml".into(),

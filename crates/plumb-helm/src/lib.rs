@@ -81,3 +81,25 @@ pub fn merge_user_values(files: &[Value], sets: &[String]) -> Result<Value, Helm
     }
     Ok(out)
 }
+
+/// Loads a chart archive and renders it in one call, with thread-safe inputs
+/// and outputs (the controller can run it inside `spawn_blocking`). `values`
+/// are the user values as JSON (numbers become `float64`, as in Helm).
+pub fn render_archive(
+    archive: &[u8],
+    values: &serde_json::Value,
+    opts: &RenderOptions<'_>,
+) -> Result<Rendered, HelmError> {
+    let chart = load_archive(archive)?;
+    let user = match Value::from_json(values) {
+        Value::Nil => Value::empty_map(),
+        v @ Value::Map(_) => v,
+        _ => {
+            return Err(HelmError::Values {
+                chart: chart.name.clone(),
+                msg: "values must be a map".into(),
+            });
+        }
+    };
+    render(&chart, &user, opts)
+}

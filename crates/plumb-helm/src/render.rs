@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::chart::Chart;
-use crate::encode::yaml_to_value;
 use crate::engine::{
     Capabilities, Files, HelmHost, Lookup, ReleaseInfo, capabilities_value, chart_value,
     release_value,
@@ -156,7 +155,7 @@ fn collect<'c>(
         format!("{prefix}/charts/{}", c.name)
     };
     let lib = library || c.is_library();
-    for (p, _) in &c.templates {
+    for (p, _) in c.templates.iter() {
         out.push(Tpl {
             path: format!("{full}/{p}"),
             chart: c,
@@ -206,7 +205,7 @@ fn build_contexts(
     ctx.insert("Chart".to_string(), cv);
     ctx.insert(
         "Files".to_string(),
-        Value::Object(Rc::new(Files(Rc::new(c.files.clone())))),
+        Value::Object(Rc::new(Files(c.files.clone()))),
     );
     ctx.insert("Release".to_string(), release.clone());
     ctx.insert("Capabilities".to_string(), caps.clone());
@@ -432,46 +431,52 @@ pub fn split_manifests(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn head(
-    doc: &str,
-    path: &str,
-) -> Result<(String, String, String, BTreeMap<String, String>), HelmError> {
-    let v = yaml_to_value(doc).map_err(|e| HelmError::Yaml {
-        path: path.to_string(),
-        msg: e,
-    })?;
-    let get = |m: &Value, k: &str| -> Value {
-        match m {
-            Value::Map(mm) => mm.borrow().get(k).cloned().unwrap_or_default(),
-            _ => Value::Nil,
-        }
-    };
-    let sv = |v: Value| -> String {
-        match v {
-            Value::Str(s) => s.to_string(),
-            _ => String::new(),
-        }
-    };
-    if !matches!(v, Value::Map(_) | Value::Nil) {
-        return Err(HelmError::Yaml {
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct SimpleHead {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    metadata: Option<HeadMeta>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct HeadMeta {
+    name: Option<String>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+/// What Helm's `SimpleHead` reads: apiVersion, kind, name, annotations.
+type Head = (String, String, String, BTreeMap<String, String>);
+
+fn head(doc: &str, path: &str) -> Result<Head, HelmError> {
+    let only_comments = doc.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    });
+    if only_comments {
+        return Ok(Default::default());
+    }
+    let mut o = serde_saphyr::Options::default();
+    o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
+    let h: Option<SimpleHead> =
+        serde_saphyr::from_str_with_options(doc, o).map_err(|e| HelmError::Yaml {
             path: path.to_string(),
-            msg: "error unmarshaling JSON: cannot unmarshal into Go value of type releaseutil.SimpleHead".into(),
-        });
-    }
-    let md = get(&v, "metadata");
-    let mut ann = BTreeMap::new();
-    if let Value::Map(a) = get(&md, "annotations") {
-        for (k, x) in a.borrow().iter() {
-            if let Value::Str(s) = x {
-                ann.insert(k.clone(), s.to_string());
-            }
-        }
-    }
+            msg: e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .to_string(),
+        })?;
+    let h = h.unwrap_or_default();
+    let md = h.metadata.unwrap_or_default();
     Ok((
-        sv(get(&v, "apiVersion")),
-        sv(get(&v, "kind")),
-        sv(get(&md, "name")),
-        ann,
+        h.api_version.unwrap_or_default(),
+        h.kind.unwrap_or_default(),
+        md.name.unwrap_or_default(),
+        md.annotations.unwrap_or_default(),
     ))
 }
 

@@ -1069,8 +1069,26 @@ fn b32dec(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+thread_local! {
+    /// Compiled regular expressions: charts call the regex functions with a
+    /// handful of patterns many times.
+    static REGEXES: std::cell::RefCell<HashMap<String, regex::Regex>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
 fn compile(re: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(re).map_err(|e| format!("error parsing regexp: {e}"))
+    if let Some(r) = REGEXES.with(|c| c.borrow().get(re).cloned()) {
+        return Ok(r);
+    }
+    let r = regex::Regex::new(re).map_err(|e| format!("error parsing regexp: {e}"))?;
+    REGEXES.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() > 1024 {
+            c.clear();
+        }
+        c.insert(re.to_string(), r.clone());
+    });
+    Ok(r)
 }
 
 fn regex_match(a: &[Value], must: bool) -> Result<Value, String> {

@@ -59,11 +59,13 @@ fn template(a: TemplateArgs) -> Result<()> {
         );
     }
     let user = plumb_helm::merge_user_values(&files, &a.set)?;
-    let mut caps = plumb_helm::Capabilities::default();
-    caps.kube_version = if a.kube_version.starts_with('v') {
-        a.kube_version.clone()
-    } else {
-        format!("v{}", a.kube_version)
+    let mut caps = plumb_helm::Capabilities {
+        kube_version: if a.kube_version.starts_with('v') {
+            a.kube_version.clone()
+        } else {
+            format!("v{}", a.kube_version)
+        },
+        ..Default::default()
     };
     caps.api_versions.extend(a.api_versions.iter().cloned());
     let opts = plumb_helm::RenderOptions {

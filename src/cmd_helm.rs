@@ -82,5 +82,9 @@ fn template(a: TemplateArgs) -> Result<()> {
     let text = out.to_helm_template_output(a.include_crds);
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
+    // The process ends right after this: skip freeing the chart and output trees.
+    std::mem::forget(chart);
+    std::mem::forget(user);
+    std::mem::forget(out);
     Ok(())
 }

@@ -8,6 +8,7 @@ mod cmd_build;
 mod cmd_crds;
 mod cmd_run;
 mod cmd_eks;
+mod cmd_helm;
 
 use std::process::ExitCode;
 

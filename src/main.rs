@@ -6,9 +6,9 @@
 mod cli;
 mod cmd_build;
 mod cmd_crds;
-mod cmd_run;
 mod cmd_eks;
 mod cmd_helm;
+mod cmd_run;
 
 use std::process::ExitCode;
 

@@ -1,5 +1,6 @@
 //! `plumb eks token` against moto: credentials come from aws-config's default chain through a
 //! web-identity token file (IRSA), and the printed token replays as GetCallerIdentity.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,5 +1,6 @@
 //! GitRepository + Kustomization end to end: a real git smart-HTTP server, the real API
 //! server (with the controller-manager), plumb's controllers in-process.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //!
 //! botocore is run at test time (`pip install botocore`). Without python3/botocore the test
 //! fails when `CI=true` and is skipped with a message otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::process::Command;
 use std::time::{Duration, SystemTime};

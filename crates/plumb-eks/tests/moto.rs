@@ -1,5 +1,6 @@
 //! DescribeCluster, ListClusters and GetCallerIdentity (replaying a token's presigned URL)
 //! against a local moto server; token refresh with a controllable clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

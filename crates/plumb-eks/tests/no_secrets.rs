@@ -1,5 +1,6 @@
 //! No credential, signature or token ever appears in the `Debug` or `Display` of this crate's
 //! types and errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

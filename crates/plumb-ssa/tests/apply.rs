@@ -1,4 +1,5 @@
 //! The apply engine against the real API server.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -42,7 +42,32 @@ pub async fn run(
     watch: watcher::Config,
     concurrency: u16,
 ) {
-    Controller::new(api, watch)
+    let controller = Controller::new(api, watch);
+    let store = controller.store();
+    let sources: Api<GitRepository> = Api::all(ctx.client.clone());
+    // A new artifact re-queues every Kustomization that uses the GitRepository, so a
+    // push reaches the cluster without waiting for the Kustomization's interval.
+    controller
+        .watches(
+            sources,
+            watcher::Config::default(),
+            move |repo: GitRepository| {
+                let (name, ns) = (repo.name_any(), repo.namespace().unwrap_or_default());
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|ks| {
+                        let src = &ks.spec.source_ref;
+                        let src_ns = src
+                            .namespace
+                            .clone()
+                            .unwrap_or_else(|| ks.namespace().unwrap_or_default());
+                        src.kind == SourceKind::GitRepository && src.name == name && src_ns == ns
+                    })
+                    .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
+                    .collect::<Vec<_>>()
+            },
+        )
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -242,7 +267,7 @@ async fn apply(obj: Arc<Kustomization>, ctx: &Context, api: &Api<Kustomization>)
             if previous.is_none_or(|c| c.message != f.message) {
                 ctx.event(&obj_ref, true, f.reason, &f.message).await;
             }
-            let wait = if f.reason == reason::DEPENDENCY_NOT_READY {
+            let wait = if f.reason == reason::DEPENDENCY_NOT_READY || f.class == Class::Waiting {
                 ctx.config.requeue_dependency
             } else {
                 f.requeue_after(retry, interval)

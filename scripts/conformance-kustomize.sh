@@ -9,9 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_SEMANTIC=${MIN_SEMANTIC:-0}
-MIN_ORDERED=${MIN_ORDERED:-0}
-MIN_ERRORS=${MIN_ERRORS:-0}
+MIN_SEMANTIC=${MIN_SEMANTIC:-239}
+MIN_ORDERED=${MIN_ORDERED:-239}
+MIN_ERRORS=${MIN_ERRORS:-34}
 CORPUS=${KUSTOMIZE_CORPUS:-../shared/conformance/kustomize}
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -23,6 +23,11 @@ enum Command {
     Build(crate::cmd_build::BuildArgs),
     /// Run the controllers (GitRepository, Kustomization) against the current cluster.
     Run(Box<crate::cmd_run::RunArgs>),
+    /// EKS helpers: bearer tokens and kubeconfigs.
+    Eks(crate::cmd_eks::EksArgs),
+    /// Helm chart rendering.
+    #[command(subcommand)]
+    Helm(crate::cmd_helm::HelmCommand),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -36,5 +41,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Crds(args) => crate::cmd_crds::run(args),
         Command::Build(args) => crate::cmd_build::run(&args),
         Command::Run(args) => crate::cmd_run::run(*args),
+        Command::Eks(args) => crate::cmd_eks::run(args),
+        Command::Helm(cmd) => crate::cmd_helm::run(cmd).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// Refuse to prune more than this share (0..1) of an inventory in one pass.
     #[arg(long, default_value_t = 0.5)]
     pub prune_budget: f64,
+    /// Server-side apply plumb's CRDs before starting (for local clusters; on EKS the Helm
+    /// chart installs them).
+    #[arg(long)]
+    pub install_crds: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -105,6 +109,22 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         .context("loading Kubernetes configuration (KUBECONFIG or in-cluster)")?;
     let client =
         kube::Client::try_from(kube_config.clone()).context("creating the Kubernetes client")?;
+
+    if args.install_crds {
+        let items = plumb_api::crds()
+            .into_iter()
+            .map(|crd| serde_json::to_value(crd).map(plumb_ssa::ApplyItem::new))
+            .collect::<Result<Vec<_>, _>>()
+            .context("serializing CRDs")?;
+        let set = plumb_ssa::Applier::new(client.clone(), "plumb", 4)
+            .apply_all(items, &plumb_ssa::ApplyOptions::default())
+            .await
+            .context("installing CRDs")?;
+        tracing::info!(
+            created = set.count(plumb_ssa::Action::Created),
+            "CRDs installed"
+        );
+    }
 
     let storage_addr = listen_addr(&args.storage_addr)?;
     let storage_listener = tokio::net::TcpListener::bind(storage_addr)

@@ -6,6 +6,8 @@
 mod cli;
 mod cmd_build;
 mod cmd_crds;
+mod cmd_eks;
+mod cmd_helm;
 mod cmd_run;
 
 use std::process::ExitCode;

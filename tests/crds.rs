@@ -1,6 +1,7 @@
 //! Issue 2 acceptance, against the real 1.20 API server: plumb's CRDs apply server-side and
 //! become Established, a full example of each kind (every field set, spec and status)
 //! round-trips with no field lost, and the API server serves Flux's printer columns.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::path::Path;
 
@@ -46,8 +47,8 @@ async fn full_objects_round_trip_through_the_api_server() {
         let mut obj = fixture(kind);
         obj["metadata"]["namespace"] = Value::String(ns.name().to_string());
         let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-        let api_version = obj["apiVersion"].as_str().unwrap();
-        let (group, version) = api_version.split_once('/').unwrap();
+        let api_version = obj["apiVersion"].as_str().unwrap().to_string();
+        let (group, version) = api_version.as_str().split_once('/').unwrap();
         let gvk = GroupVersionKind::gvk(group, version, obj["kind"].as_str().unwrap());
         let (ar, _): (ApiResource, _) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &ar);

@@ -1,7 +1,6 @@
 //! GitRepository + Kustomization end to end: a real git smart-HTTP server, the real API
 //! server (with the controller-manager), plumb's controllers in-process.
-
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 
@@ -61,7 +60,11 @@ async fn git_push_apply_update_prune_and_safe_failure() {
         ],
         "initial",
     );
-    let server = GitHttpServer::start(&tmp.path().join("repos"), HttpAuth::Anonymous);
+    // The server runs its own runtime; start it off this async context.
+    let root = tmp.path().join("repos");
+    let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
+        .join()
+        .unwrap();
     let _ctx = start_plumb(info, &n, &tmp.path().join("storage")).await;
 
     let git_api: Api<GitRepository> = Api::namespaced(client.clone(), &n);

@@ -1,1 +1,105 @@
-//! Helm 3 chart loading and Go text/template rendering, plus Helm release storage.
+//! Helm 3 chart loading and Go `text/template` rendering, in process.
+//!
+//! - [`template`]: a Go `text/template` engine (lexer, parser, executor) with
+//!   Go's semantics for pipelines, variables, `if/else if/with/range` (ints,
+//!   maps in key order, `break`/`continue`), `define/template/block`, trim
+//!   markers, short-circuit `and`/`or`, comparisons and `printf` verbs.
+//! - [`funcs`]: Sprig v3 as Helm bundles it and Helm's own functions.
+//! - [`chart`]: chart directories (`.helmignore`) and `.tgz` archives (hostile
+//!   entries rejected), `Chart.yaml` v1/v2, subcharts in `charts/`.
+//! - [`values`]: coalescing (null deletes a default), globals, conditions,
+//!   tags, aliases, import-values.
+//! - [`render()`]: one call from chart + values to ordered manifests, hooks
+//!   (kind, weight, delete policy), notes and CRDs, as `helm template`.
+//!
+//! ## Why the template engine is hand-written
+//! The Rust ports of Go templates (`gtmpl`, `gotmpl`) are not faithful enough
+//! for real charts: `gtmpl` has no `break`/`continue`, no range over integers,
+//! no `else with`, no short-circuit `and`/`or`, evaluates a different value
+//! model (no shared mutable maps, which Sprig's `set`/`merge` rely on, no
+//! `float64`-vs-`int` distinction that Go's `eq` and `printf` expose) and has
+//! no way to re-enter the engine for Helm's `include`/`tpl`. `gotmpl` binds
+//! Go itself. Helm's output depends on those details (`<no value>`, `1e+06`,
+//! `%!d(float64=...)`), so the engine follows Go's `text/template` here.
+//! Likewise Sprig, `sigs.k8s.io/yaml` output and Masterminds semver rules are
+//! reproduced in [`funcs`], [`encode`] and [`semver`]: no crate implements them.
+//!
+//! ## Bad input
+//! Template errors read `template: name:line:col: ...` as Go's; `include`/
+//! `tpl`/`template` nesting is bounded ([`template::exec::MAX_DEPTH`]); output
+//! is capped ([`template::exec::MAX_OUTPUT`]); archives with absolute paths,
+//! `..`, links or oversized entries are rejected ([`chart::MAX_FILE`],
+//! [`chart::MAX_CHART`]).
+
+pub mod chart;
+mod dates;
+pub mod encode;
+pub mod engine;
+pub mod error;
+pub mod fmt;
+pub mod funcs;
+pub mod render;
+pub mod semver;
+pub mod strvals;
+pub mod template;
+pub mod value;
+pub mod values;
+
+pub use chart::{Chart, load_archive, load_dir, load_path};
+pub use engine::{Capabilities, Lookup, ReleaseInfo};
+pub use error::HelmError;
+pub use render::{Hook, Manifest, RenderOptions, Rendered, render};
+pub use value::Value;
+
+/// Parses a values file (YAML) into a value map, as `helm -f`.
+pub fn parse_values(yaml: &str) -> Result<Value, HelmError> {
+    let v = encode::yaml_to_value(yaml).map_err(|msg| HelmError::Values {
+        chart: "values file".into(),
+        msg,
+    })?;
+    match v {
+        Value::Nil => Ok(Value::empty_map()),
+        Value::Map(_) => Ok(v),
+        _ => Err(HelmError::Values {
+            chart: "values file".into(),
+            msg: "values file is not a map".into(),
+        }),
+    }
+}
+
+/// Merges value files and `--set` assignments in order (later wins).
+pub fn merge_user_values(files: &[Value], sets: &[String]) -> Result<Value, HelmError> {
+    let out = Value::empty_map();
+    for f in files {
+        values::merge_values(&out, f);
+    }
+    for s in sets {
+        strvals::parse_into(s, &out).map_err(|msg| HelmError::Values {
+            chart: "--set".into(),
+            msg,
+        })?;
+    }
+    Ok(out)
+}
+
+/// Loads a chart archive and renders it in one call, with thread-safe inputs
+/// and outputs (the controller can run it inside `spawn_blocking`). `values`
+/// are the user values as JSON (numbers become `float64`, as in Helm).
+pub fn render_archive(
+    archive: &[u8],
+    values: &serde_json::Value,
+    opts: &RenderOptions<'_>,
+) -> Result<Rendered, HelmError> {
+    let chart = load_archive(archive)?;
+    let user = match Value::from_json(values) {
+        Value::Nil => Value::empty_map(),
+        v @ Value::Map(_) => v,
+        _ => {
+            return Err(HelmError::Values {
+                chart: chart.name.clone(),
+                msg: "values must be a map".into(),
+            });
+        }
+    };
+    render(&chart, &user, opts)
+}

@@ -34,7 +34,7 @@ pub(crate) fn parse_path(path: &str) -> Vec<Seg> {
     let mut segs = Vec::new();
     let mut cur = String::new();
     let mut chars = path.chars().peekable();
-    let mut push = |s: &mut String, segs: &mut Vec<Seg>| {
+    let push = |s: &mut String, segs: &mut Vec<Seg>| {
         let t = std::mem::take(s);
         if t.is_empty() {
             return;
@@ -125,13 +125,13 @@ pub(crate) fn visit(
     let Some((seg, rest)) = path.split_first() else {
         return f(node);
     };
-    if let Value::Array(items) = node {
-        if !matches!(seg, Seg::Filter(..)) {
-            for it in items {
-                visit(it, path, create, f)?;
-            }
-            return Ok(());
+    if let Value::Array(items) = node
+        && !matches!(seg, Seg::Filter(..))
+    {
+        for it in items {
+            visit(it, path, create, f)?;
         }
+        return Ok(());
     }
     match seg {
         Seg::Field(name) => {
@@ -164,10 +164,10 @@ pub(crate) fn visit(
             }
         }
         Seg::List(name) => {
-            if let Value::Object(m) = node {
-                if let Some(child) = m.get_mut(name) {
-                    visit(child, rest, create, f)?;
-                }
+            if let Value::Object(m) = node
+                && let Some(child) = m.get_mut(name)
+            {
+                visit(child, rest, create, f)?;
             }
         }
         Seg::Filter(k, v) => {
@@ -745,7 +745,10 @@ impl Config {
             ("Service", "spec/ports/targetPort"),
             ("StatefulSet", "spec/volumeClaimTemplates/spec/nfs/server"),
             ("PersistentVolume", "spec/nfs/server"),
-            ("CronJob", "spec/jobTemplate/spec/volumes/nfs/server"),
+            (
+                "CronJob",
+                "spec/jobTemplate/spec/template/volumes/nfs/server",
+            ),
             ("Deployment", "spec/template/metadata/annotations"),
             ("ReplicaSet", "spec/template/metadata/annotations"),
             ("DaemonSet", "spec/template/metadata/annotations"),

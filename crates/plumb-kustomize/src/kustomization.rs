@@ -278,12 +278,11 @@ fn canonical(k: &str) -> Option<&'static str> {
 fn normalize_map(m: &mut Map<String, Value>, depth: usize) {
     let keys: Vec<String> = m.keys().cloned().collect();
     for k in keys {
-        if let Some(c) = canonical(&k) {
-            if !m.contains_key(c) {
-                if let Some(v) = m.remove(&k) {
-                    m.insert(c.to_string(), v);
-                }
-            }
+        if let Some(c) = canonical(&k)
+            && !m.contains_key(c)
+            && let Some(v) = m.remove(&k)
+        {
+            m.insert(c.to_string(), v);
         }
     }
     if depth == 0 {

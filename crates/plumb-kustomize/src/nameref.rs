@@ -29,14 +29,45 @@ fn ns_eq(a: &str, b: &str) -> bool {
 
 /// Rewrites references to renamed objects.
 pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()> {
+    let gvks: Vec<Gvk> = resources.iter().map(Res::gvk).collect();
+    // A service-account subject with an empty namespace is invalid input.
+    for (r, g) in resources.iter().zip(&gvks) {
+        if g.kind != "RoleBinding" && g.kind != "ClusterRoleBinding" {
+            continue;
+        }
+        for s in r
+            .obj
+            .get("subjects")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let blank = s
+                .get("namespace")
+                .is_some_and(|v| v.is_null() || v.as_str() == Some(""));
+            if blank && s.get("kind").and_then(Value::as_str) == Some("ServiceAccount") {
+                return Err(Error::build(
+                    format!("name reference in {}", r.id()),
+                    format!(
+                        "Invalid Input: namespace is blank for resource ServiceAccount {:?}",
+                        s.get("name")
+                            .map(crate::resource::value_string)
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
     for br in backrefs {
         let cands: Vec<Cand> = resources
             .iter()
-            .filter(|r| {
-                let g = r.gvk();
-                g.selected_by(&br.referral.group, &br.referral.version, &br.referral.kind)
+            .zip(&gvks)
+            .filter(|(r, g)| {
+                // Only renamed or moved objects can be referral targets.
+                !r.prev.is_empty()
+                    && g.selected_by(&br.referral.group, &br.referral.version, &br.referral.kind)
             })
-            .map(|r| Cand {
+            .map(|(r, _)| Cand {
                 ids: r.all_ids(),
                 name: r.name().to_string(),
                 namespace: r.namespace().to_string(),
@@ -48,9 +79,8 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
         if cands.is_empty() {
             continue;
         }
-        for r in resources.iter_mut() {
-            let gvk = r.gvk();
-            let specs: Vec<_> = br.specs.iter().filter(|s| s.applies_to(&gvk)).collect();
+        for (r, gvk) in resources.iter_mut().zip(&gvks) {
+            let specs: Vec<_> = br.specs.iter().filter(|s| s.applies_to(gvk)).collect();
             if specs.is_empty() {
                 continue;
             }
@@ -60,17 +90,16 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                 .get("roleRef")
                 .and_then(|x| x.get("kind"))
                 .and_then(Value::as_str)
+                && specs.iter().any(|s| s.raw_path.starts_with("roleRef"))
+                && k != br.referral.kind
             {
-                if specs.iter().any(|s| s.raw_path.starts_with("roleRef")) && k != br.referral.kind
-                {
-                    continue;
-                }
+                continue;
             }
             let referrer_ns = r.namespace().to_string();
             let referrer_cluster = r.is_cluster_scoped();
             let referrer_prefixes = r.prefixes.clone();
             let referrer_suffixes = r.suffixes.clone();
-            let rid = r.id();
+            let rid = format!("{} {}", gvk.kind, r.name());
             let referral_kind_is_sa = br.referral.kind == "ServiceAccount";
             let from_map = std::cell::Cell::new(false);
             let select = |old: &str, ns: Option<&str>| -> Result<Option<(String, String)>> {
@@ -183,12 +212,12 @@ fn fix_map(
     m: &mut serde_json::Map<String, Value>,
     kind: &str,
     select: &Select<'_>,
-    rid: &ResId,
+    rid: &str,
 ) -> Result<()> {
-    if let Some(k) = m.get("kind").and_then(Value::as_str) {
-        if k != kind {
-            return Ok(());
-        }
+    if let Some(k) = m.get("kind").and_then(Value::as_str)
+        && k != kind
+    {
+        return Ok(());
     }
     if m.get("namespace")
         .is_some_and(|v| v.is_null() || v.as_str() == Some(""))
@@ -224,12 +253,4 @@ fn affix_eq(a: &[String], b: &[String], allow_empty: bool) -> bool {
     }
     let n = a.len().min(b.len());
     a[a.len() - n..] == b[b.len() - n..]
-}
-
-/// Convenience for tests and callers: whether a gvk names a referral kind in `backrefs`.
-#[allow(dead_code)]
-pub(crate) fn is_referral(backrefs: &[NameBackRef], gvk: &Gvk) -> bool {
-    backrefs
-        .iter()
-        .any(|b| gvk.selected_by(&b.referral.group, &b.referral.version, &b.referral.kind))
 }

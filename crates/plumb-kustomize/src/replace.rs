@@ -431,14 +431,14 @@ fn expand(s: &str, values: &[(String, Value)]) -> String {
                 i += 2;
                 continue;
             }
-            if b[i + 1] == b'(' {
-                if let Some(end) = s[i + 2..].find(')') {
-                    let name = &s[i + 2..i + 2 + end];
-                    if let Some((_, val)) = values.iter().find(|(n, _)| n == name) {
-                        out.push_str(&value_string(val));
-                        i += 3 + end;
-                        continue;
-                    }
+            if b[i + 1] == b'('
+                && let Some(end) = s[i + 2..].find(')')
+            {
+                let name = &s[i + 2..i + 2 + end];
+                if let Some((_, val)) = values.iter().find(|(n, _)| n == name) {
+                    out.push_str(&value_string(val));
+                    i += 3 + end;
+                    continue;
                 }
             }
         }

@@ -72,34 +72,6 @@ impl ResId {
             &self.namespace
         }
     }
-
-    pub(crate) fn equals(&self, o: &ResId) -> bool {
-        self.gvk == o.gvk
-            && self.name == o.name
-            && self.effective_namespace() == o.effective_namespace()
-    }
-
-    /// Same identity ignoring the version (used for patch targets and generators).
-    pub(crate) fn same_ignoring_version(&self, o: &ResId) -> bool {
-        self.gvk.group == o.gvk.group
-            && self.gvk.kind == o.gvk.kind
-            && self.name == o.name
-            && self.effective_namespace() == o.effective_namespace()
-    }
-
-    pub(crate) fn sort_string(&self) -> String {
-        let ns = if self.namespace.is_empty() {
-            "~X"
-        } else {
-            &self.namespace
-        };
-        let nm = if self.name.is_empty() {
-            "~N"
-        } else {
-            &self.name
-        };
-        format!("{}|{}_{}", self.gvk.sort_string(), nm, ns)
-    }
 }
 
 impl std::fmt::Display for ResId {
@@ -294,10 +266,11 @@ impl Matcher {
 
     pub(crate) fn matches(&self, r: &Res) -> bool {
         let gvk = r.gvk();
-        if let Some(g) = &self.group {
-            if !g.is_empty() && *g != gvk.group {
-                return false;
-            }
+        if let Some(g) = &self.group
+            && !g.is_empty()
+            && *g != gvk.group
+        {
+            return false;
         }
         if self.version.as_ref().is_some_and(|v| *v != gvk.version) {
             return false;
@@ -307,28 +280,28 @@ impl Matcher {
         }
         let cur = r.id();
         let org = r.org_id();
-        if let Some(re) = &self.namespace {
-            if !re.is_match(org.effective_namespace()) && !re.is_match(cur.effective_namespace()) {
-                return false;
-            }
+        if let Some(re) = &self.namespace
+            && !re.is_match(org.effective_namespace())
+            && !re.is_match(cur.effective_namespace())
+        {
+            return false;
         }
-        if let Some(re) = &self.name {
-            if !re.is_match(&org.name)
-                && !re.is_match(&cur.name)
-                && !r.prev.iter().any(|id| re.is_match(&id.name))
-            {
-                return false;
-            }
+        if let Some(re) = &self.name
+            && !re.is_match(&org.name)
+            && !re.is_match(&cur.name)
+            && !r.prev.iter().any(|id| re.is_match(&id.name))
+        {
+            return false;
         }
-        if let Some(l) = &self.labels {
-            if !l.matches(&r.labels()) {
-                return false;
-            }
+        if let Some(l) = &self.labels
+            && !l.matches(&r.labels())
+        {
+            return false;
         }
-        if let Some(a) = &self.annotations {
-            if !a.matches(&r.annotations()) {
-                return false;
-            }
+        if let Some(a) = &self.annotations
+            && !a.matches(&r.annotations())
+        {
+            return false;
         }
         true
     }

@@ -26,6 +26,8 @@ pub(crate) struct Schema {
     defs: HashMap<String, HashMap<String, FieldInfo>>,
     gvk: HashMap<String, String>,
     cluster: HashSet<String>,
+    /// kind -> groups of cluster-scoped kinds (allocation-free lookup).
+    cluster_by_kind: HashMap<String, Vec<String>>,
 }
 
 impl Schema {
@@ -70,8 +72,15 @@ impl Schema {
             }
         }
         if let Some(c) = v.get("cluster").and_then(Value::as_array) {
-            self.cluster
-                .extend(c.iter().filter_map(Value::as_str).map(String::from));
+            for k in c.iter().filter_map(Value::as_str) {
+                self.cluster.insert(k.to_string());
+                if let Some((g, kind)) = k.split_once('|') {
+                    self.cluster_by_kind
+                        .entry(kind.to_string())
+                        .or_default()
+                        .push(g.to_string());
+                }
+            }
         }
     }
 
@@ -108,8 +117,9 @@ pub(crate) fn builtin() -> &'static Schema {
 /// Whether objects of this kind live outside namespaces.
 pub(crate) fn is_cluster_scoped(gvk: &Gvk) -> bool {
     builtin()
-        .cluster
-        .contains(&format!("{}|{}", gvk.group, gvk.kind))
+        .cluster_by_kind
+        .get(&gvk.kind)
+        .is_some_and(|groups| groups.contains(&gvk.group))
 }
 
 #[cfg(test)]

@@ -228,22 +228,28 @@ impl<'o> Builder<'o> {
         }
     }
 
-    fn add_resource(&mut self, acc: &mut Acc, r: Res, ctx: &str) -> Result<()> {
-        let id = r.id();
-        if acc.resources.iter().any(|x| x.id().equals(&id)) {
-            return Err(Error::build(
-                ctx,
-                format!("may not add resource with an already registered id: {id}"),
-            ));
+    /// Appends objects, rejecting ids already present (one hash set per batch, not a scan per
+    /// object).
+    fn append_all(&mut self, acc: &mut Acc, items: Vec<Res>, ctx: &str) -> Result<()> {
+        let mut seen: std::collections::HashSet<String> =
+            acc.resources.iter().map(|r| id_key(&r.id())).collect();
+        for r in items {
+            let id = r.id();
+            if !seen.insert(id_key(&id)) {
+                return Err(Error::build(
+                    ctx,
+                    format!("may not add resource with an already registered id: {id}"),
+                ));
+            }
+            self.resource_count += 1;
+            if self.resource_count > self.opts.max_resources {
+                return Err(Error::build(
+                    ctx,
+                    format!("more than {} resources", self.opts.max_resources),
+                ));
+            }
+            acc.resources.push(r);
         }
-        self.resource_count += 1;
-        if self.resource_count > self.opts.max_resources {
-            return Err(Error::build(
-                ctx,
-                format!("more than {} resources", self.opts.max_resources),
-            ));
-        }
-        acc.resources.push(r);
         Ok(())
     }
 
@@ -369,19 +375,16 @@ impl<'o> Builder<'o> {
                 self.stack.push(path.clone());
                 let sub_acc = self.accumulate(&path, &sub, &subfile, Acc::default())?;
                 self.stack.pop();
-                for r in sub_acc.resources {
-                    self.add_resource(
-                        &mut acc,
-                        r,
-                        &format!("{file}: accumulating resources from {entry}"),
-                    )?;
-                }
+                self.append_all(
+                    &mut acc,
+                    sub_acc.resources,
+                    &format!("{file}: accumulating resources from {entry}"),
+                )?;
                 acc.config.merge(&sub_acc.config);
                 merge_vars(&mut acc.vars, sub_acc.vars, file)?;
             } else {
-                for r in self.load_resource_file(&path)? {
-                    self.add_resource(&mut acc, r, &format!("{file}: accumulating resources"))?;
-                }
+                let items = self.load_resource_file(&path)?;
+                self.append_all(&mut acc, items, &format!("{file}: accumulating resources"))?;
             }
         }
         for c in &k.configurations {
@@ -393,7 +396,9 @@ impl<'o> Builder<'o> {
         for c in &k.crds {
             let path = self.resolve_entry(dir, c, file)?;
             let cf = self.loader.display(&path);
-            crate::yaml::parse_documents(&self.loader.read(&path)?, &cf)?;
+            for doc in crate::yaml::parse_documents(&self.loader.read(&path)?, &cf)? {
+                acc.config.merge(&crd_name_references(&doc));
+            }
         }
         // Generators.
         let gopts = k.generator_options.as_ref();
@@ -463,8 +468,21 @@ impl<'o> Builder<'o> {
                 generated.push(r);
             }
         }
-        for g in generated {
-            absorb(&mut acc, g, file)?;
+        if !generated.is_empty() {
+            // Index existing objects by (kind, any name they have had) once.
+            let mut index: std::collections::HashMap<(String, String), Vec<usize>> =
+                Default::default();
+            for (i, r) in acc.resources.iter().enumerate() {
+                for id in r.all_ids() {
+                    let e = index.entry((id.gvk.kind, id.name)).or_default();
+                    if !e.contains(&i) {
+                        e.push(i);
+                    }
+                }
+            }
+            for g in generated {
+                absorb(&mut acc, g, file, &mut index)?;
+            }
         }
         // Components run before this level's transformers.
         for c in &k.components {
@@ -1036,6 +1054,80 @@ const GENERATOR_KEYS: &[&str] = &[
     "type",
 ];
 
+/// Name references declared in a `crds:` OpenAPI file through `x-kubernetes-object-ref-kind`
+/// (and `-api-version`, `-name-key`) on properties of custom kinds.
+fn crd_name_references(doc: &Value) -> Config {
+    let defs = doc
+        .get("definitions")
+        .and_then(Value::as_object)
+        .or_else(|| doc.as_object());
+    let mut cfg = Config::default();
+    let Some(defs) = defs else { return cfg };
+    let schema_of = |d: &Value| d.get("Schema").cloned().unwrap_or_else(|| d.clone());
+    fn walk(
+        defs: &Map<String, Value>,
+        schema: &Value,
+        kind: &str,
+        path: &str,
+        depth: usize,
+        cfg: &mut Config,
+    ) {
+        if depth > 12 {
+            return;
+        }
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (name, p) in props {
+            let sub = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}/{name}")
+            };
+            if let Some(ref_kind) = p
+                .get("x-kubernetes-object-ref-kind")
+                .and_then(Value::as_str)
+            {
+                let av = p
+                    .get("x-kubernetes-object-ref-api-version")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let key = p
+                    .get("x-kubernetes-object-ref-name-key")
+                    .and_then(Value::as_str)
+                    .unwrap_or("name");
+                let referral = crate::resource::Gvk::from_api_version(av, ref_kind);
+                let spec = FieldSpec::new(kind, "", "", &format!("{sub}/{key}"), false);
+                let mut c = Config::default();
+                c.name_reference.push(crate::fieldspec::NameBackRef {
+                    referral,
+                    specs: vec![spec],
+                });
+                cfg.merge(&c);
+                continue;
+            }
+            if let Some(r) = p.get("$ref").and_then(Value::as_str) {
+                let r = r.trim_start_matches("#/definitions/");
+                if let Some(d) = defs.get(r) {
+                    let s = d.get("Schema").cloned().unwrap_or_else(|| d.clone());
+                    walk(defs, &s, kind, &sub, depth + 1, cfg);
+                }
+            }
+        }
+    }
+    for (name, d) in defs {
+        let schema = schema_of(d);
+        let props = schema.get("properties");
+        let top = props.is_some_and(|p| p.get("kind").is_some() && p.get("metadata").is_some());
+        if !top {
+            continue;
+        }
+        let kind = name.rsplit('.').next().unwrap_or(name);
+        walk(defs, &schema, kind, "", 0, &mut cfg);
+    }
+    cfg
+}
+
 /// The builtin IAMPolicyGenerator: a ServiceAccount bound to a GKE workload identity.
 fn iam_policy_service_account(cfg: &Value, file: &str) -> Result<Res> {
     let s = |a: &str, b: &str| {
@@ -1100,11 +1192,32 @@ fn merge_vars(dst: &mut Vec<VarEntry>, src: Vec<VarEntry>, file: &str) -> Result
     Ok(())
 }
 
+fn id_key(id: &crate::resource::ResId) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        id.gvk.group,
+        id.gvk.version,
+        id.gvk.kind,
+        id.name,
+        id.effective_namespace()
+    )
+}
+
 /// Adds a generated object, honouring its behaviour (create, merge, replace).
-fn absorb(acc: &mut Acc, g: Res, file: &str) -> Result<()> {
+fn absorb(
+    acc: &mut Acc,
+    g: Res,
+    file: &str,
+    index: &mut std::collections::HashMap<(String, String), Vec<usize>>,
+) -> Result<()> {
     let gid = g.id();
     let behavior = g.behavior.clone().unwrap_or_else(|| "create".into());
-    let hits: Vec<usize> = (0..acc.resources.len())
+    let key = (gid.gvk.kind.clone(), gid.name.clone());
+    let hits: Vec<usize> = index
+        .get(&key)
+        .into_iter()
+        .flatten()
+        .copied()
         .filter(|&i| {
             acc.resources[i].all_ids().iter().any(|id| {
                 id.gvk.kind == gid.gvk.kind
@@ -1115,6 +1228,7 @@ fn absorb(acc: &mut Acc, g: Res, file: &str) -> Result<()> {
         .collect();
     match (hits.len(), behavior.as_str()) {
         (0, "create") => {
+            index.entry(key).or_default().push(acc.resources.len());
             acc.resources.push(g);
             Ok(())
         }
@@ -1180,14 +1294,9 @@ fn absorb(acc: &mut Acc, g: Res, file: &str) -> Result<()> {
             if b == "replace" {
                 old.origin = g.origin.clone();
             }
-            old.needs_hash =
-                old.needs_hash && g.needs_hash || (old.behavior.is_none() && g.needs_hash && false);
-            if old.behavior.is_none() {
-                // A plain (not generated) object merged with a generator keeps its name.
-                old.needs_hash = false;
-            } else {
-                old.needs_hash = g.needs_hash;
-            }
+            // A plain (not generated) object merged with a generator keeps its name; a
+            // generated one follows the options of the latest generator.
+            old.needs_hash = old.behavior.is_some() && g.needs_hash;
             Ok(())
         }
         (1, b) => Err(Error::build(

@@ -19,6 +19,9 @@ pub(crate) fn namespace(
     subjects_mode: &str,
 ) -> Result<()> {
     for r in resources.iter_mut() {
+        // kustomize records the id of every object the namespace transformer visits, which
+        // makes even unchanged objects candidates for name-reference fix-up.
+        r.record_prev();
         let gvk = r.gvk();
         let cluster = r.is_cluster_scoped();
         for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
@@ -51,19 +54,18 @@ pub(crate) fn namespace(
         }
         if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding")
             && subjects_mode != "none"
+            && let Some(Value::Array(subjects)) = r.obj.get_mut("subjects")
         {
-            if let Some(Value::Array(subjects)) = r.obj.get_mut("subjects") {
-                for s in subjects.iter_mut() {
-                    let Some(m) = s.as_object_mut() else { continue };
-                    let is_sa = m.get("kind").and_then(Value::as_str) == Some("ServiceAccount");
-                    let name_default = m.get("name").and_then(Value::as_str) == Some("default");
-                    let update = match subjects_mode {
-                        "allServiceAccounts" => is_sa,
-                        _ => name_default,
-                    };
-                    if update {
-                        m.insert("namespace".into(), Value::String(ns.to_string()));
-                    }
+            for s in subjects.iter_mut() {
+                let Some(m) = s.as_object_mut() else { continue };
+                let is_sa = m.get("kind").and_then(Value::as_str) == Some("ServiceAccount");
+                let name_default = m.get("name").and_then(Value::as_str) == Some("default");
+                let update = match subjects_mode {
+                    "allServiceAccounts" => is_sa,
+                    _ => name_default,
+                };
+                if update {
+                    m.insert("namespace".into(), Value::String(ns.to_string()));
                 }
             }
         }
@@ -203,11 +205,11 @@ fn update_image(img: &str, e: &ImageEntry) -> Option<String> {
     if let Some(t) = tag {
         out.push(':');
         out.push_str(&t);
-        if e.new_tag.is_none() {
-            if let Some(d) = digest {
-                out.push('@');
-                out.push_str(d);
-            }
+        if e.new_tag.is_none()
+            && let Some(d) = digest
+        {
+            out.push('@');
+            out.push_str(d);
         }
     } else if let Some(d) = digest {
         out.push('@');
@@ -222,14 +224,13 @@ fn walk_containers(v: &mut Value, e: &ImageEntry) {
             for (k, child) in m.iter_mut() {
                 if (k == "containers" || k == "initContainers" || k == "ephemeralContainers")
                     && child.is_array()
+                    && let Value::Array(items) = child
                 {
-                    if let Value::Array(items) = child {
-                        for c in items.iter_mut() {
-                            if let Some(Value::String(img)) = c.get_mut("image") {
-                                if let Some(n) = update_image(img, e) {
-                                    *img = n;
-                                }
-                            }
+                    for c in items.iter_mut() {
+                        if let Some(Value::String(img)) = c.get_mut("image")
+                            && let Some(n) = update_image(img, e)
+                        {
+                            *img = n;
                         }
                     }
                 }
@@ -300,10 +301,10 @@ pub(crate) enum Patch {
 /// Parses patch text: a YAML/JSON list is JSON 6902; maps are strategic merge patches.
 pub(crate) fn parse_patch(text: &str, file: &str) -> Result<Patch> {
     let docs = crate::yaml::parse_documents(text, file)?;
-    if docs.len() == 1 {
-        if let Value::Array(ops) = &docs[0] {
-            return Ok(Patch::Json(ops.clone()));
-        }
+    if docs.len() == 1
+        && let Value::Array(ops) = &docs[0]
+    {
+        return Ok(Patch::Json(ops.clone()));
     }
     let mut smp = Vec::new();
     for d in docs {

@@ -11,7 +11,13 @@ use crate::error::{Error, Result};
 
 /// Parses every document of a YAML stream. Empty and null documents are skipped.
 pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| yaml_error(&e, file))?;
+    // Comments are not needed; not capturing them saves work. The default budget (alias
+    // expansion, depth, node counts) stays on to stop alias bombs.
+    let opts = serde_saphyr::options! {
+        emit_comments: false,
+    };
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, opts).map_err(|e| yaml_error(&e, file))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 

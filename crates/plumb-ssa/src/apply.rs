@@ -160,6 +160,24 @@ struct Resolved {
 }
 
 type Key = (String, String, String, String);
+
+/// What an apply left behind: the resource version, and this manager's managed-fields
+/// entry (time + fields). Other writers (status updates, controllers) move the resource
+/// version; only our own changes move our entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    resource_version: String,
+    own_entry: Option<String>,
+    /// Hash of the object as applied.
+    desired: u64,
+}
+
+fn desired_hash(obj: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    obj.to_string().hash(&mut h);
+    h.finish()
+}
 /// (group, version, kind) -> how to reach it.
 type KindCache = HashMap<(String, String, String), Resolved>;
 
@@ -171,7 +189,7 @@ pub struct Applier {
     field_manager: String,
     concurrency: usize,
     kinds: Arc<RwLock<KindCache>>,
-    seen: Arc<Mutex<HashMap<Key, String>>>,
+    seen: Arc<Mutex<HashMap<Key, Seen>>>,
 }
 
 impl std::fmt::Debug for Applier {
@@ -309,12 +327,16 @@ impl Applier {
         let (api, _) = self.api_for(r).await?;
         let key = r.key();
         let known = self.seen.lock().ok().and_then(|m| m.get(&key).cloned());
-        // The resource version before the apply tells unchanged from configured. After
-        // the first pass it comes from memory, so a no-op pass costs one request.
+        // The state before the apply tells unchanged from configured. After the first
+        // pass it comes from memory, so a no-op pass costs one request.
         let before = match known {
-            Some(rv) if item.mode != SsaMode::IfNotPresent => Some(rv),
+            Some(seen) if item.mode != SsaMode::IfNotPresent => Some(seen),
             _ => match api.get_metadata_opt(&r.name).await {
-                Ok(m) => m.and_then(|m| m.metadata.resource_version),
+                Ok(m) => m.and_then(|m| m.metadata.resource_version).map(|rv| Seen {
+                    resource_version: rv,
+                    own_entry: None,
+                    desired: 0,
+                }),
                 Err(e) => return Err(Error::api("reading", r, e)),
             },
         };
@@ -338,22 +360,58 @@ impl Applier {
             }
             Err(e) => return Err(Error::api("applying", r, e)),
         };
-        let applied = if item.mode == SsaMode::Override && !opts.cleanup_managers.is_empty() {
-            self.cleanup_managers(&api, r, applied, &opts.cleanup_managers)
-                .await?
-        } else {
-            applied
+        let applied_fp = self.own_entry(&applied);
+        let (applied, cleaned) =
+            if item.mode == SsaMode::Override && !opts.cleanup_managers.is_empty() {
+                let rv = applied.metadata.resource_version.clone();
+                let obj = self
+                    .cleanup_managers(&api, r, applied, &opts.cleanup_managers)
+                    .await?;
+                let cleaned = obj.metadata.resource_version != rv;
+                (obj, cleaned)
+            } else {
+                (applied, false)
+            };
+        let after = Seen {
+            resource_version: applied
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default(),
+            own_entry: self.own_entry(&applied),
+            desired: desired_hash(&item.object),
         };
-        let after = applied.metadata.resource_version.clone();
-        if let (Some(rv), Ok(mut m)) = (after.clone(), self.seen.lock()) {
-            m.insert(key, rv);
+        if let Ok(mut m) = self.seen.lock() {
+            m.insert(key, after.clone());
         }
         Ok(match before {
             _ if recreated => Action::Created,
             None => Action::Created,
-            Some(b) if Some(&b) == after.as_ref() => Action::Unchanged,
+            // Foreign managers (kubectl edit) had to be removed: drift was reverted.
+            Some(_) if cleaned => Action::Configured,
+            Some(b) if b.resource_version == after.resource_version => Action::Unchanged,
+            // Same config as last time and the managers and their fields unchanged:
+            // someone else (a status update, a controller) wrote the object, not us.
+            Some(b) if b.desired == after.desired && b.own_entry == applied_fp => Action::Unchanged,
             Some(_) => Action::Configured,
         })
+    }
+
+    /// Who manages which fields (times left out), as comparable text. Changes when a
+    /// manager takes or loses fields, not when one only rewrites values it owns.
+    fn own_entry(&self, obj: &DynamicObject) -> Option<String> {
+        let mut entries: Vec<String> = obj
+            .metadata
+            .managed_fields
+            .as_ref()?
+            .iter()
+            .map(|f| {
+                serde_json::to_string(&(&f.manager, &f.operation, &f.subresource, &f.fields_v1))
+                    .unwrap_or_default()
+            })
+            .collect();
+        entries.sort();
+        Some(entries.join("\n"))
     }
 
     /// A server-side apply, retried a few times when the request got no answer: the
@@ -486,16 +544,28 @@ impl Applier {
                     .await
                     .map_err(|e| Error::api("waiting for", r, e))?;
                 let health = obj
+                    .as_ref()
                     .map(|o| serde_json::to_value(o).map(|v| kstatus::compute(&v)))
                     .transpose()
                     .map_err(|e| Error::InvalidObject(e.to_string()))?;
-                if matches!(
-                    health,
+                if let (
+                    Some(o),
                     Some(Health {
                         status: Status::Current,
                         ..
-                    })
-                ) {
+                    }),
+                ) = (&obj, &health)
+                {
+                    // The server wrote status since our apply: remember that state, so the
+                    // next pass does not mistake it for a change of ours.
+                    let fp = self.own_entry(o);
+                    if let Ok(mut m) = self.seen.lock()
+                        && let Some(seen) = m.get_mut(&r.key())
+                    {
+                        seen.resource_version =
+                            o.metadata.resource_version.clone().unwrap_or_default();
+                        seen.own_entry = fp;
+                    }
                     break;
                 }
                 if Instant::now() > deadline {

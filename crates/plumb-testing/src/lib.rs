@@ -8,6 +8,7 @@
 
 pub mod controlplane;
 pub mod git;
+pub mod moto;
 pub mod namespace;
 pub mod wait;
 

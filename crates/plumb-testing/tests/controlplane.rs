@@ -1,4 +1,5 @@
 //! The harness itself, against the real API server: namespaces, RBAC, server-side apply.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::time::Duration;
 

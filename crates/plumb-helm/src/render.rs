@@ -1,0 +1,550 @@
+//! The render pipeline: values, schema validation, template execution,
+//! manifest splitting, hook separation and Helm's install-order sort.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use crate::chart::Chart;
+use crate::engine::{
+    Capabilities, Files, HelmHost, Lookup, ReleaseInfo, capabilities_value, chart_value,
+    release_value,
+};
+use crate::error::HelmError;
+use crate::template::exec::{Exec, TemplateSet};
+use crate::template::parse::is_partial;
+use crate::value::Value;
+use crate::values;
+
+/// Helm's install order of kinds.
+pub const INSTALL_ORDER: &[&str] = &[
+    "PriorityClass",
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodSecurityPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleList",
+    "ClusterRoleBinding",
+    "ClusterRoleBindingList",
+    "Role",
+    "RoleList",
+    "RoleBinding",
+    "RoleBindingList",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
+
+/// Options of one render.
+pub struct RenderOptions<'a> {
+    /// `.Release`.
+    pub release: ReleaseInfo,
+    /// `.Capabilities`.
+    pub capabilities: Capabilities,
+    /// Cluster lookups for `lookup`; `None` answers empty maps.
+    pub lookup: Option<&'a dyn Lookup>,
+}
+
+/// One rendered document.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// Template path, e.g. `mychart/templates/deployment.yaml`.
+    pub path: String,
+    /// The document text (trimmed).
+    pub content: String,
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+}
+
+/// A hook document with its parsed annotations.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// The document.
+    pub manifest: Manifest,
+    /// `helm.sh/hook` events (e.g. `pre-install`).
+    pub events: Vec<String>,
+    /// `helm.sh/hook-weight`.
+    pub weight: i64,
+    /// `helm.sh/hook-delete-policy` entries.
+    pub delete_policies: Vec<String>,
+}
+
+/// The result of rendering a chart.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    /// Non-hook documents, in install order.
+    pub manifests: Vec<Manifest>,
+    /// Hook documents, in kind order.
+    pub hooks: Vec<Hook>,
+    /// The top chart's rendered NOTES.txt.
+    pub notes: String,
+    /// CRD files of the chart and its subcharts (path, content).
+    pub crds: Vec<(String, String)>,
+    /// The final values the templates saw.
+    pub values: serde_json::Value,
+}
+
+impl Rendered {
+    /// The text `helm template` prints.
+    pub fn to_helm_template_output(&self, include_crds: bool) -> String {
+        let mut body = String::new();
+        if include_crds {
+            for (p, c) in &self.crds {
+                body.push_str(&format!("---\n# Source: {p}\n{c}\n"));
+            }
+        }
+        for m in &self.manifests {
+            body.push_str(&format!("---\n# Source: {}\n{}\n", m.path, m.content));
+        }
+        let mut out = format!("{}\n", body.trim());
+        for h in &self.hooks {
+            out.push_str(&format!(
+                "---\n# Source: {}\n{}\n",
+                h.manifest.path, h.manifest.content
+            ));
+        }
+        out
+    }
+}
+
+struct Tpl<'c> {
+    path: String,
+    chart: &'c Chart,
+    /// Path of value tables from the root (chart names).
+    vpath: Vec<String>,
+    base: String,
+    library: bool,
+}
+
+fn collect<'c>(
+    c: &'c Chart,
+    prefix: &str,
+    vpath: Vec<String>,
+    out: &mut Vec<Tpl<'c>>,
+    library: bool,
+) {
+    let full = if prefix.is_empty() {
+        c.name.clone()
+    } else {
+        format!("{prefix}/charts/{}", c.name)
+    };
+    let lib = library || c.is_library();
+    for (p, _) in c.templates.iter() {
+        out.push(Tpl {
+            path: format!("{full}/{p}"),
+            chart: c,
+            vpath: vpath.clone(),
+            base: format!("{full}/templates"),
+            library: lib,
+        });
+    }
+    for s in &c.subcharts {
+        let mut vp = vpath.clone();
+        vp.push(s.name.clone());
+        collect(s, &full, vp, out, false);
+    }
+}
+
+fn table_at(v: &Value, path: &[String]) -> Value {
+    let mut cur = v.clone();
+    for p in path {
+        let next = match &cur {
+            Value::Map(m) => m.borrow().get(p).cloned(),
+            _ => None,
+        };
+        cur = match next {
+            Some(x @ Value::Map(_)) => x,
+            _ => return Value::empty_map(),
+        };
+    }
+    cur
+}
+
+/// Builds each chart's shared template context (as Helm's `recAllTpls`),
+/// including `.Subcharts`.
+fn build_contexts(
+    c: &Chart,
+    vals: &Value,
+    root: bool,
+    release: &Value,
+    caps: &Value,
+    out: &mut BTreeMap<*const Chart, Value>,
+) -> Value {
+    let mut ctx = BTreeMap::new();
+    let mut cv = chart_value(c);
+    if let Value::Map(m) = &mut cv {
+        m.borrow_mut()
+            .insert("IsRoot".to_string(), Value::Bool(root));
+    }
+    ctx.insert("Chart".to_string(), cv);
+    ctx.insert(
+        "Files".to_string(),
+        Value::Object(Rc::new(Files(c.files.clone()))),
+    );
+    ctx.insert("Release".to_string(), release.clone());
+    ctx.insert("Capabilities".to_string(), caps.clone());
+    ctx.insert("Values".to_string(), vals.clone());
+    let mut subs = BTreeMap::new();
+    for s in &c.subcharts {
+        let sv = table_at(vals, std::slice::from_ref(&s.name));
+        subs.insert(
+            s.name.clone(),
+            build_contexts(s, &sv, false, release, caps, out),
+        );
+    }
+    ctx.insert("Subcharts".to_string(), Value::map(subs));
+    let v = Value::map(ctx);
+    out.insert(c as *const Chart, v.clone());
+    v
+}
+
+fn validate_schemas(c: &Chart, vals: &Value, errs: &mut Vec<String>) {
+    if let Some(schema) = &c.schema
+        && let Ok(sj) = serde_json::from_slice::<serde_json::Value>(schema)
+        && let Ok(validator) = jsonschema::validator_for(&sj)
+    {
+        let inst = vals.to_json();
+        let problems: Vec<String> = validator
+            .iter_errors(&inst)
+            .map(|e| {
+                let path = e.instance_path.to_string();
+                let p = if path.is_empty() {
+                    "(root)".to_string()
+                } else {
+                    path.trim_start_matches('/').replace('/', ".")
+                };
+                format!("- {p}: {e}")
+            })
+            .collect();
+        if !problems.is_empty() {
+            errs.push(format!("{}:\n{}", c.name, problems.join("\n")));
+        }
+    }
+    for s in &c.subcharts {
+        let sv = match vals {
+            Value::Map(m) => m.borrow().get(&s.name).cloned().unwrap_or_default(),
+            _ => Value::Nil,
+        };
+        validate_schemas(s, &sv, errs);
+    }
+}
+
+/// Renders a chart with user values (already merged from files and `--set`).
+pub fn render(
+    chart: &Chart,
+    user_values: &Value,
+    opts: &RenderOptions<'_>,
+) -> Result<Rendered, HelmError> {
+    if chart.is_library() {
+        return Err(HelmError::Render {
+            chart: chart.name.clone(),
+            msg: "library charts are not installable".into(),
+        });
+    }
+    let kv = &opts.capabilities.kube_version;
+    if let Value::Map(m) = &chart.meta
+        && let Some(Value::Str(req)) = m.borrow().get("kubeVersion")
+        && !req.is_empty()
+    {
+        let ok = crate::semver::constraint_matches(req, kv).unwrap_or(false);
+        if !ok {
+            return Err(HelmError::Render {
+                chart: chart.name.clone(),
+                msg: format!(
+                    "chart requires kubeVersion: {req} which is incompatible with Kubernetes {kv}"
+                ),
+            });
+        }
+    }
+    let missing: Vec<&str> = chart
+        .dependencies
+        .iter()
+        .filter(|d| !chart.subcharts.iter().any(|s| s.name == d.name))
+        .map(|d| d.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(HelmError::Render {
+            chart: chart.name.clone(),
+            msg: format!(
+                "found in Chart.yaml, but missing in charts/ directory: {}",
+                missing.join(", ")
+            ),
+        });
+    }
+    let mut chart = chart.clone();
+    let user = match user_values {
+        Value::Map(_) => user_values.deep_copy(),
+        _ => Value::empty_map(),
+    };
+    values::process_dependencies(&mut chart, &user).map_err(|msg| HelmError::Values {
+        chart: chart.name.clone(),
+        msg,
+    })?;
+    let vals = user.deep_copy();
+    values::coalesce(&chart, &vals, false).map_err(|msg| HelmError::Values {
+        chart: chart.name.clone(),
+        msg,
+    })?;
+    let mut errs = Vec::new();
+    validate_schemas(&chart, &vals, &mut errs);
+    if !errs.is_empty() {
+        return Err(HelmError::Schema {
+            chart: chart.name.clone(),
+            msg: format!(
+                "values don't meet the specifications of the schema(s) in the following chart(s):\n{}",
+                errs.join("\n")
+            ),
+        });
+    }
+
+    let mut tpls = Vec::new();
+    collect(&chart, "", Vec::new(), &mut tpls, false);
+    // Helm parses deepest paths first, and equal depths in reverse order, so
+    // the top chart's definitions win.
+    tpls.sort_by(|a, b| {
+        let (ca, cb) = (a.path.matches('/').count(), b.path.matches('/').count());
+        cb.cmp(&ca).then_with(|| b.path.cmp(&a.path))
+    });
+    let mut set = TemplateSet::default();
+    for t in &tpls {
+        let rel = &t.path[t.base.len() - "templates".len()..];
+        let src = t
+            .chart
+            .templates
+            .iter()
+            .find(|(p, _)| p == rel)
+            .map(|(_, s)| s.as_str())
+            .unwrap_or("");
+        set.add(&t.path, src, &HelmHost::is_func)
+            .map_err(|msg| HelmError::Template { msg })?;
+    }
+    let set = Rc::new(set);
+    let host = HelmHost {
+        lookup: opts.lookup,
+    };
+    let release = release_value(&opts.release);
+    let caps = capabilities_value(&opts.capabilities);
+    let mut contexts: BTreeMap<*const Chart, Value> = BTreeMap::new();
+    build_contexts(&chart, &vals, true, &release, &caps, &mut contexts);
+    let mut outputs: BTreeMap<String, String> = BTreeMap::new();
+    let mut notes = String::new();
+    let mut written = 0usize;
+    for t in &tpls {
+        if is_partial(&t.path) || t.library {
+            continue;
+        }
+        let Some(ctx) = contexts.get(&(t.chart as *const Chart)).cloned() else {
+            continue;
+        };
+        if let Value::Map(m) = &ctx {
+            let mut tm = BTreeMap::new();
+            tm.insert("Name".to_string(), Value::str(t.path.as_str()));
+            tm.insert("BasePath".to_string(), Value::str(t.base.as_str()));
+            m.borrow_mut()
+                .insert("Template".to_string(), Value::map(tm));
+        }
+        let mut ex = Exec::new(set.clone(), &host);
+        ex.written = written;
+        let mut buf = String::new();
+        ex.execute(&t.path, ctx, &mut buf)
+            .map_err(|msg| HelmError::Template {
+                msg: clean_error(&msg),
+            })?;
+        written = ex.written;
+        let text = buf.replace("<no value>", "");
+        if t.path.ends_with("NOTES.txt") {
+            if t.vpath.is_empty() {
+                notes = text;
+            }
+            continue;
+        }
+        outputs.insert(t.path.clone(), text);
+    }
+    let (manifests, hooks) = sort_manifests(&outputs)?;
+    let crds = chart
+        .crds("")
+        .into_iter()
+        .map(|(p, d)| (p, String::from_utf8_lossy(&d).into_owned()))
+        .collect();
+    Ok(Rendered {
+        manifests,
+        hooks,
+        notes,
+        crds,
+        values: vals.to_json(),
+    })
+}
+
+/// Helm turns `fail`/`required` errors into "execution error at (LOCATION): MSG",
+/// with the outermost location and the innermost message.
+fn clean_error(msg: &str) -> String {
+    for marker in ["error calling fail: ", "error calling required: "] {
+        if let Some(i) = msg.rfind(marker) {
+            let inner = &msg[i + marker.len()..];
+            if let Some(rest) = msg.strip_prefix("template: ")
+                && let Some(j) = rest.find(": executing ")
+            {
+                return format!("execution error at ({}): {inner}", &rest[..j]);
+            }
+        }
+    }
+    msg.to_string()
+}
+
+/// Splits rendered files into documents as Helm's `SplitManifests`
+/// (separator regex `(?:^|\s*\n)---\s*`).
+pub fn split_manifests(s: &str) -> Vec<String> {
+    static SEP: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let t = s.trim();
+    let Some(re) = SEP.get_or_init(|| regex::Regex::new(r"(?:^|\s*\n)---\s*").ok()) else {
+        return vec![t.to_string()];
+    };
+    re.split(t)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.trim().to_string())
+        .collect()
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct SimpleHead {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    metadata: Option<HeadMeta>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct HeadMeta {
+    name: Option<String>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+/// What Helm's `SimpleHead` reads: apiVersion, kind, name, annotations.
+type Head = (String, String, String, BTreeMap<String, String>);
+
+fn head(doc: &str, path: &str) -> Result<Head, HelmError> {
+    let only_comments = doc.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    });
+    if only_comments {
+        return Ok(Default::default());
+    }
+    let mut o = serde_saphyr::Options::default();
+    o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
+    let h: Option<SimpleHead> =
+        serde_saphyr::from_str_with_options(doc, o).map_err(|e| HelmError::Yaml {
+            path: path.to_string(),
+            msg: e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .to_string(),
+        })?;
+    let h = h.unwrap_or_default();
+    let md = h.metadata.unwrap_or_default();
+    Ok((
+        h.api_version.unwrap_or_default(),
+        h.kind.unwrap_or_default(),
+        md.name.unwrap_or_default(),
+        md.annotations.unwrap_or_default(),
+    ))
+}
+
+fn kind_rank(k: &str) -> Option<usize> {
+    INSTALL_ORDER.iter().position(|x| *x == k)
+}
+
+fn kind_less(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (kind_rank(a), kind_rank(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
+/// Splits, classifies and sorts rendered files into manifests and hooks.
+pub fn sort_manifests(
+    files: &BTreeMap<String, String>,
+) -> Result<(Vec<Manifest>, Vec<Hook>), HelmError> {
+    let mut manifests = Vec::new();
+    let mut hooks = Vec::new();
+    for (path, content) in files {
+        if is_partial(path) || content.trim().is_empty() {
+            continue;
+        }
+        for doc in split_manifests(content) {
+            let (api_version, kind, name, ann) = head(&doc, path)?;
+            let m = Manifest {
+                path: path.clone(),
+                content: doc,
+                api_version,
+                kind,
+                name,
+            };
+            match ann.get("helm.sh/hook") {
+                None => manifests.push(m),
+                Some(h) => {
+                    let events: Vec<String> = h
+                        .split(',')
+                        .map(|e| e.trim().to_string())
+                        .filter(|e| !e.is_empty())
+                        .collect();
+                    let weight = ann
+                        .get("helm.sh/hook-weight")
+                        .and_then(|w| w.trim().parse().ok())
+                        .unwrap_or(0);
+                    let delete_policies = ann
+                        .get("helm.sh/hook-delete-policy")
+                        .map(|p| {
+                            p.split(',')
+                                .map(|e| e.trim().to_string())
+                                .filter(|e| !e.is_empty())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    hooks.push(Hook {
+                        manifest: m,
+                        events,
+                        weight,
+                        delete_policies,
+                    });
+                }
+            }
+        }
+    }
+    manifests.sort_by(|a, b| kind_less(&a.kind, &b.kind));
+    hooks.sort_by(|a, b| kind_less(&a.manifest.kind, &b.manifest.kind));
+    Ok((manifests, hooks))
+}

@@ -1,0 +1,169 @@
+//! `--set` parsing (Helm's `strvals`): `a.b=c,d[0]=e,f={x,y}`, with ints,
+//! booleans and `null` typed and everything else a string.
+
+use std::collections::BTreeMap;
+
+use crate::value::Value;
+
+fn typed(s: &str) -> Value {
+    match s {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        "null" => Value::Nil,
+        _ => match s.parse::<i64>() {
+            Ok(i) if !(s.len() > 1 && s.starts_with('0')) => Value::I64(i),
+            _ => Value::str(s),
+        },
+    }
+}
+
+/// Splits on `sep` outside braces, honouring `\` escapes.
+fn split_top(s: &str, sep: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0i32;
+    let mut esc = false;
+    for c in s.chars() {
+        if esc {
+            cur.push('\\');
+            cur.push(c);
+            esc = false;
+            continue;
+        }
+        match c {
+            '\\' => esc = true,
+            '{' => {
+                depth += 1;
+                cur.push(c);
+            }
+            '}' => {
+                depth -= 1;
+                cur.push(c);
+            }
+            c if c == sep && depth == 0 => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut esc = false;
+    for c in s.chars() {
+        if esc {
+            out.push(c);
+            esc = false;
+        } else if c == '\\' {
+            esc = true;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn parse_value(s: &str) -> Value {
+    if let Some(inner) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+        if inner.is_empty() {
+            return Value::list(Vec::new());
+        }
+        return Value::list(
+            split_top(inner, ',')
+                .iter()
+                .map(|x| typed(&unescape(x)))
+                .collect(),
+        );
+    }
+    typed(&unescape(s))
+}
+
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn parse_key(k: &str) -> Result<Vec<Seg>, String> {
+    let mut segs = Vec::new();
+    for part in split_top(k, '.') {
+        let part = part.as_str();
+        let (name, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            segs.push(Seg::Key(unescape(name)));
+        }
+        while let Some(r) = rest.strip_prefix('[') {
+            let end = r
+                .find(']')
+                .ok_or_else(|| format!("key {k:?} has no closing bracket"))?;
+            let idx: usize = r[..end]
+                .parse()
+                .map_err(|_| format!("key {k:?} has an invalid index"))?;
+            if idx > 65536 {
+                return Err(format!("key {k:?}: index {idx} is too large"));
+            }
+            segs.push(Seg::Index(idx));
+            rest = &r[end + 1..];
+        }
+    }
+    if segs.is_empty() {
+        return Err(format!("key {k:?} is empty"));
+    }
+    Ok(segs)
+}
+
+fn set_path(cur: Value, segs: &[Seg], val: Value) -> Value {
+    let Some((first, rest)) = segs.split_first() else {
+        return val;
+    };
+    match first {
+        Seg::Key(k) => {
+            let map = match cur {
+                Value::Map(_) => cur,
+                _ => Value::map(BTreeMap::new()),
+            };
+            if let Value::Map(m) = &map {
+                let existing = m.borrow().get(k).cloned().unwrap_or_default();
+                let nv = set_path(existing, rest, val);
+                m.borrow_mut().insert(k.clone(), nv);
+            }
+            map
+        }
+        Seg::Index(i) => {
+            let mut l = match cur {
+                Value::List(l) => l.as_ref().clone(),
+                _ => Vec::new(),
+            };
+            while l.len() <= *i {
+                l.push(Value::Nil);
+            }
+            let existing = std::mem::take(&mut l[*i]);
+            l[*i] = set_path(existing, rest, val);
+            Value::list(l)
+        }
+    }
+}
+
+/// Applies one `--set` argument to `target`.
+pub fn parse_into(s: &str, target: &Value) -> Result<(), String> {
+    for assign in split_top(s, ',') {
+        if assign.is_empty() {
+            continue;
+        }
+        let Some((k, v)) = assign.split_once('=') else {
+            return Err(format!("key {assign:?} has no value"));
+        };
+        let segs = parse_key(k)?;
+        let updated = set_path(target.clone(), &segs, parse_value(v));
+        if let (Value::Map(t), Value::Map(u)) = (target, &updated)
+            && !std::rc::Rc::ptr_eq(t, u)
+        {
+            let copy = u.borrow().clone();
+            *t.borrow_mut() = copy;
+        }
+    }
+    Ok(())
+}

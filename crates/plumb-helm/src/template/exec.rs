@@ -1,0 +1,606 @@
+//! The executor: walks parsed templates against a data value.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::parse::{self, Arg, Branch, BranchKind, Cmd, List, Node, Pipe};
+use crate::fmt as gofmt;
+use crate::value::Value;
+
+/// A named template body and the source it came from (for error positions).
+#[derive(Debug)]
+pub struct Tree {
+    /// Template name (`define` name or file path).
+    pub name: Rc<str>,
+    /// Name of the source file it was parsed from.
+    pub file: Rc<str>,
+    /// The source text.
+    pub src: Rc<str>,
+    /// The body.
+    pub list: List,
+}
+
+/// A set of named templates, as Go's `*template.Template` associations.
+#[derive(Debug, Default, Clone)]
+pub struct TemplateSet {
+    /// Templates by name.
+    pub trees: HashMap<Rc<str>, Rc<Tree>>,
+}
+
+impl TemplateSet {
+    /// Parses `src` under `name` and adds its main body and its `define`s.
+    /// As in Go, an empty redefinition does not replace an existing template.
+    pub fn add(
+        &mut self,
+        name: &str,
+        src: &str,
+        is_func: &dyn Fn(&str) -> bool,
+    ) -> Result<(), String> {
+        let parsed = parse::parse(src, is_func).map_err(|e| {
+            let (l, c) = parse::line_col(src, e.pos);
+            let _ = c;
+            format!("template: {name}:{l}: {}", e.msg)
+        })?;
+        let file: Rc<str> = name.into();
+        let srcrc: Rc<str> = src.into();
+        for (dname, body) in parsed.defines {
+            self.insert(dname, file.clone(), srcrc.clone(), body);
+        }
+        self.insert(file.clone(), file, srcrc, parsed.root);
+        Ok(())
+    }
+
+    fn insert(&mut self, name: Rc<str>, file: Rc<str>, src: Rc<str>, list: List) {
+        let empty = list
+            .iter()
+            .all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()));
+        if empty && self.trees.contains_key(&name) {
+            return;
+        }
+        self.trees.insert(
+            name.clone(),
+            Rc::new(Tree {
+                name,
+                file,
+                src,
+                list,
+            }),
+        );
+    }
+}
+
+/// The host environment of the executor: functions that need the engine
+/// (Helm's `include`, `tpl`, `lookup`) and plain functions.
+pub trait Host {
+    /// Calls a function by name. `ex` allows re-entering the engine.
+    fn call(&self, ex: &mut Exec<'_>, name: &str, args: Vec<Value>) -> Result<Value, String>;
+    /// Whether a function of this name exists.
+    fn has(&self, name: &str) -> bool;
+}
+
+/// Control flow out of a list.
+enum Flow {
+    Break,
+    Continue,
+    Err(String),
+}
+
+impl From<String> for Flow {
+    fn from(s: String) -> Self {
+        Flow::Err(s)
+    }
+}
+
+/// Limits that keep hostile templates bounded.
+pub const MAX_DEPTH: usize = 1000;
+/// Maximum output size of one render (bytes).
+pub const MAX_OUTPUT: usize = 64 << 20;
+
+/// Execution state.
+pub struct Exec<'a> {
+    /// Template sets, searched from the last to the first (tpl overlays).
+    pub sets: Vec<Rc<TemplateSet>>,
+    /// The host functions.
+    pub host: &'a dyn Host,
+    vars: Vec<(Rc<str>, Value)>,
+    /// Current nesting depth of template calls.
+    pub depth: usize,
+    tree: Option<Rc<Tree>>,
+    /// Bytes written so far by this execution and nested ones.
+    pub written: usize,
+    /// Name of the top-level template being rendered (for `.Template.Name`-less errors).
+    pub top_name: Rc<str>,
+}
+
+impl<'a> Exec<'a> {
+    /// A new executor over a template set.
+    pub fn new(set: Rc<TemplateSet>, host: &'a dyn Host) -> Self {
+        Exec {
+            sets: vec![set],
+            host,
+            vars: Vec::new(),
+            depth: 0,
+            tree: None,
+            written: 0,
+            top_name: "".into(),
+        }
+    }
+
+    /// Looks up a template by name.
+    pub fn lookup(&self, name: &str) -> Option<Rc<Tree>> {
+        self.sets
+            .iter()
+            .rev()
+            .find_map(|s| s.trees.get(name).cloned())
+    }
+
+    /// Executes a named template with `data` into `out`.
+    pub fn execute(&mut self, name: &str, data: Value, out: &mut String) -> Result<(), String> {
+        let Some(tree) = self.lookup(name) else {
+            return Err(format!(
+                "template: no template {name:?} associated with template"
+            ));
+        };
+        self.run_tree(tree, data, out)
+    }
+
+    /// Runs a tree with fresh variables.
+    pub fn run_tree(
+        &mut self,
+        tree: Rc<Tree>,
+        data: Value,
+        out: &mut String,
+    ) -> Result<(), String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(format!(
+                "template: {}: exceeded maximum template depth ({MAX_DEPTH})",
+                tree.name
+            ));
+        }
+        self.depth += 1;
+        // Deep include/template chains: grow the stack instead of overflowing.
+        stacker::maybe_grow(256 * 1024, 4 * 1024 * 1024, || {
+            self.run_tree_inner(tree, data, out)
+        })
+    }
+
+    fn run_tree_inner(
+        &mut self,
+        tree: Rc<Tree>,
+        data: Value,
+        out: &mut String,
+    ) -> Result<(), String> {
+        let saved_vars = std::mem::replace(&mut self.vars, vec![("".into(), data.clone())]);
+        let saved_tree = self.tree.replace(tree.clone());
+        let r = self.walk_list(&tree.list, &data, out);
+        self.vars = saved_vars;
+        self.tree = saved_tree;
+        self.depth -= 1;
+        match r {
+            Ok(()) => Ok(()),
+            Err(Flow::Err(e)) => Err(e),
+            Err(_) => Err("break or continue outside range".into()),
+        }
+    }
+
+    fn errf(&self, pos: usize, what: &str, msg: &str) -> String {
+        match &self.tree {
+            Some(t) => {
+                let (l, c) = parse::line_col(&t.src, pos);
+                format!(
+                    "template: {}:{}:{}: executing {:?} at <{}>: {}",
+                    t.file, l, c, &*t.name, what, msg
+                )
+            }
+            None => format!("template: {msg}"),
+        }
+    }
+
+    fn write(&mut self, out: &mut String, s: &str) -> Result<(), Flow> {
+        self.written += s.len();
+        if self.written > MAX_OUTPUT {
+            return Err(Flow::Err(format!(
+                "template: output exceeds the limit of {MAX_OUTPUT} bytes"
+            )));
+        }
+        out.push_str(s);
+        Ok(())
+    }
+
+    fn walk_list(&mut self, list: &List, dot: &Value, out: &mut String) -> Result<(), Flow> {
+        for n in list {
+            self.walk(n, dot, out)?;
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, node: &Node, dot: &Value, out: &mut String) -> Result<(), Flow> {
+        match node {
+            Node::Text(t) => self.write(out, t),
+            Node::Action(p) => {
+                let v = self.eval_pipe(p, dot)?;
+                if p.decl.is_empty() {
+                    let s = print_value(&v);
+                    self.write(out, &s)?;
+                }
+                Ok(())
+            }
+            Node::Branch(b) => self.walk_branch(b, dot, out),
+            Node::Template { name, pipe, pos } => {
+                let data = match pipe {
+                    Some(p) => self.eval_pipe(p, dot)?,
+                    None => Value::Nil,
+                };
+                let Some(tree) = self.lookup(name) else {
+                    return Err(Flow::Err(self.errf(
+                        *pos,
+                        &format!("{{{{template {name:?}}}}}"),
+                        &format!("template {name:?} not defined"),
+                    )));
+                };
+                let mut buf = String::new();
+                self.run_tree(tree, data, &mut buf)?;
+                out.push_str(&buf);
+                Ok(())
+            }
+            Node::Break(_) => Err(Flow::Break),
+            Node::Continue(_) => Err(Flow::Continue),
+        }
+    }
+
+    fn walk_branch(&mut self, b: &Branch, dot: &Value, out: &mut String) -> Result<(), Flow> {
+        let mark = self.vars.len();
+        let r = self.walk_branch_inner(b, dot, out);
+        self.vars.truncate(mark);
+        r
+    }
+
+    fn walk_branch_inner(&mut self, b: &Branch, dot: &Value, out: &mut String) -> Result<(), Flow> {
+        match b.kind {
+            BranchKind::If | BranchKind::With => {
+                let v = self.eval_pipe(&b.pipe, dot)?;
+                if v.truthy() {
+                    if b.kind == BranchKind::With {
+                        self.walk_list(&b.list, &v, out)
+                    } else {
+                        self.walk_list(&b.list, dot, out)
+                    }
+                } else if let Some(e) = &b.else_list {
+                    self.walk_list(e, dot, out)
+                } else {
+                    Ok(())
+                }
+            }
+            BranchKind::Range => {
+                // Range declares its variables per iteration, not from the pipeline.
+                let mut p = b.pipe.clone();
+                let decl = std::mem::take(&mut p.decl);
+                let v = self.eval_pipe(&p, dot)?;
+                let items: Vec<(Value, Value)> = match &v {
+                    Value::Nil => Vec::new(),
+                    Value::List(l) => l
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| (Value::Int(i as i64), x.clone()))
+                        .collect(),
+                    Value::Bytes(bs) => bs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| (Value::Int(i as i64), Value::Int(i64::from(*x))))
+                        .collect(),
+                    Value::Map(m) => m
+                        .borrow()
+                        .iter()
+                        .map(|(k, x)| (Value::str(k.as_str()), x.clone()))
+                        .collect(),
+                    Value::Object(o) if o.range_entries().is_some() => {
+                        o.range_entries().unwrap_or_default()
+                    }
+                    other => {
+                        return Err(Flow::Err(self.errf(
+                            b.pipe.pos,
+                            "range",
+                            &format!("range can't iterate over {}", print_value(other)),
+                        )));
+                    }
+                };
+                if items.is_empty() {
+                    if let Some(e) = &b.else_list {
+                        return self.walk_list(e, dot, out);
+                    }
+                    return Ok(());
+                }
+                let mark = self.vars.len();
+                for (k, x) in items {
+                    self.vars.truncate(mark);
+                    match decl.len() {
+                        1 => self.vars.push((decl[0].clone(), x.clone())),
+                        2 => {
+                            self.vars.push((decl[0].clone(), k));
+                            self.vars.push((decl[1].clone(), x.clone()));
+                        }
+                        _ => {}
+                    }
+                    match self.walk_list(&b.list, &x, out) {
+                        Ok(()) | Err(Flow::Continue) => {}
+                        Err(Flow::Break) => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn eval_pipe(&mut self, p: &Pipe, dot: &Value) -> Result<Value, Flow> {
+        let mut val: Option<Value> = None;
+        for c in &p.cmds {
+            let v = self.eval_cmd(c, dot, val.take())?;
+            val = Some(v);
+        }
+        let v = val.unwrap_or_default();
+        for name in &p.decl {
+            if p.is_assign {
+                if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+                    slot.1 = v.clone();
+                } else {
+                    return Err(Flow::Err(self.errf(
+                        p.pos,
+                        &format!("${name}"),
+                        &format!("undefined variable: ${name}"),
+                    )));
+                }
+            } else {
+                self.vars.push((name.clone(), v.clone()));
+            }
+        }
+        Ok(v)
+    }
+
+    fn var(&self, name: &str, pos: usize) -> Result<Value, Flow> {
+        match self.vars.iter().rev().find(|(n, _)| &**n == name) {
+            Some((_, v)) => Ok(v.clone()),
+            None => Err(Flow::Err(self.errf(
+                pos,
+                &format!("${name}"),
+                &format!("undefined variable: ${name}"),
+            ))),
+        }
+    }
+
+    fn eval_cmd(&mut self, c: &Cmd, dot: &Value, fin: Option<Value>) -> Result<Value, Flow> {
+        let pos = c.arg_pos.first().copied().unwrap_or(c.pos);
+        let first = &c.args[0];
+        let rest = &c.args[1..];
+        match first {
+            Arg::Field(fields) => {
+                let v = self.eval_fields(dot.clone(), fields, rest, fin, dot, pos)?;
+                Ok(v)
+            }
+            Arg::Var(name, fields) => {
+                let base = self.var(name, pos)?;
+                if fields.is_empty() {
+                    self.not_a_function(rest, &fin, pos, &format!("${name}"))?;
+                    return Ok(base);
+                }
+                self.eval_fields(base, fields, rest, fin, dot, pos)
+            }
+            Arg::Chain(inner, fields) => {
+                let base = self.eval_arg(inner, dot, pos)?;
+                self.eval_fields(base, fields, rest, fin, dot, pos)
+            }
+            Arg::Ident(name) => {
+                let mut args = Vec::with_capacity(rest.len() + 1);
+                // `and`/`or` short-circuit.
+                if &**name == "and" || &**name == "or" {
+                    let is_and = &**name == "and";
+                    let total = rest.len() + usize::from(fin.is_some());
+                    if total == 0 {
+                        return Err(Flow::Err(self.errf(
+                            pos,
+                            name,
+                            &format!("wrong number of args for {name}: want at least 1 got 0"),
+                        )));
+                    }
+                    let mut last = Value::Nil;
+                    for a in rest {
+                        last = self.eval_arg(a, dot, pos)?;
+                        if last.truthy() != is_and {
+                            return Ok(last);
+                        }
+                    }
+                    if let Some(f) = fin {
+                        last = f;
+                    }
+                    return Ok(last);
+                }
+                for a in rest {
+                    args.push(self.eval_arg(a, dot, pos)?);
+                }
+                if let Some(f) = fin {
+                    args.push(f);
+                }
+                let host = self.host;
+                host.call(self, name, args).map_err(|e| {
+                    Flow::Err(self.errf(pos, name, &format!("error calling {name}: {e}")))
+                })
+            }
+            Arg::Pipe(p) => {
+                self.not_a_function(rest, &fin, pos, "(pipeline)")?;
+                let mark = self.vars.len();
+                let r = self.eval_pipe(p, dot);
+                self.vars.truncate(mark);
+                r
+            }
+            other => {
+                self.not_a_function(rest, &fin, pos, &arg_text(other))?;
+                if matches!(other, Arg::Nil) {
+                    return Err(Flow::Err(self.errf(pos, "nil", "nil is not a command")));
+                }
+                self.eval_arg(other, dot, pos)
+            }
+        }
+    }
+
+    fn not_a_function(
+        &self,
+        rest: &[Arg],
+        fin: &Option<Value>,
+        pos: usize,
+        what: &str,
+    ) -> Result<(), Flow> {
+        if !rest.is_empty() || fin.is_some() {
+            return Err(Flow::Err(self.errf(
+                pos,
+                what,
+                &format!("can't give argument to non-function {what}"),
+            )));
+        }
+        Ok(())
+    }
+
+    fn eval_arg(&mut self, a: &Arg, dot: &Value, pos: usize) -> Result<Value, Flow> {
+        Ok(match a {
+            Arg::Dot => dot.clone(),
+            Arg::Nil => Value::Nil,
+            Arg::Bool(b) => Value::Bool(*b),
+            Arg::Str(s) => Value::Str(s.clone()),
+            Arg::Int(i) => Value::Int(*i),
+            Arg::Float(f) => Value::Float(*f),
+            Arg::Field(fields) => self.eval_fields(dot.clone(), fields, &[], None, dot, pos)?,
+            Arg::Var(name, fields) => {
+                let base = self.var(name, pos)?;
+                if fields.is_empty() {
+                    base
+                } else {
+                    self.eval_fields(base, fields, &[], None, dot, pos)?
+                }
+            }
+            Arg::Chain(inner, fields) => {
+                let base = self.eval_arg(inner, dot, pos)?;
+                self.eval_fields(base, fields, &[], None, dot, pos)?
+            }
+            Arg::Pipe(p) => {
+                let mark = self.vars.len();
+                let r = self.eval_pipe(p, dot);
+                self.vars.truncate(mark);
+                r?
+            }
+            Arg::Ident(name) => {
+                let host = self.host;
+                host.call(self, name, Vec::new()).map_err(|e| {
+                    Flow::Err(self.errf(pos, name, &format!("error calling {name}: {e}")))
+                })?
+            }
+        })
+    }
+
+    /// Evaluates a field chain; the last field receives the arguments.
+    fn eval_fields(
+        &mut self,
+        mut recv: Value,
+        fields: &[Rc<str>],
+        args: &[Arg],
+        fin: Option<Value>,
+        dot: &Value,
+        pos: usize,
+    ) -> Result<Value, Flow> {
+        let n = fields.len();
+        for (i, f) in fields.iter().enumerate() {
+            let last = i + 1 == n;
+            let has_args = last && (!args.is_empty() || fin.is_some());
+            recv = match &recv {
+                Value::Map(m) => {
+                    if has_args {
+                        return Err(Flow::Err(self.errf(
+                            pos,
+                            &field_text(fields),
+                            &format!("{f} is not a method but has arguments"),
+                        )));
+                    }
+                    m.borrow().get(&**f).cloned().unwrap_or(Value::Nil)
+                }
+                Value::Object(o) => {
+                    let mut av = Vec::new();
+                    if last {
+                        for a in args {
+                            av.push(self.eval_arg(a, dot, pos)?);
+                        }
+                        if let Some(fv) = fin.clone() {
+                            av.push(fv);
+                        }
+                    }
+                    match o.call(f, &av) {
+                        Some(Ok(v)) => v,
+                        Some(Err(e)) => {
+                            return Err(Flow::Err(self.errf(
+                                pos,
+                                &field_text(fields),
+                                &format!("error calling {f}: {e}"),
+                            )));
+                        }
+                        None => {
+                            return Err(Flow::Err(self.errf(
+                                pos,
+                                &field_text(fields),
+                                &format!("can't evaluate field {f} in type {}", o.type_name()),
+                            )));
+                        }
+                    }
+                }
+                // Go digs nil out of interfaces at the end of a pipeline: a nil
+                // value that starts a chain yields nil, a nil reached through
+                // a map inside the chain is an error.
+                Value::Nil if i == 0 => return Ok(Value::Nil),
+                Value::Nil => {
+                    return Err(Flow::Err(self.errf(
+                        pos,
+                        &field_text(fields),
+                        &format!("nil pointer evaluating interface {{}}.{f}"),
+                    )));
+                }
+                other => {
+                    return Err(Flow::Err(self.errf(
+                        pos,
+                        &field_text(fields),
+                        &format!("can't evaluate field {f} in type {}", other.type_name()),
+                    )));
+                }
+            };
+        }
+        Ok(recv)
+    }
+}
+
+fn field_text(fields: &[Rc<str>]) -> String {
+    let mut s = String::new();
+    for f in fields {
+        s.push('.');
+        s.push_str(f);
+    }
+    s
+}
+
+fn arg_text(a: &Arg) -> String {
+    match a {
+        Arg::Dot => ".".into(),
+        Arg::Nil => "nil".into(),
+        Arg::Bool(b) => b.to_string(),
+        Arg::Str(s) => format!("{s:?}"),
+        Arg::Int(i) => i.to_string(),
+        Arg::Float(f) => f.to_string(),
+        Arg::Ident(i) => i.to_string(),
+        Arg::Field(f) => field_text(f),
+        Arg::Var(n, f) => format!("${n}{}", field_text(f)),
+        Arg::Chain(_, f) => format!("(...){}", field_text(f)),
+        Arg::Pipe(_) => "(pipeline)".into(),
+    }
+}
+
+/// Prints a value as `{{ . }}` does: `<no value>` for nil, `fmt.Print` otherwise.
+pub fn print_value(v: &Value) -> String {
+    match v {
+        Value::Nil => "<no value>".into(),
+        other => gofmt::sprint_one(other),
+    }
+}

@@ -1,0 +1,238 @@
+//! The dynamic value model of the template engine, shaped after the Go types
+//! Helm templates see: `map[string]interface{}`, `[]interface{}`, `string`,
+//! `float64` (every number read from YAML or JSON), `int`/`int64` (template
+//! literals and Sprig arithmetic) and `bool`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::rc::Rc;
+
+/// A Go map shared by reference: Sprig's `set`/`unset`/`merge` mutate it in place
+/// and every holder sees the change, as in Go.
+pub type MapRef = Rc<RefCell<BTreeMap<String, Value>>>;
+
+/// Objects with methods (`.Files`, `.Capabilities.APIVersions`, ...).
+pub trait Object: fmt::Debug {
+    /// Go type name, for `typeOf` and `%T`.
+    fn type_name(&self) -> &str;
+    /// Field or method access; `args` are the method arguments.
+    /// `None` means no such field or method.
+    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>>;
+    /// The `fmt.Stringer` text, when the object has one.
+    fn to_text(&self) -> String;
+    /// For downcasting to the concrete type.
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// Go truth (empty maps are false).
+    fn truthy(&self) -> bool {
+        true
+    }
+    /// Key/value pairs when the object can be ranged over (Go maps).
+    fn range_entries(&self) -> Option<Vec<(Value, Value)>> {
+        None
+    }
+}
+
+/// A template value.
+#[derive(Clone, Debug, Default)]
+pub enum Value {
+    /// A nil interface: a missing map key, `nil`, YAML `null`.
+    #[default]
+    Nil,
+    /// `bool`.
+    Bool(bool),
+    /// `int` (template literals, `len`, `int`).
+    Int(i64),
+    /// `int64` (Sprig arithmetic, `int64`).
+    I64(i64),
+    /// `float64` (numbers from YAML/JSON, `float64`, `mulf`...).
+    Float(f64),
+    /// `string`.
+    Str(Rc<str>),
+    /// `[]byte` (`.Files.GetBytes`).
+    Bytes(Rc<[u8]>),
+    /// `[]interface{}`.
+    List(Rc<Vec<Value>>),
+    /// `map[string]interface{}`.
+    Map(MapRef),
+    /// An object with methods.
+    Object(Rc<dyn Object>),
+}
+
+impl Value {
+    /// A string value.
+    pub fn str(s: impl Into<Rc<str>>) -> Value {
+        Value::Str(s.into())
+    }
+    /// A list value.
+    pub fn list(v: Vec<Value>) -> Value {
+        Value::List(Rc::new(v))
+    }
+    /// A map value.
+    pub fn map(m: BTreeMap<String, Value>) -> Value {
+        Value::Map(Rc::new(RefCell::new(m)))
+    }
+    /// An empty map value.
+    pub fn empty_map() -> Value {
+        Value::map(BTreeMap::new())
+    }
+
+    /// Go's truth: false for nil, zero numbers, empty strings and collections.
+    pub fn truthy(&self) -> bool {
+        match self {
+            Value::Nil => false,
+            Value::Bool(b) => *b,
+            Value::Int(i) | Value::I64(i) => *i != 0,
+            Value::Float(f) => *f != 0.0,
+            Value::Str(s) => !s.is_empty(),
+            Value::Bytes(b) => !b.is_empty(),
+            Value::List(l) => !l.is_empty(),
+            Value::Map(m) => !m.borrow().is_empty(),
+            Value::Object(o) => o.truthy(),
+        }
+    }
+
+    /// Go type name as `%T` prints it.
+    pub fn type_name(&self) -> String {
+        match self {
+            Value::Nil => "<nil>".into(),
+            Value::Bool(_) => "bool".into(),
+            Value::Int(_) => "int".into(),
+            Value::I64(_) => "int64".into(),
+            Value::Float(_) => "float64".into(),
+            Value::Str(_) => "string".into(),
+            Value::Bytes(_) => "[]uint8".into(),
+            Value::List(_) => "[]interface {}".into(),
+            Value::Map(_) => "map[string]interface {}".into(),
+            Value::Object(o) => o.type_name().into(),
+        }
+    }
+
+    /// Go reflect kind name, for `kindOf`/`kindIs`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Nil => "invalid",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::I64(_) => "int64",
+            Value::Float(_) => "float64",
+            Value::Str(_) => "string",
+            Value::Bytes(_) | Value::List(_) => "slice",
+            Value::Map(_) => "map",
+            Value::Object(_) => "ptr",
+        }
+    }
+
+    /// The string inside, if this is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Deep copy (maps are shared by reference otherwise).
+    pub fn deep_copy(&self) -> Value {
+        match self {
+            Value::Map(m) => Value::map(
+                m.borrow()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.deep_copy()))
+                    .collect(),
+            ),
+            Value::List(l) => Value::list(l.iter().map(Value::deep_copy).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// Converts to JSON (objects become their string form).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Nil => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) | Value::I64(i) => J::from(*i),
+            Value::Float(f) => {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    J::from(*f as i64)
+                } else {
+                    serde_json::Number::from_f64(*f).map_or(J::Null, J::Number)
+                }
+            }
+            Value::Str(s) => J::String(s.to_string()),
+            Value::Bytes(b) => {
+                use base64::Engine;
+                J::String(base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
+            Value::Map(m) => J::Object(
+                m.borrow()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+            Value::Object(o) => J::String(o.to_text()),
+        }
+    }
+
+    /// Converts from JSON the way Go's `encoding/json` does into `interface{}`:
+    /// every number becomes `float64`.
+    pub fn from_json(j: &serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        match j {
+            J::Null => Value::Nil,
+            J::Bool(b) => Value::Bool(*b),
+            J::Number(n) => Value::Float(n.as_f64().unwrap_or(0.0)),
+            J::String(s) => Value::str(s.as_str()),
+            J::Array(a) => Value::list(a.iter().map(Value::from_json).collect()),
+            J::Object(o) => Value::map(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Structural equality as Go's `reflect.DeepEqual` on these types.
+    pub fn deep_equal(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Nil, Value::Nil) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) | (Value::I64(a), Value::I64(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a == b,
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Bytes(a), Value::Bytes(b)) => a == b,
+            (Value::List(a), Value::List(b)) => {
+                a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.deep_equal(y))
+            }
+            (Value::Map(a), Value::Map(b)) => {
+                if Rc::ptr_eq(a, b) {
+                    return true;
+                }
+                let (a, b) = (a.borrow(), b.borrow());
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b.iter())
+                        .all(|((ka, va), (kb, vb))| ka == kb && va.deep_equal(vb))
+            }
+            (Value::Object(a), Value::Object(b)) => Rc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::str(s)
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::str(s)
+    }
+}
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}

@@ -1,0 +1,246 @@
+//! Chart-level behaviour on the fixture chart, without the reference binary.
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
+use std::io::Write;
+use std::path::Path;
+
+use plumb_helm::{Capabilities, HelmError, ReleaseInfo, RenderOptions, Rendered, Value};
+
+fn fixture() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/features")
+}
+
+fn opts() -> RenderOptions<'static> {
+    RenderOptions {
+        release: ReleaseInfo {
+            name: "rel".into(),
+            namespace: "ns1".into(),
+            revision: 1,
+            is_install: true,
+        },
+        capabilities: Capabilities {
+            kube_version: "v1.30.0".into(),
+            ..Default::default()
+        },
+        lookup: None,
+    }
+}
+
+fn render_with(values: &str) -> Result<Rendered, HelmError> {
+    let chart = plumb_helm::load_path(&fixture())?;
+    let v = plumb_helm::parse_values(values)?;
+    plumb_helm::render(&chart, &v, &opts())
+}
+
+fn doc<'a>(r: &'a Rendered, kind: &str, name: &str) -> &'a str {
+    &r.manifests
+        .iter()
+        .find(|m| m.kind == kind && m.name == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} not rendered"))
+        .content
+}
+
+#[test]
+fn subchart_alias_condition_and_library() {
+    let r = render_with("").unwrap();
+    let names: Vec<_> = r.manifests.iter().map(|m| m.name.as_str()).collect();
+    assert!(
+        names.contains(&"rel-subalias"),
+        "aliased subchart renders under its alias: {names:?}"
+    );
+    assert!(
+        !names.contains(&"should-not-render"),
+        "condition false disables the subchart"
+    );
+    assert!(!names.contains(&"library-templates-do-not-render"));
+    let sub = doc(&r, "ConfigMap", "rel-subalias");
+    assert!(
+        sub.contains("greeting: \"hello from parent\""),
+        "parent values override: {sub}"
+    );
+    assert!(sub.contains("region: \"eu-west-1\""), "globals flow down");
+    assert!(
+        sub.contains(r#"shared: "{\"a\":\"parent\",\"b\":\"child-only\"}""#),
+        "globals merge: {sub}"
+    );
+}
+
+#[test]
+fn null_deletes_defaults() {
+    let r = render_with("removeMe: null\nnested:\n  drop: null\n").unwrap();
+    let cm = doc(&r, "ConfigMap", "rel-features");
+    assert!(cm.contains("removed: \"deleted\""));
+    assert!(cm.contains("nestedKeys: \"keep\""), "{cm}");
+}
+
+#[test]
+fn install_order_hooks_notes_and_crds() {
+    let r = render_with("").unwrap();
+    let kinds: Vec<_> = r.manifests.iter().map(|m| m.kind.as_str()).collect();
+    let pos = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
+    assert!(pos("Secret") < pos("ConfigMap"));
+    assert!(pos("ClusterRole") < pos("Service"));
+    assert_eq!(
+        kinds.last(),
+        Some(&"Widget"),
+        "unknown kinds go last: {kinds:?}"
+    );
+    assert_eq!(r.hooks.len(), 1);
+    let h = &r.hooks[0];
+    assert_eq!(h.events, vec!["pre-install", "pre-upgrade"]);
+    assert_eq!(h.weight, -5);
+    assert_eq!(
+        h.delete_policies,
+        vec!["before-hook-creation", "hook-succeeded"]
+    );
+    assert_eq!(r.notes.trim(), "Installed rel (features 1.2.3).");
+    assert_eq!(r.crds.len(), 1);
+    assert_eq!(r.crds[0].0, "features/crds/widget.yaml");
+    let out = r.to_helm_template_output(true);
+    assert!(out.starts_with("---\n# Source: features/crds/widget.yaml\n"));
+}
+
+#[test]
+fn schema_violations_are_reported() {
+    let err = render_with("port: -1\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("schema"), "{msg}");
+    assert!(msg.contains("port"), "{msg}");
+}
+
+#[test]
+fn template_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("bad");
+    std::fs::create_dir_all(c.join("templates")).unwrap();
+    std::fs::write(
+        c.join("Chart.yaml"),
+        "apiVersion: v2\nname: bad\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(c.join("templates/a.yaml"), "x: 1\ny: {{ .Values.a.b }}\n").unwrap();
+    let chart = plumb_helm::load_path(&c).unwrap();
+    let err = plumb_helm::render(&chart, &Value::empty_map(), &opts()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "template: bad/templates/a.yaml:2:13: executing \"bad/templates/a.yaml\" at <.Values.a.b>: nil pointer evaluating interface {}.b"
+    );
+}
+
+fn tgz(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (p, d) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(d.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        // set_path refuses `..`; write the raw name to build hostile archives.
+        let name = h.as_old_mut().name.as_mut();
+        name[..p.len()].copy_from_slice(p.as_bytes());
+        h.set_cksum();
+        b.append(&h, *d).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn archives_load_and_hostile_ones_are_rejected() {
+    let good = tgz(&[
+        ("c/Chart.yaml", b"apiVersion: v2\nname: c\nversion: 0.1.0\n"),
+        (
+            "c/templates/cm.yaml",
+            b"kind: ConfigMap\napiVersion: v1\nmetadata:\n  name: x\n",
+        ),
+    ]);
+    let c = plumb_helm::load_archive(&good).unwrap();
+    assert_eq!(c.name, "c");
+    assert_eq!(c.templates.len(), 1);
+
+    let traversal = tgz(&[
+        ("c/Chart.yaml", b"apiVersion: v2\nname: c\nversion: 0.1.0\n"),
+        ("c/../../etc/x", b"boom"),
+    ]);
+    let e = plumb_helm::load_archive(&traversal)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("outside the base directory"), "{e}");
+
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "c/link", "/etc/passwd").unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&b.into_inner().unwrap()).unwrap();
+    let e = plumb_helm::load_archive(&gz.finish().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+
+    assert!(plumb_helm::load_archive(b"not gzip at all").is_err());
+}
+
+#[test]
+fn missing_dependency_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(
+        c.join("Chart.yaml"),
+        "apiVersion: v2\nname: c\nversion: 0.1.0\ndependencies:\n- name: gone\n  version: 1.0.0\n",
+    )
+    .unwrap();
+    let chart = plumb_helm::load_path(&c).unwrap();
+    let e = plumb_helm::render(&chart, &Value::empty_map(), &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing in charts/ directory: gone"), "{e}");
+}
+
+#[test]
+fn fail_and_required_read_like_helm() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("bad");
+    std::fs::create_dir_all(c.join("templates")).unwrap();
+    std::fs::write(
+        c.join("Chart.yaml"),
+        "apiVersion: v2\nname: bad\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        c.join("templates/a.yaml"),
+        "{{ define \"h\" }}{{ required \"need x\" .Values.x }}{{ end }}x: {{ include \"h\" . }}\n",
+    )
+    .unwrap();
+    let chart = plumb_helm::load_path(&c).unwrap();
+    let err = plumb_helm::render(&chart, &Value::empty_map(), &opts()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "execution error at (bad/templates/a.yaml:1:64): need x"
+    );
+}
+
+#[test]
+fn render_archive_is_send_friendly() {
+    fn assert_send<T: Send>(_: &T) {}
+    let archive = tgz(&[
+        ("c/Chart.yaml", b"apiVersion: v2\nname: c\nversion: 0.1.0\n"),
+        ("c/values.yaml", b"k: 1\n"),
+        (
+            "c/templates/cm.yaml",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  k: {{ .Values.k | quote }}\n  m: {{ .Values.m | quote }}\n",
+        ),
+    ]);
+    let values = serde_json::json!({"m": 2000000});
+    let r = plumb_helm::render_archive(&archive, &values, &opts()).unwrap();
+    assert_send(&r);
+    assert_eq!(r.manifests.len(), 1);
+    assert!(
+        r.manifests[0].content.contains("m: \"2e+06\""),
+        "{}",
+        r.manifests[0].content
+    );
+}

@@ -81,8 +81,8 @@ mkdir -p "$SRC_DIR" "$BIN_DIR"
 tree="$(find "$SRC_DIR" -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)"
 if [ -z "$tree" ]; then
   log "apt-get source kubernetes (this is large)"
-  (cd "$SRC_DIR" && apt-get source -qq kubernetes="${K8S_VERSION}"* >&2 2>&1 || apt-get source -qq kubernetes >&2) \
-    || die "apt-get source kubernetes failed"
+  # bookworm's package is versioned 1.20.5+really1.20.2: its tree is 1.20.2.
+  (cd "$SRC_DIR" && apt-get source -qq kubernetes >&2) || die "apt-get source kubernetes failed"
   tree="$(find "$SRC_DIR" -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)"
 fi
 [ -n "$tree" ] || die "kubernetes source tree not found under $SRC_DIR"

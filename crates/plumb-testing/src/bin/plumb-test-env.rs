@@ -26,11 +26,52 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Serve the git repositories under ROOT over smart HTTP (`git http-backend`) on
+    /// loopback, write the base URL to --url-file and stay in the foreground.
+    GitServe {
+        /// Directory whose subdirectories are repositories.
+        root: PathBuf,
+        /// Where to write `http://127.0.0.1:<port>`.
+        #[arg(long)]
+        url_file: PathBuf,
+    },
+}
+
+fn wait_for_signal() {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    });
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let Cmd::Up { env_file, dir } = args.cmd;
+    let (env_file, dir) = match args.cmd {
+        Cmd::Up { env_file, dir } => (env_file, dir),
+        Cmd::GitServe { root, url_file } => {
+            let server = plumb_testing::git::GitHttpServer::start(
+                &root,
+                plumb_testing::git::HttpAuth::Anonymous,
+            );
+            let base = server.url("");
+            if let Err(e) = std::fs::write(&url_file, base.trim_end_matches('/')) {
+                eprintln!("plumb-test-env: writing {}: {e}", url_file.display());
+                return ExitCode::FAILURE;
+            }
+            wait_for_signal();
+            return ExitCode::SUCCESS;
+        }
+    };
     let mut cp = match ControlPlane::start(StartOptions {
         dir,
         ..Default::default()

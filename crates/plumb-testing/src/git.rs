@@ -272,6 +272,16 @@ impl GitHttpServer {
     /// Like [`GitHttpServer::start`] but over HTTPS with `tls`'s server certificate
     /// (`https://127.0.0.1:port/<name>`; the certificate names `127.0.0.1` and `localhost`).
     pub fn start_tls(root: &Path, auth: HttpAuth, tls: &TlsMaterial) -> GitHttpServer {
+        Self::start_inner(root, auth, Some(Arc::new(Self::acceptor(tls, false))))
+    }
+
+    /// Like [`GitHttpServer::start_tls`], but the TLS handshake demands a client certificate
+    /// signed by `tls`'s CA.
+    pub fn start_mtls(root: &Path, auth: HttpAuth, tls: &TlsMaterial) -> GitHttpServer {
+        Self::start_inner(root, auth, Some(Arc::new(Self::acceptor(tls, true))))
+    }
+
+    fn acceptor(tls: &TlsMaterial, client_auth: bool) -> openssl::ssl::SslAcceptor {
         let mut b =
             openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls())
                 .expect("ssl acceptor");
@@ -282,7 +292,15 @@ impl GitHttpServer {
         .expect("server key");
         b.set_certificate_chain_file(tls.dir.path().join("tls.crt"))
             .expect("server cert");
-        Self::start_inner(root, auth, Some(Arc::new(b.build())))
+        if client_auth {
+            b.set_ca_file(tls.dir.path().join("ca.crt"))
+                .expect("client CA");
+            b.set_verify(
+                openssl::ssl::SslVerifyMode::PEER
+                    | openssl::ssl::SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+            );
+        }
+        b.build()
     }
 
     fn start_inner(
@@ -566,6 +584,14 @@ pub struct TlsMaterial {
     pub ca_pem: String,
     /// Another CA that signed nothing here (wrong-CA tests).
     pub other_ca_pem: String,
+    /// A client certificate signed by the CA (`tls.crt` of a client-certificate Secret).
+    pub client_crt_pem: String,
+    /// Its private key (`tls.key`).
+    pub client_key_pem: String,
+    /// A client certificate signed by the other CA (rejected by [`GitHttpServer::start_mtls`]).
+    pub other_client_crt_pem: String,
+    /// Its private key.
+    pub other_client_key_pem: String,
     dir: tempfile::TempDir,
 }
 
@@ -647,10 +673,44 @@ impl TlsMaterial {
                 "ext.cnf",
             ],
         );
+        for (name, ca) in [("client", "ca"), ("other-client", "other")] {
+            let (key, csr, crt) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+            );
+            let mut args = vec!["req"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=plumb-client"]);
+            openssl_cli(d, &args);
+            let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+            openssl_cli(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &ca_crt,
+                    "-CAkey",
+                    &ca_key,
+                    "-CAcreateserial",
+                    "-out",
+                    &crt,
+                    "-days",
+                    "2",
+                ],
+            );
+        }
         let read = |n: &str| std::fs::read_to_string(d.join(n)).expect("read pem");
         TlsMaterial {
             ca_pem: read("ca.crt"),
             other_ca_pem: read("other.crt"),
+            client_crt_pem: read("client.crt"),
+            client_key_pem: read("client.key"),
+            other_client_crt_pem: read("other-client.crt"),
+            other_client_key_pem: read("other-client.key"),
             dir,
         }
     }

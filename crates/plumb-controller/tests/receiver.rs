@@ -236,11 +236,12 @@ async fn signed_push_is_applied_within_five_seconds() {
         ks_api.get("app").await.unwrap().status
     );
     eprintln!("push through the receiver applied in {elapsed:?}");
-    let ks = ks_api.get("app").await.unwrap();
-    assert_eq!(
-        ks.status.unwrap().last_applied_revision.as_deref(),
-        Some(format!("master@sha1:{sha}").as_str())
-    );
+    // The status follows the apply.
+    let want = format!("master@sha1:{sha}");
+    wait_obj(&ks_api, "app", "status names the pushed revision", |v| {
+        v["status"]["lastAppliedRevision"] == want.as_str()
+    })
+    .await;
 
     // generic-hmac with a label selector annotates every matching Kustomization.
     let path2 = rcv_api.get("by-label").await.unwrap().webhook_path(token);

@@ -261,29 +261,56 @@ pub async fn reconcile(obj: Arc<Receiver>, ctx: Arc<Context>) -> Result<Action> 
         status.reconcile_request.last_handled_reconcile_at = Some(at.clone());
     }
     let interval = obj.interval().unwrap_or(Duration::from_secs(600));
-    let action = match token(&ctx.client, &ns, &obj).await {
+    let unsupported = obj.unsupported_fields();
+    let token = if unsupported.is_empty() {
+        token(&ctx.client, &ns, &obj)
+            .await
+            .map_err(|m| (REASON_TOKEN_NOT_FOUND, m, false))
+    } else {
+        // Triggering every resource while ignoring the filter would do more than asked.
+        Err((
+            plumb_api::consts::reason::UNSUPPORTED_FIELD,
+            plumb_api::unsupported::message(&unsupported),
+            true,
+        ))
+    };
+    let (action, event) = match token {
         Ok(token) => {
             let path = obj.webhook_path(&token);
+            let msg = format!("Receiver initialized for path: {path}");
             conditions::mark_ready(
                 &mut status.conditions,
                 plumb_api::consts::reason::SUCCEEDED,
-                &format!("Receiver initialized for path: {path}"),
-                generation,
-            );
-            status.webhook_path = Some(path);
-            Action::requeue(interval)
-        }
-        Err(msg) => {
-            conditions::mark_failed(
-                &mut status.conditions,
-                REASON_TOKEN_NOT_FOUND,
                 &msg,
                 generation,
             );
+            status.webhook_path = Some(path);
+            let event = (false, plumb_api::consts::reason::SUCCEEDED, msg);
+            (Action::requeue(interval), event)
+        }
+        Err((reason, msg, stalled)) => {
+            if stalled {
+                conditions::mark_stalled(&mut status.conditions, reason, &msg, generation);
+            } else {
+                conditions::mark_failed(&mut status.conditions, reason, &msg, generation);
+            }
             status.webhook_path = None;
-            Action::requeue(Duration::from_secs(10).min(interval))
+            let retry = if stalled {
+                interval
+            } else {
+                Duration::from_secs(10).min(interval)
+            };
+            (Action::requeue(retry), (true, reason, msg))
         }
     };
+    let ready_changed = conditions::find(&before.conditions, plumb_api::consts::condition::READY)
+        .map(|c| (&c.status, &c.message))
+        != conditions::find(&status.conditions, plumb_api::consts::condition::READY)
+            .map(|c| (&c.status, &c.message));
+    if ready_changed {
+        let (warning, reason, msg) = event;
+        ctx.event(&obj.object_ref(&()), warning, reason, &msg).await;
+    }
     if status != before {
         write_status(&api, &name, &before, &status).await?;
     }

@@ -131,6 +131,12 @@ async fn signed_push_is_applied_within_five_seconds() {
                    "resources": [{"kind": "Kustomization", "name": "*", "matchLabels": {"team": "a"}}]}),
         ),
         (
+            "filtered",
+            json!({"type": "generic", "secretRef": {"name": "webhook-token"},
+                   "resourceFilter": "true",
+                   "resources": [{"kind": "GitRepository", "name": "fleet"}]}),
+        ),
+        (
             "no-secret",
             json!({"type": "generic", "secretRef": {"name": "absent"},
                    "resources": [{"kind": "GitRepository", "name": "fleet"}]}),
@@ -171,6 +177,32 @@ async fn signed_push_is_applied_within_five_seconds() {
     let r = ready(v.get("status")).unwrap();
     assert_eq!(r.1, receiver::REASON_TOKEN_NOT_FOUND);
     assert!(r.2.contains("absent"), "{r:?}");
+    assert!(v["status"].get("webhookPath").is_none());
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &n);
+    wait::poll("TokenNotFound event", Duration::from_secs(30), || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.involved_object.name.as_deref() == Some("no-secret")
+                        && e.reason.as_deref() == Some(receiver::REASON_TOKEN_NOT_FOUND)
+                        && e.type_.as_deref() == Some("Warning")
+                })
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    // A CEL resource filter is not implemented: reported, and the Receiver gets no path.
+    let v = wait_obj(&rcv_api, "filtered", "receiver with resourceFilter", |v| {
+        ready(v.get("status")).is_some_and(|r| r.0 == "False")
+    })
+    .await;
+    let r = ready(v.get("status")).unwrap();
+    assert_eq!(r.1, "UnsupportedField", "{r:?}");
+    assert!(r.2.contains("spec.resourceFilter"), "{r:?}");
     assert!(v["status"].get("webhookPath").is_none());
 
     // Bad and missing signatures are rejected and counted; unknown paths are 404.

@@ -71,6 +71,14 @@ async fn example_fleet_reconciles_ready() {
         .replace("${FLEET_URL}", &fleet_url)
         .replace("${GIT_BASE_URL}", &base_url)
         .replace("flux-system", &n);
+    let token: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "webhook-token", "namespace": n}, "stringData": {"token": "t0ken"}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &n)
+        .create(&Default::default(), &token)
+        .await
+        .unwrap();
     let docs: Vec<Value> = serde_saphyr::from_multiple(&bootstrap).unwrap();
     let items = docs
         .into_iter()
@@ -118,6 +126,15 @@ async fn example_fleet_reconciles_ready() {
             .collect();
         panic!("{e}: {states:#?}");
     }
+
+    // The bootstrap Receiver is ready with Flux's webhook path.
+    let receivers: Api<plumb_api::Receiver> = Api::namespaced(client.clone(), &n);
+    let rcv = common::wait_obj(&receivers, "fleet", "receiver ready", |v| {
+        ready(v.get("status")).is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    let path = receivers.get("fleet").await.unwrap().webhook_path("t0ken");
+    assert_eq!(rcv["status"]["webhookPath"], path.as_str());
 
     // Per-cluster patches and substitutions of the common add-ons.
     let cm = |ns: &str, name: &str| {

@@ -22,6 +22,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use plumb_api::conditions;
@@ -213,9 +214,30 @@ pub fn sign(algo: &str, token: &str, body: &[u8]) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // Reconciler
 
-/// Runs the Receiver reconciler until a shutdown signal.
+/// Runs the Receiver reconciler until a shutdown signal. A change of a token Secret
+/// re-reconciles the Receivers that reference it, so a rotated token gets its new path at once.
 pub async fn run(ctx: Arc<Context>, api: Api<Receiver>, watch: watcher::Config, concurrency: u16) {
-    Controller::new(api, watch)
+    let secrets: Api<Secret> = match api.namespace() {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let controller = Controller::new(api, watch);
+    let store = controller.store();
+    controller
+        .watches(
+            secrets,
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let ns = secret.namespace();
+                let name = secret.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|r| r.namespace() == ns && r.spec.secret_ref.name == name)
+                    .map(|r| ObjectRef::from_obj(&*r))
+                    .collect::<Vec<_>>()
+            },
+        )
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

@@ -292,5 +292,38 @@ async fn signed_push_is_applied_within_five_seconds() {
             .contains_key("reconcile.fluxcd.io/requestedAt")
     );
 
+    // Rotating the token moves the path at once (not at the 10m interval); the old one is 404.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &n);
+    secrets
+        .patch(
+            "webhook-token",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"stringData": {"token": "rotated"}})),
+        )
+        .await
+        .unwrap();
+    let new_path = github_rcv.webhook_path("rotated");
+    wait::poll(
+        "path follows the rotated token",
+        Duration::from_secs(15),
+        || {
+            let rcv_api = rcv_api.clone();
+            let new_path = new_path.clone();
+            async move {
+                let r = rcv_api.get("github").await.ok()?;
+                (r.status?.webhook_path? == new_path).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let sig = receiver::sign("sha256", "rotated", body.as_bytes()).unwrap();
+    let headers = [
+        ("x-github-event", "push"),
+        ("x-hub-signature-256", sig.as_str()),
+    ];
+    assert_eq!(post(hook_addr, &path, &headers, body).await.0, 404);
+    assert_eq!(post(hook_addr, &new_path, &headers, body).await.0, 200);
+
     ns.delete().await.unwrap();
 }

@@ -15,7 +15,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the version of this binary.
+    /// Print the version of this binary and of the plumb controller in the cluster.
     Version,
     /// Print the CRDs as YAML, or write/check them in a directory.
     Crds(crate::cmd_crds::CrdsArgs),
@@ -28,20 +28,35 @@ enum Command {
     /// Helm chart rendering.
     #[command(subcommand)]
     Helm(crate::cmd_helm::HelmCommand),
+    /// List Flux objects with their Ready state, revision and message (like `flux get`).
+    Get(crate::cmd_ops::GetArgs),
+    /// Request a reconcile and wait for its outcome.
+    Reconcile(crate::cmd_ops::ReconcileArgs),
+    /// Suspend reconciliation of an object.
+    Suspend(crate::cmd_ops::SuspendArgs),
+    /// Resume reconciliation of an object and wait for the outcome.
+    Resume(crate::cmd_ops::SuspendArgs),
+    /// Show a Kustomization's inventory as a tree, nested Kustomizations expanded.
+    Tree(crate::cmd_ops::TreeArgs),
+    /// Show Events about Flux objects, oldest first.
+    Events(crate::cmd_ops::EventsArgs),
 }
 
 /// Parses the command line and runs the chosen command.
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Version => {
-            println!("plumb {}", env!("CARGO_PKG_VERSION"));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Version => crate::cmd_ops::version(),
         Command::Crds(args) => crate::cmd_crds::run(args),
         Command::Build(args) => crate::cmd_build::run(&args),
         Command::Run(args) => crate::cmd_run::run(*args),
         Command::Eks(args) => crate::cmd_eks::run(args),
         Command::Helm(cmd) => crate::cmd_helm::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Get(args) => crate::cmd_ops::get(args),
+        Command::Reconcile(args) => crate::cmd_ops::reconcile(args),
+        Command::Suspend(args) => crate::cmd_ops::suspend(args),
+        Command::Resume(args) => crate::cmd_ops::resume(args),
+        Command::Tree(args) => crate::cmd_ops::tree(args),
+        Command::Events(args) => crate::cmd_ops::events(args),
     }
 }

@@ -44,6 +44,9 @@ pub struct RunArgs {
     /// Host:port under which artifacts are advertised (defaults to --storage-addr on localhost).
     #[arg(long)]
     pub storage_adv_addr: Option<String>,
+    /// Address of the webhook receiver (Receiver objects' `status.webhookPath`).
+    #[arg(long, default_value = ":9292")]
+    pub receiver_addr: String,
     /// Address of the /healthz and /readyz endpoints.
     #[arg(long, default_value = ":9440")]
     pub health_addr: String,
@@ -171,6 +174,15 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             tracing::error!(error = %e, "artifact server stopped");
         }
     });
+    let receiver_listener = tokio::net::TcpListener::bind(listen_addr(&args.receiver_addr)?)
+        .await
+        .with_context(|| format!("binding the webhook receiver to {}", args.receiver_addr))?;
+    tokio::spawn(plumb_controller::receiver::serve(
+        ctx.clone(),
+        receiver_listener,
+        scope.namespace.clone(),
+        std::future::pending(),
+    ));
     tracing::info!(artifacts = %bound, advertised = %adv, "plumb started");
     ready.store(true, Ordering::SeqCst);
     plumb_controller::run(ctx, scope, args.concurrent).await;

@@ -54,6 +54,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row("HelmRelease", "spec.postRenderers", When::Set),
     row("HelmRelease", "spec.persistentClient", When::Present),
     row("HelmRepository", "spec.type", When::Equals("oci")),
+    row("Receiver", "spec.resourceFilter", When::Set),
     row(
         "HelmRepository",
         "spec.provider",

@@ -9,6 +9,7 @@ pub mod context;
 pub mod gitrepository;
 pub mod kustomization;
 pub mod outcome;
+pub mod receiver;
 pub mod substitute;
 
 pub use context::{Config, Context};
@@ -92,7 +93,12 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
+    let receiver_api = match &scope.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
     tokio::join!(
+        receiver::run(ctx.clone(), receiver_api, watch.clone(), concurrency),
         gitrepository::run(ctx.clone(), git_api, watch.clone(), concurrency),
         kustomization::run(ctx, ks_api, source_api, watch, concurrency),
     );

@@ -126,31 +126,31 @@ impl Metrics {
         });
         registry.register(
             "gotk_reconcile_duration_seconds",
-            "The duration in seconds of a reconciliation (Flux-compatible).",
+            "The duration in seconds of a reconciliation (Flux-compatible)",
             reconcile_duration.clone(),
         );
         let condition = Family::<ConditionLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "gotk_reconcile_condition",
-            "The current condition status of a reconciled object (Flux-compatible).",
+            "The current condition status of a reconciled object (Flux-compatible)",
             condition.clone(),
         );
         let info = Family::<InfoLabels, Gauge>::default();
         registry.register(
             "plumb_resource_info",
-            "The state of a reconciled object (always 1).",
+            "The state of a reconciled object (always 1)",
             info.clone(),
         );
         let reconciles = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "plumb_reconcile",
-            "Reconciles by kind, result (success, failure, suspended) and reason.",
+            "Reconciles by kind, result (success, failure, suspended) and reason",
             reconciles.clone(),
         );
         let changes = Family::<ChangeLabels, Counter>::default();
         registry.register(
             "plumb_applied_objects",
-            "Objects created, configured or deleted by applies and prunes.",
+            "Objects created, configured or deleted by applies and prunes",
             changes.clone(),
         );
         let git_fetch = Family::<ResultLabels, Histogram>::new_with_constructor(|| {
@@ -158,13 +158,13 @@ impl Metrics {
         });
         registry.register(
             "plumb_git_fetch_duration_seconds",
-            "The duration in seconds of git fetches, by result.",
+            "The duration in seconds of git fetches, by result",
             git_fetch.clone(),
         );
         let api_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "plumb_kube_api_requests",
-            "Kubernetes API requests by verb and HTTP status code.",
+            "Kubernetes API requests by verb and HTTP status code",
             api_requests.clone(),
         );
         Metrics {

@@ -307,3 +307,45 @@ async fn invalid_lease_timing_is_an_error() {
         .unwrap_err();
     assert!(err.to_string().contains("retry period"), "{err}");
 }
+
+/// A repeated outcome is published as one events.k8s.io/v1 Event with a series (a merge
+/// patch), which the 1.20 API server accepts.
+#[tokio::test]
+async fn repeated_events_become_a_series() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let info = ControlPlane::shared().unwrap();
+    let client = info.admin_client().await.unwrap();
+    let ns = TestNamespace::create(info, "events").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns.name());
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+    let cm = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "plumb".into(),
+            instance: None,
+        },
+    );
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: "ReconciliationFailed".into(),
+        note: Some("the same failure".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    for _ in 0..3 {
+        recorder.publish(&ev, &cm.object_ref(&())).await.unwrap();
+    }
+    let events: Api<K8sEvent> = Api::namespaced(client.clone(), ns.name());
+    let list = events.list(&Default::default()).await.unwrap();
+    let ours: Vec<_> = list
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("ReconciliationFailed"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:#?}");
+    assert_eq!(ours[0].series.as_ref().map(|s| s.count), Some(3));
+}

@@ -4,6 +4,10 @@
 //! Reconcilers only orchestrate: fetching and packaging live in `plumb-source`, applying
 //! in `plumb-ssa`. Every failure is classified ([`outcome`]) into transient, waiting or
 //! stalled, with one Flux reason used for the condition and the event.
+//!
+//! Around the reconcilers: Prometheus metrics ([`metrics`]), the Kubernetes client stack with
+//! client-side rate limiting and request counting ([`client`]), and leader election on a
+//! Lease ([`leader`]).
 
 pub mod client;
 pub mod context;

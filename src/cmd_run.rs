@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Arguments of `plumb run`.
 #[derive(Debug, clap::Args)]
@@ -50,6 +50,28 @@ pub struct RunArgs {
     /// Address of the /healthz and /readyz endpoints.
     #[arg(long, default_value = ":9440")]
     pub health_addr: String,
+    /// Address of the Prometheus /metrics endpoint.
+    #[arg(long, default_value = ":8080")]
+    pub metrics_addr: String,
+    /// Client-side limit of Kubernetes API requests per second.
+    #[arg(long, default_value_t = 50.0)]
+    pub kube_api_qps: f32,
+    /// Kubernetes API requests allowed in a burst above --kube-api-qps.
+    #[arg(long, default_value_t = 300)]
+    pub kube_api_burst: u32,
+    /// Run the controllers only while holding the `plumb-leader-election` Lease, so
+    /// several replicas can run.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader election Lease (defaults to the pod's namespace).
+    #[arg(long)]
+    pub leader_election_namespace: Option<String>,
+    /// How long a leader's lease lasts without renewal (whole seconds).
+    #[arg(long, default_value = "35s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+    /// How often the leader renews the lease and a standby retries (whole seconds).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub leader_election_retry_period: Duration,
     /// Log level: trace, debug, info, warn, error.
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -83,8 +105,15 @@ fn listen_addr(s: &str) -> Result<SocketAddr> {
 }
 
 fn init_logging(level: &str, encoding: &str) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},kube=warn,hyper=warn"))
-        .with_context(|| format!("invalid --log-level {level:?}"))?;
+    // RUST_LOG, when set, refines the filter (e.g. `kube=debug` to see API traffic).
+    let mut directives = format!("{level},kube=warn,hyper=warn");
+    if let Ok(extra) = std::env::var("RUST_LOG")
+        && !extra.is_empty()
+    {
+        directives = format!("{directives},{extra}");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .with_context(|| format!("invalid --log-level {level:?} or RUST_LOG"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -110,8 +139,13 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let kube_config = kube::Config::infer()
         .await
         .context("loading Kubernetes configuration (KUBECONFIG or in-cluster)")?;
-    let client =
-        kube::Client::try_from(kube_config.clone()).context("creating the Kubernetes client")?;
+    let metrics = Arc::new(plumb_controller::metrics::Metrics::new());
+    let api_limits = plumb_controller::client::ApiLimits {
+        qps: args.kube_api_qps,
+        burst: args.kube_api_burst,
+    };
+    let client = plumb_controller::client::build(kube_config.clone(), api_limits, metrics.clone())
+        .context("creating the Kubernetes client")?;
 
     if args.install_crds {
         let items = plumb_api::crds()
@@ -150,19 +184,29 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         default_service_account: args.default_service_account.clone(),
         no_cross_namespace_refs: args.no_cross_namespace_refs,
         prune_budget: args.prune_budget,
+        api_limits,
         ..Default::default()
     };
-    let ctx = plumb_controller::Context::new(client, kube_config, config);
+    let ctx = plumb_controller::Context::with_metrics(
+        client.clone(),
+        kube_config,
+        config,
+        metrics.clone(),
+    );
     let scope = plumb_controller::Scope {
         namespace: (!args.watch_all_namespaces).then(|| args.namespace.clone()),
         label_selector: args.watch_label_selector.clone(),
     };
 
-    let ready = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(AtomicU8::new(STARTING));
     let health_listener = tokio::net::TcpListener::bind(listen_addr(&args.health_addr)?)
         .await
         .with_context(|| format!("binding the health endpoints to {}", args.health_addr))?;
     tokio::spawn(serve_health(health_listener, ready.clone()));
+    let metrics_listener = tokio::net::TcpListener::bind(listen_addr(&args.metrics_addr)?)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {}", args.metrics_addr))?;
+    tokio::spawn(plumb_controller::metrics::serve(metrics_listener, metrics));
     tokio::spawn(async move {
         if let Err(e) = plumb_source::server::serve_artifacts(
             storage_listener,
@@ -184,31 +228,119 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         std::future::pending(),
     ));
     tracing::info!(artifacts = %bound, advertised = %adv, "plumb started");
-    ready.store(true, Ordering::SeqCst);
-    plumb_controller::run(ctx, scope, args.concurrent).await;
-    tracing::info!("plumb stopped");
-    Ok(ExitCode::SUCCESS)
+    if !args.leader_elect {
+        ready.store(LEADER, Ordering::SeqCst);
+        plumb_controller::run(ctx, scope, args.concurrent).await;
+        tracing::info!("plumb stopped");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let namespace = match &args.leader_election_namespace {
+        Some(ns) => ns.clone(),
+        None => pod_namespace(&args.namespace),
+    };
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "plumb".into());
+    let identity = format!("{host}_{:08x}", rand_suffix());
+    let leader = plumb_controller::leader::LeaderConfig {
+        lease_duration: args.leader_election_lease_duration,
+        retry_period: args.leader_election_retry_period,
+        ..plumb_controller::leader::LeaderConfig::new(LEASE_NAME, &namespace, &identity)
+    };
+    let role = ready.clone();
+    let ended = plumb_controller::leader::run_elected(
+        client,
+        &leader,
+        move |r| {
+            let v = match r {
+                plumb_controller::leader::Role::Standby => STANDBY,
+                plumb_controller::leader::Role::Leader => LEADER,
+            };
+            role.store(v, Ordering::SeqCst);
+        },
+        plumb_controller::run(ctx, scope, args.concurrent),
+        shutdown_signal(),
+    )
+    .await;
+    match ended {
+        Ok(_) => {
+            tracing::info!("plumb stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            // Like controller-runtime: a replica that lost the lease exits and restarts
+            // as a standby, so two leaders never reconcile at once.
+            tracing::error!(error = %e, "leader election ended");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
-/// `/healthz` answers while the process runs; `/readyz` once the controllers started.
-async fn serve_health(listener: tokio::net::TcpListener, ready: Arc<AtomicBool>) {
+/// Name of the leader election Lease.
+const LEASE_NAME: &str = "plumb-leader-election";
+/// `/readyz` states.
+const STARTING: u8 = 0;
+const STANDBY: u8 = 1;
+const LEADER: u8 = 2;
+
+/// The pod's namespace from the service account mount, else `fallback` (local runs).
+fn pod_namespace(fallback: &str) -> String {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| fallback.to_string())
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish() as u32
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// `/healthz` answers while the process runs; `/readyz` once the controllers started or
+/// while standing by for the leader lease (a standby is a ready replica).
+async fn serve_health(listener: tokio::net::TcpListener, ready: Arc<AtomicU8>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
         let ready = ready.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let ok = match path {
-                "/healthz" => true,
-                "/readyz" => ready.load(Ordering::SeqCst),
-                _ => false,
+            let path = plumb_controller::metrics::read_request_path(&mut stream)
+                .await
+                .unwrap_or_default();
+            let state = ready.load(Ordering::SeqCst);
+            let (ok, body) = match path.as_str() {
+                "/healthz" => (true, "ok"),
+                "/readyz" if state == LEADER => (true, "ok"),
+                "/readyz" if state == STANDBY => (true, "ok: standby"),
+                _ => (false, ""),
             };
             let (code, body) = if ok {
-                ("200 OK", "ok")
+                ("200 OK", body)
             } else if path == "/readyz" {
                 ("503 Service Unavailable", "not ready")
             } else {

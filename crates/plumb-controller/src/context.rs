@@ -39,6 +39,8 @@ pub struct Config {
     pub no_cross_namespace_refs: bool,
     /// Variables offered to every postBuild substitution (e.g. EKS cluster facts).
     pub cluster_vars: BTreeMap<String, String>,
+    /// Client-side rate limits of the Kubernetes clients plumb builds (impersonation).
+    pub api_limits: crate::client::ApiLimits,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             default_service_account: None,
             no_cross_namespace_refs: false,
             cluster_vars: BTreeMap::new(),
+            api_limits: crate::client::ApiLimits::default(),
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct Context {
     pub applier: plumb_ssa::Applier,
     /// When each Kustomization's current revision was applied (health-check timeouts).
     pub health_clock: Arc<crate::kustomization::HealthClock>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     recorder: Recorder,
     base_config: kube::Config,
     impersonated: Arc<Mutex<HashMap<String, plumb_ssa::Applier>>>,
@@ -87,8 +92,19 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// Builds the shared context.
+    /// Builds the shared context with metrics of its own.
     pub fn new(client: Client, base_config: kube::Config, config: Config) -> Arc<Self> {
+        Self::with_metrics(client, base_config, config, Arc::default())
+    }
+
+    /// Builds the shared context recording into `metrics` (shared with the client built by
+    /// [`crate::client::build`], which counts API requests).
+    pub fn with_metrics(
+        client: Client,
+        base_config: kube::Config,
+        config: Config,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<Self> {
         let storage = Storage::new(
             config.storage_path.join("artifacts"),
             &config.storage_adv_addr,
@@ -111,6 +127,7 @@ impl Context {
             storage,
             applier,
             health_clock: Default::default(),
+            metrics,
             recorder,
             base_config,
             impersonated: Arc::default(),
@@ -135,7 +152,7 @@ impl Context {
         }
         let mut cfg = self.base_config.clone();
         cfg.auth_info.impersonate = Some(user.clone());
-        let client = Client::try_from(cfg)?;
+        let client = crate::client::build(cfg, self.config.api_limits, self.metrics.clone())?;
         let applier = plumb_ssa::Applier::new(
             client,
             plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER,

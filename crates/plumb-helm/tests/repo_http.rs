@@ -199,6 +199,39 @@ async fn tls_with_custom_ca() {
 }
 
 #[tokio::test]
+async fn client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    repo_with(dir.path(), &[("web", "1.0.0")]);
+    let tls = TlsMaterial::generate();
+    let srv = ChartRepoServer::start_mtls(dir.path(), HttpAuth::Anonymous, &tls);
+    let opts = |cert: Option<(&String, &String)>| ClientOptions {
+        ca_pem: Some(tls.ca_pem.clone().into_bytes()),
+        client_cert: cert.map(|(c, k)| (c.clone().into_bytes(), k.clone().into_bytes())),
+        ..Default::default()
+    };
+    let good = RepoClient::new(
+        &srv.url("/"),
+        opts(Some((&tls.client_crt_pem, &tls.client_key_pem))),
+    )
+    .unwrap();
+    good.fetch_index().await.unwrap();
+    for cert in [
+        None,
+        Some((&tls.other_client_crt_pem, &tls.other_client_key_pem)),
+    ] {
+        let c = RepoClient::new(&srv.url("/"), opts(cert)).unwrap();
+        assert!(c.fetch_index().await.is_err(), "handshake must fail");
+    }
+    assert_eq!(srv.count("index.yaml"), 1);
+    let e = RepoClient::new(
+        &srv.url("/"),
+        opts(Some((&tls.client_crt_pem, &"not a key".to_string()))),
+    )
+    .unwrap_err();
+    assert_eq!(e.repo_kind(), Some(RepoErrorKind::Auth), "{e}");
+}
+
+#[tokio::test]
 async fn unreachable_and_timeout() {
     let client = RepoClient::new(
         &format!("http://127.0.0.1:{}/", free_port()),

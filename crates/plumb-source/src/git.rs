@@ -55,7 +55,9 @@ pub struct GitAuth {
     identity_passphrase: Option<String>,
     known_hosts: Option<KnownHosts>,
     ca: Option<Vec<openssl::x509::X509>>,
-    client_cert: bool,
+    ca_pem: Option<Vec<u8>>,
+    /// `tls.crt` and `tls.key` PEM (HTTPS client certificate, served by [`crate::mtls`]).
+    client_cert: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for GitAuth {
@@ -67,6 +69,7 @@ impl std::fmt::Debug for GitAuth {
             .field("identity", &self.identity.is_some())
             .field("known_hosts", &self.known_hosts.is_some())
             .field("ca", &self.ca.is_some())
+            .field("client_cert", &self.client_cert.is_some())
             .finish()
     }
 }
@@ -115,13 +118,17 @@ impl GitAuth {
                     })?,
             ),
         };
-        let client_cert = data.contains_key("tls.crt") || data.contains_key("tls.key");
-        if data.contains_key("tls.crt") != data.contains_key("tls.key") {
-            return Err(SourceError::Invalid {
-                what: "secret fields 'tls.crt'/'tls.key'".to_string(),
-                detail: "both must be set for client certificate authentication".to_string(),
-            });
-        }
+        let client_cert = match (data.get("tls.crt"), data.get("tls.key")) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(SourceError::Invalid {
+                    what: "secret fields 'tls.crt'/'tls.key'".to_string(),
+                    detail: "both must be set for client certificate authentication".to_string(),
+                });
+            }
+        };
+        let ca_pem = data.get("ca.crt").or_else(|| data.get("caFile")).cloned();
         Ok(GitAuth {
             username: text("username")?,
             identity_passphrase: if identity.is_some() {
@@ -137,6 +144,7 @@ impl GitAuth {
             }),
             known_hosts,
             ca,
+            ca_pem,
             client_cert,
         })
     }
@@ -720,12 +728,40 @@ impl Session {
         Ok(fo)
     }
 
+    /// The client-certificate transport settings for this session, entered on this thread.
+    fn client_tls_scope(&self) -> Result<Option<crate::mtls::Scope>> {
+        let Some((cert, key)) = &self.auth.client_cert else {
+            return Ok(None);
+        };
+        let authorization = match (
+            &self.auth.bearer_token,
+            &self.auth.username,
+            &self.auth.password,
+        ) {
+            (Some(t), _, _) => Some(format!("Bearer {t}")),
+            (None, Some(u), Some(p)) => {
+                use base64::Engine as _;
+                let b = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                Some(format!("Basic {b}"))
+            }
+            _ => None,
+        };
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let tls = crate::mtls::ClientTls::new(
+            cert,
+            key,
+            self.auth.ca_pem.as_deref(),
+            authorization,
+            remaining.max(Duration::from_millis(1)),
+        )?;
+        crate::mtls::Scope::enter(std::sync::Arc::new(tls)).map(Some)
+    }
+
     fn preflight(&self) -> Result<()> {
-        if self.auth.client_cert {
+        if self.auth.client_cert.is_some() && !self.url.starts_with("https://") {
             return Err(SourceError::Invalid {
                 what: "secret fields 'tls.crt'/'tls.key'".to_string(),
-                detail: "TLS client certificates are not supported by the libgit2 transport"
-                    .to_string(),
+                detail: "a TLS client certificate needs an https:// URL".to_string(),
             });
         }
         if is_ssh(&self.url) && ssh_host_port(&self.url).is_none() {
@@ -793,7 +829,16 @@ fn do_fetch(
     refspecs: &[String],
     depth: Option<i32>,
 ) -> Result<Fetched> {
-    let mut remote = repo.remote_anonymous(&s.url).map_err(|e| s.git_err(e))?;
+    // A client certificate routes the fetch through plumb's own smart-HTTP transport.
+    let _tls_scope = s.client_tls_scope()?;
+    let remote_url = if _tls_scope.is_some() {
+        crate::mtls::transport_url(&s.url)
+    } else {
+        s.url.clone()
+    };
+    let mut remote = repo
+        .remote_anonymous(&remote_url)
+        .map_err(|e| s.git_err(e))?;
     let mut fo = s.fetch_options()?;
     if let Some(d) = depth.filter(|d| *d > 0) {
         fo.depth(d);

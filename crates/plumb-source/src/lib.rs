@@ -12,8 +12,9 @@
 //!   [`artifact::Storage::store_dir`]. Both paths give the same bytes. Credentials come from a
 //!   Secret's data map ([`git::GitAuth::from_secret`]): basic auth, bearer token, SSH key with
 //!   strict `known_hosts`, `ca.crt` (checked in libgit2's certificate callback with OpenSSL).
-//!   TLS client certificates (`tls.crt`/`tls.key`) are rejected with a clear error: libgit2
-//!   has no client-certificate support.
+//!   TLS client certificates (`tls.crt`/`tls.key`) are served by [`mtls`], plumb's own
+//!   smart-HTTP subtransport on OpenSSL (`ureq` + native-tls), because libgit2 has no
+//!   client-certificate support.
 //! - [`semver`]: Masterminds-syntax version constraints (what Flux's `spec.ref.semver` accepts).
 //! - [`artifact`]: `.sourceignore`/`spec.ignore` filtering with Flux's default exclusions, a
 //!   deterministic tar.gz with its `sha256:` digest, storage in Flux's layout, garbage
@@ -28,12 +29,14 @@
 //! raw key blobs. The tree writer walks git trees itself instead of using libgit2's checkout
 //! because the cache is bare and shared, and checkout must not touch any index.
 //!
-//! Process-wide libgit2 network timeouts are set once ([`git::set_network_timeouts`]); this is
-//! the only `unsafe` in the crate (git2 marks the global option setters unsafe).
+//! Process-wide libgit2 network timeouts are set once ([`git::set_network_timeouts`]) and the
+//! client-certificate transport is registered once ([`mtls`]); these are the only `unsafe` in
+//! the crate (git2 marks the global setters unsafe).
 
 pub mod artifact;
 pub mod git;
 mod knownhosts;
+pub mod mtls;
 pub mod semver;
 pub mod server;
 

@@ -799,3 +799,118 @@ fn https_with_custom_ca() {
     let e = git::fetch(&opts(&url, GitReference::default(), e, cache.path())).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
 }
+
+#[test]
+fn https_with_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::init(dir.path(), "repo");
+    let c1 = repo.commit(&[("a.yaml", "a\n")], "one");
+    let tls = TlsMaterial::generate();
+    let server = GitHttpServer::start_mtls(
+        dir.path(),
+        HttpAuth::Basic {
+            username: "bob".into(),
+            password: PASSWORD.into(),
+        },
+        &tls,
+    );
+    let url = server.url("repo");
+    let cache = tempfile::tempdir().unwrap();
+    let auth = |cert: &str, key: &str, password: &str| {
+        GitAuth::from_secret(&secret(&[
+            ("username", "bob"),
+            ("password", password),
+            ("ca.crt", &tls.ca_pem),
+            ("tls.crt", cert),
+            ("tls.key", key),
+        ]))
+        .unwrap()
+    };
+    let good = auth(&tls.client_crt_pem, &tls.client_key_pem, PASSWORD);
+    let r = git::fetch(&opts(
+        &url,
+        GitReference::default(),
+        good.clone(),
+        cache.path(),
+    ))
+    .unwrap();
+    assert_eq!(r.commit.id, c1);
+    // A new commit arrives through the same transport, incrementally.
+    let c2 = repo.commit(&[("b.yaml", "b\n")], "two");
+    let r = git::fetch(&opts(
+        &url,
+        GitReference::default(),
+        good.clone(),
+        cache.path(),
+    ))
+    .unwrap();
+    assert_eq!(r.commit.id, c2);
+    let out = tempfile::tempdir().unwrap();
+    git::checkout(
+        &opts(&url, GitReference::default(), good, cache.path()),
+        &c2,
+        &out.path().join("tree"),
+        false,
+    )
+    .unwrap();
+    assert!(out.path().join("tree/b.yaml").exists());
+
+    let key_lines: Vec<&str> = tls.client_key_pem.lines().collect();
+    let mut secrets = vec![PASSWORD];
+    secrets.extend(key_lines.iter().copied().filter(|l| l.len() > 20));
+    // Wrong password over a good certificate: the server says 401.
+    let e = git::fetch(&opts(
+        &url,
+        GitReference::default(),
+        auth(
+            &tls.client_crt_pem,
+            &tls.client_key_pem,
+            "wrong-password-123",
+        ),
+        cache.path(),
+    ))
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AuthFailed, "{e}");
+    assert_no_secret(&e, &secrets);
+    // A certificate from another CA: the TLS handshake is refused.
+    let other_cache = tempfile::tempdir().unwrap();
+    let e = git::fetch(&opts(
+        &url,
+        GitReference::default(),
+        auth(
+            &tls.other_client_crt_pem,
+            &tls.other_client_key_pem,
+            PASSWORD,
+        ),
+        other_cache.path(),
+    ))
+    .unwrap_err();
+    assert!(
+        e.kind() == ErrorKind::AuthFailed && e.to_string().contains("client certificate"),
+        "{e}"
+    );
+    assert_no_secret(&e, &secrets);
+    // No client certificate at all: libgit2's own transport cannot complete the handshake.
+    let e = git::fetch(&opts(
+        &url,
+        GitReference::default(),
+        GitAuth::from_secret(&secret(&[
+            ("username", "bob"),
+            ("password", PASSWORD),
+            ("ca.crt", &tls.ca_pem),
+        ]))
+        .unwrap(),
+        other_cache.path(),
+    ))
+    .unwrap_err();
+    assert_no_secret(&e, &secrets);
+    // A client certificate needs HTTPS.
+    let e = git::fetch(&opts(
+        "ssh://git@127.0.0.1:1/x",
+        GitReference::default(),
+        auth(&tls.client_crt_pem, &tls.client_key_pem, PASSWORD),
+        other_cache.path(),
+    ))
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}

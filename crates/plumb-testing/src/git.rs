@@ -313,7 +313,13 @@ impl GitHttpServer {
     /// Like [`GitHttpServer::start`] but over HTTPS with `tls`'s server certificate
     /// (`https://127.0.0.1:port/<name>`; the certificate names `127.0.0.1` and `localhost`).
     pub fn start_tls(root: &Path, auth: HttpAuth, tls: &TlsMaterial) -> GitHttpServer {
-        Self::start_inner(root, auth, Some(tls.acceptor()))
+        Self::start_inner(root, auth, Some(tls.acceptor(false)))
+    }
+
+    /// Like [`GitHttpServer::start_tls`], but the TLS handshake demands a client certificate
+    /// signed by `tls`'s CA.
+    pub fn start_mtls(root: &Path, auth: HttpAuth, tls: &TlsMaterial) -> GitHttpServer {
+        Self::start_inner(root, auth, Some(tls.acceptor(true)))
     }
 
     fn start_inner(
@@ -579,6 +585,14 @@ pub struct TlsMaterial {
     pub ca_pem: String,
     /// Another CA that signed nothing here (wrong-CA tests).
     pub other_ca_pem: String,
+    /// A client certificate signed by the CA (`tls.crt` of a client-certificate Secret).
+    pub client_crt_pem: String,
+    /// Its private key (`tls.key`).
+    pub client_key_pem: String,
+    /// A client certificate signed by the other CA (rejected by [`GitHttpServer::start_mtls`]).
+    pub other_client_crt_pem: String,
+    /// Its private key.
+    pub other_client_key_pem: String,
     dir: tempfile::TempDir,
 }
 
@@ -602,8 +616,9 @@ fn openssl_cli(dir: &Path, args: &[&str]) {
 }
 
 impl TlsMaterial {
-    /// A TLS acceptor presenting the server certificate.
-    pub fn acceptor(&self) -> Arc<openssl::ssl::SslAcceptor> {
+    /// A TLS acceptor presenting the server certificate; with `client_auth` the handshake
+    /// demands a client certificate signed by the CA.
+    pub fn acceptor(&self, client_auth: bool) -> Arc<openssl::ssl::SslAcceptor> {
         let mut b =
             openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls())
                 .expect("ssl acceptor");
@@ -614,6 +629,14 @@ impl TlsMaterial {
         .expect("server key");
         b.set_certificate_chain_file(self.dir.path().join("tls.crt"))
             .expect("server cert");
+        if client_auth {
+            b.set_ca_file(self.dir.path().join("ca.crt"))
+                .expect("client CA");
+            b.set_verify(
+                openssl::ssl::SslVerifyMode::PEER
+                    | openssl::ssl::SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+            );
+        }
         Arc::new(b.build())
     }
 
@@ -675,10 +698,49 @@ impl TlsMaterial {
                 "ext.cnf",
             ],
         );
+        // X.509 v3 (rustls rejects v1 client certificates), marked for client auth.
+        std::fs::write(d.join("client-ext.cnf"), "extendedKeyUsage=clientAuth\n")
+            .expect("client-ext.cnf");
+        for (name, ca) in [("client", "ca"), ("other-client", "other")] {
+            let (key, csr, crt) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+            );
+            let mut args = vec!["req"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=plumb-client"]);
+            openssl_cli(d, &args);
+            let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+            openssl_cli(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &ca_crt,
+                    "-CAkey",
+                    &ca_key,
+                    "-CAcreateserial",
+                    "-out",
+                    &crt,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "client-ext.cnf",
+                ],
+            );
+        }
         let read = |n: &str| std::fs::read_to_string(d.join(n)).expect("read pem");
         TlsMaterial {
             ca_pem: read("ca.crt"),
             other_ca_pem: read("other.crt"),
+            client_crt_pem: read("client.crt"),
+            client_key_pem: read("client.key"),
+            other_client_crt_pem: read("other-client.crt"),
+            other_client_key_pem: read("other-client.key"),
             dir,
         }
     }

@@ -1,6 +1,7 @@
 //! `cargo bench -p plumb-helm --bench repo`: prints medians and ratios of getting a chart
 //! from a loopback chart repository whose index lists `PLUMB_BENCH_VERSIONS` chart versions
-//! (default 10,000, about the size of a large public index):
+//! (default 10,000, about the size of a large public index; `PLUMB_BENCH_RUNS` runs, default
+//! 15):
 //!
 //! (a) uncached: fetch + parse the index, resolve a range, download + verify the chart into
 //!     an empty cache; (b) the same with the chart already cached (no chart request);
@@ -56,7 +57,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let runs = 15;
+    let runs: usize = std::env::var("PLUMB_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
     let dir = tempfile::tempdir().unwrap();
     let tgz = package_chart(dir.path(), "web", "1.1.0");
     let digest = sha256_hex(&std::fs::read(&tgz).unwrap());

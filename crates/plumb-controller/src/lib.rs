@@ -1,5 +1,6 @@
-//! plumb's controllers: kube-runtime reconcilers for Flux's GitRepository and
-//! Kustomization (more kinds join as they land), their status, events and scheduling.
+//! plumb's controllers: kube-runtime reconcilers for Flux's GitRepository,
+//! HelmRepository and Kustomization (more kinds join as they land), their status,
+//! events and scheduling.
 //!
 //! Reconcilers only orchestrate: fetching and packaging live in `plumb-source`, applying
 //! in `plumb-ssa`. Every failure is classified ([`outcome`]) into transient, waiting or
@@ -12,11 +13,13 @@
 pub mod client;
 pub mod context;
 pub mod gitrepository;
+pub mod helmrepository;
 pub mod kustomization;
 pub mod leader;
 pub mod metrics;
 pub mod outcome;
 pub mod receiver;
+mod shared;
 pub mod substitute;
 
 pub use context::{Config, Context};
@@ -88,31 +91,31 @@ pub struct Scope {
     pub label_selector: Option<String>,
 }
 
+impl Scope {
+    /// An API handle for `K` in the watched namespace, or across all namespaces.
+    pub fn api<K>(&self, client: &kube::Client) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+}
+
 /// Runs every controller until a shutdown signal.
 pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let watch = match &scope.label_selector {
         Some(sel) => watcher::Config::default().labels(sel),
         None => watcher::Config::default(),
     };
-    let git_api = match &scope.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let source_api = match &scope.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let ks_api = match &scope.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let receiver_api = match &scope.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let c = &ctx.client;
     tokio::join!(
-        receiver::run(ctx.clone(), receiver_api, watch.clone(), concurrency),
-        gitrepository::run(ctx.clone(), git_api, watch.clone(), concurrency),
-        kustomization::run(ctx, ks_api, source_api, watch, concurrency),
+        receiver::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        gitrepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        helmrepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        kustomization::run(ctx.clone(), scope.api(c), scope.api(c), watch, concurrency),
     );
 }

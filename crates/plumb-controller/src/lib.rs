@@ -9,9 +9,10 @@ pub mod context;
 pub mod gitrepository;
 pub mod kustomization;
 pub mod outcome;
+pub mod remote;
 pub mod substitute;
 
-pub use context::{Config, Context};
+pub use context::{ClusterVars, Config, Context};
 
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@
 //! as in a cluster.
 
 pub mod controlplane;
+pub mod eks_webhook;
 pub mod git;
 pub mod moto;
 pub mod namespace;

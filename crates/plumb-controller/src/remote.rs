@@ -85,34 +85,40 @@ impl RemoteClients {
         sa: Option<&str>,
         concurrency: usize,
     ) -> Result<Applier, Failure> {
-        let (kind, name, key, version) =
-            match (&kube_config.secret_ref, &kube_config.config_map_ref) {
-                (Some(s), None) => {
-                    let secret = get::<Secret>(local, ns, "Secret", &s.name).await?;
-                    let version = secret.metadata.resource_version.clone().unwrap_or_default();
-                    (
-                        "Secret",
-                        s.name.clone(),
-                        s.key.clone().unwrap_or_default(),
-                        version,
-                    )
-                }
-                (None, Some(c)) => {
-                    let cm = get::<ConfigMap>(local, ns, "ConfigMap", &c.name).await?;
-                    let version = cm.metadata.resource_version.clone().unwrap_or_default();
-                    ("ConfigMap", c.name.clone(), String::new(), version)
-                }
-                _ => {
-                    return Err(stalled(
-                        "spec.kubeConfig must set exactly one of secretRef and configMapRef",
-                    ));
-                }
-            };
+        enum Source {
+            Secret(Box<Secret>, String),
+            ConfigMap(Box<ConfigMap>),
+        }
+        let (kind, name, source) = match (&kube_config.secret_ref, &kube_config.config_map_ref) {
+            (Some(s), None) => {
+                let secret = get::<Secret>(local, ns, "Secret", &s.name).await?;
+                let key = s.key.clone().unwrap_or_default();
+                (
+                    "Secret",
+                    s.name.clone(),
+                    Source::Secret(Box::new(secret), key),
+                )
+            }
+            (None, Some(c)) => {
+                let cm = get::<ConfigMap>(local, ns, "ConfigMap", &c.name).await?;
+                ("ConfigMap", c.name.clone(), Source::ConfigMap(Box::new(cm)))
+            }
+            _ => {
+                return Err(stalled(
+                    "spec.kubeConfig must set exactly one of secretRef and configMapRef",
+                ));
+            }
+        };
+        let (key, version) = match &source {
+            Source::Secret(s, key) => (key.clone(), s.metadata.resource_version.clone()),
+            Source::ConfigMap(c) => (String::new(), c.metadata.resource_version.clone()),
+        };
+        let version = version.unwrap_or_default();
         let cache_key: CacheKey = (
             kind,
             ns.to_string(),
             name.clone(),
-            key.clone(),
+            key,
             sa.map(str::to_string),
         );
         if let Some((v, a)) = self.lock().get(&cache_key)
@@ -121,16 +127,12 @@ impl RemoteClients {
             return Ok(a.clone());
         }
         let impersonate = sa.map(|sa| format!("system:serviceaccount:{ns}:{sa}"));
-        let target = match kind {
-            "Secret" => {
-                let secret = get::<Secret>(local, ns, "Secret", &name).await?;
-                self.from_secret(ns, &name, &key, &secret, impersonate)
+        let target = match &source {
+            Source::Secret(secret, key) => {
+                self.secret_target(ns, &name, key, secret, impersonate)
                     .await?
             }
-            _ => {
-                let cm = get::<ConfigMap>(local, ns, "ConfigMap", &name).await?;
-                self.from_config_map(ns, &name, &cm, impersonate).await?
-            }
+            Source::ConfigMap(cm) => self.config_map_target(ns, &name, cm, impersonate).await?,
         };
         probe(&target).await?;
         let applier = Applier::new(
@@ -146,7 +148,7 @@ impl RemoteClients {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn from_secret(
+    async fn secret_target(
         &self,
         ns: &str,
         name: &str,
@@ -207,7 +209,7 @@ impl RemoteClients {
         })
     }
 
-    async fn from_config_map(
+    async fn config_map_target(
         &self,
         ns: &str,
         name: &str,

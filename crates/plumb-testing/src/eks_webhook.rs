@@ -7,8 +7,9 @@
 //! ARN becomes the username, in group [`EKS_TEST_GROUP`].
 //!
 //! Test-only differences from the real authenticator: the STS endpoint must be on loopback
-//! (a moto server the test runs; real STS hosts are refused), and since moto does not
-//! verify signatures, a token signed for another cluster name is not detected here.
+//! (a moto server the test runs; real STS hosts are refused), the GET also carries the
+//! credential scope in an `Authorization` header so moto routes it to STS, and since moto
+//! does not verify signatures, a token signed for another cluster name is not detected here.
 //!
 //! Plain std threads and hand-written HTTP/1.1 (one request per connection, `Connection:
 //! close`): the server must run inside whatever process owns the control plane, with or
@@ -171,6 +172,9 @@ fn authenticate_at(token: &str, now: chrono::DateTime<chrono::Utc>) -> Result<St
         Some(("127.0.0.1" | "localhost", p)) => p.parse().map_err(|_| "bad STS port")?,
         _ => return Err("the STS host is not loopback (test webhook)".into()),
     };
+    if port == 0 {
+        return Err("bad STS port".into());
+    }
     let query = path_query.split_once('?').map(|(_, q)| q).unwrap_or("");
     let param = |k: &str| {
         query
@@ -199,7 +203,10 @@ fn authenticate_at(token: &str, now: chrono::DateTime<chrono::Utc>) -> Result<St
     if age < -60 {
         return Err("the token is signed in the future".into());
     }
-    let response = http_get(port, path_query)?;
+    if !query.contains("X-Amz-Credential=") {
+        return Err("X-Amz-Credential is missing".into());
+    }
+    let response = crate::moto::replay_presigned(&url, EKS_TEST_CLUSTER)?;
     let (status, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     if !status.starts_with("HTTP/1.1 200") && !status.starts_with("HTTP/1.0 200") {
         return Err(format!(
@@ -215,27 +222,13 @@ fn authenticate_at(token: &str, now: chrono::DateTime<chrono::Utc>) -> Result<St
     Ok(arn)
 }
 
-fn http_get(port: u16, path_query: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("STS: {e}"))?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    write!(
-        s,
-        "GET {path_query} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nx-k8s-aws-id: {EKS_TEST_CLUSTER}\r\naccept: */*\r\nconnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("STS: {e}"))?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)
-        .map_err(|e| format!("STS: {e}"))?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn token(date: &str, signed: &str) -> String {
         let url = format!(
-            "http://127.0.0.1:1/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date={date}&X-Amz-Expires=60&X-Amz-SignedHeaders={signed}&X-Amz-Signature=00"
+            "http://127.0.0.1:1/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20260101%2Fus-east-1%2Fsts%2Faws4_request&X-Amz-Date={date}&X-Amz-Expires=60&X-Amz-SignedHeaders={signed}&X-Amz-Signature=00"
         );
         format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(url))
     }
@@ -263,6 +256,6 @@ mod tests {
         // A fresh, well-formed token gets as far as the (closed) STS port.
         let e =
             authenticate_at(&token("20260101T000900Z", "host%3Bx-k8s-aws-id"), now).unwrap_err();
-        assert!(e.starts_with("STS"), "{e}");
+        assert!(e.starts_with("connect 127.0.0.1:1"), "{e}");
     }
 }

@@ -352,3 +352,84 @@ async fn expired_eks_token_is_a_clear_condition() {
         "nothing may be applied with a rejected token"
     );
 }
+
+#[tokio::test]
+async fn cluster_facts_are_substituted_and_refreshed() {
+    let info = ControlPlane::shared().unwrap();
+    let client = info.admin_client().await.unwrap();
+    install_crds(&client).await;
+    let ns = TestNamespace::create(info, "eks-facts").await.unwrap();
+    let n = ns.name().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = TestRepo::init(&tmp.path().join("repos"), "fleet");
+    repo.commit(
+        &[
+            ("deploy/kustomization.yaml", "resources:\n- cm.yaml\n"),
+            (
+                "deploy/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: facts\ndata:\n  cluster: ${eks_cluster_name}\n  issuer: ${eks_oidc_issuer}\n\
+                 ---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: literal\n  annotations:\n    kustomize.toolkit.fluxcd.io/substitute: disabled\ndata:\n  cluster: ${eks_cluster_name}\n",
+            ),
+        ],
+        "initial",
+    );
+    let root = tmp.path().join("repos");
+    let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
+        .join()
+        .unwrap();
+    let git: GitRepository = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": "fleet", "namespace": n},
+        "spec": {"url": server.url("fleet"), "interval": "1h", "ref": {"branch": "master"}}
+    }))
+    .unwrap();
+    Api::<GitRepository>::namespaced(client.clone(), &n)
+        .create(&PostParams::default(), &git)
+        .await
+        .unwrap();
+    let ctx = start_plumb(info, &n, &tmp.path().join("storage")).await;
+    let facts = |name: &str| {
+        std::collections::BTreeMap::from([
+            ("eks_cluster_name".to_string(), name.to_string()),
+            (
+                "eks_oidc_issuer".to_string(),
+                format!("https://oidc.eks/id/{name}"),
+            ),
+        ])
+    };
+    ctx.config.cluster_vars.replace(facts("spoke-1"));
+    let ks: Kustomization = serde_json::from_value(json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "facts", "namespace": n},
+        "spec": {"interval": "2s", "path": "./deploy", "prune": true, "targetNamespace": n,
+                 "sourceRef": {"kind": "GitRepository", "name": "fleet"}, "postBuild": {}}
+    }))
+    .unwrap();
+    Api::<Kustomization>::namespaced(client.clone(), &n)
+        .create(&PostParams::default(), &ks)
+        .await
+        .unwrap();
+    wait_ready(&client, &n, "facts", "True").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    let data = |cm: ConfigMap| cm.data.unwrap_or_default();
+    let got = data(cms.get("facts").await.unwrap());
+    assert_eq!(got["cluster"], "spoke-1");
+    assert_eq!(got["issuer"], "https://oidc.eks/id/spoke-1");
+    assert_eq!(
+        data(cms.get("literal").await.unwrap())["cluster"],
+        "${eks_cluster_name}",
+        "opted out of substitution"
+    );
+
+    // A refresh (as `plumb run --eks-cluster-name` does) reaches the next reconcile.
+    ctx.config.cluster_vars.replace(facts("spoke-2"));
+    plumb_testing::wait::poll("refreshed facts applied", Duration::from_secs(60), || {
+        let cms = cms.clone();
+        async move {
+            let cm = cms.get("facts").await.ok()?;
+            (cm.data?.get("cluster")? == "spoke-2").then_some(())
+        }
+    })
+    .await
+    .unwrap();
+}

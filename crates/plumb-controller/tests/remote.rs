@@ -108,9 +108,22 @@ async fn wait_ready(
     name: &str,
     want: &str,
 ) -> (String, String, String) {
+    wait_condition(client, ns, name, want, "").await
+}
+
+/// Waits for Ready=`want` with a message containing `part` (a failure of the source, before
+/// its first artifact, is also Ready=False).
+async fn wait_condition(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    want: &str,
+    part: &str,
+) -> (String, String, String) {
     let api: Api<Kustomization> = Api::namespaced(client.clone(), ns);
-    let v = wait_obj(&api, name, &format!("Ready={want} of {name}"), |v| {
-        ready(v.get("status")).is_some_and(|r| r.0 == want)
+    let what = format!("Ready={want} of {name} saying {part:?}");
+    let v = wait_obj(&api, name, &what, |v| {
+        ready(v.get("status")).is_some_and(|r| r.0 == want && r.2.contains(part))
     })
     .await;
     ready(v.get("status")).unwrap()
@@ -174,14 +187,14 @@ async fn secret_kubeconfig_applies_as_its_user() {
         .unwrap();
     assert_eq!(cm.data.unwrap()["via"], "remote");
 
-    let (_, _, msg) = wait_ready(&client, &n, "denied", "False").await;
+    let (_, _, msg) = wait_condition(&client, &n, "denied", "False", "forbidden").await;
     assert!(
         msg.contains("forbidden") && msg.contains(RESTRICTED_USER),
         "{msg}"
     );
     assert!(!msg.contains(&info.restricted_token), "token leaked: {msg}");
 
-    let (_, _, msg) = wait_ready(&client, &n, "missing", "False").await;
+    let (_, _, msg) = wait_condition(&client, &n, "missing", "False", "nope").await;
     assert!(msg.contains(&format!("Secret '{n}/nope'")), "{msg}");
 }
 
@@ -294,7 +307,7 @@ async fn eks_config_map_reconciles_with_iam_tokens() {
         .unwrap();
     assert_eq!(cm.data.unwrap()["via"], "remote");
 
-    let (_, _, msg) = wait_ready(&client, &n, "ghost", "False").await;
+    let (_, _, msg) = wait_condition(&client, &n, "ghost", "False", "ghost").await;
     assert!(
         msg.contains("ghost") && msg.contains("ResourceNotFoundException"),
         "{msg}"
@@ -335,7 +348,7 @@ async fn expired_eks_token_is_a_clear_condition() {
     )
     .await;
 
-    let (_, _, msg) = wait_ready(&client, &n, "spoke", "False").await;
+    let (_, _, msg) = wait_condition(&client, &n, "spoke", "False", "EKS cluster").await;
     assert!(
         msg.contains(&format!("EKS cluster '{EKS_TEST_CLUSTER}'"))
             && msg.contains("rejected the credentials")

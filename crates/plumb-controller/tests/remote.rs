@@ -164,7 +164,32 @@ async fn secret_kubeconfig_applies_as_its_user() {
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
+    // An admin kubeconfig under a custom key, used with serviceAccountName: the remote
+    // requests impersonate that service account there, which has no grants.
+    let admin: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "admin-kubeconfig", "namespace": n},
+        "stringData": {"config": info.admin_kubeconfig_inline().unwrap()}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &n)
+        .create(&PostParams::default(), &admin)
+        .await
+        .unwrap();
     let _ctx = start_plumb(info, &n, &tmp.path().join("storage")).await;
+
+    let ks: Kustomization = serde_json::from_value(json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "impersonated", "namespace": n},
+        "spec": {"interval": "1h", "retryInterval": "2s", "path": "./deploy", "prune": true,
+                 "targetNamespace": n, "serviceAccountName": "nobody",
+                 "kubeConfig": {"secretRef": {"name": "admin-kubeconfig", "key": "config"}},
+                 "sourceRef": {"kind": "GitRepository", "name": "fleet"}}
+    }))
+    .unwrap();
+    Api::<Kustomization>::namespaced(client.clone(), &n)
+        .create(&PostParams::default(), &ks)
+        .await
+        .unwrap();
 
     let kc = json!({"secretRef": {"name": "remote-kubeconfig"}});
     create_ks(&client, &n, "allowed", &n, kc.clone()).await;
@@ -196,6 +221,11 @@ async fn secret_kubeconfig_applies_as_its_user() {
 
     let (_, _, msg) = wait_condition(&client, &n, "missing", "False", "nope").await;
     assert!(msg.contains(&format!("Secret '{n}/nope'")), "{msg}");
+
+    let sa = format!("system:serviceaccount:{n}:nobody");
+    let (_, _, msg) = wait_condition(&client, &n, "impersonated", "False", "forbidden").await;
+    assert!(msg.contains(&sa), "{msg}");
+    assert!(!msg.contains(&info.admin_token), "token leaked: {msg}");
 }
 
 /// The controller's EKS access: static credentials, STS and EKS at moto, and a clock.

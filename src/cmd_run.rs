@@ -225,6 +225,8 @@ async fn serve_eks_facts(
         ),
     }
     let mut rx = watcher.subscribe();
+    // What is there now was applied above (or is still nothing): wait for the next change.
+    rx.borrow_and_update();
     tokio::spawn(async move {
         // The watcher's task stops when it is dropped: keep it for as long as this runs.
         let _watcher = watcher;

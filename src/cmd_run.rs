@@ -88,6 +88,17 @@ pub struct RunArgs {
     /// chart installs them).
     #[arg(long)]
     pub install_crds: bool,
+    /// EKS cluster whose facts (`eks_cluster_name`, `eks_region`, `eks_account_id`,
+    /// `eks_cluster_version`, `eks_cluster_endpoint`, `eks_oidc_issuer`, `eks_vpc_id`) are
+    /// offered to every Kustomization's postBuild substitution (read with DescribeCluster).
+    #[arg(long)]
+    pub eks_cluster_name: Option<String>,
+    /// Region of --eks-cluster-name (default: the AWS region chain, e.g. AWS_REGION).
+    #[arg(long, requires = "eks_cluster_name")]
+    pub eks_region: Option<String>,
+    /// How often the EKS cluster facts are re-read.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub eks_facts_interval: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -176,7 +187,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&artifacts)
         .with_context(|| format!("creating {}", artifacts.display()))?;
 
+    let cluster_vars = plumb_controller::ClusterVars::default();
     let config = plumb_controller::Config {
+        cluster_vars: cluster_vars.clone(),
         storage_path: args.storage_path.clone(),
         storage_adv_addr: adv.clone(),
         requeue_dependency: args.requeue_dependency,
@@ -193,6 +206,18 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         config,
         metrics.clone(),
     );
+    if let Some(cluster) = &args.eks_cluster_name {
+        let auth = Arc::new(plumb_eks::EksAuth::from_env(args.eks_region.as_deref()).await);
+        ctx.remote.use_eks(auth.clone());
+        serve_eks_facts(
+            auth,
+            cluster.clone(),
+            args.eks_region.clone(),
+            args.eks_facts_interval,
+            cluster_vars,
+        )
+        .await;
+    }
     let scope = plumb_controller::Scope {
         namespace: (!args.watch_all_namespaces).then(|| args.namespace.clone()),
         label_selector: args.watch_label_selector.clone(),
@@ -318,6 +343,43 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
     }
+}
+
+/// Keeps `vars` equal to the facts of EKS cluster `cluster`, re-read every `interval`. Waits
+/// up to 30 s for the first facts so the first reconciles see them; a failed refresh keeps
+/// the last facts (plumb-eks logs it without secrets).
+async fn serve_eks_facts(
+    auth: Arc<plumb_eks::EksAuth>,
+    cluster: String,
+    region: Option<String>,
+    interval: Duration,
+    vars: plumb_controller::ClusterVars,
+) {
+    let watcher = plumb_eks::watch_facts(auth, cluster.clone(), region, interval);
+    match watcher.ready(Duration::from_secs(30)).await {
+        Some(facts) => {
+            vars.replace((*facts).clone());
+            tracing::info!(cluster = %cluster, "EKS cluster facts loaded");
+        }
+        None => tracing::warn!(
+            cluster = %cluster,
+            "EKS cluster facts not known yet; starting without them"
+        ),
+    }
+    let mut rx = watcher.subscribe();
+    // What is there now was applied above (or is still nothing): wait for the next change.
+    rx.borrow_and_update();
+    tokio::spawn(async move {
+        // The watcher's task stops when it is dropped: keep it for as long as this runs.
+        let _watcher = watcher;
+        while rx.changed().await.is_ok() {
+            let current = rx.borrow_and_update().clone();
+            if let Some(facts) = current {
+                vars.replace((*facts).clone());
+                tracing::info!(cluster = %cluster, "EKS cluster facts updated");
+            }
+        }
+    });
 }
 
 /// `/healthz` answers while the process runs; `/readyz` once the controllers started or

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -37,10 +37,11 @@ pub struct Config {
     pub default_service_account: Option<String>,
     /// Deny references to sources in other namespaces.
     pub no_cross_namespace_refs: bool,
-    /// Variables offered to every postBuild substitution (e.g. EKS cluster facts).
-    pub cluster_vars: BTreeMap<String, String>,
     /// Client-side rate limits of the Kubernetes clients plumb builds (impersonation).
     pub api_limits: crate::client::ApiLimits,
+    /// Variables offered to every postBuild substitution (e.g. EKS cluster facts); shared,
+    /// so a refresh reaches every later reconcile.
+    pub cluster_vars: ClusterVars,
 }
 
 impl Default for Config {
@@ -57,9 +58,38 @@ impl Default for Config {
             strict_substitution: false,
             default_service_account: None,
             no_cross_namespace_refs: false,
-            cluster_vars: BTreeMap::new(),
             api_limits: crate::client::ApiLimits::default(),
+            cluster_vars: ClusterVars::default(),
         }
+    }
+}
+
+/// Variables offered to every postBuild substitution, replaceable while the controllers
+/// run (`plumb run --eks-cluster-name` refreshes the EKS facts). Clones share the values.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterVars(Arc<RwLock<Arc<BTreeMap<String, String>>>>);
+
+impl ClusterVars {
+    /// Cluster variables holding `vars`.
+    pub fn new(vars: BTreeMap<String, String>) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(vars))))
+    }
+
+    /// The current variables.
+    pub fn snapshot(&self) -> Arc<BTreeMap<String, String>> {
+        self.0.read().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the variables (every clone sees the new ones).
+    pub fn replace(&self, vars: BTreeMap<String, String>) {
+        let mut guard = self.0.write().unwrap_or_else(|p| p.into_inner());
+        *guard = Arc::new(vars);
+    }
+}
+
+impl From<BTreeMap<String, String>> for ClusterVars {
+    fn from(vars: BTreeMap<String, String>) -> Self {
+        Self::new(vars)
     }
 }
 
@@ -78,6 +108,8 @@ pub struct Context {
     pub health_clock: Arc<crate::kustomization::HealthClock>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Clients and appliers of remote clusters (`spec.kubeConfig`).
+    pub remote: Arc<crate::remote::RemoteClients>,
     recorder: Recorder,
     base_config: kube::Config,
     impersonated: Arc<Mutex<HashMap<String, plumb_ssa::Applier>>>,
@@ -128,6 +160,7 @@ impl Context {
             applier,
             health_clock: Default::default(),
             metrics,
+            remote: Default::default(),
             recorder,
             base_config,
             impersonated: Arc::default(),

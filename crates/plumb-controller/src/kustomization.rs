@@ -588,24 +588,30 @@ fn stamp_labels(o: &mut Value, labels: &BTreeMap<String, String>) {
     }
 }
 
-/// The applier to use: the shared one, or one impersonating `spec.serviceAccountName`.
+/// The applier to use: the shared one, one impersonating `spec.serviceAccountName`, or one
+/// for the remote cluster of `spec.kubeConfig` (impersonating there; see [`crate::remote`]).
 async fn applier_for(obj: &Kustomization, ctx: &Context) -> std::result::Result<Applier, Failure> {
-    if obj.spec.kube_config.is_some() {
-        return Err(Failure::new(
-            Class::Stalled,
-            reason::RECONCILIATION_FAILED,
-            "spec.kubeConfig is not supported yet",
-        ));
-    }
     let sa = obj
         .spec
         .service_account_name
         .clone()
         .or_else(|| ctx.config.default_service_account.clone());
+    let ns = obj.namespace().unwrap_or_default();
+    if let Some(kc) = &obj.spec.kube_config {
+        return ctx
+            .remote
+            .applier(
+                &ctx.client,
+                &ns,
+                kc,
+                sa.as_deref(),
+                ctx.config.apply_concurrency,
+            )
+            .await;
+    }
     let Some(sa) = sa else {
         return Ok(ctx.applier.clone());
     };
-    let ns = obj.namespace().unwrap_or_default();
     ctx.impersonating_applier(&ns, &sa).map_err(|e| {
         Failure::new(
             Class::Stalled,
@@ -841,7 +847,7 @@ async fn substitution_vars(
         return Ok(None);
     };
     let ns = obj.namespace().unwrap_or_default();
-    let mut vars = ctx.config.cluster_vars.clone();
+    let mut vars = (*ctx.config.cluster_vars.snapshot()).clone();
     vars.extend(pb.substitute.iter().map(|(k, v)| (k.clone(), v.clone())));
     for from in &pb.substitute_from {
         let found: Option<BTreeMap<String, String>> = match from.kind {

@@ -20,9 +20,10 @@ pub mod metrics;
 pub mod outcome;
 pub mod receiver;
 mod shared;
+pub mod remote;
 pub mod substitute;
 
-pub use context::{Config, Context};
+pub use context::{ClusterVars, Config, Context};
 
 use std::sync::Arc;
 

@@ -125,6 +125,13 @@ pub fn build_client(
     ca_pem: Option<&[u8]>,
     tokens: Arc<dyn BearerTokenProvider>,
 ) -> Result<kube::Client> {
+    client_from_config(cluster, client_config(cluster, endpoint, ca_pem)?, tokens)
+}
+
+/// The kube configuration [`build_client`] uses: `endpoint` (which must be `https://`),
+/// trusting `ca_pem` (system roots when `None`), without credentials. Callers may adjust it
+/// (e.g. impersonation) before [`client_from_config`].
+pub fn client_config(cluster: &str, endpoint: &str, ca_pem: Option<&[u8]>) -> Result<kube::Config> {
     let err = |message: String| Error::Client {
         cluster: cluster.to_string(),
         endpoint: endpoint.to_string(),
@@ -153,7 +160,37 @@ pub fn build_client(
         }
         config.root_cert = Some(certs);
     }
-    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| err(e.to_string()))?;
+    Ok(config)
+}
+
+/// Builds a kube client from `config` (address, TLS, impersonation, timeouts) that
+/// authenticates every request with a token from `tokens`; any token, exec or auth provider in
+/// `config.auth_info` is dropped. `cluster` only names the cluster in errors. Must be called
+/// inside a tokio runtime.
+pub fn client_from_config(
+    cluster: &str,
+    mut config: kube::Config,
+    tokens: Arc<dyn BearerTokenProvider>,
+) -> Result<kube::Client> {
+    let endpoint = config.cluster_url.to_string();
+    if config.cluster_url.scheme_str() != Some("https") {
+        return Err(Error::Client {
+            cluster: cluster.to_string(),
+            endpoint,
+            message: "the address must be an https:// URL".into(),
+        });
+    }
+    config.auth_info.token = None;
+    config.auth_info.token_file = None;
+    config.auth_info.exec = None;
+    config.auth_info.auth_provider = None;
+    config.auth_info.username = None;
+    config.auth_info.password = None;
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| Error::Client {
+        cluster: cluster.to_string(),
+        endpoint,
+        message: e.to_string(),
+    })?;
     Ok(builder
         .with_layer(&BufferLayer::new(1024))
         .with_layer(&BearerLayer::new(tokens))

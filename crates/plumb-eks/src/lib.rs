@@ -31,7 +31,10 @@ pub mod source;
 pub mod token;
 
 pub use auth::{DEFAULT_MAX_ATTEMPTS, EksAuth, EndpointOverrides, FactsWatcher, watch_facts};
-pub use client::{BearerLayer, BearerTokenProvider, RemoteCluster, StaticToken, build_client};
+pub use client::{
+    BearerLayer, BearerTokenProvider, RemoteCluster, StaticToken, build_client, client_config,
+    client_from_config,
+};
 pub use cluster::{ClusterArn, ClusterInfo, FACT_NAMES};
 pub use error::{AwsErrorKind, Error, Result};
 pub use kubeconfig::{ExecTokenRequest, recognise_exec, render_kubeconfig};

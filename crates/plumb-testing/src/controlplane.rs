@@ -55,6 +55,10 @@ pub struct ControlPlaneInfo {
     pub restricted_token: String,
     /// Directory holding certificates, data and logs.
     pub dir: PathBuf,
+    /// Whether the apiserver accepts EKS tokens through [`crate::eks_webhook`] (false for
+    /// env files written before the webhook existed).
+    #[serde(default)]
+    pub eks_webhook: bool,
 }
 
 /// A running control plane. Dropping it stops the processes it started.
@@ -62,6 +66,8 @@ pub struct ControlPlaneInfo {
 pub struct ControlPlane {
     info: ControlPlaneInfo,
     children: Vec<Child>,
+    // Serves the apiserver's token webhook while the control plane runs.
+    _webhook: crate::eks_webhook::EksTokenWebhook,
     // Kept for its Drop: removes data and certificates of a private instance.
     _tmp: Option<tempfile::TempDir>,
 }
@@ -124,14 +130,22 @@ impl ControlPlane {
                 (Some(t), p)
             }
         };
+        // Every control plane accepts EKS tokens through a webhook served by this process;
+        // only tokens the static token file does not know ever reach it.
+        let webhook = crate::eks_webhook::EksTokenWebhook::start()?;
+        let mut opts = opts;
+        opts.extra_apiserver_args
+            .extend(webhook.apiserver_args(&dir.join("eks-webhook.kubeconfig"))?);
         // A port picked free can be taken before the server binds it: retry a few times.
         let mut last = None;
         for _ in 0..3 {
             match Self::start_in(&bins, &dir, &opts) {
-                Ok((info, children)) => {
+                Ok((mut info, children)) => {
+                    info.eks_webhook = true;
                     return Ok(ControlPlane {
                         info,
                         children,
+                        _webhook: webhook,
                         _tmp: tmp,
                     });
                 }
@@ -244,6 +258,7 @@ impl ControlPlane {
             admin_token,
             restricted_token,
             dir: dir.to_path_buf(),
+            eks_webhook: false,
         };
         if let Err(e) = wait_ready(&info, &mut children, &api_log) {
             stop_children(&mut children);

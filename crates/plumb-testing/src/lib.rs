@@ -8,6 +8,7 @@
 
 pub mod chartrepo;
 pub mod controlplane;
+pub mod eks_webhook;
 pub mod git;
 pub mod moto;
 pub mod namespace;

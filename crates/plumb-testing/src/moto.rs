@@ -65,42 +65,48 @@ impl MotoServer {
         self.port
     }
 
-    /// Replays a presigned STS URL (an EKS token's) as the EKS authenticator does: a GET with
-    /// the `x-k8s-aws-id` header. Returns the whole HTTP response.
-    ///
-    /// moto picks the service of a request from its `Authorization` header only, never from
-    /// `X-Amz-Credential` in the query, so an `Authorization` header naming the same credential
-    /// scope is added for routing; moto does not verify signatures either way (the botocore
-    /// known-answer test covers the signature).
+    /// Replays a presigned STS URL (an EKS token's) as the EKS authenticator does; see
+    /// [`replay_presigned`].
     pub fn replay_presigned(&self, url: &str, cluster: &str) -> Result<String, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("not an http URL: {url}"))?;
-        let slash = rest.find('/').ok_or_else(|| format!("no path in {url}"))?;
-        let (host, path) = rest.split_at(slash);
-        let credential = path
-            .split(['?', '&'])
-            .find_map(|p| p.strip_prefix("X-Amz-Credential="))
-            .ok_or_else(|| format!("no X-Amz-Credential in {url}"))?
-            .replace("%2F", "/");
-        let mut stream = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| e.to_string())?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nx-k8s-aws-id: {cluster}\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host;x-k8s-aws-id, Signature=routing-only\r\n\
-             Connection: close\r\n\r\n"
-        );
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| format!("send to {host}: {e}"))?;
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .map_err(|e| format!("read from {host}: {e}"))?;
-        Ok(response)
+        replay_presigned(url, cluster)
     }
+}
+
+/// Replays a presigned STS URL (an EKS token's) as the EKS authenticator does: a GET with
+/// the `x-k8s-aws-id` header. Returns the whole HTTP response.
+///
+/// moto picks the service of a request from its `Authorization` header only, never from
+/// `X-Amz-Credential` in the query, so an `Authorization` header naming the same credential
+/// scope is added for routing; moto does not verify signatures either way (the botocore
+/// known-answer test covers the signature).
+pub fn replay_presigned(url: &str, cluster: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("not an http URL: {url}"))?;
+    let slash = rest.find('/').ok_or_else(|| format!("no path in {url}"))?;
+    let (host, path) = rest.split_at(slash);
+    let credential = path
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("X-Amz-Credential="))
+        .ok_or_else(|| format!("no X-Amz-Credential in {url}"))?
+        .replace("%2F", "/");
+    let mut stream = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nx-k8s-aws-id: {cluster}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host;x-k8s-aws-id, Signature=routing-only\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send to {host}: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("read from {host}: {e}"))?;
+    Ok(response)
 }
 
 impl Drop for MotoServer {

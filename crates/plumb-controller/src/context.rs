@@ -73,6 +73,8 @@ pub struct Context {
     pub applier: plumb_ssa::Applier,
     /// When each Kustomization's current revision was applied (health-check timeouts).
     pub health_clock: Arc<crate::kustomization::HealthClock>,
+    /// Watches inventory objects and queues their Kustomization when they drift.
+    pub drift: Arc<crate::drift::DriftWatcher>,
     recorder: Recorder,
     base_config: kube::Config,
     impersonated: Arc<Mutex<HashMap<String, plumb_ssa::Applier>>>,
@@ -106,6 +108,7 @@ impl Context {
             },
         );
         Arc::new(Context {
+            drift: Arc::new(crate::drift::DriftWatcher::new(client.clone())),
             client,
             config,
             storage,

@@ -43,7 +43,12 @@ pub async fn run(
     watch: watcher::Config,
     concurrency: u16,
 ) {
-    let controller = Controller::new(api, watch.clone());
+    let mut controller = Controller::new(api, watch.clone());
+    // Objects of an inventory that drift (changed by another writer, or deleted) queue
+    // their Kustomization at once (see `drift`).
+    if let Some(triggers) = ctx.drift.take_triggers() {
+        controller = controller.reconcile_on(triggers);
+    }
     let store = controller.store();
     controller
         // A GitRepository change (a new artifact) reconciles the Kustomizations using it,
@@ -101,6 +106,7 @@ async fn cleanup(obj: Arc<Kustomization>, ctx: &Context) -> Result<Action> {
         DeletionPolicy::Delete | DeletionPolicy::WaitForTermination => true,
         DeletionPolicy::Orphan => false,
     };
+    ctx.drift.untrack(owner_key(&obj));
     if !prune || obj.spec.suspend {
         return Ok(Action::await_change());
     }
@@ -114,6 +120,13 @@ async fn cleanup(obj: Arc<Kustomization>, ctx: &Context) -> Result<Action> {
         .await
         .map_err(|e| Error::Kube(e.to_string()))?;
     Ok(Action::await_change())
+}
+
+fn owner_key(obj: &Kustomization) -> (&str, &str) {
+    (
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default(),
+    )
 }
 
 fn owner_labels(obj: &Kustomization) -> BTreeMap<String, String> {
@@ -179,6 +192,7 @@ impl HealthClock {
 
 async fn apply(obj: Arc<Kustomization>, ctx: &Context, api: &Api<Kustomization>) -> Result<Action> {
     if obj.spec.suspend {
+        ctx.drift.untrack(owner_key(&obj));
         return Ok(Action::await_change());
     }
     let interval = obj.interval().unwrap_or(Duration::from_secs(600));
@@ -338,6 +352,7 @@ async fn run_once(
     let labels = owner_labels(obj);
     let mut items = Vec::with_capacity(objects.len());
     let mut new_inventory = Vec::with_capacity(objects.len());
+    let mut applied_refs = Vec::with_capacity(objects.len());
     for mut o in objects {
         stamp_labels(&mut o, &labels);
         let r = ObjectRef::from_object(&o)
@@ -346,6 +361,7 @@ async fn run_once(
             &ObjMetadata::new(&r.namespace, &r.name, &r.group, &r.kind),
             r.version.clone(),
         ));
+        applied_refs.push(r);
         items.push(apply_item(o, obj.spec.force));
     }
 
@@ -367,6 +383,9 @@ async fn run_once(
         Failure::new(class, reason::RECONCILIATION_FAILED, format!("{e}"))
     })?;
     let mut changes = applied.summary();
+    ctx.drift
+        .track(owner_key(obj), &applied_refs, &applier)
+        .await;
 
     // Prune what the previous inventory had and this revision does not.
     let old = inventory_refs(status.inventory.as_ref());

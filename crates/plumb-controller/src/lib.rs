@@ -6,6 +6,7 @@
 //! stalled, with one Flux reason used for the condition and the event.
 
 pub mod context;
+pub mod drift;
 pub mod gitrepository;
 pub mod kustomization;
 pub mod outcome;

@@ -600,6 +600,10 @@ async fn check_dependencies(
     let ns = obj.namespace().unwrap_or_default();
     for dep in &obj.spec.depends_on {
         let dns = dep.namespace.clone().unwrap_or_else(|| ns.clone());
+        if let Some(other) = dep.other_kind() {
+            check_other_kind(ctx, other, &dns, &dep.name).await?;
+            continue;
+        }
         let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &dns);
         let d = api.get_opt(&dep.name).await.map_err(|e| {
             Failure::new(
@@ -624,6 +628,76 @@ async fn check_dependencies(
         }
     }
     Ok(())
+}
+
+/// A dependency on another kind (plumb's extension of `dependsOn`): read generically,
+/// ready when its `Ready` condition is `True` for its current generation.
+async fn check_other_kind(
+    ctx: &Context,
+    other: std::result::Result<(String, String), String>,
+    ns: &str,
+    name: &str,
+) -> std::result::Result<(), Failure> {
+    let (api_version, kind) = other.map_err(|kind| {
+        Failure::new(
+            Class::Stalled,
+            reason::DEPENDENCY_NOT_READY,
+            format!("dependency '{kind}/{ns}/{name}': apiVersion is required for kind {kind}"),
+        )
+    })?;
+    let what = format!("{kind}/{ns}/{name}");
+    let (group, version) = plumb_ssa::split_api_version(&api_version);
+    let gvk = kube::api::GroupVersionKind::gvk(group, version, &kind);
+    let (ar, caps) = kube::discovery::pinned_kind(&ctx.client, &gvk)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                Class::Waiting,
+                reason::DEPENDENCY_NOT_READY,
+                format!("dependency '{what}': kind {api_version} {kind} is not served: {e}"),
+            )
+        })?;
+    let api: Api<kube::api::DynamicObject> = if caps.scope == kube::discovery::Scope::Namespaced {
+        Api::namespaced_with(ctx.client.clone(), ns, &ar)
+    } else {
+        Api::all_with(ctx.client.clone(), &ar)
+    };
+    let d = api.get_opt(name).await.map_err(|e| {
+        Failure::new(
+            Class::Transient,
+            reason::DEPENDENCY_NOT_READY,
+            format!("getting dependency '{what}': {e}"),
+        )
+    })?;
+    if d.as_ref().is_some_and(dynamic_ready) {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            Class::Waiting,
+            reason::DEPENDENCY_NOT_READY,
+            format!("dependency '{what}' is not ready"),
+        ))
+    }
+}
+
+/// `Ready=True`, and computed for the current generation where the object says which
+/// generation it observed (status.observedGeneration, or the condition's own).
+fn dynamic_ready(o: &kube::api::DynamicObject) -> bool {
+    let generation = o.metadata.generation;
+    let status = o.data.get("status");
+    let Some(ready) = status
+        .and_then(|s| s.get("conditions"))
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == condition::READY))
+    else {
+        return false;
+    };
+    let observed = status
+        .and_then(|s| s.get("observedGeneration"))
+        .or_else(|| ready.get("observedGeneration"))
+        .and_then(Value::as_i64);
+    ready["status"] == "True"
+        && (observed.is_none() || generation.is_none() || observed == generation)
 }
 
 async fn source_artifact(

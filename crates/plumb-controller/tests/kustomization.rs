@@ -577,3 +577,84 @@ async fn immutable_field_recreated_with_force() {
     assert_ne!(now.metadata.uid.unwrap(), uid, "recreated");
     w.finish().await;
 }
+
+#[tokio::test]
+async fn depends_on_another_kind() {
+    let w = World::new(
+        "ks-xkind",
+        &[
+            ("deploy/kustomization.yaml", "resources:\n- a.yaml\n"),
+            ("deploy/a.yaml", CM_A),
+        ],
+    )
+    .await;
+    // The dependency: a GitRepository plumb leaves alone (suspended) whose status the
+    // test writes, standing in for any kind with a Ready condition.
+    let gates: Api<GitRepository> = Api::namespaced(w.client.clone(), &w.n);
+    let gate: GitRepository = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": "gate", "namespace": w.n},
+        "spec": {"url": "http://127.0.0.1:1/none", "interval": "1h", "suspend": true}
+    }))
+    .unwrap();
+    gates.create(&PostParams::default(), &gate).await.unwrap();
+    w.create_ks(
+        "app",
+        json!({"path": "./deploy", "dependsOn": [
+            {"name": "gate", "kind": "GitRepository", "apiVersion": "source.toolkit.fluxcd.io/v1"}]}),
+    )
+    .await;
+    let r = w
+        .wait_condition("app", "waiting on the gate", |r| {
+            r.1 == "DependencyNotReady"
+        })
+        .await;
+    assert!(
+        r.2.contains("GitRepository/") && r.2.contains("/gate"),
+        "{r:?}"
+    );
+
+    let set_ready = |status: &str, observed: i64| {
+        json!({"status": {"observedGeneration": observed, "conditions": [{
+            "type": "Ready", "status": status, "reason": "Test", "message": "set by the test",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": observed}]}})
+    };
+    // Ready, but for an older generation: still waiting.
+    gates
+        .patch_status(
+            "gate",
+            &PatchParams::default(),
+            &Patch::Merge(&set_ready("True", 0)),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await; // proving an absence
+    assert!(
+        w.cms().get_opt("a").await.unwrap().is_none(),
+        "stale Ready is not ready"
+    );
+    gates
+        .patch_status(
+            "gate",
+            &PatchParams::default(),
+            &Patch::Merge(&set_ready("True", 1)),
+        )
+        .await
+        .unwrap();
+    w.wait_ready("app").await;
+    assert!(w.cms().get_opt("a").await.unwrap().is_some());
+
+    // A kind without a known apiVersion is refused clearly.
+    w.create_ks(
+        "bad",
+        json!({"path": "./deploy", "dependsOn": [{"name": "x", "kind": "Widget"}]}),
+    )
+    .await;
+    let r = w
+        .wait_condition("bad", "missing apiVersion", |r| {
+            r.0 == "False" && r.2.contains("apiVersion")
+        })
+        .await;
+    assert!(r.2.contains("Widget"), "{r:?}");
+    w.finish().await;
+}

@@ -8,6 +8,7 @@ mod cmd_build;
 mod cmd_crds;
 mod cmd_eks;
 mod cmd_helm;
+mod cmd_ks;
 mod cmd_run;
 
 use std::process::ExitCode;

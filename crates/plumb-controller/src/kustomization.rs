@@ -314,6 +314,66 @@ enum Outcome {
     },
 }
 
+/// Where [`render_objects`] reads the manifests from.
+#[derive(Debug, Clone, Copy)]
+pub enum RenderSource<'a> {
+    /// The source's artifact (fetched, digest-checked, extracted); `spec.path` is applied.
+    Artifact(&'a plumb_api::meta::Artifact),
+    /// A local directory holding the manifests to build (`spec.path` is not applied), as
+    /// `flux build ks --path` does.
+    Local(&'a Path),
+}
+
+/// Renders what `obj` applies: build with the spec-level overlay, postBuild substitution,
+/// ownership labels. The reconciler and `plumb build/diff ks` share this path.
+pub async fn render_objects(
+    obj: &Kustomization,
+    ctx: &Context,
+    source: RenderSource<'_>,
+) -> std::result::Result<Vec<Value>, Failure> {
+    let mut objects = match source {
+        RenderSource::Artifact(artifact) => {
+            let work = tempfile::Builder::new()
+                .prefix("plumb-ks-")
+                .tempdir()
+                .map_err(|e| {
+                    Failure::new(
+                        Class::Transient,
+                        reason::ARTIFACT_FAILED,
+                        format!("creating work dir: {e}"),
+                    )
+                })?;
+            fetch_artifact(
+                ctx,
+                artifact,
+                work.path(),
+                obj.timeout().unwrap_or(Duration::from_secs(300)),
+            )
+            .await?;
+            let dir = spec_dir(obj, work.path())?;
+            render(obj, dir, work.path().to_path_buf()).await?
+        }
+        RenderSource::Local(dir) => {
+            if !dir.is_dir() {
+                return Err(Failure::new(
+                    Class::Stalled,
+                    reason::ARTIFACT_FAILED,
+                    format!("kustomization path not found: {}", dir.display()),
+                ));
+            }
+            render(obj, dir.to_path_buf(), PathBuf::from("/")).await?
+        }
+    };
+    if let Some(vars) = substitution_vars(obj, ctx).await? {
+        objects = substitute_objects(objects, &vars, ctx.config.strict_substitution)?;
+    }
+    let labels = owner_labels(obj);
+    for o in &mut objects {
+        stamp_labels(o, &labels);
+    }
+    Ok(objects)
+}
+
 async fn run_once(
     obj: &Kustomization,
     ctx: &Context,
@@ -326,35 +386,11 @@ async fn run_once(
     status.last_attempted_revision = Some(revision.clone());
 
     // Fetch and render. Failures here return before anything is applied or pruned.
-    let work = tempfile::Builder::new()
-        .prefix("plumb-ks-")
-        .tempdir()
-        .map_err(|e| {
-            Failure::new(
-                Class::Transient,
-                reason::ARTIFACT_FAILED,
-                format!("creating work dir: {e}"),
-            )
-        })?;
-    fetch_artifact(
-        ctx,
-        &artifact,
-        work.path(),
-        obj.timeout().unwrap_or(Duration::from_secs(300)),
-    )
-    .await?;
-    let vars = substitution_vars(obj, ctx).await?;
-    let mut objects = render(obj, work.path()).await?;
-    drop(work);
-    if let Some(vars) = vars {
-        objects = substitute_objects(objects, &vars, ctx.config.strict_substitution)?;
-    }
-    let labels = owner_labels(obj);
+    let objects = render_objects(obj, ctx, RenderSource::Artifact(&artifact)).await?;
     let mut items = Vec::with_capacity(objects.len());
     let mut new_inventory = Vec::with_capacity(objects.len());
     let mut applied_refs = Vec::with_capacity(objects.len());
-    for mut o in objects {
-        stamp_labels(&mut o, &labels);
+    for o in objects {
         let r = ObjectRef::from_object(&o)
             .map_err(|e| Failure::new(Class::Stalled, reason::BUILD_FAILED, e.to_string()))?;
         new_inventory.push(ResourceRef::new(
@@ -522,7 +558,8 @@ fn interval_of(obj: &Kustomization) -> Duration {
     obj.interval().unwrap_or(Duration::from_secs(600))
 }
 
-fn apply_item(object: Value, force_all: bool) -> ApplyItem {
+/// How `object` is applied: Flux's ssa, reconcile and force annotations, `spec.force`.
+pub fn apply_item(object: Value, force_all: bool) -> ApplyItem {
     let ann = |k: &str| {
         object
             .get("metadata")
@@ -700,7 +737,8 @@ fn dynamic_ready(o: &kube::api::DynamicObject) -> bool {
         && (observed.is_none() || generation.is_none() || observed == generation)
 }
 
-async fn source_artifact(
+/// The current artifact of `obj`'s source (its GitRepository).
+pub async fn source_artifact(
     obj: &Kustomization,
     ctx: &Context,
 ) -> std::result::Result<plumb_api::meta::Artifact, Failure> {
@@ -796,7 +834,8 @@ fn safe_relative(p: &str) -> bool {
         .all(|c| matches!(c, Component::Normal(_)))
 }
 
-async fn render(obj: &Kustomization, root: &Path) -> std::result::Result<Vec<Value>, Failure> {
+/// `spec.path` inside the extracted source `root`, refused when it leaves the source.
+fn spec_dir(obj: &Kustomization, root: &Path) -> std::result::Result<PathBuf, Failure> {
     let path = obj.spec.path.clone().unwrap_or_else(|| "./".into());
     let rel = PathBuf::from(path.trim_start_matches('/'));
     if !rel
@@ -817,8 +856,15 @@ async fn render(obj: &Kustomization, root: &Path) -> std::result::Result<Vec<Val
             format!("kustomization path not found: {path}"),
         ));
     }
+    Ok(dir)
+}
+
+async fn render(
+    obj: &Kustomization,
+    dir: PathBuf,
+    root: PathBuf,
+) -> std::result::Result<Vec<Value>, Failure> {
     let overlay = overlay_of(obj);
-    let root = root.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let opts = plumb_kustomize::BuildOptions {
             generate_missing_kustomization: true,

@@ -75,6 +75,10 @@ pub struct Context {
     pub health_clock: Arc<crate::kustomization::HealthClock>,
     /// Watches inventory objects and queues their Kustomization when they drift.
     pub drift: Arc<crate::drift::DriftWatcher>,
+    /// GitRepositories as the Kustomization controller's watch last saw them, so that a
+    /// reconcile reads its source without a request (set while that controller runs).
+    pub sources:
+        Arc<std::sync::RwLock<Option<kube::runtime::reflector::Store<plumb_api::GitRepository>>>>,
     recorder: Recorder,
     base_config: kube::Config,
     impersonated: Arc<Mutex<HashMap<String, plumb_ssa::Applier>>>,
@@ -114,6 +118,7 @@ impl Context {
             storage,
             applier,
             health_clock: Default::default(),
+            sources: Arc::default(),
             recorder,
             base_config,
             impersonated: Arc::default(),

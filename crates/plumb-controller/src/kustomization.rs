@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
@@ -50,24 +51,37 @@ pub async fn run(
         controller = controller.reconcile_on(triggers);
     }
     let store = controller.store();
-    controller
-        // A GitRepository change (a new artifact) reconciles the Kustomizations using it,
-        // as Flux's source watch does, instead of waiting for their interval.
-        .watches(sources, watch, move |src: GitRepository| {
+    // A GitRepository change (a new artifact) reconciles the Kustomizations using it,
+    // as Flux's source watch does, instead of waiting for their interval. The watch feeds
+    // a store the reconciler reads its source from (no request per reconcile); the store
+    // is updated before the trigger fires, so a reconcile never sees an older artifact.
+    let (reader, writer) = kube::runtime::reflector::store::<GitRepository>();
+    if let Ok(mut s) = ctx.sources.write() {
+        *s = Some(reader);
+    }
+    let source_triggers = kube::runtime::reflector(writer, watcher(sources, watch))
+        .default_backoff()
+        .applied_objects()
+        .filter_map(|r| futures::future::ready(r.ok()))
+        .flat_map(move |src: GitRepository| {
             let src_ns = src.namespace();
             let src_name = src.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|ks| {
-                    let r = &ks.spec.source_ref;
-                    r.kind == SourceKind::GitRepository
-                        && r.name == src_name
-                        && r.namespace.clone().or_else(|| ks.namespace()) == src_ns
-                })
-                .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
-                .collect::<Vec<_>>()
-        })
+            futures::stream::iter(
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|ks| {
+                        let r = &ks.spec.source_ref;
+                        r.kind == SourceKind::GitRepository
+                            && r.name == src_name
+                            && r.namespace.clone().or_else(|| ks.namespace()) == src_ns
+                    })
+                    .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
+                    .collect::<Vec<_>>(),
+            )
+        });
+    controller
+        .reconcile_on(source_triggers)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -764,8 +778,22 @@ pub async fn source_artifact(
             format!("source kind {} is not supported yet", src.kind),
         ));
     }
+    let cached = ctx
+        .sources
+        .read()
+        .ok()
+        .and_then(|s| s.as_ref().map(|s| (s.is_empty(), s.clone())))
+        .and_then(|(empty, store)| {
+            let key = kube::runtime::reflector::ObjectRef::new(&src.name).within(&ns);
+            // Not in the store (not listed yet, or outside the watched scope): ask the server.
+            (!empty).then(|| store.get(&key)).flatten()
+        });
     let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
-    let repo = api.get_opt(&src.name).await.map_err(|e| {
+    let fetched = match cached {
+        Some(found) => Ok(Some((*found).clone())),
+        None => api.get_opt(&src.name).await,
+    };
+    let repo = fetched.map_err(|e| {
         Failure::new(
             Class::Transient,
             reason::ARTIFACT_FAILED,

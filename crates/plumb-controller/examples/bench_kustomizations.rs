@@ -190,7 +190,7 @@ async fn main() {
             let ks: Kustomization = serde_json::from_value(json!({
                 "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
                 "metadata": {"name": format!("app-{i}"), "namespace": name},
-                "spec": {"interval": "1h", "path": "./app", "prune": true,
+                "spec": {"interval": "1h", "path": "./app", "prune": true, "targetNamespace": name,
                          "namePrefix": format!("app-{i}-"),
                          "sourceRef": {"kind": "GitRepository", "name": "fleet"}}
             }))

@@ -25,6 +25,8 @@ enum Command {
     Run(Box<crate::cmd_run::RunArgs>),
     /// EKS helpers: bearer tokens and kubeconfigs.
     Eks(crate::cmd_eks::EksArgs),
+    /// Show what a Kustomization would change (server-side dry-run; exit 1 on changes).
+    Diff(crate::cmd_ks::DiffArgs),
     /// Helm chart rendering.
     #[command(subcommand)]
     Helm(crate::cmd_helm::HelmCommand),
@@ -48,9 +50,10 @@ pub fn run() -> Result<ExitCode> {
     match cli.command {
         Command::Version => crate::cmd_ops::version(),
         Command::Crds(args) => crate::cmd_crds::run(args),
-        Command::Build(args) => crate::cmd_build::run(&args),
+        Command::Build(args) => crate::cmd_build::run(args),
         Command::Run(args) => crate::cmd_run::run(*args),
         Command::Eks(args) => crate::cmd_eks::run(args),
+        Command::Diff(args) => crate::cmd_ks::diff(args),
         Command::Helm(cmd) => crate::cmd_helm::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Get(args) => crate::cmd_ops::get(args),
         Command::Reconcile(args) => crate::cmd_ops::reconcile(args),

@@ -8,9 +8,14 @@ use anyhow::{Context, Result};
 
 /// Arguments of `plumb build`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BuildArgs {
+    /// Render what a cluster object would apply instead of a directory.
+    #[command(subcommand)]
+    pub target: Option<crate::cmd_ks::Target>,
     /// Directory holding kustomization.yaml.
-    pub dir: PathBuf,
+    #[arg(required = true)]
+    pub dir: Option<PathBuf>,
     /// Confinement root: no file outside it is read. Defaults to the enclosing Git work tree,
     /// or the file-system root when there is none.
     #[arg(long)]
@@ -33,14 +38,20 @@ fn default_root(dir: &Path) -> PathBuf {
 }
 
 /// Runs the build and prints the whole stream at once (nothing is printed on error).
-pub fn run(args: &BuildArgs) -> Result<ExitCode> {
-    let root = args.root.clone().unwrap_or_else(|| default_root(&args.dir));
+pub fn run(args: BuildArgs) -> Result<ExitCode> {
+    if let Some(target) = args.target {
+        return crate::cmd_ks::build(target);
+    }
+    let Some(dir) = args.dir.as_deref() else {
+        anyhow::bail!("plumb build: a directory is required");
+    };
+    let root = args.root.clone().unwrap_or_else(|| default_root(dir));
     let opts = plumb_kustomize::BuildOptions {
         generate_missing_kustomization: args.generate,
         ..Default::default()
     };
-    let objects = plumb_kustomize::build(&args.dir, &root, &opts)
-        .with_context(|| format!("building {}", args.dir.display()))?;
+    let objects = plumb_kustomize::build(dir, &root, &opts)
+        .with_context(|| format!("building {}", dir.display()))?;
     let text = plumb_kustomize::to_yaml_stream(&objects);
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).context("writing output")?;

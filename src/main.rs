@@ -9,6 +9,7 @@ mod cmd_crds;
 mod cmd_eks;
 mod cmd_helm;
 mod cmd_ops;
+mod cmd_ks;
 mod cmd_run;
 
 use std::process::ExitCode;

@@ -162,4 +162,34 @@ pub struct DependencyReference {
     /// CEL expression replacing the built-in readiness check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_expr: Option<String>,
+    /// plumb extension: kind of the referent when it differs from the dependent's (e.g. a
+    /// Kustomization waiting for a `HelmRelease`). The referent is ready when its `Ready`
+    /// condition is `True` and its status has observed its current generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// plumb extension: apiVersion of the referent, with `kind`. Optional for Flux's own
+    /// kinds (their GA version is used); required for any other kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+}
+
+impl DependencyReference {
+    /// The (apiVersion, kind) of a cross-kind dependency: `None` when it names the
+    /// dependent's own kind (no `kind` set), `Some(Err(kind))` when `kind` needs an
+    /// `apiVersion` that is missing.
+    pub fn other_kind(&self) -> Option<Result<(String, String), String>> {
+        let kind = self.kind.as_deref()?;
+        if let Some(av) = &self.api_version {
+            return Some(Ok((av.clone(), kind.to_string())));
+        }
+        let av = match kind {
+            "Kustomization" => "kustomize.toolkit.fluxcd.io/v1",
+            "HelmRelease" => "helm.toolkit.fluxcd.io/v2",
+            "GitRepository" | "HelmRepository" | "HelmChart" | "OCIRepository" | "Bucket" => {
+                "source.toolkit.fluxcd.io/v1"
+            }
+            _ => return Some(Err(kind.to_string())),
+        };
+        Some(Ok((av.to_string(), kind.to_string())))
+    }
 }

@@ -110,6 +110,12 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Clients and appliers of remote clusters (`spec.kubeConfig`).
     pub remote: Arc<crate::remote::RemoteClients>,
+    /// Watches inventory objects and queues their Kustomization when they drift.
+    pub drift: Arc<crate::drift::DriftWatcher>,
+    /// GitRepositories as the Kustomization controller's watch last saw them, so that a
+    /// reconcile reads its source without a request (set while that controller runs).
+    pub sources:
+        Arc<std::sync::RwLock<Option<kube::runtime::reflector::Store<plumb_api::GitRepository>>>>,
     recorder: Recorder,
     base_config: kube::Config,
     impersonated: Arc<Mutex<HashMap<String, plumb_ssa::Applier>>>,
@@ -154,6 +160,7 @@ impl Context {
             },
         );
         Arc::new(Context {
+            drift: Arc::new(crate::drift::DriftWatcher::new(client.clone())),
             client,
             config,
             storage,
@@ -161,6 +168,7 @@ impl Context {
             health_clock: Default::default(),
             metrics,
             remote: Default::default(),
+            sources: Arc::default(),
             recorder,
             base_config,
             impersonated: Arc::default(),

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
@@ -43,26 +44,44 @@ pub async fn run(
     watch: watcher::Config,
     concurrency: u16,
 ) {
-    let controller = Controller::new(api, watch.clone());
+    let mut controller = Controller::new(api, watch.clone());
+    // Objects of an inventory that drift (changed by another writer, or deleted) queue
+    // their Kustomization at once (see `drift`).
+    if let Some(triggers) = ctx.drift.take_triggers() {
+        controller = controller.reconcile_on(triggers);
+    }
     let store = controller.store();
-    controller
-        // A GitRepository change (a new artifact) reconciles the Kustomizations using it,
-        // as Flux's source watch does, instead of waiting for their interval.
-        .watches(sources, watch, move |src: GitRepository| {
+    // A GitRepository change (a new artifact) reconciles the Kustomizations using it,
+    // as Flux's source watch does, instead of waiting for their interval. The watch feeds
+    // a store the reconciler reads its source from (no request per reconcile); the store
+    // is updated before the trigger fires, so a reconcile never sees an older artifact.
+    let (reader, writer) = kube::runtime::reflector::store::<GitRepository>();
+    if let Ok(mut s) = ctx.sources.write() {
+        *s = Some(reader);
+    }
+    let source_triggers = kube::runtime::reflector(writer, watcher(sources, watch))
+        .default_backoff()
+        .applied_objects()
+        .filter_map(|r| futures::future::ready(r.ok()))
+        .flat_map(move |src: GitRepository| {
             let src_ns = src.namespace();
             let src_name = src.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|ks| {
-                    let r = &ks.spec.source_ref;
-                    r.kind == SourceKind::GitRepository
-                        && r.name == src_name
-                        && r.namespace.clone().or_else(|| ks.namespace()) == src_ns
-                })
-                .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
-                .collect::<Vec<_>>()
-        })
+            futures::stream::iter(
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|ks| {
+                        let r = &ks.spec.source_ref;
+                        r.kind == SourceKind::GitRepository
+                            && r.name == src_name
+                            && r.namespace.clone().or_else(|| ks.namespace()) == src_ns
+                    })
+                    .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
+                    .collect::<Vec<_>>(),
+            )
+        });
+    controller
+        .reconcile_on(source_triggers)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -109,6 +128,7 @@ async fn cleanup(obj: Arc<Kustomization>, ctx: &Context) -> Result<Action> {
         DeletionPolicy::Delete | DeletionPolicy::WaitForTermination => true,
         DeletionPolicy::Orphan => false,
     };
+    ctx.drift.untrack(owner_key(&obj));
     if !prune || obj.spec.suspend {
         return Ok(Action::await_change());
     }
@@ -127,6 +147,13 @@ async fn cleanup(obj: Arc<Kustomization>, ctx: &Context) -> Result<Action> {
         pruned.count(plumb_ssa::Action::Deleted),
     );
     Ok(Action::await_change())
+}
+
+fn owner_key(obj: &Kustomization) -> (&str, &str) {
+    (
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default(),
+    )
 }
 
 fn owner_labels(obj: &Kustomization) -> BTreeMap<String, String> {
@@ -193,6 +220,7 @@ impl HealthClock {
 async fn apply(obj: Arc<Kustomization>, ctx: &Context, api: &Api<Kustomization>) -> Result<Action> {
     if obj.spec.suspend {
         observe(ctx, &obj, &obj.status.clone().unwrap_or_default());
+        ctx.drift.untrack(owner_key(&obj));
         return Ok(Action::await_change());
     }
     let interval = obj.interval().unwrap_or(Duration::from_secs(600));
@@ -329,6 +357,66 @@ enum Outcome {
     },
 }
 
+/// Where [`render_objects`] reads the manifests from.
+#[derive(Debug, Clone, Copy)]
+pub enum RenderSource<'a> {
+    /// The source's artifact (fetched, digest-checked, extracted); `spec.path` is applied.
+    Artifact(&'a plumb_api::meta::Artifact),
+    /// A local directory holding the manifests to build (`spec.path` is not applied), as
+    /// `flux build ks --path` does.
+    Local(&'a Path),
+}
+
+/// Renders what `obj` applies: build with the spec-level overlay, postBuild substitution,
+/// ownership labels. The reconciler and `plumb build/diff ks` share this path.
+pub async fn render_objects(
+    obj: &Kustomization,
+    ctx: &Context,
+    source: RenderSource<'_>,
+) -> std::result::Result<Vec<Value>, Failure> {
+    let mut objects = match source {
+        RenderSource::Artifact(artifact) => {
+            let work = tempfile::Builder::new()
+                .prefix("plumb-ks-")
+                .tempdir()
+                .map_err(|e| {
+                    Failure::new(
+                        Class::Transient,
+                        reason::ARTIFACT_FAILED,
+                        format!("creating work dir: {e}"),
+                    )
+                })?;
+            fetch_artifact(
+                ctx,
+                artifact,
+                work.path(),
+                obj.timeout().unwrap_or(Duration::from_secs(300)),
+            )
+            .await?;
+            let dir = spec_dir(obj, work.path())?;
+            render(obj, dir, work.path().to_path_buf()).await?
+        }
+        RenderSource::Local(dir) => {
+            if !dir.is_dir() {
+                return Err(Failure::new(
+                    Class::Stalled,
+                    reason::ARTIFACT_FAILED,
+                    format!("kustomization path not found: {}", dir.display()),
+                ));
+            }
+            render(obj, dir.to_path_buf(), PathBuf::from("/")).await?
+        }
+    };
+    if let Some(vars) = substitution_vars(obj, ctx).await? {
+        objects = substitute_objects(objects, &vars, ctx.config.strict_substitution)?;
+    }
+    let labels = owner_labels(obj);
+    for o in &mut objects {
+        stamp_labels(o, &labels);
+    }
+    Ok(objects)
+}
+
 async fn run_once(
     obj: &Kustomization,
     ctx: &Context,
@@ -341,40 +429,18 @@ async fn run_once(
     status.last_attempted_revision = Some(revision.clone());
 
     // Fetch and render. Failures here return before anything is applied or pruned.
-    let work = tempfile::Builder::new()
-        .prefix("plumb-ks-")
-        .tempdir()
-        .map_err(|e| {
-            Failure::new(
-                Class::Transient,
-                reason::ARTIFACT_FAILED,
-                format!("creating work dir: {e}"),
-            )
-        })?;
-    fetch_artifact(
-        ctx,
-        &artifact,
-        work.path(),
-        obj.timeout().unwrap_or(Duration::from_secs(300)),
-    )
-    .await?;
-    let vars = substitution_vars(obj, ctx).await?;
-    let mut objects = render(obj, work.path()).await?;
-    drop(work);
-    if let Some(vars) = vars {
-        objects = substitute_objects(objects, &vars, ctx.config.strict_substitution)?;
-    }
-    let labels = owner_labels(obj);
+    let objects = render_objects(obj, ctx, RenderSource::Artifact(&artifact)).await?;
     let mut items = Vec::with_capacity(objects.len());
     let mut new_inventory = Vec::with_capacity(objects.len());
-    for mut o in objects {
-        stamp_labels(&mut o, &labels);
+    let mut applied_refs = Vec::with_capacity(objects.len());
+    for o in objects {
         let r = ObjectRef::from_object(&o)
             .map_err(|e| Failure::new(Class::Stalled, reason::BUILD_FAILED, e.to_string()))?;
         new_inventory.push(ResourceRef::new(
             &ObjMetadata::new(&r.namespace, &r.name, &r.group, &r.kind),
             r.version.clone(),
         ));
+        applied_refs.push(r);
         items.push(apply_item(o, obj.spec.force));
     }
 
@@ -403,6 +469,9 @@ async fn run_once(
         ctx.metrics
             .applied("Kustomization", name, applied.count(action));
     }
+    ctx.drift
+        .track(owner_key(obj), &applied_refs, &applier)
+        .await;
 
     // Prune what the previous inventory had and this revision does not.
     let old = inventory_refs(status.inventory.as_ref());
@@ -544,7 +613,8 @@ fn interval_of(obj: &Kustomization) -> Duration {
     obj.interval().unwrap_or(Duration::from_secs(600))
 }
 
-fn apply_item(object: Value, force_all: bool) -> ApplyItem {
+/// How `object` is applied: Flux's ssa, reconcile and force annotations, `spec.force`.
+pub fn apply_item(object: Value, force_all: bool) -> ApplyItem {
     let ann = |k: &str| {
         object
             .get("metadata")
@@ -628,6 +698,10 @@ async fn check_dependencies(
     let ns = obj.namespace().unwrap_or_default();
     for dep in &obj.spec.depends_on {
         let dns = dep.namespace.clone().unwrap_or_else(|| ns.clone());
+        if let Some(other) = dep.other_kind() {
+            check_other_kind(ctx, other, &dns, &dep.name).await?;
+            continue;
+        }
         let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &dns);
         let d = api.get_opt(&dep.name).await.map_err(|e| {
             Failure::new(
@@ -654,7 +728,78 @@ async fn check_dependencies(
     Ok(())
 }
 
-async fn source_artifact(
+/// A dependency on another kind (plumb's extension of `dependsOn`): read generically,
+/// ready when its `Ready` condition is `True` for its current generation.
+async fn check_other_kind(
+    ctx: &Context,
+    other: std::result::Result<(String, String), String>,
+    ns: &str,
+    name: &str,
+) -> std::result::Result<(), Failure> {
+    let (api_version, kind) = other.map_err(|kind| {
+        Failure::new(
+            Class::Stalled,
+            reason::DEPENDENCY_NOT_READY,
+            format!("dependency '{kind}/{ns}/{name}': apiVersion is required for kind {kind}"),
+        )
+    })?;
+    let what = format!("{kind}/{ns}/{name}");
+    let (group, version) = plumb_ssa::split_api_version(&api_version);
+    let gvk = kube::api::GroupVersionKind::gvk(group, version, &kind);
+    let (ar, caps) = kube::discovery::pinned_kind(&ctx.client, &gvk)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                Class::Waiting,
+                reason::DEPENDENCY_NOT_READY,
+                format!("dependency '{what}': kind {api_version} {kind} is not served: {e}"),
+            )
+        })?;
+    let api: Api<kube::api::DynamicObject> = if caps.scope == kube::discovery::Scope::Namespaced {
+        Api::namespaced_with(ctx.client.clone(), ns, &ar)
+    } else {
+        Api::all_with(ctx.client.clone(), &ar)
+    };
+    let d = api.get_opt(name).await.map_err(|e| {
+        Failure::new(
+            Class::Transient,
+            reason::DEPENDENCY_NOT_READY,
+            format!("getting dependency '{what}': {e}"),
+        )
+    })?;
+    if d.as_ref().is_some_and(dynamic_ready) {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            Class::Waiting,
+            reason::DEPENDENCY_NOT_READY,
+            format!("dependency '{what}' is not ready"),
+        ))
+    }
+}
+
+/// `Ready=True`, and computed for the current generation where the object says which
+/// generation it observed (status.observedGeneration, or the condition's own).
+fn dynamic_ready(o: &kube::api::DynamicObject) -> bool {
+    let generation = o.metadata.generation;
+    let status = o.data.get("status");
+    let Some(ready) = status
+        .and_then(|s| s.get("conditions"))
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == condition::READY))
+    else {
+        return false;
+    };
+    let observed = status
+        .and_then(|s| s.get("observedGeneration"))
+        .or_else(|| ready.get("observedGeneration"))
+        .and_then(Value::as_i64);
+    ready["status"] == "True"
+        && (observed.is_none() || generation.is_none() || observed == generation)
+}
+
+/// The current artifact of `obj`'s source (its GitRepository).
+pub async fn source_artifact(
     obj: &Kustomization,
     ctx: &Context,
 ) -> std::result::Result<plumb_api::meta::Artifact, Failure> {
@@ -680,8 +825,22 @@ async fn source_artifact(
             format!("source kind {} is not supported yet", src.kind),
         ));
     }
+    let cached = ctx
+        .sources
+        .read()
+        .ok()
+        .and_then(|s| s.as_ref().map(|s| (s.is_empty(), s.clone())))
+        .and_then(|(empty, store)| {
+            let key = kube::runtime::reflector::ObjectRef::new(&src.name).within(&ns);
+            // Not in the store (not listed yet, or outside the watched scope): ask the server.
+            (!empty).then(|| store.get(&key)).flatten()
+        });
     let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
-    let repo = api.get_opt(&src.name).await.map_err(|e| {
+    let fetched = match cached {
+        Some(found) => Ok(Some((*found).clone())),
+        None => api.get_opt(&src.name).await,
+    };
+    let repo = fetched.map_err(|e| {
         Failure::new(
             Class::Transient,
             reason::ARTIFACT_FAILED,
@@ -750,7 +909,8 @@ fn safe_relative(p: &str) -> bool {
         .all(|c| matches!(c, Component::Normal(_)))
 }
 
-async fn render(obj: &Kustomization, root: &Path) -> std::result::Result<Vec<Value>, Failure> {
+/// `spec.path` inside the extracted source `root`, refused when it leaves the source.
+fn spec_dir(obj: &Kustomization, root: &Path) -> std::result::Result<PathBuf, Failure> {
     let path = obj.spec.path.clone().unwrap_or_else(|| "./".into());
     let rel = PathBuf::from(path.trim_start_matches('/'));
     if !rel
@@ -771,8 +931,15 @@ async fn render(obj: &Kustomization, root: &Path) -> std::result::Result<Vec<Val
             format!("kustomization path not found: {path}"),
         ));
     }
+    Ok(dir)
+}
+
+async fn render(
+    obj: &Kustomization,
+    dir: PathBuf,
+    root: PathBuf,
+) -> std::result::Result<Vec<Value>, Failure> {
     let overlay = overlay_of(obj);
-    let root = root.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let opts = plumb_kustomize::BuildOptions {
             generate_missing_kustomization: true,

@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod context;
+pub mod drift;
 pub mod gitrepository;
 pub mod helmrepository;
 pub mod kustomization;

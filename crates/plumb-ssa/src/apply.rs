@@ -213,6 +213,24 @@ impl Applier {
         }
     }
 
+    /// True when `resource_version` is the one this applier's last apply of `r` left
+    /// behind, i.e. the change that produced it was our own (drift watches skip it).
+    pub fn produced(&self, r: &ObjectRef, resource_version: &str) -> bool {
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(&r.key())
+                    .map(|s| s.resource_version == resource_version)
+            })
+            .unwrap_or(false)
+    }
+
+    /// The field manager this applier writes as.
+    pub fn field_manager(&self) -> &str {
+        &self.field_manager
+    }
+
     /// The client this applier talks through.
     pub fn client(&self) -> &Client {
         &self.client

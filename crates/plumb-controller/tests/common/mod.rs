@@ -29,6 +29,16 @@ pub async fn start_plumb(
     ns: &str,
     storage: &std::path::Path,
 ) -> Arc<Context> {
+    start_plumb_with(info, ns, storage, |_| {}).await
+}
+
+/// [`start_plumb`] with the controller settings adjusted by `tune`.
+pub async fn start_plumb_with(
+    info: &ControlPlaneInfo,
+    ns: &str,
+    storage: &std::path::Path,
+    tune: impl FnOnce(&mut Config),
+) -> Arc<Context> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let artifacts = storage.join("artifacts");
@@ -43,16 +53,14 @@ pub async fn start_plumb(
         .await
         .unwrap();
     let client = kube::Client::try_from(cfg.clone()).unwrap();
-    let ctx = Context::new(
-        client,
-        cfg,
-        Config {
-            storage_path: storage.to_path_buf(),
-            storage_adv_addr: addr.to_string(),
-            requeue_dependency: Duration::from_secs(1),
-            ..Default::default()
-        },
-    );
+    let mut config = Config {
+        storage_path: storage.to_path_buf(),
+        storage_adv_addr: addr.to_string(),
+        requeue_dependency: Duration::from_secs(1),
+        ..Default::default()
+    };
+    tune(&mut config);
+    let ctx = Context::new(client, cfg, config);
     let scope = Scope {
         namespace: Some(ns.to_string()),
         label_selector: None,

@@ -1,0 +1,374 @@
+//! Drift corrected in seconds (beyond Flux, which re-applies only at the interval).
+//!
+//! The objects in Kustomization inventories are watched metadata-only, one watch per
+//! kind that appears in any inventory, shared by every Kustomization and started and
+//! stopped as inventories change. The watches select on the ownership label, so they
+//! see only objects a Kustomization applied.
+//!
+//! When a tracked object is deleted, or changed by someone other than the applier, the
+//! owning Kustomization is queued for a reconcile (kube-runtime's `reconcile_on`), which
+//! re-applies it. "Changed by someone else" is read from metadata only: a resource
+//! version our own last apply produced is skipped, and otherwise the managed-fields
+//! entries of other managers are fingerprinted (manager, operation, fields; plus the
+//! time for entries that do not touch `status`). A controller writing status leaves the
+//! fingerprint alone, so Deployments rolling out cause no reconcile storm; our own apply
+//! changes only our own entry. Objects annotated `kustomize.toolkit.fluxcd.io/reconcile:
+//! disabled` are ignored, and suspended Kustomizations are not tracked.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::ObjectRef as KubeRef;
+use kube::runtime::watcher;
+use plumb_api::Kustomization;
+use plumb_api::consts::{annotation, label};
+use plumb_ssa::{Applier, ObjectRef};
+
+/// (group, kind, namespace, name): an object's identity across versions.
+type Key = (String, String, String, String);
+/// (namespace, name) of a Kustomization.
+type Owner = (String, String);
+
+struct Tracked {
+    keys: Vec<Key>,
+    applier: Applier,
+}
+
+#[derive(Default)]
+struct State {
+    /// Which Kustomizations hold each object in their inventory.
+    owners: HashMap<Key, BTreeSet<Owner>>,
+    /// What each tracked Kustomization holds.
+    tracked: HashMap<Owner, Tracked>,
+    /// One watch per (group, kind), with the version it watches.
+    watches: HashMap<(String, String), tokio::task::JoinHandle<()>>,
+    /// Last fingerprint of every labelled object the watches saw.
+    seen: HashMap<Key, u64>,
+}
+
+/// Watches inventory objects and queues their Kustomization when they drift.
+pub struct DriftWatcher {
+    client: Client,
+    trigger: UnboundedSender<KubeRef<Kustomization>>,
+    receiver: Mutex<Option<UnboundedReceiver<KubeRef<Kustomization>>>>,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for DriftWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriftWatcher").finish_non_exhaustive()
+    }
+}
+
+impl Drop for DriftWatcher {
+    fn drop(&mut self) {
+        if let Ok(st) = self.state.lock() {
+            for h in st.watches.values() {
+                h.abort();
+            }
+        }
+    }
+}
+
+impl DriftWatcher {
+    /// A watcher with no watches yet; the watches use `client` (the controller's identity).
+    pub fn new(client: Client) -> Self {
+        let (trigger, receiver) = unbounded();
+        DriftWatcher {
+            client,
+            trigger,
+            receiver: Mutex::new(Some(receiver)),
+            state: Arc::default(),
+        }
+    }
+
+    /// The stream of Kustomizations to reconcile because their objects drifted. Can be
+    /// taken once (by the Kustomization controller).
+    pub fn take_triggers(&self) -> Option<UnboundedReceiver<KubeRef<Kustomization>>> {
+        self.receiver.lock().ok().and_then(|mut r| r.take())
+    }
+
+    /// Sets what `owner` (namespace, name) holds: `refs`, applied by `applier`. Starts
+    /// watches for kinds new to every inventory and stops those no inventory needs.
+    pub async fn track(&self, owner: (&str, &str), refs: &[ObjectRef], applier: &Applier) {
+        let owner: Owner = (owner.0.to_string(), owner.1.to_string());
+        let mut kinds: HashMap<(String, String), String> = HashMap::new();
+        for r in refs {
+            kinds
+                .entry((r.group.clone(), r.kind.clone()))
+                .or_insert_with(|| r.version.clone());
+        }
+        let missing: Vec<((String, String), String)> = {
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            remove_owner(&mut st, &owner);
+            for r in refs {
+                st.owners.entry(r.key()).or_default().insert(owner.clone());
+            }
+            st.tracked.insert(
+                owner,
+                Tracked {
+                    keys: refs.iter().map(ObjectRef::key).collect(),
+                    applier: applier.clone(),
+                },
+            );
+            kinds
+                .into_iter()
+                .filter(|(gk, _)| !st.watches.contains_key(gk))
+                .collect()
+        };
+        for ((group, kind), version) in missing {
+            let gvk = GroupVersionKind::gvk(&group, &version, &kind);
+            let ar = match kube::discovery::pinned_kind(&self.client, &gvk).await {
+                Ok((ar, _)) => ar,
+                Err(e) => {
+                    tracing::warn!(error = %e, ?gvk, "drift watch: resolving kind failed");
+                    continue;
+                }
+            };
+            let handle = tokio::spawn(watch_kind(
+                self.client.clone(),
+                ar,
+                self.state.clone(),
+                self.trigger.clone(),
+            ));
+            let Ok(mut st) = self.state.lock() else {
+                handle.abort();
+                return;
+            };
+            if let Some(old) = st.watches.insert((group, kind), handle) {
+                old.abort();
+            }
+        }
+        self.stop_unused();
+    }
+
+    /// Stops tracking `owner` (suspended, deleted, or its objects no longer reconciled).
+    pub fn untrack(&self, owner: (&str, &str)) {
+        if let Ok(mut st) = self.state.lock() {
+            remove_owner(&mut st, &(owner.0.to_string(), owner.1.to_string()));
+        }
+        self.stop_unused();
+    }
+
+    /// How many kinds are watched (for tests and metrics).
+    pub fn watched_kinds(&self) -> usize {
+        self.state.lock().map(|s| s.watches.len()).unwrap_or(0)
+    }
+
+    fn stop_unused(&self) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let needed: BTreeSet<(String, String)> = st
+            .owners
+            .keys()
+            .map(|(g, k, _, _)| (g.clone(), k.clone()))
+            .collect();
+        let unused: Vec<(String, String)> = st
+            .watches
+            .keys()
+            .filter(|gk| !needed.contains(*gk))
+            .cloned()
+            .collect();
+        for gk in unused {
+            if let Some(h) = st.watches.remove(&gk) {
+                h.abort();
+            }
+            st.seen.retain(|(g, k, _, _), _| (g, k) != (&gk.0, &gk.1));
+        }
+    }
+}
+
+fn remove_owner(st: &mut State, owner: &Owner) {
+    if let Some(t) = st.tracked.remove(owner) {
+        for k in t.keys {
+            if let Some(set) = st.owners.get_mut(&k) {
+                set.remove(owner);
+                if set.is_empty() {
+                    st.owners.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+async fn watch_kind(
+    client: Client,
+    ar: ApiResource,
+    state: Arc<Mutex<State>>,
+    trigger: UnboundedSender<KubeRef<Kustomization>>,
+) {
+    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &ar);
+    let cfg = watcher::Config::default().labels(label::KUSTOMIZE_NAME);
+    let mut events = watcher::watcher(api, cfg).boxed();
+    while let Some(ev) = events.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::debug!(error = %e, kind = %ar.kind, "drift watch error");
+                continue;
+            }
+        };
+        let Ok(mut st) = state.lock() else {
+            return;
+        };
+        match ev {
+            watcher::Event::Init | watcher::Event::InitDone => {}
+            watcher::Event::InitApply(o) => {
+                let key = key_of(&ar, &o);
+                let fp = fingerprint(&o.metadata);
+                st.seen.insert(key, fp);
+            }
+            watcher::Event::Apply(o) => {
+                let key = key_of(&ar, &o);
+                let fp = fingerprint(&o.metadata);
+                let before = st.seen.insert(key.clone(), fp);
+                if before.is_none() || before == Some(fp) || disabled(&o) {
+                    continue;
+                }
+                let rv = o.metadata.resource_version.clone().unwrap_or_default();
+                let r = object_ref(&ar, &key);
+                for owner in st.owners.get(&key).into_iter().flatten() {
+                    let ours = st
+                        .tracked
+                        .get(owner)
+                        .is_some_and(|t| t.applier.produced(&r, &rv));
+                    if !ours {
+                        tracing::info!(object = %r, kustomization = ?owner, "drift: object changed by another writer");
+                        let _ = trigger.unbounded_send(KubeRef::new(&owner.1).within(&owner.0));
+                    }
+                }
+            }
+            watcher::Event::Delete(o) => {
+                let key = key_of(&ar, &o);
+                st.seen.remove(&key);
+                if disabled(&o) {
+                    continue;
+                }
+                for owner in st.owners.get(&key).into_iter().flatten() {
+                    tracing::info!(object = ?key, kustomization = ?owner, "drift: object deleted");
+                    let _ = trigger.unbounded_send(KubeRef::new(&owner.1).within(&owner.0));
+                }
+            }
+        }
+    }
+}
+
+fn key_of(ar: &ApiResource, o: &PartialObjectMeta<DynamicObject>) -> Key {
+    (
+        ar.group.clone(),
+        ar.kind.clone(),
+        o.metadata.namespace.clone().unwrap_or_default(),
+        o.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn object_ref(ar: &ApiResource, key: &Key) -> ObjectRef {
+    ObjectRef {
+        group: key.0.clone(),
+        kind: key.1.clone(),
+        namespace: key.2.clone(),
+        name: key.3.clone(),
+        version: ar.version.clone(),
+    }
+}
+
+fn disabled(o: &PartialObjectMeta<DynamicObject>) -> bool {
+    o.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(annotation::KUSTOMIZE_RECONCILE))
+        .is_some_and(|v| v == annotation::DISABLED)
+}
+
+/// Who else manages what: managed-fields entries of managers other than the applier's,
+/// with `status` fields left out; the write time counts only for entries that do not
+/// touch status (so a controller's status updates never look like drift).
+fn fingerprint(meta: &ObjectMeta) -> u64 {
+    let mut parts: Vec<String> = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|f| {
+            f.manager.as_deref() != Some(plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER)
+        })
+        .map(|f| {
+            let mut fields = f.fields_v1.as_ref().map(|v| v.0.clone());
+            let touches_status = fields
+                .as_mut()
+                .and_then(serde_json::Value::as_object_mut)
+                .and_then(|m| m.remove("f:status"))
+                .is_some();
+            let time = if touches_status {
+                None
+            } else {
+                f.time.as_ref().map(|t| t.0.to_string())
+            };
+            serde_json::to_string(&(&f.manager, &f.operation, &fields, time)).unwrap_or_default()
+        })
+        .collect();
+    parts.sort();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
+
+    fn meta(entries: Vec<ManagedFieldsEntry>) -> ObjectMeta {
+        ObjectMeta {
+            managed_fields: Some(entries),
+            ..Default::default()
+        }
+    }
+
+    fn entry(manager: &str, fields: serde_json::Value, secs: i64) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Update".into()),
+            fields_v1: Some(FieldsV1(fields)),
+            time: Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(secs).unwrap(),
+            )),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn status_writes_and_own_applies_are_not_drift() {
+        let ours = |t| entry("kustomize-controller", serde_json::json!({"f:data": {}}), t);
+        let kcm = |t| {
+            entry(
+                "kube-controller-manager",
+                serde_json::json!({"f:status": {"f:replicas": {}}, "f:metadata": {}}),
+                t,
+            )
+        };
+        let a = fingerprint(&meta(vec![ours(1), kcm(1)]));
+        assert_eq!(a, fingerprint(&meta(vec![ours(5), kcm(9)])));
+        let edited = fingerprint(&meta(vec![
+            ours(5),
+            kcm(9),
+            entry("kubectl-edit", serde_json::json!({"f:data": {}}), 10),
+        ]));
+        assert_ne!(a, edited);
+        let edited_again = fingerprint(&meta(vec![
+            ours(5),
+            kcm(9),
+            entry("kubectl-edit", serde_json::json!({"f:data": {}}), 11),
+        ]));
+        assert_ne!(edited, edited_again, "a second edit by the same manager");
+    }
+}

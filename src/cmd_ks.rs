@@ -1,0 +1,315 @@
+//! `plumb build ks NAME` and `plumb diff ks NAME`: what a Kustomization would apply, and
+//! how that differs from the cluster.
+//!
+//! Both render through the reconciler's own path (`plumb_controller::kustomization::
+//! render_objects`): the source's artifact (fetched and digest-checked) or `--path DIR`,
+//! the spec-level overlay, postBuild substitution and ownership labels. `diff` asks the API
+//! server for a server-side dry-run apply of every object (plumb-ssa), prints a unified
+//! diff per object with Secret values masked, lists what prune would delete, and exits 1
+//! when anything would change (as `flux diff` does), 2 on an error.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow};
+use kube::api::Api;
+use plumb_api::Kustomization;
+use plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER;
+use plumb_controller::kustomization::{RenderSource, apply_item, render_objects, source_artifact};
+use plumb_controller::{Config, Context};
+use plumb_ssa::{Applier, ObjectRef, SsaMode};
+use serde_json::Value;
+
+/// Which object to build or diff.
+#[derive(Debug, clap::Subcommand)]
+pub enum Target {
+    /// A Kustomization (`ks` for short).
+    #[command(name = "kustomization", visible_alias = "ks")]
+    Kustomization(KsArgs),
+}
+
+/// Arguments naming a Kustomization.
+#[derive(Debug, clap::Args)]
+pub struct KsArgs {
+    /// Name of the Kustomization.
+    pub name: String,
+    /// Its namespace.
+    #[arg(short, long, default_value = "flux-system")]
+    pub namespace: String,
+    /// Build this local directory instead of the source's artifact (`spec.path` is not
+    /// applied; the overlay and substitution are).
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Fail on postBuild variables without a value (as `plumb run --strict-substitution`).
+    #[arg(long)]
+    pub strict_substitution: bool,
+}
+
+/// Arguments of `plumb diff`.
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// What to diff.
+    #[command(subcommand)]
+    pub target: Target,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `plumb build ks`: prints the rendered objects as a YAML stream.
+pub fn build(target: Target) -> Result<ExitCode> {
+    let Target::Kustomization(args) = target;
+    runtime()?.block_on(async {
+        let (_, _, objects) = render(&args).await?;
+        let text = plumb_kustomize::to_yaml_stream(&objects);
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).context("writing output")?;
+        out.flush().context("writing output")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `plumb diff ks`: exit 0 when nothing would change, 1 when something would, 2 on an
+/// error (as diff(1) does), so that scripts can tell "changes" from "failed".
+pub fn diff(args: DiffArgs) -> Result<ExitCode> {
+    match diff_inner(args) {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn diff_inner(args: DiffArgs) -> Result<ExitCode> {
+    let Target::Kustomization(args) = args.target;
+    runtime()?.block_on(async {
+        let (ctx, ks, objects) = render(&args).await?;
+        let applier = Applier::new(ctx.client.clone(), KUSTOMIZE_CONTROLLER, 8);
+        let mut out = String::new();
+        let mut rendered = BTreeSet::new();
+        for o in objects {
+            let item = apply_item(o, ks.spec.force);
+            let r = ObjectRef::from_object(&item.object)?;
+            rendered.insert(r.key());
+            if item.mode == SsaMode::Ignore {
+                continue;
+            }
+            match applier.dry_run(&item).await {
+                Ok((None, after)) => {
+                    out.push_str(&format!("► {r} created\n"));
+                    out.push_str(&unified(&r, None, &after));
+                }
+                Ok((Some(_), _)) if item.mode == SsaMode::IfNotPresent => {}
+                Ok((Some(live), after)) => {
+                    let text = unified(&r, Some(&live), &after);
+                    if !text.is_empty() {
+                        out.push_str(&format!("► {r} drifted\n"));
+                        out.push_str(&text);
+                    }
+                }
+                // A custom resource whose CRD comes in the same revision.
+                Err(plumb_ssa::Error::UnknownKind { .. }) => {
+                    out.push_str(&format!("► {r} created\n"));
+                }
+                Err(e) => return Err(anyhow!(e)),
+            }
+        }
+        if ks.spec.prune {
+            let inventory = ks.status.as_ref().and_then(|s| s.inventory.as_ref());
+            for e in inventory.map(|i| i.entries.as_slice()).unwrap_or_default() {
+                let Ok(m) = e.obj_metadata() else { continue };
+                let key = (m.group.clone(), m.kind.clone(), m.namespace.clone(), m.name);
+                if !rendered.contains(&key) {
+                    let r = ObjectRef {
+                        group: key.0,
+                        kind: key.1,
+                        namespace: key.2,
+                        name: key.3,
+                        version: e.v.clone(),
+                    };
+                    out.push_str(&format!("► {r} deleted\n"));
+                }
+            }
+        }
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(out.as_bytes()).context("writing output")?;
+        stdout.flush().context("writing output")?;
+        Ok(if out.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
+
+/// Reads the Kustomization and renders it exactly as the controller would.
+async fn render(args: &KsArgs) -> Result<(Arc<Context>, Kustomization, Vec<Value>)> {
+    let cfg = kube::Config::infer()
+        .await
+        .context("loading Kubernetes configuration (KUBECONFIG or in-cluster)")?;
+    let client = kube::Client::try_from(cfg.clone()).context("creating the Kubernetes client")?;
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let ctx = Context::new(
+        client.clone(),
+        cfg,
+        Config {
+            storage_path: scratch.path().to_path_buf(),
+            strict_substitution: args.strict_substitution,
+            ..Default::default()
+        },
+    );
+    let ks = Api::<Kustomization>::namespaced(client, &args.namespace)
+        .get(&args.name)
+        .await
+        .with_context(|| format!("getting Kustomization {}/{}", args.namespace, args.name))?;
+    let objects = match &args.path {
+        Some(dir) => render_objects(&ks, &ctx, RenderSource::Local(dir)).await,
+        None => {
+            let artifact = source_artifact(&ks, &ctx)
+                .await
+                .map_err(|f| anyhow!(f.message))?;
+            render_objects(&ks, &ctx, RenderSource::Artifact(&artifact)).await
+        }
+    }
+    .map_err(|f| {
+        anyhow!(
+            "building Kustomization {}/{}: {}",
+            args.namespace,
+            args.name,
+            f.message
+        )
+    })?;
+    Ok((ctx, ks, objects))
+}
+
+/// A unified diff of `before` -> `after` (server fields dropped, Secret values masked);
+/// empty when they are equal.
+fn unified(r: &ObjectRef, before: Option<&Value>, after: &Value) -> String {
+    let mut after = clean(after.clone());
+    let mut before = before.map(|b| clean(b.clone()));
+    if r.group.is_empty() && r.kind == "Secret" {
+        mask_secret(before.as_mut(), &mut after);
+    }
+    let old = before
+        .as_ref()
+        .map(plumb_kustomize::to_yaml)
+        .unwrap_or_default();
+    let new = plumb_kustomize::to_yaml(&after);
+    if old == new {
+        return String::new();
+    }
+    similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("{r} (cluster)"), &format!("{r} (plumb)"))
+        .to_string()
+}
+
+/// Keys in sorted order at every level, so that the server's field order does not
+/// show as a change.
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// Drops what the server maintains (and status): only the desired state is compared.
+fn clean(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            for k in [
+                "managedFields",
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "selfLink",
+            ] {
+                m.remove(k);
+            }
+        }
+    }
+    sorted(v)
+}
+
+/// Replaces Secret values with markers that say only whether they changed.
+fn mask_secret(before: Option<&mut Value>, after: &mut Value) {
+    let old: serde_json::Map<String, Value> = before
+        .as_ref()
+        .and_then(|b| b.get("data"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for field in ["data", "stringData"] {
+        if let Some(m) = after.get_mut(field).and_then(Value::as_object_mut) {
+            for (k, v) in m.iter_mut() {
+                let same = old.get(k) == Some(v);
+                *v = Value::String(if same { "***" } else { "*** (after)" }.into());
+            }
+        }
+    }
+    let new = after
+        .get("data")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(b) = before {
+        for field in ["data", "stringData"] {
+            if let Some(m) = b.get_mut(field).and_then(Value::as_object_mut) {
+                for (k, v) in m.iter_mut() {
+                    let same = new.get(k).is_some_and(|n| n == "***");
+                    *v = Value::String(if same { "***" } else { "*** (before)" }.into());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_values_never_appear() {
+        let r = ObjectRef {
+            group: String::new(),
+            kind: "Secret".into(),
+            namespace: "ns".into(),
+            name: "s".into(),
+            version: "v1".into(),
+        };
+        let live = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "resourceVersion": "1"},
+            "data": {"same": "c2FtZQ==", "changed": "b2xk"}});
+        let want = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"same": "c2FtZQ==", "changed": "bmV3"}});
+        let d = unified(&r, Some(&live), &want);
+        assert!(
+            !d.contains("c2FtZQ") && !d.contains("b2xk") && !d.contains("bmV3"),
+            "{d}"
+        );
+        assert!(
+            d.contains("-  changed: '*** (before)'") || d.contains("-  changed: \"*** (before)\""),
+            "{d}"
+        );
+        assert!(d.contains("*** (after)"), "{d}");
+        assert_eq!(unified(&r, Some(&live), &live), "");
+    }
+}

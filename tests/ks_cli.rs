@@ -1,0 +1,223 @@
+//! `plumb build ks` and `plumb diff ks` against the real API server, with plumb's
+//! controllers running in this process to produce the Kustomization and its artifact.
+
+#![allow(clippy::unwrap_used)] // Tests may unwrap (DEVELOPERS.md rule 6).
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use plumb_api::{GitRepository, Kustomization};
+use plumb_ssa::{Applier, ApplyItem, ApplyOptions};
+use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
+use plumb_testing::{ControlPlane, TestNamespace, wait};
+use serde_json::json;
+
+async fn plumb(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plumb"));
+    cmd.args(args).env("KUBECONFIG", kubeconfig);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_and_diff_a_kustomization() {
+    let info = ControlPlane::shared().unwrap();
+    let client = info.admin_client().await.unwrap();
+    let crds = plumb_api::crds()
+        .into_iter()
+        .map(|c| ApplyItem::new(serde_json::to_value(c).unwrap()))
+        .collect();
+    Applier::new(client.clone(), "plumb-test", 4)
+        .apply_all(crds, &ApplyOptions::default())
+        .await
+        .unwrap();
+    let ns = TestNamespace::create(info, "ks-cli").await.unwrap();
+    let n = ns.name().to_string();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = TestRepo::init(&tmp.path().join("repos"), "fleet");
+    repo.commit(
+        &[
+            ("deploy/kustomization.yaml", "resources:\n- cm.yaml\n- secret.yaml\n"),
+            ("deploy/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: ${v:=unset}\n"),
+            ("deploy/secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata:\n  password: aHVudGVyMg==\n"),
+        ],
+        "initial",
+    );
+    let root = tmp.path().join("repos");
+    let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
+        .join()
+        .unwrap();
+
+    // plumb's controllers and artifact server, scoped to the test namespace.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let storage = tmp.path().join("storage");
+    std::fs::create_dir_all(storage.join("artifacts")).unwrap();
+    tokio::spawn(plumb_source::server::serve_artifacts(
+        listener,
+        storage.join("artifacts"),
+        std::future::pending(),
+    ));
+    let kc = kube::config::Kubeconfig::read_from(&info.kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let ctx = plumb_controller::Context::new(
+        kube::Client::try_from(cfg.clone()).unwrap(),
+        cfg,
+        plumb_controller::Config {
+            storage_path: storage.clone(),
+            storage_adv_addr: addr.to_string(),
+            ..Default::default()
+        },
+    );
+    let scope = plumb_controller::Scope {
+        namespace: Some(n.clone()),
+        label_selector: None,
+    };
+    let controllers = tokio::spawn(plumb_controller::run(ctx.clone(), scope, 2));
+
+    let git: GitRepository = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": "fleet", "namespace": n},
+        "spec": {"url": server.url("fleet"), "interval": "1h", "ref": {"branch": "master"}}
+    }))
+    .unwrap();
+    Api::<GitRepository>::namespaced(client.clone(), &n)
+        .create(&PostParams::default(), &git)
+        .await
+        .unwrap();
+    let ks: Kustomization = serde_json::from_value(json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "app", "namespace": n},
+        "spec": {"interval": "1h", "path": "./deploy", "prune": true, "targetNamespace": n,
+                 "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+                 "postBuild": {"substitute": {"v": "one"}}}
+    }))
+    .unwrap();
+    let ks_api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
+    ks_api.create(&PostParams::default(), &ks).await.unwrap();
+    wait::poll("app ready", Duration::from_secs(60), || {
+        let ks_api = ks_api.clone();
+        async move {
+            let k = ks_api.get("app").await.ok()?;
+            let ready = k
+                .status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    // Stop the controllers so the edits below stay (drift would be reverted at once).
+    controllers.abort();
+    drop(ctx);
+
+    let kcfg = info.kubeconfig.clone();
+    // build: what the controller applies (overlay, substitution, ownership labels).
+    let out = plumb(&kcfg, &["build", "ks", "app", "-n", &n]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(yaml.contains("v: one"), "{yaml}");
+    assert!(yaml.contains(&format!("namespace: {n}")), "{yaml}");
+    assert!(
+        yaml.contains("kustomize.toolkit.fluxcd.io/name: app"),
+        "{yaml}"
+    );
+
+    // diff with nothing changed: exit 0, no output.
+    let out = plumb(&kcfg, &["diff", "ks", "app", "-n", &n]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+
+    // Someone edits the ConfigMap and the Secret, and deletes nothing: diff shows both,
+    // masks the Secret, exits 1.
+    let pp = PatchParams::default();
+    Api::<ConfigMap>::namespaced(client.clone(), &n)
+        .patch(
+            "settings",
+            &pp,
+            &Patch::Merge(&json!({"data": {"v": "two"}})),
+        )
+        .await
+        .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &n)
+        .patch(
+            "creds",
+            &pp,
+            &Patch::Merge(&json!({"data": {"password": "c3dvcmRmaXNo"}})),
+        )
+        .await
+        .unwrap();
+    let out = plumb(&kcfg, &["diff", "ks", "app", "-n", &n]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let d = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        d.contains(&format!("► ConfigMap/{n}/settings drifted")),
+        "{d}"
+    );
+    assert!(d.contains("-  v: two") && d.contains("+  v: one"), "{d}");
+    assert!(d.contains(&format!("► Secret/{n}/creds drifted")), "{d}");
+    assert!(
+        !d.contains("aHVudGVyMg") && !d.contains("c3dvcmRmaXNo"),
+        "secret values masked: {d}"
+    );
+
+    // --path builds a local directory with the same overlay and substitution, and diff
+    // reports what prune would delete and what would be created.
+    let local = tmp.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(
+        local.join("other.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\ndata:\n  v: ${v}\n",
+    )
+    .unwrap();
+    let path = local.to_string_lossy().to_string();
+    let out = plumb(&kcfg, &["build", "ks", "app", "-n", &n, "--path", &path]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        yaml.contains("name: other") && yaml.contains("v: one"),
+        "{yaml}"
+    );
+    let out = plumb(&kcfg, &["diff", "ks", "app", "-n", &n, "--path", &path]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let d = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(d.contains(&format!("► ConfigMap/{n}/other created")), "{d}");
+    assert!(
+        d.contains(&format!("► ConfigMap/{n}/settings deleted")),
+        "{d}"
+    );
+
+    // A Kustomization that does not exist is an error naming it.
+    let out = plumb(&kcfg, &["diff", "ks", "nope", "-n", &n]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("nope"), "{}", text(&out));
+
+    // The controllers are gone: drop their finalizers so the namespace can go.
+    let unfinalize = json!({"metadata": {"finalizers": null}});
+    ks_api
+        .patch("app", &pp, &Patch::Merge(&unfinalize))
+        .await
+        .unwrap();
+    Api::<GitRepository>::namespaced(client.clone(), &n)
+        .patch("fleet", &pp, &Patch::Merge(&unfinalize))
+        .await
+        .unwrap();
+    ns.delete().await.unwrap();
+}

@@ -49,4 +49,12 @@ pub enum HelmError {
         /// What went wrong.
         msg: String,
     },
+    /// A release record could not be encoded or decoded.
+    #[error("release storage {release}: {msg}")]
+    Storage {
+        /// Release (`name.vN`) or what was being read.
+        release: String,
+        /// What went wrong.
+        msg: String,
+    },
 }

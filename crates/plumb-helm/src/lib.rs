@@ -12,6 +12,8 @@
 //! - [`render()`]: one call from chart + values to ordered manifests, hooks
 //!   (kind, weight, delete policy), notes and CRDs, as `helm template`.
 //!
+//! - [`storage`]: Helm v3 release records and the Secret driver's encoding.
+//!
 //! ## Why the template engine is hand-written
 //! The Rust ports of Go templates (`gtmpl`, `gotmpl`) are not faithful enough
 //! for real charts: `gtmpl` has no `break`/`continue`, no range over integers,
@@ -40,6 +42,7 @@ pub mod fmt;
 pub mod funcs;
 pub mod render;
 pub mod semver;
+pub mod storage;
 pub mod strvals;
 pub mod template;
 pub mod value;

@@ -660,7 +660,7 @@ async fn source_artifact(
     })
 }
 
-async fn fetch_artifact(
+pub(crate) async fn fetch_artifact(
     ctx: &Context,
     artifact: &plumb_api::meta::Artifact,
     dest: &Path,

@@ -7,6 +7,7 @@
 
 pub mod context;
 pub mod gitrepository;
+pub mod helmrelease;
 pub mod kustomization;
 pub mod outcome;
 pub mod substitute;
@@ -92,8 +93,17 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
+    let hr_api = match &scope.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let hr_source_api = match &scope.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
     tokio::join!(
         gitrepository::run(ctx.clone(), git_api, watch.clone(), concurrency),
-        kustomization::run(ctx, ks_api, source_api, watch, concurrency),
+        kustomization::run(ctx.clone(), ks_api, source_api, watch.clone(), concurrency),
+        helmrelease::run(ctx, hr_api, hr_source_api, watch, concurrency),
     );
 }

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::Scope as KubeScope;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -143,9 +141,17 @@ async fn cleanup(obj: Arc<HelmRelease>, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let un = obj.spec.uninstall.clone().unwrap_or_default();
-    uninstall(ctx, &applier, &t, latest, &history, !un.disable_hooks, un.keep_history)
-        .await
-        .map_err(|f| Error::Kube(f.message))?;
+    uninstall(
+        ctx,
+        &applier,
+        &t,
+        latest,
+        &history,
+        !un.disable_hooks,
+        un.keep_history,
+    )
+    .await
+    .map_err(|f| Error::Kube(f.message))?;
     Ok(Action::await_change())
 }
 
@@ -162,7 +168,9 @@ async fn uninstall(
     latest.info.status = rstatus::UNINSTALLING.into();
     write_release(ctx, &t.storage_ns, &latest).await?;
     if hooks {
-        run_hooks(applier, &mut latest, "pre-delete", t).await.map_err(fail)?;
+        run_hooks(applier, &mut latest, "pre-delete", t)
+            .await
+            .map_err(fail)?;
     }
     let refs = manifest_refs(applier, &latest.manifest, &t.namespace)
         .await
@@ -172,7 +180,9 @@ async fn uninstall(
         .await
         .map_err(|e| fail(format!("deleting objects of release {}: {e}", t.name)))?;
     if hooks {
-        run_hooks(applier, &mut latest, "post-delete", t).await.map_err(fail)?;
+        run_hooks(applier, &mut latest, "post-delete", t)
+            .await
+            .map_err(fail)?;
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &t.storage_ns);
     if keep_history {
@@ -353,7 +363,11 @@ async fn run_once(
             },
             message: format!(
                 "Helm {} succeeded for release {}/{}.v{} with chart {}@{}",
-                if is_install_only(&history) { "install" } else { "upgrade" },
+                if is_install_only(&history) {
+                    "install"
+                } else {
+                    "upgrade"
+                },
                 t.namespace,
                 t.name,
                 l.version,
@@ -430,7 +444,17 @@ async fn run_once(
     }
     write_release(ctx, &t.storage_ns, &rel).await?;
 
-    let result = perform(obj, ctx, &applier, &t, &mut rel, &built.rendered, latest.as_ref(), is_install).await;
+    let result = perform(
+        obj,
+        ctx,
+        &applier,
+        &t,
+        &mut rel,
+        &built.rendered,
+        latest.as_ref(),
+        is_install,
+    )
+    .await;
     let done = match result {
         Ok(()) => {
             rel.info.status = rstatus::DEPLOYED.into();
@@ -440,7 +464,10 @@ async fn run_once(
                 "Upgrade complete".into()
             };
             write_release(ctx, &t.storage_ns, &rel).await?;
-            for prev in history.iter().filter(|r| r.info.status == rstatus::DEPLOYED) {
+            for prev in history
+                .iter()
+                .filter(|r| r.info.status == rstatus::DEPLOYED)
+            {
                 let mut p = prev.clone();
                 p.info.status = rstatus::SUPERSEDED.into();
                 write_release(ctx, &t.storage_ns, &p).await?;
@@ -504,7 +531,11 @@ async fn run_once(
             if retries > 0 && (failures <= retries || remediate_last) {
                 let remediated = remediate(obj, ctx, &applier, &t, is_install, rel.clone()).await;
                 let (cs, rr, rm) = match &remediated {
-                    Ok(m) => (CondStatus::True, remediation_reason(obj, is_install, true), m.clone()),
+                    Ok(m) => (
+                        CondStatus::True,
+                        remediation_reason(obj, is_install, true),
+                        m.clone(),
+                    ),
                     Err(f) => (
                         CondStatus::False,
                         remediation_reason(obj, is_install, false),
@@ -544,13 +575,21 @@ fn is_install_only(history: &[Release]) -> bool {
 /// (retries, remediateLastFailure) of the action.
 fn remediation_of(obj: &HelmRelease, install: bool) -> (i64, bool) {
     let (retries, last) = if install {
-        let r = obj.spec.install.as_ref().and_then(|i| i.remediation.as_ref());
+        let r = obj
+            .spec
+            .install
+            .as_ref()
+            .and_then(|i| i.remediation.as_ref());
         (
             r.and_then(|r| r.retries).unwrap_or(0),
             r.and_then(|r| r.remediate_last_failure),
         )
     } else {
-        let r = obj.spec.upgrade.as_ref().and_then(|i| i.remediation.as_ref());
+        let r = obj
+            .spec
+            .upgrade
+            .as_ref()
+            .and_then(|i| i.remediation.as_ref());
         (
             r.and_then(|r| r.retries).unwrap_or(0),
             r.and_then(|r| r.remediate_last_failure),
@@ -592,8 +631,20 @@ async fn remediate(
     let history = load_history(ctx, t).await?;
     if install || upgrade_strategy(obj) == RemediationStrategy::Uninstall {
         let un = obj.spec.uninstall.clone().unwrap_or_default();
-        uninstall(ctx, applier, t, failed, &history, !un.disable_hooks, un.keep_history).await?;
-        return Ok(format!("Helm uninstall succeeded for release {}/{}", t.namespace, t.name));
+        uninstall(
+            ctx,
+            applier,
+            t,
+            failed,
+            &history,
+            !un.disable_hooks,
+            un.keep_history,
+        )
+        .await?;
+        return Ok(format!(
+            "Helm uninstall succeeded for release {}/{}",
+            t.namespace, t.name
+        ));
     }
     let Some(good) = history
         .iter()
@@ -607,7 +658,10 @@ async fn remediate(
         return Err(Failure::new(
             Class::Stalled,
             reason::ROLLBACK_FAILED,
-            format!("no successful release of {}/{} to roll back to", t.namespace, t.name),
+            format!(
+                "no successful release of {}/{} to roll back to",
+                t.namespace, t.name
+            ),
         ));
     };
     let hooks = !obj.spec.rollback.as_ref().is_some_and(|r| r.disable_hooks);
@@ -643,16 +697,24 @@ async fn rollback(
     }
     write_release(ctx, &t.storage_ns, &rel).await?;
     if hooks {
-        run_hooks(applier, &mut rel, "pre-rollback", t).await.map_err(fail)?;
+        run_hooks(applier, &mut rel, "pre-rollback", t)
+            .await
+            .map_err(fail)?;
     }
-    let objects = parse_manifest(applier, &rel.manifest, t).await.map_err(fail)?;
-    apply_objects(applier, objects.clone(), t).await.map_err(fail)?;
+    let objects = parse_manifest(applier, &rel.manifest, t)
+        .await
+        .map_err(fail)?;
+    apply_objects(applier, objects.clone(), t)
+        .await
+        .map_err(fail)?;
     let old = manifest_refs(applier, &current.manifest, &t.namespace)
         .await
         .map_err(fail)?;
     prune_removed(applier, &old, &objects).await.map_err(fail)?;
     if hooks {
-        run_hooks(applier, &mut rel, "post-rollback", t).await.map_err(fail)?;
+        run_hooks(applier, &mut rel, "post-rollback", t)
+            .await
+            .map_err(fail)?;
     }
     rel.info.status = rstatus::DEPLOYED.into();
     write_release(ctx, &t.storage_ns, &rel).await?;
@@ -714,8 +776,16 @@ async fn perform(
             .await
             .map_err(|e| format!("creating namespace {}: {e}", t.namespace))?;
     }
-    let pre = if install { "pre-install" } else { "pre-upgrade" };
-    let post = if install { "post-install" } else { "post-upgrade" };
+    let pre = if install {
+        "pre-install"
+    } else {
+        "pre-upgrade"
+    };
+    let post = if install {
+        "post-install"
+    } else {
+        "post-upgrade"
+    };
     if crds != CrdsPolicy::Skip && !rendered.crds.is_empty() {
         let mut items = Vec::new();
         for (path, text) in &rendered.crds {
@@ -833,10 +903,7 @@ async fn wait_healthy(
             return Ok(());
         }
         if start.elapsed() >= timeout {
-            return Err(format!(
-                "timeout waiting for: [{}]",
-                pending.join(", ")
-            ));
+            return Err(format!("timeout waiting for: [{}]", pending.join(", ")));
         }
         tokio::time::sleep(delay.min(timeout.saturating_sub(start.elapsed()))).await;
         delay = (delay * 2).min(Duration::from_secs(2));
@@ -1335,7 +1402,12 @@ async fn fetch_chart(
         obj.timeout().unwrap_or(Duration::from_secs(300)),
     )
     .await?;
-    let rel = PathBuf::from(tpl.spec.chart.trim_start_matches("./").trim_start_matches('/'));
+    let rel = PathBuf::from(
+        tpl.spec
+            .chart
+            .trim_start_matches("./")
+            .trim_start_matches('/'),
+    );
     if !rel
         .components()
         .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
@@ -1343,7 +1415,10 @@ async fn fetch_chart(
         return Err(Failure::new(
             Class::Stalled,
             reason::ARTIFACT_FAILED,
-            format!("invalid chart path '{}': must stay inside the source", tpl.spec.chart),
+            format!(
+                "invalid chart path '{}': must stay inside the source",
+                tpl.spec.chart
+            ),
         ));
     }
     let dir = work.path().join(rel);
@@ -1415,14 +1490,15 @@ pub async fn compose_values(
         match &r.target_path {
             Some(path) if !path.is_empty() => {
                 let tmp = plumb_helm::Value::empty_map();
-                plumb_helm::strvals::parse_into(&format!("{path}={}", text.trim()), &tmp)
-                    .map_err(|e| {
+                plumb_helm::strvals::parse_into(&format!("{path}={}", text.trim()), &tmp).map_err(
+                    |e| {
                         Failure::new(
                             Class::Stalled,
                             reason::INIT_FAILED,
                             format!("invalid targetPath '{path}' for {what}: {e}"),
                         )
-                    })?;
+                    },
+                )?;
                 if let Value::Object(m) = tmp.to_json() {
                     merge_maps(&mut out, m);
                 }
@@ -1488,10 +1564,7 @@ async fn applier_for(obj: &HelmRelease, ctx: &Context) -> std::result::Result<Ap
         })
 }
 
-async fn check_dependencies(
-    obj: &HelmRelease,
-    ctx: &Context,
-) -> std::result::Result<(), Failure> {
+async fn check_dependencies(obj: &HelmRelease, ctx: &Context) -> std::result::Result<(), Failure> {
     let ns = obj.namespace().unwrap_or_default();
     for dep in &obj.spec.depends_on {
         let dns = dep.namespace.clone().unwrap_or_else(|| ns.clone());

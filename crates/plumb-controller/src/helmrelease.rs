@@ -455,6 +455,9 @@ async fn run_once(
         is_install,
     )
     .await;
+    // The history after this release, kept locally to save two list calls; a
+    // remediation (rare) re-reads it.
+    let after: Option<Vec<Release>>;
     let done = match result {
         Ok(()) => {
             rel.info.status = rstatus::DEPLOYED.into();
@@ -472,6 +475,18 @@ async fn run_once(
                 p.info.status = rstatus::SUPERSEDED.into();
                 write_release(ctx, &t.storage_ns, &p).await?;
             }
+            let mut h: Vec<Release> = history
+                .iter()
+                .cloned()
+                .map(|mut p| {
+                    if p.info.status == rstatus::DEPLOYED {
+                        p.info.status = rstatus::SUPERSEDED.into();
+                    }
+                    p
+                })
+                .collect();
+            h.push(rel.clone());
+            after = Some(h);
             let r = if is_install {
                 reason::INSTALL_SUCCEEDED
             } else {
@@ -528,7 +543,13 @@ async fn run_once(
                 obj.meta().generation,
             );
             // Remediate between attempts, and after the last one when configured.
-            if retries > 0 && (failures <= retries || remediate_last) {
+            let remediating = retries > 0 && (failures <= retries || remediate_last);
+            after = (!remediating).then(|| {
+                let mut h = history.clone();
+                h.push(rel.clone());
+                h
+            });
+            if remediating {
                 let remediated = remediate(obj, ctx, &applier, &t, is_install, rel.clone()).await;
                 let (cs, rr, rm) = match &remediated {
                     Ok(m) => (
@@ -562,9 +583,12 @@ async fn run_once(
             ))
         }
     };
-    let history = load_history(ctx, &t).await?;
-    prune_history(ctx, &t, &history, obj.max_history()).await?;
-    status.history = snapshots(&load_history(ctx, &t).await?);
+    let history = match after {
+        Some(h) => h,
+        None => load_history(ctx, &t).await?,
+    };
+    let pruned = prune_history(ctx, &t, &history, obj.max_history()).await?;
+    status.history = snapshots(&history[pruned..]);
     done
 }
 
@@ -1220,15 +1244,15 @@ async fn write_release(
     Ok(())
 }
 
-/// Deletes the oldest revisions beyond `max` (0 keeps everything).
+/// Deletes the oldest revisions beyond `max` (0 keeps everything); returns how many.
 async fn prune_history(
     ctx: &Context,
     t: &Target,
     history: &[Release],
     max: i64,
-) -> std::result::Result<(), Failure> {
+) -> std::result::Result<usize, Failure> {
     if max <= 0 || history.len() as i64 <= max {
-        return Ok(());
+        return Ok(0);
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &t.storage_ns);
     let excess = history.len() - max as usize;
@@ -1246,7 +1270,7 @@ async fn prune_history(
             }
         }
     }
-    Ok(())
+    Ok(excess)
 }
 
 /// Status history: newest first, down to the newest successful release.

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::chart::Chart;
 use crate::error::HelmError;
-use crate::render::{Hook, Manifest, Rendered};
+use crate::render::{Hook, Manifest};
 
 /// Secret type of Helm v3 release Secrets.
 pub const SECRET_TYPE: &str = "helm.sh/release.v1";
@@ -306,38 +306,6 @@ pub fn hook_record(h: &Hook) -> HookRecord {
         last_run: HookExecution::default(),
         weight: h.weight,
         delete_policies: h.delete_policies.clone(),
-    }
-}
-
-/// A new release record in `status` from a render.
-pub fn new_release(
-    name: &str,
-    namespace: &str,
-    version: i64,
-    chart: &Chart,
-    config: serde_json::Map<String, serde_json::Value>,
-    rendered: &Rendered,
-    status: &str,
-    description: &str,
-) -> Release {
-    let t = now();
-    Release {
-        name: name.to_string(),
-        info: Info {
-            first_deployed: t.clone(),
-            last_deployed: t,
-            deleted: String::new(),
-            description: description.to_string(),
-            status: status.to_string(),
-            notes: rendered.notes.clone(),
-        },
-        chart: chart_record(chart),
-        config,
-        manifest: manifest_text(&rendered.manifests),
-        hooks: rendered.hooks.iter().map(hook_record).collect(),
-        version,
-        namespace: namespace.to_string(),
-        labels: BTreeMap::new(),
     }
 }
 

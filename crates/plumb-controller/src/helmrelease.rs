@@ -343,7 +343,18 @@ async fn run_once(
         .as_ref()
         .is_none_or(|r| r.info.status == rstatus::UNINSTALLED);
 
-    let built = build(&chart_dir, &config, &t, revision, is_install).await?;
+    let post: Vec<plumb_kustomize::Overlay> = obj
+        .spec
+        .post_renderers
+        .iter()
+        .filter_map(|p| p.kustomize.as_ref())
+        .map(|k| plumb_kustomize::Overlay {
+            patches: crate::kustomization::overlay_patches(&k.patches),
+            images: crate::kustomization::overlay_images(&k.images),
+            ..Default::default()
+        })
+        .collect();
+    let built = build(&chart_dir, &config, &t, revision, is_install, post).await?;
     let chart_version = built.chart.version().to_string();
     status.last_attempted_revision = Some(chart_version.clone());
 
@@ -1319,6 +1330,7 @@ async fn build(
     t: &Target,
     revision: i64,
     is_install: bool,
+    post: Vec<plumb_kustomize::Overlay>,
 ) -> std::result::Result<Built, Failure> {
     let dir = dir.to_path_buf();
     let values = Value::Object(config.clone());
@@ -1329,7 +1341,13 @@ async fn build(
         is_install,
     };
     let res = tokio::task::spawn_blocking(move || {
-        let chart = plumb_helm::load_dir(&dir)?;
+        let chart = plumb_helm::load_dir(&dir).map_err(|e| {
+            Failure::new(
+                Class::Stalled,
+                reason::ARTIFACT_FAILED,
+                format!("loading chart failed: {e}"),
+            )
+        })?;
         let user = match plumb_helm::Value::from_json(&values) {
             plumb_helm::Value::Nil => plumb_helm::Value::empty_map(),
             v => v,
@@ -1339,21 +1357,70 @@ async fn build(
             capabilities: plumb_helm::Capabilities::default(),
             lookup: None,
         };
-        let rendered = plumb_helm::render(&chart, &user, &opts)?;
-        Ok::<_, plumb_helm::HelmError>(Built {
+        let mut rendered = plumb_helm::render(&chart, &user, &opts).map_err(|e| {
+            let r = match e {
+                plumb_helm::HelmError::Load { .. } => reason::ARTIFACT_FAILED,
+                _ => reason::INSTALL_FAILED,
+            };
+            Failure::new(Class::Stalled, r, format!("chart render failed: {e}"))
+        })?;
+        for overlay in &post {
+            rendered.manifests = post_render(&rendered.manifests, overlay)?;
+        }
+        Ok(Built {
             chart: storage::chart_record(&chart),
             rendered,
         })
     })
     .await
     .map_err(|e| Failure::new(Class::Transient, reason::INSTALL_FAILED, e.to_string()))?;
-    res.map_err(|e| {
-        let r = match e {
-            plumb_helm::HelmError::Load { .. } => reason::ARTIFACT_FAILED,
-            _ => reason::INSTALL_FAILED,
-        };
-        Failure::new(Class::Stalled, r, format!("chart render failed: {e}"))
-    })
+    res
+}
+
+/// Runs one kustomize post-renderer (patches, images) over the rendered manifests, as
+/// Flux's post-renderer does (hooks are not post-rendered).
+fn post_render(
+    manifests: &[plumb_helm::Manifest],
+    overlay: &plumb_kustomize::Overlay,
+) -> std::result::Result<Vec<plumb_helm::Manifest>, Failure> {
+    let fail = |m: String| {
+        Failure::new(
+            Class::Stalled,
+            reason::INSTALL_FAILED,
+            format!("post-renderer failed: {m}"),
+        )
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("plumb-hr-post-")
+        .tempdir()
+        .map_err(|e| fail(format!("creating work dir: {e}")))?;
+    std::fs::write(
+        dir.path().join("resources.yaml"),
+        storage::manifest_text(manifests),
+    )
+    .map_err(|e| fail(format!("writing manifests: {e}")))?;
+    let opts = plumb_kustomize::BuildOptions {
+        generate_missing_kustomization: true,
+        ..Default::default()
+    };
+    let objects = plumb_kustomize::build_with_overlay(dir.path(), dir.path(), &opts, overlay)
+        .map_err(|e| fail(e.to_string()))?;
+    let str_at = |o: &Value, p: &str| {
+        o.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    Ok(objects
+        .iter()
+        .map(|o| plumb_helm::Manifest {
+            path: "post-renderer/kustomize".into(),
+            content: plumb_kustomize::to_yaml(o).trim().to_string(),
+            api_version: str_at(o, "/apiVersion"),
+            kind: str_at(o, "/kind"),
+            name: str_at(o, "/metadata/name"),
+        })
+        .collect())
 }
 
 /// Fetches the chart's source artifact into a work dir; returns the chart directory.

@@ -41,7 +41,7 @@ const CHART: &[(&str, &str)] = &[
 ];
 
 struct Env {
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     _server: GitHttpServer,
     client: kube::Client,
     ns: String,
@@ -75,7 +75,7 @@ async fn setup(info: &ControlPlaneInfo, prefix: &str) -> (Env, TestNamespace) {
     std::fs::write(&kubeconfig, info.admin_kubeconfig_inline().unwrap()).unwrap();
     (
         Env {
-            _tmp: tmp,
+            tmp,
             _server: server,
             client,
             ns: n,
@@ -165,7 +165,7 @@ async fn install_upgrade_helm_cli_rollback_and_uninstall() {
         &n,
         "demo",
         json!({"msg": "one"}),
-        json!({"valuesFrom": [
+        json!({"maxHistory": 3, "valuesFrom": [
             {"kind": "ConfigMap", "name": "missing", "optional": true},
             {"kind": "ConfigMap", "name": "vals", "valuesKey": "v", "targetPath": "from"}
         ]}),
@@ -300,8 +300,17 @@ async fn install_upgrade_helm_cli_rollback_and_uninstall() {
         &["history", "demo", "-n", &n, "-o", "json"],
     ))
     .unwrap();
-    assert_eq!(hist.as_array().unwrap().len(), 4, "{hist:#}");
-    assert_eq!(hist[2]["description"], "Rollback to 1");
+    // maxHistory 3: v1 was pruned.
+    assert_eq!(hist.as_array().unwrap().len(), 3, "{hist:#}");
+    assert_eq!(hist[1]["description"], "Rollback to 1");
+    assert_eq!(
+        release_secrets(&env.client, &n, "demo").await,
+        [
+            "sh.helm.release.v1.demo.v2",
+            "sh.helm.release.v1.demo.v3",
+            "sh.helm.release.v1.demo.v4"
+        ]
+    );
 
     // Uninstall on delete removes the objects and the release Secrets.
     api.delete("demo", &DeleteParams::default()).await.unwrap();
@@ -384,8 +393,12 @@ async fn template_error_and_failed_upgrade_remediation() {
     )
     .await
     .unwrap();
-    let v = wait_obj(&api, "app", "remediated upgrade", |v| {
-        common::condition(v.get("status"), "Remediated").is_some_and(|r| r.0 == "True")
+    // One retry: fail, roll back, retry, fail, roll back (remediateLastFailure defaults
+    // to true with retries), then stalled.
+    let v = wait_obj(&api, "app", "remediated upgrade, retries exhausted", |v| {
+        v["status"]["upgradeFailures"] == 2
+            && common::condition(v.get("status"), "Remediated").is_some_and(|r| r.0 == "True")
+            && common::condition(v.get("status"), "Stalled").is_some_and(|r| r.0 == "True")
     })
     .await;
     let rem = common::condition(v.get("status"), "Remediated").unwrap();
@@ -415,8 +428,75 @@ async fn template_error_and_failed_upgrade_remediation() {
         .map(|h| h["status"].as_str().unwrap())
         .collect();
     assert_eq!(
-        statuses[..3],
-        ["superseded", "failed", "deployed"],
+        statuses,
+        ["superseded", "failed", "superseded", "failed", "deployed"],
         "{hist:#}"
     );
+}
+
+#[tokio::test]
+async fn adopts_a_release_helm_installed() {
+    let info = ControlPlane::shared().unwrap();
+    let (env, _ns) = setup(info, "hr-adopt").await;
+    let n = env.ns.clone();
+    let chart = env.tmp.path().join("repos/charts/charts/demo");
+    helm(
+        &env.kubeconfig,
+        &[
+            "install",
+            "adopted",
+            chart.to_str().unwrap(),
+            "-n",
+            &n,
+            "--set",
+            "msg=by-helm",
+        ],
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &n);
+    assert_eq!(
+        cms.get("adopted-cm").await.unwrap().data.unwrap()["msg"],
+        "by-helm"
+    );
+    let api: Api<HelmRelease> = Api::namespaced(env.client.clone(), &n);
+    api.create(
+        &PostParams::default(),
+        &hr(
+            &n,
+            "adopted",
+            json!({"msg": "by-plumb"}),
+            json!({"postRenderers": [{"kustomize": {"patches": [{
+                "patch": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: adopted-cm\n  labels:\n    post: rendered\n"
+            }]}}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    let v = wait_obj(&api, "adopted", "upgrade of helm's release", |v| {
+        history_version(v) == 2 && ready(v.get("status")).is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        ready(v.get("status")).unwrap().1,
+        "UpgradeSucceeded",
+        "{v:#}"
+    );
+    let cm = cms.get("adopted-cm").await.unwrap();
+    assert_eq!(cm.data.unwrap()["msg"], "by-plumb");
+    assert_eq!(
+        cm.metadata.labels.unwrap()["post"],
+        "rendered",
+        "kustomize post-renderer"
+    );
+    let hist: Value = serde_json::from_str(&helm(
+        &env.kubeconfig,
+        &["history", "adopted", "-n", &n, "-o", "json"],
+    ))
+    .unwrap();
+    let statuses: Vec<&str> = hist
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["superseded", "deployed"], "{hist:#}");
 }

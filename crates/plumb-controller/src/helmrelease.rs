@@ -1340,7 +1340,7 @@ async fn build(
         revision,
         is_install,
     };
-    let res = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let chart = plumb_helm::load_dir(&dir).map_err(|e| {
             Failure::new(
                 Class::Stalled,
@@ -1373,8 +1373,7 @@ async fn build(
         })
     })
     .await
-    .map_err(|e| Failure::new(Class::Transient, reason::INSTALL_FAILED, e.to_string()))?;
-    res
+    .map_err(|e| Failure::new(Class::Transient, reason::INSTALL_FAILED, e.to_string()))?
 }
 
 /// Runs one kustomize post-renderer (patches, images) over the rendered manifests, as

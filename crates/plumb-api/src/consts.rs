@@ -98,6 +98,13 @@ pub mod reason {
     pub const INDEXATION_FAILED: &str = "IndexationFailed";
     /// Fetching the Helm repository index succeeded (source).
     pub const INDEXATION_SUCCEEDED: &str = "IndexationSucceeded";
+    /// A chart name or version range matches nothing in the repository (source, Flux's
+    /// HelmChart `InvalidChartReference`).
+    pub const INVALID_CHART_REFERENCE: &str = "InvalidChartReference";
+    /// Downloading or verifying a chart failed (source, Flux's HelmChart `ChartPullError`).
+    pub const CHART_PULL_ERROR: &str = "ChartPullError";
+    /// plumb: the HelmRepository type is `oci`, which plumb does not implement yet.
+    pub const OCI_NOT_SUPPORTED: &str = "OCINotSupported";
     /// Helm install succeeded.
     pub const INSTALL_SUCCEEDED: &str = "InstallSucceeded";
     /// Helm install failed.

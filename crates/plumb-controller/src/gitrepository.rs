@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -207,22 +206,9 @@ async fn apply(obj: Arc<GitRepository>, ctx: &Context, api: &Api<GitRepository>)
         status.reconcile_request.last_handled_reconcile_at = requested;
     }
     if status != before {
-        write_status(api, &obj.name_any(), &before, &status).await?;
+        crate::shared::write_status(api, &obj.name_any(), &before, &status).await?;
     }
     Ok(action)
-}
-
-async fn write_status(
-    api: &Api<GitRepository>,
-    name: &str,
-    before: &GitRepositoryStatus,
-    status: &GitRepositoryStatus,
-) -> Result<()> {
-    let patch = crate::status_patch(before, status);
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| Error::Kube(format!("writing status of GitRepository {name}: {e}")))?;
-    Ok(())
 }
 
 fn reference(obj: &GitRepository) -> GitReference {
@@ -241,27 +227,7 @@ async fn read_auth(obj: &GitRepository, ctx: &Context) -> std::result::Result<Gi
         return Ok(GitAuth::none());
     };
     let ns = obj.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret = secrets.get_opt(&secret_ref.name).await.map_err(|e| {
-        Failure::new(
-            Class::Transient,
-            reason::AUTHENTICATION_FAILED,
-            format!("failed to get secret '{ns}/{}': {e}", secret_ref.name),
-        )
-    })?;
-    let Some(secret) = secret else {
-        return Err(Failure::new(
-            Class::Waiting,
-            reason::AUTHENTICATION_FAILED,
-            format!("secret '{ns}/{}' not found", secret_ref.name),
-        ));
-    };
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
+    let data = crate::shared::secret_data(ctx, &ns, &secret_ref.name).await?;
     GitAuth::from_secret(&data).map_err(|e| {
         Failure::new(
             Class::Stalled,

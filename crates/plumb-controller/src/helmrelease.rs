@@ -9,7 +9,7 @@
 //! remediation settings decide between retrying, rolling back and uninstalling.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use plumb_api::helm_release::{
     ChartSourceKind, CrdsPolicy, ReleaseAction, RemediationStrategy, Snapshot,
 };
 use plumb_api::kustomization::ValuesKind;
-use plumb_api::{GitRepository, HelmRelease, HelmReleaseStatus};
+use plumb_api::{GitRepository, HelmRelease, HelmReleaseStatus, HelmRepository};
 use plumb_helm::storage::{self, Release, status as rstatus};
 use plumb_ssa::kstatus::Status as Health;
 use plumb_ssa::{Applier, ApplyItem, ApplyOptions, ObjectRef, PruneOptions, SsaMode};
@@ -42,12 +42,32 @@ pub async fn run(
     ctx: Arc<Context>,
     api: Api<HelmRelease>,
     sources: Api<GitRepository>,
+    helm_repos: Api<HelmRepository>,
     watch: watcher::Config,
     concurrency: u16,
 ) {
     let controller = Controller::new(api, watch.clone());
     let store = controller.store();
+    let repo_store = store.clone();
     controller
+        // A new HelmRepository index reconciles the HelmReleases charted from it.
+        .watches(helm_repos, watch.clone(), move |src: HelmRepository| {
+            let src_ns = src.namespace();
+            let src_name = src.name_any();
+            repo_store
+                .state()
+                .into_iter()
+                .filter(|hr| {
+                    hr.spec.chart.as_ref().is_some_and(|c| {
+                        let r = &c.spec.source_ref;
+                        r.kind == ChartSourceKind::HelmRepository
+                            && r.name == src_name
+                            && r.namespace.clone().or_else(|| hr.namespace()) == src_ns
+                    })
+                })
+                .map(|hr| kube::runtime::reflector::ObjectRef::from_obj(&*hr))
+                .collect::<Vec<_>>()
+        })
         // A new GitRepository artifact reconciles the HelmReleases whose chart it holds.
         .watches(sources, watch, move |src: GitRepository| {
             let src_ns = src.namespace();
@@ -330,7 +350,7 @@ async fn run_once(
     check_dependencies(obj, ctx).await?;
     let t = target_of(obj);
     let applier = applier_for(obj, ctx).await?;
-    let (chart_dir, _work) = fetch_chart(obj, ctx).await?;
+    let (chart_src, _work) = fetch_chart(obj, ctx).await?;
     let config = compose_values(obj, ctx).await?;
     let config_digest = storage::values_digest(&config);
     status.last_attempted_config_digest = Some(config_digest.clone());
@@ -354,7 +374,7 @@ async fn run_once(
             ..Default::default()
         })
         .collect();
-    let built = build(&chart_dir, &config, &t, revision, is_install, post).await?;
+    let built = build(chart_src, &config, &t, revision, is_install, post).await?;
     let chart_version = built.chart.version().to_string();
     status.last_attempted_revision = Some(chart_version.clone());
 
@@ -1325,14 +1345,13 @@ fn snapshot(r: &Release) -> Snapshot {
 
 /// Loads and renders the chart off the async runtime (the chart model is single-threaded).
 async fn build(
-    dir: &Path,
+    src: ChartSource,
     config: &Map<String, Value>,
     t: &Target,
     revision: i64,
     is_install: bool,
     post: Vec<plumb_kustomize::Overlay>,
 ) -> std::result::Result<Built, Failure> {
-    let dir = dir.to_path_buf();
     let values = Value::Object(config.clone());
     let release = plumb_helm::ReleaseInfo {
         name: t.name.clone(),
@@ -1341,7 +1360,11 @@ async fn build(
         is_install,
     };
     tokio::task::spawn_blocking(move || {
-        let chart = plumb_helm::load_dir(&dir).map_err(|e| {
+        let chart = match &src {
+            ChartSource::Dir(dir) => plumb_helm::load_dir(dir),
+            ChartSource::Archive(data) => plumb_helm::load_archive(data),
+        }
+        .map_err(|e| {
             Failure::new(
                 Class::Stalled,
                 reason::ARTIFACT_FAILED,
@@ -1422,11 +1445,20 @@ fn post_render(
         .collect())
 }
 
-/// Fetches the chart's source artifact into a work dir; returns the chart directory.
+/// Where a chart is loaded from.
+enum ChartSource {
+    /// A chart directory inside a GitRepository artifact.
+    Dir(PathBuf),
+    /// A packaged chart from a HelmRepository.
+    Archive(Vec<u8>),
+}
+
+/// Fetches the chart: a directory of the GitRepository artifact (extracted into a work
+/// dir that lives as long as the returned guard), or an archive of a HelmRepository.
 async fn fetch_chart(
     obj: &HelmRelease,
     ctx: &Context,
-) -> std::result::Result<(PathBuf, tempfile::TempDir), Failure> {
+) -> std::result::Result<(ChartSource, Option<tempfile::TempDir>), Failure> {
     let Some(tpl) = &obj.spec.chart else {
         return Err(Failure::new(
             Class::Stalled,
@@ -1446,6 +1478,34 @@ async fn fetch_chart(
                 src.kind, src.name
             ),
         ));
+    }
+    if src.kind == ChartSourceKind::HelmRepository {
+        let api: Api<HelmRepository> = Api::namespaced(ctx.client.clone(), &ns);
+        let repo = api
+            .get_opt(&src.name)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    Class::Transient,
+                    reason::ARTIFACT_FAILED,
+                    format!("getting HelmRepository '{ns}/{}': {e}", src.name),
+                )
+            })?
+            .ok_or_else(|| {
+                Failure::new(
+                    Class::Waiting,
+                    reason::ARTIFACT_FAILED,
+                    format!("Source 'HelmRepository/{ns}/{}' not found", src.name),
+                )
+            })?;
+        let version = if tpl.spec.version.is_empty() {
+            "*"
+        } else {
+            tpl.spec.version.as_str()
+        };
+        let chart =
+            crate::helmrepository::resolve_chart(ctx, &repo, &tpl.spec.chart, version).await?;
+        return Ok((ChartSource::Archive(chart.archive), None));
     }
     if src.kind != ChartSourceKind::GitRepository {
         return Err(Failure::new(
@@ -1522,7 +1582,7 @@ async fn fetch_chart(
             ),
         ));
     }
-    Ok((dir, work))
+    Ok((ChartSource::Dir(dir), Some(work)))
 }
 
 /// Values as Flux composes them: each `valuesFrom` entry in order (whole documents

@@ -1,5 +1,6 @@
-//! plumb's controllers: kube-runtime reconcilers for Flux's GitRepository and
-//! Kustomization (more kinds join as they land), their status, events and scheduling.
+//! plumb's controllers: kube-runtime reconcilers for Flux's GitRepository,
+//! HelmRepository and Kustomization (more kinds join as they land), their status,
+//! events and scheduling.
 //!
 //! Reconcilers only orchestrate: fetching and packaging live in `plumb-source`, applying
 //! in `plumb-ssa`. Every failure is classified ([`outcome`]) into transient, waiting or
@@ -8,8 +9,10 @@
 pub mod context;
 pub mod gitrepository;
 pub mod helmrelease;
+pub mod helmrepository;
 pub mod kustomization;
 pub mod outcome;
+mod shared;
 pub mod substitute;
 
 pub use context::{Config, Context};
@@ -101,9 +104,18 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
+    let hr_repo_api = match &scope.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let helmrepo_api = match &scope.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
     tokio::join!(
         gitrepository::run(ctx.clone(), git_api, watch.clone(), concurrency),
+        helmrepository::run(ctx.clone(), helmrepo_api, watch.clone(), concurrency),
         kustomization::run(ctx.clone(), ks_api, source_api, watch.clone(), concurrency),
-        helmrelease::run(ctx, hr_api, hr_source_api, watch, concurrency),
+        helmrelease::run(ctx, hr_api, hr_source_api, hr_repo_api, watch, concurrency),
     );
 }

@@ -57,4 +57,52 @@ pub enum HelmError {
         /// What went wrong.
         msg: String,
     },
+    /// A Helm repository operation failed (index fetch, chart resolution or download).
+    /// `url` never holds credentials (userinfo and query are removed).
+    #[error("{op} {url}: {msg}")]
+    Repo {
+        /// What was being done (`fetch index`, `resolve chart`, `download chart`...).
+        op: &'static str,
+        /// Redacted URL (or chart reference) it was done on.
+        url: String,
+        /// Class of the failure, for retry decisions and condition reasons.
+        kind: RepoErrorKind,
+        /// What went wrong.
+        msg: String,
+    },
+}
+
+/// Class of a [`HelmError::Repo`] failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoErrorKind {
+    /// The server refused the credentials (401/403) or the TLS material is unusable.
+    Auth,
+    /// The index or chart URL answered 404.
+    NotFound,
+    /// Connection refused, DNS, TLS handshake or a 5xx answer.
+    Unreachable,
+    /// The operation ran out of time.
+    Timeout,
+    /// The response exceeds the size cap.
+    TooLarge,
+    /// The index or chart is not what it should be (bad YAML, digest mismatch).
+    BadContent,
+    /// The index has no chart of that name.
+    ChartNotFound,
+    /// The chart has no version matching the requested range.
+    NoMatchingVersion,
+    /// The spec is unusable (bad URL, bad version range).
+    InvalidInput,
+    /// A local file operation failed (chart cache).
+    Io,
+}
+
+impl HelmError {
+    /// The class of a repository failure (`None` for chart and render errors).
+    pub fn repo_kind(&self) -> Option<RepoErrorKind> {
+        match self {
+            HelmError::Repo { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
 }

@@ -9,6 +9,11 @@
 //!   entries rejected), `Chart.yaml` v1/v2, subcharts in `charts/`.
 //! - [`values`]: coalescing (null deletes a default), globals, conditions,
 //!   tags, aliases, import-values.
+//! - [`repo`]: Helm repositories: `index.yaml` parsing, chart resolution by
+//!   Masterminds version range (Flux's rules), an HTTP(S) client (basic auth,
+//!   custom CA, client certificates, Flux's `passCredentials`, size caps) and
+//!   digest-verified chart downloads cached on disk by digest. The client is
+//!   `reqwest` on rustls with aws-lc-rs (no ring).
 //! - [`render()`]: one call from chart + values to ordered manifests, hooks
 //!   (kind, weight, delete policy), notes and CRDs, as `helm template`.
 //!
@@ -41,6 +46,7 @@ pub mod error;
 pub mod fmt;
 pub mod funcs;
 pub mod render;
+pub mod repo;
 pub mod semver;
 pub mod storage;
 pub mod strvals;
@@ -50,7 +56,7 @@ pub mod values;
 
 pub use chart::{Chart, load_archive, load_dir, load_path};
 pub use engine::{Capabilities, Lookup, ReleaseInfo};
-pub use error::HelmError;
+pub use error::{HelmError, RepoErrorKind};
 pub use render::{Hook, Manifest, RenderOptions, Rendered, render};
 pub use value::Value;
 

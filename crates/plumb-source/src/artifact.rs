@@ -539,6 +539,49 @@ impl Storage {
         })
     }
 
+    /// Store `data` as `<kind>/<ns>/<name>/<file>` atomically (e.g. a Helm repository
+    /// index as `index-<digest>.yaml`); the digest is the sha256 of `data`. `file` must be
+    /// a single path segment.
+    pub fn store_bytes(
+        &self,
+        key: ObjectKey<'_>,
+        revision: &str,
+        file: &str,
+        data: &[u8],
+    ) -> Result<Artifact> {
+        check_segment("file", file)?;
+        let obj = self.object_dir(key)?;
+        std::fs::create_dir_all(&obj).map_err(SourceError::io("create artifact dir", &obj))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&obj)
+            .map_err(SourceError::io("create artifact", &obj))?;
+        tmp.as_file_mut()
+            .write_all(data)
+            .map_err(SourceError::io("write artifact", &obj))?;
+        let dest = obj.join(file);
+        tmp.persist(&dest)
+            .map_err(|e| SourceError::io("store artifact", &dest)(e.error))?;
+        let now = SystemTime::now();
+        std::fs::File::open(&dest)
+            .and_then(|f| f.set_modified(now))
+            .map_err(SourceError::io("store artifact", &dest))?;
+        let rel = format!(
+            "{}/{}/{}/{file}",
+            key.kind.to_ascii_lowercase(),
+            key.namespace,
+            key.name
+        );
+        Ok(Artifact {
+            url: format!("http://{}/{rel}", self.advertised_addr),
+            path: rel,
+            revision: revision.to_string(),
+            digest: format!("sha256:{}", hex::encode(Sha256::digest(data))),
+            size: data.len() as u64,
+            last_update_time: now,
+        })
+    }
+
     /// Garbage-collect an object's artifacts other than `current` (a file name or relative
     /// path), as Flux: delete those older than `ttl`, then the oldest until at most
     /// `max_records` remain besides `current`. Returns the deleted paths.
@@ -792,6 +835,25 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect()
+    }
+
+    #[test]
+    fn store_bytes_writes_a_named_file() {
+        let d = tempfile::tempdir().unwrap();
+        let st = Storage::new(d.path(), "h:1");
+        let key = ObjectKey {
+            kind: "HelmRepository",
+            namespace: "ns",
+            name: "r",
+        };
+        let a = st
+            .store_bytes(key, "sha256:ab", "index-ab.yaml", b"{}")
+            .unwrap();
+        assert_eq!(a.path, "helmrepository/ns/r/index-ab.yaml");
+        assert_eq!(a.url, "http://h:1/helmrepository/ns/r/index-ab.yaml");
+        assert_eq!(a.size, 2);
+        assert_eq!(std::fs::read(st.local_path(&a)).unwrap(), b"{}");
+        assert!(st.store_bytes(key, "x", "../evil", b"").is_err());
     }
 
     #[test]

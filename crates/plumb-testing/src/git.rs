@@ -235,6 +235,47 @@ pub enum HttpAuth {
     Bearer(String),
 }
 
+impl HttpAuth {
+    /// `Ok(user)` when `req` carries the credentials this demands, else the 401 answer.
+    pub(crate) fn check(
+        &self,
+        req: &Request<Incoming>,
+    ) -> Result<String, Box<Response<FixtureBody>>> {
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let denied = |challenge: &str| {
+            let mut resp = plain(StatusCode::UNAUTHORIZED, "authentication required");
+            resp.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_str(challenge).expect("header"),
+            );
+            Box::new(resp)
+        };
+        match self {
+            HttpAuth::Anonymous => Ok(String::new()),
+            HttpAuth::Basic { username, password } => {
+                let want = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{password}"));
+                if header.strip_prefix("Basic ") == Some(want.as_str()) {
+                    Ok(username.clone())
+                } else {
+                    Err(denied("Basic realm=\"git\""))
+                }
+            }
+            HttpAuth::Bearer(token) => {
+                if header.strip_prefix("Bearer ") == Some(token.as_str()) {
+                    Ok("bearer".to_string())
+                } else {
+                    Err(denied("Bearer realm=\"git\""))
+                }
+            }
+        }
+    }
+}
+
 /// One request the HTTP fixture served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
@@ -272,17 +313,7 @@ impl GitHttpServer {
     /// Like [`GitHttpServer::start`] but over HTTPS with `tls`'s server certificate
     /// (`https://127.0.0.1:port/<name>`; the certificate names `127.0.0.1` and `localhost`).
     pub fn start_tls(root: &Path, auth: HttpAuth, tls: &TlsMaterial) -> GitHttpServer {
-        let mut b =
-            openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls())
-                .expect("ssl acceptor");
-        b.set_private_key_file(
-            tls.dir.path().join("tls.key"),
-            openssl::ssl::SslFiletype::PEM,
-        )
-        .expect("server key");
-        b.set_certificate_chain_file(tls.dir.path().join("tls.crt"))
-            .expect("server cert");
-        Self::start_inner(root, auth, Some(Arc::new(b.build())))
+        Self::start_inner(root, auth, Some(tls.acceptor()))
     }
 
     fn start_inner(
@@ -290,16 +321,6 @@ impl GitHttpServer {
         auth: HttpAuth,
         tls: Option<Arc<openssl::ssl::SslAcceptor>>,
     ) -> GitHttpServer {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        // Bound with std and handed to the runtime: `block_on` would panic when the
-        // server is started from inside another runtime (an async test).
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let addr = std_listener.local_addr().expect("local addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(CgiState {
             root: root.to_path_buf(),
@@ -307,46 +328,9 @@ impl GitHttpServer {
             requests: requests.clone(),
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
-        runtime.spawn(async move {
-            let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
-                return;
-            };
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = state.clone();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
-                    });
-                    let http = hyper::server::conn::http1::Builder::new();
-                    match tls {
-                        None => {
-                            let _ = http
-                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                                .await;
-                        }
-                        Some(acceptor) => {
-                            let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
-                                return;
-                            };
-                            let Ok(mut tls_stream) = tokio_openssl::SslStream::new(ssl, stream)
-                            else {
-                                return;
-                            };
-                            if std::pin::Pin::new(&mut tls_stream).accept().await.is_err() {
-                                return;
-                            }
-                            let _ = http
-                                .serve_connection(hyper_util::rt::TokioIo::new(tls_stream), svc)
-                                .await;
-                        }
-                    }
-                });
-            }
+        let (runtime, addr) = spawn_http_server(tls, move |req| {
+            let state = state.clone();
+            async move { state.handle(req).await }
         });
         GitHttpServer {
             addr,
@@ -388,15 +372,79 @@ impl Drop for GitHttpServer {
     }
 }
 
+/// Serves `handler` over HTTP/1.1 (or HTTPS with `tls`) on a free loopback port, on a
+/// runtime of its own (so fixtures work from sync and async tests alike). Dropping the
+/// runtime stops the server.
+pub(crate) fn spawn_http_server<H, F>(
+    tls: Option<Arc<openssl::ssl::SslAcceptor>>,
+    handler: H,
+) -> (tokio::runtime::Runtime, SocketAddr)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<FixtureBody>> + Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    // Bound with std and handed to the runtime: `block_on` would panic when the
+    // server is started from inside another runtime (an async test).
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    std_listener.set_nonblocking(true).expect("nonblocking");
+    let addr = std_listener.local_addr().expect("local addr");
+    runtime.spawn(async move {
+        let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+            return;
+        };
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let fut = handler(req);
+                    async move { Ok::<_, std::convert::Infallible>(fut.await) }
+                });
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                            .await;
+                    }
+                    Some(acceptor) => {
+                        let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                            return;
+                        };
+                        let Ok(mut tls_stream) = tokio_openssl::SslStream::new(ssl, stream) else {
+                            return;
+                        };
+                        if std::pin::Pin::new(&mut tls_stream).accept().await.is_err() {
+                            return;
+                        }
+                        let _ = http
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls_stream), svc)
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (runtime, addr)
+}
+
 struct CgiState {
     root: PathBuf,
     auth: HttpAuth,
     requests: Arc<Mutex<Vec<RequestRecord>>>,
 }
 
-type FixtureBody = Full<Bytes>;
+pub(crate) type FixtureBody = Full<Bytes>;
 
-fn plain(status: StatusCode, msg: &str) -> Response<FixtureBody> {
+pub(crate) fn plain(status: StatusCode, msg: &str) -> Response<FixtureBody> {
     let mut resp = Response::new(Full::new(Bytes::from(msg.to_string())));
     *resp.status_mut() = status;
     resp
@@ -406,7 +454,7 @@ impl CgiState {
     async fn handle(&self, req: Request<Incoming>) -> Response<FixtureBody> {
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
-        let resp = match self.authorize(&req) {
+        let resp = match self.auth.check(&req) {
             Err(resp) => *resp,
             Ok(user) => self
                 .cgi(req, user)
@@ -422,41 +470,6 @@ impl CgiState {
                 status: resp.status().as_u16(),
             });
         resp
-    }
-
-    fn authorize(&self, req: &Request<Incoming>) -> Result<String, Box<Response<FixtureBody>>> {
-        let header = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let denied = |challenge: &str| {
-            let mut resp = plain(StatusCode::UNAUTHORIZED, "authentication required");
-            resp.headers_mut().insert(
-                hyper::header::WWW_AUTHENTICATE,
-                hyper::header::HeaderValue::from_str(challenge).expect("header"),
-            );
-            Box::new(resp)
-        };
-        match &self.auth {
-            HttpAuth::Anonymous => Ok(String::new()),
-            HttpAuth::Basic { username, password } => {
-                let want = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{username}:{password}"));
-                if header.strip_prefix("Basic ") == Some(want.as_str()) {
-                    Ok(username.clone())
-                } else {
-                    Err(denied("Basic realm=\"git\""))
-                }
-            }
-            HttpAuth::Bearer(token) => {
-                if header.strip_prefix("Bearer ") == Some(token.as_str()) {
-                    Ok("bearer".to_string())
-                } else {
-                    Err(denied("Bearer realm=\"git\""))
-                }
-            }
-        }
     }
 
     async fn cgi(
@@ -589,6 +602,21 @@ fn openssl_cli(dir: &Path, args: &[&str]) {
 }
 
 impl TlsMaterial {
+    /// A TLS acceptor presenting the server certificate.
+    pub fn acceptor(&self) -> Arc<openssl::ssl::SslAcceptor> {
+        let mut b =
+            openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls())
+                .expect("ssl acceptor");
+        b.set_private_key_file(
+            self.dir.path().join("tls.key"),
+            openssl::ssl::SslFiletype::PEM,
+        )
+        .expect("server key");
+        b.set_certificate_chain_file(self.dir.path().join("tls.crt"))
+            .expect("server cert");
+        Arc::new(b.build())
+    }
+
     /// Generate the CA, the server key and certificate.
     pub fn generate() -> TlsMaterial {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -6,6 +6,7 @@
 //! garbage-collector controllers, so that namespace deletion and owner references behave
 //! as in a cluster.
 
+pub mod chartrepo;
 pub mod controlplane;
 pub mod git;
 pub mod moto;

@@ -500,3 +500,71 @@ async fn adopts_a_release_helm_installed() {
         .collect();
     assert_eq!(statuses, ["superseded", "deployed"], "{hist:#}");
 }
+
+#[tokio::test]
+async fn chart_from_helm_repository_and_new_version_upgrade() {
+    use plumb_api::HelmRepository;
+    use plumb_testing::chartrepo::{ChartRepoServer, index_repo, package_chart};
+    let info = ControlPlane::shared().unwrap();
+    let (env, _ns) = setup(info, "hr-repo").await;
+    let n = env.ns.clone();
+    let repo_dir = env.tmp.path().join("chartrepo");
+    package_chart(&repo_dir, "hello", "0.1.0");
+    index_repo(&repo_dir, None);
+    let dir = repo_dir.clone();
+    let server = std::thread::spawn(move || ChartRepoServer::start(&dir, HttpAuth::Anonymous))
+        .join()
+        .unwrap();
+    let repo: HelmRepository = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "charts", "namespace": n},
+        "spec": {"url": server.url(""), "interval": "1h"}
+    }))
+    .unwrap();
+    let repos: Api<HelmRepository> = Api::namespaced(env.client.clone(), &n);
+    repos.create(&PostParams::default(), &repo).await.unwrap();
+    let release: HelmRelease = serde_json::from_value(json!({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": "hello", "namespace": n},
+        "spec": {"interval": "1h", "timeout": "30s",
+                 "chart": {"spec": {"chart": "hello", "version": "0.1.x",
+                           "sourceRef": {"kind": "HelmRepository", "name": "charts"}}},
+                 "values": {"greeting": "hi"}}
+    }))
+    .unwrap();
+    let api: Api<HelmRelease> = Api::namespaced(env.client.clone(), &n);
+    api.create(&PostParams::default(), &release).await.unwrap();
+    let v = wait_obj(&api, "hello", "install from HelmRepository", |v| {
+        ready(v.get("status")).is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    assert_eq!(v["status"]["lastAttemptedRevision"], "0.1.0", "{v:#}");
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &n);
+    let data = cms.get("hello").await.unwrap().data.unwrap();
+    assert_eq!(data["greeting"], "hi");
+    assert_eq!(data["version"], "0.1.0");
+
+    // A new chart version in the index is installed as an upgrade.
+    package_chart(&repo_dir, "hello", "0.1.1");
+    index_repo(&repo_dir, None);
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    repos
+        .patch(
+            "charts",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": stamp}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let v = wait_obj(&api, "hello", "upgrade to 0.1.1", |v| {
+        history_version(v) == 2 && ready(v.get("status")).is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    assert_eq!(v["status"]["history"][0]["chartVersion"], "0.1.1", "{v:#}");
+    assert_eq!(
+        cms.get("hello").await.unwrap().data.unwrap()["version"],
+        "0.1.1"
+    );
+}

@@ -8,8 +8,8 @@ mod cmd_build;
 mod cmd_crds;
 mod cmd_eks;
 mod cmd_helm;
-mod cmd_ops;
 mod cmd_ks;
+mod cmd_ops;
 mod cmd_run;
 
 use std::process::ExitCode;

@@ -104,6 +104,8 @@ pub struct Context {
     pub storage: Storage,
     /// Apply engine for in-cluster applies, shared so its drift memory persists.
     pub applier: plumb_ssa::Applier,
+    /// Apply engine of HelmReleases (field manager `helm-controller`).
+    pub helm_applier: plumb_ssa::Applier,
     /// When each Kustomization's current revision was applied (health-check timeouts).
     pub health_clock: Arc<crate::kustomization::HealthClock>,
     /// Prometheus metrics.
@@ -152,6 +154,11 @@ impl Context {
             plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER,
             config.apply_concurrency,
         );
+        let helm_applier = plumb_ssa::Applier::new(
+            client.clone(),
+            plumb_api::consts::field_manager::HELM_CONTROLLER,
+            config.apply_concurrency,
+        );
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -165,6 +172,7 @@ impl Context {
             config,
             storage,
             applier,
+            helm_applier,
             health_clock: Default::default(),
             metrics,
             remote: Default::default(),
@@ -182,25 +190,36 @@ impl Context {
         ns: &str,
         sa: &str,
     ) -> Result<plumb_ssa::Applier, kube::Error> {
+        self.impersonating_applier_as(
+            ns,
+            sa,
+            plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER,
+        )
+    }
+
+    /// [`Context::impersonating_applier`] with another field manager.
+    pub fn impersonating_applier_as(
+        &self,
+        ns: &str,
+        sa: &str,
+        manager: &str,
+    ) -> Result<plumb_ssa::Applier, kube::Error> {
         let user = format!("system:serviceaccount:{ns}:{sa}");
+        let key = format!("{manager}/{user}");
         if let Some(a) = self
             .impersonated
             .lock()
             .ok()
-            .and_then(|m| m.get(&user).cloned())
+            .and_then(|m| m.get(&key).cloned())
         {
             return Ok(a);
         }
         let mut cfg = self.base_config.clone();
         cfg.auth_info.impersonate = Some(user.clone());
         let client = crate::client::build(cfg, self.config.api_limits, self.metrics.clone())?;
-        let applier = plumb_ssa::Applier::new(
-            client,
-            plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER,
-            self.config.apply_concurrency,
-        );
+        let applier = plumb_ssa::Applier::new(client, manager, self.config.apply_concurrency);
         if let Ok(mut m) = self.impersonated.lock() {
-            m.insert(user, applier.clone());
+            m.insert(key, applier.clone());
         }
         Ok(applier)
     }

@@ -866,7 +866,7 @@ pub async fn source_artifact(
     })
 }
 
-async fn fetch_artifact(
+pub(crate) async fn fetch_artifact(
     ctx: &Context,
     artifact: &plumb_api::meta::Artifact,
     dest: &Path,
@@ -973,35 +973,47 @@ fn overlay_of(obj: &Kustomization) -> plumb_kustomize::Overlay {
             .as_ref()
             .map(|c| to_map(&c.annotations))
             .unwrap_or_default(),
-        patches: s
-            .patches
-            .iter()
-            .map(|p| plumb_kustomize::OverlayPatch {
-                patch: p.patch.clone(),
-                target: p.target.as_ref().map(|t| plumb_kustomize::Selector {
-                    group: t.group.clone(),
-                    version: t.version.clone(),
-                    kind: t.kind.clone(),
-                    namespace: t.namespace.clone(),
-                    name: t.name.clone(),
-                    annotation_selector: t.annotation_selector.clone(),
-                    label_selector: t.label_selector.clone(),
-                }),
-            })
-            .collect(),
-        images: s
-            .images
-            .iter()
-            .map(|i| plumb_kustomize::ImageEntry {
-                name: i.name.clone(),
-                new_name: i.new_name.clone(),
-                new_tag: i.new_tag.clone().map(Value::String),
-                digest: i.digest.clone(),
-                ..Default::default()
-            })
-            .collect(),
+        patches: overlay_patches(&s.patches),
+        images: overlay_images(&s.images),
         components: s.components.clone(),
     }
+}
+
+/// Flux patches as overlay patches (Kustomization `patches`, HelmRelease post-renderers).
+pub(crate) fn overlay_patches(
+    patches: &[plumb_api::kustomize::Patch],
+) -> Vec<plumb_kustomize::OverlayPatch> {
+    patches
+        .iter()
+        .map(|p| plumb_kustomize::OverlayPatch {
+            patch: p.patch.clone(),
+            target: p.target.as_ref().map(|t| plumb_kustomize::Selector {
+                group: t.group.clone(),
+                version: t.version.clone(),
+                kind: t.kind.clone(),
+                namespace: t.namespace.clone(),
+                name: t.name.clone(),
+                annotation_selector: t.annotation_selector.clone(),
+                label_selector: t.label_selector.clone(),
+            }),
+        })
+        .collect()
+}
+
+/// Flux image overrides as overlay images.
+pub(crate) fn overlay_images(
+    images: &[plumb_api::kustomize::Image],
+) -> Vec<plumb_kustomize::ImageEntry> {
+    images
+        .iter()
+        .map(|i| plumb_kustomize::ImageEntry {
+            name: i.name.clone(),
+            new_name: i.new_name.clone(),
+            new_tag: i.new_tag.clone().map(Value::String),
+            digest: i.digest.clone(),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// The postBuild variables (inline, then ConfigMaps/Secrets in order; later wins), plus

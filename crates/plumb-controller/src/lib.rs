@@ -14,14 +14,15 @@ pub mod client;
 pub mod context;
 pub mod drift;
 pub mod gitrepository;
+pub mod helmrelease;
 pub mod helmrepository;
 pub mod kustomization;
 pub mod leader;
 pub mod metrics;
 pub mod outcome;
 pub mod receiver;
-mod shared;
 pub mod remote;
+mod shared;
 pub mod substitute;
 
 pub use context::{ClusterVars, Config, Context};
@@ -118,6 +119,20 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         receiver::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         gitrepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         helmrepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
-        kustomization::run(ctx.clone(), scope.api(c), scope.api(c), watch, concurrency),
+        kustomization::run(
+            ctx.clone(),
+            scope.api(c),
+            scope.api(c),
+            watch.clone(),
+            concurrency
+        ),
+        helmrelease::run(
+            ctx.clone(),
+            scope.api(c),
+            scope.api(c),
+            scope.api(c),
+            watch,
+            concurrency
+        ),
     );
 }

@@ -49,6 +49,14 @@ pub enum HelmError {
         /// What went wrong.
         msg: String,
     },
+    /// A release record could not be encoded or decoded.
+    #[error("release storage {release}: {msg}")]
+    Storage {
+        /// Release (`name.vN`) or what was being read.
+        release: String,
+        /// What went wrong.
+        msg: String,
+    },
     /// A Helm repository operation failed (index fetch, chart resolution or download).
     /// `url` never holds credentials (userinfo and query are removed).
     #[error("{op} {url}: {msg}")]

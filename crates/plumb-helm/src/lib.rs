@@ -17,6 +17,8 @@
 //! - [`render()`]: one call from chart + values to ordered manifests, hooks
 //!   (kind, weight, delete policy), notes and CRDs, as `helm template`.
 //!
+//! - [`storage`]: Helm v3 release records and the Secret driver's encoding.
+//!
 //! ## Why the template engine is hand-written
 //! The Rust ports of Go templates (`gtmpl`, `gotmpl`) are not faithful enough
 //! for real charts: `gtmpl` has no `break`/`continue`, no range over integers,
@@ -46,6 +48,7 @@ pub mod funcs;
 pub mod render;
 pub mod repo;
 pub mod semver;
+pub mod storage;
 pub mod strvals;
 pub mod template;
 pub mod value;

@@ -105,7 +105,7 @@ impl DriftWatcher {
                 .entry((r.group.clone(), r.kind.clone()))
                 .or_insert_with(|| r.version.clone());
         }
-        let missing: Vec<((String, String), String)> = {
+        {
             let Ok(mut st) = self.state.lock() else {
                 return;
             };
@@ -120,32 +120,21 @@ impl DriftWatcher {
                     applier: applier.clone(),
                 },
             );
-            kinds
-                .into_iter()
-                .filter(|(gk, _)| !st.watches.contains_key(gk))
-                .collect()
-        };
-        for ((group, kind), version) in missing {
-            let gvk = GroupVersionKind::gvk(&group, &version, &kind);
-            let ar = match kube::discovery::pinned_kind(&self.client, &gvk).await {
-                Ok((ar, _)) => ar,
-                Err(e) => {
-                    tracing::warn!(error = %e, ?gvk, "drift watch: resolving kind failed");
+            // Watches start in their own tasks (discovery included), registered under this
+            // lock: a reconcile never waits on a watch, and concurrent reconciles never
+            // start the same watch twice.
+            for ((group, kind), version) in kinds {
+                if st.watches.contains_key(&(group.clone(), kind.clone())) {
                     continue;
                 }
-            };
-            let handle = tokio::spawn(watch_kind(
-                self.client.clone(),
-                ar,
-                self.state.clone(),
-                self.trigger.clone(),
-            ));
-            let Ok(mut st) = self.state.lock() else {
-                handle.abort();
-                return;
-            };
-            if let Some(old) = st.watches.insert((group, kind), handle) {
-                old.abort();
+                let gvk = GroupVersionKind::gvk(&group, &version, &kind);
+                let handle = tokio::spawn(start_watch(
+                    self.client.clone(),
+                    gvk,
+                    self.state.clone(),
+                    self.trigger.clone(),
+                ));
+                st.watches.insert((group, kind), handle);
             }
         }
         self.stop_unused();
@@ -199,6 +188,28 @@ fn remove_owner(st: &mut State, owner: &Owner) {
             }
         }
     }
+}
+
+/// Resolves `gvk` through discovery, then watches it. A kind that cannot be resolved is
+/// retried with backoff (its CRD may still be establishing).
+async fn start_watch(
+    client: Client,
+    gvk: GroupVersionKind,
+    state: Arc<Mutex<State>>,
+    trigger: UnboundedSender<KubeRef<Kustomization>>,
+) {
+    let mut delay = std::time::Duration::from_secs(1);
+    let ar = loop {
+        match kube::discovery::pinned_kind(&client, &gvk).await {
+            Ok((ar, _)) => break ar,
+            Err(e) => {
+                tracing::warn!(error = %e, ?gvk, "drift watch: resolving kind failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(60));
+            }
+        }
+    };
+    watch_kind(client, ar, state, trigger).await;
 }
 
 async fn watch_kind(

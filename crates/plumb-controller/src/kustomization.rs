@@ -449,7 +449,7 @@ async fn run_once(
         force: obj.spec.force,
         cleanup_managers: plumb_api::consts::field_manager::REMOVED_ON_APPLY
             .iter()
-            .map(|(m, _)| (*m).to_string())
+            .map(|(m, op)| ((*m).to_string(), op.as_str().to_string()))
             .collect(),
         wait_timeout: obj.timeout().unwrap_or(Duration::from_secs(300)),
     };

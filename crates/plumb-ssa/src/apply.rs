@@ -60,9 +60,10 @@ impl ApplyItem {
 pub struct ApplyOptions {
     /// Delete and recreate every object that hits an immutable-field error.
     pub force: bool,
-    /// Field managers whose entries are removed from applied objects (Flux removes
-    /// `kubectl`'s and `before-first-apply`'s so that a `kubectl edit` is reverted).
-    pub cleanup_managers: Vec<String>,
+    /// Managed-fields entries removed from applied objects, as (manager, operation) — Flux
+    /// removes `kubectl`'s and `before-first-apply`'s so that a `kubectl edit` is reverted.
+    /// The operation matters: the applier's own `Apply` entry must never match.
+    pub cleanup_managers: Vec<(String, String)>,
     /// How long to wait for CRDs to be established and namespaces to be active.
     pub wait_timeout: Duration,
 }
@@ -510,31 +511,43 @@ impl Applier {
         api: &Api<DynamicObject>,
         r: &ObjectRef,
         obj: DynamicObject,
-        managers: &[String],
+        managers: &[(String, String)],
     ) -> Result<DynamicObject, Error> {
         let Some(fields) = obj.metadata.managed_fields.as_ref() else {
             return Ok(obj);
         };
-        let is_foreign = |m: &Option<String>| {
-            m.as_deref()
-                .is_some_and(|m| managers.iter().any(|x| x == m))
-        };
-        if !fields.iter().any(|f| is_foreign(&f.manager)) {
+        let is_foreign =
+            |f: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+                let (m, op) = (f.manager.as_deref(), f.operation.as_deref());
+                managers
+                    .iter()
+                    .any(|(xm, xop)| m == Some(xm.as_str()) && op == Some(xop.as_str()))
+            };
+        if !fields.iter().any(is_foreign) {
             return Ok(obj);
         }
-        let kept: Vec<_> = fields
+        // A JSON patch that removes the foreign entries by index (highest first), guarded by
+        // a test of the resource version: a concurrent writer makes it fail instead of
+        // losing their change. Removing by index never re-serializes the entries we keep:
+        // a 1.20 apiserver that cannot decode re-serialized entries resets managedFields to
+        // empty, and the next apply would bring `before-first-apply` back (an endless loop).
+        let mut ops = vec![json!({
+            "op": "test",
+            "path": "/metadata/resourceVersion",
+            "value": obj.metadata.resource_version,
+        })];
+        for (i, _) in fields
             .iter()
-            .filter(|f| !is_foreign(&f.manager))
-            .cloned()
-            .collect();
-        // The resource version makes this a compare-and-swap: a concurrent writer makes
-        // it fail instead of losing their change.
-        let patch = json!({"metadata": {
-            "resourceVersion": obj.metadata.resource_version,
-            "managedFields": kept,
-        }});
+            .enumerate()
+            .filter(|(_, f)| is_foreign(f))
+            .rev()
+        {
+            ops.push(json!({"op": "remove", "path": format!("/metadata/managedFields/{i}")}));
+        }
+        let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
+            .map_err(|e| Error::InvalidObject(format!("managed-fields patch for {r}: {e}")))?;
         let cleaned = api
-            .patch(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(&r.name, &PatchParams::default(), &Patch::Json::<()>(patch))
             .await
             .map_err(|e| Error::api("removing foreign field managers from", r, e))?;
         Ok(cleaned)

@@ -115,7 +115,10 @@ async fn update_drift_revert_and_unknown_kind() {
     let client = info.admin_client().await.unwrap();
     let applier = Applier::new(client.clone(), MANAGER, 4);
     let opts = ApplyOptions {
-        cleanup_managers: vec!["kubectl-edit".into(), "before-first-apply".into()],
+        cleanup_managers: vec![
+            ("kubectl-edit".into(), "Update".into()),
+            ("before-first-apply".into(), "Update".into()),
+        ],
         ..Default::default()
     };
     let v1 = cm(ns.name(), "app", json!({"key": "v1"}));

@@ -12,11 +12,6 @@ mod cmd_run;
 
 use std::process::ExitCode;
 
-/// mimalloc instead of glibc malloc: renders allocate many small strings and maps, and
-/// `plumb helm template` / `plumb build` as whole processes got measurably faster with it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => code,

@@ -8,10 +8,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The allocator of the `plumb` binary, so the numbers are those of a render inside it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const WORKLOADS: usize = 600;
 const CONFIGMAPS: usize = 500;
 const GENERATED: usize = 200;

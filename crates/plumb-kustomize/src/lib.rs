@@ -13,6 +13,7 @@
 //! time by build.rs from the Kubernetes OpenAPI document in `schema/`.
 
 mod error;
+mod fastyaml;
 mod fieldspec;
 mod generate;
 mod jsonpatch;

@@ -1,6 +1,8 @@
 //! Name-reference fix-up: after prefixes, suffixes, hashes and namespace moves, rewrite every
 //! field that refers to a renamed object (kustomize's `nameReference` field specs).
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -17,13 +19,9 @@ struct Cand {
 }
 
 fn ns_eq(a: &str, b: &str) -> bool {
-    let d = |s: &str| {
-        if s.is_empty() {
-            "default".to_string()
-        } else {
-            s.to_string()
-        }
-    };
+    fn d(s: &str) -> &str {
+        if s.is_empty() { "default" } else { s }
+    }
     d(a) == d(b)
 }
 
@@ -79,6 +77,17 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
         if cands.is_empty() {
             continue;
         }
+        // Earlier names to candidate indices (ascending), so a reference costs one lookup
+        // instead of a scan over every candidate.
+        let mut by_old: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, c) in cands.iter().enumerate() {
+            for id in &c.ids[..c.ids.len() - 1] {
+                let v = by_old.entry(id.name.as_str()).or_default();
+                if v.last() != Some(&i) {
+                    v.push(i);
+                }
+            }
+        }
         for (r, gvk) in resources.iter_mut().zip(&gvks) {
             let specs: Vec<_> = br.specs.iter().filter(|s| s.applies_to(gvk)).collect();
             if specs.is_empty() {
@@ -104,8 +113,11 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
             let from_map = std::cell::Cell::new(false);
             let select = |old: &str, ns: Option<&str>| -> Result<Option<(String, String)>> {
                 // Only renamed (or moved) objects are candidates, matched by an earlier name.
-                let mut hits: Vec<&Cand> = cands
-                    .iter()
+                let mut hits: Vec<&Cand> = by_old
+                    .get(old)
+                    .into_iter()
+                    .flatten()
+                    .map(|&i| &cands[i])
                     .filter(|c| {
                         c.ids[..c.ids.len() - 1].iter().any(|id| {
                             id.name == old && ns.is_none_or(|ns| ns_eq(&id.namespace, ns))

@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 
 /// Parses every document of a YAML stream. Empty and null documents are skipped.
 pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>> {
+    if let Ok(docs) = crate::fastyaml::parse_documents(text) {
+        return Ok(docs.into_iter().filter(|d| !d.is_null()).collect());
+    }
     // Comments are not needed; not capturing them saves work. The default budget (alias
     // expansion, depth, node counts) stays on to stop alias bombs.
     let opts = serde_saphyr::options! {

@@ -1,4 +1,4 @@
-//! Fuzzes the YAML / kustomization entry points: parsing a kustomization, parsing a resource
+//! Fuzzes the kustomize entry points: parsing a kustomization, parsing a resource
 //! stream, and a full build of a directory whose kustomization.yaml is the input (with one
 //! resource and one patch file next to it). Any panic is a bug; errors are fine.
 #![no_main]

@@ -105,6 +105,9 @@ fn error_policy(_obj: Arc<HelmRelease>, err: &Error, _ctx: Arc<Context>) -> Acti
 /// One reconcile of one HelmRelease (finalizer-aware).
 pub async fn reconcile(obj: Arc<HelmRelease>, ctx: Arc<Context>) -> Result<Action> {
     let ns = obj.namespace().unwrap_or_default();
+    let _timer = ctx
+        .metrics
+        .reconcile_timer("HelmRelease", &ns, &obj.name_any());
     let api: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, obj, |ev| async {
         match ev {
@@ -310,20 +313,18 @@ async fn apply(obj: Arc<HelmRelease>, ctx: &Context, api: &Api<HelmRelease>) -> 
         status.reconcile_request.last_handled_reconcile_at = requested;
     }
     if status != before {
-        let patch = crate::status_patch(&before, &status);
-        api.patch_status(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|e| {
-            Error::Kube(format!(
-                "writing status of HelmRelease {}: {e}",
-                obj.name_any()
-            ))
-        })?;
+        crate::shared::write_status(api, &obj.name_any(), &before, &status).await?;
     }
+    ctx.metrics.observe(
+        "HelmRelease",
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
+        crate::metrics::Observed {
+            conditions: &status.conditions,
+            suspended: obj.spec.suspend,
+            revision: status.last_attempted_revision.as_deref().unwrap_or(""),
+        },
+    );
     Ok(action)
 }
 

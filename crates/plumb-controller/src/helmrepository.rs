@@ -64,6 +64,9 @@ fn error_policy(_obj: Arc<HelmRepository>, err: &Error, _ctx: Arc<Context>) -> A
 /// One reconcile of one HelmRepository (finalizer-aware).
 pub async fn reconcile(obj: Arc<HelmRepository>, ctx: Arc<Context>) -> Result<Action> {
     let ns = obj.namespace().unwrap_or_default();
+    let _timer = ctx
+        .metrics
+        .reconcile_timer("HelmRepository", &ns, &obj.name_any());
     let api: Api<HelmRepository> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, obj, |ev| async {
         match ev {
@@ -190,6 +193,16 @@ async fn apply(
     if status != before {
         crate::shared::write_status(api, &obj.name_any(), &before, &status).await?;
     }
+    ctx.metrics.observe(
+        "HelmRepository",
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
+        crate::metrics::Observed {
+            conditions: &status.conditions,
+            suspended: obj.spec.suspend,
+            revision: status.artifact.as_ref().map_or("", |a| a.revision.as_str()),
+        },
+    );
     Ok(action)
 }
 

@@ -57,6 +57,7 @@ fn start(kubeconfig: &std::path::Path, ns: &str, storage: &std::path::Path) -> P
         .args(["--storage-addr", "127.0.0.1:0"])
         .args(["--health-addr", &format!("127.0.0.1:{health}")])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .args(["--receiver-addr", "127.0.0.1:0"])
         .env("KUBECONFIG", kubeconfig)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -52,39 +52,11 @@ pub async fn run(
     controller
         // A new HelmRepository index reconciles the HelmReleases charted from it.
         .watches(helm_repos, watch.clone(), move |src: HelmRepository| {
-            let src_ns = src.namespace();
-            let src_name = src.name_any();
-            repo_store
-                .state()
-                .into_iter()
-                .filter(|hr| {
-                    hr.spec.chart.as_ref().is_some_and(|c| {
-                        let r = &c.spec.source_ref;
-                        r.kind == ChartSourceKind::HelmRepository
-                            && r.name == src_name
-                            && r.namespace.clone().or_else(|| hr.namespace()) == src_ns
-                    })
-                })
-                .map(|hr| kube::runtime::reflector::ObjectRef::from_obj(&*hr))
-                .collect::<Vec<_>>()
+            charted_from(&repo_store, ChartSourceKind::HelmRepository, &src)
         })
         // A new GitRepository artifact reconciles the HelmReleases whose chart it holds.
         .watches(sources, watch, move |src: GitRepository| {
-            let src_ns = src.namespace();
-            let src_name = src.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|hr| {
-                    hr.spec.chart.as_ref().is_some_and(|c| {
-                        let r = &c.spec.source_ref;
-                        r.kind == ChartSourceKind::GitRepository
-                            && r.name == src_name
-                            && r.namespace.clone().or_else(|| hr.namespace()) == src_ns
-                    })
-                })
-                .map(|hr| kube::runtime::reflector::ObjectRef::from_obj(&*hr))
-                .collect::<Vec<_>>()
+            charted_from(&store, ChartSourceKind::GitRepository, &src)
         })
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
@@ -95,6 +67,28 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The HelmReleases whose chart comes from `src` (a source of kind `kind`).
+fn charted_from<S: ResourceExt>(
+    store: &kube::runtime::reflector::Store<HelmRelease>,
+    kind: ChartSourceKind,
+    src: &S,
+) -> Vec<kube::runtime::reflector::ObjectRef<HelmRelease>> {
+    let (src_ns, src_name) = (src.namespace(), src.name_any());
+    store
+        .state()
+        .into_iter()
+        .filter(|hr| {
+            hr.spec.chart.as_ref().is_some_and(|c| {
+                let r = &c.spec.source_ref;
+                r.kind == kind
+                    && r.name == src_name
+                    && r.namespace.clone().or_else(|| hr.namespace()) == src_ns
+            })
+        })
+        .map(|hr| kube::runtime::reflector::ObjectRef::from_obj(&*hr))
+        .collect()
 }
 
 fn error_policy(_obj: Arc<HelmRelease>, err: &Error, _ctx: Arc<Context>) -> Action {

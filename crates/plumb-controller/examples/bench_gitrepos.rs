@@ -6,7 +6,7 @@
 //!
 //! Run: `PLUMB_BENCH_N=500 PLUMB_BENCH_ROUNDS=3 cargo run --release -p plumb-controller --example bench_gitrepos`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //!
 //! Run: `PLUMB_BENCH_N=1000 cargo run --release -p plumb-controller --example bench_helmreleases`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

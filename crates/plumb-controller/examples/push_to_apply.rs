@@ -5,7 +5,7 @@
 //! (without `PLUMB_TEST_ENV` a private control plane is started).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement tool: fail loudly
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! `resolve_chart` as the HelmRelease controller calls it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use plumb_testing::git::{HttpAuth, free_port};
 use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::{Value, json};
 
-use common::{condition, install_crds, ready, start_plumb, wait_obj};
+use crate::common::{condition, install_crds, ready, start_plumb, wait_obj};
 
 const PASSWORD: &str = "Hunter2-helm-secret";
 

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
 use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::{Value, json};
 
-use common::{condition, install_crds, ready, start_plumb, wait_obj};
+use crate::common::{condition, install_crds, ready, start_plumb, wait_obj};
 
 /// One test's world: a namespace, a git server over `repos`, controllers in-process.
 struct World {

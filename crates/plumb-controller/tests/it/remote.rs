@@ -4,7 +4,7 @@
 //! the apiserver's token webhook against a moto STS).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -22,7 +22,7 @@ use plumb_testing::moto::MotoServer;
 use plumb_testing::{ControlPlane, ControlPlaneInfo, TestNamespace};
 use serde_json::json;
 
-use common::{install_crds, ready, start_plumb, wait_obj};
+use crate::common::{install_crds, ready, start_plumb, wait_obj};
 
 /// A git server with `deploy/` holding one ConfigMap, and the GitRepository for it.
 async fn fleet(

@@ -2,7 +2,7 @@
 //! server (with the controller-manager), plumb's controllers in-process.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
 use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::{Value, json};
 
-use common::{install_crds, ready, start_plumb, wait_obj};
+use crate::common::{install_crds, ready, start_plumb, wait_obj};
 
 async fn wait_ks<F>(api: &Api<Kustomization>, name: &str, what: &str, pred: F) -> Value
 where

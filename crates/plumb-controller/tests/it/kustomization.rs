@@ -3,7 +3,7 @@
 //! immutable fields.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
 use plumb_testing::{ControlPlane, ControlPlaneInfo, TestNamespace, wait};
 use serde_json::{Value, json};
 
-use common::{install_crds, ready, start_plumb_with, wait_obj};
+use crate::common::{install_crds, ready, start_plumb_with, wait_obj};
 
 /// One test's world: a namespace, a git repository served over HTTP, plumb running, and
 /// a GitRepository `fleet` pointing at it.

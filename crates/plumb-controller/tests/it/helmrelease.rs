@@ -3,7 +3,7 @@
 //! rolling back the releases plumb records.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
 use plumb_testing::{ControlPlane, ControlPlaneInfo, TestNamespace, wait};
 use serde_json::{Value, json};
 
-use common::{install_crds, ready, start_plumb, wait_obj};
+use crate::common::{install_crds, ready, start_plumb, wait_obj};
 
 const CHART: &[(&str, &str)] = &[
     (

@@ -5,7 +5,7 @@
 //! namespace is replaced by the test's own so the test stays isolated.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use plumb_testing::git::{GitHttpServer, HttpAuth, git};
 use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::Value;
 
-use common::{install_crds, ready, start_plumb};
+use crate::common::{install_crds, ready, start_plumb};
 
 /// Copies `from` into `to`, replacing `flux-system` with `ns` in every file.
 fn copy_tree(from: &Path, to: &Path, ns: &str) {

@@ -3,7 +3,7 @@
 //! the GitRepository polls hourly. Real API server, controllers in-process.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{install_crds, ready, start_plumb, wait_obj};
+use crate::common::{install_crds, ready, start_plumb, wait_obj};
 
 /// POSTs `body` to `http://addr{path}`; returns the status code and the body.
 async fn post(

@@ -2,7 +2,7 @@
 //! leader election between two in-process replicas.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{install_crds, ready, wait_obj};
+use crate::common::{install_crds, ready, wait_obj};
 
 /// Parses the Prometheus text format into series (`name{labels}`) and values.
 fn parse(text: &str) -> BTreeMap<String, f64> {

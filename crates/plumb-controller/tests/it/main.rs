@@ -1,0 +1,15 @@
+//! plumb-controller's integration tests against the real API server, as one test binary:
+//! each module was its own binary, and linking nine copies of the controller cost CI
+//! minutes and gigabytes of disk.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod common;
+mod e2e;
+mod fleet;
+mod gitrepository;
+mod helmrelease;
+mod helmrepository;
+mod kustomization;
+mod operations;
+mod receiver;
+mod remote;

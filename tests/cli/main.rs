@@ -1,0 +1,11 @@
+//! Tests of the `plumb` binary and its deploy files, as one test binary (one link of the
+//! whole workspace instead of seven).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod chart;
+mod crds;
+mod crds_cli;
+mod eks_cli;
+mod ks_cli;
+mod leader_cli;
+mod ops_cli;

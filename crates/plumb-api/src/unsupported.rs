@@ -51,7 +51,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row("Kustomization", "spec.decryption", When::Set),
     row("Kustomization", "spec.healthCheckExprs", When::Set),
     row("HelmRelease", "spec.chart.spec.verify", When::Set),
-    row("HelmRelease", "spec.postRenderers", When::Set),
     row("HelmRelease", "spec.persistentClient", When::Present),
     row("HelmRepository", "spec.type", When::Equals("oci")),
     row("Receiver", "spec.resourceFilter", When::Set),

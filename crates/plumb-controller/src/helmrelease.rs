@@ -128,11 +128,21 @@ struct Target {
     timeout: Duration,
     /// Flux's origin labels, stamped on every object.
     origin: BTreeMap<String, String>,
+    /// Client of the release storage: the target cluster's (as Helm keeps releases where
+    /// they are installed), the controller's own for the local cluster.
+    store: kube::Client,
 }
 
-fn target_of(obj: &HelmRelease) -> Target {
+/// Where the release of `obj` lives, applied through `applier`.
+fn target_of(obj: &HelmRelease, ctx: &Context, applier: &Applier) -> Target {
     let own = obj.namespace().unwrap_or_default();
+    let store = if obj.spec.kube_config.is_some() {
+        applier.client().clone()
+    } else {
+        ctx.client.clone()
+    };
     Target {
+        store,
         name: release_name(obj),
         namespace: obj.release_namespace().unwrap_or(&own).to_string(),
         storage_ns: obj.storage_namespace().unwrap_or(&own).to_string(),
@@ -147,19 +157,16 @@ async fn cleanup(obj: Arc<HelmRelease>, ctx: &Context) -> Result<Action> {
     if obj.spec.suspend {
         return Ok(Action::await_change());
     }
-    let t = target_of(&obj);
     let applier = applier_for(&obj, ctx)
         .await
         .map_err(|f| Error::Kube(f.message))?;
-    let history = load_history(ctx, &t)
-        .await
-        .map_err(|f| Error::Kube(f.message))?;
+    let t = target_of(&obj, ctx, &applier);
+    let history = load_history(&t).await.map_err(|f| Error::Kube(f.message))?;
     let Some(latest) = history.last().cloned() else {
         return Ok(Action::await_change());
     };
     let un = obj.spec.uninstall.clone().unwrap_or_default();
     uninstall(
-        ctx,
         &applier,
         &t,
         latest,
@@ -173,7 +180,6 @@ async fn cleanup(obj: Arc<HelmRelease>, ctx: &Context) -> Result<Action> {
 }
 
 async fn uninstall(
-    ctx: &Context,
     applier: &Applier,
     t: &Target,
     mut latest: Release,
@@ -183,7 +189,7 @@ async fn uninstall(
 ) -> std::result::Result<(), Failure> {
     let fail = |m: String| Failure::new(Class::Transient, reason::UNINSTALL_FAILED, m);
     latest.info.status = rstatus::UNINSTALLING.into();
-    write_release(ctx, &t.storage_ns, &latest).await?;
+    write_release(t, &latest).await?;
     if hooks {
         run_hooks(applier, &mut latest, "pre-delete", t)
             .await
@@ -201,12 +207,12 @@ async fn uninstall(
             .await
             .map_err(fail)?;
     }
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &t.storage_ns);
+    let secrets: Api<Secret> = Api::namespaced(t.store.clone(), &t.storage_ns);
     if keep_history {
         latest.info.status = rstatus::UNINSTALLED.into();
         latest.info.deleted = storage::now();
         latest.info.description = "Uninstallation complete".into();
-        write_release(ctx, &t.storage_ns, &latest).await?;
+        write_release(t, &latest).await?;
     } else {
         for r in history {
             let name = storage::secret_name(&r.name, r.version);
@@ -242,7 +248,13 @@ async fn apply(obj: Arc<HelmRelease>, ctx: &Context, api: &Api<HelmRelease>) -> 
     status.last_attempted_generation = generation;
 
     let action = match run_once(&obj, ctx, &mut status).await {
-        Ok(done) => {
+        Ok(mut done) => {
+            let unsupported = obj.unsupported_fields();
+            if !unsupported.is_empty() {
+                done.message.push_str("; ");
+                done.message
+                    .push_str(&plumb_api::unsupported::message(&unsupported));
+            }
             conditions::mark_ready(
                 &mut status.conditions,
                 done.reason,
@@ -343,15 +355,15 @@ async fn run_once(
     status: &mut HelmReleaseStatus,
 ) -> std::result::Result<Done, Failure> {
     check_dependencies(obj, ctx).await?;
-    let t = target_of(obj);
     let applier = applier_for(obj, ctx).await?;
+    let t = target_of(obj, ctx, &applier);
     let (chart_src, _work) = fetch_chart(obj, ctx).await?;
     let config = compose_values(obj, ctx).await?;
     let config_digest = storage::values_digest(&config);
     status.last_attempted_config_digest = Some(config_digest.clone());
     status.storage_namespace = Some(t.storage_ns.clone());
 
-    let history = load_history(ctx, &t).await?;
+    let history = load_history(&t).await?;
     let latest = history.last().cloned();
     let revision = latest.as_ref().map_or(1, |r| r.version + 1);
     let is_install = latest
@@ -468,7 +480,7 @@ async fn run_once(
     if let Some(prev) = latest.as_ref().filter(|_| !is_install) {
         rel.info.first_deployed = prev.info.first_deployed.clone();
     }
-    write_release(ctx, &t.storage_ns, &rel).await?;
+    write_release(&t, &rel).await?;
 
     let result = perform(
         obj,
@@ -492,14 +504,14 @@ async fn run_once(
             } else {
                 "Upgrade complete".into()
             };
-            write_release(ctx, &t.storage_ns, &rel).await?;
+            write_release(&t, &rel).await?;
             for prev in history
                 .iter()
                 .filter(|r| r.info.status == rstatus::DEPLOYED)
             {
                 let mut p = prev.clone();
                 p.info.status = rstatus::SUPERSEDED.into();
-                write_release(ctx, &t.storage_ns, &p).await?;
+                write_release(&t, &p).await?;
             }
             let mut h: Vec<Release> = history
                 .iter()
@@ -539,7 +551,7 @@ async fn run_once(
                 if is_install { "Release" } else { "Upgrade" },
                 t.name
             );
-            write_release(ctx, &t.storage_ns, &rel).await?;
+            write_release(&t, &rel).await?;
             let failures = failures_before + 1;
             *status.failures.get_or_insert(0) += 1;
             if is_install {
@@ -576,7 +588,7 @@ async fn run_once(
                 h
             });
             if remediating {
-                let remediated = remediate(obj, ctx, &applier, &t, is_install, rel.clone()).await;
+                let remediated = remediate(obj, &applier, &t, is_install, rel.clone()).await;
                 let (cs, rr, rm) = match &remediated {
                     Ok(m) => (
                         CondStatus::True,
@@ -611,9 +623,9 @@ async fn run_once(
     };
     let history = match after {
         Some(h) => h,
-        None => load_history(ctx, &t).await?,
+        None => load_history(&t).await?,
     };
-    let pruned = prune_history(ctx, &t, &history, obj.max_history()).await?;
+    let pruned = prune_history(&t, &history, obj.max_history()).await?;
     status.history = snapshots(&history[pruned..]);
     done
 }
@@ -672,17 +684,15 @@ fn remediation_reason(obj: &HelmRelease, install: bool, ok: bool) -> &'static st
 /// successful release (or uninstalled, per `upgrade.remediation.strategy`).
 async fn remediate(
     obj: &HelmRelease,
-    ctx: &Context,
     applier: &Applier,
     t: &Target,
     install: bool,
     failed: Release,
 ) -> std::result::Result<String, Failure> {
-    let history = load_history(ctx, t).await?;
+    let history = load_history(t).await?;
     if install || upgrade_strategy(obj) == RemediationStrategy::Uninstall {
         let un = obj.spec.uninstall.clone().unwrap_or_default();
         uninstall(
-            ctx,
             applier,
             t,
             failed,
@@ -715,7 +725,7 @@ async fn remediate(
         ));
     };
     let hooks = !obj.spec.rollback.as_ref().is_some_and(|r| r.disable_hooks);
-    rollback(ctx, applier, t, &failed, &good, hooks).await?;
+    rollback(applier, t, &failed, &good, hooks).await?;
     Ok(format!(
         "Helm rollback to previous release {}/{}.v{} with chart {}@{} succeeded",
         t.namespace,
@@ -729,7 +739,6 @@ async fn remediate(
 /// Helm's rollback: a new revision with the chart, values, manifest and hooks of
 /// `good`; the objects of `current` that `good` lacks are deleted.
 async fn rollback(
-    ctx: &Context,
     applier: &Applier,
     t: &Target,
     current: &Release,
@@ -745,7 +754,7 @@ async fn rollback(
     for h in &mut rel.hooks {
         h.last_run = Default::default();
     }
-    write_release(ctx, &t.storage_ns, &rel).await?;
+    write_release(t, &rel).await?;
     if hooks {
         run_hooks(applier, &mut rel, "pre-rollback", t)
             .await
@@ -767,15 +776,15 @@ async fn rollback(
             .map_err(fail)?;
     }
     rel.info.status = rstatus::DEPLOYED.into();
-    write_release(ctx, &t.storage_ns, &rel).await?;
-    let history = load_history(ctx, t).await?;
+    write_release(t, &rel).await?;
+    let history = load_history(t).await?;
     for p in history
         .iter()
         .filter(|r| r.version != rel.version && r.info.status == rstatus::DEPLOYED)
     {
         let mut p = p.clone();
         p.info.status = rstatus::SUPERSEDED.into();
-        write_release(ctx, &t.storage_ns, &p).await?;
+        write_release(t, &p).await?;
     }
     Ok(())
 }
@@ -1220,8 +1229,8 @@ async fn manifest_refs(
 }
 
 /// All stored revisions of the release, oldest first.
-async fn load_history(ctx: &Context, t: &Target) -> std::result::Result<Vec<Release>, Failure> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &t.storage_ns);
+async fn load_history(t: &Target) -> std::result::Result<Vec<Release>, Failure> {
+    let api: Api<Secret> = Api::namespaced(t.store.clone(), &t.storage_ns);
     let lp = ListParams::default().labels(&format!("owner=helm,name={}", t.name));
     let list = api.list(&lp).await.map_err(|e| {
         Failure::new(
@@ -1251,14 +1260,11 @@ async fn load_history(ctx: &Context, t: &Target) -> std::result::Result<Vec<Rele
     Ok(out)
 }
 
-async fn write_release(
-    ctx: &Context,
-    storage_ns: &str,
-    rel: &Release,
-) -> std::result::Result<(), Failure> {
+async fn write_release(t: &Target, rel: &Release) -> std::result::Result<(), Failure> {
     let fail = |m: String| Failure::new(Class::Transient, reason::RECONCILIATION_FAILED, m);
+    let storage_ns = t.storage_ns.as_str();
     let obj = storage::secret_object(rel, storage_ns).map_err(|e| fail(e.to_string()))?;
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), storage_ns);
+    let api: Api<Secret> = Api::namespaced(t.store.clone(), storage_ns);
     let name = storage::secret_name(&rel.name, rel.version);
     api.patch(
         &name,
@@ -1272,7 +1278,6 @@ async fn write_release(
 
 /// Deletes the oldest revisions beyond `max` (0 keeps everything); returns how many.
 async fn prune_history(
-    ctx: &Context,
     t: &Target,
     history: &[Release],
     max: i64,
@@ -1280,7 +1285,7 @@ async fn prune_history(
     if max <= 0 || history.len() as i64 <= max {
         return Ok(0);
     }
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &t.storage_ns);
+    let api: Api<Secret> = Api::namespaced(t.store.clone(), &t.storage_ns);
     let excess = history.len() - max as usize;
     for r in history.iter().take(excess) {
         let name = storage::secret_name(&r.name, r.version);
@@ -1683,18 +1688,25 @@ fn merge_maps(dst: &mut Map<String, Value>, src: Map<String, Value>) {
 /// The applier to use: the shared one (as `helm-controller`), or one impersonating
 /// `spec.serviceAccountName`.
 async fn applier_for(obj: &HelmRelease, ctx: &Context) -> std::result::Result<Applier, Failure> {
-    if obj.spec.kube_config.is_some() {
-        return Err(Failure::new(
-            Class::Stalled,
-            reason::RECONCILIATION_FAILED,
-            "spec.kubeConfig is not supported yet",
-        ));
-    }
     let sa = obj
         .spec
         .service_account_name
         .clone()
         .or_else(|| ctx.config.default_service_account.clone());
+    if let Some(kc) = &obj.spec.kube_config {
+        let ns = obj.namespace().unwrap_or_default();
+        return ctx
+            .remote
+            .applier(
+                &ctx.client,
+                &ns,
+                kc,
+                sa.as_deref(),
+                field_manager::HELM_CONTROLLER,
+                ctx.config.apply_concurrency,
+            )
+            .await;
+    }
     let Some(sa) = sa else {
         return Ok(ctx.helm_applier.clone());
     };
@@ -1713,6 +1725,12 @@ async fn check_dependencies(obj: &HelmRelease, ctx: &Context) -> std::result::Re
     let ns = obj.namespace().unwrap_or_default();
     for dep in &obj.spec.depends_on {
         let dns = dep.namespace.clone().unwrap_or_else(|| ns.clone());
+        // plumb's extension: `kind`/`apiVersion` name a dependency of another kind (a
+        // Kustomization that installs a CRD the chart needs, say).
+        if let Some(other) = dep.other_kind() {
+            crate::kustomization::check_other_kind(ctx, other, &dns, &dep.name).await?;
+            continue;
+        }
         let api: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &dns);
         let d = api.get_opt(&dep.name).await.map_err(|e| {
             Failure::new(

@@ -675,6 +675,7 @@ async fn applier_for(obj: &Kustomization, ctx: &Context) -> std::result::Result<
                 &ns,
                 kc,
                 sa.as_deref(),
+                plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER,
                 ctx.config.apply_concurrency,
             )
             .await;
@@ -730,7 +731,7 @@ async fn check_dependencies(
 
 /// A dependency on another kind (plumb's extension of `dependsOn`): read generically,
 /// ready when its `Ready` condition is `True` for its current generation.
-async fn check_other_kind(
+pub(crate) async fn check_other_kind(
     ctx: &Context,
     other: std::result::Result<(String, String), String>,
     ns: &str,

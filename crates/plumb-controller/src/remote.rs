@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use plumb_api::consts::{field_manager, reason};
+use plumb_api::consts::reason;
 use plumb_api::meta::KubeConfigReference;
 use plumb_eks::{EksAuth, RemoteCluster};
 use plumb_ssa::Applier;
@@ -38,7 +38,8 @@ use crate::outcome::{Class, Failure};
 pub const DEFAULT_KUBECONFIG_KEYS: [&str; 2] = ["value", "value.yaml"];
 
 /// Cache key: (kind, namespace, name, key, service account).
-type CacheKey = (&'static str, String, String, String, Option<String>);
+/// (source kind, namespace, name, key, impersonated account, field manager).
+type CacheKey = (&'static str, String, String, String, Option<String>, String);
 
 /// Builds and caches clients and appliers for remote clusters.
 #[derive(Default)]
@@ -76,13 +77,15 @@ impl RemoteClients {
     }
 
     /// The applier for `kube_config`, read from `ns` with the local `client`, impersonating
-    /// `system:serviceaccount:<ns>:<sa>` in the remote cluster when `sa` is set.
+    /// `system:serviceaccount:<ns>:<sa>` in the remote cluster when `sa` is set, and
+    /// applying as `field_manager`.
     pub async fn applier(
         &self,
         local: &kube::Client,
         ns: &str,
         kube_config: &KubeConfigReference,
         sa: Option<&str>,
+        field_manager: &str,
         concurrency: usize,
     ) -> Result<Applier, Failure> {
         enum Source {
@@ -120,6 +123,7 @@ impl RemoteClients {
             name.clone(),
             key,
             sa.map(str::to_string),
+            field_manager.to_string(),
         );
         if let Some((v, a)) = self.lock().get(&cache_key)
             && *v == version
@@ -135,11 +139,7 @@ impl RemoteClients {
             Source::ConfigMap(cm) => self.config_map_target(ns, &name, cm, impersonate).await?,
         };
         probe(&target).await?;
-        let applier = Applier::new(
-            target.client,
-            field_manager::KUSTOMIZE_CONTROLLER,
-            concurrency,
-        );
+        let applier = Applier::new(target.client, field_manager, concurrency);
         self.lock().insert(cache_key, (version, applier.clone()));
         Ok(applier)
     }

@@ -2,8 +2,6 @@
 //! server (with the controller-manager), plumb's controllers in-process.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use crate::common;
-
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;

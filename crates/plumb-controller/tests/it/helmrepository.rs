@@ -3,8 +3,6 @@
 //! `resolve_chart` as the HelmRelease controller calls it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use crate::common;
-
 use std::path::Path;
 use std::time::Duration;
 

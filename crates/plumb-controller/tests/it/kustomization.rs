@@ -3,8 +3,6 @@
 //! immutable fields.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use crate::common;
-
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;

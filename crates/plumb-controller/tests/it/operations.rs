@@ -2,8 +2,6 @@
 //! leader election between two in-process replicas.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use crate::common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

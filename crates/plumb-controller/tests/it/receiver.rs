@@ -3,8 +3,6 @@
 //! the GitRepository polls hourly. Real API server, controllers in-process.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use crate::common;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};

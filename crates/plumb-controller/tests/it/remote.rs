@@ -4,8 +4,6 @@
 //! the apiserver's token webhook against a moto STS).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use crate::common;
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

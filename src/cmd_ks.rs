@@ -1,5 +1,9 @@
-//! `plumb build ks NAME` and `plumb diff ks NAME`: what a Kustomization would apply, and
-//! how that differs from the cluster.
+//! `plumb build ks|hr NAME` and `plumb diff ks|hr NAME`: what a Kustomization or a
+//! HelmRelease would apply, and how that differs from the cluster.
+//!
+//! A HelmRelease renders through its reconciler's `plan` (chart, values, post-renderers,
+//! labels), is dry-run as `helm-controller` against the cluster the release targets, and
+//! lists the objects of the deployed release that an upgrade would delete.
 //!
 //! Both render through the reconciler's own path (`plumb_controller::kustomization::
 //! render_objects`): the source's artifact (fetched and digest-checked) or `--path DIR`,
@@ -16,8 +20,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
 use kube::api::Api;
-use plumb_api::Kustomization;
 use plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER;
+use plumb_api::{HelmRelease, Kustomization};
 use plumb_controller::kustomization::{RenderSource, apply_item, render_objects, source_artifact};
 use plumb_controller::{Config, Context};
 use plumb_ssa::{Applier, ObjectRef, SsaMode};
@@ -29,6 +33,19 @@ pub enum Target {
     /// A Kustomization (`ks` for short).
     #[command(name = "kustomization", visible_alias = "ks")]
     Kustomization(KsArgs),
+    /// A HelmRelease (`hr` for short): the objects its next install or upgrade applies.
+    #[command(name = "helmrelease", visible_alias = "hr")]
+    HelmRelease(HrArgs),
+}
+
+/// Arguments naming a HelmRelease.
+#[derive(Debug, clap::Args)]
+pub struct HrArgs {
+    /// Name of the HelmRelease.
+    pub name: String,
+    /// Its namespace.
+    #[arg(short, long, default_value = "flux-system")]
+    pub namespace: String,
 }
 
 /// Arguments naming a Kustomization.
@@ -66,9 +83,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// `plumb build ks`: prints the rendered objects as a YAML stream.
 pub fn build(target: Target) -> Result<ExitCode> {
-    let Target::Kustomization(args) = target;
     runtime()?.block_on(async {
-        let (_, _, objects) = render(&args).await?;
+        let objects = match target {
+            Target::Kustomization(args) => render(&args).await?.2,
+            Target::HelmRelease(args) => plan_hr(&args).await?.objects,
+        };
         let text = plumb_kustomize::to_yaml_stream(&objects);
         let mut out = std::io::stdout().lock();
         out.write_all(text.as_bytes()).context("writing output")?;
@@ -90,7 +109,10 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode> {
 }
 
 fn diff_inner(args: DiffArgs) -> Result<ExitCode> {
-    let Target::Kustomization(args) = args.target;
+    let args = match args.target {
+        Target::Kustomization(args) => args,
+        Target::HelmRelease(args) => return runtime()?.block_on(diff_hr(&args)),
+    };
     runtime()?.block_on(async {
         let (ctx, ks, objects) = render(&args).await?;
         let applier = Applier::new(ctx.client.clone(), KUSTOMIZE_CONTROLLER, 8);
@@ -151,23 +173,97 @@ fn diff_inner(args: DiffArgs) -> Result<ExitCode> {
     })
 }
 
-/// Reads the Kustomization and renders it exactly as the controller would.
-async fn render(args: &KsArgs) -> Result<(Arc<Context>, Kustomization, Vec<Value>)> {
+/// A client and a controller context from KUBECONFIG (or in-cluster), with a scratch
+/// storage directory that lives as long as the returned guard.
+async fn cli_context(strict: bool) -> Result<(Arc<Context>, tempfile::TempDir)> {
     let cfg = kube::Config::infer()
         .await
         .context("loading Kubernetes configuration (KUBECONFIG or in-cluster)")?;
     let client = kube::Client::try_from(cfg.clone()).context("creating the Kubernetes client")?;
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let ctx = Context::new(
-        client.clone(),
+        client,
         cfg,
         Config {
             storage_path: scratch.path().to_path_buf(),
-            strict_substitution: args.strict_substitution,
+            strict_substitution: strict,
             ..Default::default()
         },
     );
-    let ks = Api::<Kustomization>::namespaced(client, &args.namespace)
+    Ok((ctx, scratch))
+}
+
+/// Reads the HelmRelease and plans its next release as the controller would.
+async fn plan_hr(args: &HrArgs) -> Result<plumb_controller::helmrelease::Plan> {
+    let (ctx, _scratch) = cli_context(false).await?;
+    let hr = Api::<HelmRelease>::namespaced(ctx.client.clone(), &args.namespace)
+        .get(&args.name)
+        .await
+        .with_context(|| format!("getting HelmRelease {}/{}", args.namespace, args.name))?;
+    plumb_controller::helmrelease::plan(&hr, &ctx)
+        .await
+        .map_err(|f| {
+            anyhow!(
+                "building HelmRelease {}/{}: {}",
+                args.namespace,
+                args.name,
+                f.message
+            )
+        })
+}
+
+/// `plumb diff hr`: a server-side dry-run of every object of the next release, and the
+/// objects of the deployed release it would delete.
+async fn diff_hr(args: &HrArgs) -> Result<ExitCode> {
+    let plan = plan_hr(args).await?;
+    let mut out = String::new();
+    for o in plan.objects {
+        let item = plumb_ssa::ApplyItem::new(o);
+        let r = ObjectRef::from_object(&item.object)?;
+        match plan.applier.dry_run(&item).await {
+            Ok((None, after)) => {
+                out.push_str(&format!("► {r} created\n"));
+                out.push_str(&unified(&r, None, &after));
+            }
+            Ok((Some(live), after)) => {
+                let text = unified(&r, Some(&live), &after);
+                if !text.is_empty() {
+                    out.push_str(&format!("► {r} drifted\n"));
+                    out.push_str(&text);
+                }
+            }
+            Err(plumb_ssa::Error::UnknownKind { .. }) => {
+                out.push_str(&format!("► {r} created\n"));
+            }
+            Err(e) => return Err(anyhow!(e)),
+        }
+    }
+    for r in &plan.removed {
+        out.push_str(&format!("► {r} deleted\n"));
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes()).context("writing output")?;
+    stdout.flush().context("writing output")?;
+    eprintln!(
+        "release {} with chart {} ({})",
+        plan.release,
+        plan.chart,
+        match plan.deployed {
+            Some(v) => format!("deployed revision {v}"),
+            None => "not installed".into(),
+        }
+    );
+    Ok(if out.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Reads the Kustomization and renders it exactly as the controller would.
+async fn render(args: &KsArgs) -> Result<(Arc<Context>, Kustomization, Vec<Value>)> {
+    let (ctx, _scratch) = cli_context(args.strict_substitution).await?;
+    let ks = Api::<Kustomization>::namespaced(ctx.client.clone(), &args.namespace)
         .get(&args.name)
         .await
         .with_context(|| format!("getting Kustomization {}/{}", args.namespace, args.name))?;
@@ -229,23 +325,8 @@ fn sorted(v: Value) -> Value {
 }
 
 /// Drops what the server maintains (and status): only the desired state is compared.
-fn clean(mut v: Value) -> Value {
-    if let Some(o) = v.as_object_mut() {
-        o.remove("status");
-        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-            for k in [
-                "managedFields",
-                "resourceVersion",
-                "uid",
-                "creationTimestamp",
-                "generation",
-                "selfLink",
-            ] {
-                m.remove(k);
-            }
-        }
-    }
-    sorted(v)
+fn clean(v: Value) -> Value {
+    sorted(plumb_controller::helmdrift::comparable(&v))
 }
 
 /// Replaces Secret values with markers that say only whether they changed.

@@ -14,7 +14,7 @@ use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
 use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::json;
 
-async fn plumb(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
+pub(crate) async fn plumb(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_plumb"));
     cmd.args(args).env("KUBECONFIG", kubeconfig);
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
@@ -22,7 +22,7 @@ async fn plumb(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         o.status.code(),
@@ -31,10 +31,8 @@ fn text(o: &Output) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn build_and_diff_a_kustomization() {
-    let info = ControlPlane::shared().unwrap();
-    let client = info.admin_client().await.unwrap();
+/// Applies plumb's CRDs.
+pub(crate) async fn install_crds(client: &kube::Client) {
     let crds = plumb_api::crds()
         .into_iter()
         .map(|c| ApplyItem::new(serde_json::to_value(c).unwrap()))
@@ -43,28 +41,20 @@ async fn build_and_diff_a_kustomization() {
         .apply_all(crds, &ApplyOptions::default())
         .await
         .unwrap();
-    let ns = TestNamespace::create(info, "ks-cli").await.unwrap();
-    let n = ns.name().to_string();
+}
 
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = TestRepo::init(&tmp.path().join("repos"), "fleet");
-    repo.commit(
-        &[
-            ("deploy/kustomization.yaml", "resources:\n- cm.yaml\n- secret.yaml\n"),
-            ("deploy/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: ${v:=unset}\n"),
-            ("deploy/secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata:\n  password: aHVudGVyMg==\n"),
-        ],
-        "initial",
-    );
-    let root = tmp.path().join("repos");
-    let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
-        .join()
-        .unwrap();
-
-    // plumb's controllers and artifact server, scoped to the test namespace.
+/// plumb's controllers and artifact server, scoped to namespace `n`, storing under `dir`.
+pub(crate) async fn start_controllers(
+    info: &plumb_testing::ControlPlaneInfo,
+    n: &str,
+    dir: &std::path::Path,
+) -> (
+    std::sync::Arc<plumb_controller::Context>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let storage = tmp.path().join("storage");
+    let storage = dir.join("storage");
     std::fs::create_dir_all(storage.join("artifacts")).unwrap();
     tokio::spawn(plumb_source::server::serve_artifacts(
         listener,
@@ -85,10 +75,37 @@ async fn build_and_diff_a_kustomization() {
         },
     );
     let scope = plumb_controller::Scope {
-        namespace: Some(n.clone()),
+        namespace: Some(n.to_string()),
         label_selector: None,
     };
     let controllers = tokio::spawn(plumb_controller::run(ctx.clone(), scope, 2));
+    (ctx, controllers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_and_diff_a_kustomization() {
+    let info = ControlPlane::shared().unwrap();
+    let client = info.admin_client().await.unwrap();
+    install_crds(&client).await;
+    let ns = TestNamespace::create(info, "ks-cli").await.unwrap();
+    let n = ns.name().to_string();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = TestRepo::init(&tmp.path().join("repos"), "fleet");
+    repo.commit(
+        &[
+            ("deploy/kustomization.yaml", "resources:\n- cm.yaml\n- secret.yaml\n"),
+            ("deploy/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: ${v:=unset}\n"),
+            ("deploy/secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata:\n  password: aHVudGVyMg==\n"),
+        ],
+        "initial",
+    );
+    let root = tmp.path().join("repos");
+    let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
+        .join()
+        .unwrap();
+
+    let (ctx, controllers) = start_controllers(info, &n, tmp.path()).await;
 
     let git: GitRepository = serde_json::from_value(json!({
         "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",

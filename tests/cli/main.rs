@@ -6,6 +6,7 @@ mod chart;
 mod crds;
 mod crds_cli;
 mod eks_cli;
+mod hr_cli;
 mod ks_cli;
 mod leader_cli;
 mod ops_cli;

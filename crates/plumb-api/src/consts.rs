@@ -131,6 +131,8 @@ pub mod reason {
     pub const GET_LAST_RELEASE_FAILED: &str = "GetLastReleaseFailed";
     /// Drift between the release manifest and the cluster was detected.
     pub const DRIFT_DETECTED: &str = "DriftDetected";
+    /// Drift between the release manifest and the cluster was corrected.
+    pub const DRIFT_CORRECTED: &str = "DriftCorrected";
     /// plumb: the spec uses a field plumb does not implement yet.
     pub const UNSUPPORTED_FIELD: &str = "UnsupportedField";
 }

@@ -114,6 +114,8 @@ pub struct Context {
     pub remote: Arc<crate::remote::RemoteClients>,
     /// Watches inventory objects and queues their Kustomization when they drift.
     pub drift: Arc<crate::drift::DriftWatcher>,
+    /// Watches the objects of HelmReleases with drift detection on.
+    pub helm_drift: Arc<crate::drift::HelmDriftWatcher>,
     /// GitRepositories as the Kustomization controller's watch last saw them, so that a
     /// reconcile reads its source without a request (set while that controller runs).
     pub sources:
@@ -167,7 +169,14 @@ impl Context {
             },
         );
         Arc::new(Context {
-            drift: Arc::new(crate::drift::DriftWatcher::new(client.clone())),
+            drift: Arc::new(crate::drift::DriftWatcher::new(
+                client.clone(),
+                crate::drift::KUSTOMIZATION,
+            )),
+            helm_drift: Arc::new(crate::drift::DriftWatcher::new(
+                client.clone(),
+                crate::drift::HELM_RELEASE,
+            )),
             client,
             config,
             storage,

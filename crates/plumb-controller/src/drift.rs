@@ -1,19 +1,21 @@
 //! Drift corrected in seconds (beyond Flux, which re-applies only at the interval).
 //!
-//! The objects in Kustomization inventories are watched metadata-only, one watch per
-//! kind that appears in any inventory, shared by every Kustomization and started and
-//! stopped as inventories change. The watches select on the ownership label, so they
-//! see only objects a Kustomization applied.
+//! The objects in Kustomization inventories (and in the releases of HelmReleases with
+//! `driftDetection` on) are watched metadata-only, one watch per kind that appears in
+//! any tracked owner, shared by every owner of that kind and started and stopped as
+//! inventories change. The watches select on the owner kind's ownership label, so they
+//! see only objects such an owner applied.
 //!
 //! When a tracked object is deleted, or changed by someone other than the applier, the
-//! owning Kustomization is queued for a reconcile (kube-runtime's `reconcile_on`), which
-//! re-applies it. "Changed by someone else" is read from metadata only: a resource
+//! owner is queued for a reconcile (kube-runtime's `reconcile_on`), which re-applies
+//! (or, for a HelmRelease in `warn` mode, reports) it. "Changed by someone else" is read from metadata only: a resource
 //! version our own last apply produced is skipped, and otherwise the managed-fields
 //! entries of other managers are fingerprinted (manager, operation, fields; plus the
 //! time for entries that do not touch `status`). A controller writing status leaves the
 //! fingerprint alone, so Deployments rolling out cause no reconcile storm; our own apply
-//! changes only our own entry. Objects annotated `kustomize.toolkit.fluxcd.io/reconcile:
-//! disabled` are ignored, and suspended Kustomizations are not tracked.
+//! changes only our own entry. Objects whose opt-out annotation (`kustomize.toolkit.fluxcd.io/
+//! reconcile` or `helm.toolkit.fluxcd.io/driftDetection`) says `disabled` are ignored,
+//! and suspended owners are not tracked.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -27,13 +29,13 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef as KubeRef;
 use kube::runtime::watcher;
-use plumb_api::Kustomization;
-use plumb_api::consts::{annotation, label};
+use plumb_api::consts::{annotation, field_manager, label};
+use plumb_api::{HelmRelease, Kustomization};
 use plumb_ssa::{Applier, ObjectRef};
 
 /// (group, kind, namespace, name): an object's identity across versions.
 type Key = (String, String, String, String);
-/// (namespace, name) of a Kustomization.
+/// (namespace, name) of an owner.
 type Owner = (String, String);
 
 struct Tracked {
@@ -53,21 +55,51 @@ struct State {
     seen: HashMap<Key, u64>,
 }
 
-/// Watches inventory objects and queues their Kustomization when they drift.
-pub struct DriftWatcher {
+/// What identifies one owner kind's objects: its ownership label, its applier's field
+/// manager, and the per-object opt-out annotation.
+#[derive(Clone, Copy, Debug)]
+pub struct OwnerKind {
+    /// Label every applied object carries (watches select on its presence).
+    pub label: &'static str,
+    /// Field manager of the owner's applies (its entries are not drift).
+    pub manager: &'static str,
+    /// Annotation that, set to `disabled`, excludes an object.
+    pub opt_out: &'static str,
+}
+
+/// Kustomizations: `kustomize.toolkit.fluxcd.io/name`, `kustomize-controller`.
+pub const KUSTOMIZATION: OwnerKind = OwnerKind {
+    label: label::KUSTOMIZE_NAME,
+    manager: field_manager::KUSTOMIZE_CONTROLLER,
+    opt_out: annotation::KUSTOMIZE_RECONCILE,
+};
+
+/// HelmReleases: `helm.toolkit.fluxcd.io/name`, `helm-controller`.
+pub const HELM_RELEASE: OwnerKind = OwnerKind {
+    label: label::HELM_NAME,
+    manager: field_manager::HELM_CONTROLLER,
+    opt_out: annotation::HELM_DRIFT_DETECTION,
+};
+
+/// Watches owners' objects and queues the owner (a `K`) when they drift.
+pub struct DriftWatcher<K: kube::Resource<DynamicType = ()> + 'static = Kustomization> {
     client: Client,
-    trigger: UnboundedSender<KubeRef<Kustomization>>,
-    receiver: Mutex<Option<UnboundedReceiver<KubeRef<Kustomization>>>>,
+    kind: OwnerKind,
+    trigger: UnboundedSender<KubeRef<K>>,
+    receiver: Mutex<Option<UnboundedReceiver<KubeRef<K>>>>,
     state: Arc<Mutex<State>>,
 }
 
-impl std::fmt::Debug for DriftWatcher {
+/// The drift watcher of HelmReleases.
+pub type HelmDriftWatcher = DriftWatcher<HelmRelease>;
+
+impl<K: kube::Resource<DynamicType = ()>> std::fmt::Debug for DriftWatcher<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DriftWatcher").finish_non_exhaustive()
     }
 }
 
-impl Drop for DriftWatcher {
+impl<K: kube::Resource<DynamicType = ()>> Drop for DriftWatcher<K> {
     fn drop(&mut self) {
         if let Ok(st) = self.state.lock() {
             for h in st.watches.values() {
@@ -77,21 +109,23 @@ impl Drop for DriftWatcher {
     }
 }
 
-impl DriftWatcher {
-    /// A watcher with no watches yet; the watches use `client` (the controller's identity).
-    pub fn new(client: Client) -> Self {
+impl<K: kube::Resource<DynamicType = ()> + 'static> DriftWatcher<K> {
+    /// A watcher of `kind`'s objects with no watches yet; the watches use `client` (the
+    /// controller's identity).
+    pub fn new(client: Client, kind: OwnerKind) -> Self {
         let (trigger, receiver) = unbounded();
         DriftWatcher {
             client,
+            kind,
             trigger,
             receiver: Mutex::new(Some(receiver)),
             state: Arc::default(),
         }
     }
 
-    /// The stream of Kustomizations to reconcile because their objects drifted. Can be
-    /// taken once (by the Kustomization controller).
-    pub fn take_triggers(&self) -> Option<UnboundedReceiver<KubeRef<Kustomization>>> {
+    /// The stream of owners to reconcile because their objects drifted. Can be taken
+    /// once (by the owner kind's controller).
+    pub fn take_triggers(&self) -> Option<UnboundedReceiver<KubeRef<K>>> {
         self.receiver.lock().ok().and_then(|mut r| r.take())
     }
 
@@ -130,6 +164,7 @@ impl DriftWatcher {
                 let gvk = GroupVersionKind::gvk(&group, &version, &kind);
                 let handle = tokio::spawn(start_watch(
                     self.client.clone(),
+                    self.kind,
                     gvk,
                     self.state.clone(),
                     self.trigger.clone(),
@@ -192,11 +227,12 @@ fn remove_owner(st: &mut State, owner: &Owner) {
 
 /// Resolves `gvk` through discovery, then watches it. A kind that cannot be resolved is
 /// retried with backoff (its CRD may still be establishing).
-async fn start_watch(
+async fn start_watch<K: kube::Resource<DynamicType = ()>>(
     client: Client,
+    kind: OwnerKind,
     gvk: GroupVersionKind,
     state: Arc<Mutex<State>>,
-    trigger: UnboundedSender<KubeRef<Kustomization>>,
+    trigger: UnboundedSender<KubeRef<K>>,
 ) {
     let mut delay = std::time::Duration::from_secs(1);
     let ar = loop {
@@ -209,17 +245,18 @@ async fn start_watch(
             }
         }
     };
-    watch_kind(client, ar, state, trigger).await;
+    watch_kind(client, kind, ar, state, trigger).await;
 }
 
-async fn watch_kind(
+async fn watch_kind<K: kube::Resource<DynamicType = ()>>(
     client: Client,
+    kind: OwnerKind,
     ar: ApiResource,
     state: Arc<Mutex<State>>,
-    trigger: UnboundedSender<KubeRef<Kustomization>>,
+    trigger: UnboundedSender<KubeRef<K>>,
 ) {
     let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &ar);
-    let cfg = watcher::Config::default().labels(label::KUSTOMIZE_NAME);
+    let cfg = watcher::Config::default().labels(kind.label);
     let mut events = watcher::watcher(api, cfg).boxed();
     while let Some(ev) = events.next().await {
         let ev = match ev {
@@ -236,14 +273,14 @@ async fn watch_kind(
             watcher::Event::Init | watcher::Event::InitDone => {}
             watcher::Event::InitApply(o) => {
                 let key = key_of(&ar, &o);
-                let fp = fingerprint(&o.metadata);
+                let fp = fingerprint(&o.metadata, kind.manager);
                 st.seen.insert(key, fp);
             }
             watcher::Event::Apply(o) => {
                 let key = key_of(&ar, &o);
-                let fp = fingerprint(&o.metadata);
+                let fp = fingerprint(&o.metadata, kind.manager);
                 let before = st.seen.insert(key.clone(), fp);
-                if before.is_none() || before == Some(fp) || disabled(&o) {
+                if before.is_none() || before == Some(fp) || disabled(&o, kind) {
                     continue;
                 }
                 let rv = o.metadata.resource_version.clone().unwrap_or_default();
@@ -254,7 +291,7 @@ async fn watch_kind(
                         .get(owner)
                         .is_some_and(|t| t.applier.produced(&r, &rv));
                     if !ours {
-                        tracing::info!(object = %r, kustomization = ?owner, "drift: object changed by another writer");
+                        tracing::info!(object = %r, owner = ?owner, "drift: object changed by another writer");
                         let _ = trigger.unbounded_send(KubeRef::new(&owner.1).within(&owner.0));
                     }
                 }
@@ -262,11 +299,11 @@ async fn watch_kind(
             watcher::Event::Delete(o) => {
                 let key = key_of(&ar, &o);
                 st.seen.remove(&key);
-                if disabled(&o) {
+                if disabled(&o, kind) {
                     continue;
                 }
                 for owner in st.owners.get(&key).into_iter().flatten() {
-                    tracing::info!(object = ?key, kustomization = ?owner, "drift: object deleted");
+                    tracing::info!(object = ?key, owner = ?owner, "drift: object deleted");
                     let _ = trigger.unbounded_send(KubeRef::new(&owner.1).within(&owner.0));
                 }
             }
@@ -293,25 +330,23 @@ fn object_ref(ar: &ApiResource, key: &Key) -> ObjectRef {
     }
 }
 
-fn disabled(o: &PartialObjectMeta<DynamicObject>) -> bool {
+fn disabled(o: &PartialObjectMeta<DynamicObject>, kind: OwnerKind) -> bool {
     o.metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(annotation::KUSTOMIZE_RECONCILE))
+        .and_then(|a| a.get(kind.opt_out))
         .is_some_and(|v| v == annotation::DISABLED)
 }
 
 /// Who else manages what: managed-fields entries of managers other than the applier's,
 /// with `status` fields left out; the write time counts only for entries that do not
 /// touch status (so a controller's status updates never look like drift).
-fn fingerprint(meta: &ObjectMeta) -> u64 {
+fn fingerprint(meta: &ObjectMeta, own_manager: &str) -> u64 {
     let mut parts: Vec<String> = meta
         .managed_fields
         .iter()
         .flatten()
-        .filter(|f| {
-            f.manager.as_deref() != Some(plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER)
-        })
+        .filter(|f| f.manager.as_deref() != Some(own_manager))
         .map(|f| {
             let mut fields = f.fields_v1.as_ref().map(|v| v.0.clone());
             let touches_status = fields
@@ -357,6 +392,10 @@ mod tests {
         }
     }
 
+    fn fingerprint_k(meta: &ObjectMeta) -> u64 {
+        fingerprint(meta, KUSTOMIZATION.manager)
+    }
+
     #[test]
     fn status_writes_and_own_applies_are_not_drift() {
         let ours = |t| entry("kustomize-controller", serde_json::json!({"f:data": {}}), t);
@@ -367,15 +406,15 @@ mod tests {
                 t,
             )
         };
-        let a = fingerprint(&meta(vec![ours(1), kcm(1)]));
-        assert_eq!(a, fingerprint(&meta(vec![ours(5), kcm(9)])));
-        let edited = fingerprint(&meta(vec![
+        let a = fingerprint_k(&meta(vec![ours(1), kcm(1)]));
+        assert_eq!(a, fingerprint_k(&meta(vec![ours(5), kcm(9)])));
+        let edited = fingerprint_k(&meta(vec![
             ours(5),
             kcm(9),
             entry("kubectl-edit", serde_json::json!({"f:data": {}}), 10),
         ]));
         assert_ne!(a, edited);
-        let edited_again = fingerprint(&meta(vec![
+        let edited_again = fingerprint_k(&meta(vec![
             ours(5),
             kcm(9),
             entry("kubectl-edit", serde_json::json!({"f:data": {}}), 11),

@@ -24,7 +24,7 @@ use kube::{Resource, ResourceExt};
 use plumb_api::conditions::{self, Status as CondStatus};
 use plumb_api::consts::{FINALIZER, annotation, condition, field_manager, label, reason};
 use plumb_api::helm_release::{
-    ChartSourceKind, CrdsPolicy, ReleaseAction, RemediationStrategy, Snapshot,
+    ChartSourceKind, CrdsPolicy, DriftDetectionMode, ReleaseAction, RemediationStrategy, Snapshot,
 };
 use plumb_api::kustomization::ValuesKind;
 use plumb_api::{GitRepository, HelmRelease, HelmReleaseStatus, HelmRepository};
@@ -46,7 +46,12 @@ pub async fn run(
     watch: watcher::Config,
     concurrency: u16,
 ) {
-    let controller = Controller::new(api, watch.clone());
+    let mut controller = Controller::new(api, watch.clone());
+    // Objects of releases with drift detection on queue their HelmRelease when they
+    // drift (see `drift`).
+    if let Some(triggers) = ctx.helm_drift.take_triggers() {
+        controller = controller.reconcile_on(triggers);
+    }
     let store = controller.store();
     let repo_store = store.clone();
     controller
@@ -154,6 +159,8 @@ fn target_of(obj: &HelmRelease, ctx: &Context, applier: &Applier) -> Target {
 /// On deletion: run pre-delete hooks, delete the release's objects, run post-delete
 /// hooks, and delete (or, with keepHistory, mark uninstalled) the release Secrets.
 async fn cleanup(obj: Arc<HelmRelease>, ctx: &Context) -> Result<Action> {
+    ctx.helm_drift
+        .untrack((&obj.namespace().unwrap_or_default(), &obj.name_any()));
     if obj.spec.suspend {
         return Ok(Action::await_change());
     }
@@ -228,6 +235,8 @@ async fn uninstall(
 
 async fn apply(obj: Arc<HelmRelease>, ctx: &Context, api: &Api<HelmRelease>) -> Result<Action> {
     if obj.spec.suspend {
+        ctx.helm_drift
+            .untrack((&obj.namespace().unwrap_or_default(), &obj.name_any()));
         return Ok(Action::await_change());
     }
     let interval = obj.interval().unwrap_or(Duration::from_secs(600));
@@ -370,18 +379,15 @@ async fn run_once(
         .as_ref()
         .is_none_or(|r| r.info.status == rstatus::UNINSTALLED);
 
-    let post: Vec<plumb_kustomize::Overlay> = obj
-        .spec
-        .post_renderers
-        .iter()
-        .filter_map(|p| p.kustomize.as_ref())
-        .map(|k| plumb_kustomize::Overlay {
-            patches: crate::kustomization::overlay_patches(&k.patches),
-            images: crate::kustomization::overlay_images(&k.images),
-            ..Default::default()
-        })
-        .collect();
-    let built = build(chart_src, &config, &t, revision, is_install, post).await?;
+    let built = build(
+        chart_src,
+        &config,
+        &t,
+        revision,
+        is_install,
+        post_overlays(obj),
+    )
+    .await?;
     let chart_version = built.chart.version().to_string();
     status.last_attempted_revision = Some(chart_version.clone());
 
@@ -393,6 +399,7 @@ async fn run_once(
         && storage::values_digest(&l.config) == config_digest
     {
         status.history = snapshots(&history);
+        drift(obj, ctx, &applier, &t, l).await?;
         return Ok(Done {
             reason: if is_install_only(&history) {
                 reason::INSTALL_SUCCEEDED
@@ -493,6 +500,53 @@ async fn run_once(
         is_install,
     )
     .await;
+    // Helm's test action after a successful install or upgrade.
+    let tests_enabled = obj.spec.test.as_ref().is_some_and(|t| t.enable);
+    let result = match result {
+        Ok(()) if tests_enabled => {
+            let tested = run_tests(obj, &applier, &t, &mut rel).await;
+            let generation = obj.meta().generation;
+            let what = format!("release {}/{}.v{}", t.namespace, t.name, rel.version);
+            match tested {
+                Ok(n) => {
+                    conditions::set(
+                        &mut status.conditions,
+                        condition::TEST_SUCCESS,
+                        CondStatus::True,
+                        reason::TEST_SUCCEEDED,
+                        &format!(
+                            "Helm test succeeded for {what}: {n} test hooks completed successfully"
+                        ),
+                        generation,
+                    );
+                    Ok(())
+                }
+                Err(m) => {
+                    let message = format!("Helm test failed for {what}: {m}");
+                    conditions::set(
+                        &mut status.conditions,
+                        condition::TEST_SUCCESS,
+                        CondStatus::False,
+                        reason::TEST_FAILED,
+                        &message,
+                        generation,
+                    );
+                    ctx.event(&obj.object_ref(&()), true, reason::TEST_FAILED, &message)
+                        .await;
+                    if ignores_test_failures(obj, is_install) {
+                        Ok(())
+                    } else {
+                        Err(format!("test failed: {m}"))
+                    }
+                }
+            }
+        }
+        Ok(()) => {
+            conditions::remove(&mut status.conditions, condition::TEST_SUCCESS);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
     // The history after this release, kept locally to save two list calls; a
     // remediation (rare) re-reads it.
     let after: Option<Vec<Release>>;
@@ -525,6 +579,7 @@ async fn run_once(
                 .collect();
             h.push(rel.clone());
             after = Some(h);
+            track_drift(obj, ctx, &applier, &t, &rel).await;
             let r = if is_install {
                 reason::INSTALL_SUCCEEDED
             } else {
@@ -628,6 +683,170 @@ async fn run_once(
     let pruned = prune_history(&t, &history, obj.max_history()).await?;
     status.history = snapshots(&history[pruned..]);
     done
+}
+
+/// `spec.driftDetection` on an up-to-date release: compare its objects with the cluster,
+/// correct them (`enabled`) or report them (`warn`), and keep watching them.
+async fn drift(
+    obj: &HelmRelease,
+    ctx: &Context,
+    applier: &Applier,
+    t: &Target,
+    latest: &Release,
+) -> std::result::Result<(), Failure> {
+    let dd = obj.spec.drift_detection.as_ref();
+    let mode = crate::helmdrift::mode(dd);
+    if mode == DriftDetectionMode::Disabled {
+        ctx.helm_drift
+            .untrack((&obj.namespace().unwrap_or_default(), &obj.name_any()));
+        return Ok(());
+    }
+    let objects = parse_manifest(applier, &latest.manifest, t)
+        .await
+        .map_err(|m| Failure::new(Class::Transient, reason::DRIFT_DETECTED, m))?;
+    let rules = dd.map(|d| d.ignore.as_slice()).unwrap_or_default();
+    let correct = mode == DriftDetectionMode::Enabled;
+    let report = crate::helmdrift::check(applier, objects.clone(), rules, correct).await;
+    let what = format!("release {}/{}.v{}", t.namespace, t.name, latest.version);
+    let obj_ref = obj.object_ref(&());
+    if !report.drifted.is_empty() {
+        let list = report.drifted.join("\n");
+        if correct {
+            ctx.event(
+                &obj_ref,
+                false,
+                reason::DRIFT_CORRECTED,
+                &format!("Cluster state of {what} has been corrected:\n{list}"),
+            )
+            .await;
+        } else {
+            ctx.event(
+                &obj_ref,
+                true,
+                reason::DRIFT_DETECTED,
+                &format!("Cluster state of {what} has drifted from the desired state:\n{list}"),
+            )
+            .await;
+        }
+    }
+    track_drift(obj, ctx, applier, t, latest).await;
+    if !report.errors.is_empty() {
+        return Err(Failure::new(
+            Class::Transient,
+            reason::DRIFT_DETECTED,
+            format!(
+                "drift detection for {what} failed: {}",
+                report.errors.join("; ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Watches the objects of `rel` for drift when `spec.driftDetection` is on.
+async fn track_drift(
+    obj: &HelmRelease,
+    ctx: &Context,
+    applier: &Applier,
+    t: &Target,
+    rel: &Release,
+) {
+    let owner = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let owner = (owner.0.as_str(), owner.1.as_str());
+    if crate::helmdrift::mode(obj.spec.drift_detection.as_ref()) == DriftDetectionMode::Disabled
+        || obj.spec.kube_config.is_some()
+    {
+        // Remote clusters are compared at the interval only: the watches use the
+        // controller's own client.
+        ctx.helm_drift.untrack(owner);
+        return;
+    }
+    match manifest_refs(applier, &rel.manifest, &t.namespace).await {
+        Ok(refs) => ctx.helm_drift.track(owner, &refs, applier).await,
+        Err(e) => tracing::debug!(error = %e, "drift: release objects not tracked"),
+    }
+}
+
+/// The kustomize post-renderers of `spec.postRenderers`.
+fn post_overlays(obj: &HelmRelease) -> Vec<plumb_kustomize::Overlay> {
+    obj.spec
+        .post_renderers
+        .iter()
+        .filter_map(|p| p.kustomize.as_ref())
+        .map(|k| plumb_kustomize::Overlay {
+            patches: crate::kustomization::overlay_patches(&k.patches),
+            images: crate::kustomization::overlay_images(&k.images),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// What the next install or upgrade of a HelmRelease would do (`plumb diff hr`).
+pub struct Plan {
+    /// The applier the controller would use (its identity and cluster).
+    pub applier: Applier,
+    /// Objects of the new manifest, as they would be applied.
+    pub objects: Vec<Value>,
+    /// Objects of the deployed release that the new manifest no longer has.
+    pub removed: Vec<ObjectRef>,
+    /// `namespace/name` of the Helm release.
+    pub release: String,
+    /// The chart and version that would be released (`name@version`).
+    pub chart: String,
+    /// The deployed revision, if any.
+    pub deployed: Option<i64>,
+}
+
+/// Renders `obj` exactly as its next reconcile would (chart, values, post-renderers,
+/// labels and namespaces), without applying or recording anything.
+pub async fn plan(obj: &HelmRelease, ctx: &Context) -> std::result::Result<Plan, Failure> {
+    let applier = applier_for(obj, ctx).await?;
+    let t = target_of(obj, ctx, &applier);
+    let (chart_src, _work) = fetch_chart(obj, ctx).await?;
+    let config = compose_values(obj, ctx).await?;
+    let history = load_history(&t).await?;
+    let latest = history
+        .iter()
+        .rev()
+        .find(|r| r.info.status == rstatus::DEPLOYED)
+        .cloned();
+    let revision = history.last().map_or(1, |r| r.version + 1);
+    let built = build(
+        chart_src,
+        &config,
+        &t,
+        revision,
+        latest.is_none(),
+        post_overlays(obj),
+    )
+    .await?;
+    let fail = |m: String| Failure::new(Class::Stalled, reason::INSTALL_FAILED, m);
+    let manifest = storage::manifest_text(&built.rendered.manifests);
+    let objects = parse_manifest(&applier, &manifest, &t)
+        .await
+        .map_err(fail)?;
+    let mut removed = Vec::new();
+    if let Some(l) = &latest {
+        let keep: std::collections::HashSet<_> = objects
+            .iter()
+            .filter_map(|o| ObjectRef::from_object(o).ok())
+            .map(|r| r.key())
+            .collect();
+        removed = manifest_refs(&applier, &l.manifest, &t.namespace)
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .filter(|r| !keep.contains(&r.key()))
+            .collect();
+    }
+    Ok(Plan {
+        applier,
+        objects,
+        removed,
+        release: format!("{}/{}", t.namespace, t.name),
+        chart: format!("{}@{}", built.chart.name(), built.chart.version()),
+        deployed: latest.map(|l| l.version),
+    })
 }
 
 fn is_install_only(history: &[Release]) -> bool {
@@ -976,9 +1195,25 @@ async fn run_hooks(
     event: &str,
     t: &Target,
 ) -> std::result::Result<(), String> {
+    run_hooks_where(applier, rel, event, t, |_| true)
+        .await
+        .map(|_| ())
+}
+
+/// Runs the hooks of `event` that `select` accepts; returns how many ran.
+async fn run_hooks_where(
+    applier: &Applier,
+    rel: &mut Release,
+    event: &str,
+    t: &Target,
+    select: impl Fn(&storage::HookRecord) -> bool,
+) -> std::result::Result<usize, String> {
+    // Helm 3 still runs hooks of the deprecated `test-success` event as tests.
+    let matches = |e: &String| e == event || (event == "test" && e == "test-success");
     let mut order: Vec<usize> = (0..rel.hooks.len())
-        .filter(|&i| rel.hooks[i].events.iter().any(|e| e == event))
+        .filter(|&i| rel.hooks[i].events.iter().any(matches) && select(&rel.hooks[i]))
         .collect();
+    let count = order.len();
     order.sort_by(|&a, &b| {
         let (x, y) = (&rel.hooks[a], &rel.hooks[b]);
         x.weight.cmp(&y.weight).then_with(|| x.name.cmp(&y.name))
@@ -1023,7 +1258,57 @@ async fn run_hooks(
         }
         outcome?;
     }
-    Ok(())
+    Ok(count)
+}
+
+/// Helm's test action: the release's `test` hooks that `spec.test.filters` select, with
+/// `spec.test.timeout`; returns how many ran.
+async fn run_tests(
+    obj: &HelmRelease,
+    applier: &Applier,
+    t: &Target,
+    rel: &mut Release,
+) -> std::result::Result<usize, String> {
+    let test = obj.spec.test.clone().unwrap_or_default();
+    let mut t = t.clone();
+    if let Some(d) = test.timeout.as_deref() {
+        t.timeout = plumb_api::duration::parse(d).map_err(|e| format!("spec.test.timeout: {e}"))?;
+    }
+    let filters = test.filters.unwrap_or_default();
+    let include: Vec<&str> = filters
+        .iter()
+        .filter(|f| !f.exclude)
+        .map(|f| f.name.as_str())
+        .collect();
+    let exclude: Vec<&str> = filters
+        .iter()
+        .filter(|f| f.exclude)
+        .map(|f| f.name.as_str())
+        .collect();
+    run_hooks_where(applier, rel, "test", &t, |h| {
+        (include.is_empty() || include.contains(&h.name.as_str()))
+            && !exclude.contains(&h.name.as_str())
+    })
+    .await
+}
+
+/// Whether a failed test is ignored (no remediation): the action's
+/// `remediation.ignoreTestFailures`, else `test.ignoreFailures`.
+fn ignores_test_failures(obj: &HelmRelease, install: bool) -> bool {
+    let action = if install {
+        obj.spec
+            .install
+            .as_ref()
+            .and_then(|i| i.remediation.as_ref())
+            .and_then(|r| r.ignore_test_failures)
+    } else {
+        obj.spec
+            .upgrade
+            .as_ref()
+            .and_then(|u| u.remediation.as_ref())
+            .and_then(|r| r.ignore_test_failures)
+    };
+    action.unwrap_or_else(|| obj.spec.test.as_ref().is_some_and(|t| t.ignore_failures))
 }
 
 /// Waits for a Job to complete or a Pod to succeed; other kinds are done once applied.
@@ -1338,9 +1623,31 @@ fn snapshot(r: &Release) -> Snapshot {
         first_deployed: time_of(&r.info.first_deployed),
         last_deployed: time_of(&r.info.last_deployed),
         deleted: (!r.info.deleted.is_empty()).then(|| time_of(&r.info.deleted)),
-        test_hooks: None,
+        test_hooks: test_hooks(r),
         oci_digest: None,
     }
+}
+
+/// The test hooks of `r` that ran, by name, as Flux records them in `status.history`.
+fn test_hooks(r: &Release) -> Option<BTreeMap<String, plumb_api::helm_release::TestHookStatus>> {
+    let time = |s: &str| (!s.is_empty()).then(|| time_of(s));
+    let hooks: BTreeMap<_, _> = r
+        .hooks
+        .iter()
+        .filter(|h| h.events.iter().any(|e| e == "test" || e == "test-success"))
+        .filter(|h| !h.last_run.started_at.is_empty())
+        .map(|h| {
+            (
+                h.name.clone(),
+                plumb_api::helm_release::TestHookStatus {
+                    last_started: time(&h.last_run.started_at),
+                    last_completed: time(&h.last_run.completed_at),
+                    phase: (!h.last_run.phase.is_empty()).then(|| h.last_run.phase.clone()),
+                },
+            )
+        })
+        .collect();
+    (!hooks.is_empty()).then_some(hooks)
 }
 
 /// Loads and renders the chart off the async runtime (the chart model is single-threaded).

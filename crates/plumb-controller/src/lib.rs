@@ -14,6 +14,7 @@ pub mod client;
 pub mod context;
 pub mod drift;
 pub mod gitrepository;
+pub mod helmdrift;
 pub mod helmrelease;
 pub mod helmrepository;
 pub mod kustomization;

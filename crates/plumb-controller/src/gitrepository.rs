@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -39,7 +39,7 @@ pub async fn run(
     watch: watcher::Config,
     concurrency: u16,
 ) {
-    let controller = Controller::new(api.clone(), watch.clone());
+    let controller = crate::shared::desired_state_controller(api.clone(), watch.clone());
     let store = controller.store();
     controller
         // A new artifact of an included repository re-archives the repositories including it.

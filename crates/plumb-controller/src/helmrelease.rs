@@ -17,7 +17,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::Scope as KubeScope;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -46,7 +46,7 @@ pub async fn run(
     watch: watcher::Config,
     concurrency: u16,
 ) {
-    let mut controller = Controller::new(api, watch.clone());
+    let mut controller = crate::shared::desired_state_controller(api, watch.clone());
     // Objects of releases with drift detection on queue their HelmRelease when they
     // drift (see `drift`).
     if let Some(triggers) = ctx.helm_drift.take_triggers() {

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -44,7 +44,7 @@ pub async fn run(
     watch: watcher::Config,
     concurrency: u16,
 ) {
-    let mut controller = Controller::new(api, watch.clone());
+    let mut controller = crate::shared::desired_state_controller(api, watch.clone());
     // Objects of an inventory that drift (changed by another writer, or deleted) queue
     // their Kustomization at once (see `drift`).
     if let Some(triggers) = ctx.drift.take_triggers() {

@@ -1765,7 +1765,7 @@ enum ChartSource {
 async fn fetch_chart(
     obj: &HelmRelease,
     ctx: &Context,
-) -> std::result::Result<(ChartSource, Option<tempfile::TempDir>), Failure> {
+) -> std::result::Result<(ChartSource, Option<Arc<tempfile::TempDir>>), Failure> {
     let Some(tpl) = &obj.spec.chart else {
         return Err(Failure::new(
             Class::Stalled,
@@ -1821,6 +1821,8 @@ async fn fetch_chart(
             format!("chart source kind {} is not supported yet", src.kind),
         ));
     }
+    // Read from the server, not a watch store: this reconcile may have been queued by a
+    // GitRepository watch event that another watch's store has not seen yet.
     let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
     let repo = api.get_opt(&src.name).await.map_err(|e| {
         Failure::new(
@@ -1842,20 +1844,9 @@ async fn fetch_chart(
                 ),
             )
         })?;
-    let work = tempfile::Builder::new()
-        .prefix("plumb-hr-")
-        .tempdir()
-        .map_err(|e| {
-            Failure::new(
-                Class::Transient,
-                reason::ARTIFACT_FAILED,
-                format!("creating work dir: {e}"),
-            )
-        })?;
-    crate::kustomization::fetch_artifact(
+    let work = extracted(
         ctx,
         &artifact,
-        work.path(),
         obj.timeout().unwrap_or(Duration::from_secs(300)),
     )
     .await?;
@@ -1890,6 +1881,58 @@ async fn fetch_chart(
         ));
     }
     Ok((ChartSource::Dir(dir), Some(work)))
+}
+
+/// A GitRepository artifact extracted once per digest and shared (read-only) by the
+/// HelmReleases charted from it: a thousand releases of one source extract it once.
+type Extracted = Arc<tokio::sync::OnceCell<Arc<tempfile::TempDir>>>;
+
+/// Most recently used extracted artifacts, newest last.
+fn extracted_cache() -> &'static Mutex<Vec<(String, Extracted)>> {
+    static CACHE: OnceLock<Mutex<Vec<(String, Extracted)>>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+/// How many extracted artifacts are kept; a directory in use outlives its eviction.
+const EXTRACTED_KEEP: usize = 16;
+
+async fn extracted(
+    ctx: &Context,
+    artifact: &plumb_api::meta::Artifact,
+    timeout: Duration,
+) -> std::result::Result<Arc<tempfile::TempDir>, Failure> {
+    let key = artifact
+        .digest
+        .clone()
+        .unwrap_or_else(|| artifact.url.clone());
+    let cell = {
+        let mut cache = extracted_cache().lock().unwrap_or_else(|p| p.into_inner());
+        let cell = match cache.iter().position(|(k, _)| *k == key) {
+            Some(i) => cache.remove(i).1,
+            None => Extracted::default(),
+        };
+        cache.push((key.clone(), cell.clone()));
+        let excess = cache.len().saturating_sub(EXTRACTED_KEEP);
+        cache.drain(..excess);
+        cell
+    };
+    let dir = cell
+        .get_or_try_init(|| async {
+            let work = tempfile::Builder::new()
+                .prefix("plumb-hr-")
+                .tempdir()
+                .map_err(|e| {
+                    Failure::new(
+                        Class::Transient,
+                        reason::ARTIFACT_FAILED,
+                        format!("creating work dir: {e}"),
+                    )
+                })?;
+            crate::kustomization::fetch_artifact(ctx, artifact, work.path(), timeout).await?;
+            Ok::<_, Failure>(Arc::new(work))
+        })
+        .await?;
+    Ok(dir.clone())
 }
 
 /// Values as Flux composes them: each `valuesFrom` entry in order (whole documents

@@ -826,29 +826,7 @@ pub async fn source_artifact(
             format!("source kind {} is not supported yet", src.kind),
         ));
     }
-    let cached = ctx
-        .sources
-        .read()
-        .ok()
-        .and_then(|s| s.as_ref().map(|s| (s.is_empty(), s.clone())))
-        .and_then(|(empty, store)| {
-            let key = kube::runtime::reflector::ObjectRef::new(&src.name).within(&ns);
-            // Not in the store (not listed yet, or outside the watched scope): ask the server.
-            (!empty).then(|| store.get(&key)).flatten()
-        });
-    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
-    let fetched = match cached {
-        Some(found) => Ok(Some((*found).clone())),
-        None => api.get_opt(&src.name).await,
-    };
-    let repo = fetched.map_err(|e| {
-        Failure::new(
-            Class::Transient,
-            reason::ARTIFACT_FAILED,
-            format!("getting GitRepository '{ns}/{}': {e}", src.name),
-        )
-    })?;
-    let Some(repo) = repo else {
+    let Some(repo) = git_repository(ctx, &ns, &src.name).await? else {
         return Err(Failure::new(
             Class::Waiting,
             reason::ARTIFACT_FAILED,
@@ -863,6 +841,35 @@ pub async fn source_artifact(
                 "Source 'GitRepository/{ns}/{}' is not ready, artifact not found",
                 src.name
             ),
+        )
+    })
+}
+
+/// The GitRepository `ns/name`: from the controller's watch store when it holds it,
+/// else from the server (not listed yet, or outside the watched scope).
+pub(crate) async fn git_repository(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> std::result::Result<Option<GitRepository>, Failure> {
+    let cached = ctx
+        .sources
+        .read()
+        .ok()
+        .and_then(|s| s.as_ref().map(|s| (s.is_empty(), s.clone())))
+        .and_then(|(empty, store)| {
+            let key = kube::runtime::reflector::ObjectRef::new(name).within(ns);
+            (!empty).then(|| store.get(&key)).flatten()
+        });
+    if let Some(found) = cached {
+        return Ok(Some((*found).clone()));
+    }
+    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), ns);
+    api.get_opt(name).await.map_err(|e| {
+        Failure::new(
+            Class::Transient,
+            reason::ARTIFACT_FAILED,
+            format!("getting GitRepository '{ns}/{name}': {e}"),
         )
     })
 }

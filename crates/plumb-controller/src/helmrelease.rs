@@ -24,7 +24,8 @@ use kube::{Resource, ResourceExt};
 use plumb_api::conditions::{self, Status as CondStatus};
 use plumb_api::consts::{FINALIZER, annotation, condition, field_manager, label, reason};
 use plumb_api::helm_release::{
-    ChartSourceKind, CrdsPolicy, DriftDetectionMode, ReleaseAction, RemediationStrategy, Snapshot,
+    ChartSourceKind, CrdsPolicy, DriftDetectionMode, ReconcileStrategy, ReleaseAction,
+    RemediationStrategy, Snapshot,
 };
 use plumb_api::kustomization::ValuesKind;
 use plumb_api::{GitRepository, HelmRelease, HelmReleaseStatus, HelmRepository};
@@ -386,6 +387,7 @@ async fn run_once(
         revision,
         is_install,
         post_overlays(obj),
+        chart_options(obj, &t).await,
     )
     .await?;
     let chart_version = built.chart.version().to_string();
@@ -767,6 +769,81 @@ async fn track_drift(
     }
 }
 
+/// The chart settings of `obj`, and the capabilities of the cluster it targets.
+async fn chart_options(obj: &HelmRelease, t: &Target) -> ChartOptions {
+    let spec = obj.spec.chart.as_ref().map(|c| &c.spec);
+    ChartOptions {
+        values_files: spec.map(|s| s.values_files.clone()).unwrap_or_default(),
+        ignore_missing_values_files: spec.is_some_and(|s| s.ignore_missing_values_files),
+        by_revision: spec.is_some_and(|s| s.reconcile_strategy == ReconcileStrategy::Revision),
+        capabilities: capabilities(obj, t).await,
+    }
+}
+
+/// `.Capabilities` as the target cluster reports them (its version and served API
+/// versions, as helm-controller reads them through discovery), cached per cluster for
+/// ten minutes; Helm's defaults when discovery fails.
+async fn capabilities(obj: &HelmRelease, t: &Target) -> plumb_helm::Capabilities {
+    type Cached = HashMap<String, (Instant, plumb_helm::Capabilities)>;
+    static CACHE: OnceLock<Mutex<Cached>> = OnceLock::new();
+    const TTL: Duration = Duration::from_secs(600);
+    let key = match &obj.spec.kube_config {
+        None => String::new(),
+        Some(kc) => format!(
+            "{}/{:?}/{:?}",
+            obj.namespace().unwrap_or_default(),
+            kc.secret_ref.as_ref().map(|s| &s.name),
+            kc.config_map_ref.as_ref().map(|c| &c.name)
+        ),
+    };
+    let cache = CACHE.get_or_init(Mutex::default);
+    if let Some((at, caps)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+        && at.elapsed() < TTL
+    {
+        return caps.clone();
+    }
+    let client = t.store.clone();
+    let discovered = async {
+        let version = client.apiserver_version().await.ok()?;
+        let groups = client.list_api_groups().await.ok()?;
+        let core = client.list_core_api_versions().await.ok()?;
+        // Helm's version set: every served group/version and every `group/version/Kind`.
+        let mut gvs: Vec<String> = core.versions.clone();
+        for g in &groups.groups {
+            gvs.extend(g.versions.iter().map(|v| v.group_version.clone()));
+        }
+        let mut api_versions = gvs.clone();
+        for gv in &gvs {
+            let resources = if gv.contains('/') {
+                client.list_api_group_resources(gv).await
+            } else {
+                client.list_core_api_resources(gv).await
+            };
+            let Ok(list) = resources else { continue };
+            for r in list.resources.iter().filter(|r| !r.name.contains('/')) {
+                api_versions.push(format!("{gv}/{}", r.kind));
+            }
+        }
+        api_versions.sort();
+        api_versions.dedup();
+        Some(plumb_helm::Capabilities {
+            kube_version: version.git_version,
+            api_versions,
+        })
+    }
+    .await;
+    match discovered {
+        Some(caps) => {
+            cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, (Instant::now(), caps.clone()));
+            caps
+        }
+        None => plumb_helm::Capabilities::default(),
+    }
+}
+
 /// The kustomize post-renderers of `spec.postRenderers`.
 fn post_overlays(obj: &HelmRelease) -> Vec<plumb_kustomize::Overlay> {
     obj.spec
@@ -818,6 +895,7 @@ pub async fn plan(obj: &HelmRelease, ctx: &Context) -> std::result::Result<Plan,
         revision,
         latest.is_none(),
         post_overlays(obj),
+        chart_options(obj, &t).await,
     )
     .await?;
     let fail = |m: String| Failure::new(Class::Stalled, reason::INSTALL_FAILED, m);
@@ -1658,6 +1736,7 @@ async fn build(
     revision: i64,
     is_install: bool,
     post: Vec<plumb_kustomize::Overlay>,
+    chart_opts: ChartOptions,
 ) -> std::result::Result<Built, Failure> {
     let values = Value::Object(config.clone());
     let release = plumb_helm::ReleaseInfo {
@@ -1667,8 +1746,8 @@ async fn build(
         is_install,
     };
     tokio::task::spawn_blocking(move || {
-        let chart = match &src {
-            ChartSource::Dir(dir) => plumb_helm::load_dir(dir),
+        let mut chart = match &src {
+            ChartSource::Dir { chart, .. } => plumb_helm::load_dir(chart),
             ChartSource::Archive(data) => plumb_helm::load_archive(data),
         }
         .map_err(|e| {
@@ -1678,13 +1757,15 @@ async fn build(
                 format!("loading chart failed: {e}"),
             )
         })?;
+        apply_values_files(&mut chart, &src, &chart_opts)?;
+        apply_revision_version(&mut chart, &src, &chart_opts);
         let user = match plumb_helm::Value::from_json(&values) {
             plumb_helm::Value::Nil => plumb_helm::Value::empty_map(),
             v => v,
         };
         let opts = plumb_helm::RenderOptions {
             release,
-            capabilities: plumb_helm::Capabilities::default(),
+            capabilities: chart_opts.capabilities,
             lookup: None,
         };
         let mut rendered = plumb_helm::render(&chart, &user, &opts).map_err(|e| {
@@ -1755,9 +1836,116 @@ fn post_render(
 /// Where a chart is loaded from.
 enum ChartSource {
     /// A chart directory inside a GitRepository artifact.
-    Dir(PathBuf),
+    Dir {
+        /// The chart directory.
+        chart: PathBuf,
+        /// The extracted artifact (`valuesFiles` are relative to it).
+        root: PathBuf,
+        /// The artifact revision (`<ref>@sha1:<hex>`).
+        revision: String,
+    },
     /// A packaged chart from a HelmRepository.
     Archive(Vec<u8>),
+}
+
+/// How the chart's defaults and version are settled before rendering
+/// (`spec.chart.spec.valuesFiles`, `reconcileStrategy`) and what the cluster offers.
+struct ChartOptions {
+    values_files: Vec<String>,
+    ignore_missing_values_files: bool,
+    /// `reconcileStrategy: Revision`: the version gets `+<commit>`.
+    by_revision: bool,
+    capabilities: plumb_helm::Capabilities,
+}
+
+/// Replaces the chart's default values with `valuesFiles` merged in order (Flux: the
+/// chart's `values.yaml` counts only when listed). Paths are relative to the source
+/// artifact for a GitRepository chart, to the chart for a packaged one.
+fn apply_values_files(
+    chart: &mut plumb_helm::Chart,
+    src: &ChartSource,
+    opts: &ChartOptions,
+) -> std::result::Result<(), Failure> {
+    if opts.values_files.is_empty() {
+        return Ok(());
+    }
+    let fail = |m: String| Failure::new(Class::Stalled, reason::ARTIFACT_FAILED, m);
+    let mut files = Vec::new();
+    for f in &opts.values_files {
+        let rel = f.trim_start_matches("./");
+        let text: Option<String> = match src {
+            ChartSource::Dir { root, .. } => {
+                let p = PathBuf::from(rel);
+                if !p
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+                {
+                    return Err(fail(format!(
+                        "values file '{f}' must stay inside the source"
+                    )));
+                }
+                let path = root.join(&p);
+                // Symlinks may not lead out of the artifact.
+                match (path.canonicalize(), root.canonicalize()) {
+                    (Ok(real), Ok(base)) if real.starts_with(&base) => Some(
+                        std::fs::read_to_string(&real)
+                            .map_err(|e| fail(format!("reading values file '{f}': {e}")))?,
+                    ),
+                    (Ok(_), Ok(_)) => {
+                        return Err(fail(format!(
+                            "values file '{f}' must stay inside the source"
+                        )));
+                    }
+                    _ => None,
+                }
+            }
+            ChartSource::Archive(_) if rel == "values.yaml" => {
+                Some(plumb_helm::encode::to_yaml(&chart.values))
+            }
+            ChartSource::Archive(_) => chart
+                .files
+                .get(rel)
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+        };
+        match text {
+            Some(t) => files.push(
+                plumb_helm::parse_values(&t)
+                    .map_err(|e| fail(format!("values file '{f}': {e}")))?,
+            ),
+            None if opts.ignore_missing_values_files => {}
+            None => {
+                return Err(fail(format!(
+                    "values file '{f}' not found in the chart source"
+                )));
+            }
+        }
+    }
+    chart.values = plumb_helm::merge_user_values(&files, &[])
+        .map_err(|e| fail(format!("merging values files: {e}")))?;
+    Ok(())
+}
+
+/// `reconcileStrategy: Revision`: the chart version gets the source commit as build
+/// metadata (`1.2.3+0123456789ab`), so every new commit is a new release, as Flux does.
+fn apply_revision_version(chart: &mut plumb_helm::Chart, src: &ChartSource, opts: &ChartOptions) {
+    let ChartSource::Dir { revision, .. } = src else {
+        return;
+    };
+    if !opts.by_revision {
+        return;
+    }
+    let commit = revision.rsplit(':').next().unwrap_or(revision);
+    let short: String = commit.chars().take(12).collect();
+    if short.is_empty() {
+        return;
+    }
+    let version = format!("{}+{short}", chart.version);
+    let mut meta = chart.meta.to_json();
+    if let Some(m) = meta.as_object_mut() {
+        m.insert("version".into(), Value::String(version.clone()));
+    }
+    chart.meta = plumb_helm::Value::from_json(&meta);
+    chart.version = version;
 }
 
 /// Fetches the chart: a directory of the GitRepository artifact (extracted into a work
@@ -1880,7 +2068,14 @@ async fn fetch_chart(
             ),
         ));
     }
-    Ok((ChartSource::Dir(dir), Some(work)))
+    Ok((
+        ChartSource::Dir {
+            chart: dir,
+            root: work.path().to_path_buf(),
+            revision: artifact.revision.clone(),
+        },
+        Some(work),
+    ))
 }
 
 /// A GitRepository artifact extracted once per digest and shared (read-only) by the

@@ -38,10 +38,11 @@ const CHART: &[(&str, &str)] = &[
         "charts/tested/Chart.yaml",
         "apiVersion: v2\nname: tested\nversion: 0.1.0\n",
     ),
-    ("charts/tested/values.yaml", "msg: one\n"),
+    ("charts/tested/values.yaml", "msg: one\nlevel: base\n"),
+    ("charts/tested/values-prod.yaml", "level: prod\n"),
     (
         "charts/tested/templates/cm.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  msg: {{ .Values.msg | quote }}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  msg: {{ .Values.msg | quote }}\n  level: {{ .Values.level | default \"none\" | quote }}\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  deployments: {{ .Capabilities.APIVersions.Has \"apps/v1/Deployment\" | quote }}\n  version: {{ .Chart.Version | quote }}\n",
     ),
     (
         "charts/tested/templates/tests/pod.yaml",
@@ -929,4 +930,52 @@ async fn depends_on_other_kinds_and_remote_kubeconfig() {
         cms.get("spoke-cm").await.unwrap().data.unwrap()["msg"],
         "remote"
     );
+}
+
+#[tokio::test]
+async fn values_files_revision_strategy_and_cluster_capabilities() {
+    let info = ControlPlane::shared().unwrap();
+    let (env, _ns) = setup(info, "hr-vf").await;
+    let n = env.ns.clone();
+    let api: Api<HelmRelease> = Api::namespaced(env.client.clone(), &n);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &n);
+    let mut obj = tested_hr(&n, json!({}), json!({"enable": false}));
+    let spec = &mut obj.spec.chart.as_mut().unwrap().spec;
+    spec.values_files = vec![
+        "charts/tested/values.yaml".into(),
+        "./charts/tested/values-prod.yaml".into(),
+        "charts/tested/missing.yaml".into(),
+    ];
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    // A missing values file stalls the release, naming the file.
+    let v = wait_obj(&api, "tested", "missing values file", |v| {
+        ready(v.get("status")).is_some_and(|r| r.0 == "False" && r.2.contains("missing.yaml"))
+    })
+    .await;
+    assert!(
+        common::condition(v.get("status"), "Stalled").is_some_and(|c| c.0 == "True"),
+        "{v:#}"
+    );
+    let patch = json!({"spec": {"chart": {"spec": {"ignoreMissingValuesFiles": true,
+        "reconcileStrategy": "Revision"}}}});
+    api.patch("tested", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let v = wait_obj(&api, "tested", "installed", |v| {
+        ready(v.get("status")).is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    let data = cms.get("tested-cm").await.unwrap().data.unwrap();
+    assert_eq!(data["msg"], "one", "values.yaml listed first");
+    assert_eq!(data["level"], "prod", "later files win");
+    // The cluster's version and API set, not Helm's offline defaults.
+    let version = env.client.apiserver_version().await.unwrap().git_version;
+    assert_eq!(data["kube"], version);
+    assert_eq!(data["deployments"], "true");
+    // Revision strategy: the chart version carries the commit.
+    let chart_version = v["status"]["history"][0]["chartVersion"].as_str().unwrap();
+    assert!(chart_version.starts_with("0.1.0+"), "{chart_version}");
+    assert_eq!(chart_version.len(), "0.1.0+".len() + 12, "{chart_version}");
+    assert_eq!(data["version"], chart_version);
+    assert_eq!(v["status"]["lastAttemptedRevision"], chart_version);
 }

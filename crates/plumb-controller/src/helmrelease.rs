@@ -176,7 +176,7 @@ async fn cleanup(obj: Arc<HelmRelease>, ctx: &Context) -> Result<Action> {
     let un = obj.spec.uninstall.clone().unwrap_or_default();
     uninstall(
         &applier,
-        &t,
+        &with_timeout(&t, un.timeout.as_deref()),
         latest,
         &history,
         !un.disable_hooks,
@@ -991,7 +991,7 @@ async fn remediate(
         let un = obj.spec.uninstall.clone().unwrap_or_default();
         uninstall(
             applier,
-            t,
+            &with_timeout(t, un.timeout.as_deref()),
             failed,
             &history,
             !un.disable_hooks,
@@ -1022,7 +1022,8 @@ async fn remediate(
         ));
     };
     let hooks = !obj.spec.rollback.as_ref().is_some_and(|r| r.disable_hooks);
-    rollback(applier, t, &failed, &good, hooks).await?;
+    let rollback_timeout = obj.spec.rollback.as_ref().and_then(|r| r.timeout.as_deref());
+    rollback(applier, &with_timeout(t, rollback_timeout), &failed, &good, hooks).await?;
     Ok(format!(
         "Helm rollback to previous release {}/{}.v{} with chart {}@{} succeeded",
         t.namespace,
@@ -1099,6 +1100,12 @@ async fn perform(
     install: bool,
 ) -> std::result::Result<(), String> {
     let _ = ctx;
+    let action_timeout = if install {
+        obj.spec.install.as_ref().and_then(|i| i.timeout.as_deref())
+    } else {
+        obj.spec.upgrade.as_ref().and_then(|u| u.timeout.as_deref())
+    };
+    let t = &with_timeout(t, action_timeout);
     let (hooks, crds, wait, create_ns) = if install {
         let i = obj.spec.install.clone().unwrap_or_default();
         let crds = i.crds.unwrap_or(if i.skip_crds {
@@ -1704,6 +1711,16 @@ fn snapshot(r: &Release) -> Snapshot {
         test_hooks: test_hooks(r),
         oci_digest: None,
     }
+}
+
+/// `t` with an action's own timeout (`install.timeout`, ...) when it sets a valid one;
+/// `spec.timeout` otherwise.
+fn with_timeout(t: &Target, action: Option<&str>) -> Target {
+    let mut t = t.clone();
+    if let Some(d) = action.and_then(|a| plumb_api::duration::parse(a).ok()) {
+        t.timeout = d;
+    }
+    t
 }
 
 /// The test hooks of `r` that ran, by name, as Flux records them in `status.history`.

@@ -7,7 +7,13 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::resource::Gvk;
+use crate::resource::{Gvk, GvkRef, Res};
+
+/// The specs of `specs` that apply to the kind of `r`.
+pub(crate) fn applicable<'s>(specs: &'s [FieldSpec], r: &Res) -> Vec<&'s FieldSpec> {
+    let gvk = r.gvk_ref();
+    specs.iter().filter(|f| f.applies_to(gvk)).collect()
+}
 
 /// Which field(s) of which kinds.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +100,7 @@ impl FieldSpec {
         }
     }
 
-    pub(crate) fn applies_to(&self, gvk: &Gvk) -> bool {
+    pub(crate) fn applies_to(&self, gvk: GvkRef<'_>) -> bool {
         gvk.selected_by(&self.gvk.group, &self.gvk.version, &self.gvk.kind)
     }
 

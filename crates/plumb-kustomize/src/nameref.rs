@@ -89,7 +89,7 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
             }
         }
         for (r, gvk) in resources.iter_mut().zip(&gvks) {
-            let specs: Vec<_> = br.specs.iter().filter(|s| s.applies_to(gvk)).collect();
+            let specs: Vec<_> = br.specs.iter().filter(|s| s.applies_to(gvk.as_ref())).collect();
             if specs.is_empty() {
                 continue;
             }

@@ -13,7 +13,93 @@ pub(crate) struct Gvk {
     pub kind: String,
 }
 
+/// A borrowed group, version and kind (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct GvkRef<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
+}
+
+impl<'a> GvkRef<'a> {
+    pub(crate) fn from_api_version(api_version: &'a str, kind: &'a str) -> GvkRef<'a> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        GvkRef {
+            group,
+            version,
+            kind,
+        }
+    }
+
+    /// Whether this gvk is selected by the given fields (empty fields are wildcards).
+    pub(crate) fn selected_by(&self, group: &str, version: &str, kind: &str) -> bool {
+        (group.is_empty() || group == self.group)
+            && (version.is_empty() || version == self.version)
+            && (kind.is_empty() || kind == self.kind)
+    }
+
+    pub(crate) fn to_owned_gvk(self) -> Gvk {
+        Gvk {
+            group: self.group.to_string(),
+            version: self.version.to_string(),
+            kind: self.kind.to_string(),
+        }
+    }
+
+    pub(crate) fn is_cluster_scoped(&self) -> bool {
+        crate::schema::is_cluster_scoped_kind(self.group, self.kind)
+    }
+
+    /// `group_version_kind` with `~G`/`~V`/`~K` for empty parts (kustomize's sort key).
+    pub(crate) fn sort_string(&self) -> String {
+        let or = |s: &'a str, d: &'a str| if s.is_empty() { d } else { s };
+        format!(
+            "{}_{}_{}",
+            or(self.group, "~G"),
+            or(self.version, "~V"),
+            or(self.kind, "~K")
+        )
+    }
+}
+
+/// A borrowed resource id (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct IdRef<'a> {
+    pub gvk: GvkRef<'a>,
+    pub name: &'a str,
+    pub namespace: &'a str,
+}
+
+impl<'a> IdRef<'a> {
+    pub(crate) fn to_owned_id(self) -> ResId {
+        ResId {
+            gvk: self.gvk.to_owned_gvk(),
+            name: self.name.to_string(),
+            namespace: self.namespace.to_string(),
+        }
+    }
+
+    /// Namespace with kustomize's defaulting (see [`ResId::effective_namespace`]).
+    pub(crate) fn effective_namespace(&self) -> &'a str {
+        if self.gvk.is_cluster_scoped() {
+            ""
+        } else if self.namespace.is_empty() {
+            "default"
+        } else {
+            self.namespace
+        }
+    }
+}
+
 impl Gvk {
+    pub(crate) fn as_ref(&self) -> GvkRef<'_> {
+        GvkRef {
+            group: &self.group,
+            version: &self.version,
+            kind: &self.kind,
+        }
+    }
+
     pub(crate) fn from_api_version(api_version: &str, kind: &str) -> Gvk {
         let (group, version) = match api_version.rsplit_once('/') {
             Some((g, v)) => (g.to_string(), v.to_string()),
@@ -28,29 +114,9 @@ impl Gvk {
 
     /// Whether this gvk is selected by `sel` (empty fields are wildcards).
     pub(crate) fn selected_by(&self, group: &str, version: &str, kind: &str) -> bool {
-        (group.is_empty() || group == self.group)
-            && (version.is_empty() || version == self.version)
-            && (kind.is_empty() || kind == self.kind)
+        self.as_ref().selected_by(group, version, kind)
     }
 
-    pub(crate) fn sort_string(&self) -> String {
-        let g = if self.group.is_empty() {
-            "~G"
-        } else {
-            &self.group
-        };
-        let v = if self.version.is_empty() {
-            "~V"
-        } else {
-            &self.version
-        };
-        let k = if self.kind.is_empty() {
-            "~K"
-        } else {
-            &self.kind
-        };
-        format!("{g}_{v}_{k}")
-    }
 }
 
 /// Identity of a resource: gvk, name and namespace.
@@ -62,15 +128,17 @@ pub(crate) struct ResId {
 }
 
 impl ResId {
+    pub(crate) fn as_ref(&self) -> IdRef<'_> {
+        IdRef {
+            gvk: self.gvk.as_ref(),
+            name: &self.name,
+            namespace: &self.namespace,
+        }
+    }
+
     /// Namespace with kustomize's defaulting: empty means `default`; cluster-scoped kinds have none.
     pub(crate) fn effective_namespace(&self) -> &str {
-        if crate::schema::is_cluster_scoped(&self.gvk) {
-            ""
-        } else if self.namespace.is_empty() {
-            "default"
-        } else {
-            &self.namespace
-        }
+        self.as_ref().effective_namespace()
     }
 }
 
@@ -150,20 +218,57 @@ impl Res {
         str_at(&self.obj, &["metadata", "namespace"])
     }
     pub(crate) fn gvk(&self) -> Gvk {
-        Gvk::from_api_version(self.api_version(), self.kind())
+        self.gvk_ref().to_owned_gvk()
     }
-    pub(crate) fn id(&self) -> ResId {
-        ResId {
-            gvk: self.gvk(),
-            name: self.name().to_string(),
-            namespace: self.namespace().to_string(),
+    /// The group, version and kind, borrowed.
+    pub(crate) fn gvk_ref(&self) -> GvkRef<'_> {
+        let s = |k: &str| match self.obj.get(k) {
+            Some(Value::String(s)) => s.as_str(),
+            _ => "",
+        };
+        GvkRef::from_api_version(s("apiVersion"), s("kind"))
+    }
+    /// The current id, borrowed (one lookup per field, no allocation).
+    pub(crate) fn id_ref(&self) -> IdRef<'_> {
+        let (name, namespace) = match self.obj.get("metadata") {
+            Some(Value::Object(md)) => {
+                let s = |k: &str| match md.get(k) {
+                    Some(Value::String(s)) => s.as_str(),
+                    _ => "",
+                };
+                (s("name"), s("namespace"))
+            }
+            _ => ("", ""),
+        };
+        IdRef {
+            gvk: self.gvk_ref(),
+            name,
+            namespace,
         }
     }
-    pub(crate) fn org_id(&self) -> ResId {
-        self.prev.first().cloned().unwrap_or_else(|| self.id())
+    pub(crate) fn id(&self) -> ResId {
+        self.id_ref().to_owned_id()
+    }
+    /// The original id (before any rename), borrowed.
+    pub(crate) fn org_id_ref(&self) -> IdRef<'_> {
+        match self.prev.first() {
+            Some(id) => id.as_ref(),
+            None => self.id_ref(),
+        }
     }
     pub(crate) fn is_cluster_scoped(&self) -> bool {
-        crate::schema::is_cluster_scoped(&self.gvk())
+        self.gvk_ref().is_cluster_scoped()
+    }
+    /// Every id this resource has had (earlier ones first, current last), borrowed.
+    pub(crate) fn all_id_refs(&self) -> impl Iterator<Item = IdRef<'_>> {
+        self.prev
+            .iter()
+            .map(ResId::as_ref)
+            .chain(std::iter::once(self.id_ref()))
+    }
+    /// A label or annotation value (`key` under metadata/`field`), borrowed.
+    pub(crate) fn meta_value(&self, field: &str, key: &str) -> Option<&Value> {
+        self.obj.get("metadata")?.get(field)?.get(key)
     }
 
     pub(crate) fn metadata_mut(&mut self) -> &mut Map<String, Value> {
@@ -181,8 +286,9 @@ impl Res {
     }
 
     pub(crate) fn record_prev(&mut self) {
-        let id = self.id();
-        if self.prev.last() != Some(&id) {
+        let cur = self.id_ref();
+        if self.prev.last().map(ResId::as_ref) != Some(cur) {
+            let id = cur.to_owned_id();
             self.prev.push(id);
         }
     }
@@ -200,19 +306,6 @@ impl Res {
             self.record_prev();
             self.metadata_mut()
                 .insert("namespace".into(), Value::String(ns.to_string()));
-        }
-    }
-
-    pub(crate) fn labels(&self) -> Map<String, Value> {
-        match self.obj.get("metadata").and_then(|m| m.get("labels")) {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Map::new(),
-        }
-    }
-    pub(crate) fn annotations(&self) -> Map<String, Value> {
-        match self.obj.get("metadata").and_then(|m| m.get("annotations")) {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Map::new(),
         }
     }
 
@@ -265,7 +358,7 @@ impl Matcher {
     }
 
     pub(crate) fn matches(&self, r: &Res) -> bool {
-        let gvk = r.gvk();
+        let gvk = r.gvk_ref();
         if let Some(g) = &self.group
             && !g.is_empty()
             && *g != gvk.group
@@ -278,8 +371,8 @@ impl Matcher {
         if self.kind.as_ref().is_some_and(|k| *k != gvk.kind) {
             return false;
         }
-        let cur = r.id();
-        let org = r.org_id();
+        let cur = r.id_ref();
+        let org = r.org_id_ref();
         if let Some(re) = &self.namespace
             && !re.is_match(org.effective_namespace())
             && !re.is_match(cur.effective_namespace())
@@ -287,19 +380,24 @@ impl Matcher {
             return false;
         }
         if let Some(re) = &self.name
-            && !re.is_match(&org.name)
-            && !re.is_match(&cur.name)
+            && !re.is_match(org.name)
+            && !re.is_match(cur.name)
             && !r.prev.iter().any(|id| re.is_match(&id.name))
         {
             return false;
         }
+        let empty = Map::new();
+        let meta_map = |field: &str| match r.obj.get("metadata").and_then(|m| m.get(field)) {
+            Some(Value::Object(m)) => m,
+            _ => &empty,
+        };
         if let Some(l) = &self.labels
-            && !l.matches(&r.labels())
+            && !l.matches(meta_map("labels"))
         {
             return false;
         }
         if let Some(a) = &self.annotations
-            && !a.matches(&r.annotations())
+            && !a.matches(meta_map("annotations"))
         {
             return false;
         }

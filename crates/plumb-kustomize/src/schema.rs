@@ -114,12 +114,12 @@ pub(crate) fn builtin() -> &'static Schema {
     })
 }
 
-/// Whether objects of this kind live outside namespaces.
-pub(crate) fn is_cluster_scoped(gvk: &Gvk) -> bool {
+/// Whether objects of this kind (in this API group) live outside namespaces.
+pub(crate) fn is_cluster_scoped_kind(group: &str, kind: &str) -> bool {
     builtin()
         .cluster_by_kind
-        .get(&gvk.kind)
-        .is_some_and(|groups| groups.contains(&gvk.group))
+        .get(kind)
+        .is_some_and(|groups| groups.iter().any(|g| g == group))
 }
 
 #[cfg(test)]
@@ -138,14 +138,11 @@ mod tests {
         let c = s.field(&pspec.r, "containers").unwrap();
         assert_eq!(c.merge_key, "name");
         assert_eq!(c.strategy, "merge");
-        assert!(is_cluster_scoped(&Gvk::from_api_version("v1", "Namespace")));
-        assert!(is_cluster_scoped(&Gvk::from_api_version(
-            "rbac.authorization.k8s.io/v1",
+        assert!(is_cluster_scoped_kind("", "Namespace"));
+        assert!(is_cluster_scoped_kind(
+            "rbac.authorization.k8s.io",
             "ClusterRole"
-        )));
-        assert!(!is_cluster_scoped(&Gvk::from_api_version(
-            "v1",
-            "ConfigMap"
-        )));
+        ));
+        assert!(!is_cluster_scoped_kind("", "ConfigMap"));
     }
 }

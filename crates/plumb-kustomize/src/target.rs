@@ -165,9 +165,8 @@ impl<'o> Builder<'o> {
         self.stack.pop();
         // Hash suffixes.
         for r in acc.resources.iter_mut() {
-            let anno = r.annotations();
-            let wants = anno
-                .get("kustomize.config.k8s.io/needs-hash")
+            let wants = r
+                .meta_value("annotations", "kustomize.config.k8s.io/needs-hash")
                 .map(value_string);
             if r.needs_hash || wants.as_deref() == Some("true") {
                 let h = crate::generate::content_hash(&r.obj);
@@ -179,8 +178,7 @@ impl<'o> Builder<'o> {
         crate::nameref::fix(&mut acc.resources, &cfg.name_reference)?;
         crate::replace::resolve_vars(&mut acc.resources, &acc.vars, &cfg.var_reference)?;
         acc.resources.retain(|r| {
-            r.annotations()
-                .get("config.kubernetes.io/local-config")
+            r.meta_value("annotations", "config.kubernetes.io/local-config")
                 .map(value_string)
                 .as_deref()
                 != Some("true")
@@ -231,24 +229,32 @@ impl<'o> Builder<'o> {
     /// Appends objects, rejecting ids already present (one hash set per batch, not a scan per
     /// object).
     fn append_all(&mut self, acc: &mut Acc, items: Vec<Res>, ctx: &str) -> Result<()> {
-        let mut seen: std::collections::HashSet<String> =
-            acc.resources.iter().map(|r| id_key(&r.id())).collect();
-        for r in items {
-            let id = r.id();
-            if !seen.insert(id_key(&id)) {
+        // The items are appended first so the set can borrow every id; on error the whole
+        // build fails and `acc` is dropped.
+        let start = acc.resources.len();
+        acc.resources.extend(items);
+        let mut seen: std::collections::HashSet<IdKey<'_>> =
+            std::collections::HashSet::with_capacity(acc.resources.len());
+        for (i, r) in acc.resources.iter().enumerate() {
+            let id = r.id_ref();
+            if !seen.insert(id_key(&id)) && i >= start {
                 return Err(Error::build(
                     ctx,
-                    format!("may not add resource with an already registered id: {id}"),
+                    format!(
+                        "may not add resource with an already registered id: {}",
+                        id.to_owned_id()
+                    ),
                 ));
             }
-            self.resource_count += 1;
-            if self.resource_count > self.opts.max_resources {
-                return Err(Error::build(
-                    ctx,
-                    format!("more than {} resources", self.opts.max_resources),
-                ));
+            if i >= start {
+                self.resource_count += 1;
+                if self.resource_count > self.opts.max_resources {
+                    return Err(Error::build(
+                        ctx,
+                        format!("more than {} resources", self.opts.max_resources),
+                    ));
+                }
             }
-            acc.resources.push(r);
         }
         Ok(())
     }
@@ -473,8 +479,10 @@ impl<'o> Builder<'o> {
             let mut index: std::collections::HashMap<(String, String), Vec<usize>> =
                 Default::default();
             for (i, r) in acc.resources.iter().enumerate() {
-                for id in r.all_ids() {
-                    let e = index.entry((id.gvk.kind, id.name)).or_default();
+                for id in r.all_id_refs() {
+                    let e = index
+                        .entry((id.gvk.kind.to_string(), id.name.to_string()))
+                        .or_default();
                     if !e.contains(&i) {
                         e.push(i);
                     }
@@ -1192,14 +1200,16 @@ fn merge_vars(dst: &mut Vec<VarEntry>, src: Vec<VarEntry>, file: &str) -> Result
     Ok(())
 }
 
-fn id_key(id: &crate::resource::ResId) -> String {
-    format!(
-        "{}|{}|{}|{}|{}",
+/// group, version, kind, name and effective namespace.
+type IdKey<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+
+fn id_key<'a>(id: &crate::resource::IdRef<'a>) -> IdKey<'a> {
+    (
         id.gvk.group,
         id.gvk.version,
         id.gvk.kind,
         id.name,
-        id.effective_namespace()
+        id.effective_namespace(),
     )
 }
 
@@ -1219,7 +1229,7 @@ fn absorb(
         .flatten()
         .copied()
         .filter(|&i| {
-            acc.resources[i].all_ids().iter().any(|id| {
+            acc.resources[i].all_id_refs().any(|id| {
                 id.gvk.kind == gid.gvk.kind
                     && id.name == gid.name
                     && id.effective_namespace() == gid.effective_namespace()

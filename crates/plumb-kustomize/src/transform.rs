@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::fieldspec::{FieldSpec, visit};
+use crate::fieldspec::{FieldSpec, applicable, visit};
 use crate::kustomization::{ImageEntry, Selector};
 use crate::resource::{Matcher, Res, value_string};
 use crate::schema::Schema;
@@ -22,9 +22,16 @@ pub(crate) fn namespace(
         // kustomize records the id of every object the namespace transformer visits, which
         // makes even unchanged objects candidates for name-reference fix-up.
         r.record_prev();
-        let gvk = r.gvk();
+        let here = applicable(specs, r);
+        let (is_namespace, is_binding) = {
+            let g = r.gvk_ref();
+            (
+                g.kind == "Namespace" && g.group.is_empty() && g.version == "v1",
+                g.kind == "RoleBinding" || g.kind == "ClusterRoleBinding",
+            )
+        };
         let cluster = r.is_cluster_scoped();
-        for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+        for fs in here {
             let is_md = fs.raw_path == "metadata/namespace";
             if is_md {
                 if cluster {
@@ -38,7 +45,7 @@ pub(crate) fn namespace(
             }
             if fs.raw_path == "metadata/name" {
                 // kustomize renames core Namespace objects to the target namespace.
-                if gvk.kind == "Namespace" && gvk.group.is_empty() && gvk.version == "v1" {
+                if is_namespace {
                     r.set_name(ns);
                 }
                 continue;
@@ -52,7 +59,7 @@ pub(crate) fn namespace(
                 })
             })?;
         }
-        if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding")
+        if is_binding
             && subjects_mode != "none"
             && let Some(Value::Array(subjects)) = r.obj.get_mut("subjects")
         {
@@ -74,7 +81,7 @@ pub(crate) fn namespace(
 }
 
 fn prefix_skipped(r: &Res) -> bool {
-    let g = r.gvk();
+    let g = r.gvk_ref();
     g.kind == "CustomResourceDefinition"
         || g.kind == "Namespace"
         || (g.kind == "APIService" && g.group == "apiregistration.k8s.io")
@@ -94,8 +101,7 @@ pub(crate) fn prefix_suffix(
         if prefix_skipped(r) {
             continue;
         }
-        let gvk = r.gvk();
-        for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+        for fs in applicable(specs, r) {
             if fs.raw_path == "metadata/name" {
                 let n = format!("{prefix}{}{suffix}", r.name());
                 r.set_name(&n);
@@ -141,8 +147,7 @@ pub(crate) fn add_map_entries(
         return Ok(());
     }
     for r in resources.iter_mut() {
-        let gvk = r.gvk();
-        for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+        for fs in applicable(specs, r) {
             with_obj(r, |obj| {
                 visit(obj, &fs.path, fs.create, &mut |v| {
                     if v.is_null() {
@@ -249,11 +254,11 @@ pub(crate) fn images(
     specs: &[FieldSpec],
 ) -> Result<()> {
     for r in resources.iter_mut() {
-        let gvk = r.gvk();
+        let here = applicable(specs, r);
         for e in entries {
             with_obj(r, |obj| {
                 walk_containers(obj, e);
-                for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+                for fs in &here {
                     visit(obj, &fs.path, false, &mut |v| {
                         if let Some(n) = v.as_str().and_then(|s| update_image(s, e)) {
                             *v = Value::String(n);
@@ -276,11 +281,10 @@ pub(crate) fn replicas(
     specs: &[FieldSpec],
 ) -> Result<()> {
     for r in resources.iter_mut() {
-        if !r.all_ids().iter().any(|id| id.name == name) {
+        if !r.all_id_refs().any(|id| id.name == name) {
             continue;
         }
-        let gvk = r.gvk();
-        for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+        for fs in applicable(specs, r) {
             with_obj(r, |obj| {
                 visit(obj, &fs.path, fs.create, &mut |v| {
                     *v = Value::from(count);

@@ -47,7 +47,7 @@ pub(crate) fn parse_documents(text: &str) -> R<Vec<Value>> {
     {
         return Err(Fallback);
     }
-    let mut docs = Vec::new();
+    let mut chunks: Vec<Vec<Line<'_>>> = Vec::new();
     let mut cur: Vec<Line<'_>> = Vec::new();
     for raw in text.split('\n') {
         let trimmed = raw.trim_end_matches(' ');
@@ -55,7 +55,7 @@ pub(crate) fn parse_documents(text: &str) -> R<Vec<Value>> {
             if trimmed != "---" {
                 return Err(Fallback);
             }
-            docs.push(parse_doc(std::mem::take(&mut cur))?);
+            chunks.push(std::mem::take(&mut cur));
             continue;
         }
         if trimmed.starts_with("...") || trimmed.starts_with('%') {
@@ -68,9 +68,18 @@ pub(crate) fn parse_documents(text: &str) -> R<Vec<Value>> {
             raw,
         });
     }
-    docs.push(parse_doc(cur)?);
-    Ok(docs)
+    chunks.push(cur);
+    // Documents are independent: large streams are parsed on several threads.
+    if chunks.len() >= PARALLEL_DOCS {
+        use rayon::prelude::*;
+        chunks.into_par_iter().map(parse_doc).collect()
+    } else {
+        chunks.into_iter().map(parse_doc).collect()
+    }
 }
+
+/// Streams with at least this many documents are parsed in parallel.
+const PARALLEL_DOCS: usize = 64;
 
 fn parse_doc(lines: Vec<Line<'_>>) -> R<Value> {
     let mut p = Parser { lines, pos: 0 };
@@ -125,7 +134,16 @@ impl<'a> Parser<'a> {
     }
 
     fn map(&mut self, indent: usize, depth: usize) -> R<Value> {
-        let mut m = Map::new();
+        self.map_into(Map::new(), indent, depth).map(Value::Object)
+    }
+
+    /// Adds the keys at `indent` to `m` (a repeated key falls back).
+    fn map_into(
+        &mut self,
+        mut m: Map<String, Value>,
+        indent: usize,
+        depth: usize,
+    ) -> R<Map<String, Value>> {
         while let Some(ind) = self.next_indent() {
             if ind < indent {
                 break;
@@ -145,7 +163,7 @@ impl<'a> Parser<'a> {
                 return Err(Fallback);
             }
         }
-        Ok(Value::Object(m))
+        Ok(m)
     }
 
     fn value_after_key(&mut self, rest: &'a str, key_indent: usize, depth: usize) -> R<Value> {
@@ -207,21 +225,14 @@ impl<'a> Parser<'a> {
                 let first = self.value_after_key(rest, col, depth + 1)?;
                 let mut m = Map::new();
                 m.insert(key.to_string(), first);
-                let tail = match self.next_indent() {
+                let m = match self.next_indent() {
                     Some(i) if i == col && !self.lines[self.pos].is_seq_item() => {
-                        self.map(col, depth + 1)?
+                        self.map_into(m, col, depth + 1)?
                     }
                     Some(i) if i > indent && i != col => return Err(Fallback),
                     Some(i) if i == col => return Err(Fallback),
-                    _ => Value::Object(Map::new()),
+                    _ => m,
                 };
-                if let Value::Object(t) = tail {
-                    for (k, v) in t {
-                        if m.insert(k, v).is_some() {
-                            return Err(Fallback);
-                        }
-                    }
-                }
                 items.push(Value::Object(m));
             } else {
                 self.pos += 1;

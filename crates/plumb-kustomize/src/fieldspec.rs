@@ -257,6 +257,32 @@ impl Config {
         }
     }
 
+    /// kustomize's defaults layered with `o` (see [`Config::overridden_by`]); the defaults are
+    /// built once per process and only copied when `o` changes them.
+    pub(crate) fn effective(o: &Config) -> std::borrow::Cow<'static, Config> {
+        static DEFAULTS: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+        let d = DEFAULTS.get_or_init(Config::defaults);
+        if o.is_empty() {
+            std::borrow::Cow::Borrowed(d)
+        } else {
+            std::borrow::Cow::Owned(d.clone().overridden_by(o))
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.name_prefix.is_empty()
+            && self.name_suffix.is_empty()
+            && self.namespace.is_empty()
+            && self.common_labels.is_empty()
+            && self.template_labels.is_empty()
+            && self.labels.is_empty()
+            && self.common_annotations.is_empty()
+            && self.images.is_empty()
+            && self.replicas.is_empty()
+            && self.var_reference.is_empty()
+            && self.name_reference.is_empty()
+    }
+
     /// Layers user configuration over defaults: a field spec list the user gives replaces the
     /// default list for that transformer (name references are added to).
     pub(crate) fn overridden_by(mut self, o: &Config) -> Config {

@@ -28,6 +28,19 @@ fn ns_eq(a: &str, b: &str) -> bool {
 /// Rewrites references to renamed objects.
 pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()> {
     let gvks: Vec<Gvk> = resources.iter().map(Res::gvk).collect();
+    // Distinct kinds, so which field specs apply is decided once per kind and back-reference
+    // instead of once per object.
+    let mut kind_of: HashMap<&Gvk, usize> = HashMap::new();
+    let mut kinds: Vec<&Gvk> = Vec::new();
+    let kind_index: Vec<usize> = gvks
+        .iter()
+        .map(|g| {
+            *kind_of.entry(g).or_insert_with(|| {
+                kinds.push(g);
+                kinds.len() - 1
+            })
+        })
+        .collect();
     // A service-account subject with an empty namespace is invalid input.
     for (r, g) in resources.iter().zip(&gvks) {
         if g.kind != "RoleBinding" && g.kind != "ClusterRoleBinding" {
@@ -88,8 +101,17 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                 }
             }
         }
-        for (r, gvk) in resources.iter_mut().zip(&gvks) {
-            let specs: Vec<_> = br.specs.iter().filter(|s| s.applies_to(gvk.as_ref())).collect();
+        let per_kind: Vec<Vec<&crate::fieldspec::FieldSpec>> = kinds
+            .iter()
+            .map(|g| {
+                br.specs
+                    .iter()
+                    .filter(|s| s.applies_to(g.as_ref()))
+                    .collect()
+            })
+            .collect();
+        for ((r, gvk), &ki) in resources.iter_mut().zip(&gvks).zip(&kind_index) {
+            let specs = &per_kind[ki];
             if specs.is_empty() {
                 continue;
             }
@@ -166,7 +188,7 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
             let referral_kind = br.referral.kind.clone();
             let mut obj = Value::Object(std::mem::take(&mut r.obj));
             let mut result = Ok(());
-            for s in specs {
+            for s in specs.iter() {
                 let res = visit(&mut obj, &s.path, false, &mut |node| {
                     match node {
                         Value::String(old) => {

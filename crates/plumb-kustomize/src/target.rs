@@ -174,7 +174,7 @@ impl<'o> Builder<'o> {
                 r.set_name(&n);
             }
         }
-        let cfg = Config::defaults().overridden_by(&acc.config);
+        let cfg = Config::effective(&acc.config);
         crate::nameref::fix(&mut acc.resources, &cfg.name_reference)?;
         crate::replace::resolve_vars(&mut acc.resources, &acc.vars, &cfg.var_reference)?;
         acc.resources.retain(|r| {
@@ -615,7 +615,7 @@ impl<'o> Builder<'o> {
         file: &str,
         acc: &mut Acc,
     ) -> Result<()> {
-        let cfg = Config::defaults().overridden_by(&acc.config);
+        let cfg = Config::effective(&acc.config);
         // patchesStrategicMerge
         for p in &k.patches_strategic_merge {
             let (patch, pf) = match p {

@@ -144,10 +144,10 @@ pub(crate) fn visit(
             let Value::Object(m) = node else {
                 return Ok(());
             };
-            match m.get_mut(name) {
+            match crate::resource::map_get_mut(m, name) {
                 Some(Value::Null) if create && !rest.is_empty() => {
                     m.insert(name.clone(), Value::Object(Map::new()));
-                    if let Some(child) = m.get_mut(name) {
+                    if let Some(child) = crate::resource::map_get_mut(m, name) {
                         visit(child, rest, create, f)?;
                     }
                 }
@@ -159,7 +159,7 @@ pub(crate) fn visit(
                         Value::Object(Map::new())
                     };
                     m.insert(name.clone(), init);
-                    if let Some(child) = m.get_mut(name) {
+                    if let Some(child) = crate::resource::map_get_mut(m, name) {
                         visit(child, rest, create, f)?;
                         if child.is_null() {
                             m.remove(name);
@@ -171,7 +171,7 @@ pub(crate) fn visit(
         }
         Seg::List(name) => {
             if let Value::Object(m) = node
-                && let Some(child) = m.get_mut(name)
+                && let Some(child) = crate::resource::map_get_mut(m, name)
             {
                 visit(child, rest, create, f)?;
             }
@@ -179,7 +179,13 @@ pub(crate) fn visit(
         Seg::Filter(k, v) => {
             if let Value::Array(items) = node {
                 for it in items {
-                    if it.get(k).map(crate::resource::value_string).as_deref() == Some(v.as_str()) {
+                    let hit = match it {
+                        Value::Object(m) => crate::resource::map_get(m, k)
+                            .map(crate::resource::value_string)
+                            .is_some_and(|x| x == *v),
+                        _ => false,
+                    };
+                    if hit {
                         visit(it, rest, create, f)?;
                     }
                 }

@@ -178,10 +178,43 @@ pub(crate) struct Res {
     pub var_names: Vec<String>,
 }
 
+/// Maps up to this size are searched by scanning their keys: serde_json's map hashes every
+/// looked-up key with SipHash, which costs more than a few short string comparisons.
+const SCAN_MAX: usize = 8;
+
+/// `m.get(key)`, scanning small maps instead of hashing.
+#[inline]
+pub(crate) fn map_get<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if m.len() <= SCAN_MAX {
+        m.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        m.get(key)
+    }
+}
+
+/// `m.get_mut(key)`, scanning small maps instead of hashing.
+#[inline]
+pub(crate) fn map_get_mut<'a>(m: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Value> {
+    if m.len() <= SCAN_MAX {
+        m.iter_mut().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        m.get_mut(key)
+    }
+}
+
+/// The map under `key` of `m`, if it is one.
+#[inline]
+pub(crate) fn obj_at<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+    match map_get(m, key) {
+        Some(Value::Object(o)) => Some(o),
+        _ => None,
+    }
+}
+
 pub(crate) fn str_at<'a>(m: &'a Map<String, Value>, path: &[&str]) -> &'a str {
     let mut cur = m;
     for (i, p) in path.iter().enumerate() {
-        match cur.get(*p) {
+        match map_get(cur, p) {
             Some(Value::Object(o)) if i + 1 < path.len() => cur = o,
             Some(Value::String(s)) if i + 1 == path.len() => return s,
             _ => return "",
@@ -222,7 +255,7 @@ impl Res {
     }
     /// The group, version and kind, borrowed.
     pub(crate) fn gvk_ref(&self) -> GvkRef<'_> {
-        let s = |k: &str| match self.obj.get(k) {
+        let s = |k: &str| match map_get(&self.obj, k) {
             Some(Value::String(s)) => s.as_str(),
             _ => "",
         };
@@ -230,9 +263,9 @@ impl Res {
     }
     /// The current id, borrowed (one lookup per field, no allocation).
     pub(crate) fn id_ref(&self) -> IdRef<'_> {
-        let (name, namespace) = match self.obj.get("metadata") {
+        let (name, namespace) = match map_get(&self.obj, "metadata") {
             Some(Value::Object(md)) => {
-                let s = |k: &str| match md.get(k) {
+                let s = |k: &str| match map_get(md, k) {
                     Some(Value::String(s)) => s.as_str(),
                     _ => "",
                 };
@@ -268,7 +301,7 @@ impl Res {
     }
     /// A label or annotation value (`key` under metadata/`field`), borrowed.
     pub(crate) fn meta_value(&self, field: &str, key: &str) -> Option<&Value> {
-        self.obj.get("metadata")?.get(field)?.get(key)
+        map_get(obj_at(obj_at(&self.obj, "metadata")?, field)?, key)
     }
 
     pub(crate) fn metadata_mut(&mut self) -> &mut Map<String, Value> {
@@ -387,9 +420,10 @@ impl Matcher {
             return false;
         }
         let empty = Map::new();
-        let meta_map = |field: &str| match r.obj.get("metadata").and_then(|m| m.get(field)) {
-            Some(Value::Object(m)) => m,
-            _ => &empty,
+        let meta_map = |field: &str| {
+            obj_at(&r.obj, "metadata")
+                .and_then(|m| obj_at(m, field))
+                .unwrap_or(&empty)
         };
         if let Some(l) = &self.labels
             && !l.matches(meta_map("labels"))

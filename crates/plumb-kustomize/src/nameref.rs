@@ -1,7 +1,7 @@
 //! Name-reference fix-up: after prefixes, suffixes, hashes and namespace moves, rewrite every
 //! field that refers to a renamed object (kustomize's `nameReference` field specs).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use serde_json::Value;
 
@@ -30,7 +30,7 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
     let gvks: Vec<Gvk> = resources.iter().map(Res::gvk).collect();
     // Distinct kinds, so which field specs apply is decided once per kind and back-reference
     // instead of once per object.
-    let mut kind_of: HashMap<&Gvk, usize> = HashMap::new();
+    let mut kind_of: HashMap<&Gvk, usize> = HashMap::default();
     let mut kinds: Vec<&Gvk> = Vec::new();
     let kind_index: Vec<usize> = gvks
         .iter()
@@ -92,7 +92,7 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
         }
         // Earlier names to candidate indices (ascending), so a reference costs one lookup
         // instead of a scan over every candidate.
-        let mut by_old: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_old: HashMap<&str, Vec<usize>> = HashMap::default();
         for (i, c) in cands.iter().enumerate() {
             for id in &c.ids[..c.ids.len() - 1] {
                 let v = by_old.entry(id.name.as_str()).or_default();

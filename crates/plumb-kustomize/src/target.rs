@@ -233,8 +233,8 @@ impl<'o> Builder<'o> {
         // build fails and `acc` is dropped.
         let start = acc.resources.len();
         acc.resources.extend(items);
-        let mut seen: std::collections::HashSet<IdKey<'_>> =
-            std::collections::HashSet::with_capacity(acc.resources.len());
+        let mut seen: rustc_hash::FxHashSet<IdKey<'_>> = rustc_hash::FxHashSet::default();
+        seen.reserve(acc.resources.len());
         for (i, r) in acc.resources.iter().enumerate() {
             let id = r.id_ref();
             if !seen.insert(id_key(&id)) && i >= start {
@@ -476,7 +476,7 @@ impl<'o> Builder<'o> {
         }
         if !generated.is_empty() {
             // Index existing objects by (kind, any name they have had) once.
-            let mut index: std::collections::HashMap<(String, String), Vec<usize>> =
+            let mut index: rustc_hash::FxHashMap<(String, String), Vec<usize>> =
                 Default::default();
             for (i, r) in acc.resources.iter().enumerate() {
                 for id in r.all_id_refs() {
@@ -1218,7 +1218,7 @@ fn absorb(
     acc: &mut Acc,
     g: Res,
     file: &str,
-    index: &mut std::collections::HashMap<(String, String), Vec<usize>>,
+    index: &mut rustc_hash::FxHashMap<(String, String), Vec<usize>>,
 ) -> Result<()> {
     let gid = g.id();
     let behavior = g.behavior.clone().unwrap_or_else(|| "create".into());

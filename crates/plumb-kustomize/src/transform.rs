@@ -18,7 +18,7 @@ pub(crate) fn namespace(
     unset_only: bool,
     subjects_mode: &str,
 ) -> Result<()> {
-    for r in resources.iter_mut() {
+    each_res(resources, |r| {
         // kustomize records the id of every object the namespace transformer visits, which
         // makes even unchanged objects candidates for name-reference fix-up.
         r.record_prev();
@@ -76,8 +76,8 @@ pub(crate) fn namespace(
                 }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn prefix_skipped(r: &Res) -> bool {
@@ -97,9 +97,9 @@ pub(crate) fn prefix_suffix(
     if prefix.is_empty() && suffix.is_empty() {
         return Ok(());
     }
-    for r in resources.iter_mut() {
+    each_res(resources, |r| {
         if prefix_skipped(r) {
-            continue;
+            return Ok(());
         }
         for fs in applicable(specs, r) {
             if fs.raw_path == "metadata/name" {
@@ -122,8 +122,29 @@ pub(crate) fn prefix_suffix(
                 })?;
             }
         }
+        Ok(())
+    })
+}
+
+/// Objects per parallel task; fewer objects than this are transformed on the calling thread.
+const PAR_CHUNK: usize = 128;
+
+/// Runs `f` on every resource (independently, so large sets are split across threads). The
+/// error reported is the one of the first failing resource in order, as a sequential loop would.
+pub(crate) fn each_res<F>(resources: &mut [Res], f: F) -> Result<()>
+where
+    F: Fn(&mut Res) -> Result<()> + Sync + Send,
+{
+    if resources.len() < 2 * PAR_CHUNK {
+        return resources.iter_mut().try_for_each(f);
     }
-    Ok(())
+    use rayon::prelude::*;
+    resources
+        .par_iter_mut()
+        .with_min_len(PAR_CHUNK)
+        .map(f)
+        .find_first(Result::is_err)
+        .unwrap_or(Ok(()))
 }
 
 /// Runs `f` on the object as a `Value`.
@@ -146,7 +167,7 @@ pub(crate) fn add_map_entries(
     if pairs.is_empty() {
         return Ok(());
     }
-    for r in resources.iter_mut() {
+    each_res(resources, |r| {
         for fs in applicable(specs, r) {
             with_obj(r, |obj| {
                 visit(obj, &fs.path, fs.create, &mut |v| {
@@ -162,8 +183,8 @@ pub(crate) fn add_map_entries(
                 })
             })?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Splits an image reference into name, tag and digest.
@@ -253,7 +274,7 @@ pub(crate) fn images(
     entries: &[ImageEntry],
     specs: &[FieldSpec],
 ) -> Result<()> {
-    for r in resources.iter_mut() {
+    each_res(resources, |r| {
         let here = applicable(specs, r);
         for e in entries {
             with_obj(r, |obj| {
@@ -269,8 +290,8 @@ pub(crate) fn images(
                 Ok(())
             })?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Sets replica counts on objects with the given name.

@@ -110,10 +110,10 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                     .collect()
             })
             .collect();
-        for ((r, gvk), &ki) in resources.iter_mut().zip(&gvks).zip(&kind_index) {
+        let fix_one = |((r, gvk), &ki): ((&mut Res, &Gvk), &usize)| -> Result<()> {
             let specs = &per_kind[ki];
             if specs.is_empty() {
-                continue;
+                return Ok(());
             }
             // roleRef names a Role or a ClusterRole; only fix the kind it names.
             if let Some(k) = r
@@ -124,7 +124,7 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                 && specs.iter().any(|s| s.raw_path.starts_with("roleRef"))
                 && k != br.referral.kind
             {
-                continue;
+                return Ok(());
             }
             let referrer_ns = r.namespace().to_string();
             let referrer_cluster = r.is_cluster_scoped();
@@ -233,11 +233,33 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                 Value::Object(m) => m,
                 _ => Default::default(),
             };
-            result?;
+            result
+        };
+        // Referrers are fixed independently; large sets are split across threads and the
+        // first failing object in order reports its error.
+        if resources.len() >= 2 * PAR_CHUNK {
+            use rayon::prelude::*;
+            resources
+                .par_iter_mut()
+                .zip(gvks.par_iter())
+                .zip(kind_index.par_iter())
+                .with_min_len(PAR_CHUNK)
+                .map(fix_one)
+                .find_first(Result::is_err)
+                .unwrap_or(Ok(()))?;
+        } else {
+            resources
+                .iter_mut()
+                .zip(&gvks)
+                .zip(&kind_index)
+                .try_for_each(fix_one)?;
         }
     }
     Ok(())
 }
+
+/// Objects per parallel task.
+const PAR_CHUNK: usize = 128;
 
 type Select<'a> = dyn Fn(&str, Option<&str>) -> Result<Option<(String, String)>> + 'a;
 

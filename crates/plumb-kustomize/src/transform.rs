@@ -359,6 +359,49 @@ pub(crate) struct PatchOptions {
     pub allow_kind_change: bool,
 }
 
+/// Applies one strategic merge patch document to `r`, keeping its identity unless the options
+/// allow changing it. Returns false when the patch deletes the object.
+fn smp_one(r: &mut Res, doc: &Map<String, Value>, opts: PatchOptions, schema: &Schema) -> bool {
+    let (n, ns, k, av) = (
+        r.name().to_string(),
+        r.namespace().to_string(),
+        r.kind().to_string(),
+        r.api_version().to_string(),
+    );
+    let gvk = r.gvk();
+    let builtin = crate::schema::builtin();
+    let (sch, def) = match schema.def_for(&gvk) {
+        Some(d) => (schema, Some(d)),
+        None => (builtin, builtin.def_for(&gvk)),
+    };
+    let mut p = doc.clone();
+    // The patch's identity fields are not content.
+    p.remove("apiVersion");
+    if !opts.allow_kind_change {
+        p.remove("kind");
+    }
+    if opts.allow_name_change || opts.allow_kind_change {
+        r.record_prev();
+    }
+    if !crate::smp::apply(&mut r.obj, &p, sch, def) {
+        return false;
+    }
+    r.obj.insert("apiVersion".into(), Value::String(av));
+    if !opts.allow_kind_change {
+        r.obj.insert("kind".into(), Value::String(k));
+    }
+    if !opts.allow_name_change {
+        r.metadata_mut().insert("name".into(), Value::String(n));
+    }
+    let md = r.metadata_mut();
+    if ns.is_empty() {
+        md.remove("namespace");
+    } else {
+        md.insert("namespace".into(), Value::String(ns));
+    }
+    true
+}
+
 /// Applies a patch to the selected objects (or, for strategic merge without a target, to the
 /// object the patch names). Deleted objects are removed.
 pub(crate) fn apply_patch(
@@ -374,7 +417,10 @@ pub(crate) fn apply_patch(
             let sel =
                 target.ok_or_else(|| Error::build(ctx, "a JSON 6902 patch needs a target"))?;
             let m = Matcher::new(sel, ctx)?;
-            for r in resources.iter_mut().filter(|r| m.matches(r)) {
+            each_res(resources, |r| {
+                if !m.matches(r) {
+                    return Ok(());
+                }
                 let id = r.id();
                 let old_name = r.name().to_string();
                 let old_kind = r.kind().to_string();
@@ -393,28 +439,45 @@ pub(crate) fn apply_patch(
                         .insert("name".into(), Value::String(new_name));
                     r.obj.insert("kind".into(), Value::String(new_kind));
                 }
-            }
+                Ok(())
+            })?;
         }
         Patch::Smp(docs) => {
             for doc in docs {
-                let selected: Vec<usize> = match target {
+                let mut deleted: Vec<usize> = Vec::new();
+                match target {
                     Some(sel) => {
+                        // Whether an object is selected depends on that object alone, so
+                        // selecting and patching are done per object (in parallel on large
+                        // sets).
                         let m = Matcher::new(sel, ctx)?;
-                        (0..resources.len())
-                            .filter(|&i| m.matches(&resources[i]))
-                            .collect()
+                        let patch_one =
+                            |r: &mut Res| m.matches(r) && !smp_one(r, doc, opts, schema);
+                        let gone: Vec<bool> = if resources.len() >= 2 * PAR_CHUNK {
+                            use rayon::prelude::*;
+                            resources
+                                .par_iter_mut()
+                                .with_min_len(PAR_CHUNK)
+                                .map(patch_one)
+                                .collect()
+                        } else {
+                            resources.iter_mut().map(patch_one).collect()
+                        };
+                        deleted.extend(gone.iter().enumerate().filter(|(_, g)| **g).map(|(i, _)| i));
                     }
                     None => {
                         let pr = Res::new(doc.clone());
                         let pid = pr.id();
+                        let want = pid.as_ref();
+                        let want_ns = want.effective_namespace();
+                        let any_group = want.gvk.group.is_empty() && want.gvk.version.is_empty();
                         let hits: Vec<usize> = (0..resources.len())
                             .filter(|&i| {
-                                resources[i].all_ids().iter().any(|id| {
-                                    id.gvk.kind == pid.gvk.kind
-                                        && (pid.gvk.group.is_empty() && pid.gvk.version.is_empty()
-                                            || id.gvk.group == pid.gvk.group)
-                                        && id.name == pid.name
-                                        && id.effective_namespace() == pid.effective_namespace()
+                                resources[i].all_id_refs().any(|id| {
+                                    id.gvk.kind == want.gvk.kind
+                                        && (any_group || id.gvk.group == want.gvk.group)
+                                        && id.name == want.name
+                                        && id.effective_namespace() == want_ns
                                 })
                             })
                             .collect();
@@ -430,53 +493,11 @@ pub(crate) fn apply_patch(
                                 format!("multiple resources match strategic merge patch for {pid}"),
                             ));
                         }
-                        hits
-                    }
-                };
-                let mut deleted = Vec::new();
-                for i in selected {
-                    let r = &mut resources[i];
-                    let (n, ns, k, av) = (
-                        r.name().to_string(),
-                        r.namespace().to_string(),
-                        r.kind().to_string(),
-                        r.api_version().to_string(),
-                    );
-                    let gvk = r.gvk();
-                    let def = schema
-                        .def_for(&gvk)
-                        .or_else(|| crate::schema::builtin().def_for(&gvk));
-                    let mut p = doc.clone();
-                    // The patch's identity fields are not content.
-                    p.remove("apiVersion");
-                    if !opts.allow_kind_change {
-                        p.remove("kind");
-                    }
-                    if opts.allow_name_change || opts.allow_kind_change {
-                        r.record_prev();
-                    }
-                    let builtin = crate::schema::builtin();
-                    let sch = if schema.def_for(&gvk).is_some() {
-                        schema
-                    } else {
-                        builtin
-                    };
-                    if !crate::smp::apply(&mut r.obj, &p, sch, def) {
-                        deleted.push(i);
-                        continue;
-                    }
-                    r.obj.insert("apiVersion".into(), Value::String(av));
-                    if !opts.allow_kind_change {
-                        r.obj.insert("kind".into(), Value::String(k));
-                    }
-                    if !opts.allow_name_change {
-                        r.metadata_mut().insert("name".into(), Value::String(n));
-                    }
-                    let md = r.metadata_mut();
-                    if ns.is_empty() {
-                        md.remove("namespace");
-                    } else {
-                        md.insert("namespace".into(), Value::String(ns));
+                        for i in hits {
+                            if !smp_one(&mut resources[i], doc, opts, schema) {
+                                deleted.push(i);
+                            }
+                        }
                     }
                 }
                 for i in deleted.into_iter().rev() {

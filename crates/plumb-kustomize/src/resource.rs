@@ -116,7 +116,6 @@ impl Gvk {
     pub(crate) fn selected_by(&self, group: &str, version: &str, kind: &str) -> bool {
         self.as_ref().selected_by(group, version, kind)
     }
-
 }
 
 /// Identity of a resource: gvk, name and namespace.
@@ -196,7 +195,9 @@ pub(crate) fn map_get<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Va
 #[inline]
 pub(crate) fn map_get_mut<'a>(m: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Value> {
     if m.len() <= SCAN_MAX {
-        m.iter_mut().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+        m.iter_mut()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v)
     } else {
         m.get_mut(key)
     }

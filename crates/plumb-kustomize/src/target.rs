@@ -476,8 +476,7 @@ impl<'o> Builder<'o> {
         }
         if !generated.is_empty() {
             // Index existing objects by (kind, any name they have had) once.
-            let mut index: rustc_hash::FxHashMap<(String, String), Vec<usize>> =
-                Default::default();
+            let mut index: rustc_hash::FxHashMap<(String, String), Vec<usize>> = Default::default();
             for (i, r) in acc.resources.iter().enumerate() {
                 for id in r.all_id_refs() {
                     let e = index

@@ -463,7 +463,8 @@ pub(crate) fn apply_patch(
                         } else {
                             resources.iter_mut().map(patch_one).collect()
                         };
-                        deleted.extend(gone.iter().enumerate().filter(|(_, g)| **g).map(|(i, _)| i));
+                        deleted
+                            .extend(gone.iter().enumerate().filter(|(_, g)| **g).map(|(i, _)| i));
                     }
                     None => {
                         let pr = Res::new(doc.clone());

@@ -7,10 +7,11 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::fieldspec::{NameBackRef, visit};
-use crate::resource::{Gvk, Res, ResId};
+use crate::resource::{Gvk, Res};
 
 struct Cand {
-    ids: Vec<ResId>,
+    /// Earlier (name, namespace) pairs, oldest first.
+    old: Vec<(String, String)>,
     name: String,
     namespace: String,
     cluster: bool,
@@ -79,7 +80,11 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                     && g.selected_by(&br.referral.group, &br.referral.version, &br.referral.kind)
             })
             .map(|(r, _)| Cand {
-                ids: r.all_ids(),
+                old: r
+                    .prev
+                    .iter()
+                    .map(|id| (id.name.clone(), id.namespace.clone()))
+                    .collect(),
                 name: r.name().to_string(),
                 namespace: r.namespace().to_string(),
                 cluster: r.is_cluster_scoped(),
@@ -94,8 +99,8 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
         // instead of a scan over every candidate.
         let mut by_old: HashMap<&str, Vec<usize>> = HashMap::default();
         for (i, c) in cands.iter().enumerate() {
-            for id in &c.ids[..c.ids.len() - 1] {
-                let v = by_old.entry(id.name.as_str()).or_default();
+            for (name, _) in &c.old {
+                let v = by_old.entry(name.as_str()).or_default();
                 if v.last() != Some(&i) {
                     v.push(i);
                 }
@@ -141,8 +146,8 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                     .flatten()
                     .map(|&i| &cands[i])
                     .filter(|c| {
-                        c.ids[..c.ids.len() - 1].iter().any(|id| {
-                            id.name == old && ns.is_none_or(|ns| ns_eq(&id.namespace, ns))
+                        c.old.iter().any(|(name, namespace)| {
+                            name == old && ns.is_none_or(|ns| ns_eq(namespace, ns))
                         })
                     })
                     .collect();

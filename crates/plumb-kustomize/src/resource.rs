@@ -203,6 +203,18 @@ pub(crate) fn map_get_mut<'a>(m: &'a mut Map<String, Value>, key: &str) -> Optio
     }
 }
 
+/// `m.insert(key, v)` (discarding the old value), without hashing when `key` is present in a
+/// small map. An existing key keeps its position, as with insert.
+#[inline]
+pub(crate) fn map_set(m: &mut Map<String, Value>, key: &str, v: Value) {
+    match map_get_mut(m, key) {
+        Some(slot) => *slot = v,
+        None => {
+            m.insert(key.to_string(), v);
+        }
+    }
+}
+
 /// The map under `key` of `m`, if it is one.
 #[inline]
 pub(crate) fn obj_at<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
@@ -306,10 +318,11 @@ impl Res {
     }
 
     pub(crate) fn metadata_mut(&mut self) -> &mut Map<String, Value> {
-        let md = self
-            .obj
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()));
+        if !matches!(map_get(&self.obj, "metadata"), Some(Value::Object(_))) {
+            self.obj
+                .insert("metadata".into(), Value::Object(Map::new()));
+        }
+        let md = map_get_mut(&mut self.obj, "metadata").unwrap_or_else(|| unreachable_value());
         if !md.is_object() {
             *md = Value::Object(Map::new());
         }
@@ -330,25 +343,25 @@ impl Res {
     pub(crate) fn set_name(&mut self, name: &str) {
         if self.name() != name {
             self.record_prev();
-            self.metadata_mut()
-                .insert("name".into(), Value::String(name.to_string()));
+            map_set(self.metadata_mut(), "name", Value::String(name.to_string()));
         }
     }
 
     pub(crate) fn set_namespace(&mut self, ns: &str) {
         if self.namespace() != ns {
             self.record_prev();
-            self.metadata_mut()
-                .insert("namespace".into(), Value::String(ns.to_string()));
+            map_set(
+                self.metadata_mut(),
+                "namespace",
+                Value::String(ns.to_string()),
+            );
         }
     }
+}
 
-    /// All names this resource has had, current last.
-    pub(crate) fn all_ids(&self) -> Vec<ResId> {
-        let mut v = self.prev.clone();
-        v.push(self.id());
-        v
-    }
+fn unreachable_value() -> &'static mut Value {
+    // `metadata` was just inserted; as for `unreachable_map`, leak rather than panic.
+    Box::leak(Box::new(Value::Object(Map::new())))
 }
 
 fn unreachable_map() -> &'static mut Map<String, Value> {

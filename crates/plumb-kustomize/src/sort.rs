@@ -54,18 +54,29 @@ pub(crate) fn legacy(resources: &mut Vec<Res>, first: &[String], last: &[String]
         0
     };
     // Keys borrow from the resources; sort indices (ties keep input order), then permute.
+    // The group/version/kind part of the key is formatted once per distinct kind.
     let order: Vec<usize> = {
-        let mut keyed: Vec<_> = resources
+        let ids: Vec<_> = resources.iter().map(Res::id_ref).collect();
+        let mut gvk_keys: rustc_hash::FxHashMap<_, (i64, String)> = Default::default();
+        for id in &ids {
+            gvk_keys
+                .entry(id.gvk)
+                .or_insert_with(|| (rank(id.gvk.kind), id.gvk.sort_string()));
+        }
+        let mut keyed: Vec<_> = ids
             .iter()
             .enumerate()
-            .map(|(i, r)| {
-                let id = r.id_ref();
+            .map(|(i, id)| {
                 let ns = if id.namespace.is_empty() {
                     "~X"
                 } else {
                     id.namespace
                 };
-                ((rank(id.gvk.kind), id.gvk.sort_string(), ns, id.name), i)
+                let (rank, gvk) = gvk_keys
+                    .get(&id.gvk)
+                    .map(|(r, g)| (*r, g.as_str()))
+                    .unwrap_or((0, ""));
+                ((rank, gvk, ns, id.name), i)
             })
             .collect();
         keyed.sort_unstable();

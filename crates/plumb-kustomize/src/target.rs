@@ -285,15 +285,13 @@ impl<'o> Builder<'o> {
                 vec![m]
             };
             for o in objs {
-                if o.get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .is_empty()
-                {
+                use crate::resource::map_get;
+                let kind = map_get(&o, "kind").and_then(Value::as_str).unwrap_or("");
+                if kind.is_empty() {
                     return Err(kerr(&file, "missing kind in resource"));
                 }
-                if o.get("kind").and_then(Value::as_str) == Some("Kustomization")
-                    && o.get("apiVersion")
+                if kind == "Kustomization"
+                    && map_get(&o, "apiVersion")
                         .and_then(Value::as_str)
                         .is_some_and(|a| a.starts_with("kustomize.config.k8s.io"))
                 {
@@ -1423,9 +1421,10 @@ pub(crate) fn parse_kustomization(mut v: Value, file: &str) -> Result<Kustomizat
 
 /// Labels and annotations are string maps; YAML scalars like `true` or `8080` become strings.
 fn stringify_metadata_maps(o: &mut Map<String, Value>) {
-    if let Some(Value::Object(md)) = o.get_mut("metadata") {
+    use crate::resource::map_get_mut;
+    if let Some(Value::Object(md)) = map_get_mut(o, "metadata") {
         for key in ["labels", "annotations"] {
-            if let Some(Value::Object(m)) = md.get_mut(key) {
+            if let Some(Value::Object(m)) = map_get_mut(md, key) {
                 for (_, v) in m.iter_mut() {
                     if !v.is_string() && !v.is_null() {
                         *v = Value::String(value_string(v));

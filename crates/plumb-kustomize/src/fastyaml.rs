@@ -41,7 +41,7 @@ impl Line<'_> {
 
 /// Parses every document of `text`, keeping empty documents as `Null`.
 pub(crate) fn parse_documents(text: &str) -> R<Vec<Value>> {
-    if text.bytes().any(|b| (b < 0x20 && b != b'\n') || b == 0x7f)
+    if has_control_bytes(text.as_bytes())
         || (!text.is_ascii()
             && text.contains(['\u{85}', '\u{2028}', '\u{2029}', '\u{feff}', '\u{a0}']))
     {
@@ -50,7 +50,7 @@ pub(crate) fn parse_documents(text: &str) -> R<Vec<Value>> {
     let mut chunks: Vec<Vec<Line<'_>>> = Vec::new();
     let mut cur: Vec<Line<'_>> = Vec::new();
     for raw in text.split('\n') {
-        let trimmed = raw.trim_end_matches(' ');
+        let trimmed = trim_spaces_end(raw);
         if trimmed.starts_with("---") {
             if trimmed != "---" {
                 return Err(Fallback);
@@ -61,7 +61,7 @@ pub(crate) fn parse_documents(text: &str) -> R<Vec<Value>> {
         if trimmed.starts_with("...") || trimmed.starts_with('%') {
             return Err(Fallback);
         }
-        let body = trimmed.trim_start_matches(' ');
+        let body = trim_spaces_start(trimmed);
         cur.push(Line {
             indent: trimmed.len() - body.len(),
             text: body,
@@ -80,6 +80,28 @@ pub(crate) fn parse_documents(text: &str) -> R<Vec<Value>> {
 
 /// Streams with at least this many documents are parsed in parallel.
 const PARALLEL_DOCS: usize = 64;
+
+/// Whether `b` holds a control byte other than newline (or DEL). Checked in blocks without
+/// an early exit so the loop vectorizes.
+fn has_control_bytes(b: &[u8]) -> bool {
+    b.chunks(64).any(|c| {
+        c.iter().fold(false, |acc, &x| {
+            acc | ((x < 0x20) & (x != b'\n')) | (x == 0x7f)
+        })
+    })
+}
+
+/// `s` without trailing spaces (bytewise: a space is one byte, so the cut is a char boundary).
+fn trim_spaces_end(s: &str) -> &str {
+    let n = s.bytes().rev().take_while(|&b| b == b' ').count();
+    &s[..s.len() - n]
+}
+
+/// `s` without leading spaces.
+fn trim_spaces_start(s: &str) -> &str {
+    let n = s.bytes().take_while(|&b| b == b' ').count();
+    &s[n..]
+}
 
 fn parse_doc(lines: Vec<Line<'_>>) -> R<Value> {
     let mut p = Parser { lines, pos: 0 };
@@ -312,7 +334,9 @@ fn split_key(text: &str) -> Option<(&str, &str)> {
         .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-')))?;
     let key = &text[..end];
     let first = *key.as_bytes().first()?;
-    if !(first.is_ascii_alphabetic() || first == b'_') || is_special_word(key) {
+    if !(first.is_ascii_alphabetic() || first == b'_')
+        || (matches!(first | 0x20, b'n' | b't' | b'f' | b'y' | b'o' | b'i') && is_special_word(key))
+    {
         return None;
     }
     let rest = text[end..].strip_prefix(':')?;

@@ -41,35 +41,66 @@ impl Line<'_> {
 
 /// Parses every document of `text`, keeping empty documents as `Null`.
 pub(crate) fn parse_documents(text: &str) -> R<Vec<Value>> {
-    if text.bytes().any(|b| (b < 0x20 && b != b'\n') || b == 0x7f)
+    if has_control_bytes(text.as_bytes())
         || (!text.is_ascii()
             && text.contains(['\u{85}', '\u{2028}', '\u{2029}', '\u{feff}', '\u{a0}']))
     {
         return Err(Fallback);
     }
-    let mut docs = Vec::new();
+    let mut chunks: Vec<Vec<Line<'_>>> = Vec::new();
     let mut cur: Vec<Line<'_>> = Vec::new();
     for raw in text.split('\n') {
-        let trimmed = raw.trim_end_matches(' ');
+        let trimmed = trim_spaces_end(raw);
         if trimmed.starts_with("---") {
             if trimmed != "---" {
                 return Err(Fallback);
             }
-            docs.push(parse_doc(std::mem::take(&mut cur))?);
+            chunks.push(std::mem::take(&mut cur));
             continue;
         }
         if trimmed.starts_with("...") || trimmed.starts_with('%') {
             return Err(Fallback);
         }
-        let body = trimmed.trim_start_matches(' ');
+        let body = trim_spaces_start(trimmed);
         cur.push(Line {
             indent: trimmed.len() - body.len(),
             text: body,
             raw,
         });
     }
-    docs.push(parse_doc(cur)?);
-    Ok(docs)
+    chunks.push(cur);
+    // Documents are independent: large streams are parsed on several threads.
+    if chunks.len() >= PARALLEL_DOCS {
+        use rayon::prelude::*;
+        chunks.into_par_iter().map(parse_doc).collect()
+    } else {
+        chunks.into_iter().map(parse_doc).collect()
+    }
+}
+
+/// Streams with at least this many documents are parsed in parallel.
+const PARALLEL_DOCS: usize = 64;
+
+/// Whether `b` holds a control byte other than newline (or DEL). Checked in blocks without
+/// an early exit so the loop vectorizes.
+fn has_control_bytes(b: &[u8]) -> bool {
+    b.chunks(64).any(|c| {
+        c.iter().fold(false, |acc, &x| {
+            acc | ((x < 0x20) & (x != b'\n')) | (x == 0x7f)
+        })
+    })
+}
+
+/// `s` without trailing spaces (bytewise: a space is one byte, so the cut is a char boundary).
+fn trim_spaces_end(s: &str) -> &str {
+    let n = s.bytes().rev().take_while(|&b| b == b' ').count();
+    &s[..s.len() - n]
+}
+
+/// `s` without leading spaces.
+fn trim_spaces_start(s: &str) -> &str {
+    let n = s.bytes().take_while(|&b| b == b' ').count();
+    &s[n..]
 }
 
 fn parse_doc(lines: Vec<Line<'_>>) -> R<Value> {
@@ -125,7 +156,16 @@ impl<'a> Parser<'a> {
     }
 
     fn map(&mut self, indent: usize, depth: usize) -> R<Value> {
-        let mut m = Map::new();
+        self.map_into(Map::new(), indent, depth).map(Value::Object)
+    }
+
+    /// Adds the keys at `indent` to `m` (a repeated key falls back).
+    fn map_into(
+        &mut self,
+        mut m: Map<String, Value>,
+        indent: usize,
+        depth: usize,
+    ) -> R<Map<String, Value>> {
         while let Some(ind) = self.next_indent() {
             if ind < indent {
                 break;
@@ -145,7 +185,7 @@ impl<'a> Parser<'a> {
                 return Err(Fallback);
             }
         }
-        Ok(Value::Object(m))
+        Ok(m)
     }
 
     fn value_after_key(&mut self, rest: &'a str, key_indent: usize, depth: usize) -> R<Value> {
@@ -207,21 +247,14 @@ impl<'a> Parser<'a> {
                 let first = self.value_after_key(rest, col, depth + 1)?;
                 let mut m = Map::new();
                 m.insert(key.to_string(), first);
-                let tail = match self.next_indent() {
+                let m = match self.next_indent() {
                     Some(i) if i == col && !self.lines[self.pos].is_seq_item() => {
-                        self.map(col, depth + 1)?
+                        self.map_into(m, col, depth + 1)?
                     }
                     Some(i) if i > indent && i != col => return Err(Fallback),
                     Some(i) if i == col => return Err(Fallback),
-                    _ => Value::Object(Map::new()),
+                    _ => m,
                 };
-                if let Value::Object(t) = tail {
-                    for (k, v) in t {
-                        if m.insert(k, v).is_some() {
-                            return Err(Fallback);
-                        }
-                    }
-                }
                 items.push(Value::Object(m));
             } else {
                 self.pos += 1;
@@ -301,7 +334,9 @@ fn split_key(text: &str) -> Option<(&str, &str)> {
         .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-')))?;
     let key = &text[..end];
     let first = *key.as_bytes().first()?;
-    if !(first.is_ascii_alphabetic() || first == b'_') || is_special_word(key) {
+    if !(first.is_ascii_alphabetic() || first == b'_')
+        || (matches!(first | 0x20, b'n' | b't' | b'f' | b'y' | b'o' | b'i') && is_special_word(key))
+    {
         return None;
     }
     let rest = text[end..].strip_prefix(':')?;

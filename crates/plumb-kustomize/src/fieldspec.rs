@@ -7,7 +7,13 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::resource::Gvk;
+use crate::resource::{Gvk, GvkRef, Res};
+
+/// The specs of `specs` that apply to the kind of `r`.
+pub(crate) fn applicable<'s>(specs: &'s [FieldSpec], r: &Res) -> Vec<&'s FieldSpec> {
+    let gvk = r.gvk_ref();
+    specs.iter().filter(|f| f.applies_to(gvk)).collect()
+}
 
 /// Which field(s) of which kinds.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +100,7 @@ impl FieldSpec {
         }
     }
 
-    pub(crate) fn applies_to(&self, gvk: &Gvk) -> bool {
+    pub(crate) fn applies_to(&self, gvk: GvkRef<'_>) -> bool {
         gvk.selected_by(&self.gvk.group, &self.gvk.version, &self.gvk.kind)
     }
 
@@ -138,10 +144,10 @@ pub(crate) fn visit(
             let Value::Object(m) = node else {
                 return Ok(());
             };
-            match m.get_mut(name) {
+            match crate::resource::map_get_mut(m, name) {
                 Some(Value::Null) if create && !rest.is_empty() => {
                     m.insert(name.clone(), Value::Object(Map::new()));
-                    if let Some(child) = m.get_mut(name) {
+                    if let Some(child) = crate::resource::map_get_mut(m, name) {
                         visit(child, rest, create, f)?;
                     }
                 }
@@ -153,7 +159,7 @@ pub(crate) fn visit(
                         Value::Object(Map::new())
                     };
                     m.insert(name.clone(), init);
-                    if let Some(child) = m.get_mut(name) {
+                    if let Some(child) = crate::resource::map_get_mut(m, name) {
                         visit(child, rest, create, f)?;
                         if child.is_null() {
                             m.remove(name);
@@ -165,7 +171,7 @@ pub(crate) fn visit(
         }
         Seg::List(name) => {
             if let Value::Object(m) = node
-                && let Some(child) = m.get_mut(name)
+                && let Some(child) = crate::resource::map_get_mut(m, name)
             {
                 visit(child, rest, create, f)?;
             }
@@ -173,7 +179,13 @@ pub(crate) fn visit(
         Seg::Filter(k, v) => {
             if let Value::Array(items) = node {
                 for it in items {
-                    if it.get(k).map(crate::resource::value_string).as_deref() == Some(v.as_str()) {
+                    let hit = match it {
+                        Value::Object(m) => crate::resource::map_get(m, k)
+                            .map(crate::resource::value_string)
+                            .is_some_and(|x| x == *v),
+                        _ => false,
+                    };
+                    if hit {
                         visit(it, rest, create, f)?;
                     }
                 }
@@ -249,6 +261,32 @@ impl Config {
                 None => self.name_reference.push(nb.clone()),
             }
         }
+    }
+
+    /// kustomize's defaults layered with `o` (see [`Config::overridden_by`]); the defaults are
+    /// built once per process and only copied when `o` changes them.
+    pub(crate) fn effective(o: &Config) -> std::borrow::Cow<'static, Config> {
+        static DEFAULTS: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+        let d = DEFAULTS.get_or_init(Config::defaults);
+        if o.is_empty() {
+            std::borrow::Cow::Borrowed(d)
+        } else {
+            std::borrow::Cow::Owned(d.clone().overridden_by(o))
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.name_prefix.is_empty()
+            && self.name_suffix.is_empty()
+            && self.namespace.is_empty()
+            && self.common_labels.is_empty()
+            && self.template_labels.is_empty()
+            && self.labels.is_empty()
+            && self.common_annotations.is_empty()
+            && self.images.is_empty()
+            && self.replicas.is_empty()
+            && self.var_reference.is_empty()
+            && self.name_reference.is_empty()
     }
 
     /// Layers user configuration over defaults: a field spec list the user gives replaces the

@@ -11,6 +11,14 @@
 //! needs errors tied to the patch file; the YAML emitter reproduces kubectl's layout. The
 //! strategic-merge schema (merge keys, patch strategies, namespaced kinds) is generated at build
 //! time by build.rs from the Kubernetes OpenAPI document in `schema/`.
+//!
+//! Speed: large YAML streams are parsed document by document on rayon's pool, and per-object
+//! transformers (namespace, prefix/suffix, labels, images, patches, name-reference fix-up) run
+//! in parallel on large sets, reporting the first failing object in order; small builds stay on
+//! the calling thread. serde_json's map hashes every looked-up key with SipHash, so hot lookups
+//! scan small maps instead (`resource::map_get`), ids are borrowed rather than cloned, and
+//! internal tables use FxHash. The library sets no global allocator; the binary should (mimalloc
+//! cut the render's instructions by a quarter in the benchmark).
 
 mod error;
 mod fastyaml;

@@ -1,16 +1,17 @@
 //! Name-reference fix-up: after prefixes, suffixes, hashes and namespace moves, rewrite every
 //! field that refers to a renamed object (kustomize's `nameReference` field specs).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::fieldspec::{NameBackRef, visit};
-use crate::resource::{Gvk, Res, ResId};
+use crate::resource::{Gvk, Res};
 
 struct Cand {
-    ids: Vec<ResId>,
+    /// Earlier (name, namespace) pairs, oldest first.
+    old: Vec<(String, String)>,
     name: String,
     namespace: String,
     cluster: bool,
@@ -28,6 +29,19 @@ fn ns_eq(a: &str, b: &str) -> bool {
 /// Rewrites references to renamed objects.
 pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()> {
     let gvks: Vec<Gvk> = resources.iter().map(Res::gvk).collect();
+    // Distinct kinds, so which field specs apply is decided once per kind and back-reference
+    // instead of once per object.
+    let mut kind_of: HashMap<&Gvk, usize> = HashMap::default();
+    let mut kinds: Vec<&Gvk> = Vec::new();
+    let kind_index: Vec<usize> = gvks
+        .iter()
+        .map(|g| {
+            *kind_of.entry(g).or_insert_with(|| {
+                kinds.push(g);
+                kinds.len() - 1
+            })
+        })
+        .collect();
     // A service-account subject with an empty namespace is invalid input.
     for (r, g) in resources.iter().zip(&gvks) {
         if g.kind != "RoleBinding" && g.kind != "ClusterRoleBinding" {
@@ -66,7 +80,11 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                     && g.selected_by(&br.referral.group, &br.referral.version, &br.referral.kind)
             })
             .map(|(r, _)| Cand {
-                ids: r.all_ids(),
+                old: r
+                    .prev
+                    .iter()
+                    .map(|id| (id.name.clone(), id.namespace.clone()))
+                    .collect(),
                 name: r.name().to_string(),
                 namespace: r.namespace().to_string(),
                 cluster: r.is_cluster_scoped(),
@@ -79,19 +97,28 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
         }
         // Earlier names to candidate indices (ascending), so a reference costs one lookup
         // instead of a scan over every candidate.
-        let mut by_old: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_old: HashMap<&str, Vec<usize>> = HashMap::default();
         for (i, c) in cands.iter().enumerate() {
-            for id in &c.ids[..c.ids.len() - 1] {
-                let v = by_old.entry(id.name.as_str()).or_default();
+            for (name, _) in &c.old {
+                let v = by_old.entry(name.as_str()).or_default();
                 if v.last() != Some(&i) {
                     v.push(i);
                 }
             }
         }
-        for (r, gvk) in resources.iter_mut().zip(&gvks) {
-            let specs: Vec<_> = br.specs.iter().filter(|s| s.applies_to(gvk)).collect();
+        let per_kind: Vec<Vec<&crate::fieldspec::FieldSpec>> = kinds
+            .iter()
+            .map(|g| {
+                br.specs
+                    .iter()
+                    .filter(|s| s.applies_to(g.as_ref()))
+                    .collect()
+            })
+            .collect();
+        let fix_one = |((r, gvk), &ki): ((&mut Res, &Gvk), &usize)| -> Result<()> {
+            let specs = &per_kind[ki];
             if specs.is_empty() {
-                continue;
+                return Ok(());
             }
             // roleRef names a Role or a ClusterRole; only fix the kind it names.
             if let Some(k) = r
@@ -102,7 +129,7 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                 && specs.iter().any(|s| s.raw_path.starts_with("roleRef"))
                 && k != br.referral.kind
             {
-                continue;
+                return Ok(());
             }
             let referrer_ns = r.namespace().to_string();
             let referrer_cluster = r.is_cluster_scoped();
@@ -119,8 +146,8 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                     .flatten()
                     .map(|&i| &cands[i])
                     .filter(|c| {
-                        c.ids[..c.ids.len() - 1].iter().any(|id| {
-                            id.name == old && ns.is_none_or(|ns| ns_eq(&id.namespace, ns))
+                        c.old.iter().any(|(name, namespace)| {
+                            name == old && ns.is_none_or(|ns| ns_eq(namespace, ns))
                         })
                     })
                     .collect();
@@ -166,7 +193,7 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
             let referral_kind = br.referral.kind.clone();
             let mut obj = Value::Object(std::mem::take(&mut r.obj));
             let mut result = Ok(());
-            for s in specs {
+            for s in specs.iter() {
                 let res = visit(&mut obj, &s.path, false, &mut |node| {
                     match node {
                         Value::String(old) => {
@@ -211,11 +238,33 @@ pub(crate) fn fix(resources: &mut [Res], backrefs: &[NameBackRef]) -> Result<()>
                 Value::Object(m) => m,
                 _ => Default::default(),
             };
-            result?;
+            result
+        };
+        // Referrers are fixed independently; large sets are split across threads and the
+        // first failing object in order reports its error.
+        if resources.len() >= 2 * PAR_CHUNK {
+            use rayon::prelude::*;
+            resources
+                .par_iter_mut()
+                .zip(gvks.par_iter())
+                .zip(kind_index.par_iter())
+                .with_min_len(PAR_CHUNK)
+                .map(fix_one)
+                .find_first(Result::is_err)
+                .unwrap_or(Ok(()))?;
+        } else {
+            resources
+                .iter_mut()
+                .zip(&gvks)
+                .zip(&kind_index)
+                .try_for_each(fix_one)?;
         }
     }
     Ok(())
 }
+
+/// Objects per parallel task.
+const PAR_CHUNK: usize = 128;
 
 type Select<'a> = dyn Fn(&str, Option<&str>) -> Result<Option<(String, String)>> + 'a;
 

@@ -329,7 +329,7 @@ pub(crate) fn bind_var(resources: &mut [Res], v: &VarEntry, file: &str) -> Resul
     let want = crate::resource::Gvk::from_api_version(api, kind);
     let hits: Vec<usize> = (0..resources.len())
         .filter(|&i| {
-            resources[i].all_ids().iter().any(|id| {
+            resources[i].all_id_refs().any(|id| {
                 id.gvk.selected_by(&want.group, &want.version, &want.kind)
                     && id.name == name
                     && (ns.is_empty() || id.effective_namespace() == ns)
@@ -389,8 +389,7 @@ pub(crate) fn resolve_vars(
         values.push((v.name.clone(), val));
     }
     for r in resources.iter_mut() {
-        let gvk = r.gvk();
-        for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+        for fs in crate::fieldspec::applicable(specs, r) {
             crate::transform::with_obj(r, |obj| {
                 crate::fieldspec::visit(obj, &fs.path, false, &mut |v| {
                     substitute(v, &values);

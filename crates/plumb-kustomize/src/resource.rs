@@ -13,7 +13,93 @@ pub(crate) struct Gvk {
     pub kind: String,
 }
 
+/// A borrowed group, version and kind (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct GvkRef<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
+}
+
+impl<'a> GvkRef<'a> {
+    pub(crate) fn from_api_version(api_version: &'a str, kind: &'a str) -> GvkRef<'a> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        GvkRef {
+            group,
+            version,
+            kind,
+        }
+    }
+
+    /// Whether this gvk is selected by the given fields (empty fields are wildcards).
+    pub(crate) fn selected_by(&self, group: &str, version: &str, kind: &str) -> bool {
+        (group.is_empty() || group == self.group)
+            && (version.is_empty() || version == self.version)
+            && (kind.is_empty() || kind == self.kind)
+    }
+
+    pub(crate) fn to_owned_gvk(self) -> Gvk {
+        Gvk {
+            group: self.group.to_string(),
+            version: self.version.to_string(),
+            kind: self.kind.to_string(),
+        }
+    }
+
+    pub(crate) fn is_cluster_scoped(&self) -> bool {
+        crate::schema::is_cluster_scoped_kind(self.group, self.kind)
+    }
+
+    /// `group_version_kind` with `~G`/`~V`/`~K` for empty parts (kustomize's sort key).
+    pub(crate) fn sort_string(&self) -> String {
+        let or = |s: &'a str, d: &'a str| if s.is_empty() { d } else { s };
+        format!(
+            "{}_{}_{}",
+            or(self.group, "~G"),
+            or(self.version, "~V"),
+            or(self.kind, "~K")
+        )
+    }
+}
+
+/// A borrowed resource id (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct IdRef<'a> {
+    pub gvk: GvkRef<'a>,
+    pub name: &'a str,
+    pub namespace: &'a str,
+}
+
+impl<'a> IdRef<'a> {
+    pub(crate) fn to_owned_id(self) -> ResId {
+        ResId {
+            gvk: self.gvk.to_owned_gvk(),
+            name: self.name.to_string(),
+            namespace: self.namespace.to_string(),
+        }
+    }
+
+    /// Namespace with kustomize's defaulting (see [`ResId::effective_namespace`]).
+    pub(crate) fn effective_namespace(&self) -> &'a str {
+        if self.gvk.is_cluster_scoped() {
+            ""
+        } else if self.namespace.is_empty() {
+            "default"
+        } else {
+            self.namespace
+        }
+    }
+}
+
 impl Gvk {
+    pub(crate) fn as_ref(&self) -> GvkRef<'_> {
+        GvkRef {
+            group: &self.group,
+            version: &self.version,
+            kind: &self.kind,
+        }
+    }
+
     pub(crate) fn from_api_version(api_version: &str, kind: &str) -> Gvk {
         let (group, version) = match api_version.rsplit_once('/') {
             Some((g, v)) => (g.to_string(), v.to_string()),
@@ -28,28 +114,7 @@ impl Gvk {
 
     /// Whether this gvk is selected by `sel` (empty fields are wildcards).
     pub(crate) fn selected_by(&self, group: &str, version: &str, kind: &str) -> bool {
-        (group.is_empty() || group == self.group)
-            && (version.is_empty() || version == self.version)
-            && (kind.is_empty() || kind == self.kind)
-    }
-
-    pub(crate) fn sort_string(&self) -> String {
-        let g = if self.group.is_empty() {
-            "~G"
-        } else {
-            &self.group
-        };
-        let v = if self.version.is_empty() {
-            "~V"
-        } else {
-            &self.version
-        };
-        let k = if self.kind.is_empty() {
-            "~K"
-        } else {
-            &self.kind
-        };
-        format!("{g}_{v}_{k}")
+        self.as_ref().selected_by(group, version, kind)
     }
 }
 
@@ -62,15 +127,17 @@ pub(crate) struct ResId {
 }
 
 impl ResId {
+    pub(crate) fn as_ref(&self) -> IdRef<'_> {
+        IdRef {
+            gvk: self.gvk.as_ref(),
+            name: &self.name,
+            namespace: &self.namespace,
+        }
+    }
+
     /// Namespace with kustomize's defaulting: empty means `default`; cluster-scoped kinds have none.
     pub(crate) fn effective_namespace(&self) -> &str {
-        if crate::schema::is_cluster_scoped(&self.gvk) {
-            ""
-        } else if self.namespace.is_empty() {
-            "default"
-        } else {
-            &self.namespace
-        }
+        self.as_ref().effective_namespace()
     }
 }
 
@@ -110,10 +177,57 @@ pub(crate) struct Res {
     pub var_names: Vec<String>,
 }
 
+/// Maps up to this size are searched by scanning their keys: serde_json's map hashes every
+/// looked-up key with SipHash, which costs more than a few short string comparisons.
+const SCAN_MAX: usize = 8;
+
+/// `m.get(key)`, scanning small maps instead of hashing.
+#[inline]
+pub(crate) fn map_get<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if m.len() <= SCAN_MAX {
+        m.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        m.get(key)
+    }
+}
+
+/// `m.get_mut(key)`, scanning small maps instead of hashing.
+#[inline]
+pub(crate) fn map_get_mut<'a>(m: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Value> {
+    if m.len() <= SCAN_MAX {
+        m.iter_mut()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v)
+    } else {
+        m.get_mut(key)
+    }
+}
+
+/// `m.insert(key, v)` (discarding the old value), without hashing when `key` is present in a
+/// small map. An existing key keeps its position, as with insert.
+#[inline]
+pub(crate) fn map_set(m: &mut Map<String, Value>, key: &str, v: Value) {
+    match map_get_mut(m, key) {
+        Some(slot) => *slot = v,
+        None => {
+            m.insert(key.to_string(), v);
+        }
+    }
+}
+
+/// The map under `key` of `m`, if it is one.
+#[inline]
+pub(crate) fn obj_at<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+    match map_get(m, key) {
+        Some(Value::Object(o)) => Some(o),
+        _ => None,
+    }
+}
+
 pub(crate) fn str_at<'a>(m: &'a Map<String, Value>, path: &[&str]) -> &'a str {
     let mut cur = m;
     for (i, p) in path.iter().enumerate() {
-        match cur.get(*p) {
+        match map_get(cur, p) {
             Some(Value::Object(o)) if i + 1 < path.len() => cur = o,
             Some(Value::String(s)) if i + 1 == path.len() => return s,
             _ => return "",
@@ -150,27 +264,65 @@ impl Res {
         str_at(&self.obj, &["metadata", "namespace"])
     }
     pub(crate) fn gvk(&self) -> Gvk {
-        Gvk::from_api_version(self.api_version(), self.kind())
+        self.gvk_ref().to_owned_gvk()
     }
-    pub(crate) fn id(&self) -> ResId {
-        ResId {
-            gvk: self.gvk(),
-            name: self.name().to_string(),
-            namespace: self.namespace().to_string(),
+    /// The group, version and kind, borrowed.
+    pub(crate) fn gvk_ref(&self) -> GvkRef<'_> {
+        let s = |k: &str| match map_get(&self.obj, k) {
+            Some(Value::String(s)) => s.as_str(),
+            _ => "",
+        };
+        GvkRef::from_api_version(s("apiVersion"), s("kind"))
+    }
+    /// The current id, borrowed (one lookup per field, no allocation).
+    pub(crate) fn id_ref(&self) -> IdRef<'_> {
+        let (name, namespace) = match map_get(&self.obj, "metadata") {
+            Some(Value::Object(md)) => {
+                let s = |k: &str| match map_get(md, k) {
+                    Some(Value::String(s)) => s.as_str(),
+                    _ => "",
+                };
+                (s("name"), s("namespace"))
+            }
+            _ => ("", ""),
+        };
+        IdRef {
+            gvk: self.gvk_ref(),
+            name,
+            namespace,
         }
     }
-    pub(crate) fn org_id(&self) -> ResId {
-        self.prev.first().cloned().unwrap_or_else(|| self.id())
+    pub(crate) fn id(&self) -> ResId {
+        self.id_ref().to_owned_id()
+    }
+    /// The original id (before any rename), borrowed.
+    pub(crate) fn org_id_ref(&self) -> IdRef<'_> {
+        match self.prev.first() {
+            Some(id) => id.as_ref(),
+            None => self.id_ref(),
+        }
     }
     pub(crate) fn is_cluster_scoped(&self) -> bool {
-        crate::schema::is_cluster_scoped(&self.gvk())
+        self.gvk_ref().is_cluster_scoped()
+    }
+    /// Every id this resource has had (earlier ones first, current last), borrowed.
+    pub(crate) fn all_id_refs(&self) -> impl Iterator<Item = IdRef<'_>> {
+        self.prev
+            .iter()
+            .map(ResId::as_ref)
+            .chain(std::iter::once(self.id_ref()))
+    }
+    /// A label or annotation value (`key` under metadata/`field`), borrowed.
+    pub(crate) fn meta_value(&self, field: &str, key: &str) -> Option<&Value> {
+        map_get(obj_at(obj_at(&self.obj, "metadata")?, field)?, key)
     }
 
     pub(crate) fn metadata_mut(&mut self) -> &mut Map<String, Value> {
-        let md = self
-            .obj
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()));
+        if !matches!(map_get(&self.obj, "metadata"), Some(Value::Object(_))) {
+            self.obj
+                .insert("metadata".into(), Value::Object(Map::new()));
+        }
+        let md = map_get_mut(&mut self.obj, "metadata").unwrap_or_else(|| unreachable_value());
         if !md.is_object() {
             *md = Value::Object(Map::new());
         }
@@ -181,8 +333,9 @@ impl Res {
     }
 
     pub(crate) fn record_prev(&mut self) {
-        let id = self.id();
-        if self.prev.last() != Some(&id) {
+        let cur = self.id_ref();
+        if self.prev.last().map(ResId::as_ref) != Some(cur) {
+            let id = cur.to_owned_id();
             self.prev.push(id);
         }
     }
@@ -190,38 +343,25 @@ impl Res {
     pub(crate) fn set_name(&mut self, name: &str) {
         if self.name() != name {
             self.record_prev();
-            self.metadata_mut()
-                .insert("name".into(), Value::String(name.to_string()));
+            map_set(self.metadata_mut(), "name", Value::String(name.to_string()));
         }
     }
 
     pub(crate) fn set_namespace(&mut self, ns: &str) {
         if self.namespace() != ns {
             self.record_prev();
-            self.metadata_mut()
-                .insert("namespace".into(), Value::String(ns.to_string()));
+            map_set(
+                self.metadata_mut(),
+                "namespace",
+                Value::String(ns.to_string()),
+            );
         }
     }
+}
 
-    pub(crate) fn labels(&self) -> Map<String, Value> {
-        match self.obj.get("metadata").and_then(|m| m.get("labels")) {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Map::new(),
-        }
-    }
-    pub(crate) fn annotations(&self) -> Map<String, Value> {
-        match self.obj.get("metadata").and_then(|m| m.get("annotations")) {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Map::new(),
-        }
-    }
-
-    /// All names this resource has had, current last.
-    pub(crate) fn all_ids(&self) -> Vec<ResId> {
-        let mut v = self.prev.clone();
-        v.push(self.id());
-        v
-    }
+fn unreachable_value() -> &'static mut Value {
+    // `metadata` was just inserted; as for `unreachable_map`, leak rather than panic.
+    Box::leak(Box::new(Value::Object(Map::new())))
 }
 
 fn unreachable_map() -> &'static mut Map<String, Value> {
@@ -265,7 +405,7 @@ impl Matcher {
     }
 
     pub(crate) fn matches(&self, r: &Res) -> bool {
-        let gvk = r.gvk();
+        let gvk = r.gvk_ref();
         if let Some(g) = &self.group
             && !g.is_empty()
             && *g != gvk.group
@@ -278,8 +418,8 @@ impl Matcher {
         if self.kind.as_ref().is_some_and(|k| *k != gvk.kind) {
             return false;
         }
-        let cur = r.id();
-        let org = r.org_id();
+        let cur = r.id_ref();
+        let org = r.org_id_ref();
         if let Some(re) = &self.namespace
             && !re.is_match(org.effective_namespace())
             && !re.is_match(cur.effective_namespace())
@@ -287,19 +427,25 @@ impl Matcher {
             return false;
         }
         if let Some(re) = &self.name
-            && !re.is_match(&org.name)
-            && !re.is_match(&cur.name)
+            && !re.is_match(org.name)
+            && !re.is_match(cur.name)
             && !r.prev.iter().any(|id| re.is_match(&id.name))
         {
             return false;
         }
+        let empty = Map::new();
+        let meta_map = |field: &str| {
+            obj_at(&r.obj, "metadata")
+                .and_then(|m| obj_at(m, field))
+                .unwrap_or(&empty)
+        };
         if let Some(l) = &self.labels
-            && !l.matches(&r.labels())
+            && !l.matches(meta_map("labels"))
         {
             return false;
         }
         if let Some(a) = &self.annotations
-            && !a.matches(&r.annotations())
+            && !a.matches(meta_map("annotations"))
         {
             return false;
         }

@@ -33,7 +33,7 @@ const ORDER_LAST: &[&str] = &[
 ];
 
 /// Sorts in legacy order; empty lists mean kustomize's defaults.
-pub(crate) fn legacy(resources: &mut [Res], first: &[String], last: &[String]) {
+pub(crate) fn legacy(resources: &mut Vec<Res>, first: &[String], last: &[String]) {
     let first: Vec<&str> = if first.is_empty() && last.is_empty() {
         ORDER_FIRST.to_vec()
     } else {
@@ -53,13 +53,35 @@ pub(crate) fn legacy(resources: &mut [Res], first: &[String], last: &[String]) {
         }
         0
     };
-    resources.sort_by_cached_key(|r| {
-        let id = r.id();
-        let ns = if id.namespace.is_empty() {
-            "~X".to_string()
-        } else {
-            id.namespace.clone()
-        };
-        (rank(&id.gvk.kind), id.gvk.sort_string(), ns, id.name)
-    });
+    // Keys borrow from the resources; sort indices (ties keep input order), then permute.
+    // The group/version/kind part of the key is formatted once per distinct kind.
+    let order: Vec<usize> = {
+        let ids: Vec<_> = resources.iter().map(Res::id_ref).collect();
+        let mut gvk_keys: rustc_hash::FxHashMap<_, (i64, String)> = Default::default();
+        for id in &ids {
+            gvk_keys
+                .entry(id.gvk)
+                .or_insert_with(|| (rank(id.gvk.kind), id.gvk.sort_string()));
+        }
+        let mut keyed: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let ns = if id.namespace.is_empty() {
+                    "~X"
+                } else {
+                    id.namespace
+                };
+                let (rank, gvk) = gvk_keys
+                    .get(&id.gvk)
+                    .map(|(r, g)| (*r, g.as_str()))
+                    .unwrap_or((0, ""));
+                ((rank, gvk, ns, id.name), i)
+            })
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|(_, i)| i).collect()
+    };
+    let mut slots: Vec<Option<Res>> = std::mem::take(resources).into_iter().map(Some).collect();
+    resources.extend(order.into_iter().filter_map(|i| slots[i].take()));
 }

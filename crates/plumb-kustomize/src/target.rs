@@ -165,9 +165,8 @@ impl<'o> Builder<'o> {
         self.stack.pop();
         // Hash suffixes.
         for r in acc.resources.iter_mut() {
-            let anno = r.annotations();
-            let wants = anno
-                .get("kustomize.config.k8s.io/needs-hash")
+            let wants = r
+                .meta_value("annotations", "kustomize.config.k8s.io/needs-hash")
                 .map(value_string);
             if r.needs_hash || wants.as_deref() == Some("true") {
                 let h = crate::generate::content_hash(&r.obj);
@@ -175,12 +174,11 @@ impl<'o> Builder<'o> {
                 r.set_name(&n);
             }
         }
-        let cfg = Config::defaults().overridden_by(&acc.config);
+        let cfg = Config::effective(&acc.config);
         crate::nameref::fix(&mut acc.resources, &cfg.name_reference)?;
         crate::replace::resolve_vars(&mut acc.resources, &acc.vars, &cfg.var_reference)?;
         acc.resources.retain(|r| {
-            r.annotations()
-                .get("config.kubernetes.io/local-config")
+            r.meta_value("annotations", "config.kubernetes.io/local-config")
                 .map(value_string)
                 .as_deref()
                 != Some("true")
@@ -231,24 +229,32 @@ impl<'o> Builder<'o> {
     /// Appends objects, rejecting ids already present (one hash set per batch, not a scan per
     /// object).
     fn append_all(&mut self, acc: &mut Acc, items: Vec<Res>, ctx: &str) -> Result<()> {
-        let mut seen: std::collections::HashSet<String> =
-            acc.resources.iter().map(|r| id_key(&r.id())).collect();
-        for r in items {
-            let id = r.id();
-            if !seen.insert(id_key(&id)) {
+        // The items are appended first so the set can borrow every id; on error the whole
+        // build fails and `acc` is dropped.
+        let start = acc.resources.len();
+        acc.resources.extend(items);
+        let mut seen: rustc_hash::FxHashSet<IdKey<'_>> = rustc_hash::FxHashSet::default();
+        seen.reserve(acc.resources.len());
+        for (i, r) in acc.resources.iter().enumerate() {
+            let id = r.id_ref();
+            if !seen.insert(id_key(&id)) && i >= start {
                 return Err(Error::build(
                     ctx,
-                    format!("may not add resource with an already registered id: {id}"),
+                    format!(
+                        "may not add resource with an already registered id: {}",
+                        id.to_owned_id()
+                    ),
                 ));
             }
-            self.resource_count += 1;
-            if self.resource_count > self.opts.max_resources {
-                return Err(Error::build(
-                    ctx,
-                    format!("more than {} resources", self.opts.max_resources),
-                ));
+            if i >= start {
+                self.resource_count += 1;
+                if self.resource_count > self.opts.max_resources {
+                    return Err(Error::build(
+                        ctx,
+                        format!("more than {} resources", self.opts.max_resources),
+                    ));
+                }
             }
-            acc.resources.push(r);
         }
         Ok(())
     }
@@ -279,15 +285,13 @@ impl<'o> Builder<'o> {
                 vec![m]
             };
             for o in objs {
-                if o.get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .is_empty()
-                {
+                use crate::resource::map_get;
+                let kind = map_get(&o, "kind").and_then(Value::as_str).unwrap_or("");
+                if kind.is_empty() {
                     return Err(kerr(&file, "missing kind in resource"));
                 }
-                if o.get("kind").and_then(Value::as_str) == Some("Kustomization")
-                    && o.get("apiVersion")
+                if kind == "Kustomization"
+                    && map_get(&o, "apiVersion")
                         .and_then(Value::as_str)
                         .is_some_and(|a| a.starts_with("kustomize.config.k8s.io"))
                 {
@@ -470,11 +474,12 @@ impl<'o> Builder<'o> {
         }
         if !generated.is_empty() {
             // Index existing objects by (kind, any name they have had) once.
-            let mut index: std::collections::HashMap<(String, String), Vec<usize>> =
-                Default::default();
+            let mut index: rustc_hash::FxHashMap<(String, String), Vec<usize>> = Default::default();
             for (i, r) in acc.resources.iter().enumerate() {
-                for id in r.all_ids() {
-                    let e = index.entry((id.gvk.kind, id.name)).or_default();
+                for id in r.all_id_refs() {
+                    let e = index
+                        .entry((id.gvk.kind.to_string(), id.name.to_string()))
+                        .or_default();
                     if !e.contains(&i) {
                         e.push(i);
                     }
@@ -607,7 +612,7 @@ impl<'o> Builder<'o> {
         file: &str,
         acc: &mut Acc,
     ) -> Result<()> {
-        let cfg = Config::defaults().overridden_by(&acc.config);
+        let cfg = Config::effective(&acc.config);
         // patchesStrategicMerge
         for p in &k.patches_strategic_merge {
             let (patch, pf) = match p {
@@ -1192,14 +1197,16 @@ fn merge_vars(dst: &mut Vec<VarEntry>, src: Vec<VarEntry>, file: &str) -> Result
     Ok(())
 }
 
-fn id_key(id: &crate::resource::ResId) -> String {
-    format!(
-        "{}|{}|{}|{}|{}",
+/// group, version, kind, name and effective namespace.
+type IdKey<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+
+fn id_key<'a>(id: &crate::resource::IdRef<'a>) -> IdKey<'a> {
+    (
         id.gvk.group,
         id.gvk.version,
         id.gvk.kind,
         id.name,
-        id.effective_namespace()
+        id.effective_namespace(),
     )
 }
 
@@ -1208,7 +1215,7 @@ fn absorb(
     acc: &mut Acc,
     g: Res,
     file: &str,
-    index: &mut std::collections::HashMap<(String, String), Vec<usize>>,
+    index: &mut rustc_hash::FxHashMap<(String, String), Vec<usize>>,
 ) -> Result<()> {
     let gid = g.id();
     let behavior = g.behavior.clone().unwrap_or_else(|| "create".into());
@@ -1219,7 +1226,7 @@ fn absorb(
         .flatten()
         .copied()
         .filter(|&i| {
-            acc.resources[i].all_ids().iter().any(|id| {
+            acc.resources[i].all_id_refs().any(|id| {
                 id.gvk.kind == gid.gvk.kind
                     && id.name == gid.name
                     && id.effective_namespace() == gid.effective_namespace()
@@ -1414,9 +1421,10 @@ pub(crate) fn parse_kustomization(mut v: Value, file: &str) -> Result<Kustomizat
 
 /// Labels and annotations are string maps; YAML scalars like `true` or `8080` become strings.
 fn stringify_metadata_maps(o: &mut Map<String, Value>) {
-    if let Some(Value::Object(md)) = o.get_mut("metadata") {
+    use crate::resource::map_get_mut;
+    if let Some(Value::Object(md)) = map_get_mut(o, "metadata") {
         for key in ["labels", "annotations"] {
-            if let Some(Value::Object(m)) = md.get_mut(key) {
+            if let Some(Value::Object(m)) = map_get_mut(md, key) {
                 for (_, v) in m.iter_mut() {
                     if !v.is_string() && !v.is_null() {
                         *v = Value::String(value_string(v));

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::fieldspec::{FieldSpec, visit};
+use crate::fieldspec::{FieldSpec, applicable, visit};
 use crate::kustomization::{ImageEntry, Selector};
 use crate::resource::{Matcher, Res, value_string};
 use crate::schema::Schema;
@@ -18,13 +18,20 @@ pub(crate) fn namespace(
     unset_only: bool,
     subjects_mode: &str,
 ) -> Result<()> {
-    for r in resources.iter_mut() {
+    each_res(resources, |r| {
         // kustomize records the id of every object the namespace transformer visits, which
         // makes even unchanged objects candidates for name-reference fix-up.
         r.record_prev();
-        let gvk = r.gvk();
+        let here = applicable(specs, r);
+        let (is_namespace, is_binding) = {
+            let g = r.gvk_ref();
+            (
+                g.kind == "Namespace" && g.group.is_empty() && g.version == "v1",
+                g.kind == "RoleBinding" || g.kind == "ClusterRoleBinding",
+            )
+        };
         let cluster = r.is_cluster_scoped();
-        for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+        for fs in here {
             let is_md = fs.raw_path == "metadata/namespace";
             if is_md {
                 if cluster {
@@ -38,7 +45,7 @@ pub(crate) fn namespace(
             }
             if fs.raw_path == "metadata/name" {
                 // kustomize renames core Namespace objects to the target namespace.
-                if gvk.kind == "Namespace" && gvk.group.is_empty() && gvk.version == "v1" {
+                if is_namespace {
                     r.set_name(ns);
                 }
                 continue;
@@ -52,7 +59,7 @@ pub(crate) fn namespace(
                 })
             })?;
         }
-        if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding")
+        if is_binding
             && subjects_mode != "none"
             && let Some(Value::Array(subjects)) = r.obj.get_mut("subjects")
         {
@@ -69,12 +76,12 @@ pub(crate) fn namespace(
                 }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn prefix_skipped(r: &Res) -> bool {
-    let g = r.gvk();
+    let g = r.gvk_ref();
     g.kind == "CustomResourceDefinition"
         || g.kind == "Namespace"
         || (g.kind == "APIService" && g.group == "apiregistration.k8s.io")
@@ -90,12 +97,11 @@ pub(crate) fn prefix_suffix(
     if prefix.is_empty() && suffix.is_empty() {
         return Ok(());
     }
-    for r in resources.iter_mut() {
+    each_res(resources, |r| {
         if prefix_skipped(r) {
-            continue;
+            return Ok(());
         }
-        let gvk = r.gvk();
-        for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+        for fs in applicable(specs, r) {
             if fs.raw_path == "metadata/name" {
                 let n = format!("{prefix}{}{suffix}", r.name());
                 r.set_name(&n);
@@ -116,8 +122,29 @@ pub(crate) fn prefix_suffix(
                 })?;
             }
         }
+        Ok(())
+    })
+}
+
+/// Objects per parallel task; fewer objects than this are transformed on the calling thread.
+const PAR_CHUNK: usize = 128;
+
+/// Runs `f` on every resource (independently, so large sets are split across threads). The
+/// error reported is the one of the first failing resource in order, as a sequential loop would.
+pub(crate) fn each_res<F>(resources: &mut [Res], f: F) -> Result<()>
+where
+    F: Fn(&mut Res) -> Result<()> + Sync + Send,
+{
+    if resources.len() < 2 * PAR_CHUNK {
+        return resources.iter_mut().try_for_each(f);
     }
-    Ok(())
+    use rayon::prelude::*;
+    resources
+        .par_iter_mut()
+        .with_min_len(PAR_CHUNK)
+        .map(f)
+        .find_first(Result::is_err)
+        .unwrap_or(Ok(()))
 }
 
 /// Runs `f` on the object as a `Value`.
@@ -140,9 +167,8 @@ pub(crate) fn add_map_entries(
     if pairs.is_empty() {
         return Ok(());
     }
-    for r in resources.iter_mut() {
-        let gvk = r.gvk();
-        for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+    each_res(resources, |r| {
+        for fs in applicable(specs, r) {
             with_obj(r, |obj| {
                 visit(obj, &fs.path, fs.create, &mut |v| {
                     if v.is_null() {
@@ -157,8 +183,8 @@ pub(crate) fn add_map_entries(
                 })
             })?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Splits an image reference into name, tag and digest.
@@ -248,12 +274,12 @@ pub(crate) fn images(
     entries: &[ImageEntry],
     specs: &[FieldSpec],
 ) -> Result<()> {
-    for r in resources.iter_mut() {
-        let gvk = r.gvk();
+    each_res(resources, |r| {
+        let here = applicable(specs, r);
         for e in entries {
             with_obj(r, |obj| {
                 walk_containers(obj, e);
-                for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+                for fs in &here {
                     visit(obj, &fs.path, false, &mut |v| {
                         if let Some(n) = v.as_str().and_then(|s| update_image(s, e)) {
                             *v = Value::String(n);
@@ -264,8 +290,8 @@ pub(crate) fn images(
                 Ok(())
             })?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Sets replica counts on objects with the given name.
@@ -276,11 +302,10 @@ pub(crate) fn replicas(
     specs: &[FieldSpec],
 ) -> Result<()> {
     for r in resources.iter_mut() {
-        if !r.all_ids().iter().any(|id| id.name == name) {
+        if !r.all_id_refs().any(|id| id.name == name) {
             continue;
         }
-        let gvk = r.gvk();
-        for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+        for fs in applicable(specs, r) {
             with_obj(r, |obj| {
                 visit(obj, &fs.path, fs.create, &mut |v| {
                     *v = Value::from(count);
@@ -334,6 +359,49 @@ pub(crate) struct PatchOptions {
     pub allow_kind_change: bool,
 }
 
+/// Applies one strategic merge patch document to `r`, keeping its identity unless the options
+/// allow changing it. Returns false when the patch deletes the object.
+fn smp_one(r: &mut Res, doc: &Map<String, Value>, opts: PatchOptions, schema: &Schema) -> bool {
+    let (n, ns, k, av) = (
+        r.name().to_string(),
+        r.namespace().to_string(),
+        r.kind().to_string(),
+        r.api_version().to_string(),
+    );
+    let gvk = r.gvk();
+    let builtin = crate::schema::builtin();
+    let (sch, def) = match schema.def_for(&gvk) {
+        Some(d) => (schema, Some(d)),
+        None => (builtin, builtin.def_for(&gvk)),
+    };
+    let mut p = doc.clone();
+    // The patch's identity fields are not content.
+    p.remove("apiVersion");
+    if !opts.allow_kind_change {
+        p.remove("kind");
+    }
+    if opts.allow_name_change || opts.allow_kind_change {
+        r.record_prev();
+    }
+    if !crate::smp::apply(&mut r.obj, &p, sch, def) {
+        return false;
+    }
+    r.obj.insert("apiVersion".into(), Value::String(av));
+    if !opts.allow_kind_change {
+        r.obj.insert("kind".into(), Value::String(k));
+    }
+    if !opts.allow_name_change {
+        r.metadata_mut().insert("name".into(), Value::String(n));
+    }
+    let md = r.metadata_mut();
+    if ns.is_empty() {
+        md.remove("namespace");
+    } else {
+        md.insert("namespace".into(), Value::String(ns));
+    }
+    true
+}
+
 /// Applies a patch to the selected objects (or, for strategic merge without a target, to the
 /// object the patch names). Deleted objects are removed.
 pub(crate) fn apply_patch(
@@ -349,7 +417,10 @@ pub(crate) fn apply_patch(
             let sel =
                 target.ok_or_else(|| Error::build(ctx, "a JSON 6902 patch needs a target"))?;
             let m = Matcher::new(sel, ctx)?;
-            for r in resources.iter_mut().filter(|r| m.matches(r)) {
+            each_res(resources, |r| {
+                if !m.matches(r) {
+                    return Ok(());
+                }
                 let id = r.id();
                 let old_name = r.name().to_string();
                 let old_kind = r.kind().to_string();
@@ -368,28 +439,46 @@ pub(crate) fn apply_patch(
                         .insert("name".into(), Value::String(new_name));
                     r.obj.insert("kind".into(), Value::String(new_kind));
                 }
-            }
+                Ok(())
+            })?;
         }
         Patch::Smp(docs) => {
             for doc in docs {
-                let selected: Vec<usize> = match target {
+                let mut deleted: Vec<usize> = Vec::new();
+                match target {
                     Some(sel) => {
+                        // Whether an object is selected depends on that object alone, so
+                        // selecting and patching are done per object (in parallel on large
+                        // sets).
                         let m = Matcher::new(sel, ctx)?;
-                        (0..resources.len())
-                            .filter(|&i| m.matches(&resources[i]))
-                            .collect()
+                        let patch_one =
+                            |r: &mut Res| m.matches(r) && !smp_one(r, doc, opts, schema);
+                        let gone: Vec<bool> = if resources.len() >= 2 * PAR_CHUNK {
+                            use rayon::prelude::*;
+                            resources
+                                .par_iter_mut()
+                                .with_min_len(PAR_CHUNK)
+                                .map(patch_one)
+                                .collect()
+                        } else {
+                            resources.iter_mut().map(patch_one).collect()
+                        };
+                        deleted
+                            .extend(gone.iter().enumerate().filter(|(_, g)| **g).map(|(i, _)| i));
                     }
                     None => {
                         let pr = Res::new(doc.clone());
                         let pid = pr.id();
+                        let want = pid.as_ref();
+                        let want_ns = want.effective_namespace();
+                        let any_group = want.gvk.group.is_empty() && want.gvk.version.is_empty();
                         let hits: Vec<usize> = (0..resources.len())
                             .filter(|&i| {
-                                resources[i].all_ids().iter().any(|id| {
-                                    id.gvk.kind == pid.gvk.kind
-                                        && (pid.gvk.group.is_empty() && pid.gvk.version.is_empty()
-                                            || id.gvk.group == pid.gvk.group)
-                                        && id.name == pid.name
-                                        && id.effective_namespace() == pid.effective_namespace()
+                                resources[i].all_id_refs().any(|id| {
+                                    id.gvk.kind == want.gvk.kind
+                                        && (any_group || id.gvk.group == want.gvk.group)
+                                        && id.name == want.name
+                                        && id.effective_namespace() == want_ns
                                 })
                             })
                             .collect();
@@ -405,53 +494,11 @@ pub(crate) fn apply_patch(
                                 format!("multiple resources match strategic merge patch for {pid}"),
                             ));
                         }
-                        hits
-                    }
-                };
-                let mut deleted = Vec::new();
-                for i in selected {
-                    let r = &mut resources[i];
-                    let (n, ns, k, av) = (
-                        r.name().to_string(),
-                        r.namespace().to_string(),
-                        r.kind().to_string(),
-                        r.api_version().to_string(),
-                    );
-                    let gvk = r.gvk();
-                    let def = schema
-                        .def_for(&gvk)
-                        .or_else(|| crate::schema::builtin().def_for(&gvk));
-                    let mut p = doc.clone();
-                    // The patch's identity fields are not content.
-                    p.remove("apiVersion");
-                    if !opts.allow_kind_change {
-                        p.remove("kind");
-                    }
-                    if opts.allow_name_change || opts.allow_kind_change {
-                        r.record_prev();
-                    }
-                    let builtin = crate::schema::builtin();
-                    let sch = if schema.def_for(&gvk).is_some() {
-                        schema
-                    } else {
-                        builtin
-                    };
-                    if !crate::smp::apply(&mut r.obj, &p, sch, def) {
-                        deleted.push(i);
-                        continue;
-                    }
-                    r.obj.insert("apiVersion".into(), Value::String(av));
-                    if !opts.allow_kind_change {
-                        r.obj.insert("kind".into(), Value::String(k));
-                    }
-                    if !opts.allow_name_change {
-                        r.metadata_mut().insert("name".into(), Value::String(n));
-                    }
-                    let md = r.metadata_mut();
-                    if ns.is_empty() {
-                        md.remove("namespace");
-                    } else {
-                        md.insert("namespace".into(), Value::String(ns));
+                        for i in hits {
+                            if !smp_one(&mut resources[i], doc, opts, schema) {
+                                deleted.push(i);
+                            }
+                        }
                     }
                 }
                 for i in deleted.into_iter().rev() {

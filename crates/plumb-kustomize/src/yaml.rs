@@ -27,11 +27,17 @@ pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>> {
 /// Parses a single document where repeated keys are allowed (the last one wins), as
 /// kustomize's reader of kustomization files allows.
 pub(crate) fn parse_lenient(text: &str, file: &str) -> Result<Value> {
-    let opts = serde_saphyr::options! {
-        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
+    // The fast path refuses repeated keys, so whatever it accepts reads the same here.
+    let docs: Vec<Value> = match crate::fastyaml::parse_documents(text) {
+        Ok(docs) => docs,
+        Err(_) => {
+            let opts = serde_saphyr::options! {
+                duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
+            };
+            serde_saphyr::from_multiple_with_options(text, opts)
+                .map_err(|e| yaml_error(&e, file))?
+        }
     };
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple_with_options(text, opts).map_err(|e| yaml_error(&e, file))?;
     let mut docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
     match docs.len() {
         0 => Ok(Value::Null),

@@ -13,7 +13,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
-use plumb_api::consts::annotation::RECONCILE_REQUESTED_AT;
+use plumb_api::consts::annotation::{
+    RECONCILE_FORCE_AT, RECONCILE_REQUESTED_AT, RECONCILE_RESET_AT,
+};
 use serde_json::{Value, json};
 
 /// A Flux kind the operations commands know.
@@ -198,6 +200,14 @@ pub struct ReconcileArgs {
     /// Reconcile the object's source first (Kustomization and HelmRelease).
     #[arg(long, global = true)]
     pub with_source: bool,
+    /// HelmRelease: a one-off install or upgrade even when nothing changed
+    /// (`reconcile.fluxcd.io/forceAt`).
+    #[arg(long, global = true)]
+    pub force: bool,
+    /// HelmRelease: reset the failure counters, so retries start again
+    /// (`reconcile.fluxcd.io/resetAt`).
+    #[arg(long, global = true)]
+    pub reset: bool,
     /// How long to wait for the outcome.
     #[arg(long, default_value = "5m", value_parser = parse_timeout, global = true)]
     pub timeout: Duration,
@@ -459,8 +469,18 @@ pub fn reconcile(args: ReconcileArgs) -> Result<ExitCode> {
                 ),
             }
         }
+        if (args.force || args.reset) && kind != FluxKind::HelmRelease {
+            bail!("--force and --reset apply to HelmReleases only");
+        }
+        let extra: Vec<&str> = [
+            (args.force, RECONCILE_FORCE_AT),
+            (args.reset, RECONCILE_RESET_AT),
+        ]
+        .into_iter()
+        .filter_map(|(on, key)| on.then_some(key))
+        .collect();
         Ok(
-            if reconcile_one(&client, kind, &args.namespace, name, deadline).await? {
+            if reconcile_one_with(&client, kind, &args.namespace, name, deadline, &extra).await? {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -505,12 +525,25 @@ async fn reconcile_one(
     name: &str,
     deadline: Instant,
 ) -> Result<bool> {
+    reconcile_one_with(client, kind, ns, name, deadline, &[]).await
+}
+
+/// [`reconcile_one`], also setting the annotations `extra` to the request's stamp (Flux's
+/// `forceAt`/`resetAt`).
+async fn reconcile_one_with(
+    client: &kube::Client,
+    kind: FluxKind,
+    ns: &str,
+    name: &str,
+    deadline: Instant,
+    extra: &[&str],
+) -> Result<bool> {
     let obj = get_obj(client, kind, ns, name).await?;
     if suspended_of(&obj) {
         bail!("{} {ns}/{name} is suspended; resume it first", kind.kind());
     }
     eprintln!("► annotating {} {ns}/{name}", kind.kind());
-    let stamp = request_reconcile(client, kind, ns, name).await?;
+    let stamp = request_reconcile_with(client, kind, ns, name, extra).await?;
     wait_handled(client, kind, ns, name, &stamp, deadline).await
 }
 
@@ -521,8 +554,24 @@ pub async fn request_reconcile(
     ns: &str,
     name: &str,
 ) -> Result<String> {
+    request_reconcile_with(client, kind, ns, name, &[]).await
+}
+
+/// [`request_reconcile`], with the annotations `extra` set to the same stamp.
+async fn request_reconcile_with(
+    client: &kube::Client,
+    kind: FluxKind,
+    ns: &str,
+    name: &str,
+    extra: &[&str],
+) -> Result<String> {
     let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let patch = json!({"metadata": {"annotations": {RECONCILE_REQUESTED_AT: stamp}}});
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(RECONCILE_REQUESTED_AT.into(), json!(stamp));
+    for key in extra {
+        annotations.insert((*key).into(), json!(stamp));
+    }
+    let patch = json!({"metadata": {"annotations": annotations}});
     kind.api(client, ns)
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

@@ -256,8 +256,33 @@ async fn apply(obj: Arc<HelmRelease>, ctx: &Context, api: &Api<HelmRelease>) -> 
         status.upgrade_failures = None;
     }
     status.last_attempted_generation = generation;
+    // `flux reconcile hr --reset` / `--force`: the annotation equals `requestedAt` and
+    // was not handled yet.
+    let pending = |key: &str, handled: &Option<String>| {
+        let v = obj.annotations().get(key).cloned();
+        (v.is_some() && v == requested && *handled != v)
+            .then_some(v)
+            .flatten()
+    };
+    if let Some(reset) = pending(
+        annotation::RECONCILE_RESET_AT,
+        &status.last_handled_reset_at,
+    ) {
+        status.failures = None;
+        status.install_failures = None;
+        status.upgrade_failures = None;
+        status.last_handled_reset_at = Some(reset);
+    }
+    let force = pending(
+        annotation::RECONCILE_FORCE_AT,
+        &status.last_handled_force_at,
+    );
+    let forced = force.is_some();
+    if force.is_some() {
+        status.last_handled_force_at = force;
+    }
 
-    let action = match run_once(&obj, ctx, &mut status).await {
+    let action = match run_once(&obj, ctx, &mut status, forced).await {
         Ok(mut done) => {
             let unsupported = obj.unsupported_fields();
             if !unsupported.is_empty() {
@@ -363,6 +388,7 @@ async fn run_once(
     obj: &HelmRelease,
     ctx: &Context,
     status: &mut HelmReleaseStatus,
+    force: bool,
 ) -> std::result::Result<Done, Failure> {
     check_dependencies(obj, ctx).await?;
     let applier = applier_for(obj, ctx).await?;
@@ -393,8 +419,10 @@ async fn run_once(
     let chart_version = built.chart.version().to_string();
     status.last_attempted_revision = Some(chart_version.clone());
 
-    // Up to date: the latest release is deployed from the same chart and values.
+    // Up to date: the latest release is deployed from the same chart and values (and no
+    // one-off upgrade is forced).
     if let Some(l) = &latest
+        && !force
         && l.info.status == rstatus::DEPLOYED
         && l.chart.name() == built.chart.name()
         && l.chart.version() == chart_version
@@ -437,7 +465,7 @@ async fn run_once(
         status.upgrade_failures.unwrap_or(0)
     };
     let (retries, remediate_last) = remediation_of(obj, is_install);
-    if failures_before > 0 && failures_before > retries {
+    if !force && failures_before > 0 && failures_before > retries {
         // Retries are exhausted: wait for a change of the object or its inputs.
         return Err(Failure::new(
             Class::Stalled,
@@ -1022,8 +1050,19 @@ async fn remediate(
         ));
     };
     let hooks = !obj.spec.rollback.as_ref().is_some_and(|r| r.disable_hooks);
-    let rollback_timeout = obj.spec.rollback.as_ref().and_then(|r| r.timeout.as_deref());
-    rollback(applier, &with_timeout(t, rollback_timeout), &failed, &good, hooks).await?;
+    let rollback_timeout = obj
+        .spec
+        .rollback
+        .as_ref()
+        .and_then(|r| r.timeout.as_deref());
+    rollback(
+        applier,
+        &with_timeout(t, rollback_timeout),
+        &failed,
+        &good,
+        hooks,
+    )
+    .await?;
     Ok(format!(
         "Helm rollback to previous release {}/{}.v{} with chart {}@{} succeeded",
         t.namespace,

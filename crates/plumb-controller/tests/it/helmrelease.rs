@@ -979,3 +979,111 @@ async fn values_files_revision_strategy_and_cluster_capabilities() {
     assert_eq!(data["version"], chart_version);
     assert_eq!(v["status"]["lastAttemptedRevision"], chart_version);
 }
+
+async fn annotate(api: &Api<HelmRelease>, name: &str, keys: &[&str], stamp: &str) {
+    let mut ann = serde_json::Map::new();
+    for k in keys {
+        ann.insert((*k).to_string(), json!(stamp));
+    }
+    let patch = json!({"metadata": {"annotations": ann}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn force_and_reset_requests() {
+    let info = ControlPlane::shared().unwrap();
+    let (env, _ns) = setup(info, "hr-force").await;
+    let n = env.ns.clone();
+    let api: Api<HelmRelease> = Api::namespaced(env.client.clone(), &n);
+    api.create(
+        &PostParams::default(),
+        &hr(&n, "demo", json!({}), json!({})),
+    )
+    .await
+    .unwrap();
+    wait_obj(&api, "demo", "install", |v| history_version(v) == 1).await;
+
+    // forceAt == requestedAt: a one-off upgrade with nothing changed.
+    annotate(
+        &api,
+        "demo",
+        &[
+            "reconcile.fluxcd.io/requestedAt",
+            "reconcile.fluxcd.io/forceAt",
+        ],
+        "force-1",
+    )
+    .await;
+    let v = wait_obj(&api, "demo", "forced upgrade", |v| {
+        v["status"]["lastHandledForceAt"] == "force-1"
+            && v["status"]["lastHandledReconcileAt"] == "force-1"
+    })
+    .await;
+    assert_eq!(history_version(&v), 2, "{v:#}");
+    // A plain request afterwards changes nothing.
+    annotate(
+        &api,
+        "demo",
+        &["reconcile.fluxcd.io/requestedAt"],
+        "plain-1",
+    )
+    .await;
+    let v = wait_obj(&api, "demo", "plain request", |v| {
+        v["status"]["lastHandledReconcileAt"] == "plain-1"
+    })
+    .await;
+    assert_eq!(history_version(&v), 2, "{v:#}");
+
+    // A failing upgrade without retries stalls; a request does not retry it...
+    let patch =
+        json!({"spec": {"values": {"bad": true}, "upgrade": {"remediation": {"retries": 0}}}});
+    api.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_obj(&api, "demo", "upgrade failed", |v| {
+        v["status"]["upgradeFailures"] == 1
+            && common::condition(v.get("status"), "Stalled").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let before = release_secrets(&env.client, &n, "demo").await.len();
+    annotate(
+        &api,
+        "demo",
+        &["reconcile.fluxcd.io/requestedAt"],
+        "plain-2",
+    )
+    .await;
+    wait_obj(&api, "demo", "request handled", |v| {
+        v["status"]["lastHandledReconcileAt"] == "plain-2"
+    })
+    .await;
+    assert_eq!(
+        release_secrets(&env.client, &n, "demo").await.len(),
+        before,
+        "retries exhausted: no new attempt"
+    );
+    // ...but resetAt == requestedAt resets the counters and it is attempted again.
+    annotate(
+        &api,
+        "demo",
+        &[
+            "reconcile.fluxcd.io/requestedAt",
+            "reconcile.fluxcd.io/resetAt",
+        ],
+        "reset-1",
+    )
+    .await;
+    let v = wait_obj(&api, "demo", "reset handled", |v| {
+        v["status"]["lastHandledResetAt"] == "reset-1"
+            && v["status"]["lastHandledReconcileAt"] == "reset-1"
+    })
+    .await;
+    assert_eq!(v["status"]["upgradeFailures"], 1, "{v:#}");
+    assert_eq!(
+        release_secrets(&env.client, &n, "demo").await.len(),
+        before + 1,
+        "a new attempt after the reset"
+    );
+}

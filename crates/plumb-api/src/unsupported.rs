@@ -51,7 +51,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row("Kustomization", "spec.decryption", When::Set),
     row("Kustomization", "spec.healthCheckExprs", When::Set),
     row("HelmRelease", "spec.chart.spec.verify", When::Set),
-    row("HelmRelease", "spec.persistentClient", When::Present),
     row("HelmRepository", "spec.type", When::Equals("oci")),
     row("Receiver", "spec.resourceFilter", When::Set),
     row(
@@ -159,9 +158,10 @@ mod tests {
             vec!["spec.sparseCheckout", "spec.provider"]
         );
         let hr = json!({"spec": {"chart": {"spec": {"verify": {"provider": "cosign"}}}, "persistentClient": false}});
+        // persistentClient only tunes helm-controller's clients: accepted, no effect.
         assert_eq!(
             unsupported_fields("HelmRelease", &hr),
-            vec!["spec.chart.spec.verify", "spec.persistentClient"]
+            vec!["spec.chart.spec.verify"]
         );
         let hr = json!({"spec": {"postRenderers": [], "chart": {"spec": {"chart": "x"}}}});
         assert!(unsupported_fields("HelmRelease", &hr).is_empty());

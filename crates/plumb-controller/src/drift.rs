@@ -15,7 +15,9 @@
 //! fingerprint alone, so Deployments rolling out cause no reconcile storm; our own apply
 //! changes only our own entry. Objects whose opt-out annotation (`kustomize.toolkit.fluxcd.io/
 //! reconcile` or `helm.toolkit.fluxcd.io/driftDetection`) says `disabled` are ignored,
-//! and suspended owners are not tracked.
+//! and suspended owners are not tracked. When a kind's watch has listed its objects, the
+//! owners of those objects are queued once, so a change made before the watch ran is
+//! compared too.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -53,6 +55,8 @@ struct State {
     watches: HashMap<(String, String), tokio::task::JoinHandle<()>>,
     /// Last fingerprint of every labelled object the watches saw.
     seen: HashMap<Key, u64>,
+    /// Kinds whose watch has listed its initial objects (drift is seen from then on).
+    synced: BTreeSet<(String, String)>,
 }
 
 /// What identifies one owner kind's objects: its ownership label, its applier's field
@@ -188,6 +192,20 @@ impl<K: kube::Resource<DynamicType = ()> + 'static> DriftWatcher<K> {
         self.state.lock().map(|s| s.watches.len()).unwrap_or(0)
     }
 
+    /// How many watched kinds have listed their initial objects: changes made before
+    /// that are taken as the baseline, not as drift (for tests that make drift).
+    pub fn synced_kinds(&self) -> usize {
+        self.state
+            .lock()
+            .map(|s| {
+                s.synced
+                    .iter()
+                    .filter(|k| s.watches.contains_key(*k))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     fn stop_unused(&self) {
         let Ok(mut st) = self.state.lock() else {
             return;
@@ -208,6 +226,7 @@ impl<K: kube::Resource<DynamicType = ()> + 'static> DriftWatcher<K> {
                 h.abort();
             }
             st.seen.retain(|(g, k, _, _), _| (g, k) != (&gk.0, &gk.1));
+            st.synced.remove(&gk);
         }
     }
 }
@@ -270,7 +289,21 @@ async fn watch_kind<K: kube::Resource<DynamicType = ()>>(
             return;
         };
         match ev {
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            watcher::Event::Init => {}
+            watcher::Event::InitDone => {
+                st.synced.insert((ar.group.clone(), ar.kind.clone()));
+                // What changed between an owner's apply and this listing is the baseline
+                // now: queue the owners of this kind's objects once, so it is compared.
+                let owners: BTreeSet<&Owner> = st
+                    .owners
+                    .iter()
+                    .filter(|((g, k, _, _), _)| *g == ar.group && *k == ar.kind)
+                    .flat_map(|(_, o)| o.iter())
+                    .collect();
+                for owner in owners {
+                    let _ = trigger.unbounded_send(KubeRef::new(&owner.1).within(&owner.0));
+                }
+            }
             watcher::Event::InitApply(o) => {
                 let key = key_of(&ar, &o);
                 let fp = fingerprint(&o.metadata, kind.manager);

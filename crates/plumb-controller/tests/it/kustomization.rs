@@ -194,6 +194,11 @@ async fn drift_is_reverted_within_seconds() {
     w.create_ks("app", json!({"path": "./deploy"})).await;
     w.wait_ready("app").await;
     assert!(w.ctx.drift.watched_kinds() >= 1);
+    within("drift watch listed", 15, || {
+        let ctx = w.ctx.clone();
+        async move { (ctx.drift.synced_kinds() >= 1).then_some(()) }
+    })
+    .await;
 
     // A `kubectl edit`: another field manager changes a field we own.
     let tamper = json!({"data": {"v": "tampered"}});

@@ -148,7 +148,7 @@ enum Tok {
 
 #[derive(Debug)]
 enum Item {
-    Text(String),
+    Text(Rc<str>),
     Action(usize, Vec<(usize, Tok)>),
 }
 
@@ -172,7 +172,7 @@ fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
         }
         let Some(open) = found else {
             if !text.is_empty() {
-                items.push(Item::Text(text.to_string()));
+                items.push(Item::Text(text.into()));
             }
             break;
         };
@@ -183,7 +183,7 @@ fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
             j += 2;
         }
         if !text.is_empty() {
-            items.push(Item::Text(text.to_string()));
+            items.push(Item::Text(text.into()));
         }
         // Comment?
         let mut k = j;
@@ -582,11 +582,12 @@ impl Parser<'_> {
         while self.idx < self.items.len() {
             let idx = self.idx;
             self.idx += 1;
-            match &self.items[idx] {
-                Item::Text(t) => out.push(Node::Text(t.as_str().into())),
+            match &mut self.items[idx] {
+                Item::Text(t) => out.push(Node::Text(t.clone())),
                 Item::Action(pos, toks) => {
                     let pos = *pos;
-                    let toks = toks.clone();
+                    // Each action is consumed once (an `else` is put back below).
+                    let toks = std::mem::take(toks);
                     let mut tk = Toks {
                         toks: &toks,
                         i: 0,
@@ -608,6 +609,7 @@ impl Parser<'_> {
                             }
                             "else" => {
                                 // Leave the cursor on this item for the caller.
+                                self.items[idx] = Item::Action(pos, toks);
                                 self.idx = idx;
                                 return Ok((out, Some((pos, "else".into()))));
                             }
@@ -781,10 +783,10 @@ impl Parser<'_> {
                 // The cursor is on the else action; consume it.
                 let idx = self.idx;
                 self.idx += 1;
-                let Item::Action(_, toks) = &self.items[idx] else {
+                let Item::Action(_, toks) = &mut self.items[idx] else {
                     return self.err(epos, "unexpected else");
                 };
-                let toks = toks.clone();
+                let toks = std::mem::take(toks);
                 let mut et = Toks {
                     toks: &toks,
                     i: 0,

@@ -1,6 +1,6 @@
 //! The executor: walks parsed templates against a data value.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use super::parse::{self, Arg, Branch, BranchKind, Cmd, List, Node, Pipe};
@@ -34,7 +34,9 @@ pub struct TemplateSet {
     pub trees: HashMap<Rc<str>, Rc<Tree>>,
     /// Parses by source text: charts vendor the same library (Bitnami's
     /// `common`) in several subcharts, and equal sources parse to equal trees.
-    parsed: HashMap<Rc<str>, Rc<SharedParse>>,
+    /// Ordered, not hashed: comparing stops at the first difference, hashing
+    /// reads the whole (possibly megabytes of CRD) source.
+    parsed: BTreeMap<Rc<str>, Rc<SharedParse>>,
 }
 
 impl TemplateSet {

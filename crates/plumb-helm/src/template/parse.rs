@@ -156,6 +156,20 @@ fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+/// The next `{{` at or after `from`. Searches for `{` with `memchr` (a
+/// substring searcher per action cost more than the search itself).
+fn find_open(src: &str, mut from: usize) -> Option<usize> {
+    let b = src.as_bytes();
+    while let Some(p) = src[from..].find('{') {
+        let at = from + p;
+        if b.get(at + 1) == Some(&b'{') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// Splits source into text and lexed actions.
 fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
     let b = src.as_bytes();
@@ -164,7 +178,7 @@ fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
     let mut trim_next = false;
     loop {
         let start = i;
-        let found = src[i..].find("{{").map(|p| p + i);
+        let found = find_open(src, i);
         let end = found.unwrap_or(b.len());
         let mut text = &src[start..end];
         if trim_next {

@@ -323,7 +323,11 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, depth: usize) -> Result<Chart, 
     let mut sub: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     let mut sub_tgz: Vec<(String, Vec<u8>)> = Vec::new();
     for (name, data) in files {
-        let text = || String::from_utf8_lossy(&data).into_owned();
+        // Valid UTF-8 (the usual case) is checked much faster than lossily converted.
+        let text = || match std::str::from_utf8(&data) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(&data).into_owned(),
+        };
         match name.as_str() {
             "Chart.yaml" => {
                 meta = Some(yaml_to_value(&text()).map_err(|e| HelmError::Load {

@@ -418,14 +418,43 @@ fn clean_error(msg: &str) -> String {
 }
 
 /// Splits rendered files into documents as Helm's `SplitManifests`
-/// (separator regex `(?:^|\s*\n)---\s*`).
+/// (separator regex `(?:^|\s*\n)---\s*`), matched by hand: compiling that
+/// regex cost more than splitting every document of a large chart.
 pub fn split_manifests(s: &str) -> Vec<String> {
-    static SEP: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
     let t = s.trim();
-    let Some(re) = SEP.get_or_init(|| regex::Regex::new(r"(?:^|\s*\n)---\s*").ok()) else {
-        return vec![t.to_string()];
+    let skip_ws = |mut i: usize| {
+        while let Some(c) = t[i..].chars().next().filter(|c| c.is_whitespace()) {
+            i += c.len_utf8();
+        }
+        i
     };
-    re.split(t)
+    let mut pieces: Vec<&str> = Vec::new();
+    // Start of the current piece, and where the search resumes.
+    let (mut last, mut i) = (0, 0);
+    if t.starts_with("---") {
+        pieces.push("");
+        last = skip_ws(3);
+        i = last;
+    }
+    // A separator starts a whitespace run that ends in '\n' right before "---"
+    // (searches resume after a separator's trailing whitespace, so runs never
+    // straddle a previous match).
+    while let Some(off) = t[i..].find(char::is_whitespace) {
+        let run = i + off;
+        let end = skip_ws(run);
+        if t[..end].ends_with('\n') && t[end..].starts_with("---") {
+            pieces.push(&t[last..run]);
+            last = skip_ws(end + 3);
+            i = last;
+        } else if end >= t.len() {
+            break;
+        } else {
+            i = end;
+        }
+    }
+    pieces.push(&t[last..]);
+    pieces
+        .into_iter()
         .filter(|d| !d.is_empty())
         .map(|d| d.trim().to_string())
         .collect()
@@ -460,6 +489,7 @@ fn head(doc: &str, path: &str) -> Result<Head, HelmError> {
     }
     let mut o = serde_saphyr::Options::default();
     o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
+    o.emit_comments = false;
     let h: Option<SimpleHead> =
         serde_saphyr::from_str_with_options(doc, o).map_err(|e| HelmError::Yaml {
             path: path.to_string(),
@@ -547,4 +577,50 @@ pub fn sort_manifests(
     manifests.sort_by(|a, b| kind_less(&a.kind, &b.kind));
     hooks.sort_by(|a, b| kind_less(&a.manifest.kind, &b.manifest.kind));
     Ok((manifests, hooks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_manifests;
+
+    /// The separator as Helm writes it, for comparing the hand-written split.
+    fn split_by_regex(re: &regex::Regex, s: &str) -> Vec<String> {
+        re.split(s.trim())
+            .filter(|d| !d.is_empty())
+            .map(|d| d.trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn split_matches_the_separator_regex() {
+        let re = regex::Regex::new(r"(?:^|\s*\n)---\s*").unwrap();
+        let fixed = [
+            "",
+            "---",
+            "a",
+            "---\na: 1\n---\nb: 2\n",
+            "a: 1\n---\n---\nb: 2",
+            "a: 1\n  ---  \nb",
+            "a: 1\n---b\n--- c\n \n\t---\n",
+            "a\u{a0}\n---\u{85}x\n\u{a0}---y",
+            "x: |\n  ---\n  y\n---",
+            "a\r\n---\r\nb",
+        ];
+        for s in fixed {
+            assert_eq!(split_manifests(s), split_by_regex(&re, s), "{s:?}");
+        }
+        // Every short string over an alphabet of separator pieces.
+        let alphabet = ['a', '-', '\n', ' ', '\t', '\u{a0}', '#'];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 14) as usize;
+            let s: String = (0..len)
+                .map(|k| alphabet[((seed >> (4 * k)) % alphabet.len() as u64) as usize])
+                .collect();
+            assert_eq!(split_manifests(&s), split_by_regex(&re, &s), "{s:?}");
+        }
+    }
 }

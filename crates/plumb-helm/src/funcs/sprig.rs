@@ -1072,15 +1072,17 @@ fn b32dec(s: &str) -> Option<Vec<u8>> {
 thread_local! {
     /// Compiled regular expressions: charts call the regex functions with a
     /// handful of patterns many times.
-    static REGEXES: std::cell::RefCell<HashMap<String, regex::Regex>> =
+    /// Shared, not cloned: a cloned `Regex` starts with an empty match cache.
+    static REGEXES: std::cell::RefCell<HashMap<String, std::rc::Rc<regex::Regex>>> =
         std::cell::RefCell::new(HashMap::new());
 }
 
-fn compile(re: &str) -> Result<regex::Regex, String> {
+fn compile(re: &str) -> Result<std::rc::Rc<regex::Regex>, String> {
     if let Some(r) = REGEXES.with(|c| c.borrow().get(re).cloned()) {
         return Ok(r);
     }
-    let r = regex::Regex::new(re).map_err(|e| format!("error parsing regexp: {e}"))?;
+    let r =
+        std::rc::Rc::new(regex::Regex::new(re).map_err(|e| format!("error parsing regexp: {e}"))?);
     REGEXES.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() > 1024 {

@@ -1,6 +1,6 @@
 //! The executor: walks parsed templates against a data value.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use super::parse::{self, Arg, Branch, BranchKind, Cmd, List, Node, Pipe};
@@ -16,8 +16,15 @@ pub struct Tree {
     pub file: Rc<str>,
     /// The source text.
     pub src: Rc<str>,
-    /// The body.
-    pub list: List,
+    /// The body (shared by every template parsed from the same source).
+    pub list: Rc<List>,
+}
+
+/// The parse of one source text: its main body and its `define`s.
+#[derive(Debug)]
+struct SharedParse {
+    root: Rc<List>,
+    defines: Vec<(Rc<str>, Rc<List>)>,
 }
 
 /// A set of named templates, as Go's `*template.Template` associations.
@@ -25,6 +32,11 @@ pub struct Tree {
 pub struct TemplateSet {
     /// Templates by name.
     pub trees: HashMap<Rc<str>, Rc<Tree>>,
+    /// Parses by source text: charts vendor the same library (Bitnami's
+    /// `common`) in several subcharts, and equal sources parse to equal trees.
+    /// Ordered, not hashed: comparing stops at the first difference, hashing
+    /// reads the whole (possibly megabytes of CRD) source.
+    parsed: BTreeMap<Rc<str>, Rc<SharedParse>>,
 }
 
 impl TemplateSet {
@@ -36,21 +48,35 @@ impl TemplateSet {
         src: &str,
         is_func: &dyn Fn(&str) -> bool,
     ) -> Result<(), String> {
-        let parsed = parse::parse(src, is_func).map_err(|e| {
-            let (l, c) = parse::line_col(src, e.pos);
-            let _ = c;
-            format!("template: {name}:{l}: {}", e.msg)
-        })?;
+        let (srcrc, parsed) = match self.parsed.get_key_value(src) {
+            Some((k, v)) => (k.clone(), v.clone()),
+            None => {
+                let p = parse::parse(src, is_func).map_err(|e| {
+                    let (l, _) = parse::line_col(src, e.pos);
+                    format!("template: {name}:{l}: {}", e.msg)
+                })?;
+                let shared = Rc::new(SharedParse {
+                    root: Rc::new(p.root),
+                    defines: p
+                        .defines
+                        .into_iter()
+                        .map(|(n, l)| (n, Rc::new(l)))
+                        .collect(),
+                });
+                let k: Rc<str> = src.into();
+                self.parsed.insert(k.clone(), shared.clone());
+                (k, shared)
+            }
+        };
         let file: Rc<str> = name.into();
-        let srcrc: Rc<str> = src.into();
-        for (dname, body) in parsed.defines {
-            self.insert(dname, file.clone(), srcrc.clone(), body);
+        for (dname, body) in &parsed.defines {
+            self.insert(dname.clone(), file.clone(), srcrc.clone(), body.clone());
         }
-        self.insert(file.clone(), file, srcrc, parsed.root);
+        self.insert(file.clone(), file, srcrc, parsed.root.clone());
         Ok(())
     }
 
-    fn insert(&mut self, name: Rc<str>, file: Rc<str>, src: Rc<str>, list: List) {
+    fn insert(&mut self, name: Rc<str>, file: Rc<str>, src: Rc<str>, list: Rc<List>) {
         let empty = list
             .iter()
             .all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()));
@@ -220,8 +246,13 @@ impl<'a> Exec<'a> {
             Node::Action(p) => {
                 let v = self.eval_pipe(p, dot)?;
                 if p.decl.is_empty() {
-                    let s = print_value(&v);
-                    self.write(out, &s)?;
+                    match &v {
+                        Value::Str(s) => self.write(out, s)?,
+                        other => {
+                            let s = print_value(other);
+                            self.write(out, &s)?;
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -273,9 +304,8 @@ impl<'a> Exec<'a> {
             }
             BranchKind::Range => {
                 // Range declares its variables per iteration, not from the pipeline.
-                let mut p = b.pipe.clone();
-                let decl = std::mem::take(&mut p.decl);
-                let v = self.eval_pipe(&p, dot)?;
+                let decl = &b.pipe.decl;
+                let v = self.eval_cmds(&b.pipe, dot)?;
                 let items: Vec<(Value, Value)> = match &v {
                     Value::Nil => Vec::new(),
                     Value::List(l) => l
@@ -332,13 +362,18 @@ impl<'a> Exec<'a> {
         }
     }
 
-    fn eval_pipe(&mut self, p: &Pipe, dot: &Value) -> Result<Value, Flow> {
+    /// Evaluates the commands of a pipeline, ignoring its declarations.
+    fn eval_cmds(&mut self, p: &Pipe, dot: &Value) -> Result<Value, Flow> {
         let mut val: Option<Value> = None;
         for c in &p.cmds {
             let v = self.eval_cmd(c, dot, val.take())?;
             val = Some(v);
         }
-        let v = val.unwrap_or_default();
+        Ok(val.unwrap_or_default())
+    }
+
+    fn eval_pipe(&mut self, p: &Pipe, dot: &Value) -> Result<Value, Flow> {
+        let v = self.eval_cmds(p, dot)?;
         for name in &p.decl {
             if p.is_assign {
                 if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {

@@ -148,12 +148,26 @@ enum Tok {
 
 #[derive(Debug)]
 enum Item {
-    Text(String),
+    Text(Rc<str>),
     Action(usize, Vec<(usize, Tok)>),
 }
 
 fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// The next `{{` at or after `from`. Searches for `{` with `memchr` (a
+/// substring searcher per action cost more than the search itself).
+fn find_open(src: &str, mut from: usize) -> Option<usize> {
+    let b = src.as_bytes();
+    while let Some(p) = src[from..].find('{') {
+        let at = from + p;
+        if b.get(at + 1) == Some(&b'{') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Splits source into text and lexed actions.
@@ -164,7 +178,7 @@ fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
     let mut trim_next = false;
     loop {
         let start = i;
-        let found = src[i..].find("{{").map(|p| p + i);
+        let found = find_open(src, i);
         let end = found.unwrap_or(b.len());
         let mut text = &src[start..end];
         if trim_next {
@@ -172,7 +186,7 @@ fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
         }
         let Some(open) = found else {
             if !text.is_empty() {
-                items.push(Item::Text(text.to_string()));
+                items.push(Item::Text(text.into()));
             }
             break;
         };
@@ -183,7 +197,7 @@ fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
             j += 2;
         }
         if !text.is_empty() {
-            items.push(Item::Text(text.to_string()));
+            items.push(Item::Text(text.into()));
         }
         // Comment?
         let mut k = j;
@@ -582,11 +596,12 @@ impl Parser<'_> {
         while self.idx < self.items.len() {
             let idx = self.idx;
             self.idx += 1;
-            match &self.items[idx] {
-                Item::Text(t) => out.push(Node::Text(t.as_str().into())),
+            match &mut self.items[idx] {
+                Item::Text(t) => out.push(Node::Text(t.clone())),
                 Item::Action(pos, toks) => {
                     let pos = *pos;
-                    let toks = toks.clone();
+                    // Each action is consumed once (an `else` is put back below).
+                    let toks = std::mem::take(toks);
                     let mut tk = Toks {
                         toks: &toks,
                         i: 0,
@@ -608,6 +623,7 @@ impl Parser<'_> {
                             }
                             "else" => {
                                 // Leave the cursor on this item for the caller.
+                                self.items[idx] = Item::Action(pos, toks);
                                 self.idx = idx;
                                 return Ok((out, Some((pos, "else".into()))));
                             }
@@ -781,10 +797,10 @@ impl Parser<'_> {
                 // The cursor is on the else action; consume it.
                 let idx = self.idx;
                 self.idx += 1;
-                let Item::Action(_, toks) = &self.items[idx] else {
+                let Item::Action(_, toks) = &mut self.items[idx] else {
                     return self.err(epos, "unexpected else");
                 };
-                let toks = toks.clone();
+                let toks = std::mem::take(toks);
                 let mut et = Toks {
                     toks: &toks,
                     i: 0,

@@ -2,16 +2,14 @@
 //! repository, plumb's controllers in this process install it, then the CLI shows what
 //! the next upgrade would change and delete.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use plumb_api::{GitRepository, HelmRelease};
 use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
-use plumb_testing::{ControlPlane, TestNamespace, wait};
+use plumb_testing::{ControlPlane, TestNamespace};
 use serde_json::json;
 
-use crate::ks_cli::{install_crds, plumb, start_controllers, text};
+use crate::ks_cli::{install_crds, plumb, start_controllers, text, wait_ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_and_diff_a_helmrelease() {
@@ -57,20 +55,7 @@ async fn build_and_diff_a_helmrelease() {
     .unwrap();
     let hr_api: Api<HelmRelease> = Api::namespaced(client.clone(), &n);
     hr_api.create(&PostParams::default(), &hr).await.unwrap();
-    wait::poll("web ready", Duration::from_secs(60), || {
-        let hr_api = hr_api.clone();
-        async move {
-            let h = hr_api.get("web").await.ok()?;
-            let ready = h
-                .status?
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            ready.then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    wait_ready(&hr_api, "web").await;
     // Stop the controllers so the spec changes below are not released.
     controllers.abort();
     drop(ctx);

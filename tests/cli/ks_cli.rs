@@ -82,6 +82,31 @@ pub(crate) async fn start_controllers(
     (ctx, controllers)
 }
 
+/// Waits (60 s at most) until object `name` of `api` has condition Ready=True.
+pub(crate) async fn wait_ready<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + k8s_openapi::serde::Serialize
+        + std::fmt::Debug,
+{
+    wait::poll(
+        &format!("{name} ready"),
+        Duration::from_secs(60),
+        || async {
+            let v = serde_json::to_value(api.get(name).await.ok()?).ok()?;
+            let ready = v["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            ready.then_some(())
+        },
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_and_diff_a_kustomization() {
     let info = ControlPlane::shared().unwrap();
@@ -127,20 +152,7 @@ async fn build_and_diff_a_kustomization() {
     .unwrap();
     let ks_api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
     ks_api.create(&PostParams::default(), &ks).await.unwrap();
-    wait::poll("app ready", Duration::from_secs(60), || {
-        let ks_api = ks_api.clone();
-        async move {
-            let k = ks_api.get("app").await.ok()?;
-            let ready = k
-                .status?
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            ready.then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    wait_ready(&ks_api, "app").await;
     // Stop the controllers so the edits below stay (drift would be reverted at once).
     controllers.abort();
     drop(ctx);

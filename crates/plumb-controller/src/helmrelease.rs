@@ -759,7 +759,12 @@ async fn drift(
             .await;
         }
     }
-    track_drift(obj, ctx, applier, t, latest).await;
+    // The objects are parsed already: track them without parsing the manifest again.
+    let refs: Vec<ObjectRef> = objects
+        .iter()
+        .filter_map(|o| ObjectRef::from_object(o).ok())
+        .collect();
+    track_refs(obj, ctx, applier, &refs).await;
     if !report.errors.is_empty() {
         return Err(Failure::new(
             Class::Transient,
@@ -781,19 +786,30 @@ async fn track_drift(
     t: &Target,
     rel: &Release,
 ) {
-    let owner = (obj.namespace().unwrap_or_default(), obj.name_any());
-    let owner = (owner.0.as_str(), owner.1.as_str());
-    if crate::helmdrift::mode(obj.spec.drift_detection.as_ref()) == DriftDetectionMode::Disabled
-        || obj.spec.kube_config.is_some()
-    {
-        // Remote clusters are compared at the interval only: the watches use the
-        // controller's own client.
-        ctx.helm_drift.untrack(owner);
-        return;
+    if !drift_watched(obj) {
+        return track_refs(obj, ctx, applier, &[]).await;
     }
     match manifest_refs(applier, &rel.manifest, &t.namespace).await {
-        Ok(refs) => ctx.helm_drift.track(owner, &refs, applier).await,
+        Ok(refs) => track_refs(obj, ctx, applier, &refs).await,
         Err(e) => tracing::debug!(error = %e, "drift: release objects not tracked"),
+    }
+}
+
+/// Whether the objects of `obj` are watched for drift. Remote clusters are compared at
+/// the interval only: the watches use the controller's own client.
+fn drift_watched(obj: &HelmRelease) -> bool {
+    crate::helmdrift::mode(obj.spec.drift_detection.as_ref()) != DriftDetectionMode::Disabled
+        && obj.spec.kube_config.is_none()
+}
+
+/// Watches `refs` for drift on behalf of `obj`, or stops watching when it should not be.
+async fn track_refs(obj: &HelmRelease, ctx: &Context, applier: &Applier, refs: &[ObjectRef]) {
+    let owner = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let owner = (owner.0.as_str(), owner.1.as_str());
+    if drift_watched(obj) {
+        ctx.helm_drift.track(owner, refs, applier).await;
+    } else {
+        ctx.helm_drift.untrack(owner);
     }
 }
 

@@ -6,9 +6,10 @@ set -euo pipefail
 log() { printf '[deps] %s\n' "$*" >&2; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-# C toolchain bits for vendored libgit2 (https via OpenSSL, ssh via libssh2),
+# C toolchain bits for vendored libgit2 (https via OpenSSL, ssh via libssh2) and the
+# vendored, statically linked OpenSSL (its build wants perl and make),
 # git's own http-backend and an sshd for the git server tests.
-APT_PKGS=(pkg-config libssl-dev cmake git openssh-server openssh-client etcd-server openssl)
+APT_PKGS=(pkg-config libssl-dev cmake perl make git openssh-server openssh-client etcd-server openssl)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,6 @@
 //! Sprig's date functions with Go reference-time layouts (`2006-01-02`).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::rc::Rc;
 
 use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc};
@@ -251,7 +251,7 @@ fn time_of(v: &Value) -> DateTime<FixedOffset> {
     to_time(v).unwrap_or_else(now)
 }
 
-pub(crate) fn register(m: &mut HashMap<&'static str, Func>) {
+pub(crate) fn register(m: &mut FxHashMap<&'static str, Func>) {
     m.insert("now", |_| Ok(time_value(now())));
     m.insert("date", |a| {
         let l = sarg(a, 0)?;

@@ -224,16 +224,45 @@ fn build_contexts(
     v
 }
 
-fn validate_schemas(c: &Chart, vals: &Value, errs: &mut Vec<String>) {
-    if let Some(schema) = &c.schema
-        && let Ok(sj) = serde_json::from_slice::<serde_json::Value>(schema)
-        && let Ok(validator) = jsonschema::validator_for(&sj)
-    {
-        let inst = vals.to_json();
+/// One chart's `values.schema.json` and the values it must accept, in a form
+/// that can cross threads (the template `Value` cannot).
+struct SchemaJob {
+    chart: String,
+    schema: Vec<u8>,
+    values: serde_json::Value,
+}
+
+fn schema_jobs(c: &Chart, vals: &Value, jobs: &mut Vec<SchemaJob>) {
+    if let Some(schema) = &c.schema {
+        jobs.push(SchemaJob {
+            chart: c.name.clone(),
+            schema: schema.clone(),
+            values: vals.to_json(),
+        });
+    }
+    for s in &c.subcharts {
+        let sv = match vals {
+            Value::Map(m) => m.borrow().get(&s.name).cloned().unwrap_or_default(),
+            _ => Value::Nil,
+        };
+        schema_jobs(s, &sv, jobs);
+    }
+}
+
+/// Validates each chart's values against its schema; one entry per failing chart.
+fn validate_schemas(jobs: Vec<SchemaJob>) -> Vec<String> {
+    let mut errs = Vec::new();
+    for job in jobs {
+        let Ok(sj) = serde_json::from_slice::<serde_json::Value>(&job.schema) else {
+            continue;
+        };
+        let Ok(validator) = jsonschema::validator_for(&sj) else {
+            continue;
+        };
         let problems: Vec<String> = validator
-            .iter_errors(&inst)
+            .iter_errors(&job.values)
             .map(|e| {
-                let path = e.instance_path.to_string();
+                let path = e.instance_path().to_string();
                 let p = if path.is_empty() {
                     "(root)".to_string()
                 } else {
@@ -243,16 +272,10 @@ fn validate_schemas(c: &Chart, vals: &Value, errs: &mut Vec<String>) {
             })
             .collect();
         if !problems.is_empty() {
-            errs.push(format!("{}:\n{}", c.name, problems.join("\n")));
+            errs.push(format!("{}:\n{}", job.chart, problems.join("\n")));
         }
     }
-    for s in &c.subcharts {
-        let sv = match vals {
-            Value::Map(m) => m.borrow().get(&s.name).cloned().unwrap_or_default(),
-            _ => Value::Nil,
-        };
-        validate_schemas(s, &sv, errs);
-    }
+    errs
 }
 
 /// Renders a chart with user values (already merged from files and `--set`).
@@ -311,18 +334,9 @@ pub fn render(
         chart: chart.name.clone(),
         msg,
     })?;
-    let mut errs = Vec::new();
-    validate_schemas(&chart, &vals, &mut errs);
-    if !errs.is_empty() {
-        return Err(HelmError::Schema {
-            chart: chart.name.clone(),
-            msg: format!(
-                "values don't meet the specifications of the schema(s) in the following chart(s):\n{}",
-                errs.join("\n")
-            ),
-        });
-    }
-
+    let mut jobs = Vec::new();
+    schema_jobs(&chart, &vals, &mut jobs);
+    let _keys = KeyPrefetch::start(rsa_key_calls(&chart));
     let mut tpls = Vec::new();
     collect(&chart, "", Vec::new(), &mut tpls, false);
     // Helm parses deepest paths first, and equal depths in reverse order, so
@@ -331,8 +345,110 @@ pub fn render(
         let (ca, cb) = (a.path.matches('/').count(), b.path.matches('/').count());
         cb.cmp(&ca).then_with(|| b.path.cmp(&a.path))
     });
+    // Schema validation and the YAML parse of rendered files run on helper
+    // threads while templates execute: both work on plain strings and JSON,
+    // and together they are a third to a half of a render.
+    std::thread::scope(|scope| {
+        let schema = (!jobs.is_empty()).then(|| scope.spawn(move || validate_schemas(jobs)));
+        let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
+        let classifier = scope.spawn(move || {
+            rx.into_iter()
+                .map(|(path, text)| {
+                    let docs = classify_file(&path, &text);
+                    (path, docs)
+                })
+                .collect::<BTreeMap<String, Result<Vec<Doc>, HelmError>>>()
+        });
+        let executed = execute_templates(&chart, &vals, opts, &tpls, tx);
+        let errs = match schema {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| vec!["schema validation panicked".into()]),
+            None => Vec::new(),
+        };
+        // Helm validates values before it renders, so a schema error wins.
+        if !errs.is_empty() {
+            return Err(HelmError::Schema {
+                chart: chart.name.clone(),
+                msg: format!(
+                    "values don't meet the specifications of the schema(s) in the following chart(s):\n{}",
+                    errs.join("\n")
+                ),
+            });
+        }
+        let notes = executed?;
+        let files = classifier.join().map_err(|_| HelmError::Render {
+            chart: chart.name.clone(),
+            msg: "manifest classification panicked".into(),
+        })?;
+        let (manifests, hooks) = assemble(files.into_values())?;
+        let crds = chart
+            .crds("")
+            .into_iter()
+            .map(|(p, d)| (p, String::from_utf8_lossy(&d).into_owned()))
+            .collect();
+        Ok(Rendered {
+            manifests,
+            hooks,
+            notes,
+            crds,
+            values: vals.to_json(),
+        })
+    })
+}
+
+/// Calls in the chart's templates that make an RSA key, an upper bound of
+/// the keys a render needs (some sit in branches not taken).
+fn rsa_key_calls(c: &Chart) -> usize {
+    let own: usize = c
+        .templates
+        .iter()
+        .map(|(_, src)| {
+            ["genCA", "genSelfSignedCert", "genSignedCert"]
+                .iter()
+                .map(|f| {
+                    src.match_indices(f)
+                        .filter(|(i, _)| {
+                            // `genCAWithKey` & co bring their own key.
+                            !src[i + f.len()..].starts_with(|ch: char| ch.is_alphanumeric())
+                        })
+                        .count()
+                })
+                .sum::<usize>()
+        })
+        .sum();
+    own + c.subcharts.iter().map(rsa_key_calls).sum::<usize>()
+}
+
+/// Keys made ahead for one render; stops the helper when the render ends.
+struct KeyPrefetch;
+
+impl KeyPrefetch {
+    fn start(calls: usize) -> Option<Self> {
+        (calls > 0).then(|| {
+            crate::funcs::arm_prefetch(calls);
+            KeyPrefetch
+        })
+    }
+}
+
+impl Drop for KeyPrefetch {
+    fn drop(&mut self) {
+        crate::funcs::stop_prefetch();
+    }
+}
+
+/// Parses every template and executes the renderable ones, sending each
+/// rendered file to `out`; returns the top chart's NOTES.txt.
+fn execute_templates(
+    chart: &Chart,
+    vals: &Value,
+    opts: &RenderOptions<'_>,
+    tpls: &[Tpl<'_>],
+    out: std::sync::mpsc::Sender<(String, String)>,
+) -> Result<String, HelmError> {
     let mut set = TemplateSet::default();
-    for t in &tpls {
+    for t in tpls {
         let rel = &t.path[t.base.len() - "templates".len()..];
         let src = t
             .chart
@@ -351,11 +467,10 @@ pub fn render(
     let release = release_value(&opts.release);
     let caps = capabilities_value(&opts.capabilities);
     let mut contexts: BTreeMap<*const Chart, Value> = BTreeMap::new();
-    build_contexts(&chart, &vals, true, &release, &caps, &mut contexts);
-    let mut outputs: BTreeMap<String, String> = BTreeMap::new();
+    build_contexts(chart, vals, true, &release, &caps, &mut contexts);
     let mut notes = String::new();
     let mut written = 0usize;
-    for t in &tpls {
+    for t in tpls {
         if is_partial(&t.path) || t.library {
             continue;
         }
@@ -384,21 +499,10 @@ pub fn render(
             }
             continue;
         }
-        outputs.insert(t.path.clone(), text);
+        // The classifier only goes away when this scope ends.
+        let _ = out.send((t.path.clone(), text));
     }
-    let (manifests, hooks) = sort_manifests(&outputs)?;
-    let crds = chart
-        .crds("")
-        .into_iter()
-        .map(|(p, d)| (p, String::from_utf8_lossy(&d).into_owned()))
-        .collect();
-    Ok(Rendered {
-        manifests,
-        hooks,
-        notes,
-        crds,
-        values: vals.to_json(),
-    })
+    Ok(notes)
 }
 
 /// Helm turns `fail`/`required` errors into "execution error at (LOCATION): MSG",
@@ -524,59 +628,90 @@ fn kind_less(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-/// Splits, classifies and sorts rendered files into manifests and hooks.
-pub fn sort_manifests(
-    files: &BTreeMap<String, String>,
+/// A classified document of a rendered file.
+enum Doc {
+    Manifest(Manifest),
+    Hook(Hook),
+}
+
+/// Splits one rendered file into documents and reads each one's head, as
+/// Helm's `SortManifests` does per file.
+fn classify_file(path: &str, content: &str) -> Result<Vec<Doc>, HelmError> {
+    let mut docs = Vec::new();
+    if is_partial(path) || content.trim().is_empty() {
+        return Ok(docs);
+    }
+    for doc in split_manifests(content) {
+        let (api_version, kind, name, ann) = head(&doc, path)?;
+        let m = Manifest {
+            path: path.to_string(),
+            content: doc,
+            api_version,
+            kind,
+            name,
+        };
+        docs.push(match ann.get("helm.sh/hook") {
+            None => Doc::Manifest(m),
+            Some(h) => {
+                let events: Vec<String> = h
+                    .split(',')
+                    .map(|e| e.trim().to_string())
+                    .filter(|e| !e.is_empty())
+                    .collect();
+                let weight = ann
+                    .get("helm.sh/hook-weight")
+                    .and_then(|w| w.trim().parse().ok())
+                    .unwrap_or(0);
+                let delete_policies = ann
+                    .get("helm.sh/hook-delete-policy")
+                    .map(|p| {
+                        p.split(',')
+                            .map(|e| e.trim().to_string())
+                            .filter(|e| !e.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Doc::Hook(Hook {
+                    manifest: m,
+                    events,
+                    weight,
+                    delete_policies,
+                })
+            }
+        });
+    }
+    Ok(docs)
+}
+
+/// Joins classified files (in path order; the first error wins) and sorts
+/// manifests and hooks into install order.
+fn assemble(
+    files: impl Iterator<Item = Result<Vec<Doc>, HelmError>>,
 ) -> Result<(Vec<Manifest>, Vec<Hook>), HelmError> {
     let mut manifests = Vec::new();
     let mut hooks = Vec::new();
-    for (path, content) in files {
-        if is_partial(path) || content.trim().is_empty() {
-            continue;
-        }
-        for doc in split_manifests(content) {
-            let (api_version, kind, name, ann) = head(&doc, path)?;
-            let m = Manifest {
-                path: path.clone(),
-                content: doc,
-                api_version,
-                kind,
-                name,
-            };
-            match ann.get("helm.sh/hook") {
-                None => manifests.push(m),
-                Some(h) => {
-                    let events: Vec<String> = h
-                        .split(',')
-                        .map(|e| e.trim().to_string())
-                        .filter(|e| !e.is_empty())
-                        .collect();
-                    let weight = ann
-                        .get("helm.sh/hook-weight")
-                        .and_then(|w| w.trim().parse().ok())
-                        .unwrap_or(0);
-                    let delete_policies = ann
-                        .get("helm.sh/hook-delete-policy")
-                        .map(|p| {
-                            p.split(',')
-                                .map(|e| e.trim().to_string())
-                                .filter(|e| !e.is_empty())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    hooks.push(Hook {
-                        manifest: m,
-                        events,
-                        weight,
-                        delete_policies,
-                    });
-                }
+    for file in files {
+        for doc in file? {
+            match doc {
+                Doc::Manifest(m) => manifests.push(m),
+                Doc::Hook(h) => hooks.push(h),
             }
         }
     }
     manifests.sort_by(|a, b| kind_less(&a.kind, &b.kind));
     hooks.sort_by(|a, b| kind_less(&a.manifest.kind, &b.manifest.kind));
     Ok((manifests, hooks))
+}
+
+/// Splits, classifies and sorts rendered files into manifests and hooks.
+pub fn sort_manifests(
+    files: &BTreeMap<String, String>,
+) -> Result<(Vec<Manifest>, Vec<Hook>), HelmError> {
+    assemble(
+        files
+            .iter()
+            .map(|(path, content)| classify_file(path, content)),
+    )
 }
 
 #[cfg(test)]

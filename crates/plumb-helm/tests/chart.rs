@@ -244,3 +244,83 @@ fn render_archive_is_send_friendly() {
         r.manifests[0].content
     );
 }
+
+/// A throwaway chart from (path, content) pairs.
+fn temp_chart(files: &[(&str, &str)]) -> (tempfile::TempDir, plumb_helm::Chart) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("t");
+    for (p, body) in files {
+        let f = c.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, body).unwrap();
+    }
+    let chart = plumb_helm::load_path(&c).unwrap();
+    (dir, chart)
+}
+
+#[test]
+fn schema_errors_win_and_the_first_bad_file_in_path_order_is_named() {
+    // Schema validation and the YAML read of rendered files run beside the
+    // template executor; the error reported must still be Helm's.
+    let (_d, chart) = temp_chart(&[
+        ("Chart.yaml", "apiVersion: v2\nname: t\nversion: 0.1.0\n"),
+        // The bare `$schema` URL some charts use (prometheus) is validated too.
+        (
+            "values.schema.json",
+            r#"{"$schema": "http://json-schema.org/schema#", "type": "object",
+                "properties": {"port": {"type": "integer", "minimum": 1}}}"#,
+        ),
+        ("values.yaml", "port: 80\n"),
+        ("templates/a.yaml", "a: [\n"),
+        ("templates/b.yaml", "b: {\n"),
+        ("templates/c.yaml", "{{ if .Values.boom }}{{ fail \"boom\" }}{{ end }}\n"),
+    ]);
+    let render = |values: &str| {
+        let v = plumb_helm::parse_values(values).unwrap();
+        plumb_helm::render(&chart, &v, &opts()).unwrap_err()
+    };
+    let err = render("port: 0\nboom: true\n");
+    assert!(matches!(err, HelmError::Schema { .. }), "{err}");
+    assert!(err.to_string().contains("port"), "{err}");
+    let err = render("boom: true\n");
+    assert!(err.to_string().contains("boom"), "{err}");
+    let err = render("");
+    assert!(matches!(err, HelmError::Yaml { .. }), "{err}");
+    assert!(err.to_string().contains("t/templates/a.yaml"), "{err}");
+}
+
+#[test]
+fn generated_keys_are_never_handed_out_twice() {
+    // Keys may come from the helper that makes them ahead; none may be handed
+    // out twice, in one render or across renders of the same process.
+    let (_d, chart) = temp_chart(&[
+        ("Chart.yaml", "apiVersion: v2\nname: t\nversion: 0.1.0\n"),
+        (
+            "templates/certs.yaml",
+            concat!(
+                "{{- $ca := genCA \"ca\" 30 }}\n",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: certs\ndata:\n",
+                "  ca: {{ $ca.Key | b64enc }}\n",
+                "{{- range $i := until 4 }}\n",
+                "  {{- $c := genSignedCert (printf \"c%d\" $i) nil nil 30 $ca }}\n",
+                "  k{{ $i }}: {{ $c.Key | b64enc }}\n",
+                "{{- end }}\n",
+                "{{- if false }}{{ genCA \"never\" 1 }}{{ end }}\n",
+            ),
+        ),
+    ]);
+    let mut keys = std::collections::BTreeSet::new();
+    for _ in 0..2 {
+        let r = plumb_helm::render(&chart, &Value::empty_map(), &opts()).unwrap();
+        let cm = doc(&r, "ConfigMap", "certs");
+        let found: Vec<&str> = cm
+            .lines()
+            .filter_map(|l| l.trim().split_once(": ").map(|(_, v)| v))
+            .filter(|v| v.len() > 1000)
+            .collect();
+        assert_eq!(found.len(), 5, "{cm}");
+        for k in found {
+            assert!(keys.insert(k.to_string()), "a key was handed out twice");
+        }
+    }
+}

@@ -1,13 +1,13 @@
 //! Go `text/template` builtin functions.
 
+use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use super::{Func, want, want_min};
 use crate::fmt::{sprint, sprintf, sprintln};
 use crate::value::Value;
 
-pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
+pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
     m.insert("not", |a| {
         want(a, 1, "not")?;
         Ok(Value::Bool(!a[0].truthy()))

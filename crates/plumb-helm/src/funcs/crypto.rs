@@ -2,6 +2,7 @@
 //! `htpasswd`, `bcrypt`, `genPrivateKey`, `genCA`, `genSelfSignedCert`,
 //! `genSignedCert` (RSA 2048 as Sprig, through rcgen on aws-lc-rs).
 
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,7 +32,7 @@ thread_local! {
     static CAS: RefCell<HashMap<String, (String, String)>> = RefCell::new(HashMap::new());
 }
 
-pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
+pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
     m.insert("randAlphaNum", |a| rand_from(ALNUM, to_i64(&arg(a, 0))));
     m.insert("randAlpha", |a| rand_from(ALPHA, to_i64(&arg(a, 0))));
     m.insert("randNumeric", |a| rand_from(NUM, to_i64(&arg(a, 0))));
@@ -219,9 +220,95 @@ fn pkcs8_inner(der: &[u8]) -> Vec<u8> {
 }
 
 /// A fresh RSA 2048 key: (key pair, PKCS#1 PEM).
+fn new_rsa_key() -> Result<rcgen::KeyPair, String> {
+    rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .map_err(|e| e.to_string())
+}
+
+/// RSA-2048 keys made ahead of use. Key generation takes tens of
+/// milliseconds and is nearly all of a chart that mints its own certificates
+/// (Harbor makes about ten), and a key made a moment earlier is as good as one
+/// made now. So once a render generates its first key, a helper thread makes
+/// more while the templates go on, up to the number of generator calls left in
+/// the chart's source; a chart whose generators sit in branches not taken
+/// never starts it.
+struct KeyPool {
+    /// Finished keys.
+    ready: Vec<rcgen::KeyPair>,
+    /// Keys the current render may still take (its generator call sites).
+    budget: usize,
+    /// The helper is making a key.
+    in_flight: bool,
+    /// A helper thread is running.
+    running: bool,
+}
+
+static POOL: std::sync::Mutex<KeyPool> = std::sync::Mutex::new(KeyPool {
+    ready: Vec::new(),
+    budget: 0,
+    in_flight: false,
+    running: false,
+});
+
+/// Most keys one render has made ahead.
+const MAX_PREFETCH: usize = 16;
+
+fn pool() -> std::sync::MutexGuard<'static, KeyPool> {
+    POOL.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Lets the render that starts now make up to `calls` keys ahead.
+pub(crate) fn arm_prefetch(calls: usize) {
+    pool().budget = calls.min(MAX_PREFETCH);
+}
+
+/// Stops making keys ahead (the render is over); finished keys are kept.
+pub(crate) fn stop_prefetch() {
+    pool().budget = 0;
+}
+
+fn key_helper() {
+    loop {
+        {
+            let mut p = pool();
+            if p.ready.len() >= p.budget {
+                p.running = false;
+                return;
+            }
+            p.in_flight = true;
+        }
+        let made = new_rsa_key();
+        let mut p = pool();
+        p.in_flight = false;
+        match made {
+            Ok(k) => p.ready.push(k),
+            Err(_) => {
+                // The generator on the render thread reports the error itself.
+                p.running = false;
+                return;
+            }
+        }
+    }
+}
+
 fn rsa_key() -> Result<(rcgen::KeyPair, String), String> {
-    let k = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
-        .map_err(|e| e.to_string())?;
+    let ahead = {
+        let mut p = pool();
+        p.budget = p.budget.saturating_sub(1);
+        let k = p.ready.pop();
+        if k.is_none() && !p.running && p.budget > usize::from(p.in_flight) {
+            p.running = std::thread::Builder::new()
+                .name("rsa-keys".into())
+                .spawn(key_helper)
+                .is_ok();
+        }
+        k
+    };
+    let k = match ahead {
+        Some(k) => k,
+        None => new_rsa_key()?,
+    };
     let pem = pem_wrap("RSA PRIVATE KEY", &pkcs8_inner(&k.serialize_der()));
     Ok((k, pem))
 }

@@ -6,9 +6,11 @@
 
 mod builtin;
 mod crypto;
+
+pub(crate) use crypto::{arm_prefetch, stop_prefetch};
 mod sprig;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::OnceLock;
 
 use crate::value::Value;
@@ -17,10 +19,10 @@ use crate::value::Value;
 pub type Func = fn(&[Value]) -> Result<Value, String>;
 
 /// The table of plain functions.
-pub fn table() -> &'static HashMap<&'static str, Func> {
-    static T: OnceLock<HashMap<&'static str, Func>> = OnceLock::new();
+pub fn table() -> &'static FxHashMap<&'static str, Func> {
+    static T: OnceLock<FxHashMap<&'static str, Func>> = OnceLock::new();
     T.get_or_init(|| {
-        let mut m: HashMap<&'static str, Func> = HashMap::new();
+        let mut m: FxHashMap<&'static str, Func> = FxHashMap::default();
         builtin::register(&mut m);
         sprig::register(&mut m);
         crypto::register(&mut m);

@@ -1,6 +1,7 @@
 //! Sprig v3 functions (strings, lists, dicts, math, types, regex, encoding,
 //! semver, dates) and Helm's value helpers (`toYaml`, `fromYaml`, `required`...).
 
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine;
@@ -14,11 +15,11 @@ fn s(v: impl Into<String>) -> Result<Value, String> {
     Ok(Value::str(v.into()))
 }
 
-fn str_fn(m: &mut HashMap<&'static str, Func>, name: &'static str, f: Func) {
+fn str_fn(m: &mut FxHashMap<&'static str, Func>, name: &'static str, f: Func) {
     m.insert(name, f);
 }
 
-pub(super) fn register(m: &mut HashMap<&'static str, Func>) {
+pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
     // ---- strings ----
     str_fn(m, "upper", |a| s(sarg(a, 0)?.to_uppercase()));
     str_fn(m, "lower", |a| s(sarg(a, 0)?.to_lowercase()));

@@ -1,6 +1,8 @@
 //! The executor: walks parsed templates against a data value.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::rc::Rc;
 
 use super::parse::{self, Arg, Branch, BranchKind, Cmd, List, Node, Pipe};
@@ -31,7 +33,7 @@ struct SharedParse {
 #[derive(Debug, Default, Clone)]
 pub struct TemplateSet {
     /// Templates by name.
-    pub trees: HashMap<Rc<str>, Rc<Tree>>,
+    pub trees: FxHashMap<Rc<str>, Rc<Tree>>,
     /// Parses by source text: charts vendor the same library (Bitnami's
     /// `common`) in several subcharts, and equal sources parse to equal trees.
     /// Ordered, not hashed: comparing stops at the first difference, hashing

@@ -7,8 +7,10 @@ use std::io::Read;
 use std::path::Path;
 use std::rc::Rc;
 
-use crate::encode::yaml_to_value;
+use crate::encode::{Plain, yaml_to_plain, yaml_to_value};
+use crate::engine::HelmHost;
 use crate::error::HelmError;
+use crate::template::exec::PreParsed;
 use crate::value::Value;
 
 /// Largest accepted file inside a chart (as Helm: 5 MiB).
@@ -58,6 +60,8 @@ pub struct Chart {
     pub schema: Option<Vec<u8>>,
     /// Template files (`templates/...`), sorted by path (shared: cheap clones).
     pub templates: Rc<Vec<(String, String)>>,
+    /// Parses of the template sources that parse, made while loading.
+    pub preparsed: Rc<Vec<PreParsed>>,
     /// Other files, for `.Files` (shared: cheap clones).
     pub files: Rc<BTreeMap<String, Vec<u8>>>,
     /// Subcharts found in `charts/`.
@@ -308,6 +312,17 @@ fn parse_deps(v: &Value) -> Vec<Dependency> {
 
 /// Builds a chart from (path, data) pairs relative to the chart root.
 pub fn load_files(files: Vec<(String, Vec<u8>)>, depth: usize) -> Result<Chart, HelmError> {
+    /// Empties the parse cache when the outermost load ends, however it ends.
+    struct ClearCache;
+    impl Drop for ClearCache {
+        fn drop(&mut self) {
+            PREPARSED.with_borrow_mut(BTreeMap::clear);
+        }
+    }
+    let _clear = (depth == 0).then(|| {
+        PREPARSED.with_borrow_mut(BTreeMap::clear);
+        ClearCache
+    });
     if depth > MAX_NESTING {
         return Err(HelmError::Load {
             chart: "subchart".into(),
@@ -316,7 +331,7 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, depth: usize) -> Result<Chart, 
     }
     let mut meta = None;
     let mut reqs = None;
-    let mut values = Value::empty_map();
+    let mut values_text = None;
     let mut schema = None;
     let mut templates = Vec::new();
     let mut other = BTreeMap::new();
@@ -338,21 +353,7 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, depth: usize) -> Result<Chart, 
             "requirements.yaml" => reqs = Some(text()),
             // Lock files are chart metadata, not `.Files`.
             "Chart.lock" | "requirements.lock" => {}
-            "values.yaml" => {
-                values = yaml_to_value(&text()).map_err(|e| HelmError::Load {
-                    chart: "values.yaml".into(),
-                    msg: format!("cannot load values.yaml: {e}"),
-                })?;
-                if matches!(values, Value::Nil) {
-                    values = Value::empty_map();
-                }
-                if !matches!(values, Value::Map(_)) {
-                    return Err(HelmError::Load {
-                        chart: "values.yaml".into(),
-                        msg: "cannot load values.yaml: not a map".into(),
-                    });
-                }
-            }
+            "values.yaml" => values_text = Some(text()),
             "values.schema.json" => schema = Some(data),
             n if n.starts_with("templates/") => templates.push((name.clone(), text())),
             n if n.starts_with("charts/") => {
@@ -375,6 +376,37 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, depth: usize) -> Result<Chart, 
             }
         }
     }
+    templates.sort();
+    // values.yaml is read on another thread while the templates parse here:
+    // on large charts the two are each a quarter of a render.
+    let (values, preparsed) = std::thread::scope(|scope| {
+        let text = values_text.as_deref().unwrap_or("");
+        let job = (text.len() >= PARALLEL_VALUES).then(|| scope.spawn(move || yaml_to_plain(text)));
+        let preparsed = preparse(&templates);
+        let values = match job {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err("values.yaml reader panicked".into())),
+            None => yaml_to_plain(text),
+        };
+        (values, preparsed)
+    });
+    let values = match values {
+        Ok(Plain::Nil) => Value::empty_map(),
+        Ok(m @ Plain::Map(_)) => m.into_value(),
+        Ok(_) => {
+            return Err(HelmError::Load {
+                chart: "values.yaml".into(),
+                msg: "cannot load values.yaml: not a map".into(),
+            });
+        }
+        Err(e) => {
+            return Err(HelmError::Load {
+                chart: "values.yaml".into(),
+                msg: format!("cannot load values.yaml: {e}"),
+            });
+        }
+    };
     let meta = meta.ok_or_else(|| HelmError::Load {
         chart: "chart".into(),
         msg: "Chart.yaml file is missing".into(),
@@ -428,7 +460,6 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, depth: usize) -> Result<Chart, 
         })?;
         subcharts.push(c);
     }
-    templates.sort();
     Ok(Chart {
         version: s_of(&meta, "version"),
         chart_type: s_of(&meta, "type"),
@@ -439,8 +470,37 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, depth: usize) -> Result<Chart, 
         values,
         schema,
         templates: Rc::new(templates),
+        preparsed: Rc::new(preparsed),
         files: Rc::new(other),
         subcharts,
+    })
+}
+
+/// Smallest `values.yaml` worth a thread of its own.
+const PARALLEL_VALUES: usize = 16 * 1024;
+
+thread_local! {
+    /// Parses by source during one load: Bitnami's `common` library comes
+    /// vendored in several subcharts.
+    static PREPARSED: std::cell::RefCell<BTreeMap<String, PreParsed>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+/// Parses the template sources of one chart (sorted by path), reusing
+/// parses of equal sources made earlier in the same load.
+fn preparse(templates: &[(String, String)]) -> Vec<PreParsed> {
+    PREPARSED.with_borrow_mut(|cache| {
+        templates
+            .iter()
+            .filter_map(|(_, src)| {
+                if let Some(p) = cache.get(src.as_str()) {
+                    return Some(p.clone());
+                }
+                let p = PreParsed::parse(src, &HelmHost::is_func)?;
+                cache.insert(src.clone(), p.clone());
+                Some(p)
+            })
+            .collect()
     })
 }
 

@@ -11,75 +11,106 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use crate::fmt::fmt_float_v;
 use crate::value::Value;
 
-struct V(Value);
+/// A YAML value as read, before it becomes a template [`Value`]: plain owned
+/// data, so a chart's `values.yaml` can be read on another thread.
+#[derive(Debug, Clone, Default)]
+pub enum Plain {
+    /// `null`, `~` or nothing.
+    #[default]
+    Nil,
+    /// A boolean.
+    Bool(bool),
+    /// Every number (`float64`, as through JSON).
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A sequence.
+    List(Vec<Plain>),
+    /// A mapping, keys as Go prints them.
+    Map(BTreeMap<String, Plain>),
+}
 
-impl<'de> Deserialize<'de> for V {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(VVisitor)
+impl Plain {
+    /// The template value.
+    pub fn into_value(self) -> Value {
+        match self {
+            Plain::Nil => Value::Nil,
+            Plain::Bool(b) => Value::Bool(b),
+            Plain::Float(f) => Value::Float(f),
+            Plain::Str(s) => Value::str(s),
+            Plain::List(l) => Value::list(l.into_iter().map(Plain::into_value).collect()),
+            Plain::Map(m) => Value::map(m.into_iter().map(|(k, v)| (k, v.into_value())).collect()),
+        }
     }
 }
 
-struct VVisitor;
+impl<'de> Deserialize<'de> for Plain {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(PlainVisitor)
+    }
+}
 
-impl<'de> Visitor<'de> for VVisitor {
-    type Value = V;
+struct PlainVisitor;
+
+impl<'de> Visitor<'de> for PlainVisitor {
+    type Value = Plain;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any YAML value")
     }
-    fn visit_bool<E>(self, v: bool) -> Result<V, E> {
-        Ok(V(Value::Bool(v)))
+    fn visit_bool<E>(self, v: bool) -> Result<Plain, E> {
+        Ok(Plain::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<V, E> {
-        Ok(V(Value::Float(v as f64)))
+    fn visit_i64<E>(self, v: i64) -> Result<Plain, E> {
+        Ok(Plain::Float(v as f64))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<V, E> {
-        Ok(V(Value::Float(v as f64)))
+    fn visit_u64<E>(self, v: u64) -> Result<Plain, E> {
+        Ok(Plain::Float(v as f64))
     }
-    fn visit_i128<E>(self, v: i128) -> Result<V, E> {
-        Ok(V(Value::Float(v as f64)))
+    fn visit_i128<E>(self, v: i128) -> Result<Plain, E> {
+        Ok(Plain::Float(v as f64))
     }
-    fn visit_u128<E>(self, v: u128) -> Result<V, E> {
-        Ok(V(Value::Float(v as f64)))
+    fn visit_u128<E>(self, v: u128) -> Result<Plain, E> {
+        Ok(Plain::Float(v as f64))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<V, E> {
-        Ok(V(Value::Float(v)))
+    fn visit_f64<E>(self, v: f64) -> Result<Plain, E> {
+        Ok(Plain::Float(v))
     }
-    fn visit_str<E>(self, v: &str) -> Result<V, E> {
-        Ok(V(Value::str(v)))
+    fn visit_str<E>(self, v: &str) -> Result<Plain, E> {
+        Ok(Plain::Str(v.to_string()))
     }
-    fn visit_string<E>(self, v: String) -> Result<V, E> {
-        Ok(V(Value::str(v)))
+    fn visit_string<E>(self, v: String) -> Result<Plain, E> {
+        Ok(Plain::Str(v))
     }
-    fn visit_bytes<E>(self, v: &[u8]) -> Result<V, E> {
-        Ok(V(Value::str(String::from_utf8_lossy(v).as_ref())))
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Plain, E> {
+        Ok(Plain::Str(String::from_utf8_lossy(v).into_owned()))
     }
-    fn visit_unit<E>(self) -> Result<V, E> {
-        Ok(V(Value::Nil))
+    fn visit_unit<E>(self) -> Result<Plain, E> {
+        Ok(Plain::Nil)
     }
-    fn visit_none<E>(self) -> Result<V, E> {
-        Ok(V(Value::Nil))
+    fn visit_none<E>(self) -> Result<Plain, E> {
+        Ok(Plain::Nil)
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V, D::Error> {
-        V::deserialize(d)
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Plain, D::Error> {
+        Plain::deserialize(d)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<V, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Plain, A::Error> {
         let mut out = Vec::new();
-        while let Some(V(x)) = a.next_element()? {
+        while let Some(x) = a.next_element()? {
             out.push(x);
         }
-        Ok(V(Value::list(out)))
+        Ok(Plain::List(out))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<V, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Plain, A::Error> {
         let mut out = BTreeMap::new();
-        while let Some((V(k), V(v))) = a.next_entry()? {
+        while let Some((k, v)) = a.next_entry::<Plain, Plain>()? {
             let key = match k {
-                Value::Str(s) => s.to_string(),
-                Value::Nil => "null".to_string(),
-                other => crate::fmt::sprint_one(&other),
+                Plain::Str(s) => s,
+                Plain::Nil => "null".to_string(),
+                other => crate::fmt::sprint_one(&other.into_value()),
             };
             out.insert(key, v);
         }
-        Ok(V(Value::map(out)))
+        Ok(Plain::Map(out))
     }
 }
 
@@ -97,15 +128,21 @@ fn options() -> serde_saphyr::Options {
 /// Parses one YAML document into a value (numbers become `float64`).
 /// An empty document is nil.
 pub fn yaml_to_value(src: &str) -> Result<Value, String> {
+    yaml_to_plain(src).map(Plain::into_value)
+}
+
+/// [`yaml_to_value`] without the template value, so it can run on any thread.
+pub fn yaml_to_plain(src: &str) -> Result<Plain, String> {
     if src.trim().is_empty() || is_only_comments(src) {
-        return Ok(Value::Nil);
+        return Ok(Plain::Nil);
     }
-    match serde_saphyr::from_str_with_options::<Option<V>>(src, options()) {
-        Ok(v) => Ok(v.map(|v| v.0).unwrap_or_default()),
+    match serde_saphyr::from_str_with_options::<Option<Plain>>(src, options()) {
+        Ok(v) => Ok(v.unwrap_or_default()),
         Err(e) if e.to_string().contains("multiple YAML documents") => {
             // Go's yaml.Unmarshal reads the first document only.
-            let all = yaml_to_values(src)?;
-            Ok(all.into_iter().next().unwrap_or_default())
+            let all: Vec<Option<Plain>> =
+                serde_saphyr::from_multiple_with_options(src, options()).map_err(short_err)?;
+            Ok(all.into_iter().next().flatten().unwrap_or_default())
         }
         Err(e) => Err(short_err(e)),
     }
@@ -113,10 +150,10 @@ pub fn yaml_to_value(src: &str) -> Result<Value, String> {
 
 /// Parses every document of a YAML stream.
 pub fn yaml_to_values(src: &str) -> Result<Vec<Value>, String> {
-    let v: Vec<Option<V>> =
+    let v: Vec<Option<Plain>> =
         serde_saphyr::from_multiple_with_options(src, options()).map_err(short_err)?;
     Ok(v.into_iter()
-        .map(|x| x.map(|v| v.0).unwrap_or_default())
+        .map(|x| x.map(Plain::into_value).unwrap_or_default())
         .collect())
 }
 

@@ -448,6 +448,15 @@ fn execute_templates(
     out: std::sync::mpsc::Sender<(String, String)>,
 ) -> Result<String, HelmError> {
     let mut set = TemplateSet::default();
+    fn seed(set: &mut TemplateSet, c: &Chart) {
+        for p in c.preparsed.iter() {
+            set.seed(p);
+        }
+        for s in &c.subcharts {
+            seed(set, s);
+        }
+    }
+    seed(&mut set, chart);
     for t in tpls {
         let rel = &t.path[t.base.len() - "templates".len()..];
         let src = t

@@ -273,7 +273,10 @@ fn schema_errors_win_and_the_first_bad_file_in_path_order_is_named() {
         ("values.yaml", "port: 80\n"),
         ("templates/a.yaml", "a: [\n"),
         ("templates/b.yaml", "b: {\n"),
-        ("templates/c.yaml", "{{ if .Values.boom }}{{ fail \"boom\" }}{{ end }}\n"),
+        (
+            "templates/c.yaml",
+            "{{ if .Values.boom }}{{ fail \"boom\" }}{{ end }}\n",
+        ),
     ]);
     let render = |values: &str| {
         let v = plumb_helm::parse_values(values).unwrap();
@@ -323,4 +326,56 @@ fn generated_keys_are_never_handed_out_twice() {
             assert!(keys.insert(k.to_string()), "a key was handed out twice");
         }
     }
+}
+
+#[test]
+fn large_values_and_template_parses_made_while_loading() {
+    // values.yaml over the threshold is read on a helper thread while the
+    // templates parse; the results and errors must be the same as inline.
+    let mut big = String::from("extra:\n  enabled: false\nlist:\n");
+    for i in 0..3000 {
+        big.push_str(&format!("  - name: item-{i}\n    port: {i}\n"));
+    }
+    let (_d, chart) = temp_chart(&[
+        (
+            "Chart.yaml",
+            "apiVersion: v2\nname: t\nversion: 0.1.0\ndependencies:\n  - name: extra\n    version: 0.1.0\n    condition: extra.enabled\n",
+        ),
+        ("values.yaml", &big),
+        (
+            "templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  n: {{ len .Values.list | quote }}\n  last: {{ (index .Values.list 2999).port | quote }}\n",
+        ),
+        (
+            "charts/extra/Chart.yaml",
+            "apiVersion: v2\nname: extra\nversion: 0.1.0\n",
+        ),
+        // A disabled subchart's broken template is never parsed by Helm.
+        ("charts/extra/templates/broken.yaml", "{{ if }}\n"),
+    ]);
+    let r = plumb_helm::render(&chart, &Value::empty_map(), &opts()).unwrap();
+    let cm = doc(&r, "ConfigMap", "cm");
+    assert!(
+        cm.contains("n: \"3000\"") && cm.contains("last: \"2999\""),
+        "{cm}"
+    );
+    let v = plumb_helm::parse_values("extra:\n  enabled: true\n").unwrap();
+    let err = plumb_helm::render(&chart, &v, &opts()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("t/charts/extra/templates/broken.yaml:1"),
+        "{err}"
+    );
+
+    big.push_str("  - [unclosed\n");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+    std::fs::write(
+        dir.path().join("Chart.yaml"),
+        "apiVersion: v2\nname: b\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("values.yaml"), &big).unwrap();
+    let err = plumb_helm::load_path(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("cannot load values.yaml"), "{err}");
 }

@@ -41,7 +41,52 @@ pub struct TemplateSet {
     parsed: BTreeMap<Rc<str>, Rc<SharedParse>>,
 }
 
+/// A template source parsed before its [`TemplateSet`] exists: charts parse
+/// their templates while `values.yaml` is read on another thread.
+#[derive(Debug, Clone)]
+pub struct PreParsed {
+    src: Rc<str>,
+    shared: Rc<SharedParse>,
+}
+
+impl PreParsed {
+    /// Parses `src`; `None` when it does not parse (the error is reported with
+    /// its template name when the set adds it).
+    pub fn parse(src: &str, is_func: &dyn Fn(&str) -> bool) -> Option<Self> {
+        let p = parse::parse(src, is_func).ok()?;
+        Some(PreParsed {
+            src: src.into(),
+            shared: SharedParse::new(p),
+        })
+    }
+
+    /// The source text it was parsed from.
+    pub fn src(&self) -> &str {
+        &self.src
+    }
+}
+
+impl SharedParse {
+    fn new(p: parse::Parsed) -> Rc<Self> {
+        Rc::new(SharedParse {
+            root: Rc::new(p.root),
+            defines: p
+                .defines
+                .into_iter()
+                .map(|(n, l)| (n, Rc::new(l)))
+                .collect(),
+        })
+    }
+}
+
 impl TemplateSet {
+    /// Makes an earlier parse available to [`TemplateSet::add`] for its source.
+    pub fn seed(&mut self, p: &PreParsed) {
+        self.parsed
+            .entry(p.src.clone())
+            .or_insert_with(|| p.shared.clone());
+    }
+
     /// Parses `src` under `name` and adds its main body and its `define`s.
     /// As in Go, an empty redefinition does not replace an existing template.
     pub fn add(
@@ -57,14 +102,7 @@ impl TemplateSet {
                     let (l, _) = parse::line_col(src, e.pos);
                     format!("template: {name}:{l}: {}", e.msg)
                 })?;
-                let shared = Rc::new(SharedParse {
-                    root: Rc::new(p.root),
-                    defines: p
-                        .defines
-                        .into_iter()
-                        .map(|(n, l)| (n, Rc::new(l)))
-                        .collect(),
-                });
+                let shared = SharedParse::new(p);
                 let k: Rc<str> = src.into();
                 self.parsed.insert(k.clone(), shared.clone());
                 (k, shared)

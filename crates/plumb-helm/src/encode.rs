@@ -133,15 +133,20 @@ pub fn yaml_to_value(src: &str) -> Result<Value, String> {
 
 /// [`yaml_to_value`] without the template value, so it can run on any thread.
 pub fn yaml_to_plain(src: &str) -> Result<Plain, String> {
+    yaml_to_plain_with(src, options())
+}
+
+/// [`yaml_to_plain`] with other parser options.
+pub fn yaml_to_plain_with(src: &str, opts: serde_saphyr::Options) -> Result<Plain, String> {
     if src.trim().is_empty() || is_only_comments(src) {
         return Ok(Plain::Nil);
     }
-    match serde_saphyr::from_str_with_options::<Option<Plain>>(src, options()) {
+    match serde_saphyr::from_str_with_options::<Option<Plain>>(src, opts.clone()) {
         Ok(v) => Ok(v.unwrap_or_default()),
         Err(e) if e.to_string().contains("multiple YAML documents") => {
             // Go's yaml.Unmarshal reads the first document only.
             let all: Vec<Option<Plain>> =
-                serde_saphyr::from_multiple_with_options(src, options()).map_err(short_err)?;
+                serde_saphyr::from_multiple_with_options(src, opts).map_err(short_err)?;
             Ok(all.into_iter().next().flatten().unwrap_or_default())
         }
         Err(e) => Err(short_err(e)),

@@ -31,6 +31,18 @@
 //! Likewise Sprig, `sigs.k8s.io/yaml` output and Masterminds semver rules are
 //! reproduced in [`funcs`], [`encode`] and [`semver`]: no crate implements them.
 //!
+//! ## Speed
+//! A render uses the second core where the work allows it: `values.yaml` is
+//! read on a helper thread while the chart's templates parse; schema
+//! validation (jsonschema) and the YAML read of every rendered document run
+//! beside the template executor, which keeps the single-threaded [`Value`]
+//! model. Document heads (apiVersion, kind, name, annotations) come straight
+//! from the YAML event parser (`granit-parser`, what serde-saphyr is built on),
+//! falling back to a full parse for anything unusual. RSA keys for `genCA` and
+//! friends are made ahead on a helper thread once a chart generates its first
+//! one. Outputs and errors are the same as the sequential order (schema errors
+//! first, then the first failing file in path order).
+//!
 //! ## Bad input
 //! Template errors read `template: name:line:col: ...` as Go's; `include`/
 //! `tpl`/`template` nesting is bounded ([`template::exec::MAX_DEPTH`]); output

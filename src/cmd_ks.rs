@@ -125,25 +125,7 @@ fn diff_inner(args: DiffArgs) -> Result<ExitCode> {
             if item.mode == SsaMode::Ignore {
                 continue;
             }
-            match applier.dry_run(&item).await {
-                Ok((None, after)) => {
-                    out.push_str(&format!("► {r} created\n"));
-                    out.push_str(&unified(&r, None, &after));
-                }
-                Ok((Some(_), _)) if item.mode == SsaMode::IfNotPresent => {}
-                Ok((Some(live), after)) => {
-                    let text = unified(&r, Some(&live), &after);
-                    if !text.is_empty() {
-                        out.push_str(&format!("► {r} drifted\n"));
-                        out.push_str(&text);
-                    }
-                }
-                // A custom resource whose CRD comes in the same revision.
-                Err(plumb_ssa::Error::UnknownKind { .. }) => {
-                    out.push_str(&format!("► {r} created\n"));
-                }
-                Err(e) => return Err(anyhow!(e)),
-            }
+            describe_apply(&applier, &item, &r, &mut out).await?;
         }
         if ks.spec.prune {
             let inventory = ks.status.as_ref().and_then(|s| s.inventory.as_ref());
@@ -212,6 +194,36 @@ async fn plan_hr(args: &HrArgs) -> Result<plumb_controller::helmrelease::Plan> {
         })
 }
 
+/// Appends what applying `item` would do, from a server-side dry-run: created, or
+/// the diff when it drifted; nothing when it is unchanged.
+async fn describe_apply(
+    applier: &Applier,
+    item: &plumb_ssa::ApplyItem,
+    r: &ObjectRef,
+    out: &mut String,
+) -> Result<()> {
+    match applier.dry_run(item).await {
+        Ok((None, after)) => {
+            out.push_str(&format!("► {r} created\n"));
+            out.push_str(&unified(r, None, &after));
+        }
+        Ok((Some(_), _)) if item.mode == SsaMode::IfNotPresent => {}
+        Ok((Some(live), after)) => {
+            let text = unified(r, Some(&live), &after);
+            if !text.is_empty() {
+                out.push_str(&format!("► {r} drifted\n"));
+                out.push_str(&text);
+            }
+        }
+        // A custom resource whose CRD comes in the same revision.
+        Err(plumb_ssa::Error::UnknownKind { .. }) => {
+            out.push_str(&format!("► {r} created\n"));
+        }
+        Err(e) => return Err(anyhow!(e)),
+    }
+    Ok(())
+}
+
 /// `plumb diff hr`: a server-side dry-run of every object of the next release, and the
 /// objects of the deployed release it would delete.
 async fn diff_hr(args: &HrArgs) -> Result<ExitCode> {
@@ -220,23 +232,7 @@ async fn diff_hr(args: &HrArgs) -> Result<ExitCode> {
     for o in plan.objects {
         let item = plumb_ssa::ApplyItem::new(o);
         let r = ObjectRef::from_object(&item.object)?;
-        match plan.applier.dry_run(&item).await {
-            Ok((None, after)) => {
-                out.push_str(&format!("► {r} created\n"));
-                out.push_str(&unified(&r, None, &after));
-            }
-            Ok((Some(live), after)) => {
-                let text = unified(&r, Some(&live), &after);
-                if !text.is_empty() {
-                    out.push_str(&format!("► {r} drifted\n"));
-                    out.push_str(&text);
-                }
-            }
-            Err(plumb_ssa::Error::UnknownKind { .. }) => {
-                out.push_str(&format!("► {r} created\n"));
-            }
-            Err(e) => return Err(anyhow!(e)),
-        }
+        describe_apply(&plan.applier, &item, &r, &mut out).await?;
     }
     for r in &plan.removed {
         out.push_str(&format!("► {r} deleted\n"));

@@ -5,11 +5,10 @@
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use plumb_api::{GitRepository, HelmRelease};
-use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
 use plumb_testing::{ControlPlane, TestNamespace};
 use serde_json::json;
 
-use crate::ks_cli::{install_crds, plumb, start_controllers, text, wait_ready};
+use crate::ks_cli::{git_source, install_crds, plumb, start_controllers, text, wait_ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_and_diff_a_helmrelease() {
@@ -20,31 +19,20 @@ async fn build_and_diff_a_helmrelease() {
     let n = ns.name().to_string();
 
     let tmp = tempfile::tempdir().unwrap();
-    let repo = TestRepo::init(&tmp.path().join("repos"), "charts");
-    repo.commit(
+    let (ctx, controllers) = start_controllers(info, &n, tmp.path()).await;
+    let _server = git_source(
+        &client,
+        &n,
+        tmp.path(),
+        "charts",
         &[
             ("app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 1.0.0\n"),
             ("app/values.yaml", "msg: default\nextra: true\n"),
             ("app/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  msg: {{ .Values.msg | quote }}\n"),
             ("app/templates/extra.yaml", "{{- if .Values.extra }}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-extra\n{{- end }}\n"),
         ],
-        "chart",
-    );
-    let root = tmp.path().join("repos");
-    let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
-        .join()
-        .unwrap();
-    let (ctx, controllers) = start_controllers(info, &n, tmp.path()).await;
-    let git: GitRepository = serde_json::from_value(json!({
-        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-        "metadata": {"name": "charts", "namespace": n},
-        "spec": {"url": server.url("charts"), "interval": "1h", "ref": {"branch": "master"}}
-    }))
-    .unwrap();
-    Api::<GitRepository>::namespaced(client.clone(), &n)
-        .create(&PostParams::default(), &git)
-        .await
-        .unwrap();
+    )
+    .await;
     let hr: HelmRelease = serde_json::from_value(json!({
         "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
         "metadata": {"name": "web", "namespace": n},

@@ -31,6 +31,33 @@ pub(crate) fn text(o: &Output) -> String {
     )
 }
 
+/// Commits `files` to a new repository `name` under `dir/repos`, serves it over smart
+/// HTTP and creates a GitRepository `name` for it in `ns`. Keep the server alive.
+pub(crate) async fn git_source(
+    client: &kube::Client,
+    ns: &str,
+    dir: &std::path::Path,
+    name: &str,
+    files: &[(&str, &str)],
+) -> GitHttpServer {
+    let root = dir.join("repos");
+    TestRepo::init(&root, name).commit(files, "initial");
+    let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
+        .join()
+        .unwrap();
+    let git: GitRepository = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"url": server.url(name), "interval": "1h", "ref": {"branch": "master"}}
+    }))
+    .unwrap();
+    Api::<GitRepository>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &git)
+        .await
+        .unwrap();
+    server
+}
+
 /// Applies plumb's CRDs.
 pub(crate) async fn install_crds(client: &kube::Client) {
     let crds = plumb_api::crds()
@@ -116,32 +143,19 @@ async fn build_and_diff_a_kustomization() {
     let n = ns.name().to_string();
 
     let tmp = tempfile::tempdir().unwrap();
-    let repo = TestRepo::init(&tmp.path().join("repos"), "fleet");
-    repo.commit(
+    let (ctx, controllers) = start_controllers(info, &n, tmp.path()).await;
+    let _server = git_source(
+        &client,
+        &n,
+        tmp.path(),
+        "fleet",
         &[
             ("deploy/kustomization.yaml", "resources:\n- cm.yaml\n- secret.yaml\n"),
             ("deploy/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: ${v:=unset}\n"),
             ("deploy/secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata:\n  password: aHVudGVyMg==\n"),
         ],
-        "initial",
-    );
-    let root = tmp.path().join("repos");
-    let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
-        .join()
-        .unwrap();
-
-    let (ctx, controllers) = start_controllers(info, &n, tmp.path()).await;
-
-    let git: GitRepository = serde_json::from_value(json!({
-        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-        "metadata": {"name": "fleet", "namespace": n},
-        "spec": {"url": server.url("fleet"), "interval": "1h", "ref": {"branch": "master"}}
-    }))
-    .unwrap();
-    Api::<GitRepository>::namespaced(client.clone(), &n)
-        .create(&PostParams::default(), &git)
-        .await
-        .unwrap();
+    )
+    .await;
     let ks: Kustomization = serde_json::from_value(json!({
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
         "metadata": {"name": "app", "namespace": n},

@@ -2185,17 +2185,8 @@ async fn extracted(
     };
     let dir = cell
         .get_or_try_init(|| async {
-            let work = tempfile::Builder::new()
-                .prefix("plumb-hr-")
-                .tempdir()
-                .map_err(|e| {
-                    Failure::new(
-                        Class::Transient,
-                        reason::ARTIFACT_FAILED,
-                        format!("creating work dir: {e}"),
-                    )
-                })?;
-            crate::kustomization::fetch_artifact(ctx, artifact, work.path(), timeout).await?;
+            let work =
+                crate::kustomization::fetch_artifact(ctx, artifact, "plumb-hr-", timeout).await?;
             Ok::<_, Failure>(Arc::new(work))
         })
         .await?;

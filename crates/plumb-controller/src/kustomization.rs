@@ -376,20 +376,10 @@ pub async fn render_objects(
 ) -> std::result::Result<Vec<Value>, Failure> {
     let mut objects = match source {
         RenderSource::Artifact(artifact) => {
-            let work = tempfile::Builder::new()
-                .prefix("plumb-ks-")
-                .tempdir()
-                .map_err(|e| {
-                    Failure::new(
-                        Class::Transient,
-                        reason::ARTIFACT_FAILED,
-                        format!("creating work dir: {e}"),
-                    )
-                })?;
-            fetch_artifact(
+            let work = fetch_artifact(
                 ctx,
                 artifact,
-                work.path(),
+                "plumb-ks-",
                 obj.timeout().unwrap_or(Duration::from_secs(300)),
             )
             .await?;
@@ -874,12 +864,25 @@ pub(crate) async fn git_repository(
     })
 }
 
+/// Fetches and extracts `artifact` into a new temporary directory named
+/// `prefix...`, removed when the returned handle drops.
 pub(crate) async fn fetch_artifact(
     ctx: &Context,
     artifact: &plumb_api::meta::Artifact,
-    dest: &Path,
+    prefix: &str,
     timeout: Duration,
-) -> std::result::Result<(), Failure> {
+) -> std::result::Result<tempfile::TempDir, Failure> {
+    let work = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| {
+            Failure::new(
+                Class::Transient,
+                reason::ARTIFACT_FAILED,
+                format!("creating work dir: {e}"),
+            )
+        })?;
+    let dest = work.path();
     let digest = artifact.digest.clone().unwrap_or_default();
     let limits = plumb_source::artifact::Limits::default();
     // Artifacts this process stored are read from disk; others come over HTTP.
@@ -908,7 +911,8 @@ pub(crate) async fn fetch_artifact(
             reason::ARTIFACT_FAILED,
             format!("failed to fetch artifact: {e}"),
         )
-    })
+    })?;
+    Ok(work)
 }
 
 fn safe_relative(p: &str) -> bool {

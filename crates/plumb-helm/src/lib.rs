@@ -29,7 +29,7 @@
 //! Go itself. Helm's output depends on those details (`<no value>`, `1e+06`,
 //! `%!d(float64=...)`), so the engine follows Go's `text/template` here.
 //! Likewise Sprig, `sigs.k8s.io/yaml` output and Masterminds semver rules are
-//! reproduced in [`funcs`], [`encode`] and [`semver`]: no crate implements them.
+//! reproduced in [`funcs`], [`encode`] and the `plumb-semver` crate: no crate implements them.
 //!
 //! ## Speed
 //! A render uses the second core where the work allows it: `values.yaml` is

@@ -182,7 +182,7 @@ impl IndexFile {
             versions.sort_by(|a, b| {
                 let (va, vb) = (Version::parse(&a.version), Version::parse(&b.version));
                 match (va, vb) {
-                    (Some(x), Some(y)) => y.cmp_prec(&x).then_with(|| b.created.cmp(&a.created)),
+                    (Some(x), Some(y)) => y.cmp(&x).then_with(|| b.created.cmp(&a.created)),
                     _ => std::cmp::Ordering::Equal,
                 }
             });

@@ -973,7 +973,7 @@ fn fetch_inner(o: &FetchOptions, s: &mut Session) -> Result<FetchResult> {
         }
         (name.to_string(), format!("reference '{name}'"))
     } else if let Some(range) = set(&r.semver) {
-        crate::semver::Constraint::parse(range).map_err(|detail| SourceError::Invalid {
+        plumb_semver::Constraint::parse(range).map_err(|detail| SourceError::Invalid {
             what: format!("semver range '{range}'"),
             detail,
         })?;
@@ -982,7 +982,7 @@ fn fetch_inner(o: &FetchOptions, s: &mut Session) -> Result<FetchResult> {
             .keys()
             .filter_map(|k| k.strip_prefix("refs/tags/"))
             .filter(|t| !t.ends_with("^{}"));
-        let tag = crate::semver::highest_match(range, tags)
+        let tag = plumb_semver::highest_match(range, tags)
             .map_err(|detail| SourceError::Invalid {
                 what: format!("semver range '{range}'"),
                 detail,

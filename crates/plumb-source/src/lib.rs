@@ -15,16 +15,14 @@
 //!   TLS client certificates (`tls.crt`/`tls.key`) are served by [`mtls`], plumb's own
 //!   smart-HTTP subtransport on OpenSSL (`ureq` + native-tls), because libgit2 has no
 //!   client-certificate support.
-//! - [`semver`]: Masterminds-syntax version constraints (what Flux's `spec.ref.semver` accepts).
 //! - [`artifact`]: `.sourceignore`/`spec.ignore` filtering with Flux's default exclusions, a
 //!   deterministic tar.gz with its `sha256:` digest, storage in Flux's layout, garbage
 //!   collection, and download + verify + safe extraction for consumers.
 //! - [`server`]: the read-only artifact HTTP server.
 //!
-//! Hand-written parts and why: the Masterminds constraint grammar differs from the `semver`
-//! crate's (Cargo) grammar in `^0.x`, wildcards, hyphen ranges, `||`, space-separated ANDs,
-//! lenient versions (`v1.2`) and prerelease rules, so it is implemented in [`semver`] (about 300
-//! lines). `known_hosts` parsing (plain, `[host]:port` and hashed `|1|` entries) is hand-written
+//! `spec.ref.semver` ranges are Masterminds constraints from the `plumb-semver` crate.
+//!
+//! Hand-written parts and why: `known_hosts` parsing (plain, `[host]:port` and hashed `|1|` entries) is hand-written
 //! because libgit2 only hands us the raw host key and no maintained crate exposes a matcher for
 //! raw key blobs. The tree writer walks git trees itself instead of using libgit2's checkout
 //! because the cache is bare and shared, and checkout must not touch any index.
@@ -37,7 +35,6 @@ pub mod artifact;
 pub mod git;
 mod knownhosts;
 pub mod mtls;
-pub mod semver;
 pub mod server;
 
 use std::path::PathBuf;

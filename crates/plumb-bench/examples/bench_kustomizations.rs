@@ -5,7 +5,7 @@
 //! controllers' client). Flux publishes 4m13s and 223 MiB; plumb's targets are 30 s,
 //! 100 MiB and at most 1 request per object.
 //!
-//! `PLUMB_TEST_ENV=... cargo run --release -p plumb-controller --example bench_kustomizations [N]`
+//! `PLUMB_TEST_ENV=... cargo run --release -p plumb-bench --example bench_kustomizations [N]`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver fails loudly
 
 use std::collections::BTreeMap;

@@ -6,9 +6,9 @@
 //! others: its time and the API requests the server counted meanwhile
 //! (`apiserver_request_total`, minus the benchmark's own polling).
 //!
-//! Run: `PLUMB_BENCH_N=1000 cargo run --release -p plumb-controller --example bench_helmreleases`
+//! Run: `PLUMB_BENCH_N=1000 cargo run --release -p plumb-bench --example bench_helmreleases`
 
-#[path = "../tests/it/common/mod.rs"]
+#[path = "../../plumb-controller/tests/it/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

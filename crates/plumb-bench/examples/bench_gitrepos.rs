@@ -4,9 +4,9 @@
 //! (`reconcile.fluxcd.io/requestedAt` on every object) and the process RSS after it; then
 //! the process's peak RSS (VmHWM). Prints medians over the rounds.
 //!
-//! Run: `PLUMB_BENCH_N=500 PLUMB_BENCH_ROUNDS=3 cargo run --release -p plumb-controller --example bench_gitrepos`
+//! Run: `PLUMB_BENCH_N=500 PLUMB_BENCH_ROUNDS=3 cargo run --release -p plumb-bench --example bench_gitrepos`
 
-#[path = "../tests/it/common/mod.rs"]
+#[path = "../../plumb-controller/tests/it/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,11 +1,11 @@
 //! Measures the time from a git push to the applied object, through a Receiver webhook and
 //! through polling (GitRepository interval 10s). Prints medians over several pushes.
 //!
-//! `PLUMB_TEST_ENV=/path/env.json cargo run -p plumb-controller --example push_to_apply [pushes]`
+//! `PLUMB_TEST_ENV=/path/env.json cargo run -p plumb-bench --example push_to_apply [pushes]`
 //! (without `PLUMB_TEST_ENV` a private control plane is started).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement tool: fail loudly
 
-#[path = "../tests/it/common/mod.rs"]
+#[path = "../../plumb-controller/tests/it/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

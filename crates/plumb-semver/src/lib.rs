@@ -1,4 +1,7 @@
-//! Masterminds/semver (v3) versions and constraints, as Flux's `spec.ref.semver` accepts them.
+//! Masterminds/semver (v3) versions and constraints: the one implementation behind Flux's
+//! `spec.ref.semver` (git tags), Helm chart versions, dependency and `kubeVersion` checks, Sprig's
+//! `semverCompare`, and (soon) OCI tags. A leaf with no dependencies so that every crate that
+//! needs it can use it without depending on another leaf.
 //!
 //! Why not the `semver` crate: its requirement grammar is Cargo's (`^0.2` and bare `1.2` mean
 //! different things, no `||`, no hyphen ranges, no space-separated ANDs, no `v` prefix or
@@ -13,8 +16,8 @@
 
 use std::cmp::Ordering;
 
-/// A parsed version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed version. Equality and order are semver precedence (build metadata is ignored).
+#[derive(Debug, Clone)]
 pub struct Version {
     /// Major.
     pub major: u64,
@@ -24,16 +27,20 @@ pub struct Version {
     pub patch: u64,
     /// Prerelease identifiers (empty when none).
     pub pre: Vec<String>,
+    /// Build metadata without the `+` (empty when none); not part of precedence.
+    pub build: String,
 }
 
 impl Version {
-    /// Parse leniently as Masterminds `NewVersion` does; `None` when not a version.
+    /// Parse leniently as Masterminds `NewVersion` does (surrounding whitespace ignored, as
+    /// Helm's callers did); `None` when not a version.
     pub fn parse(s: &str) -> Option<Version> {
+        let s = s.trim();
         let s = s.strip_prefix('v').unwrap_or(s);
-        let s = match s.split_once('+') {
-            Some((v, build)) if valid_idents(build) => v,
+        let (s, build) = match s.split_once('+') {
+            Some((v, build)) if valid_idents(build) => (v, build.to_string()),
             Some(_) => return None,
-            None => s,
+            None => (s, String::new()),
         };
         let (core, pre) = match s.split_once('-') {
             Some((c, p)) => (c, Some(p)),
@@ -60,13 +67,27 @@ impl Version {
             minor: nums[1],
             patch: nums[2],
             pre,
+            build,
         })
     }
 
     fn is_pre(&self) -> bool {
         !self.pre.is_empty()
     }
+
+    /// The prerelease as written, without the `-` (empty when none).
+    pub fn prerelease(&self) -> String {
+        self.pre.join(".")
+    }
 }
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Version {}
 
 fn valid_idents(s: &str) -> bool {
     !s.is_empty()
@@ -282,6 +303,7 @@ fn partial(s: &str) -> Result<Partial, String> {
             minor: nums[1],
             patch: nums[2],
             pre,
+            build: String::new(),
         },
         known,
         dirty,
@@ -305,6 +327,7 @@ fn ver(major: u64, minor: u64, patch: u64) -> Version {
         minor,
         patch,
         pre: Vec::new(),
+        build: String::new(),
     }
 }
 
@@ -401,6 +424,13 @@ where
         }
     }
     Ok(best.map(|(_, t)| t))
+}
+
+/// Does `version` satisfy `constraint`? Helm's and Sprig's entry point (`semverCompare`,
+/// chart dependencies, `kubeVersion`); the error names an invalid version or constraint.
+pub fn constraint_matches(constraint: &str, version: &str) -> Result<bool, String> {
+    let v = Version::parse(version).ok_or_else(|| "Invalid Semantic Version".to_string())?;
+    Ok(Constraint::parse(constraint)?.matches(&v))
 }
 
 #[cfg(test)]
@@ -512,5 +542,32 @@ mod tests {
         );
         // Masterminds checks the prerelease rule per constraint: `<2` rejects every prerelease.
         assert_eq!(highest_match(">=1.11.0-0 <2", tags).unwrap(), None);
+    }
+
+    /// The cases Helm's copy was tested with (kubeVersion checks, Sprig's `semverCompare`).
+    #[test]
+    fn masterminds_rules_as_helm_uses_them() {
+        let m = |c: &str, v: &str| constraint_matches(c, v).unwrap();
+        assert!(m(">=1.21-0", "v1.30.0"));
+        assert!(m(">=1.19-0", "1.19.3-eks.1"));
+        assert!(!m(">=1.19", "1.19.3-eks.1"));
+        assert!(m("<1.25.0-0", "1.24.9"));
+        assert!(m("~1.2.3", "1.2.9"));
+        assert!(!m("~1.2.3", "1.3.0"));
+        assert!(m("^1.2", "1.9.0"));
+        assert!(m("1.2.x", "1.2.7"));
+        assert!(m(">= 1.2, < 2", "1.5.0"));
+        assert!(m("<1.0 || >=1.30", "1.30.0"));
+        assert!(m("1.0 - 2.0", "1.5.0"));
+        assert!(constraint_matches(">=1", "latest").is_err());
+        assert!(constraint_matches(">=abc", "1.0.0").is_err());
+    }
+
+    #[test]
+    fn build_metadata_is_kept_but_not_compared() {
+        let v = Version::parse(" v1.2.3-rc.1+build.5 ").unwrap();
+        assert_eq!(v.build, "build.5");
+        assert_eq!(v.prerelease(), "rc.1");
+        assert_eq!(v, Version::parse("1.2.3-rc.1").unwrap());
     }
 }

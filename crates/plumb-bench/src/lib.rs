@@ -1,0 +1,11 @@
+//! Benchmarks and measurements of plumb's controllers at fleet scale, kept next to the test
+//! harness (`plumb-testing`) so that no production crate depends on it. Each is an example:
+//!
+//! - `bench_kustomizations [N]`: Flux's 1,000 Kustomizations x 4 objects scenario;
+//! - `bench_helmreleases` (`PLUMB_BENCH_N`): N HelmReleases of one small chart;
+//! - `bench_gitrepos` (`PLUMB_BENCH_N`, `PLUMB_BENCH_ROUNDS`): N GitRepositories polled;
+//! - `push_to_apply [pushes]`: git push to applied object, through a Receiver and by polling.
+//!
+//! Run with `cargo run --release -p plumb-bench --example <name>`; with `PLUMB_TEST_ENV` set
+//! they use a running control plane, else they start a private one. They share the controller
+//! tests' helpers (`crates/plumb-controller/tests/it/common`).

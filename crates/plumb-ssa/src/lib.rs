@@ -2,7 +2,8 @@
 //!
 //! It knows no custom resource of plumb's: callers hand it rendered objects (JSON), how to
 //! apply each ([`SsaMode`], force), ownership labels for prune, and get back a
-//! [`ChangeSet`]. Kinds are resolved through discovery and cached; CRDs, Namespaces and
+//! [`ChangeSet`]; [`Inventory`] is what a revision applies and, against the previous one,
+//! what to prune. Kinds are resolved through discovery and cached; CRDs, Namespaces and
 //! ClusterRoles are applied first and waited for, so a CRD and its custom resources can
 //! ship in one revision.
 //!
@@ -11,16 +12,25 @@
 //! object, and an apply that changes nothing leaves the resource version alone
 //! ("unchanged"). Health follows kstatus ([`kstatus`]) and is read once per call: the
 //! caller requeues instead of blocking a worker.
+//!
+//! Modules: `applier` (the handle, kind discovery, the record of applies), `apply` (staged
+//! server-side apply), `prune`, `wait` (definitions, deletion, health), `changeset`
+//! (change sets and inventories).
 
+mod applier;
 mod apply;
+mod changeset;
 pub mod kstatus;
 mod object;
+mod prune;
+mod wait;
 
-pub use apply::{
-    Action, Applier, ApplyItem, ApplyOptions, Change, ChangeSet, PruneOptions, SsaMode,
-};
+pub use applier::Applier;
+pub use apply::{ApplyItem, ApplyOptions, SsaMode};
+pub use changeset::{Action, Change, ChangeSet, Inventory};
 pub use kube::api::PropagationPolicy;
 pub use object::{ObjectRef, Stage, split_api_version};
+pub use prune::PruneOptions;
 
 use std::time::Duration;
 

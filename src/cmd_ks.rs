@@ -322,7 +322,7 @@ fn sorted(v: Value) -> Value {
 
 /// Drops what the server maintains (and status): only the desired state is compared.
 fn clean(v: Value) -> Value {
-    sorted(plumb_controller::helmdrift::comparable(&v))
+    sorted(plumb_controller::helmrelease::drift::comparable(&v))
 }
 
 /// Replaces Secret values with markers that say only whether they changed.

@@ -1,36 +1,24 @@
-//! Receiver (`notification.toolkit.fluxcd.io/v1`): the reconciler that derives
-//! `status.webhookPath` from the token Secret, and the HTTP server that turns a verified
-//! webhook call into `reconcile.fluxcd.io/requestedAt` annotations on the Receiver's resources.
-//!
-//! Verification by type: `generic` (knowing the path is enough), `generic-hmac`
-//! (`X-Signature: sha1|sha256|sha512=<hex HMAC of the body>`), `github` (`X-Hub-Signature-256`,
-//! or the legacy SHA-1 `X-Hub-Signature`; `X-GitHub-Event` filtered by `spec.events`, `ping`
-//! answered without triggering) and `gitlab` (`X-Gitlab-Token` equals the token,
-//! `X-Gitlab-Event` filtered). Missing signatures answer 401, wrong ones 403; both are counted
-//! in [`rejected_total`].
+//! The webhook side of Receivers: verification of calls by type, and the HTTP server that
+//! turns a verified call into `reconcile.fluxcd.io/requestedAt` annotations on the Receiver's
+//! resources.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
-use plumb_api::conditions;
+use plumb_api::Receiver;
 use plumb_api::consts::annotation::RECONCILE_REQUESTED_AT;
 use plumb_api::receiver::{ReceiverResource, ReceiverType};
-use plumb_api::{Receiver, ReceiverStatus};
 
-use crate::{Context, Error, Result};
+use crate::Result;
+use crate::context::Context;
 
 /// Largest request body the webhook server reads (larger calls answer 413).
 pub const MAX_BODY_BYTES: usize = 4 << 20;
@@ -211,51 +199,12 @@ pub fn sign(algo: &str, token: &str, body: &[u8]) -> Option<String> {
     Some(format!("{algo}={hex}"))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Reconciler
-
-/// Runs the Receiver reconciler until a shutdown signal. A change of a token Secret
-/// re-reconciles the Receivers that reference it, so a rotated token gets its new path at once.
-pub async fn run(ctx: Arc<Context>, api: Api<Receiver>, watch: watcher::Config, concurrency: u16) {
-    let secrets: Api<Secret> = match api.namespace() {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let controller = Controller::new(api, watch);
-    let store = controller.store();
-    controller
-        .watches(
-            secrets,
-            watcher::Config::default(),
-            move |secret: Secret| {
-                let ns = secret.namespace();
-                let name = secret.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|r| r.namespace() == ns && r.spec.secret_ref.name == name)
-                    .map(|r| ObjectRef::from_obj(&*r))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "receiver reconcile error");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_obj: Arc<Receiver>, err: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %err, "receiver reconcile failed");
-    Action::requeue(Duration::from_secs(10))
-}
-
 /// Reads the `token` of a Receiver's Secret.
-async fn token(client: &kube::Client, ns: &str, rcv: &Receiver) -> Result<String, String> {
+pub(super) async fn token(
+    client: &kube::Client,
+    ns: &str,
+    rcv: &Receiver,
+) -> Result<String, String> {
     let name = &rcv.spec.secret_ref.name;
     let secret = Api::<Secret>::namespaced(client.clone(), ns)
         .get(name)
@@ -268,88 +217,6 @@ async fn token(client: &kube::Client, ns: &str, rcv: &Receiver) -> Result<String
         .map(|b| b.0.clone())
         .ok_or_else(|| format!("Secret {ns}/{name} has no 'token' key"))?;
     String::from_utf8(bytes).map_err(|_| format!("the token in Secret {ns}/{name} is not UTF-8"))
-}
-
-/// One reconcile of one Receiver: derive the webhook path and set Ready.
-pub async fn reconcile(obj: Arc<Receiver>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = obj.namespace().unwrap_or_default();
-    let name = obj.name_any();
-    let api: Api<Receiver> = Api::namespaced(ctx.client.clone(), &ns);
-    let before = obj.status.clone().unwrap_or_default();
-    let mut status = before.clone();
-    let generation = obj.meta().generation;
-    status.observed_generation = generation;
-    if let Some(at) = obj.annotations().get(RECONCILE_REQUESTED_AT) {
-        status.reconcile_request.last_handled_reconcile_at = Some(at.clone());
-    }
-    let interval = obj.interval().unwrap_or(Duration::from_secs(600));
-    let unsupported = obj.unsupported_fields();
-    let token = if unsupported.is_empty() {
-        token(&ctx.client, &ns, &obj)
-            .await
-            .map_err(|m| (REASON_TOKEN_NOT_FOUND, m, false))
-    } else {
-        // Triggering every resource while ignoring the filter would do more than asked.
-        Err((
-            plumb_api::consts::reason::UNSUPPORTED_FIELD,
-            plumb_api::unsupported::message(&unsupported),
-            true,
-        ))
-    };
-    let (action, event) = match token {
-        Ok(token) => {
-            let path = obj.webhook_path(&token);
-            let msg = format!("Receiver initialized for path: {path}");
-            conditions::mark_ready(
-                &mut status.conditions,
-                plumb_api::consts::reason::SUCCEEDED,
-                &msg,
-                generation,
-            );
-            status.webhook_path = Some(path);
-            let event = (false, plumb_api::consts::reason::SUCCEEDED, msg);
-            (Action::requeue(interval), event)
-        }
-        Err((reason, msg, stalled)) => {
-            if stalled {
-                conditions::mark_stalled(&mut status.conditions, reason, &msg, generation);
-            } else {
-                conditions::mark_failed(&mut status.conditions, reason, &msg, generation);
-            }
-            status.webhook_path = None;
-            let retry = if stalled {
-                interval
-            } else {
-                Duration::from_secs(10).min(interval)
-            };
-            (Action::requeue(retry), (true, reason, msg))
-        }
-    };
-    let ready_changed = conditions::find(&before.conditions, plumb_api::consts::condition::READY)
-        .map(|c| (&c.status, &c.message))
-        != conditions::find(&status.conditions, plumb_api::consts::condition::READY)
-            .map(|c| (&c.status, &c.message));
-    if ready_changed {
-        let (warning, reason, msg) = event;
-        ctx.event(&obj.object_ref(&()), warning, reason, &msg).await;
-    }
-    if status != before {
-        write_status(&api, &name, &before, &status).await?;
-    }
-    Ok(action)
-}
-
-async fn write_status(
-    api: &Api<Receiver>,
-    name: &str,
-    before: &ReceiverStatus,
-    status: &ReceiverStatus,
-) -> Result<()> {
-    let patch = crate::status_patch(before, status);
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| Error::Kube(format!("writing status of Receiver {name}: {e}")))?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -412,47 +279,14 @@ async fn handle(
         return reply(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted");
     }
     let (parts, body) = req.into_parts();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {MAX_BODY_BYTES} bytes"),
-        );
-    }
-    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return reply(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body larger than {MAX_BODY_BYTES} bytes or unreadable"),
-            );
-        }
+    let body = match read_body(&parts.headers, body).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
-    let receivers: Api<Receiver> = match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
+    let matching = match receivers_at(ctx, namespace, &path).await {
+        Ok(m) => m,
+        Err(resp) => return resp,
     };
-    let list = match receivers.list(&ListParams::default()).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "listing Receivers failed");
-            return reply(StatusCode::SERVICE_UNAVAILABLE, "cannot list Receivers");
-        }
-    };
-    let matching: Vec<Receiver> = list
-        .items
-        .into_iter()
-        .filter(|r| {
-            r.status
-                .as_ref()
-                .and_then(|s| s.webhook_path.as_deref())
-                .is_some_and(|p| p == path)
-        })
-        .collect();
     if matching.is_empty() {
         return reply(StatusCode::NOT_FOUND, "no receiver for this path");
     }
@@ -519,6 +353,62 @@ async fn handle(
             format!("{triggered} reconcile(s) requested"),
         )
     }
+}
+
+/// The request body, at most [`MAX_BODY_BYTES`] (413 otherwise).
+async fn read_body(
+    headers: &http::HeaderMap,
+    body: hyper::body::Incoming,
+) -> Result<bytes::Bytes, Response<Body>> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {MAX_BODY_BYTES} bytes or unreadable"),
+        )),
+    }
+}
+
+/// The Receivers whose `status.webhookPath` is `path` (503 when they cannot be listed).
+async fn receivers_at(
+    ctx: &Context,
+    namespace: Option<&str>,
+    path: &str,
+) -> Result<Vec<Receiver>, Response<Body>> {
+    let receivers: Api<Receiver> = match namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let list = match receivers.list(&ListParams::default()).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "listing Receivers failed");
+            return Err(reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot list Receivers",
+            ));
+        }
+    };
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.webhook_path.as_deref())
+                .is_some_and(|p| p == path)
+        })
+        .collect())
 }
 
 /// API group/version of the kinds a Receiver can trigger (Flux GA where it exists).

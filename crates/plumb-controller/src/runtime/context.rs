@@ -1,6 +1,7 @@
 //! What every reconciler shares: the client, artifact storage, the apply engine, the
 //! event recorder and the configuration.
 
+use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -107,7 +108,7 @@ pub struct Context {
     /// Apply engine of HelmReleases (field manager `helm-controller`).
     pub helm_applier: plumb_ssa::Applier,
     /// When each Kustomization's current revision was applied (health-check timeouts).
-    pub health_clock: Arc<crate::kustomization::HealthClock>,
+    pub health_clock: Arc<crate::health::HealthClock>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Clients and appliers of remote clusters (`spec.kubeConfig`).
@@ -121,6 +122,7 @@ pub struct Context {
     pub sources:
         Arc<std::sync::RwLock<Option<kube::runtime::reflector::Store<plumb_api::GitRepository>>>>,
     recorder: Recorder,
+    memos: Memos,
     base_config: kube::Config,
     impersonated: Arc<Mutex<HashMap<String, plumb_ssa::Applier>>>,
 }
@@ -187,6 +189,7 @@ impl Context {
             remote: Default::default(),
             sources: Arc::default(),
             recorder,
+            memos: Memos::default(),
             base_config,
             impersonated: Arc::default(),
         })
@@ -233,6 +236,50 @@ impl Context {
         Ok(applier)
     }
 
+    /// The process-wide memo of type `T` (e.g. parsed Helm indexes, discovered kinds),
+    /// made on first use. Memos live here, not in statics, so that each context (a test, a
+    /// benchmark, a second controller set) has its own.
+    pub fn memo<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        self.memos.get()
+    }
+
+    /// The applier an object applies with: one for the remote cluster of `kube_config`
+    /// (impersonating `sa` there; see [`crate::remote`]), one impersonating `sa`, or the
+    /// shared one of `manager` (`kustomize-controller` or `helm-controller`). `sa` defaults to
+    /// `--default-service-account`.
+    pub(crate) async fn applier_for(
+        &self,
+        ns: &str,
+        kube_config: Option<&plumb_api::meta::KubeConfigReference>,
+        sa: Option<&str>,
+        manager: &str,
+    ) -> Result<plumb_ssa::Applier, crate::outcome::Failure> {
+        let sa = sa.or(self.config.default_service_account.as_deref());
+        if let Some(kc) = kube_config {
+            let concurrency = self.config.apply_concurrency;
+            return self
+                .remote
+                .applier(&self.client, ns, kc, sa, manager, concurrency)
+                .await;
+        }
+        let Some(sa) = sa else {
+            return Ok(
+                if manager == plumb_api::consts::field_manager::HELM_CONTROLLER {
+                    self.helm_applier.clone()
+                } else {
+                    self.applier.clone()
+                },
+            );
+        };
+        self.impersonating_applier_as(ns, sa, manager).map_err(|e| {
+            crate::outcome::Failure::new(
+                crate::outcome::Class::Stalled,
+                plumb_api::consts::reason::RECONCILIATION_FAILED,
+                format!("impersonating service account '{ns}/{sa}': {e}"),
+            )
+        })
+    }
+
     /// Where the bare git caches live.
     pub fn git_cache_root(&self) -> PathBuf {
         self.config.storage_path.join("git")
@@ -253,6 +300,24 @@ impl Context {
         };
         if let Err(e) = self.recorder.publish(&ev, obj).await {
             tracing::warn!(error = %e, reason, "publishing event failed");
+        }
+    }
+}
+
+/// Memos by type: one `T` per context, shared by every reconcile.
+#[derive(Clone, Default)]
+struct Memos(Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>);
+
+impl Memos {
+    fn get<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        match entry.clone().downcast::<T>() {
+            Ok(memo) => memo,
+            // The entry of `TypeId::of::<T>()` is always a `T`; keep the type system happy.
+            Err(_) => Arc::new(T::default()),
         }
     }
 }

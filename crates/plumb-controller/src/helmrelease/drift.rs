@@ -7,13 +7,24 @@
 //! field keeps its live value in the applied object instead of being left out: leaving
 //! a field out of a server-side apply would drop it from the object when helm-controller
 //! was its only owner, which is the opposite of "ignore".
+//!
+//! Outside the interval, the objects of releases with drift detection on are watched
+//! ([`crate::drift`]) and queue their HelmRelease when they change.
 
 use futures::StreamExt;
-use plumb_api::consts::annotation;
+use kube::{Resource, ResourceExt};
+use plumb_api::HelmRelease;
+use plumb_api::consts::{annotation, reason};
 use plumb_api::helm_release::{DriftDetection, DriftDetectionMode, IgnoreRule};
 use plumb_api::kustomize::Selector;
+use plumb_helm::storage::Release;
 use plumb_ssa::{Applier, ApplyItem, ApplyOptions, ObjectRef};
 use serde_json::Value;
+
+use super::manifest::{manifest_refs, parse_manifest};
+use super::target::Target;
+use crate::context::Context;
+use crate::outcome::{Class, Failure};
 
 /// What one drift pass found (and corrected).
 #[derive(Debug, Default)]
@@ -290,6 +301,109 @@ fn set_pointer(v: &mut Value, pointer: &str, value: Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// `spec.driftDetection` on an up-to-date release: compare its objects with the cluster,
+/// correct them (`enabled`) or report them (`warn`), and keep watching them.
+pub(super) async fn drift(
+    obj: &HelmRelease,
+    ctx: &Context,
+    applier: &Applier,
+    t: &Target,
+    latest: &Release,
+) -> std::result::Result<(), Failure> {
+    let dd = obj.spec.drift_detection.as_ref();
+    let mode = mode(dd);
+    if mode == DriftDetectionMode::Disabled {
+        ctx.helm_drift
+            .untrack((&obj.namespace().unwrap_or_default(), &obj.name_any()));
+        return Ok(());
+    }
+    let objects = parse_manifest(applier, &latest.manifest, t)
+        .await
+        .map_err(|m| Failure::new(Class::Transient, reason::DRIFT_DETECTED, m))?;
+    let rules = dd.map(|d| d.ignore.as_slice()).unwrap_or_default();
+    let correct = mode == DriftDetectionMode::Enabled;
+    let report = check(applier, objects.clone(), rules, correct).await;
+    let what = format!("release {}/{}.v{}", t.namespace, t.name, latest.version);
+    let obj_ref = obj.object_ref(&());
+    if !report.drifted.is_empty() {
+        let list = report.drifted.join("\n");
+        if correct {
+            ctx.event(
+                &obj_ref,
+                false,
+                reason::DRIFT_CORRECTED,
+                &format!("Cluster state of {what} has been corrected:\n{list}"),
+            )
+            .await;
+        } else {
+            ctx.event(
+                &obj_ref,
+                true,
+                reason::DRIFT_DETECTED,
+                &format!("Cluster state of {what} has drifted from the desired state:\n{list}"),
+            )
+            .await;
+        }
+    }
+    // The objects are parsed already: track them without parsing the manifest again.
+    let refs: Vec<ObjectRef> = objects
+        .iter()
+        .filter_map(|o| ObjectRef::from_object(o).ok())
+        .collect();
+    track_refs(obj, ctx, applier, &refs).await;
+    if !report.errors.is_empty() {
+        return Err(Failure::new(
+            Class::Transient,
+            reason::DRIFT_DETECTED,
+            format!(
+                "drift detection for {what} failed: {}",
+                report.errors.join("; ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Watches the objects of `rel` for drift when `spec.driftDetection` is on.
+pub(super) async fn track_drift(
+    obj: &HelmRelease,
+    ctx: &Context,
+    applier: &Applier,
+    t: &Target,
+    rel: &Release,
+) {
+    if !drift_watched(obj) {
+        return track_refs(obj, ctx, applier, &[]).await;
+    }
+    match manifest_refs(applier, &rel.manifest, &t.namespace).await {
+        Ok(refs) => track_refs(obj, ctx, applier, &refs).await,
+        Err(e) => tracing::debug!(error = %e, "drift: release objects not tracked"),
+    }
+}
+
+/// Whether the objects of `obj` are watched for drift. Remote clusters are compared at
+/// the interval only: the watches use the controller's own client.
+pub(super) fn drift_watched(obj: &HelmRelease) -> bool {
+    mode(obj.spec.drift_detection.as_ref()) != DriftDetectionMode::Disabled
+        && obj.spec.kube_config.is_none()
+}
+
+/// Watches `refs` for drift on behalf of `obj`, or stops watching when it should not be.
+pub(super) async fn track_refs(
+    obj: &HelmRelease,
+    ctx: &Context,
+    applier: &Applier,
+    refs: &[ObjectRef],
+) {
+    let owner = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let owner = (owner.0.as_str(), owner.1.as_str());
+    if drift_watched(obj) {
+        ctx.helm_drift.track(owner, refs, applier).await;
+    } else {
+        ctx.helm_drift.untrack(owner);
     }
 }
 

@@ -1,0 +1,106 @@
+//! Fetching a source artifact for a consumer (Kustomization, HelmRelease chart from Git):
+//! from this process's storage when it stored it, else over HTTP; digest-checked and
+//! extracted with plumb-source's limits into a temporary directory.
+
+use std::path::{Component, Path};
+use std::time::Duration;
+
+use plumb_api::consts::reason;
+
+use crate::context::Context;
+use crate::outcome::{Class, Failure};
+
+/// The namespace of a source reference of an object in `own` (`ns`, else `own`); refused
+/// (stalled, `AccessDenied`) when it is another namespace and `--no-cross-namespace-refs`
+/// is set.
+pub(crate) fn source_namespace(
+    ctx: &Context,
+    own: &str,
+    ns: Option<&str>,
+    kind: &dyn std::fmt::Display,
+    name: &str,
+) -> Result<String, Failure> {
+    let ns = ns.unwrap_or(own).to_string();
+    if ctx.config.no_cross_namespace_refs && ns != own {
+        return Err(Failure::new(
+            Class::Stalled,
+            reason::ACCESS_DENIED,
+            format!("cannot access {kind}/{ns}/{name}: cross-namespace references are disabled"),
+        ));
+    }
+    Ok(ns)
+}
+
+/// The artifact in a GitRepository's status; waiting while it has none.
+pub(crate) fn git_artifact(
+    repo: Option<plumb_api::GitRepository>,
+    ns: &str,
+    name: &str,
+) -> Result<plumb_api::meta::Artifact, Failure> {
+    repo.and_then(|r| r.status)
+        .and_then(|s| s.artifact)
+        .ok_or_else(|| {
+            Failure::new(
+                Class::Waiting,
+                reason::ARTIFACT_FAILED,
+                format!("Source 'GitRepository/{ns}/{name}' is not ready, artifact not found"),
+            )
+        })
+}
+
+/// Fetches and extracts `artifact` into a new temporary directory named
+/// `prefix...`, removed when the returned handle drops.
+pub async fn fetch_artifact(
+    ctx: &Context,
+    artifact: &plumb_api::meta::Artifact,
+    prefix: &str,
+    timeout: Duration,
+) -> std::result::Result<tempfile::TempDir, Failure> {
+    let work = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| {
+            Failure::new(
+                Class::Transient,
+                reason::ARTIFACT_FAILED,
+                format!("creating work dir: {e}"),
+            )
+        })?;
+    let dest = work.path();
+    let digest = artifact.digest.clone().unwrap_or_default();
+    let limits = plumb_source::artifact::Limits::default();
+    // Artifacts this process stored are read from disk; others come over HTTP.
+    let local = ctx.storage.root().join(&artifact.path);
+    let res = if !artifact.path.is_empty() && safe_relative(&artifact.path) && local.is_file() {
+        let dest = dest.to_path_buf();
+        let url = artifact.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let data = std::fs::read(&local).map_err(|e| plumb_source::SourceError::Io {
+                op: "read artifact",
+                path: local.clone(),
+                source: e,
+            })?;
+            plumb_source::artifact::verify_digest(&url, &data, &digest)?;
+            plumb_source::artifact::extract_tar_gz(&data, &dest, limits)
+        })
+        .await
+        .map_err(|e| Failure::new(Class::Transient, reason::ARTIFACT_FAILED, e.to_string()))?
+    } else {
+        plumb_source::artifact::fetch_and_extract(&artifact.url, &digest, dest, limits, timeout)
+            .await
+    };
+    res.map_err(|e| {
+        Failure::new(
+            Class::Transient,
+            reason::ARTIFACT_FAILED,
+            format!("failed to fetch artifact: {e}"),
+        )
+    })?;
+    Ok(work)
+}
+
+fn safe_relative(p: &str) -> bool {
+    Path::new(p)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+}

@@ -1,0 +1,204 @@
+//! Step **chart**: fetch the chart from its source: a directory of a GitRepository artifact
+//! (extracted once per digest and shared, memoized in the context), or a packaged chart
+//! resolved from a HelmRepository's stored index ([`crate::charts`]).
+
+use std::path::{Component, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::api::Api;
+use plumb_api::consts::reason;
+use plumb_api::helm_release::ChartSourceKind;
+use plumb_api::{GitRepository, HelmRelease, HelmRepository};
+
+use crate::artifact::{git_artifact, source_namespace};
+use crate::context::Context;
+use crate::outcome::{Class, Failure};
+
+/// Where a chart is loaded from.
+pub(super) enum ChartSource {
+    /// A chart directory inside a GitRepository artifact.
+    Dir {
+        /// The chart directory.
+        chart: PathBuf,
+        /// The extracted artifact (`valuesFiles` are relative to it).
+        root: PathBuf,
+        /// The artifact revision (`<ref>@sha1:<hex>`).
+        revision: String,
+    },
+    /// A packaged chart from a HelmRepository.
+    Archive(Vec<u8>),
+}
+
+/// Fetches the chart: a directory of the GitRepository artifact (extracted into a work
+/// dir that lives as long as the returned guard), or an archive of a HelmRepository.
+pub(super) async fn fetch_chart(
+    obj: &HelmRelease,
+    ctx: &Context,
+) -> std::result::Result<Fetched, Failure> {
+    let Some(tpl) = &obj.spec.chart else {
+        return Err(Failure::new(
+            Class::Stalled,
+            reason::ARTIFACT_FAILED,
+            "spec.chartRef is not supported yet; use spec.chart",
+        ));
+    };
+    let src = &tpl.spec.source_ref;
+    let own = obj.namespace().unwrap_or_default();
+    let ns = source_namespace(ctx, &own, src.namespace.as_deref(), &src.kind, &src.name)?;
+    if src.kind == ChartSourceKind::HelmRepository {
+        return from_helm_repository(ctx, tpl, &ns).await;
+    }
+    if src.kind != ChartSourceKind::GitRepository {
+        return Err(Failure::new(
+            Class::Stalled,
+            reason::ARTIFACT_FAILED,
+            format!("chart source kind {} is not supported yet", src.kind),
+        ));
+    }
+    from_git_repository(obj, ctx, tpl, &ns).await
+}
+
+/// The fetched chart and the guard of its work dir.
+type Fetched = (ChartSource, Option<Arc<tempfile::TempDir>>);
+
+/// A packaged chart resolved from the HelmRepository's stored index.
+async fn from_helm_repository(
+    ctx: &Context,
+    tpl: &plumb_api::helm_release::HelmChartTemplate,
+    ns: &str,
+) -> std::result::Result<Fetched, Failure> {
+    let src = &tpl.spec.source_ref;
+    let api: Api<HelmRepository> = Api::namespaced(ctx.client.clone(), ns);
+    let repo = api
+        .get_opt(&src.name)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                Class::Transient,
+                reason::ARTIFACT_FAILED,
+                format!("getting HelmRepository '{ns}/{}': {e}", src.name),
+            )
+        })?
+        .ok_or_else(|| {
+            Failure::new(
+                Class::Waiting,
+                reason::ARTIFACT_FAILED,
+                format!("Source 'HelmRepository/{ns}/{}' not found", src.name),
+            )
+        })?;
+    let version = if tpl.spec.version.is_empty() {
+        "*"
+    } else {
+        tpl.spec.version.as_str()
+    };
+    let chart = crate::charts::resolve_chart(ctx, &repo, &tpl.spec.chart, version).await?;
+    Ok((ChartSource::Archive(chart.archive), None))
+}
+
+/// A chart directory of the GitRepository's artifact (extracted once per digest).
+async fn from_git_repository(
+    obj: &HelmRelease,
+    ctx: &Context,
+    tpl: &plumb_api::helm_release::HelmChartTemplate,
+    ns: &str,
+) -> std::result::Result<Fetched, Failure> {
+    let src = &tpl.spec.source_ref;
+    // Read from the server, not a watch store: this reconcile may have been queued by a
+    // GitRepository watch event that another watch's store has not seen yet.
+    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), ns);
+    let repo = api.get_opt(&src.name).await.map_err(|e| {
+        Failure::new(
+            Class::Transient,
+            reason::ARTIFACT_FAILED,
+            format!("getting GitRepository '{ns}/{}': {e}", src.name),
+        )
+    })?;
+    let artifact = git_artifact(repo, ns, &src.name)?;
+    let work = extracted(
+        ctx,
+        &artifact,
+        obj.timeout().unwrap_or(Duration::from_secs(300)),
+    )
+    .await?;
+    let rel = PathBuf::from(
+        tpl.spec
+            .chart
+            .trim_start_matches("./")
+            .trim_start_matches('/'),
+    );
+    if !rel
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(Failure::new(
+            Class::Stalled,
+            reason::ARTIFACT_FAILED,
+            format!(
+                "invalid chart path '{}': must stay inside the source",
+                tpl.spec.chart
+            ),
+        ));
+    }
+    let dir = work.path().join(rel);
+    if !dir.join("Chart.yaml").is_file() {
+        return Err(Failure::new(
+            Class::Stalled,
+            reason::ARTIFACT_FAILED,
+            format!(
+                "no chart at '{}' in GitRepository '{ns}/{}'",
+                tpl.spec.chart, src.name
+            ),
+        ));
+    }
+    Ok((
+        ChartSource::Dir {
+            chart: dir,
+            root: work.path().to_path_buf(),
+            revision: artifact.revision.clone(),
+        },
+        Some(work),
+    ))
+}
+
+/// A GitRepository artifact extracted once per digest and shared (read-only) by the
+/// HelmReleases charted from it: a thousand releases of one source extract it once.
+pub(super) type Extracted = Arc<tokio::sync::OnceCell<Arc<tempfile::TempDir>>>;
+
+/// Most recently used extracted artifacts, newest last (a [`Context::memo`]).
+#[derive(Default)]
+struct ExtractedMemo(Mutex<Vec<(String, Extracted)>>);
+
+/// How many extracted artifacts are kept; a directory in use outlives its eviction.
+pub(super) const EXTRACTED_KEEP: usize = 16;
+
+pub(super) async fn extracted(
+    ctx: &Context,
+    artifact: &plumb_api::meta::Artifact,
+    timeout: Duration,
+) -> std::result::Result<Arc<tempfile::TempDir>, Failure> {
+    let key = artifact
+        .digest
+        .clone()
+        .unwrap_or_else(|| artifact.url.clone());
+    let cell = {
+        let memo = ctx.memo::<ExtractedMemo>();
+        let mut cache = memo.0.lock().unwrap_or_else(|p| p.into_inner());
+        let cell = match cache.iter().position(|(k, _)| *k == key) {
+            Some(i) => cache.remove(i).1,
+            None => Extracted::default(),
+        };
+        cache.push((key.clone(), cell.clone()));
+        let excess = cache.len().saturating_sub(EXTRACTED_KEEP);
+        cache.drain(..excess);
+        cell
+    };
+    let dir = cell
+        .get_or_try_init(|| async {
+            let work = crate::artifact::fetch_artifact(ctx, artifact, "plumb-hr-", timeout).await?;
+            Ok::<_, Failure>(Arc::new(work))
+        })
+        .await?;
+    Ok(dir.clone())
+}

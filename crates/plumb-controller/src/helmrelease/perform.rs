@@ -1,0 +1,229 @@
+//! Perform an install or upgrade: namespace, CRDs, pre hooks, objects, removed objects (the
+//! diff from plumb-ssa's inventory), post hooks, wait for health.
+
+use std::time::{Duration, Instant};
+
+use plumb_api::HelmRelease;
+use plumb_api::consts::reason;
+use plumb_api::helm_release::CrdsPolicy;
+use plumb_helm::storage::Release;
+use plumb_ssa::kstatus::Status as Health;
+use plumb_ssa::{Applier, ApplyItem, ApplyOptions, Inventory, ObjectRef, PruneOptions, SsaMode};
+use serde_json::Value;
+
+use super::history::with_timeout;
+use super::hooks::run_hooks;
+use super::manifest::{manifest_refs, parse_manifest, yaml_object};
+use super::target::Target;
+use crate::context::Context;
+
+/// One install or upgrade attempt: who, where, with what.
+pub(super) struct Attempt<'a> {
+    pub(super) obj: &'a HelmRelease,
+    pub(super) ctx: &'a Context,
+    pub(super) applier: Applier,
+    pub(super) t: Target,
+    pub(super) install: bool,
+}
+
+impl Attempt<'_> {
+    /// "install" or "upgrade".
+    pub(super) fn verb(&self) -> &'static str {
+        if self.install { "install" } else { "upgrade" }
+    }
+
+    /// The Released reason of a success or failure.
+    pub(super) fn reason(&self, ok: bool) -> &'static str {
+        match (self.install, ok) {
+            (true, true) => reason::INSTALL_SUCCEEDED,
+            (false, true) => reason::UPGRADE_SUCCEEDED,
+            (true, false) => reason::INSTALL_FAILED,
+            (false, false) => reason::UPGRADE_FAILED,
+        }
+    }
+}
+
+/// Install or upgrade: hooks, CRDs, objects, removed objects, hooks, wait.
+pub(super) async fn perform(
+    a: &Attempt<'_>,
+    rel: &mut Release,
+    rendered: &plumb_helm::Rendered,
+    previous: Option<&Release>,
+) -> std::result::Result<(), String> {
+    let (obj, applier, install) = (a.obj, &a.applier, a.install);
+    let action_timeout = if install {
+        obj.spec.install.as_ref().and_then(|i| i.timeout.as_deref())
+    } else {
+        obj.spec.upgrade.as_ref().and_then(|u| u.timeout.as_deref())
+    };
+    let t = &with_timeout(&a.t, action_timeout);
+    let (hooks, crds, wait, create_ns) = if install {
+        let i = obj.spec.install.clone().unwrap_or_default();
+        let crds = i.crds.unwrap_or(if i.skip_crds {
+            CrdsPolicy::Skip
+        } else {
+            CrdsPolicy::Create
+        });
+        (!i.disable_hooks, crds, !i.disable_wait, i.create_namespace)
+    } else {
+        let u = obj.spec.upgrade.clone().unwrap_or_default();
+        (
+            !u.disable_hooks,
+            u.crds.unwrap_or(CrdsPolicy::Skip),
+            !u.disable_wait,
+            false,
+        )
+    };
+    if create_ns {
+        let ns = serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": t.namespace}
+        });
+        applier
+            .apply_all(
+                vec![ApplyItem {
+                    object: ns,
+                    mode: SsaMode::IfNotPresent,
+                    force: false,
+                }],
+                &ApplyOptions::default(),
+            )
+            .await
+            .map_err(|e| format!("creating namespace {}: {e}", t.namespace))?;
+    }
+    let pre = if install {
+        "pre-install"
+    } else {
+        "pre-upgrade"
+    };
+    let post = if install {
+        "post-install"
+    } else {
+        "post-upgrade"
+    };
+    if crds != CrdsPolicy::Skip && !rendered.crds.is_empty() {
+        apply_crds(applier, rendered, crds).await?;
+    }
+    if hooks {
+        run_hooks(applier, rel, pre, t).await?;
+    }
+    let objects = parse_manifest(applier, &rel.manifest, t).await?;
+    apply_objects(applier, objects.clone(), t).await?;
+    if let Some(prev) = previous {
+        let old = manifest_refs(applier, &prev.manifest, &t.namespace).await?;
+        prune_removed(applier, &old, &objects).await?;
+    }
+    if hooks {
+        run_hooks(applier, rel, post, t).await?;
+    }
+    if wait {
+        let refs: Vec<ObjectRef> = objects
+            .iter()
+            .filter_map(|o| ObjectRef::from_object(o).ok())
+            .collect();
+        wait_healthy(applier, &refs, t.timeout).await?;
+    }
+    Ok(())
+}
+
+/// The chart's `crds/` (Create: only when missing; CreateReplace: applied).
+async fn apply_crds(
+    applier: &Applier,
+    rendered: &plumb_helm::Rendered,
+    crds: CrdsPolicy,
+) -> std::result::Result<(), String> {
+    let mut items = Vec::new();
+    for (path, text) in &rendered.crds {
+        for doc in plumb_helm::render::split_manifests(text) {
+            let v = yaml_object(&doc).map_err(|e| format!("CRD {path}: {e}"))?;
+            if v.is_null() {
+                continue;
+            }
+            items.push(ApplyItem {
+                object: v,
+                mode: if crds == CrdsPolicy::Create {
+                    SsaMode::IfNotPresent
+                } else {
+                    SsaMode::Override
+                },
+                force: false,
+            });
+        }
+    }
+    applier
+        .apply_all(items, &ApplyOptions::default())
+        .await
+        .map_err(|e| format!("applying CRDs: {e}"))?;
+    Ok(())
+}
+
+pub(super) async fn apply_objects(
+    applier: &Applier,
+    objects: Vec<Value>,
+    t: &Target,
+) -> std::result::Result<(), String> {
+    let items = objects.into_iter().map(ApplyItem::new).collect();
+    let opts = ApplyOptions {
+        wait_timeout: t.timeout,
+        ..ApplyOptions::default()
+    };
+    applier
+        .apply_all(items, &opts)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Deletes the objects of the previous manifest that the new one no longer has.
+pub(super) async fn prune_removed(
+    applier: &Applier,
+    old: &[ObjectRef],
+    new: &[Value],
+) -> std::result::Result<(), String> {
+    let stale = inventory_of(new).stale(old);
+    if stale.is_empty() {
+        return Ok(());
+    }
+    applier
+        .prune(&stale, &PruneOptions::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("deleting removed objects: {e}"))
+}
+
+/// The inventory of parsed manifest objects (objects without an identity are skipped).
+pub(super) fn inventory_of(objects: &[Value]) -> Inventory {
+    Inventory {
+        objects: objects
+            .iter()
+            .filter_map(|o| ObjectRef::from_object(o).ok())
+            .collect(),
+    }
+}
+
+async fn wait_healthy(
+    applier: &Applier,
+    refs: &[ObjectRef],
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let health = applier.health(refs).await.map_err(|e| e.to_string())?;
+        let pending: Vec<String> = health
+            .iter()
+            .filter(|(_, h)| h.status != Health::Current)
+            .map(|(r, h)| format!("{r}: {} {}", h.status, h.message))
+            .collect();
+        if let Some((r, h)) = health.iter().find(|(_, h)| h.status == Health::Failed) {
+            return Err(format!("{r} failed: {}", h.message));
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(format!("timeout waiting for: [{}]", pending.join(", ")));
+        }
+        tokio::time::sleep(delay.min(timeout.saturating_sub(start.elapsed()))).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}

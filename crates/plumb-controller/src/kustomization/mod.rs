@@ -1,0 +1,219 @@
+//! The Kustomization reconciler: fetch the source artifact, render it in-process, apply
+//! it with server-side apply in stages, prune what Git no longer holds, check health
+//! without blocking a worker, and write Flux's status (inventory, revisions, conditions).
+//!
+//! Steps ([`Kind::steps`]), top to bottom, one module each:
+//! 1. **dependencies**: every `dependsOn` Ready ([`crate::dependencies`]);
+//! 2. **source**: the GitRepository's artifact ([`source`]);
+//! 3. **render**: fetch, build with the spec overlay, substitute, label ([`render`]);
+//! 4. **apply**: plan (items + inventory), then staged server-side apply ([`apply`]);
+//! 5. **prune**: the previous inventory minus the new one, within the budget ([`prune`]);
+//! 6. **health**: read once, come back soon while pending ([`health`]).
+//!
+//! Safety: nothing is pruned unless the fetch, render, substitution and apply of the new
+//! revision all succeeded, and a prune that would delete more than the configured share
+//! of the inventory is refused unless the Kustomization allows it.
+
+mod apply;
+mod health;
+mod prune;
+mod render;
+mod source;
+mod substitute;
+
+pub use apply::apply_item;
+pub use prune::PRUNE_BUDGET_ANNOTATION;
+pub use render::{RenderSource, render_objects};
+pub use source::source_artifact;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::Action;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use plumb_api::conditions::{self, Status as CondStatus};
+use plumb_api::consts::{condition, field_manager, reason};
+use plumb_api::kustomization::{DeletionPolicy, SourceKind};
+use plumb_api::{GitRepository, Kustomization, KustomizationStatus};
+use plumb_ssa::Applier;
+
+use crate::context::Context;
+use crate::outcome::Failure;
+use crate::reconciler::{Done, Kind, Policy};
+use crate::{Error, Result};
+
+/// Runs the Kustomization controller until shutdown.
+pub async fn run(
+    ctx: Arc<Context>,
+    api: Api<Kustomization>,
+    sources: Api<GitRepository>,
+    watch: watcher::Config,
+    concurrency: u16,
+) {
+    let mut controller = crate::reconciler::desired_state_controller(api, watch.clone());
+    // Objects of an inventory that drift (changed by another writer, or deleted) queue
+    // their Kustomization at once (see `drift`).
+    if let Some(triggers) = ctx.drift.take_triggers() {
+        controller = controller.reconcile_on(triggers);
+    }
+    let store = controller.store();
+    // A GitRepository change (a new artifact) reconciles the Kustomizations using it,
+    // as Flux's source watch does, instead of waiting for their interval. The watch feeds
+    // a store the reconciler reads its source from (no request per reconcile); the store
+    // is updated before the trigger fires, so a reconcile never sees an older artifact.
+    let (reader, writer) = kube::runtime::reflector::store::<GitRepository>();
+    if let Ok(mut s) = ctx.sources.write() {
+        *s = Some(reader);
+    }
+    let source_triggers = kube::runtime::reflector(writer, watcher(sources, watch))
+        .default_backoff()
+        .applied_objects()
+        .filter_map(|r| futures::future::ready(r.ok()))
+        .flat_map(move |src: GitRepository| {
+            let src_ns = src.namespace();
+            let src_name = src.name_any();
+            futures::stream::iter(
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|ks| {
+                        let r = &ks.spec.source_ref;
+                        r.kind == SourceKind::GitRepository
+                            && r.name == src_name
+                            && r.namespace.clone().or_else(|| ks.namespace()) == src_ns
+                    })
+                    .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
+                    .collect::<Vec<_>>(),
+            )
+        });
+    let controller = controller.reconcile_on(source_triggers);
+    crate::reconciler::run(controller, ctx, concurrency).await;
+}
+
+impl Kind for Kustomization {
+    const KIND: &'static str = "Kustomization";
+    const POLICY: Policy = Policy::APPLIER;
+
+    fn suspended(&self) -> bool {
+        self.spec.suspend
+    }
+
+    fn every(&self) -> Duration {
+        self.interval().unwrap_or(Duration::from_secs(600))
+    }
+
+    fn retry(&self) -> Duration {
+        self.retry_interval().unwrap_or(self.every())
+    }
+
+    fn unsupported_note(&self) -> Option<String> {
+        let unsupported = self.unsupported_fields();
+        (!unsupported.is_empty()).then(|| plumb_api::unsupported::message(&unsupported))
+    }
+
+    fn revision(status: &KustomizationStatus) -> &str {
+        status.last_applied_revision.as_deref().unwrap_or_default()
+    }
+
+    async fn steps(
+        obj: &Self,
+        ctx: &Context,
+        status: &mut KustomizationStatus,
+    ) -> std::result::Result<Done, Failure> {
+        crate::dependencies::check(obj, &obj.spec.depends_on, ctx).await?;
+        let artifact = source::source_artifact(obj, ctx).await?;
+        let revision = artifact.revision.clone();
+        status.last_attempted_revision = Some(revision.clone());
+        // Fetch and render. Failures here return before anything is applied or pruned.
+        let objects = render_objects(obj, ctx, RenderSource::Artifact(&artifact)).await?;
+        let (items, inventory) = apply::plan(obj, objects)?;
+        let applier = applier(obj, ctx).await?;
+        let mut changes = apply::apply(obj, ctx, &applier, items, &inventory).await?;
+        let pruned =
+            prune::prune(obj, ctx, &applier, status.inventory.as_ref(), &inventory).await?;
+        if !pruned.is_empty() {
+            if !changes.is_empty() {
+                changes.push('\n');
+            }
+            changes.push_str(&pruned);
+        }
+        status.inventory = Some(prune::to_status(&inventory));
+        let healthy = health::check(obj, ctx, &applier, status, &revision).await?;
+        let event = (!changes.is_empty()).then_some((reason::RECONCILIATION_SUCCEEDED, changes));
+        if !healthy {
+            // Health checks are re-read soon instead of blocking this worker.
+            return Ok(Done {
+                ready: None,
+                event,
+                requeue: Some(Duration::from_secs(2)),
+            });
+        }
+        if obj.spec.wait || !obj.spec.health_checks.is_empty() {
+            conditions::set(
+                &mut status.conditions,
+                condition::HEALTHY,
+                CondStatus::True,
+                reason::SUCCEEDED,
+                "Health check passed",
+                obj.meta().generation,
+            );
+        }
+        let msg = format!("Applied revision: {revision}");
+        status.last_applied_revision = Some(revision);
+        Ok(Done {
+            ready: Some((reason::RECONCILIATION_SUCCEEDED, msg)),
+            event,
+            requeue: None,
+        })
+    }
+
+    fn on_suspend(obj: &Self, ctx: &Context) {
+        ctx.drift.untrack(render::owner_key(obj));
+    }
+
+    /// On deletion with `prune: true`, delete what the inventory holds (per deletionPolicy).
+    async fn cleanup(obj: Arc<Self>, ctx: &Context) -> Result<Action> {
+        let policy = obj.deletion_policy();
+        let prune = match policy {
+            DeletionPolicy::MirrorPrune => obj.spec.prune,
+            DeletionPolicy::Delete | DeletionPolicy::WaitForTermination => true,
+            DeletionPolicy::Orphan => false,
+        };
+        ctx.drift.untrack(render::owner_key(&obj));
+        if !prune || obj.spec.suspend {
+            return Ok(Action::await_change());
+        }
+        let refs = prune::inventory_refs(obj.status.as_ref().and_then(|s| s.inventory.as_ref()));
+        let applier = applier(&obj, ctx)
+            .await
+            .map_err(|f| Error::Kube(f.message))?;
+        let opts = prune::prune_options(&obj, policy == DeletionPolicy::WaitForTermination);
+        let pruned = applier
+            .prune(&refs, &opts)
+            .await
+            .map_err(|e| Error::Kube(e.to_string()))?;
+        ctx.metrics.applied(
+            "Kustomization",
+            "deleted",
+            pruned.count(plumb_ssa::Action::Deleted),
+        );
+        Ok(Action::await_change())
+    }
+}
+
+/// The applier to use: the shared one, one impersonating `spec.serviceAccountName`, or one
+/// for the remote cluster of `spec.kubeConfig` (impersonating there; see [`crate::remote`]).
+async fn applier(obj: &Kustomization, ctx: &Context) -> std::result::Result<Applier, Failure> {
+    let ns = obj.namespace().unwrap_or_default();
+    ctx.applier_for(
+        &ns,
+        obj.spec.kube_config.as_ref(),
+        obj.spec.service_account_name.as_deref(),
+        field_manager::KUSTOMIZE_CONTROLLER,
+    )
+    .await
+}

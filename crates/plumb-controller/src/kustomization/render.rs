@@ -1,0 +1,289 @@
+//! Step **render**: fetch the source artifact, build it with the spec-level overlay
+//! (plumb-kustomize, in-process), substitute postBuild variables, stamp ownership labels.
+//! Shared with `plumb build ks` / `plumb diff ks` through [`render_objects`].
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
+use plumb_api::Kustomization;
+use plumb_api::consts::{annotation, label, reason};
+use plumb_api::kustomization::ValuesKind;
+use plumb_ssa::ObjectRef;
+use serde_json::Value;
+
+use super::substitute::substitute;
+use crate::context::Context;
+use crate::outcome::{Class, Failure};
+
+/// Where [`render_objects`] reads the manifests from.
+#[derive(Debug, Clone, Copy)]
+pub enum RenderSource<'a> {
+    /// The source's artifact (fetched, digest-checked, extracted); `spec.path` is applied.
+    Artifact(&'a plumb_api::meta::Artifact),
+    /// A local directory holding the manifests to build (`spec.path` is not applied), as
+    /// `flux build ks --path` does.
+    Local(&'a Path),
+}
+
+/// Renders what `obj` applies: build with the spec-level overlay, postBuild substitution,
+/// ownership labels. The reconciler and `plumb build/diff ks` share this path.
+pub async fn render_objects(
+    obj: &Kustomization,
+    ctx: &Context,
+    source: RenderSource<'_>,
+) -> std::result::Result<Vec<Value>, Failure> {
+    let mut objects = match source {
+        RenderSource::Artifact(artifact) => {
+            let work = crate::artifact::fetch_artifact(
+                ctx,
+                artifact,
+                "plumb-ks-",
+                obj.timeout().unwrap_or(Duration::from_secs(300)),
+            )
+            .await?;
+            let dir = spec_dir(obj, work.path())?;
+            render(obj, dir, work.path().to_path_buf()).await?
+        }
+        RenderSource::Local(dir) => {
+            if !dir.is_dir() {
+                return Err(Failure::new(
+                    Class::Stalled,
+                    reason::ARTIFACT_FAILED,
+                    format!("kustomization path not found: {}", dir.display()),
+                ));
+            }
+            render(obj, dir.to_path_buf(), PathBuf::from("/")).await?
+        }
+    };
+    if let Some(vars) = substitution_vars(obj, ctx).await? {
+        objects = substitute_objects(objects, &vars, ctx.config.strict_substitution)?;
+    }
+    let labels = owner_labels(obj);
+    for o in &mut objects {
+        stamp_labels(o, &labels);
+    }
+    Ok(objects)
+}
+
+/// The drift watcher's key of `obj`.
+pub(super) fn owner_key(obj: &Kustomization) -> (&str, &str) {
+    (
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The labels that mark an object as this Kustomization's (Flux's ownership labels).
+pub(super) fn owner_labels(obj: &Kustomization) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (label::KUSTOMIZE_NAME.to_string(), obj.name_any()),
+        (
+            label::KUSTOMIZE_NAMESPACE.to_string(),
+            obj.namespace().unwrap_or_default(),
+        ),
+    ])
+}
+
+fn stamp_labels(o: &mut Value, labels: &BTreeMap<String, String>) {
+    let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let l = meta
+        .entry("labels")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(l) = l.as_object_mut() {
+        for (k, v) in labels {
+            l.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+}
+
+/// `spec.path` inside the extracted source `root`, refused when it leaves the source.
+fn spec_dir(obj: &Kustomization, root: &Path) -> std::result::Result<PathBuf, Failure> {
+    let path = obj.spec.path.clone().unwrap_or_else(|| "./".into());
+    let rel = PathBuf::from(path.trim_start_matches('/'));
+    if !rel
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(Failure::new(
+            Class::Stalled,
+            reason::ARTIFACT_FAILED,
+            format!("invalid path '{path}': must stay inside the source"),
+        ));
+    }
+    let dir = root.join(&rel);
+    if !dir.is_dir() {
+        return Err(Failure::new(
+            Class::Stalled,
+            reason::ARTIFACT_FAILED,
+            format!("kustomization path not found: {path}"),
+        ));
+    }
+    Ok(dir)
+}
+
+async fn render(
+    obj: &Kustomization,
+    dir: PathBuf,
+    root: PathBuf,
+) -> std::result::Result<Vec<Value>, Failure> {
+    let overlay = overlay_of(obj);
+    tokio::task::spawn_blocking(move || {
+        let opts = plumb_kustomize::BuildOptions {
+            generate_missing_kustomization: true,
+            ..Default::default()
+        };
+        plumb_kustomize::build_with_overlay(&dir, &root, &opts, &overlay)
+    })
+    .await
+    .map_err(|e| Failure::new(Class::Transient, reason::BUILD_FAILED, e.to_string()))?
+    .map_err(|e| Failure::new(Class::Stalled, reason::BUILD_FAILED, e.to_string()))
+}
+
+fn overlay_of(obj: &Kustomization) -> plumb_kustomize::Overlay {
+    let s = &obj.spec;
+    let to_map = |m: &BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    plumb_kustomize::Overlay {
+        target_namespace: s.target_namespace.clone(),
+        name_prefix: s.name_prefix.clone(),
+        name_suffix: s.name_suffix.clone(),
+        common_labels: s
+            .common_metadata
+            .as_ref()
+            .map(|c| to_map(&c.labels))
+            .unwrap_or_default(),
+        common_annotations: s
+            .common_metadata
+            .as_ref()
+            .map(|c| to_map(&c.annotations))
+            .unwrap_or_default(),
+        patches: crate::overlay::patches(&s.patches),
+        images: crate::overlay::images(&s.images),
+        components: s.components.clone(),
+    }
+}
+
+/// The postBuild variables (inline, then ConfigMaps/Secrets in order; later wins), plus
+/// the controller's cluster facts. `None` when the Kustomization has no postBuild.
+async fn substitution_vars(
+    obj: &Kustomization,
+    ctx: &Context,
+) -> std::result::Result<Option<BTreeMap<String, String>>, Failure> {
+    let Some(pb) = &obj.spec.post_build else {
+        return Ok(None);
+    };
+    let ns = obj.namespace().unwrap_or_default();
+    let mut vars = (*ctx.config.cluster_vars.snapshot()).clone();
+    vars.extend(pb.substitute.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for from in &pb.substitute_from {
+        let found: Option<BTreeMap<String, String>> = match from.kind {
+            ValuesKind::ConfigMap => {
+                let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+                api.get_opt(&from.name)
+                    .await
+                    .map_err(|e| {
+                        Failure::new(
+                            Class::Transient,
+                            reason::BUILD_FAILED,
+                            format!("getting ConfigMap '{ns}/{}': {e}", from.name),
+                        )
+                    })?
+                    .map(|c| c.data.unwrap_or_default())
+            }
+            ValuesKind::Secret => {
+                let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+                api.get_opt(&from.name)
+                    .await
+                    .map_err(|e| {
+                        Failure::new(
+                            Class::Transient,
+                            reason::BUILD_FAILED,
+                            format!("getting Secret '{ns}/{}': {e}", from.name),
+                        )
+                    })?
+                    .map(|s| {
+                        s.data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                            .collect()
+                    })
+            }
+        };
+        match found {
+            Some(m) => vars.extend(m),
+            None if from.optional => {}
+            None => {
+                return Err(Failure::new(
+                    Class::Waiting,
+                    reason::BUILD_FAILED,
+                    format!(
+                        "substitute from '{}/{ns}/{}' failed: not found",
+                        from.kind, from.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Some(vars))
+}
+
+fn substitute_objects(
+    objects: Vec<Value>,
+    vars: &BTreeMap<String, String>,
+    strict: bool,
+) -> std::result::Result<Vec<Value>, Failure> {
+    let mut out = Vec::with_capacity(objects.len());
+    for o in objects {
+        let disabled = o
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(annotation::KUSTOMIZE_SUBSTITUTE))
+            .and_then(Value::as_str)
+            == Some(annotation::DISABLED);
+        if disabled {
+            out.push(o);
+            continue;
+        }
+        let id = ObjectRef::from_object(&o)
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        let text = plumb_kustomize::to_yaml(&o);
+        let replaced = substitute(&text, vars, strict).map_err(|m| {
+            Failure::new(
+                Class::Stalled,
+                reason::BUILD_FAILED,
+                format!("{id}: variable '{}' is not set (strict substitution)", m.0),
+            )
+        })?;
+        if replaced == text {
+            out.push(o);
+            continue;
+        }
+        let mut parsed = plumb_kustomize::parse_objects(&replaced, &id).map_err(|e| {
+            Failure::new(
+                Class::Stalled,
+                reason::BUILD_FAILED,
+                format!("post-build substitution of {id}: {e}"),
+            )
+        })?;
+        if parsed.len() != 1 {
+            return Err(Failure::new(
+                Class::Stalled,
+                reason::BUILD_FAILED,
+                format!("post-build substitution of {id} did not yield one object"),
+            ));
+        }
+        out.append(&mut parsed);
+    }
+    Ok(out)
+}

@@ -1,0 +1,118 @@
+//! Receiver (`notification.toolkit.fluxcd.io/v1`): the reconciler that derives
+//! `status.webhookPath` from the token Secret, and the HTTP server that turns a verified
+//! webhook call into `reconcile.fluxcd.io/requestedAt` annotations on the Receiver's resources.
+//!
+//! Verification by type: `generic` (knowing the path is enough), `generic-hmac`
+//! (`X-Signature: sha1|sha256|sha512=<hex HMAC of the body>`), `github` (`X-Hub-Signature-256`,
+//! or the legacy SHA-1 `X-Hub-Signature`; `X-GitHub-Event` filtered by `spec.events`, `ping`
+//! answered without triggering) and `gitlab` (`X-Gitlab-Token` equals the token,
+//! `X-Gitlab-Event` filtered). Missing signatures answer 401, wrong ones 403; both are counted
+//! in [`rejected_total`].
+
+//!
+//! The reconciler's steps ([`Kind::steps`]): refuse unsupported fields (stalled), read the
+//! token Secret, derive the webhook path, Ready. A change of a token Secret re-reconciles the
+//! Receivers that reference it. The webhook verification and server are in [`webhook`].
+
+mod webhook;
+
+pub use webhook::{
+    MAX_BODY_BYTES, REASON_TOKEN_NOT_FOUND, Rejection, Verdict, accepted_total, rejected_total,
+    serve, sign, verify,
+};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use plumb_api::conditions;
+use plumb_api::consts::{condition, reason};
+use plumb_api::{Receiver, ReceiverStatus};
+
+use crate::context::Context;
+use crate::outcome::{Class, Failure};
+use crate::reconciler::{Done, Kind, Policy, Warn};
+
+/// Runs the Receiver reconciler until a shutdown signal. A change of a token Secret
+/// re-reconciles the Receivers that reference it, so a rotated token gets its new path at once.
+pub async fn run(ctx: Arc<Context>, api: Api<Receiver>, watch: watcher::Config, concurrency: u16) {
+    let secrets: Api<Secret> = match api.namespace() {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let controller = Controller::new(api, watch);
+    let store = controller.store();
+    let controller = controller.watches(
+        secrets,
+        watcher::Config::default(),
+        move |secret: Secret| {
+            let ns = secret.namespace();
+            let name = secret.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|r| r.namespace() == ns && r.spec.secret_ref.name == name)
+                .map(|r| ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        },
+    );
+    crate::reconciler::run(controller, ctx, concurrency).await;
+}
+
+impl Kind for Receiver {
+    const KIND: &'static str = "Receiver";
+    const POLICY: Policy = Policy {
+        warn: Warn::OnChange,
+        ..Policy::SOURCE
+    };
+    // Receivers own nothing outside their status.
+    const FINALIZER: bool = false;
+
+    fn every(&self) -> Duration {
+        self.interval().unwrap_or(Duration::from_secs(600))
+    }
+
+    fn revision(_status: &ReceiverStatus) -> &str {
+        ""
+    }
+
+    async fn steps(
+        obj: &Self,
+        ctx: &Context,
+        status: &mut ReceiverStatus,
+    ) -> std::result::Result<Done, Failure> {
+        // Any failure leaves no path to call.
+        status.webhook_path = None;
+        let unsupported = obj.unsupported_fields();
+        if !unsupported.is_empty() {
+            // Triggering every resource while ignoring the filter would do more than asked.
+            return Err(Failure::new(
+                Class::Stalled,
+                reason::UNSUPPORTED_FIELD,
+                plumb_api::unsupported::message(&unsupported),
+            ));
+        }
+        let ns = obj.namespace().unwrap_or_default();
+        let token = webhook::token(&ctx.client, &ns, obj)
+            .await
+            .map_err(|m| Failure::new(Class::Transient, REASON_TOKEN_NOT_FOUND, m))?;
+        let path = obj.webhook_path(&token);
+        let msg = format!("Receiver initialized for path: {path}");
+        // Announce a new path only (the Ready message holds it).
+        let ready_before = conditions::find(&status.conditions, condition::READY);
+        let event = ready_before
+            .is_none_or(|c| c.status != "True" || c.message != msg)
+            .then(|| (reason::SUCCEEDED, msg.clone()));
+        status.webhook_path = Some(path);
+        Ok(Done {
+            ready: Some((reason::SUCCEEDED, msg)),
+            event,
+            requeue: Some(obj.every()),
+        })
+    }
+}

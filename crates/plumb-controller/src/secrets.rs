@@ -1,0 +1,40 @@
+//! Reading a Secret referenced by an object's spec (credentials of sources, kubeconfigs).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use plumb_api::consts::reason;
+
+use crate::context::Context;
+use crate::outcome::{Class, Failure};
+
+/// The data of Secret `ns/name`. A failed read is transient, a missing Secret is waiting;
+/// both carry `AuthenticationFailed`, as Flux reports them.
+pub(crate) async fn secret_data(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> std::result::Result<BTreeMap<String, Vec<u8>>, Failure> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let secret = secrets.get_opt(name).await.map_err(|e| {
+        Failure::new(
+            Class::Transient,
+            reason::AUTHENTICATION_FAILED,
+            format!("failed to get secret '{ns}/{name}': {e}"),
+        )
+    })?;
+    let Some(secret) = secret else {
+        return Err(Failure::new(
+            Class::Waiting,
+            reason::AUTHENTICATION_FAILED,
+            format!("secret '{ns}/{name}' not found"),
+        ));
+    };
+    Ok(secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect())
+}

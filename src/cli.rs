@@ -21,45 +21,47 @@ enum Command {
     Crds(crate::cmd_crds::CrdsArgs),
     /// Render a kustomization directory to multi-document YAML (like `kubectl kustomize`).
     Build(crate::cmd_build::BuildArgs),
-    /// Run the controllers (GitRepository, Kustomization) against the current cluster.
+    /// Run the controllers (GitRepository, HelmRepository, Kustomization, HelmRelease,
+    /// Receiver) against the current cluster.
     Run(Box<crate::cmd_run::RunArgs>),
     /// EKS helpers: bearer tokens and kubeconfigs.
     Eks(crate::cmd_eks::EksArgs),
-    /// Show what a Kustomization would change (server-side dry-run; exit 1 on changes).
+    /// Show what a Kustomization or HelmRelease would change (server-side dry-run; exit 1 on
+    /// changes).
     Diff(crate::cmd_ks::DiffArgs),
     /// Helm chart rendering.
     #[command(subcommand)]
     Helm(crate::cmd_helm::HelmCommand),
     /// List Flux objects with their Ready state, revision and message (like `flux get`).
-    Get(crate::cmd_ops::GetArgs),
+    Get(crate::ops::GetArgs),
     /// Request a reconcile and wait for its outcome.
-    Reconcile(crate::cmd_ops::ReconcileArgs),
+    Reconcile(crate::ops::ReconcileArgs),
     /// Suspend reconciliation of an object.
-    Suspend(crate::cmd_ops::SuspendArgs),
+    Suspend(crate::ops::SuspendArgs),
     /// Resume reconciliation of an object and wait for the outcome.
-    Resume(crate::cmd_ops::SuspendArgs),
+    Resume(crate::ops::SuspendArgs),
     /// Show a Kustomization's inventory as a tree, nested Kustomizations expanded.
-    Tree(crate::cmd_ops::TreeArgs),
+    Tree(crate::ops::TreeArgs),
     /// Show Events about Flux objects, oldest first.
-    Events(crate::cmd_ops::EventsArgs),
+    Events(crate::ops::EventsArgs),
 }
 
 /// Parses the command line and runs the chosen command.
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Version => crate::cmd_ops::version(),
+        Command::Version => crate::ops::version(),
         Command::Crds(args) => crate::cmd_crds::run(args),
         Command::Build(args) => crate::cmd_build::run(args),
         Command::Run(args) => crate::cmd_run::run(*args),
         Command::Eks(args) => crate::cmd_eks::run(args),
         Command::Diff(args) => crate::cmd_ks::diff(args),
         Command::Helm(cmd) => crate::cmd_helm::run(cmd).map(|()| ExitCode::SUCCESS),
-        Command::Get(args) => crate::cmd_ops::get(args),
-        Command::Reconcile(args) => crate::cmd_ops::reconcile(args),
-        Command::Suspend(args) => crate::cmd_ops::suspend(args),
-        Command::Resume(args) => crate::cmd_ops::resume(args),
-        Command::Tree(args) => crate::cmd_ops::tree(args),
-        Command::Events(args) => crate::cmd_ops::events(args),
+        Command::Get(args) => crate::ops::get(args),
+        Command::Reconcile(args) => crate::ops::reconcile(args),
+        Command::Suspend(args) => crate::ops::suspend(args),
+        Command::Resume(args) => crate::ops::resume(args),
+        Command::Tree(args) => crate::ops::tree(args),
+        Command::Events(args) => crate::ops::events(args),
     }
 }

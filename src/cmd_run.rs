@@ -17,7 +17,7 @@ pub struct RunArgs {
     /// Reconciles of each kind that may run at once.
     #[arg(long, default_value_t = 4)]
     pub concurrent: u16,
-    /// How often a Kustomization waiting on a dependency is retried.
+    /// How often a Kustomization or HelmRelease waiting on a dependency is retried.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub requeue_dependency: Duration,
     /// Watch objects in every namespace (otherwise only --namespace).
@@ -32,7 +32,7 @@ pub struct RunArgs {
     /// Deny references to sources in other namespaces.
     #[arg(long)]
     pub no_cross_namespace_refs: bool,
-    /// Service account impersonated when a Kustomization names none.
+    /// Service account impersonated when a Kustomization or HelmRelease names none.
     #[arg(long)]
     pub default_service_account: Option<String>,
     /// Where artifacts and git caches are kept.
@@ -159,19 +159,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         .context("creating the Kubernetes client")?;
 
     if args.install_crds {
-        let items = plumb_api::crds()
-            .into_iter()
-            .map(|crd| serde_json::to_value(crd).map(plumb_ssa::ApplyItem::new))
-            .collect::<Result<Vec<_>, _>>()
-            .context("serializing CRDs")?;
-        let set = plumb_ssa::Applier::new(client.clone(), "plumb", 4)
-            .apply_all(items, &plumb_ssa::ApplyOptions::default())
-            .await
-            .context("installing CRDs")?;
-        tracing::info!(
-            created = set.count(plumb_ssa::Action::Created),
-            "CRDs installed"
-        );
+        install_crds(&client).await?;
     }
 
     let storage_addr = listen_addr(&args.storage_addr)?;
@@ -224,34 +212,16 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     };
 
     let ready = Arc::new(AtomicU8::new(STARTING));
-    let health_listener = tokio::net::TcpListener::bind(listen_addr(&args.health_addr)?)
-        .await
-        .with_context(|| format!("binding the health endpoints to {}", args.health_addr))?;
-    tokio::spawn(serve_health(health_listener, ready.clone()));
-    let metrics_listener = tokio::net::TcpListener::bind(listen_addr(&args.metrics_addr)?)
-        .await
-        .with_context(|| format!("binding the metrics endpoint to {}", args.metrics_addr))?;
-    tokio::spawn(plumb_controller::metrics::serve(metrics_listener, metrics));
-    tokio::spawn(async move {
-        if let Err(e) = plumb_source::server::serve_artifacts(
-            storage_listener,
-            artifacts,
-            std::future::pending(),
-        )
-        .await
-        {
-            tracing::error!(error = %e, "artifact server stopped");
-        }
-    });
-    let receiver_listener = tokio::net::TcpListener::bind(listen_addr(&args.receiver_addr)?)
-        .await
-        .with_context(|| format!("binding the webhook receiver to {}", args.receiver_addr))?;
-    tokio::spawn(plumb_controller::receiver::serve(
-        ctx.clone(),
-        receiver_listener,
-        scope.namespace.clone(),
-        std::future::pending(),
-    ));
+    serve_endpoints(
+        &args,
+        &ctx,
+        &scope,
+        ready.clone(),
+        metrics,
+        storage_listener,
+        artifacts,
+    )
+    .await?;
     tracing::info!(artifacts = %bound, advertised = %adv, "plumb started");
     if !args.leader_elect {
         ready.store(LEADER, Ordering::SeqCst);
@@ -259,6 +229,18 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         tracing::info!("plumb stopped");
         return Ok(ExitCode::SUCCESS);
     }
+    run_elected(&args, client, ctx, scope, ready).await
+}
+
+/// Runs the controllers while this replica holds the leader election Lease; `/readyz`
+/// follows the role. A replica that lost the lease exits with a failure.
+async fn run_elected(
+    args: &RunArgs,
+    client: kube::Client,
+    ctx: Arc<plumb_controller::Context>,
+    scope: plumb_controller::Scope,
+    ready: Arc<AtomicU8>,
+) -> Result<ExitCode> {
     let namespace = match &args.leader_election_namespace {
         Some(ns) => ns.clone(),
         None => pod_namespace(&args.namespace),
@@ -272,7 +254,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         retry_period: args.leader_election_retry_period,
         ..plumb_controller::leader::LeaderConfig::new(LEASE_NAME, &namespace, &identity)
     };
-    let role = ready.clone();
+    let role = ready;
     let ended = plumb_controller::leader::run_elected(
         client,
         &leader,
@@ -299,6 +281,65 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Starts the servers beside the controllers: health, metrics, artifacts, webhook receiver.
+async fn serve_endpoints(
+    args: &RunArgs,
+    ctx: &Arc<plumb_controller::Context>,
+    scope: &plumb_controller::Scope,
+    ready: Arc<AtomicU8>,
+    metrics: Arc<plumb_controller::metrics::Metrics>,
+    storage_listener: tokio::net::TcpListener,
+    artifacts: PathBuf,
+) -> Result<()> {
+    let health_listener = tokio::net::TcpListener::bind(listen_addr(&args.health_addr)?)
+        .await
+        .with_context(|| format!("binding the health endpoints to {}", args.health_addr))?;
+    tokio::spawn(serve_health(health_listener, ready));
+    let metrics_listener = tokio::net::TcpListener::bind(listen_addr(&args.metrics_addr)?)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {}", args.metrics_addr))?;
+    tokio::spawn(plumb_controller::metrics::serve(metrics_listener, metrics));
+    tokio::spawn(async move {
+        if let Err(e) = plumb_source::server::serve_artifacts(
+            storage_listener,
+            artifacts,
+            std::future::pending(),
+        )
+        .await
+        {
+            tracing::error!(error = %e, "artifact server stopped");
+        }
+    });
+    let receiver_listener = tokio::net::TcpListener::bind(listen_addr(&args.receiver_addr)?)
+        .await
+        .with_context(|| format!("binding the webhook receiver to {}", args.receiver_addr))?;
+    tokio::spawn(plumb_controller::receiver::serve(
+        ctx.clone(),
+        receiver_listener,
+        scope.namespace.clone(),
+        std::future::pending(),
+    ));
+    Ok(())
+}
+
+/// Applies plumb's CRDs (`--install-crds`).
+async fn install_crds(client: &kube::Client) -> Result<()> {
+    let items = plumb_api::crds()
+        .into_iter()
+        .map(|crd| serde_json::to_value(crd).map(plumb_ssa::ApplyItem::new))
+        .collect::<Result<Vec<_>, _>>()
+        .context("serializing CRDs")?;
+    let set = plumb_ssa::Applier::new(client.clone(), "plumb", 4)
+        .apply_all(items, &plumb_ssa::ApplyOptions::default())
+        .await
+        .context("installing CRDs")?;
+    tracing::info!(
+        created = set.count(plumb_ssa::Action::Created),
+        "CRDs installed"
+    );
+    Ok(())
 }
 
 /// Name of the leader election Lease.

@@ -1,10 +1,12 @@
 //! `plumb events`: Events about Flux objects, oldest first.
 
-use super::{client, print_table, runtime, short_duration};
+use std::process::ExitCode;
+
 use anyhow::{Context as _, Result, anyhow};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams};
-use std::process::ExitCode;
+
+use super::common::{client, print_table, runtime, short_duration};
 
 // ---------------------------------------------------------------------------------------------
 // events

@@ -1,10 +1,14 @@
 //! `plumb get`: Flux objects with their Ready state, revision and message.
 
-use super::{FluxKind, age_of, client, print_table, ready_of, revision_of, runtime, suspended_of};
+use std::process::ExitCode;
+
 use anyhow::{Result, anyhow};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::Value;
-use std::process::ExitCode;
+
+use super::common::{
+    FluxKind, age_of, client, print_table, ready_of, revision_of, runtime, suspended_of,
+};
 
 /// What `plumb get` lists.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -1,19 +1,21 @@
 //! `plumb reconcile`, `plumb suspend` and `plumb resume`: request a reconcile (and set
 //! `spec.suspend`) and wait for the controller to handle it.
 
-use super::{
-    FluxKind, Target, client, get_obj, parse_timeout, ready_of, revision_of, runtime, source_of,
-    suspended_of,
-};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
 use anyhow::{Context as _, Result, bail};
 use kube::api::{Patch, PatchParams};
 use plumb_api::consts::annotation::{
     RECONCILE_FORCE_AT, RECONCILE_REQUESTED_AT, RECONCILE_RESET_AT,
 };
 use serde_json::json;
-use std::io::{IsTerminal, Write};
-use std::process::ExitCode;
-use std::time::{Duration, Instant};
+
+use super::common::{
+    FluxKind, Target, client, get_obj, parse_timeout, ready_of, revision_of, runtime, source_of,
+    suspended_of,
+};
 
 /// `plumb reconcile`.
 #[derive(Debug, clap::Args)]

@@ -1,9 +1,11 @@
 //! `plumb tree`: a Kustomization's inventory as a tree, nested Kustomizations expanded.
 
-use super::{FluxKind, client, get_obj, runtime};
-use anyhow::Result;
 use std::collections::BTreeSet;
 use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::common::{FluxKind, client, get_obj, runtime};
 
 /// `plumb tree`.
 #[derive(Debug, clap::Args)]

@@ -1,11 +1,13 @@
 //! `plumb version`: the client's version and that of the plumb controllers in the cluster.
 
-use super::{client, runtime};
+use std::process::ExitCode;
+use std::time::Duration;
+
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams};
-use std::process::ExitCode;
-use std::time::Duration;
+
+use super::common::{client, runtime};
 
 // ---------------------------------------------------------------------------------------------
 // version

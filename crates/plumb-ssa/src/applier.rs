@@ -1,17 +1,16 @@
 //! The applier: the engine's handle (client, field manager, concurrency), kind resolution
 //! through discovery (cached), and the record of what each apply left behind, shared by
-//! [`crate::apply`], [`crate::prune`] and [`crate::wait`].
+//! `apply`, `prune` and `wait`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::discovery::Scope;
 use kube::{Client, Error as KubeError};
 use serde_json::Value;
 
 use crate::Error;
-use crate::apply::ApplyItem;
 use crate::object::ObjectRef;
 
 #[derive(Debug, Clone)]
@@ -148,27 +147,6 @@ impl Applier {
             Api::all_with(self.client.clone(), &res.ar)
         };
         Ok((api, res))
-    }
-
-    /// Server-side dry-run of applying `item`: (live object if any, object after apply).
-    /// Used by `plumb diff`.
-    pub async fn dry_run(&self, item: &ApplyItem) -> Result<(Option<Value>, Value), Error> {
-        let r = ObjectRef::from_object(&item.object)?;
-        let (api, _) = self.api_for(&r).await?;
-        let live = api
-            .get_opt(&r.name)
-            .await
-            .map_err(|e| Error::api("reading", &r, e))?;
-        let mut params = PatchParams::apply(&self.field_manager).force();
-        params.dry_run = true;
-        let after = api
-            .patch(&r.name, &params, &Patch::Apply(&item.object))
-            .await
-            .map_err(|e| Error::api("dry-run applying", &r, e))?;
-        let to_json = |o: DynamicObject| {
-            serde_json::to_value(o).map_err(|e| Error::InvalidObject(format!("{r}: {e}")))
-        };
-        Ok((live.map(to_json).transpose()?, to_json(after)?))
     }
 }
 

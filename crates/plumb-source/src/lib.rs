@@ -32,6 +32,8 @@
 //! the crate (git2 marks the global setters unsafe).
 
 pub mod artifact;
+pub mod extract;
+pub mod fsjoin;
 pub mod git;
 mod knownhosts;
 pub mod mtls;

@@ -16,9 +16,9 @@ pub struct MotoServer {
 impl MotoServer {
     /// Starts `moto_server` on 127.0.0.1 and waits (up to 60 s) until it accepts connections.
     ///
-    /// Returns `Ok(None)` when `moto_server` is not installed and `CI` is not `true` (the
-    /// caller skips, and this prints why); when `CI=true` a missing moto is an error.
-    pub fn start() -> Result<Option<Self>, String> {
+    /// A missing `moto_server` is an error, never a skip (`scripts/install-deps.sh`
+    /// installs it).
+    pub fn start() -> Result<Self, String> {
         let port = free_port()?;
         let child = match Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -29,19 +29,16 @@ impl MotoServer {
         {
             Ok(c) => c,
             Err(e) => {
-                let why = format!("moto_server cannot run ({e}); pip install 'moto[server]'");
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    return Err(why);
-                }
-                eprintln!("SKIPPED: {why}");
-                return Ok(None);
+                return Err(format!(
+                    "moto_server cannot run ({e}); run scripts/install-deps.sh (pip install 'moto[server]')"
+                ));
             }
         };
         let mut server = Self { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Some(server));
+                return Ok(server);
             }
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(format!("moto_server exited early: {status}"));

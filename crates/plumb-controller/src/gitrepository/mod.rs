@@ -231,6 +231,7 @@ async fn fetch_and_store(
         auth: read_auth(obj, ctx).await?,
         timeout,
         cache_dir: git::cache_path(&ctx.git_cache_root(), &ns, &name),
+        limits: git::FetchLimits::default(),
     };
     let fetch_opts = opts.clone();
     let started = std::time::Instant::now();
@@ -282,7 +283,8 @@ async fn fetch_and_store(
             .map_err(|e| plumb_source::SourceError::Io { op: "create checkout dir", path: std::env::temp_dir(), source: e })?;
         git::checkout(&opts, &commit, work.path(), submodules)?;
         for (file, from, to) in &copies {
-            include::copy_include(file, from.as_deref(), work.path(), to)?;
+            // Never through a symlink out of the checkout (securejoin semantics).
+            plumb_source::fsjoin::copy_include(file, from.as_deref(), work.path(), to)?;
         }
         let key = ObjectKey { kind: KIND, namespace: &ns, name: &name };
         let artifact = storage.store_dir(key, &revision, work.path(), ignore.as_deref(), Limits::default())?;

@@ -263,27 +263,20 @@ async fn spoke_config_map(client: &kube::Client, ns: &str, name: &str, data: ser
         .unwrap();
 }
 
-/// Returns the moto server, or `None` (skip) when the control plane has no token webhook or
-/// moto is not installed outside CI.
-fn eks_prereqs(info: &ControlPlaneInfo) -> Option<MotoServer> {
-    if !info.eks_webhook {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "the shared control plane has no EKS token webhook (restart plumb-test-env)"
-        );
-        eprintln!("SKIPPED: the control plane has no EKS token webhook");
-        return None;
-    }
+/// Returns the moto server; a control plane without the EKS token webhook or a missing
+/// moto fails the test (never a silent skip).
+fn eks_prereqs(info: &ControlPlaneInfo) -> MotoServer {
+    assert!(
+        info.eks_webhook,
+        "the shared control plane has no EKS token webhook (restart plumb-test-env)"
+    );
     MotoServer::start().unwrap()
 }
 
 #[tokio::test]
 async fn eks_config_map_reconciles_with_iam_tokens() {
     let info = ControlPlane::shared().unwrap();
-    let Some(moto) = eks_prereqs(info) else {
-        return;
-    };
+    let moto = eks_prereqs(info);
     let client = info.admin_client().await.unwrap();
     install_crds(&client).await;
     let ns = TestNamespace::create(info, "remote-eks").await.unwrap();
@@ -345,9 +338,7 @@ async fn eks_config_map_reconciles_with_iam_tokens() {
 #[tokio::test]
 async fn expired_eks_token_is_a_clear_condition() {
     let info = ControlPlane::shared().unwrap();
-    let Some(moto) = eks_prereqs(info) else {
-        return;
-    };
+    let moto = eks_prereqs(info);
     let client = info.admin_client().await.unwrap();
     install_crds(&client).await;
     let ns = TestNamespace::create(info, "remote-expired").await.unwrap();

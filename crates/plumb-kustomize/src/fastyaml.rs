@@ -1,25 +1,26 @@
 //! A fast path for the plain block-style YAML most manifests are written in.
 //!
-//! serde-saphyr parses at a few MB/s once its event stream, budget tracking and serde plumbing
-//! are paid for; on a 2,000-object overlay that was half of the whole build. This reader handles
+//! A general YAML reader parses at a few MB/s once its event stream and value building are
+//! paid for; on a 2,000-object overlay that was half of the whole build. This reader handles
 //! only a conservative subset (block mappings with simple keys, block sequences, one-line plain
 //! and quoted scalars, `|`/`|-` literal blocks, `{}` and `[]`) and gives up on anything else
 //! (anchors, aliases, tags, flow collections, folded or multi-line scalars, tabs, duplicate
 //! keys, directives, odd indentation), in which case the caller parses the whole text with
-//! serde-saphyr. Plain scalars that are not obviously a string or a decimal integer are
-//! resolved by serde-saphyr itself, so typing follows it exactly. It is hand-written because no
-//! crate offers "parse this subset or say you cannot"; the fallback keeps every other input on
-//! serde-saphyr, including its error messages and alias budget.
+//! [`crate::yamlread`]. Plain scalars that are not obviously a string or a decimal integer are
+//! typed by [`crate::yamlread::resolve_plain`], and annotation values keep their text, so both
+//! readers agree. It is hand-written because no crate offers "parse this subset or say you
+//! cannot"; the fallback keeps every other input on the event reader, including its error
+//! messages and alias budget.
 
 use serde_json::{Map, Number, Value};
 
-/// The input is outside the subset; parse it with serde-saphyr instead.
+/// The input is outside the subset; parse it with the event reader instead.
 #[derive(Debug)]
 pub(crate) struct Fallback;
 
 type R<T> = std::result::Result<T, Fallback>;
 
-/// Deepest nesting handled here (deeper inputs go to serde-saphyr and its budget).
+/// Deepest nesting handled here (deeper inputs go to the event reader and its cap).
 const MAX_DEPTH: usize = 100;
 
 struct Line<'a> {
@@ -28,6 +29,8 @@ struct Line<'a> {
     text: &'a str,
     /// The whole line (for literal blocks).
     raw: &'a str,
+    /// Whether the text ends with this line, without a line break.
+    unterminated: bool,
 }
 
 impl Line<'_> {
@@ -49,6 +52,7 @@ pub(crate) fn parse_documents(text: &str) -> R<Vec<Value>> {
     }
     let mut chunks: Vec<Vec<Line<'_>>> = Vec::new();
     let mut cur: Vec<Line<'_>> = Vec::new();
+    let text_end = text.as_ptr() as usize + text.len();
     for raw in text.split('\n') {
         let trimmed = trim_spaces_end(raw);
         if trimmed.starts_with("---") {
@@ -66,6 +70,7 @@ pub(crate) fn parse_documents(text: &str) -> R<Vec<Value>> {
             indent: trimmed.len() - body.len(),
             text: body,
             raw,
+            unterminated: raw.as_ptr() as usize + raw.len() == text_end,
         });
     }
     chunks.push(cur);
@@ -104,7 +109,11 @@ fn trim_spaces_start(s: &str) -> &str {
 }
 
 fn parse_doc(lines: Vec<Line<'_>>) -> R<Value> {
-    let mut p = Parser { lines, pos: 0 };
+    let mut p = Parser {
+        lines,
+        pos: 0,
+        meta: Meta::Outside,
+    };
     p.skip_blank();
     let Some(first) = p.lines.get(p.pos) else {
         return Ok(Value::Null);
@@ -121,6 +130,17 @@ fn parse_doc(lines: Vec<Line<'_>>) -> R<Value> {
 struct Parser<'a> {
     lines: Vec<Line<'a>>,
     pos: usize,
+    /// Where the parser is relative to the document's `metadata.annotations`.
+    meta: Meta,
+}
+
+/// Position relative to a document's `metadata.annotations`, whose plain values keep their
+/// source text (see [`crate::yamlread`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Meta {
+    Outside,
+    Metadata,
+    Annotations,
 }
 
 impl<'a> Parser<'a> {
@@ -180,7 +200,24 @@ impl<'a> Parser<'a> {
             }
             let (key, rest) = split_key(line.text).ok_or(Fallback)?;
             self.pos += 1;
-            let v = self.value_after_key(rest, indent, depth)?;
+            let outer = self.meta;
+            self.meta = match (depth, outer, key) {
+                (0, _, "metadata") => Meta::Metadata,
+                (1, Meta::Metadata, "annotations") => Meta::Annotations,
+                _ => Meta::Outside,
+            };
+            let raw = depth == 2 && outer == Meta::Annotations;
+            let v = if raw && !rest.is_empty() && !rest.starts_with(['"', '\'', '|', '#', '{', '['])
+            {
+                self.scalar_value(rest, indent, true)?
+            } else {
+                match self.value_after_key(rest, indent, depth)? {
+                    // An empty annotation value is the empty string.
+                    Value::Null if raw && rest.is_empty() => Value::String(String::new()),
+                    v => v,
+                }
+            };
+            self.meta = outer;
             if m.insert(key.to_string(), v).is_some() {
                 return Err(Fallback);
             }
@@ -198,17 +235,23 @@ impl<'a> Parser<'a> {
                 _ => Ok(Value::Null),
             };
         }
-        self.scalar_value(rest, key_indent)
+        self.scalar_value(rest, key_indent, false)
     }
 
     /// A one-line scalar or a literal block introduced on the current (already consumed) line.
-    fn scalar_value(&mut self, rest: &'a str, parent_indent: usize) -> R<Value> {
+    fn scalar_value(&mut self, rest: &'a str, parent_indent: usize, raw: bool) -> R<Value> {
         match rest {
             "|" => return self.literal(parent_indent, false),
             "|-" => return self.literal(parent_indent, true),
             _ => {}
         }
-        let v = inline_scalar(rest)?;
+        let v = if raw {
+            // Checked like any plain scalar, kept as its text.
+            inline_scalar(rest)?;
+            Value::String(rest.to_string())
+        } else {
+            inline_scalar(rest)?
+        };
         // A deeper line after a one-line scalar would continue it (or be an error).
         if self.next_indent().is_some_and(|i| i > parent_indent) {
             return Err(Fallback);
@@ -258,7 +301,7 @@ impl<'a> Parser<'a> {
                 items.push(Value::Object(m));
             } else {
                 self.pos += 1;
-                items.push(self.scalar_value(item, indent)?);
+                items.push(self.scalar_value(item, indent, false)?);
             }
         }
         Ok(Value::Array(items))
@@ -312,7 +355,9 @@ impl<'a> Parser<'a> {
         parts.truncate(end - start);
         self.pos = end;
         let mut s = parts.join("\n");
-        if !strip {
+        // Clipping keeps the last line break, if the text has one.
+        let unterminated = end > 0 && self.lines[end - 1].unterminated;
+        if !strip && !unterminated {
             s.push('\n');
         }
         Ok(Value::String(s))
@@ -384,8 +429,8 @@ fn plain(s: &str) -> R<Value> {
             return Ok(Value::String(s.to_string()));
         }
     }
-    // Anything else (floats, signs, `~`, `.inf`, octal, timestamps...) is typed by serde-saphyr.
-    serde_saphyr::from_str::<Value>(s).map_err(|_| Fallback)
+    // Anything else (floats, signs, `~`, octal...) is typed as kustomize types it.
+    Ok(crate::yamlread::resolve_plain(s))
 }
 
 fn single_quoted(s: &str) -> R<Value> {
@@ -441,19 +486,20 @@ fn double_quoted(s: &str) -> R<Value> {
 mod tests {
     use super::*;
 
-    fn saphyr(text: &str) -> Vec<Value> {
-        serde_saphyr::from_multiple(text).expect("serde-saphyr parses the sample")
+    fn slow(text: &str) -> Vec<Value> {
+        crate::yamlread::parse_documents(text, crate::yamlread::Duplicates::Reject)
+            .expect("the event reader parses the sample")
     }
 
     fn same(text: &str) {
         let fast = parse_documents(text).expect("fast path takes the sample");
         let fast: Vec<Value> = fast.into_iter().filter(|v| !v.is_null()).collect();
-        let slow: Vec<Value> = saphyr(text).into_iter().filter(|v| !v.is_null()).collect();
+        let slow: Vec<Value> = slow(text).into_iter().filter(|v| !v.is_null()).collect();
         assert_eq!(fast, slow, "input:\n{text}");
     }
 
     #[test]
-    fn matches_serde_saphyr_on_the_subset() {
+    fn matches_the_event_reader_on_the_subset() {
         same("a: 1\nb: x\nc:\n  d: []\n");
         same(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  labels:\n    app.kubernetes.io/name: y\ndata:\n  k: 'it''s'\n  q: \"a\\nb\"\n  nothing:\n  e: {}\n  l: []\n",
@@ -467,6 +513,9 @@ mod tests {
             "s: 256Mi\nt: 10m\nu: 0.5\nv: -1\nw: 1e3\nx: ~\noct: 0777\nz: 12:30\nw2: True\nw3: yes\nw4: 0x1F\n",
         );
         same("  indented: top\n  other: 1\n");
+        same(
+            "metadata:\n  annotations:\n    a: 0755\n    b: yes\n    c:\n    d: 'q'\n  labels:\n    a: 0755\nx:\n  metadata:\n    annotations:\n      a: 0755\n",
+        );
     }
 
     #[test]
@@ -491,10 +540,10 @@ mod tests {
     }
 
     /// `PLUMB_FASTYAML_CORPUS=DIR cargo test -p plumb-kustomize fastyaml -- --ignored` checks
-    /// that every YAML file under DIR the fast path takes parses exactly as serde-saphyr does.
+    /// that every YAML file under DIR the fast path takes parses exactly as the event reader does.
     #[test]
     #[ignore = "needs PLUMB_FASTYAML_CORPUS"]
-    fn corpus_agrees_with_serde_saphyr() {
+    fn corpus_agrees_with_the_event_reader() {
         fn walk(d: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
             for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
                 let p = e.path();
@@ -518,7 +567,7 @@ mod tests {
             };
             taken += 1;
             let fast: Vec<Value> = fast.into_iter().filter(|v| !v.is_null()).collect();
-            let slow: Result<Vec<Value>, _> = serde_saphyr::from_multiple(&text);
+            let slow = crate::yamlread::parse_documents(&text, crate::yamlread::Duplicates::Reject);
             let slow = slow.map(|v| v.into_iter().filter(|v| !v.is_null()).collect::<Vec<_>>());
             if slow.as_ref().ok() != Some(&fast) {
                 bad.push(f.display().to_string());

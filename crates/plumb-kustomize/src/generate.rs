@@ -80,22 +80,19 @@ fn collect_pairs(
     for env in envs {
         let path = loader.resolve(dir, env)?;
         let text = loader.read(&path)?;
-        for (n, line) in text.lines().enumerate() {
+        for line in text.lines() {
             let line = line.trim_start_matches('\u{feff}');
             let t = line.trim();
             if t.is_empty() || t.starts_with('#') {
                 continue;
             }
+            // As kustomize: leading blanks go, the key is everything up to the first `=` and
+            // the value everything after it. A bare key gets the empty value (`kubectl
+            // kustomize` v5.5 prints ""; a renderer must not read its own environment anyway).
+            let line = line.trim_start();
             match line.split_once('=') {
-                Some((k, v)) => add(k.trim().to_string(), v.as_bytes().to_vec())?,
-                None => {
-                    // A bare key takes its value from the environment in kustomize; a renderer
-                    // must not read the process environment, so this is an error.
-                    return Err(Error::invalid(
-                        format!("{}:{}", loader.display(&path), n + 1),
-                        format!("env line {t:?} has no '='"),
-                    ));
-                }
+                Some((k, v)) => add(k.to_string(), v.as_bytes().to_vec())?,
+                None => add(line.to_string(), Vec::new())?,
             }
         }
     }

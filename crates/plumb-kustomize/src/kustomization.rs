@@ -310,6 +310,38 @@ fn normalize_map(m: &mut Map<String, Value>, depth: usize) {
     }
 }
 
+/// Go's JSON decoder, which kustomize reads kustomizations with, takes `null` as the zero value:
+/// an empty list or map, an absent field, and `""` in a string map. Fields set to null are
+/// dropped here and null values of label and annotation maps become empty strings.
+pub(crate) fn drop_nulls(v: &mut Value) {
+    fn walk(v: &mut Value, string_map: bool, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                if string_map {
+                    for x in m.values_mut().filter(|x| x.is_null()) {
+                        *x = Value::String(String::new());
+                    }
+                    return;
+                }
+                m.retain(|_, x| !x.is_null());
+                for (k, x) in m.iter_mut() {
+                    let sm = matches!(
+                        k.as_str(),
+                        "commonLabels" | "commonAnnotations" | "pairs" | "labels" | "annotations"
+                    );
+                    walk(x, sm, depth + 1);
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, false, depth + 1)),
+            _ => {}
+        }
+    }
+    walk(v, false, 0);
+}
+
 /// Renames fields written in another letter case to their canonical names (Go's JSON decoder,
 /// which kustomize uses, matches field names case-insensitively).
 pub(crate) fn normalize_keys(v: &mut Value) {

@@ -37,6 +37,7 @@ mod sort;
 mod target;
 mod transform;
 mod yaml;
+mod yamlread;
 
 use std::path::Path;
 

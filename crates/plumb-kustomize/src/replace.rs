@@ -22,8 +22,14 @@ fn parse_dotted(path: &str) -> Vec<Step> {
     let mut cur = String::new();
     let mut depth = 0;
     let mut raw = Vec::new();
-    for c in path.chars() {
+    let mut chars = path.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
+            // `\.` is a dot inside a field name (`metadata.labels.a\.b/c`).
+            '\\' if depth == 0 && chars.peek() == Some(&'.') => {
+                chars.next();
+                cur.push('.');
+            }
             '[' => {
                 if depth == 0 && !cur.is_empty() {
                     raw.push(std::mem::take(&mut cur));
@@ -468,6 +474,11 @@ mod tests {
         assert_eq!(
             get(&doc, &parse_dotted("spec.c[0].name")),
             Some(&Value::from("a"))
+        );
+        let doc = serde_json::json!({"metadata": {"labels": {"a.b/c": "x"}}});
+        assert_eq!(
+            get(&doc, &parse_dotted("metadata.labels.a\\.b/c")),
+            Some(&Value::from("x"))
         );
     }
 }

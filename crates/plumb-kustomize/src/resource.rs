@@ -47,7 +47,7 @@ impl<'a> GvkRef<'a> {
     }
 
     pub(crate) fn is_cluster_scoped(&self) -> bool {
-        crate::schema::is_cluster_scoped_kind(self.group, self.kind)
+        crate::schema::is_cluster_scoped_kind(self.group, self.version, self.kind)
     }
 
     /// `group_version_kind` with `~G`/`~V`/`~K` for empty parts (kustomize's sort key).
@@ -539,6 +539,7 @@ pub(crate) fn value_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
+        Value::Number(n) => crate::yaml::number_text(n),
         other => other.to_string(),
     }
 }

@@ -26,8 +26,8 @@ pub(crate) struct Schema {
     defs: HashMap<String, HashMap<String, FieldInfo>>,
     gvk: HashMap<String, String>,
     cluster: HashSet<String>,
-    /// kind -> groups of cluster-scoped kinds (allocation-free lookup).
-    cluster_by_kind: HashMap<String, Vec<String>>,
+    /// kind -> (group, version) of cluster-scoped kinds (allocation-free lookup).
+    cluster_by_kind: HashMap<String, Vec<(String, String)>>,
 }
 
 impl Schema {
@@ -74,11 +74,12 @@ impl Schema {
         if let Some(c) = v.get("cluster").and_then(Value::as_array) {
             for k in c.iter().filter_map(Value::as_str) {
                 self.cluster.insert(k.to_string());
-                if let Some((g, kind)) = k.split_once('|') {
+                let mut parts = k.splitn(3, '|');
+                if let (Some(g), Some(v), Some(kind)) = (parts.next(), parts.next(), parts.next()) {
                     self.cluster_by_kind
                         .entry(kind.to_string())
                         .or_default()
-                        .push(g.to_string());
+                        .push((g.to_string(), v.to_string()));
                 }
             }
         }
@@ -114,12 +115,14 @@ pub(crate) fn builtin() -> &'static Schema {
     })
 }
 
-/// Whether objects of this kind (in this API group) live outside namespaces.
-pub(crate) fn is_cluster_scoped_kind(group: &str, kind: &str) -> bool {
+/// Whether objects of this group, version and kind live outside namespaces. Like kustomize,
+/// only what the built-in schema lists is cluster-scoped: `flowcontrol.apiserver.k8s.io/v1`
+/// (newer than the schema) is namespaced while its `v1beta1` is not.
+pub(crate) fn is_cluster_scoped_kind(group: &str, version: &str, kind: &str) -> bool {
     builtin()
         .cluster_by_kind
         .get(kind)
-        .is_some_and(|groups| groups.iter().any(|g| g == group))
+        .is_some_and(|gvs| gvs.iter().any(|(g, v)| g == group && v == version))
 }
 
 #[cfg(test)]
@@ -138,11 +141,17 @@ mod tests {
         let c = s.field(&pspec.r, "containers").unwrap();
         assert_eq!(c.merge_key, "name");
         assert_eq!(c.strategy, "merge");
-        assert!(is_cluster_scoped_kind("", "Namespace"));
+        assert!(is_cluster_scoped_kind("", "v1", "Namespace"));
         assert!(is_cluster_scoped_kind(
             "rbac.authorization.k8s.io",
+            "v1",
             "ClusterRole"
         ));
-        assert!(!is_cluster_scoped_kind("", "ConfigMap"));
+        assert!(!is_cluster_scoped_kind(
+            "rbac.authorization.k8s.io",
+            "v2",
+            "ClusterRole"
+        ));
+        assert!(!is_cluster_scoped_kind("", "v1", "ConfigMap"));
     }
 }

@@ -3,7 +3,9 @@
 
 /// Reduces an OpenAPI v2 (swagger) document to what strategic merge and namespace scoping need:
 /// `{"defs": {def: {field: [ref, shape, mergeKey, strategy]}}, "gvk": {"g|v|k": def},
-///  "namespaced": ["g|k"], "cluster": ["g|k"]}`. Scalar fields are left out.
+///  "namespaced": ["g|v|k"], "cluster": ["g|v|k"]}`. Scalar fields are left out. Scope is per
+/// exact group, version and kind, as kustomize looks it up: a version the document does not
+/// list is namespaced.
 pub(crate) fn compact_schema(swagger: &serde_json::Value) -> serde_json::Value {
     use serde_json::{Map, Value, json};
     fn ref_name(v: &Value) -> Option<String> {
@@ -76,8 +78,9 @@ pub(crate) fn compact_schema(swagger: &serde_json::Value) -> serde_json::Value {
                     continue;
                 };
                 let key = format!(
-                    "{}|{}",
+                    "{}|{}|{}",
                     g.get("group").and_then(Value::as_str).unwrap_or(""),
+                    g.get("version").and_then(Value::as_str).unwrap_or(""),
                     g.get("kind").and_then(Value::as_str).unwrap_or("")
                 );
                 if path.contains("{namespace}") {

@@ -34,15 +34,14 @@ const ORDER_LAST: &[&str] = &[
 
 /// Sorts in legacy order; empty lists mean kustomize's defaults.
 pub(crate) fn legacy(resources: &mut Vec<Res>, first: &[String], last: &[String]) {
-    let first: Vec<&str> = if first.is_empty() && last.is_empty() {
-        ORDER_FIRST.to_vec()
+    // Both defaults apply only when neither list is given.
+    let (first, last): (Vec<&str>, Vec<&str>) = if first.is_empty() && last.is_empty() {
+        (ORDER_FIRST.to_vec(), ORDER_LAST.to_vec())
     } else {
-        first.iter().map(String::as_str).collect()
-    };
-    let last: Vec<&str> = if last.is_empty() && first.is_empty() {
-        ORDER_LAST.to_vec()
-    } else {
-        last.iter().map(String::as_str).collect()
+        (
+            first.iter().map(String::as_str).collect(),
+            last.iter().map(String::as_str).collect(),
+        )
     };
     let rank = |k: &str| -> i64 {
         if let Some(i) = first.iter().position(|x| *x == k) {

@@ -17,6 +17,11 @@ use crate::schema::Schema;
 use crate::transform::{self, Patch, PatchOptions};
 use crate::{BuildOptions, Overlay};
 
+/// Deepest chain of kustomizations (through resources, components, generator and transformer
+/// directories). Real trees nest a dozen levels at most; each level costs a few KiB of stack,
+/// so the cap keeps a build well inside a 2 MiB thread stack.
+pub(crate) const MAX_NESTING: usize = 100;
+
 const KUSTOMIZATION_FILES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// What a kustomization level hands to its parent.
@@ -301,7 +306,7 @@ impl<'o> Builder<'o> {
                     ));
                 }
                 let mut o = o;
-                stringify_metadata_maps(&mut o);
+                stringify_annotations(&mut o);
                 let mut r = Res::new(o);
                 r.origin = Some(Value::String(origin.clone()));
                 out.push(r);
@@ -338,6 +343,15 @@ impl<'o> Builder<'o> {
                 path: path.to_path_buf(),
                 chain: chain.join(" -> "),
             });
+        }
+        // Each level recurses; a hostile chain of directories must not exhaust the stack.
+        if self.stack.len() >= MAX_NESTING {
+            return Err(Error::build(
+                format!("{file}: accumulating {}", self.loader.display(path)),
+                format!(
+                    "kustomizations nest more than {MAX_NESTING} levels deep (resources, components and generator or transformer directories)"
+                ),
+            ));
         }
         let Some((k, kfile)) = self.load_kustomization(path)? else {
             return Err(Error::build(
@@ -1327,17 +1341,30 @@ fn finish_metadata(r: &mut Res, origin: bool, managed_by: bool, transformations:
     let trans_text = (transformations && !r.transformations.is_empty())
         .then(|| crate::yaml::to_yaml(&Value::Array(r.transformations.clone())));
     let md = r.metadata_mut();
-    if let Some(Value::Object(a)) = md.get_mut("annotations") {
-        a.retain(|k, _| {
-            !(k.starts_with("kustomize.config.k8s.io/")
-                || k.starts_with("internal.config.kubernetes.io/")
-                || k == "config.kubernetes.io/index"
-                || k == "config.kubernetes.io/path"
-                || k == "config.k8s.io/id")
-        });
-        if a.is_empty() {
+    // kustomize ends by writing annotations back as a string map: values become their text
+    // and an empty (or null) map goes away.
+    match md.get_mut("annotations") {
+        Some(Value::Object(a)) => {
+            a.retain(|k, _| {
+                !(k.starts_with("kustomize.config.k8s.io/")
+                    || k.starts_with("internal.config.kubernetes.io/")
+                    || k == "config.kubernetes.io/index"
+                    || k == "config.kubernetes.io/path"
+                    || k == "config.k8s.io/id")
+            });
+            for v in a.values_mut() {
+                if !v.is_string() {
+                    *v = Value::String(value_string(v));
+                }
+            }
+            if a.is_empty() {
+                md.remove("annotations");
+            }
+        }
+        Some(Value::Null) => {
             md.remove("annotations");
         }
+        _ => {}
     }
     if let Some(t) = origin_text {
         let a = md
@@ -1374,6 +1401,7 @@ fn finish_metadata(r: &mut Res, origin: bool, managed_by: bool, transformations:
 /// Parses and validates a kustomization document.
 pub(crate) fn parse_kustomization(mut v: Value, file: &str) -> Result<Kustomization> {
     crate::kustomization::normalize_keys(&mut v);
+    crate::kustomization::drop_nulls(&mut v);
     let k: Kustomization =
         serde_json::from_value(v).map_err(|e| kerr(file, format!("invalid kustomization: {e}")))?;
     match (k.kind.as_deref(), k.api_version.as_deref()) {
@@ -1419,17 +1447,16 @@ pub(crate) fn parse_kustomization(mut v: Value, file: &str) -> Result<Kustomizat
     Ok(k)
 }
 
-/// Labels and annotations are string maps; YAML scalars like `true` or `8080` become strings.
-fn stringify_metadata_maps(o: &mut Map<String, Value>) {
+/// Annotations are a string map; YAML scalars like `true` or `8080` become strings (the
+/// reader already keeps the text of plain values; this covers lists and JSON sources).
+fn stringify_annotations(o: &mut Map<String, Value>) {
     use crate::resource::map_get_mut;
-    if let Some(Value::Object(md)) = map_get_mut(o, "metadata") {
-        for key in ["labels", "annotations"] {
-            if let Some(Value::Object(m)) = map_get_mut(md, key) {
-                for (_, v) in m.iter_mut() {
-                    if !v.is_string() && !v.is_null() {
-                        *v = Value::String(value_string(v));
-                    }
-                }
+    if let Some(Value::Object(md)) = map_get_mut(o, "metadata")
+        && let Some(Value::Object(m)) = map_get_mut(md, "annotations")
+    {
+        for (_, v) in m.iter_mut() {
+            if !v.is_string() && !v.is_null() {
+                *v = Value::String(value_string(v));
             }
         }
     }

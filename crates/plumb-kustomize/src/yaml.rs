@@ -1,4 +1,4 @@
-//! YAML in (serde-saphyr, with its alias/size budget) and YAML out.
+//! YAML in (a fast path for plain manifests, else [`crate::yamlread`]) and YAML out.
 //!
 //! The emitter is hand-written: it mimics the layout `kubectl kustomize` prints (two-space
 //! indent, sequences not indented under their key, literal blocks for multi-line strings) and
@@ -8,19 +8,15 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::yamlread::Duplicates;
 
 /// Parses every document of a YAML stream. Empty and null documents are skipped.
 pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>> {
-    if let Ok(docs) = crate::fastyaml::parse_documents(text) {
-        return Ok(docs.into_iter().filter(|d| !d.is_null()).collect());
-    }
-    // Comments are not needed; not capturing them saves work. The default budget (alias
-    // expansion, depth, node counts) stays on to stop alias bombs.
-    let opts = serde_saphyr::options! {
-        emit_comments: false,
+    let docs = match crate::fastyaml::parse_documents(text) {
+        Ok(docs) => docs,
+        Err(_) => crate::yamlread::parse_documents(text, Duplicates::Reject)
+            .map_err(|e| yaml_error(e, file))?,
     };
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple_with_options(text, opts).map_err(|e| yaml_error(&e, file))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
@@ -30,13 +26,8 @@ pub(crate) fn parse_lenient(text: &str, file: &str) -> Result<Value> {
     // The fast path refuses repeated keys, so whatever it accepts reads the same here.
     let docs: Vec<Value> = match crate::fastyaml::parse_documents(text) {
         Ok(docs) => docs,
-        Err(_) => {
-            let opts = serde_saphyr::options! {
-                duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
-            };
-            serde_saphyr::from_multiple_with_options(text, opts)
-                .map_err(|e| yaml_error(&e, file))?
-        }
+        Err(_) => crate::yamlread::parse_documents(text, Duplicates::LastWins)
+            .map_err(|e| yaml_error(e, file))?,
     };
     let mut docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
     match docs.len() {
@@ -62,24 +53,12 @@ pub(crate) fn parse_one(text: &str, file: &str) -> Result<Value> {
     }
 }
 
-fn yaml_error(e: &serde_saphyr::Error, file: &str) -> Error {
-    let (line, column) = e
-        .location()
-        .map(|l| (l.line() as usize, l.column() as usize))
-        .unwrap_or((0, 0));
-    let text = e.to_string();
-    let first = text.lines().next().unwrap_or("").trim();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    // Drop the "line N column M: " prefix; the location is printed separately.
-    let message = match first.find(": ") {
-        Some(i) if first.starts_with("line ") => first[i + 2..].to_string(),
-        _ => first.to_string(),
-    };
+fn yaml_error(e: crate::yamlread::ReadError, file: &str) -> Error {
     Error::Yaml {
         file: file.to_string(),
-        line,
-        column,
-        message,
+        line: e.line,
+        column: e.column,
+        message: e.message,
     }
 }
 
@@ -175,10 +154,21 @@ fn emit_scalar(out: &mut String, v: &Value, ind: usize) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => out.push_str(&number_text(n)),
         Value::String(s) => emit_string(out, s, ind, false),
         Value::Object(_) => out.push_str("{}"),
         Value::Array(_) => out.push_str("[]"),
+    }
+}
+
+/// A number as kustomize prints it: floats as Go prints them (`2e-08`; `100.0` is `100`).
+pub(crate) fn number_text(n: &serde_json::Number) -> String {
+    match n.as_f64().filter(|_| n.is_f64()) {
+        Some(f) => match crate::yamlread::float_value(f) {
+            Value::Number(i) if !i.is_f64() => i.to_string(),
+            _ => crate::yamlread::format_go_float(f),
+        },
+        None => n.to_string(),
     }
 }
 

@@ -2,28 +2,11 @@
 //! temporary directory by each test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+mod common;
+use common::{run, run_in, write};
 
 use plumb_kustomize::{BuildOptions, Error, Overlay, OverlayPatch, build, build_with_overlay};
 use serde_json::Value;
-
-fn write(root: &Path, files: &[(&str, &str)]) {
-    for (p, text) in files {
-        let path = root.join(p);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-}
-
-fn run_in(files: &[(&str, &str)], dir: &str) -> Result<Vec<Value>, Error> {
-    let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), files);
-    build(&tmp.path().join(dir), tmp.path(), &BuildOptions::default())
-}
-
-fn run(files: &[(&str, &str)]) -> Vec<Value> {
-    run_in(files, ".").unwrap()
-}
 
 fn find<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
     objs.iter().filter(|o| o["kind"] == kind).collect()

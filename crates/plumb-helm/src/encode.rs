@@ -9,7 +9,10 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::fmt::fmt_float_v;
-use crate::value::Value;
+use crate::value::{MapRef, Value};
+use plumb_template::budget;
+
+pub use plumb_template::json::{json_to_value, to_json};
 
 /// A YAML value as read, before it becomes a template [`Value`]: plain owned
 /// data, so a chart's `values.yaml` can be read on another thread.
@@ -255,6 +258,14 @@ fn key_less(a: &str, b: &str) -> std::cmp::Ordering {
 
 fn emit_map(out: &mut String, v: &Value, ind: usize) {
     let Value::Map(m) = v else { return };
+    // Values can nest without bound or be cyclic: stop at the budget's limits.
+    if !budget::room(out.len()) {
+        return;
+    }
+    budget::deeper(ind / 2, || emit_map_entries(out, m, ind));
+}
+
+fn emit_map_entries(out: &mut String, m: &MapRef, ind: usize) {
     let m = m.borrow();
     let mut entries: Vec<(&String, &Value)> = m.iter().collect();
     entries.sort_by(|a, b| key_less(a.0, b.0));
@@ -293,7 +304,14 @@ fn end_line(out: &mut String) {
 
 fn emit_list(out: &mut String, v: &Value, ind: usize) {
     let Value::List(l) = v else { return };
-    for x in l.iter() {
+    if !budget::room(out.len()) {
+        return;
+    }
+    budget::deeper(ind / 2, || emit_list_items(out, l, ind));
+}
+
+fn emit_list_items(out: &mut String, l: &[Value], ind: usize) {
+    for x in l {
         indent(out, ind);
         out.push('-');
         match x {
@@ -302,13 +320,13 @@ fn emit_list(out: &mut String, v: &Value, ind: usize) {
                 // First key on the dash line, the rest indented.
                 let mut s = String::new();
                 emit_map(&mut s, x, ind + 2);
-                out.push_str(&s[ind + 2..]);
+                out.push_str(s.get(ind + 2..).unwrap_or_default());
             }
             Value::List(ll) if !ll.is_empty() => {
                 out.push(' ');
                 let mut s = String::new();
                 emit_list(&mut s, x, ind + 2);
-                out.push_str(&s[ind + 2..]);
+                out.push_str(s.get(ind + 2..).unwrap_or_default());
             }
             other => {
                 out.push(' ');
@@ -437,11 +455,11 @@ fn resolves_non_str(s: &str) -> bool {
         return true;
     }
     let plain = s.replace('_', "");
-    if crate::funcs::parse_int_base0(&plain).is_some() {
+    if plumb_template::funcs::parse_int_base0(&plain).is_some() {
         return true;
     }
     if let Some(u) = plain.strip_prefix('+')
-        && crate::funcs::parse_int_base0(u).is_some()
+        && plumb_template::funcs::parse_int_base0(u).is_some()
     {
         return true;
     }
@@ -792,122 +810,6 @@ pub fn yaml_str_inline(s: &str) -> String {
     let mut out = String::new();
     write_scalar(&mut out, s, 0, true);
     out
-}
-
-/// JSON encoding as Go's `json.Marshal` (sorted keys, HTML-safe escapes).
-pub fn to_json(v: &Value, pretty: bool) -> String {
-    let mut out = String::new();
-    json_write(&mut out, v, pretty, 0);
-    out
-}
-
-fn json_float(f: f64) -> String {
-    if !f.is_finite() {
-        return "null".into();
-    }
-    if f.fract() == 0.0 && f.abs() < 1e21 {
-        return format!("{}", f as i128);
-    }
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        // Go: 'e' format with a two-digit minimum exponent trimmed ("1e-07").
-        let s = fmt_float_v(f);
-        return s;
-    }
-    let s = format!("{f}");
-    s
-}
-
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn json_write(out: &mut String, v: &Value, pretty: bool, ind: usize) {
-    match v {
-        Value::Nil => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) | Value::I64(i) => out.push_str(&i.to_string()),
-        Value::Float(f) => out.push_str(&json_float(*f)),
-        Value::Str(s) => json_str(out, s),
-        Value::Bytes(b) => {
-            use base64::Engine;
-            json_str(out, &base64::engine::general_purpose::STANDARD.encode(b));
-        }
-        Value::Object(o) => json_str(out, &o.to_text()),
-        Value::List(l) => {
-            if l.is_empty() {
-                out.push_str("[]");
-                return;
-            }
-            out.push('[');
-            for (i, x) in l.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                if pretty {
-                    out.push('\n');
-                    indent(out, ind + 2);
-                }
-                json_write(out, x, pretty, ind + 2);
-            }
-            if pretty {
-                out.push('\n');
-                indent(out, ind);
-            }
-            out.push(']');
-        }
-        Value::Map(m) => {
-            let m = m.borrow();
-            if m.is_empty() {
-                out.push_str("{}");
-                return;
-            }
-            out.push('{');
-            for (i, (k, x)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                if pretty {
-                    out.push('\n');
-                    indent(out, ind + 2);
-                }
-                json_str(out, k);
-                out.push(':');
-                if pretty {
-                    out.push(' ');
-                }
-                json_write(out, x, pretty, ind + 2);
-            }
-            if pretty {
-                out.push('\n');
-                indent(out, ind);
-            }
-            out.push('}');
-        }
-    }
-}
-
-/// Parses JSON into a value (numbers become `float64`).
-pub fn json_to_value(s: &str) -> Result<Value, String> {
-    let j: serde_json::Value = serde_json::from_str(s).map_err(|e| e.to_string())?;
-    Ok(Value::from_json(&j))
 }
 
 #[cfg(test)]

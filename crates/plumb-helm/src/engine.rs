@@ -136,6 +136,9 @@ impl Object for ApiVersions {
     fn to_text(&self) -> String {
         format!("[{}]", self.0.join(" "))
     }
+    fn as_list(&self) -> Option<Vec<Value>> {
+        Some(self.0.iter().map(|s| Value::str(s.as_str())).collect())
+    }
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

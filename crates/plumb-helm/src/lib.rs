@@ -1,10 +1,10 @@
 //! Helm 3 chart loading and Go `text/template` rendering, in process.
 //!
-//! - [`template`]: a Go `text/template` engine (lexer, parser, executor) with
-//!   Go's semantics for pipelines, variables, `if/else if/with/range` (ints,
-//!   maps in key order, `break`/`continue`), `define/template/block`, trim
-//!   markers, short-circuit `and`/`or`, comparisons and `printf` verbs.
-//! - [`funcs`]: Sprig v3 as Helm bundles it and Helm's own functions.
+//! - The Go `text/template` language, Sprig and the value model are the
+//!   `plumb-template` crate; [`template`] re-exports its parser and executor.
+//! - [`funcs`]: Helm's own functions (`required`, `toYaml`, `fromYaml`,
+//!   `toToml`, `semverCompare`...) over Sprig; [`engine`]: `include`, `tpl`,
+//!   `lookup` and the objects of a chart's context.
 //! - [`chart`]: chart directories (`.helmignore`) and `.tgz` archives (hostile
 //!   entries rejected), `Chart.yaml` v1/v2, subcharts in `charts/`.
 //! - [`values`]: coalescing (null deletes a default), globals, conditions,
@@ -27,9 +27,9 @@
 //! `float64`-vs-`int` distinction that Go's `eq` and `printf` expose) and has
 //! no way to re-enter the engine for Helm's `include`/`tpl`. `gotmpl` binds
 //! Go itself. Helm's output depends on those details (`<no value>`, `1e+06`,
-//! `%!d(float64=...)`), so the engine follows Go's `text/template` here.
+//! `%!d(float64=...)`), so plumb-template follows Go's `text/template`.
 //! Likewise Sprig, `sigs.k8s.io/yaml` output and Masterminds semver rules are
-//! reproduced in [`funcs`], [`encode`] and the `plumb-semver` crate: no crate implements them.
+//! reproduced in plumb-template, [`encode`] and the `plumb-semver` crate: no crate implements them.
 //!
 //! ## Speed
 //! A render uses the second core where the work allows it: `values.yaml` is
@@ -51,11 +51,9 @@
 //! [`chart::MAX_CHART`]).
 
 pub mod chart;
-mod dates;
 pub mod encode;
 pub mod engine;
 pub mod error;
-pub mod fmt;
 pub mod funcs;
 pub mod render;
 pub mod repo;
@@ -63,13 +61,17 @@ pub mod semver;
 pub mod storage;
 pub mod strvals;
 pub mod template;
-pub mod value;
 pub mod values;
+
+/// The template language lives in plumb-template; these keep the paths
+/// `plumb_helm::value` and `plumb_helm::fmt` working for embedders.
+pub use plumb_template::{fmt, value};
 
 pub use chart::{Chart, load_archive, load_dir, load_path};
 pub use engine::{Capabilities, Lookup, ReleaseInfo};
 pub use error::{HelmError, RepoErrorKind};
-pub use render::{Hook, Manifest, RenderOptions, Rendered, render};
+pub use plumb_template::budget::Limits;
+pub use render::{Hook, Manifest, RenderOptions, Rendered, render, render_with_limits};
 pub use value::Value;
 
 /// Parses a values file (YAML) into a value map, as `helm -f`.

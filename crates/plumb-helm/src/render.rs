@@ -15,6 +15,7 @@ use crate::template::exec::{Exec, TemplateSet};
 use crate::template::parse::is_partial;
 use crate::value::Value;
 use crate::values;
+use plumb_template::budget::Limits;
 
 /// Helm's install order of kinds.
 pub const INSTALL_ORDER: &[&str] = &[
@@ -279,12 +280,26 @@ fn validate_schemas(jobs: Vec<SchemaJob>) -> Vec<String> {
     errs
 }
 
-/// Renders a chart with user values (already merged from files and `--set`).
+/// Renders a chart with user values (already merged from files and `--set`),
+/// within the process's default budget ([`Limits::process_default`]).
 pub fn render(
     chart: &Chart,
     user_values: &Value,
     opts: &RenderOptions<'_>,
 ) -> Result<Rendered, HelmError> {
+    render_with_limits(chart, user_values, opts, Limits::process_default())
+}
+
+/// [`render`] within explicit limits: operations, bytes of values and output,
+/// value depth and wall-clock time. A render that exceeds one fails with a
+/// template error that names the chart's template and the limit.
+pub fn render_with_limits(
+    chart: &Chart,
+    user_values: &Value,
+    opts: &RenderOptions<'_>,
+    limits: Limits,
+) -> Result<Rendered, HelmError> {
+    let _budget = limits.install();
     if chart.is_library() {
         return Err(HelmError::Render {
             chart: chart.name.clone(),
@@ -427,7 +442,7 @@ struct KeyPrefetch;
 impl KeyPrefetch {
     fn start(calls: usize) -> Option<Self> {
         (calls > 0).then(|| {
-            crate::funcs::arm_prefetch(calls);
+            plumb_template::funcs::arm_prefetch(calls);
             KeyPrefetch
         })
     }
@@ -435,7 +450,7 @@ impl KeyPrefetch {
 
 impl Drop for KeyPrefetch {
     fn drop(&mut self) {
-        crate::funcs::stop_prefetch();
+        plumb_template::funcs::stop_prefetch();
     }
 }
 

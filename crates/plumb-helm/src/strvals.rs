@@ -1,5 +1,9 @@
 //! `--set` parsing (Helm's `strvals`): `a.b=c,d[0]=e,f={x,y}`, with ints,
 //! booleans and `null` typed and everything else a string.
+//!
+//! Error messages never quote the input: the controller feeds Secret values
+//! through here (`valuesFrom.targetPath`) and a comma in a value makes part of
+//! it parse as a key. They name the assignment by its position instead.
 
 use std::collections::BTreeMap;
 
@@ -84,7 +88,11 @@ enum Seg {
     Index(usize),
 }
 
-fn parse_key(k: &str) -> Result<Vec<Seg>, String> {
+/// Deepest key accepted (`a.b.c...`): paths nest maps, and nesting is walked
+/// recursively here and when values coalesce.
+pub const MAX_SEGMENTS: usize = 128;
+
+fn parse_key(k: &str, n: usize) -> Result<Vec<Seg>, String> {
     let mut segs = Vec::new();
     for part in split_top(k, '.') {
         let part = part.as_str();
@@ -98,19 +106,26 @@ fn parse_key(k: &str) -> Result<Vec<Seg>, String> {
         while let Some(r) = rest.strip_prefix('[') {
             let end = r
                 .find(']')
-                .ok_or_else(|| format!("key {k:?} has no closing bracket"))?;
+                .ok_or_else(|| format!("the key of assignment {n} has no closing bracket"))?;
             let idx: usize = r[..end]
                 .parse()
-                .map_err(|_| format!("key {k:?} has an invalid index"))?;
+                .map_err(|_| format!("the key of assignment {n} has an invalid index"))?;
             if idx > 65536 {
-                return Err(format!("key {k:?}: index {idx} is too large"));
+                return Err(format!(
+                    "the key of assignment {n} has an index above 65536"
+                ));
             }
             segs.push(Seg::Index(idx));
             rest = &r[end + 1..];
         }
     }
     if segs.is_empty() {
-        return Err(format!("key {k:?} is empty"));
+        return Err(format!("the key of assignment {n} is empty"));
+    }
+    if segs.len() > MAX_SEGMENTS {
+        return Err(format!(
+            "the key of assignment {n} is deeper than {MAX_SEGMENTS} levels"
+        ));
     }
     Ok(segs)
 }
@@ -147,16 +162,18 @@ fn set_path(cur: Value, segs: &[Seg], val: Value) -> Value {
     }
 }
 
-/// Applies one `--set` argument to `target`.
+/// Applies one `--set` argument to `target`. Errors name the failing
+/// assignment by its 1-based position, never its text.
 pub fn parse_into(s: &str, target: &Value) -> Result<(), String> {
-    for assign in split_top(s, ',') {
+    for (i, assign) in split_top(s, ',').iter().enumerate() {
+        let n = i + 1;
         if assign.is_empty() {
             continue;
         }
         let Some((k, v)) = assign.split_once('=') else {
-            return Err(format!("key {assign:?} has no value"));
+            return Err(format!("assignment {n} has no '=' and no value"));
         };
-        let segs = parse_key(k)?;
+        let segs = parse_key(k, n)?;
         let updated = set_path(target.clone(), &segs, parse_value(v));
         if let (Value::Map(t), Value::Map(u)) = (target, &updated)
             && !std::rc::Rc::ptr_eq(t, u)
@@ -166,4 +183,36 @@ pub fn parse_into(s: &str, target: &Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_never_quote_the_input() {
+        let secret = "s3cr3t";
+        for input in [
+            format!("a={secret},{secret}"),
+            format!("a.{secret}[x]=1"),
+            format!("a.{secret}[1=2"),
+            format!("{secret}[99999999]=1"),
+            format!("{}=1", vec![secret; 200].join(".")),
+            format!("a=1,=,[{secret}]=2"),
+        ] {
+            let err = parse_into(&input, &Value::empty_map()).unwrap_err();
+            assert!(!err.contains(secret), "{err}");
+            assert!(err.contains("assignment"), "{err}");
+        }
+    }
+
+    #[test]
+    fn sets_nested_keys() {
+        let t = Value::empty_map();
+        parse_into("a.b=1,c[1]=x,d={p,q}", &t).unwrap();
+        assert_eq!(
+            t.to_json().to_string(),
+            r#"{"a":{"b":1},"c":[null,"x"],"d":["p","q"]}"#
+        );
+    }
 }

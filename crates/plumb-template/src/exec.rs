@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 use std::rc::Rc;
 
-use super::parse::{self, Arg, Branch, BranchKind, Cmd, List, Node, Pipe};
+use crate::budget;
 use crate::fmt as gofmt;
+use crate::parse::{self, Arg, Branch, BranchKind, Cmd, List, Node, Pipe};
 use crate::value::Value;
 
 /// A named template body and the source it came from (for error positions).
@@ -269,12 +270,30 @@ impl<'a> Exec<'a> {
                 "template: output exceeds the limit of {MAX_OUTPUT} bytes"
             )));
         }
+        budget::charge_bytes(s.len() as u64).map_err(|e| self.budget_err(e))?;
         out.push_str(s);
         Ok(())
     }
 
+    /// A budget failure, named after the template that was running.
+    fn budget_err(&self, msg: String) -> Flow {
+        Flow::Err(match &self.tree {
+            Some(t) => format!("template: {}: executing {:?}: {msg}", t.file, &*t.name),
+            None => format!("template: {msg}"),
+        })
+    }
+
+    /// Fails with what a value walker recorded (depth, cycles, size).
+    fn check_walkers(&self) -> Result<(), Flow> {
+        match budget::take_failure() {
+            Some(e) => Err(self.budget_err(e)),
+            None => Ok(()),
+        }
+    }
+
     fn walk_list(&mut self, list: &List, dot: &Value, out: &mut String) -> Result<(), Flow> {
         for n in list {
+            budget::charge_ops(1).map_err(|e| self.budget_err(e))?;
             self.walk(n, dot, out)?;
         }
         Ok(())
@@ -290,6 +309,7 @@ impl<'a> Exec<'a> {
                         Value::Str(s) => self.write(out, s)?,
                         other => {
                             let s = print_value(other);
+                            self.check_walkers()?;
                             self.write(out, &s)?;
                         }
                     }
@@ -346,26 +366,27 @@ impl<'a> Exec<'a> {
                 // Range declares its variables per iteration, not from the pipeline.
                 let decl = &b.pipe.decl;
                 let v = self.eval_cmds(&b.pipe, dot)?;
-                let items: Vec<(Value, Value)> = match &v {
-                    Value::Nil => Vec::new(),
-                    Value::List(l) => l
-                        .iter()
-                        .enumerate()
-                        .map(|(i, x)| (Value::Int(i as i64), x.clone()))
-                        .collect(),
-                    Value::Bytes(bs) => bs
-                        .iter()
-                        .enumerate()
-                        .map(|(i, x)| (Value::Int(i as i64), Value::Int(i64::from(*x))))
-                        .collect(),
-                    Value::Map(m) => m
-                        .borrow()
-                        .iter()
-                        .map(|(k, x)| (Value::str(k.as_str()), x.clone()))
-                        .collect(),
+                // Lists are walked in place (a range over `until 10000000`
+                // must not copy it); map entries are a snapshot, as in Go.
+                let entries: Vec<(Value, Value)> = match &v {
+                    Value::Nil | Value::List(_) | Value::Bytes(_) => Vec::new(),
+                    Value::Map(m) => {
+                        let m = m.borrow();
+                        budget::charge_items(m.len() as u64, 48).map_err(|e| self.budget_err(e))?;
+                        m.iter()
+                            .map(|(k, x)| (Value::str(k.as_str()), x.clone()))
+                            .collect()
+                    }
                     Value::Object(o) if o.range_entries().is_some() => {
                         o.range_entries().unwrap_or_default()
                     }
+                    Value::Object(o) if o.as_list().is_some() => o
+                        .as_list()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, x)| (Value::Int(i as i64), x))
+                        .collect(),
                     other => {
                         return Err(Flow::Err(self.errf(
                             b.pipe.pos,
@@ -374,14 +395,26 @@ impl<'a> Exec<'a> {
                         )));
                     }
                 };
-                if items.is_empty() {
+                let len = match &v {
+                    Value::List(l) => l.len(),
+                    Value::Bytes(bs) => bs.len(),
+                    _ => entries.len(),
+                };
+                if len == 0 {
                     if let Some(e) = &b.else_list {
                         return self.walk_list(e, dot, out);
                     }
                     return Ok(());
                 }
+                let mut entries = entries.into_iter();
                 let mark = self.vars.len();
-                for (k, x) in items {
+                for i in 0..len {
+                    budget::charge_ops(1).map_err(|e| self.budget_err(e))?;
+                    let (k, x) = match &v {
+                        Value::List(l) => (Value::Int(i as i64), l[i].clone()),
+                        Value::Bytes(bs) => (Value::Int(i as i64), Value::Int(i64::from(bs[i]))),
+                        _ => entries.next().unwrap_or_default(),
+                    };
                     self.vars.truncate(mark);
                     match decl.len() {
                         1 => self.vars.push((decl[0].clone(), x.clone())),
@@ -495,10 +528,7 @@ impl<'a> Exec<'a> {
                 if let Some(f) = fin {
                     args.push(f);
                 }
-                let host = self.host;
-                host.call(self, name, args).map_err(|e| {
-                    Flow::Err(self.errf(pos, name, &format!("error calling {name}: {e}")))
-                })
+                self.call(name, args, pos)
             }
             Arg::Pipe(p) => {
                 self.not_a_function(rest, &fin, pos, "(pipeline)")?;
@@ -515,6 +545,24 @@ impl<'a> Exec<'a> {
                 self.eval_arg(other, dot, pos)
             }
         }
+    }
+
+    /// Calls a host function, charging one operation and the bytes of its result.
+    fn call(&mut self, name: &str, args: Vec<Value>, pos: usize) -> Result<Value, Flow> {
+        let host = self.host;
+        let r = budget::charge_ops(1).and_then(|()| host.call(self, name, args));
+        let v =
+            r.map_err(|e| Flow::Err(self.errf(pos, name, &format!("error calling {name}: {e}"))))?;
+        if let Some(e) = budget::take_failure() {
+            return Err(Flow::Err(self.errf(
+                pos,
+                name,
+                &format!("error calling {name}: {e}"),
+            )));
+        }
+        budget::charge_bytes(approx_size(&v))
+            .map_err(|e| Flow::Err(self.errf(pos, name, &format!("error calling {name}: {e}"))))?;
+        Ok(v)
     }
 
     fn not_a_function(
@@ -561,12 +609,7 @@ impl<'a> Exec<'a> {
                 self.vars.truncate(mark);
                 r?
             }
-            Arg::Ident(name) => {
-                let host = self.host;
-                host.call(self, name, Vec::new()).map_err(|e| {
-                    Flow::Err(self.errf(pos, name, &format!("error calling {name}: {e}")))
-                })?
-            }
+            Arg::Ident(name) => self.call(name, Vec::new(), pos)?,
         })
     }
 
@@ -669,6 +712,20 @@ fn arg_text(a: &Arg) -> String {
         Arg::Var(n, f) => format!("${n}{}", field_text(f)),
         Arg::Chain(_, f) => format!("(...){}", field_text(f)),
         Arg::Pipe(_) => "(pipeline)".into(),
+    }
+}
+
+/// The bytes a function result made, for the memory budget: a result that
+/// something else holds too (a map returned by `set`, a value read by
+/// `index`) was not made by the call and counts nothing.
+fn approx_size(v: &Value) -> u64 {
+    match v {
+        Value::Str(s) if Rc::strong_count(s) == 1 => s.len() as u64,
+        Value::Bytes(b) if Rc::strong_count(b) == 1 => b.len() as u64,
+        Value::List(l) if Rc::strong_count(l) == 1 => 32 + 24 * l.len() as u64,
+        // A B-tree node holds up to 11 entries.
+        Value::Map(m) if Rc::strong_count(m) == 1 => 64 + 48 * (m.borrow().len() as u64).max(11),
+        _ => 0,
     }
 }
 

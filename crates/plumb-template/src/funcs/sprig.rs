@@ -1,5 +1,6 @@
 //! Sprig v3 functions (strings, lists, dicts, math, types, regex, encoding,
-//! semver, dates) and Helm's value helpers (`toYaml`, `fromYaml`, `required`...).
+//! dates). Helm's own (`toYaml`, `fromYaml`, `required`...) and the semver
+//! functions live in plumb-helm.
 
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, HashMap};
@@ -8,7 +9,7 @@ use base64::Engine;
 use sha2::Digest;
 
 use super::{Func, arg, as_list, iarg, is_empty, sarg, strval, to_f64, to_i64, want, want_min};
-use crate::encode;
+use crate::json;
 use crate::value::Value;
 
 fn s(v: impl Into<String>) -> Result<Value, String> {
@@ -83,6 +84,13 @@ pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
         let o = sarg(a, 0)?;
         let n = sarg(a, 1)?;
         let x = sarg(a, 2)?;
+        // Charged before it is made: an empty `o` inserts `n` at every char.
+        let hits = if o.is_empty() {
+            x.chars().count() as u64 + 1
+        } else {
+            x.matches(o.as_str()).count() as u64
+        };
+        crate::budget::charge_items(hits, n.len() as u64)?;
         s(x.replace(&o, &n))
     });
     str_fn(m, "repeat", |a| {
@@ -136,12 +144,12 @@ pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
     str_fn(m, "indent", |a| {
         let n = iarg(a, 0)?;
         let x = sarg(a, 1)?;
-        s(indent(n, &x))
+        s(indent(n, &x)?)
     });
     str_fn(m, "nindent", |a| {
         let n = iarg(a, 0)?;
         let x = sarg(a, 1)?;
-        s(format!("\n{}", indent(n, &x)))
+        s(format!("\n{}", indent(n, &x)?))
     });
     str_fn(m, "nospace", |a| {
         s(sarg(a, 0)?
@@ -337,102 +345,30 @@ pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
         }
     });
     m.insert("fail", |a| Err(sarg(a, 0)?));
-    m.insert("required", |a| {
-        want(a, 2, "required")?;
-        let msg = sarg(a, 0)?;
-        match &a[1] {
-            Value::Nil => Err(msg),
-            Value::Str(x) if x.is_empty() => Err(msg),
-            v => Ok(v.clone()),
-        }
-    });
-
     // ---- encoding ----
-    m.insert("toYaml", |a| {
-        want(a, 1, "toYaml")?;
-        s(encode::to_yaml(&a[0]).trim_end_matches('\n'))
-    });
-    m.insert("mustToYaml", |a| {
-        want(a, 1, "mustToYaml")?;
-        s(encode::to_yaml(&a[0]).trim_end_matches('\n'))
-    });
-    m.insert("toYamlPretty", |a| {
-        want(a, 1, "toYamlPretty")?;
-        s(encode::to_yaml(&a[0]).trim_end_matches('\n'))
-    });
-    m.insert("fromYaml", |a| {
-        let x = sarg(a, 0)?;
-        Ok(match encode::yaml_to_value(&x) {
-            Ok(Value::Map(mm)) => Value::Map(mm),
-            Ok(Value::Nil) => Value::empty_map(),
-            Ok(other) => error_map(&format!(
-                "error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                json_kind(&other)
-            )),
-            Err(e) => error_map(&format!("error converting YAML to JSON: {e}")),
-        })
-    });
-    m.insert("fromYamlArray", |a| {
-        let x = sarg(a, 0)?;
-        Ok(match encode::yaml_to_value(&x) {
-            Ok(Value::List(l)) => Value::List(l),
-            Ok(Value::Nil) => Value::list(Vec::new()),
-            Ok(other) => Value::list(vec![Value::str(format!(
-                "error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {} into Go value of type []interface {{}}",
-                json_kind(&other)
-            ))]),
-            Err(e) => Value::list(vec![Value::str(format!("error converting YAML to JSON: {e}"))]),
-        })
-    });
     m.insert("toJson", |a| {
         want(a, 1, "toJson")?;
-        s(encode::to_json(&a[0], false))
+        s(json::to_json(&a[0], false))
     });
     m.insert("mustToJson", |a| {
         want(a, 1, "mustToJson")?;
-        s(encode::to_json(&a[0], false))
+        s(json::to_json(&a[0], false))
     });
     m.insert("toRawJson", |a| {
         want(a, 1, "toRawJson")?;
-        s(encode::to_json(&a[0], false)
+        s(json::to_json(&a[0], false)
             .replace("\\u003c", "<")
             .replace("\\u003e", ">")
             .replace("\\u0026", "&"))
     });
     m.insert("toPrettyJson", |a| {
         want(a, 1, "toPrettyJson")?;
-        s(encode::to_json(&a[0], true))
+        s(json::to_json(&a[0], true))
     });
     m.insert("mustToPrettyJson", |a| {
         want(a, 1, "mustToPrettyJson")?;
-        s(encode::to_json(&a[0], true))
+        s(json::to_json(&a[0], true))
     });
-    m.insert("fromJson", |a| {
-        let x = sarg(a, 0)?;
-        Ok(match encode::json_to_value(&x) {
-            Ok(Value::Map(mm)) => Value::Map(mm),
-            Ok(_) => {
-                error_map("json: cannot unmarshal into Go value of type map[string]interface {}")
-            }
-            Err(e) => error_map(&e),
-        })
-    });
-    m.insert("mustFromJson", |a| encode::json_to_value(&sarg(a, 0)?));
-    m.insert("fromJsonArray", |a| {
-        let x = sarg(a, 0)?;
-        Ok(match encode::json_to_value(&x) {
-            Ok(Value::List(l)) => Value::List(l),
-            Ok(_) => Value::list(vec![Value::str(
-                "json: cannot unmarshal into Go value of type []interface {}",
-            )]),
-            Err(e) => Value::list(vec![Value::str(e)]),
-        })
-    });
-    m.insert("toToml", |a| {
-        want(a, 1, "toToml")?;
-        s(to_toml(&a[0]))
-    });
-
     // ---- lists ----
     m.insert("list", |a| Ok(Value::list(a.to_vec())));
     m.insert("tuple", |a| Ok(Value::list(a.to_vec())));
@@ -508,12 +444,18 @@ pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
     });
     m.insert("has", |a| {
         want(a, 2, "has")?;
-        let l = match &a[1] {
-            Value::List(l) => l.as_ref().clone(),
-            Value::Nil => return Ok(Value::Bool(false)),
+        let found = match &a[1] {
+            Value::List(l) => l.iter().any(|x| x.deep_equal(&a[0])),
+            Value::Nil => false,
+            // Typed slices such as `.Capabilities.APIVersions`.
+            Value::Object(o) if o.as_list().is_some() => o
+                .as_list()
+                .unwrap_or_default()
+                .iter()
+                .any(|x| x.deep_equal(&a[0])),
             other => return Err(format!("Cannot find has on type {}", other.type_name())),
         };
-        Ok(Value::Bool(l.iter().any(|x| x.deep_equal(&a[0]))))
+        Ok(Value::Bool(found))
     });
     m.insert("mustHas", |a| {
         want(a, 2, "has")?;
@@ -874,32 +816,8 @@ pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
         s(out)
     });
 
-    // ---- semver ----
-    m.insert("semverCompare", |a| {
-        let c = sarg(a, 0)?;
-        let v = sarg(a, 1)?;
-        crate::semver::constraint_matches(&c, &v).map(Value::Bool)
-    });
-    m.insert("semver", |a| crate::semver::semver_value(&sarg(a, 0)?));
-
     // ---- dates ----
     crate::dates::register(m);
-}
-
-fn error_map(msg: &str) -> Value {
-    let mut d = BTreeMap::new();
-    d.insert("Error".to_string(), Value::str(msg));
-    Value::map(d)
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::List(_) => "array",
-        Value::Str(_) => "string",
-        Value::Bool(_) => "bool",
-        Value::Map(_) => "object",
-        _ => "number",
-    }
 }
 
 fn byte_slice(s: &str, a: usize, b: usize) -> String {
@@ -909,9 +827,12 @@ fn byte_slice(s: &str, a: usize, b: usize) -> String {
     String::from_utf8_lossy(&bytes[a..b]).into_owned()
 }
 
-fn indent(n: i64, s: &str) -> String {
-    let pad = " ".repeat(n.clamp(0, 1 << 16) as usize);
-    format!("{pad}{}", s.replace('\n', &format!("\n{pad}")))
+fn indent(n: i64, s: &str) -> Result<String, String> {
+    let n = n.clamp(0, 1 << 16) as usize;
+    let lines = s.bytes().filter(|b| *b == b'\n').count() as u64 + 1;
+    crate::budget::charge_items(lines, n as u64)?;
+    let pad = " ".repeat(n);
+    Ok(format!("{pad}{}", s.replace('\n', &format!("\n{pad}"))))
 }
 
 /// Go's deprecated `strings.Title`: upper-case letters that start words.
@@ -1082,8 +1003,10 @@ fn compile(re: &str) -> Result<std::rc::Rc<regex::Regex>, String> {
     if let Some(r) = REGEXES.with(|c| c.borrow().get(re).cloned()) {
         return Ok(r);
     }
-    let r =
-        std::rc::Rc::new(regex::Regex::new(re).map_err(|e| format!("error parsing regexp: {e}"))?);
+    let r = std::rc::Rc::new(
+        regex::Regex::new(&super::re2::to_rust(re))
+            .map_err(|e| format!("error parsing regexp: {e}"))?,
+    );
     REGEXES.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() > 1024 {
@@ -1216,13 +1139,20 @@ fn until_step(start: i64, stop: i64, step: i64) -> Result<Value, String> {
     if step == 0 {
         return Ok(Value::list(v));
     }
+    // Charged before the list is made (the executor charges results after).
+    let span = (i128::from(stop) - i128::from(start)) / i128::from(step);
+    let count = u64::try_from(span.max(0)).unwrap_or(u64::MAX);
+    crate::budget::charge_items(count, std::mem::size_of::<Value>() as u64)?;
     let mut i = start;
     while (step > 0 && i < stop) || (step < 0 && i > stop) {
         v.push(Value::Int(i));
         if v.len() > 10_000_000 {
             return Err("untilStep: too many elements".into());
         }
-        i += step;
+        match i.checked_add(step) {
+            Some(n) => i = n,
+            None => break,
+        }
     }
     Ok(Value::list(v))
 }
@@ -1239,19 +1169,29 @@ fn seq(a: &[Value]) -> Result<Value, String> {
     if step == 0 {
         return s("");
     }
+    let span = (i128::from(end) - i128::from(start)) / i128::from(step);
+    let count = u64::try_from(span.max(0)).unwrap_or(u64::MAX);
+    crate::budget::charge_items(count, 24)?;
     let mut i = start;
     while (step > 0 && i <= end) || (step < 0 && i >= end) {
         out.push(i.to_string());
         if out.len() > 10_000_000 {
             return Err("seq: too many elements".into());
         }
-        i += step;
+        match i.checked_add(step) {
+            Some(n) => i = n,
+            None => break,
+        }
     }
     s(out.join(" "))
 }
 
 /// mergo-style deep merge of `src` into `dst` as Sprig's `merge`/`mergeOverwrite`.
 pub fn mergo(dst: &Value, src: &Value, overwrite: bool) {
+    mergo_at(dst, src, overwrite, 0);
+}
+
+fn mergo_at(dst: &Value, src: &Value, overwrite: bool, depth: usize) {
     let (Value::Map(d), Value::Map(sm)) = (dst, src) else {
         return;
     };
@@ -1275,7 +1215,7 @@ pub fn mergo(dst: &Value, src: &Value, overwrite: bool) {
                 if dm.borrow().is_empty() {
                     d.borrow_mut().insert(k, sv.clone());
                 } else {
-                    mergo(dvm, &sv, overwrite);
+                    crate::budget::deeper(depth, || mergo_at(dvm, &sv, overwrite, depth + 1));
                 }
             }
             (_, None) => {
@@ -1350,71 +1290,6 @@ pub fn path_clean(p: &str) -> String {
     } else {
         j
     }
-}
-
-fn toml_key(k: &str) -> String {
-    if !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        k.to_string()
-    } else {
-        crate::fmt::go_quote(k)
-    }
-}
-
-fn toml_scalar(v: &Value) -> String {
-    match v {
-        Value::Str(s) => crate::fmt::go_quote(s),
-        Value::Bool(b) => b.to_string(),
-        Value::Int(i) | Value::I64(i) => i.to_string(),
-        Value::Float(f) => {
-            if f.fract() == 0.0 {
-                format!("{f:.1}")
-            } else {
-                f.to_string()
-            }
-        }
-        Value::List(l) => {
-            let parts: Vec<String> = l.iter().map(toml_scalar).collect();
-            format!("[{}]", parts.join(", "))
-        }
-        Value::Map(m) => {
-            let parts: Vec<String> = m
-                .borrow()
-                .iter()
-                .map(|(k, v)| format!("{} = {}", toml_key(k), toml_scalar(v)))
-                .collect();
-            format!("{{{}}}", parts.join(", "))
-        }
-        other => crate::fmt::go_quote(&strval(other)),
-    }
-}
-
-fn to_toml(v: &Value) -> String {
-    fn table(out: &mut String, prefix: &str, m: &BTreeMap<String, Value>) {
-        for (k, x) in m {
-            if !matches!(x, Value::Map(_) | Value::Nil) {
-                out.push_str(&format!("{} = {}\n", toml_key(k), toml_scalar(x)));
-            }
-        }
-        for (k, x) in m {
-            if let Value::Map(sub) = x {
-                let name = if prefix.is_empty() {
-                    toml_key(k)
-                } else {
-                    format!("{prefix}.{}", toml_key(k))
-                };
-                out.push_str(&format!("\n[{name}]\n"));
-                table(out, &name, &sub.borrow());
-            }
-        }
-    }
-    let mut out = String::new();
-    if let Value::Map(m) = v {
-        table(&mut out, "", &m.borrow());
-    }
-    out
 }
 
 /// Sprig's `urlParse` (Go's `url.Parse` fields).

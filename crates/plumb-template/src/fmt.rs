@@ -115,6 +115,14 @@ pub fn sprint_one(v: &Value) -> String {
 }
 
 fn write_v(out: &mut String, v: &Value) {
+    write_v_at(out, v, 0);
+}
+
+/// `%v` at nesting `d`: stops at the depth and byte limits of the budget.
+fn write_v_at(out: &mut String, v: &Value, d: usize) {
+    if v.is_container() && !crate::budget::room(out.len()) {
+        return;
+    }
     match v {
         Value::Nil => out.push_str("<nil>"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -133,24 +141,28 @@ fn write_v(out: &mut String, v: &Value) {
         }
         Value::List(l) => {
             out.push('[');
-            for (i, x) in l.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
+            crate::budget::deeper(d, || {
+                for (i, x) in l.iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    write_v_at(out, x, d + 1);
                 }
-                write_v(out, x);
-            }
+            });
             out.push(']');
         }
         Value::Map(m) => {
             out.push_str("map[");
-            for (i, (k, x)) in m.borrow().iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
+            crate::budget::deeper(d, || {
+                for (i, (k, x)) in m.borrow().iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    out.push_str(k);
+                    out.push(':');
+                    write_v_at(out, x, d + 1);
                 }
-                out.push_str(k);
-                out.push(':');
-                write_v(out, x);
-            }
+            });
             out.push(']');
         }
         Value::Object(o) => out.push_str(&o.to_text()),
@@ -287,6 +299,11 @@ fn fmt_int(i: i64, verb: char, sp: &Spec) -> String {
 }
 
 fn fmt_value(v: &Value, verb: char, sp: &Spec) -> String {
+    fmt_value_at(v, verb, sp, 0)
+}
+
+/// One operand at nesting `d` (lists and maps recurse, within the budget).
+fn fmt_value_at(v: &Value, verb: char, sp: &Spec, d: usize) -> String {
     let s = match (verb, v) {
         ('v', Value::Float(f)) => {
             let mut s = fmt_g(*f, sp.prec, false);
@@ -343,25 +360,35 @@ fn fmt_value(v: &Value, verb: char, sp: &Spec) -> String {
         ('x' | 'X', Value::Float(f)) => bad_verb(verb, &Value::Float(*f)),
         ('s' | 'd' | 'q' | 'x' | 'X', Value::List(l)) => {
             let mut s = String::from("[");
-            for (i, x) in l.iter().enumerate() {
-                if i > 0 {
-                    s.push(' ');
+            crate::budget::deeper(d, || {
+                for (i, x) in l.iter().enumerate() {
+                    if i > 0 {
+                        s.push(' ');
+                    }
+                    if !crate::budget::room(s.len()) {
+                        break;
+                    }
+                    s.push_str(&fmt_value_at(x, verb, &Spec::default(), d + 1));
                 }
-                s.push_str(&fmt_value(x, verb, &Spec::default()));
-            }
+            });
             s.push(']');
             s
         }
         ('s' | 'd' | 'q', Value::Map(m)) => {
             let mut s = String::from("map[");
-            for (i, (k, x)) in m.borrow().iter().enumerate() {
-                if i > 0 {
-                    s.push(' ');
+            crate::budget::deeper(d, || {
+                for (i, (k, x)) in m.borrow().iter().enumerate() {
+                    if i > 0 {
+                        s.push(' ');
+                    }
+                    if !crate::budget::room(s.len()) {
+                        break;
+                    }
+                    s.push_str(&fmt_value(&Value::str(k.as_str()), verb, &Spec::default()));
+                    s.push(':');
+                    s.push_str(&fmt_value_at(x, verb, &Spec::default(), d + 1));
                 }
-                s.push_str(&fmt_value(&Value::str(k.as_str()), verb, &Spec::default()));
-                s.push(':');
-                s.push_str(&fmt_value(x, verb, &Spec::default()));
-            }
+            });
             s.push(']');
             s
         }

@@ -8,9 +8,99 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
 
+use crate::budget;
+
 /// A Go map shared by reference: Sprig's `set`/`unset`/`merge` mutate it in place
-/// and every holder sees the change, as in Go.
-pub type MapRef = Rc<RefCell<BTreeMap<String, Value>>>;
+/// and every holder sees the change, as in Go. Dropping the last holder frees
+/// nested values without recursion (see [`ListRef`]).
+#[derive(Clone, Debug, Default)]
+pub struct MapRef(pub Rc<RefCell<BTreeMap<String, Value>>>);
+
+/// A Go slice. Templates can nest values without bound (`$d = dict "a" $d`
+/// in a loop); dropping such a chain through the compiler's recursive drop
+/// glue would overflow the stack, so the last holder hands nested containers
+/// to an iterative worklist instead.
+#[derive(Clone, Debug, Default)]
+pub struct ListRef(pub Rc<Vec<Value>>);
+
+impl std::ops::Deref for MapRef {
+    type Target = Rc<RefCell<BTreeMap<String, Value>>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ListRef {
+    type Target = Rc<Vec<Value>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for ListRef {
+    fn drop(&mut self) {
+        if let Some(v) = Rc::get_mut(&mut self.0)
+            && v.iter().any(Value::is_container)
+        {
+            drop_iteratively(std::mem::take(v));
+        }
+    }
+}
+
+impl Drop for MapRef {
+    fn drop(&mut self) {
+        if let Some(m) = Rc::get_mut(&mut self.0) {
+            let m = m.get_mut();
+            if m.values().any(Value::is_container) {
+                drop_iteratively(std::mem::take(m).into_values().collect());
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Containers waiting to be dropped while an outer drop is running.
+    static PENDING: RefCell<Option<Vec<Value>>> = const { RefCell::new(None) };
+}
+
+/// Drops `items` and everything they uniquely hold with a loop instead of
+/// recursion: a drop that runs inside it queues its children here.
+fn drop_iteratively(items: Vec<Value>) {
+    let queued = PENDING.try_with(|p| match p.try_borrow_mut() {
+        Ok(mut p) => match p.as_mut() {
+            Some(q) => {
+                q.extend(items);
+                None
+            }
+            None => {
+                *p = Some(Vec::new());
+                Some(items)
+            }
+        },
+        Err(_) => Some(items),
+    });
+    let mut stack = match queued {
+        Ok(Some(items)) => items,
+        Ok(None) => return,
+        // Thread teardown: no worklist; the values are small by then.
+        Err(_) => return,
+    };
+    while let Some(v) = stack.pop() {
+        drop(v);
+        let _ = PENDING.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut()
+                && let Some(q) = p.as_mut()
+            {
+                stack.append(q);
+            }
+        });
+    }
+    let _ = PENDING.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            *p = None;
+        }
+    });
+}
 
 /// Objects with methods (`.Files`, `.Capabilities.APIVersions`, ...).
 pub trait Object: fmt::Debug {
@@ -29,6 +119,11 @@ pub trait Object: fmt::Debug {
     }
     /// Key/value pairs when the object can be ranged over (Go maps).
     fn range_entries(&self) -> Option<Vec<(Value, Value)>> {
+        None
+    }
+    /// The elements when the object is a Go slice of its own type (Helm's
+    /// `chartutil.VersionSet`), for Sprig's list functions and `range`.
+    fn as_list(&self) -> Option<Vec<Value>> {
         None
     }
 }
@@ -52,7 +147,7 @@ pub enum Value {
     /// `[]byte` (`.Files.GetBytes`).
     Bytes(Rc<[u8]>),
     /// `[]interface{}`.
-    List(Rc<Vec<Value>>),
+    List(ListRef),
     /// `map[string]interface{}`.
     Map(MapRef),
     /// An object with methods.
@@ -66,11 +161,11 @@ impl Value {
     }
     /// A list value.
     pub fn list(v: Vec<Value>) -> Value {
-        Value::List(Rc::new(v))
+        Value::List(ListRef(Rc::new(v)))
     }
     /// A map value.
     pub fn map(m: BTreeMap<String, Value>) -> Value {
-        Value::Map(Rc::new(RefCell::new(m)))
+        Value::Map(MapRef(Rc::new(RefCell::new(m))))
     }
     /// An empty map value.
     pub fn empty_map() -> Value {
@@ -131,22 +226,51 @@ impl Value {
         }
     }
 
-    /// Deep copy (maps are shared by reference otherwise).
+    /// Whether this is a list or a map (something that nests).
+    pub fn is_container(&self) -> bool {
+        matches!(self, Value::List(_) | Value::Map(_))
+    }
+
+    /// Deep copy (maps are shared by reference otherwise). Stops at the depth
+    /// limit (see [`crate::budget`]), leaving nil below it.
     pub fn deep_copy(&self) -> Value {
+        self.deep_copy_at(0)
+    }
+
+    fn deep_copy_at(&self, d: usize) -> Value {
         match self {
-            Value::Map(m) => Value::map(
-                m.borrow()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.deep_copy()))
-                    .collect(),
-            ),
-            Value::List(l) => Value::list(l.iter().map(Value::deep_copy).collect()),
+            Value::Map(m) => budget::deeper(d, || {
+                if let Err(e) = budget::charge_items(m.borrow().len() as u64 + 8, 64) {
+                    budget::record(e);
+                    return Value::Nil;
+                }
+                Value::map(
+                    m.borrow()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.deep_copy_at(d + 1)))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default(),
+            Value::List(l) => budget::deeper(d, || {
+                if let Err(e) = budget::charge_items(l.len() as u64 + 1, 32) {
+                    budget::record(e);
+                    return Value::Nil;
+                }
+                Value::list(l.iter().map(|v| v.deep_copy_at(d + 1)).collect())
+            })
+            .unwrap_or_default(),
             other => other.clone(),
         }
     }
 
-    /// Converts to JSON (objects become their string form).
+    /// Converts to JSON (objects become their string form). Stops at the
+    /// depth limit, leaving null below it.
     pub fn to_json(&self) -> serde_json::Value {
+        self.to_json_at(0)
+    }
+
+    fn to_json_at(&self, d: usize) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
             Value::Nil => J::Null,
@@ -164,13 +288,19 @@ impl Value {
                 use base64::Engine;
                 J::String(base64::engine::general_purpose::STANDARD.encode(b))
             }
-            Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
-            Value::Map(m) => J::Object(
-                m.borrow()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect(),
-            ),
+            Value::List(l) => budget::deeper(d, || {
+                J::Array(l.iter().map(|v| v.to_json_at(d + 1)).collect())
+            })
+            .unwrap_or(J::Null),
+            Value::Map(m) => budget::deeper(d, || {
+                J::Object(
+                    m.borrow()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_json_at(d + 1)))
+                        .collect(),
+                )
+            })
+            .unwrap_or(J::Null),
             Value::Object(o) => J::String(o.to_text()),
         }
     }
@@ -193,8 +323,13 @@ impl Value {
         }
     }
 
-    /// Structural equality as Go's `reflect.DeepEqual` on these types.
+    /// Structural equality as Go's `reflect.DeepEqual` on these types
+    /// (false past the depth limit).
     pub fn deep_equal(&self, other: &Value) -> bool {
+        self.deep_equal_at(other, 0)
+    }
+
+    fn deep_equal_at(&self, other: &Value, d: usize) -> bool {
         match (self, other) {
             (Value::Nil, Value::Nil) => true,
             (Value::Bool(a), Value::Bool(b)) => a == b,
@@ -203,7 +338,13 @@ impl Value {
             (Value::Str(a), Value::Str(b)) => a == b,
             (Value::Bytes(a), Value::Bytes(b)) => a == b,
             (Value::List(a), Value::List(b)) => {
-                a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.deep_equal(y))
+                a.len() == b.len()
+                    && budget::deeper(d, || {
+                        a.iter()
+                            .zip(b.iter())
+                            .all(|(x, y)| x.deep_equal_at(y, d + 1))
+                    })
+                    .unwrap_or(false)
             }
             (Value::Map(a), Value::Map(b)) => {
                 if Rc::ptr_eq(a, b) {
@@ -211,9 +352,12 @@ impl Value {
                 }
                 let (a, b) = (a.borrow(), b.borrow());
                 a.len() == b.len()
-                    && a.iter()
-                        .zip(b.iter())
-                        .all(|((ka, va), (kb, vb))| ka == kb && va.deep_equal(vb))
+                    && budget::deeper(d, || {
+                        a.iter()
+                            .zip(b.iter())
+                            .all(|((ka, va), (kb, vb))| ka == kb && va.deep_equal_at(vb, d + 1))
+                    })
+                    .unwrap_or(false)
             }
             (Value::Object(a), Value::Object(b)) => Rc::ptr_eq(a, b),
             _ => false,

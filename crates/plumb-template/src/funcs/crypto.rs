@@ -16,6 +16,11 @@ const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const NUM: &[u8] = b"0123456789";
 
+/// Operations charged for a key generation or a bcrypt hash (tens of
+/// milliseconds each): a loop of them meets the budget, and its deadline is
+/// looked at on every one.
+const SLOW_COST: u64 = 100_000;
+
 fn rand_from(set: &[u8], n: i64) -> Result<Value, String> {
     if !(0..=1 << 20).contains(&n) {
         return Err(format!("invalid random string length {n}"));
@@ -60,6 +65,7 @@ pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
         Ok(Value::str(uuid::Uuid::new_v4().to_string()))
     });
     m.insert("htpasswd", |a| {
+        crate::budget::charge_ops(SLOW_COST)?;
         let user = sarg(a, 0)?;
         let pass = sarg(a, 1)?;
         if user.contains(':') {
@@ -72,11 +78,13 @@ pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
         )))
     });
     m.insert("bcrypt", |a| {
+        crate::budget::charge_ops(SLOW_COST)?;
         let pass = sarg(a, 0)?;
         let h = bcrypt::hash(pass, bcrypt::DEFAULT_COST).map_err(|e| e.to_string())?;
         Ok(Value::str(h.replacen("$2b$", "$2a$", 1)))
     });
     m.insert("genPrivateKey", |a| {
+        crate::budget::charge_ops(SLOW_COST)?;
         let t = sarg(a, 0)?;
         let pem = match t.as_str() {
             "rsa" => rsa_key()?.1,
@@ -95,17 +103,20 @@ pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
         Ok(Value::str(pem))
     });
     m.insert("genCA", |a| {
+        crate::budget::charge_ops(SLOW_COST)?;
         let cn = sarg(a, 0)?;
         let days = iarg(a, 1)?;
         gen_cert(&cn, &[], &[], days, true, None, None)
     });
     m.insert("genCAWithKey", |a| {
+        crate::budget::charge_ops(SLOW_COST)?;
         let cn = sarg(a, 0)?;
         let days = iarg(a, 1)?;
         let key = sarg(a, 2)?;
         gen_cert(&cn, &[], &[], days, true, None, Some(key))
     });
     m.insert("genSelfSignedCert", |a| {
+        crate::budget::charge_ops(SLOW_COST)?;
         let cn = sarg(a, 0)?;
         let ips = list_strs(&arg(a, 1));
         let dns = list_strs(&arg(a, 2));
@@ -121,6 +132,7 @@ pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
         gen_cert(&cn, &ips, &dns, days, false, None, Some(key))
     });
     m.insert("genSignedCert", |a| {
+        crate::budget::charge_ops(SLOW_COST)?;
         let cn = sarg(a, 0)?;
         let ips = list_strs(&arg(a, 1));
         let dns = list_strs(&arg(a, 2));
@@ -259,12 +271,12 @@ fn pool() -> std::sync::MutexGuard<'static, KeyPool> {
 }
 
 /// Lets the render that starts now make up to `calls` keys ahead.
-pub(crate) fn arm_prefetch(calls: usize) {
+pub fn arm_prefetch(calls: usize) {
     pool().budget = calls.min(MAX_PREFETCH);
 }
 
 /// Stops making keys ahead (the render is over); finished keys are kept.
-pub(crate) fn stop_prefetch() {
+pub fn stop_prefetch() {
     pool().budget = 0;
 }
 

@@ -1,13 +1,14 @@
-//! Template functions: Go's builtins, Sprig (as Helm bundles it) and Helm's own.
+//! Template functions: Go's builtins and Sprig v3 (as Helm bundles it).
 //!
 //! Plain functions take their evaluated arguments and return a value or an
-//! error message; `include`, `tpl` and `lookup` need the engine and live in
-//! [`crate::engine`].
+//! error message. `and`/`or` short-circuit inside the executor; functions that
+//! need the engine (Helm's `include`, `tpl`) belong to a [`crate::exec::Host`].
 
 mod builtin;
 mod crypto;
+pub mod re2;
 
-pub(crate) use crypto::{arm_prefetch, stop_prefetch};
+pub use crypto::{arm_prefetch, stop_prefetch};
 mod sprig;
 
 use rustc_hash::FxHashMap;
@@ -93,8 +94,13 @@ pub fn table() -> &'static FxHashMap<&'static str, Func> {
     })
 }
 
-/// Names handled by the engine itself (they need access to it).
-pub const ENGINE_FUNCS: &[&str] = &["include", "tpl", "lookup", "and", "or"];
+/// Names the executor evaluates itself (short-circuit).
+pub const EXEC_FUNCS: &[&str] = &["and", "or"];
+
+/// Whether `name` is a function of the standard set (builtins, Sprig, `and`/`or`).
+pub fn is_std_func(name: &str) -> bool {
+    table().contains_key(name) || EXEC_FUNCS.contains(&name)
+}
 
 // ---- shared conversions (Sprig's `cast`-style coercions) ----
 
@@ -187,6 +193,7 @@ pub fn as_list(v: &Value, func: &str) -> Result<Vec<Value>, String> {
     match v {
         Value::List(l) => Ok(l.as_ref().clone()),
         Value::Nil => Ok(Vec::new()),
+        Value::Object(o) if o.as_list().is_some() => Ok(o.as_list().unwrap_or_default()),
         other => Err(format!("Cannot {func} on type {}", other.type_name())),
     }
 }

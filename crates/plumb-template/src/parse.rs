@@ -473,10 +473,28 @@ fn lex_char(src: &str, start: usize) -> Result<(i64, usize), ParseError> {
             'n' => '\n',
             't' => '\t',
             'r' => '\r',
+            'a' => '\x07',
+            'b' => '\x08',
+            'f' => '\x0c',
+            'v' => '\x0b',
             '\\' => '\\',
             '\'' => '\'',
-            '0' => '\0',
-            _ => e,
+            // Go's \x, \u, \U and three-digit octal escapes.
+            'x' | 'u' | 'U' | '0'..='7' => {
+                let (radix, n, first) = match e {
+                    'x' => (16, 2, 0),
+                    'u' => (16, 4, 0),
+                    'U' => (16, 8, 0),
+                    _ => (8, 2, e.to_digit(8).unwrap_or(0)),
+                };
+                let mut v = first;
+                for _ in 0..n {
+                    let (_, h) = it.next().ok_or_else(err)?;
+                    v = v * radix + h.to_digit(radix).ok_or_else(err)?;
+                }
+                char::from_u32(v).ok_or_else(err)?
+            }
+            _ => return Err(err()),
         }
     } else {
         c
@@ -488,20 +506,42 @@ fn lex_char(src: &str, start: usize) -> Result<(i64, usize), ParseError> {
     Ok((v as i64, start + 1 + k + 1))
 }
 
-/// Parses a Go number literal into an int or a float operand.
+/// Parses a Go number literal into an int or a float operand, as
+/// `text/template` does: an integer literal in any base (`0x1F`, `0o17`,
+/// `017`, `0b101`, `1_000`) is an `int`; a literal with a fraction or an
+/// exponent (`1.5`, `.5`, `1e3`, hex floats such as `0x1p60` or `0x1.8p-2`)
+/// is a `float64`.
 fn parse_number(s: &str) -> Option<Arg> {
-    let t: String = s.chars().filter(|c| *c != '_').collect();
-    let (neg, body) = match t.strip_prefix('-') {
+    let (neg, body) = match s.strip_prefix('-') {
         Some(r) => (true, r),
-        None => (false, t.strip_prefix('+').unwrap_or(&t)),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let is_hex = body.starts_with("0x") || body.starts_with("0X");
-    if !is_hex && body.contains(['.', 'e', 'E', 'p', 'P']) {
-        // Go: a constant written with a fraction or exponent is a float64.
-        let f: f64 = body.parse().ok()?;
-        return Some(Arg::Float(if neg { -f } else { f }));
+    if !underscores_ok(body) {
+        return None;
     }
-    let int = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+    let t: String = body.chars().filter(|c| *c != '_').collect();
+    let body = t.as_str();
+    let hex = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X"));
+    let sign = |f: f64| if neg { -f } else { f };
+    if let Some(h) = hex {
+        if h.contains(['p', 'P']) {
+            return parse_hex_float(h).map(|f| Arg::Float(sign(f)));
+        }
+        if h.contains('.') {
+            // Go: a hex mantissa needs a 'p' exponent.
+            return None;
+        }
+    } else if body.contains(['.', 'e', 'E']) {
+        if !body
+            .bytes()
+            .all(|c| c.is_ascii_digit() || b".eE+-".contains(&c))
+        {
+            return None;
+        }
+        let f: f64 = body.parse().ok()?;
+        return Some(Arg::Float(sign(f)));
+    }
+    let int = if let Some(h) = hex {
         i64::from_str_radix(h, 16).ok()
     } else if let Some(o) = body.strip_prefix("0o").or_else(|| body.strip_prefix("0O")) {
         i64::from_str_radix(o, 8).ok()
@@ -509,10 +549,81 @@ fn parse_number(s: &str) -> Option<Arg> {
         i64::from_str_radix(bn, 2).ok()
     } else if body.len() > 1 && body.starts_with('0') && body.bytes().all(|c| c.is_ascii_digit()) {
         i64::from_str_radix(&body[1..], 8).ok()
-    } else {
+    } else if body.bytes().all(|c| c.is_ascii_digit()) {
         body.parse::<i64>().ok()
+    } else {
+        None
     };
-    int.map(|i| Arg::Int(if neg { -i } else { i }))
+    match int {
+        Some(i) => Some(Arg::Int(if neg { i.wrapping_neg() } else { i })),
+        // Past int64 but a valid integer literal: Go's NumberNode also holds it
+        // as a float, and `text/template` then reports the overflow.
+        None => None,
+    }
+}
+
+/// Go's rule for `_` in number literals: only between digits, or between a
+/// base prefix and a digit.
+fn underscores_ok(s: &str) -> bool {
+    if !s.contains('_') {
+        return true;
+    }
+    let b = s.as_bytes();
+    let prefixed = b.len() >= 2 && b[0] == b'0' && matches!(b[1] | 0x20, b'x' | b'o' | b'b');
+    let start = if prefixed { 2 } else { 0 };
+    let is_digit = |c: u8| c.is_ascii_hexdigit();
+    for (i, &c) in b.iter().enumerate().skip(start) {
+        if c != b'_' {
+            continue;
+        }
+        let before_ok = if i == start {
+            prefixed
+        } else {
+            is_digit(b[i - 1])
+        };
+        let after_ok = b.get(i + 1).is_some_and(|&n| is_digit(n));
+        if !before_ok || !after_ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// A hex float mantissa and binary exponent (`1.8p-2`, after `0x`).
+fn parse_hex_float(h: &str) -> Option<f64> {
+    let (mant, exp) = h.split_once(['p', 'P'])?;
+    let exp: i32 = exp.parse().ok()?;
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    // Up to 15 significant hex digits (60 bits) exactly; later ones only move
+    // the binary point (rounded away, as they are below f64's precision).
+    let mut m: u64 = 0;
+    let mut digits = 0;
+    let mut shift: i32 = 0;
+    for c in int.chars() {
+        let d = c.to_digit(16)?;
+        if digits < 15 {
+            m = m * 16 + u64::from(d);
+            if m != 0 {
+                digits += 1;
+            }
+        } else {
+            shift += 4;
+        }
+    }
+    for c in frac.chars() {
+        let d = c.to_digit(16)?;
+        if digits < 15 {
+            m = m * 16 + u64::from(d);
+            if m != 0 {
+                digits += 1;
+            }
+            shift -= 4;
+        }
+    }
+    Some(m as f64 * 2f64.powi(exp.saturating_add(shift)))
 }
 
 /// Parses template source into its main body and defined templates.
@@ -905,11 +1016,9 @@ impl Parser<'_> {
             tk.skip_space();
             match tk.peek() {
                 Some(Tok::Pipe) => {
+                    // Go's parser lets a command end with its `|`: a pipeline
+                    // ending in `| }}` or `| )` is the pipeline without it.
                     tk.next();
-                    tk.skip_space();
-                    if matches!(tk.peek(), None | Some(Tok::RParen)) {
-                        return self.err(tk.pos(), "missing command");
-                    }
                 }
                 None | Some(Tok::RParen) => break,
                 Some(t) => return self.err(tk.pos(), format!("unexpected {t:?} in operand")),

@@ -139,7 +139,7 @@ struct State {
 }
 
 thread_local! {
-    static STATE: State = State {
+    static STATE: State = const { State {
         armed: Cell::new(false),
         ops_left: Cell::new(0),
         bytes_left: Cell::new(0),
@@ -153,7 +153,7 @@ thread_local! {
             timeout: Duration::ZERO,
         }),
         failure: RefCell::new(None),
-    };
+    } };
 }
 
 /// Charges `n` operations; checks the deadline every [`CHECK_EVERY`].

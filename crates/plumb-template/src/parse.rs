@@ -554,12 +554,9 @@ fn parse_number(s: &str) -> Option<Arg> {
     } else {
         None
     };
-    match int {
-        Some(i) => Some(Arg::Int(if neg { i.wrapping_neg() } else { i })),
-        // Past int64 but a valid integer literal: Go's NumberNode also holds it
-        // as a float, and `text/template` then reports the overflow.
-        None => None,
-    }
+    // Past int64 but a valid integer literal: Go's NumberNode also holds it
+    // as a float, and `text/template` then reports the overflow (None here).
+    int.map(|i| Arg::Int(if neg { i.wrapping_neg() } else { i }))
 }
 
 /// Go's rule for `_` in number literals: only between digits, or between a

@@ -144,15 +144,15 @@ fn class(c: &[char], i: usize, out: &mut String) -> usize {
     let mut prev_set = false;
     while j < c.len() && c[j] != ']' {
         let ch = c[j];
-        if ch == '[' && c.get(j + 1) == Some(&':') {
-            if let Some(end) =
+        if ch == '['
+            && c.get(j + 1) == Some(&':')
+            && let Some(end) =
                 (j + 2..c.len().saturating_sub(1)).find(|&k| c[k] == ':' && c[k + 1] == ']')
-            {
-                out.extend(&c[j..end + 2]);
-                j = end + 2;
-                prev_set = true;
-                continue;
-            }
+        {
+            out.extend(&c[j..end + 2]);
+            j = end + 2;
+            prev_set = true;
+            continue;
         }
         match ch {
             '\\' => {

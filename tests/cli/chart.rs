@@ -85,6 +85,97 @@ fn plumb_renders_the_chart_like_helm() {
     }
 }
 
+/// The ports of a NetworkPolicy rule (`ingress` or `egress` entry) as `port/protocol`.
+fn rule_ports(rule: &Value) -> Vec<String> {
+    rule["ports"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn chart_confines_the_pod_network_and_tmp() {
+    let docs = documents(&run(Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(["helm", "template", "plumb"])
+        .arg(chart())
+        .args(["--namespace", "flux-system"])
+        .args(["--set", "networkPolicy.enabled=true"])));
+    let find = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} rendered"))
+    };
+    let np = &find("NetworkPolicy")["spec"];
+    assert_eq!(np["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
+    let ingress: Vec<String> = np["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(rule_ports)
+        .collect();
+    for port in ["9090/TCP", "8080/TCP", "9440/TCP", "9292/TCP"] {
+        assert!(
+            ingress.contains(&port.to_string()),
+            "ingress {port}: {ingress:?}"
+        );
+    }
+    let egress = np["egress"].as_array().unwrap();
+    let egress_ports: Vec<String> = egress.iter().flat_map(rule_ports).collect();
+    for port in [
+        "53/UDP", "53/TCP", "443/TCP", "6443/TCP", "22/TCP", "9090/TCP",
+    ] {
+        assert!(
+            egress_ports.contains(&port.to_string()),
+            "egress {port}: {egress_ports:?}"
+        );
+    }
+    // Every egress rule names its ports: nothing else leaves the pod.
+    assert!(
+        egress.iter().all(|r| !rule_ports(r).is_empty()),
+        "{egress:?}"
+    );
+
+    let pod = &find("Deployment")["spec"]["template"]["spec"];
+    let tmp = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tmp")
+        .unwrap();
+    assert_eq!(tmp["emptyDir"]["sizeLimit"], "1Gi", "{tmp}");
+    let data = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "data")
+        .unwrap();
+    assert!(data["emptyDir"]["sizeLimit"].is_string(), "{data}");
+    let container_ports: Vec<i64> = pod["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_i64().unwrap())
+        .collect();
+    let dockerfile =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    let exposed: Vec<i64> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("EXPOSE "))
+        .flat_map(|l| l.split_whitespace().map(|p| p.parse::<i64>().unwrap()))
+        .collect();
+    for port in &container_ports {
+        assert!(
+            exposed.contains(port),
+            "Dockerfile EXPOSE {exposed:?} lacks {port}"
+        );
+    }
+    assert!(container_ports.contains(&9292), "{container_ports:?}");
+}
+
 #[tokio::test]
 async fn rendered_chart_applies_to_the_api_server() {
     let info = ControlPlane::shared().unwrap();

@@ -1,7 +1,7 @@
 //! Renders a chart in-process like `plumb helm template RELEASE CHART --namespace NS`
 //! and prints the output; for profiling the renderer without the `plumb` binary.
 //!
-//! `cargo run --release -p plumb-helm --example render_chart -- RELEASE CHART NS [KUBE_VERSION]`
+//! `cargo run --release -p plumb-helm --example render_chart -- RELEASE CHART NS [KUBE_VERSION] [-f VALUES]...`
 
 use std::io::Write;
 
@@ -10,13 +10,24 @@ use std::io::Write;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // `-f FILE` anywhere: values files, as `helm template -f`.
+    let mut files = Vec::new();
+    while let Some(i) = args.iter().position(|a| a == "-f") {
+        let Some(path) = args.get(i + 1).cloned() else {
+            return Err("-f needs a file".into());
+        };
+        files.push(plumb_helm::parse_values(&std::fs::read_to_string(&path)?)?);
+        args.drain(i..i + 2);
+    }
     let [release, chart, ns, rest @ ..] = args.as_slice() else {
-        return Err("usage: render_chart RELEASE CHART NAMESPACE [KUBE_VERSION]".into());
+        return Err(
+            "usage: render_chart RELEASE CHART NAMESPACE [KUBE_VERSION] [-f VALUES]...".into(),
+        );
     };
     let kube = rest.first().map_or("v1.30.0", String::as_str);
     let chart = plumb_helm::load_path(std::path::Path::new(chart))?;
-    let user = plumb_helm::merge_user_values(&[], &[])?;
+    let user = plumb_helm::merge_user_values(&files, &[])?;
     let opts = plumb_helm::RenderOptions {
         release: plumb_helm::ReleaseInfo {
             name: release.clone(),

@@ -1,6 +1,6 @@
 //! Fuzzes the YAML readers with arbitrary text (alias bombs, deep nesting, odd scalars):
-//! kustomize's resource and kustomization parsers (fast path plus serde-saphyr) and Helm's
-//! values parser, then re-emits what parsed. Any panic, hang or memory blow-up is a bug.
+//! kustomize's resource and kustomization parsers (fast path plus the go-yaml v3 style
+//! reader on granit-parser) and Helm's values parser, then re-emits what parsed. Any panic, hang or memory blow-up is a bug.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

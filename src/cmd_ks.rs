@@ -346,7 +346,9 @@ fn mask_secret(before: Option<&mut Value>, after: &mut Value) {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    mask_copies(before.as_deref(), after, "*** (after)");
     if let Some(b) = before {
+        mask_copies(Some(&*after), b, "*** (before)");
         for field in ["data", "stringData"] {
             if let Some(m) = b.get_mut(field).and_then(Value::as_object_mut) {
                 for (k, v) in m.iter_mut() {
@@ -354,6 +356,30 @@ fn mask_secret(before: Option<&mut Value>, after: &mut Value) {
                     *v = Value::String(if same { "***" } else { "*** (before)" }.into());
                 }
             }
+        }
+    }
+}
+
+/// Annotations that carry a copy of the whole object, data included (kubectl's client-side
+/// apply record): never printed, only whether they differ from the other side.
+const DATA_COPY_ANNOTATIONS: &[&str] = &["kubectl.kubernetes.io/last-applied-configuration"];
+
+/// Masks `DATA_COPY_ANNOTATIONS` on `obj`; with `other` (the other side, raw or already
+/// masked), the marker says whether they changed.
+fn mask_copies(other: Option<&Value>, obj: &mut Value, changed: &str) {
+    let Some(ann) = obj
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for key in DATA_COPY_ANNOTATIONS {
+        if let Some(v) = ann.get_mut(*key) {
+            let theirs = other
+                .and_then(|o| o.pointer("/metadata/annotations"))
+                .and_then(|a| a.get(*key));
+            let same = other.is_none() || theirs == Some(v) || theirs.is_some_and(|t| t == "***");
+            *v = Value::String(if same { "***" } else { changed }.into());
         }
     }
 }
@@ -387,6 +413,30 @@ mod tests {
             "{d}"
         );
         assert!(d.contains("*** (after)"), "{d}");
+        assert_eq!(unified(&r, Some(&live), &live), "");
+    }
+
+    #[test]
+    fn secret_last_applied_configuration_never_appears() {
+        let r = ObjectRef {
+            group: String::new(),
+            kind: "Secret".into(),
+            namespace: "ns".into(),
+            name: "s".into(),
+            version: "v1".into(),
+        };
+        let ann = |v: &str| json!({"kubectl.kubernetes.io/last-applied-configuration": v});
+        let live = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "annotations": ann("{\"stringData\":{\"pw\":\"hunter2\"}}")},
+            "data": {"pw": "aHVudGVyMg=="}});
+        let want = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "annotations": ann("{\"stringData\":{\"pw\":\"swordfish\"}}")},
+            "data": {"pw": "c3dvcmRmaXNo"}});
+        let d = unified(&r, Some(&live), &want);
+        assert!(!d.contains("hunter2") && !d.contains("swordfish"), "{d}");
+        assert!(d.contains("last-applied-configuration"), "{d}");
+        let created = unified(&r, None, &want);
+        assert!(!created.contains("swordfish"), "{created}");
         assert_eq!(unified(&r, Some(&live), &live), "");
     }
 }

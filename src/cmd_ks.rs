@@ -389,15 +389,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn secret_values_never_appear() {
-        let r = ObjectRef {
+    fn secret_ref() -> ObjectRef {
+        ObjectRef {
             group: String::new(),
             kind: "Secret".into(),
             namespace: "ns".into(),
             name: "s".into(),
             version: "v1".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn secret_values_never_appear() {
+        let r = secret_ref();
         let live = json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "s", "resourceVersion": "1"},
             "data": {"same": "c2FtZQ==", "changed": "b2xk"}});
@@ -418,13 +422,7 @@ mod tests {
 
     #[test]
     fn secret_last_applied_configuration_never_appears() {
-        let r = ObjectRef {
-            group: String::new(),
-            kind: "Secret".into(),
-            namespace: "ns".into(),
-            name: "s".into(),
-            version: "v1".into(),
-        };
+        let r = secret_ref();
         let ann = |v: &str| json!({"kubectl.kubernetes.io/last-applied-configuration": v});
         let live = json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "s", "annotations": ann("{\"stringData\":{\"pw\":\"hunter2\"}}")},

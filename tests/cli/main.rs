@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod chart;
+mod crash_cli;
 mod crds;
 mod crds_cli;
 mod eks_cli;

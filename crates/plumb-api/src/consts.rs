@@ -163,6 +163,14 @@ pub mod annotation {
     pub const KUBECTL_LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
     /// HelmRelease: per-object drift detection switch; value [`DISABLED`].
     pub const HELM_DRIFT_DETECTION: &str = "helm.toolkit.fluxcd.io/driftDetection";
+    /// Helm: resource policy; value [`HELM_KEEP`] keeps the object on upgrade and uninstall.
+    pub const HELM_RESOURCE_POLICY: &str = "helm.sh/resource-policy";
+    /// Helm: resource policy value "keep".
+    pub const HELM_KEEP: &str = "keep";
+    /// Helm ownership: the release an object belongs to.
+    pub const HELM_RELEASE_NAME: &str = "meta.helm.sh/release-name";
+    /// Helm ownership: the namespace of the release an object belongs to.
+    pub const HELM_RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
     /// Value "enabled".
     pub const ENABLED: &str = "enabled";
     /// Value "disabled".

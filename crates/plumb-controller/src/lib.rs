@@ -25,6 +25,7 @@ pub mod helmrepository;
 pub mod kustomization;
 pub mod outcome;
 pub mod overlay;
+pub mod prune_budget;
 pub mod receiver;
 pub mod reconciler;
 pub mod runtime;

@@ -281,6 +281,73 @@ async fn prune_respects_ownership_and_opt_out() {
     ns.delete().await.unwrap();
 }
 
+/// Prune deletes only the object it judged: an object deleted and recreated under the same
+/// name after the read (a new uid) is left alone; owner annotations are ownership too.
+#[tokio::test]
+async fn prune_deletes_by_uid_and_checks_owner_annotations() {
+    let info = ControlPlane::shared().unwrap();
+    let ns = TestNamespace::create(info, "ssa-uid").await.unwrap();
+    let client = info.admin_client().await.unwrap();
+    let applier = Applier::new(client.clone(), MANAGER, 4);
+    let api: Api<ConfigMap> = Api::namespaced(client, ns.name());
+    let obj = cm(ns.name(), "replaced", json!({}));
+    applier
+        .apply_all(vec![ApplyItem::new(obj.clone())], &ApplyOptions::default())
+        .await
+        .unwrap();
+    let old_uid = api.get("replaced").await.unwrap().metadata.uid.unwrap();
+    // Someone else replaces it.
+    api.delete("replaced", &Default::default()).await.unwrap();
+    applier
+        .apply_all(vec![ApplyItem::new(obj.clone())], &ApplyOptions::default())
+        .await
+        .unwrap();
+    let r = ObjectRef::from_object(&obj).unwrap();
+    let bg = kube::api::PropagationPolicy::Background;
+    let deleted = applier.delete_exact(&r, Some(&old_uid), &bg).await.unwrap();
+    assert!(!deleted, "a stale uid must not delete the new object");
+    let new_uid = api.get("replaced").await.unwrap().metadata.uid.unwrap();
+    assert_ne!(new_uid, old_uid);
+    assert!(applier.delete_exact(&r, Some(&new_uid), &bg).await.unwrap());
+    assert!(api.get_opt("replaced").await.unwrap().is_none());
+
+    // Owner annotations: an object without them is skipped, one with them deleted.
+    let mut annotated = cm(ns.name(), "annotated", json!({}));
+    annotated["metadata"]["annotations"] = json!({"meta.helm.sh/release-name": "web"});
+    let bare = cm(ns.name(), "bare", json!({}));
+    applier
+        .apply_all(
+            vec![
+                ApplyItem::new(annotated.clone()),
+                ApplyItem::new(bare.clone()),
+            ],
+            &ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
+    let opts = PruneOptions {
+        owner_annotations: BTreeMap::from([(
+            "meta.helm.sh/release-name".to_string(),
+            "web".to_string(),
+        )]),
+        ..Default::default()
+    };
+    let stale = [&annotated, &bare].map(|o| ObjectRef::from_object(o).unwrap());
+    let set = applier.prune(&stale, &opts).await.unwrap();
+    let n = ns.name();
+    let got = actions(&set);
+    assert!(
+        got.contains(&(format!("ConfigMap/{n}/annotated"), Action::Deleted)),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&(format!("ConfigMap/{n}/bare"), Action::Skipped)),
+        "{got:?}"
+    );
+    assert!(api.get_opt("bare").await.unwrap().is_some());
+    ns.delete().await.unwrap();
+}
+
 #[tokio::test]
 async fn health_and_rbac_denial() {
     let info = ControlPlane::shared().unwrap();

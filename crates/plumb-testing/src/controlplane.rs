@@ -66,11 +66,16 @@ pub struct ControlPlaneInfo {
 pub struct ControlPlane {
     info: ControlPlaneInfo,
     children: Vec<Child>,
+    // How the apiserver was started (binary, flags, log), to restart it in place.
+    apiserver: ApiserverCmd,
     // Serves the apiserver's token webhook while the control plane runs.
     _webhook: crate::eks_webhook::EksTokenWebhook,
     // Kept for its Drop: removes data and certificates of a private instance.
     _tmp: Option<tempfile::TempDir>,
 }
+
+/// How kube-apiserver was started: binary, flags, log file.
+type ApiserverCmd = (PathBuf, Vec<String>, PathBuf);
 
 /// Options for a dedicated control plane.
 #[derive(Debug, Default, Clone)]
@@ -140,11 +145,12 @@ impl ControlPlane {
         let mut last = None;
         for _ in 0..3 {
             match Self::start_in(&bins, &dir, &opts) {
-                Ok((mut info, children)) => {
+                Ok((mut info, children, apiserver)) => {
                     info.eks_webhook = true;
                     return Ok(ControlPlane {
                         info,
                         children,
+                        apiserver,
                         _webhook: webhook,
                         _tmp: tmp,
                     });
@@ -160,7 +166,7 @@ impl ControlPlane {
         bins: &Binaries,
         dir: &Path,
         opts: &StartOptions,
-    ) -> Result<(ControlPlaneInfo, Vec<Child>), Error> {
+    ) -> Result<(ControlPlaneInfo, Vec<Child>, ApiserverCmd), Error> {
         let pki = dir.join("pki");
         fs::create_dir_all(&pki).map_err(|e| Error::io("creating", &pki, e))?;
         make_pki(&pki)?;
@@ -232,6 +238,7 @@ impl ControlPlane {
         api_args.extend(opts.extra_apiserver_args.iter().cloned());
         let api_log = logs.join("kube-apiserver.log");
         children.push(spawn_watched(&bins.apiserver, &api_args, &api_log)?);
+        let apiserver = (bins.apiserver.clone(), api_args, api_log.clone());
 
         let server = format!("https://127.0.0.1:{api_port}");
         let kubeconfig = dir.join("admin.kubeconfig");
@@ -279,12 +286,28 @@ impl ControlPlane {
             ],
             &logs.join("kube-controller-manager.log"),
         )?);
-        Ok((info, children))
+        Ok((info, children, apiserver))
     }
 
     /// Connection facts of this control plane.
     pub fn info(&self) -> &ControlPlaneInfo {
         &self.info
+    }
+
+    /// Stops kube-apiserver (SIGTERM, as a rolling restart does), keeps it down for `down`,
+    /// starts it again with the same flags on the same port and waits until it is ready;
+    /// etcd and the controller-manager keep running. For fault tests: clients see refused
+    /// connections and broken watches in between.
+    pub fn restart_apiserver(&mut self, down: Duration) -> Result<(), Error> {
+        let (bin, args, log) = self.apiserver.clone();
+        let mut old = vec![self.children.remove(1)];
+        stop_children(&mut old);
+        std::thread::sleep(down);
+        let log = log.with_extension("restarted.log");
+        let mut child = vec![spawn_watched(&bin, &args, &log)?];
+        let ready = wait_ready(&self.info, &mut child, &log);
+        self.children.insert(1, child.remove(0));
+        ready
     }
 
     /// Stops the processes; also done on drop.

@@ -3,6 +3,7 @@
 //! stored manifest names. Kinds are resolved through the applier's discovery cache.
 
 use kube::api::{Api, ApiResource, DynamicObject};
+use plumb_api::consts::annotation;
 use plumb_ssa::{Applier, ObjectRef};
 use serde_json::{Map, Value};
 
@@ -76,9 +77,9 @@ pub(super) async fn parse_docs(
             .entry("annotations")
             .or_insert_with(|| Value::Object(Map::new()));
         if let Some(a) = ann.as_object_mut() {
-            a.insert("meta.helm.sh/release-name".into(), t.name.clone().into());
+            a.insert(annotation::HELM_RELEASE_NAME.into(), t.name.clone().into());
             a.insert(
-                "meta.helm.sh/release-namespace".into(),
+                annotation::HELM_RELEASE_NAMESPACE.into(),
                 t.namespace.clone().into(),
             );
         }

@@ -1,10 +1,12 @@
 //! Perform an install or upgrade: namespace, CRDs, pre hooks, objects, removed objects (the
 //! diff from plumb-ssa's inventory), post hooks, wait for health.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use kube::ResourceExt;
 use plumb_api::HelmRelease;
-use plumb_api::consts::reason;
+use plumb_api::consts::{annotation, reason};
 use plumb_api::helm_release::CrdsPolicy;
 use plumb_helm::storage::Release;
 use plumb_ssa::kstatus::Status as Health;
@@ -16,6 +18,7 @@ use super::hooks::run_hooks;
 use super::manifest::{manifest_refs, parse_manifest, yaml_object};
 use super::target::Target;
 use crate::context::Context;
+use crate::outcome::{Class, Failure};
 
 /// One install or upgrade attempt: who, where, with what.
 pub(super) struct Attempt<'a> {
@@ -48,7 +51,7 @@ pub(super) async fn perform(
     a: &Attempt<'_>,
     rel: &mut Release,
     rendered: &plumb_helm::Rendered,
-    previous: Option<&Release>,
+    previous: &[Release],
 ) -> std::result::Result<(), String> {
     let (obj, applier, install) = (a.obj, &a.applier, a.install);
     let action_timeout = if install {
@@ -108,9 +111,9 @@ pub(super) async fn perform(
     }
     let objects = parse_manifest(applier, &rel.manifest, t).await?;
     apply_objects(applier, objects.clone(), t).await?;
-    if let Some(prev) = previous {
-        let old = manifest_refs(applier, &prev.manifest, &t.namespace).await?;
-        prune_removed(applier, &old, &objects).await?;
+    if !previous.is_empty() {
+        let old = live_refs(applier, previous, &t.namespace).await?;
+        prune_removed(applier, &old, &objects, t).await?;
     }
     if hooks {
         run_hooks(applier, rel, post, t).await?;
@@ -173,21 +176,92 @@ pub(super) async fn apply_objects(
         .map_err(|e| e.to_string())
 }
 
-/// Deletes the objects of the previous manifest that the new one no longer has.
+/// Deletes the objects of the previous manifest that the new one no longer has, as Helm
+/// does (see [`helm_prune_options`]).
 pub(super) async fn prune_removed(
     applier: &Applier,
     old: &[ObjectRef],
     new: &[Value],
+    t: &Target,
 ) -> std::result::Result<(), String> {
     let stale = inventory_of(new).stale(old);
     if stale.is_empty() {
         return Ok(());
     }
     applier
-        .prune(&stale, &PruneOptions::default())
+        .prune(&stale, &helm_prune_options(t))
         .await
         .map(|_| ())
         .map_err(|e| format!("deleting removed objects: {e}"))
+}
+
+/// Helm's rules for deleting a release's objects: only those carrying this release's
+/// ownership annotations (an object someone else took over stays), never those marked
+/// `helm.sh/resource-policy: keep`.
+pub(super) fn helm_prune_options(t: &Target) -> PruneOptions {
+    PruneOptions {
+        owner_annotations: BTreeMap::from([
+            (annotation::HELM_RELEASE_NAME.to_string(), t.name.clone()),
+            (
+                annotation::HELM_RELEASE_NAMESPACE.to_string(),
+                t.namespace.clone(),
+            ),
+        ]),
+        skip_annotations: vec![(
+            annotation::HELM_RESOURCE_POLICY.to_string(),
+            annotation::HELM_KEEP.to_string(),
+        )],
+        ..PruneOptions::default()
+    }
+}
+
+/// The objects the `releases` may have left in the cluster: the union of their manifests
+/// (the last deployed release and any later one an interrupted or failed attempt applied
+/// part of), so an upgrade after a crash still deletes what neither release keeps.
+pub(super) async fn live_refs(
+    applier: &Applier,
+    releases: &[Release],
+    namespace: &str,
+) -> std::result::Result<Vec<ObjectRef>, String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for r in releases {
+        for o in manifest_refs(applier, &r.manifest, namespace).await? {
+            if seen.insert(o.key()) {
+                out.push(o);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses an upgrade, before anything is applied, that would delete more of the previous
+/// release's objects than the prune budget allows (see [`crate::prune_budget`]).
+pub(super) async fn check_prune_budget(
+    a: &Attempt<'_>,
+    previous: &[Release],
+    next_manifest: &str,
+) -> std::result::Result<(), Failure> {
+    let fail = |m: String| Failure::new(Class::Stalled, reason::UPGRADE_FAILED, m);
+    let old = live_refs(&a.applier, previous, &a.t.namespace)
+        .await
+        .map_err(fail)?;
+    let new = manifest_refs(&a.applier, next_manifest, &a.t.namespace)
+        .await
+        .map_err(fail)?;
+    let stale = Inventory { objects: new }.stale(&old);
+    crate::prune_budget::check(
+        a.obj.annotations(),
+        stale.len(),
+        old.len(),
+        a.ctx.config.prune_budget,
+    )
+    .map_err(|m| {
+        fail(format!(
+            "upgrade of release {}/{}: {m}",
+            a.t.namespace, a.t.name
+        ))
+    })
 }
 
 /// The inventory of parsed manifest objects (objects without an identity are skipped).

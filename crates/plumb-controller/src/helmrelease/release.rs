@@ -19,7 +19,7 @@ use super::drift::{drift, track_drift};
 use super::history::{is_install_only, load_history, prune_history, snapshots, write_release};
 use super::hooks::{ignores_test_failures, run_tests};
 use super::manifest::{manifest_refs, parse_manifest};
-use super::perform::{Attempt, inventory_of, perform};
+use super::perform::{Attempt, check_prune_budget, inventory_of, perform};
 use super::remediation::{remediate, remediation_of, remediation_reason};
 use super::render::{build, chart_options, post_overlays};
 use super::target::{Target, applier, target_of};
@@ -52,7 +52,7 @@ pub(super) async fn run_once(
     status.last_attempted_config_digest = Some(config_digest.clone());
     status.storage_namespace = Some(t.storage_ns.clone());
 
-    let history = load_history(&t).await?;
+    let history = unlock_pending(&t, load_history(&t).await?).await?;
     let latest = history.last().cloned();
     let revision = latest.as_ref().map_or(1, |r| r.version + 1);
     let install = latest
@@ -95,11 +95,19 @@ pub(super) async fn run_once(
     };
     let failures_before = check_retries(&a, status, force)?;
     let mut rel = pending_release(&a, built.chart, config, &built.rendered, revision);
+    let live = if install {
+        &[][..]
+    } else {
+        live_releases(&history)
+    };
     if let Some(prev) = latest.as_ref().filter(|_| !install) {
         rel.info.first_deployed = prev.info.first_deployed.clone();
+        check_prune_budget(&a, live, &rel.manifest).await?;
     }
+    // The pending record is the intent: written before anything is applied, so a crash
+    // from here on leaves a record naming every object this attempt may create.
     write_release(&a.t, &rel).await?;
-    let result = perform(&a, &mut rel, &built.rendered, latest.as_ref()).await;
+    let result = perform(&a, &mut rel, &built.rendered, live).await;
     let result = test(&a, &mut rel, status, result).await;
     // The history after this release, kept locally to save two list calls; a
     // remediation (rare) re-reads it.
@@ -169,6 +177,40 @@ fn check_retries(
         ));
     }
     Ok(failures_before)
+}
+
+/// The releases whose objects may be live: from the last deployed one (or the first) to
+/// the latest, which may be a failed or interrupted attempt that applied part of its own.
+fn live_releases(history: &[Release]) -> &[Release] {
+    let from = history
+        .iter()
+        .rposition(|r| r.info.status == rstatus::DEPLOYED)
+        .unwrap_or(0);
+    &history[from..]
+}
+
+/// A latest release left pending (the process stopped mid-operation) is marked failed, as
+/// helm-controller does, so the next attempt upgrades from it instead of waiting forever.
+async fn unlock_pending(
+    t: &Target,
+    mut history: Vec<Release>,
+) -> std::result::Result<Vec<Release>, Failure> {
+    if let Some(last) = history.last_mut()
+        && matches!(
+            last.info.status.as_str(),
+            rstatus::PENDING_INSTALL | rstatus::PENDING_UPGRADE | rstatus::PENDING_ROLLBACK
+        )
+    {
+        tracing::warn!(release = %t.name, namespace = %t.namespace, status = %last.info.status,
+            "release was left pending by an interrupted operation; marking it failed");
+        last.info.description = format!(
+            "Release {} was interrupted ({}); marked failed",
+            last.version, last.info.status
+        );
+        last.info.status = rstatus::FAILED.into();
+        write_release(t, last).await?;
+    }
+    Ok(history)
 }
 
 /// The release record of this attempt, pending.

@@ -5,15 +5,16 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams};
 use plumb_api::HelmRelease;
-use plumb_api::consts::reason;
+use plumb_api::consts::{annotation, reason};
 use plumb_api::helm_release::RemediationStrategy;
 use plumb_helm::storage::{self, Release, status as rstatus};
-use plumb_ssa::{Applier, PruneOptions};
+use plumb_ssa::Applier;
+use serde_json::Value;
 
 use super::history::{load_history, with_timeout, write_release};
 use super::hooks::run_hooks;
-use super::manifest::{manifest_refs, parse_manifest};
-use super::perform::{apply_objects, prune_removed};
+use super::manifest::{manifest_refs, parse_manifest, yaml_object};
+use super::perform::{apply_objects, helm_prune_options, prune_removed};
 use super::target::Target;
 use crate::outcome::{Class, Failure};
 
@@ -164,7 +165,9 @@ pub(super) async fn rollback(
     let old = manifest_refs(applier, &current.manifest, &t.namespace)
         .await
         .map_err(fail)?;
-    prune_removed(applier, &old, &objects).await.map_err(fail)?;
+    prune_removed(applier, &old, &objects, t)
+        .await
+        .map_err(fail)?;
     if hooks {
         run_hooks(applier, &mut rel, "post-rollback", t)
             .await
@@ -200,11 +203,13 @@ pub(super) async fn uninstall(
             .await
             .map_err(fail)?;
     }
-    let refs = manifest_refs(applier, &latest.manifest, &t.namespace)
+    // Objects the manifest marks `helm.sh/resource-policy: keep` stay, as with Helm, even
+    // if someone removed the annotation from the live object.
+    let refs = manifest_refs(applier, &kept_out(&latest.manifest), &t.namespace)
         .await
         .map_err(fail)?;
     applier
-        .prune(&refs, &PruneOptions::default())
+        .prune(&refs, &helm_prune_options(t))
         .await
         .map_err(|e| fail(format!("deleting objects of release {}: {e}", t.name)))?;
     if hooks {
@@ -229,6 +234,23 @@ pub(super) async fn uninstall(
         }
     }
     Ok(())
+}
+
+/// `manifest` without the documents whose object is marked `helm.sh/resource-policy: keep`.
+fn kept_out(manifest: &str) -> String {
+    plumb_helm::render::split_manifests(manifest)
+        .into_iter()
+        .filter(|doc| {
+            let keep = yaml_object(doc).ok().and_then(|v| {
+                v.pointer("/metadata/annotations")
+                    .and_then(|a| a.get(annotation::HELM_RESOURCE_POLICY))
+                    .and_then(Value::as_str)
+                    .map(|p| p.trim() == annotation::HELM_KEEP)
+            });
+            keep != Some(true)
+        })
+        .map(|doc| format!("---\n{doc}\n"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! 1. **dependencies**: every `dependsOn` Ready ([`crate::dependencies`]);
 //! 2. **source**: the GitRepository's artifact ([`source`]);
 //! 3. **render**: fetch, build with the spec overlay, substitute, label ([`render`]);
-//! 4. **apply**: plan (items + inventory), then staged server-side apply ([`apply`]);
+//! 4. **apply**: plan (items + inventory), record the intent (old inventory plus the new
+//!    objects, so a crash mid-apply leaks nothing), then staged server-side apply ([`apply`]);
 //! 5. **prune**: the previous inventory minus the new one, within the budget ([`prune`]);
 //! 6. **health**: read once, come back soon while pending ([`health`]).
 //!
@@ -21,8 +22,8 @@ mod render;
 mod source;
 mod substitute;
 
+pub use crate::prune_budget::PRUNE_BUDGET_ANNOTATION;
 pub use apply::apply_item;
-pub use prune::PRUNE_BUDGET_ANNOTATION;
 pub use render::{RenderSource, render_objects};
 pub use source::source_artifact;
 
@@ -132,9 +133,10 @@ impl Kind for Kustomization {
         let objects = render_objects(obj, ctx, RenderSource::Artifact(&artifact)).await?;
         let (items, inventory) = apply::plan(obj, objects)?;
         let applier = applier(obj, ctx).await?;
+        let previous = status.inventory.clone();
+        prune::record_intent(obj, ctx, status, &inventory).await?;
         let mut changes = apply::apply(obj, ctx, &applier, items, &inventory).await?;
-        let pruned =
-            prune::prune(obj, ctx, &applier, status.inventory.as_ref(), &inventory).await?;
+        let pruned = prune::prune(obj, ctx, &applier, previous.as_ref(), &inventory).await?;
         if !pruned.is_empty() {
             if !changes.is_empty() {
                 changes.push('\n');

@@ -4,18 +4,18 @@
 
 use std::time::Duration;
 
+use std::collections::HashSet;
+
 use kube::ResourceExt;
-use plumb_api::Kustomization;
+use kube::api::{Api, Patch, PatchParams};
 use plumb_api::consts::{annotation, reason};
 use plumb_api::inventory::{ObjMetadata, ResourceInventory, ResourceRef};
+use plumb_api::{Kustomization, KustomizationStatus};
 use plumb_ssa::{Applier, Inventory, ObjectRef, PruneOptions};
 
 use super::render::owner_labels;
 use crate::context::Context;
 use crate::outcome::{Class, Failure};
-
-/// Annotation that lets one pass prune more than the prune budget allows.
-pub const PRUNE_BUDGET_ANNOTATION: &str = "plumb.dev/prune-budget";
 
 /// Prunes what `previous` holds and `next` does not (when `spec.prune`); returns the change
 /// summary. Refuses, keeping the old inventory, when it would delete more than the budget.
@@ -31,25 +31,14 @@ pub(super) async fn prune(
         return Ok(String::new());
     }
     let old_len = previous.map_or(0, |i| i.entries.len());
-    let allowed = obj
-        .annotations()
-        .get(PRUNE_BUDGET_ANNOTATION)
-        .map(String::as_str)
-        == Some("disabled");
-    let share = stale.len() as f64 / old_len.max(1) as f64;
-    if !allowed && old_len >= 4 && share > ctx.config.prune_budget {
-        // Keep the old inventory: the objects stay tracked until a human decides.
-        return Err(Failure::new(
-            Class::Stalled,
-            reason::PRUNE_FAILED,
-            format!(
-                "refusing to prune {} of {old_len} objects ({:.0}% > budget {:.0}%); set annotation {PRUNE_BUDGET_ANNOTATION}: disabled to allow it",
-                stale.len(),
-                share * 100.0,
-                ctx.config.prune_budget * 100.0
-            ),
-        ));
-    }
+    // Over budget: keep the old inventory, the objects stay tracked until a human decides.
+    crate::prune_budget::check(
+        obj.annotations(),
+        stale.len(),
+        old_len,
+        ctx.config.prune_budget,
+    )
+    .map_err(|m| Failure::new(Class::Stalled, reason::PRUNE_FAILED, m))?;
     let pruned = applier
         .prune(&stale, &prune_options(obj, false))
         .await
@@ -60,6 +49,48 @@ pub(super) async fn prune(
         pruned.count(plumb_ssa::Action::Deleted),
     );
     Ok(pruned.summary())
+}
+
+/// Records, before anything is applied, every object this pass may create: the previous
+/// inventory plus the new objects, in memory and in the cluster (one status patch, only
+/// when there are new objects). A process killed mid-apply restarts with an inventory that
+/// names everything it may have created, so the next pass prunes what the source no longer
+/// holds and nothing leaks; objects never created are simply not found.
+pub(super) async fn record_intent(
+    obj: &Kustomization,
+    ctx: &Context,
+    status: &mut KustomizationStatus,
+    next: &Inventory,
+) -> Result<(), Failure> {
+    let mut union = status.inventory.clone().unwrap_or_default();
+    let known: HashSet<String> = union.entries.iter().map(|e| e.id.clone()).collect();
+    let before = union.entries.len();
+    for e in to_status(next).entries {
+        if !known.contains(&e.id) {
+            union.entries.push(e);
+        }
+    }
+    if union.entries.len() == before && status.inventory.is_some() {
+        return Ok(());
+    }
+    let api: Api<Kustomization> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"status": {"inventory": &union}});
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|e| {
+        Failure::new(
+            Class::Transient,
+            reason::RECONCILIATION_FAILED,
+            format!("recording the inventory before apply: {e}"),
+        )
+    })?;
+    status.inventory = Some(union);
+    Ok(())
 }
 
 /// The inventory in status for `inventory`.
@@ -85,6 +116,7 @@ pub(super) fn prune_options(obj: &Kustomization, wait: bool) -> PruneOptions {
             annotation::KUSTOMIZE_PRUNE.to_string(),
             annotation::DISABLED.to_string(),
         )],
+        owner_annotations: Default::default(),
         propagation: None,
         wait: wait.then(|| obj.timeout().unwrap_or(Duration::from_secs(300))),
     }

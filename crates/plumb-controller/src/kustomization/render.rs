@@ -59,6 +59,7 @@ pub async fn render_objects(
             render(obj, dir.to_path_buf(), PathBuf::from("/")).await?
         }
     };
+    refuse_encrypted(&objects)?;
     if let Some(vars) = substitution_vars(obj, ctx).await? {
         objects = substitute_objects(objects, &vars, ctx.config.strict_substitution)?;
     }
@@ -67,6 +68,27 @@ pub async fn render_objects(
         stamp_labels(o, &labels);
     }
     Ok(objects)
+}
+
+/// Fails the build when a document is still SOPS-encrypted (it carries SOPS's `sops`
+/// metadata with a MAC): applying ciphertext would overwrite a working Secret with garbage.
+/// plumb does not decrypt yet (`spec.decryption` is reported unsupported), so this is the
+/// decryption failure of Flux's build: nothing is applied or pruned.
+fn refuse_encrypted(objects: &[Value]) -> std::result::Result<(), Failure> {
+    let Some(o) = objects
+        .iter()
+        .find(|o| o.get("sops").and_then(|s| s.get("mac")).is_some())
+    else {
+        return Ok(());
+    };
+    let id = ObjectRef::from_object(o).map_or_else(|_| "a document".to_string(), |r| r.to_string());
+    Err(Failure::new(
+        Class::Stalled,
+        reason::BUILD_FAILED,
+        format!(
+            "decryption failed for {id}: the document is SOPS-encrypted and plumb cannot decrypt it (spec.decryption is not supported yet); nothing was applied"
+        ),
+    ))
 }
 
 /// The drift watcher's key of `obj`.

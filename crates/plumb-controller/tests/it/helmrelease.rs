@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::common::{install_crds, ready, start_plumb, wait_obj};
 
-const CHART: &[(&str, &str)] = &[
+pub(crate) const CHART: &[(&str, &str)] = &[
     (
         "charts/demo/Chart.yaml",
         "apiVersion: v2\nname: demo\nversion: 0.1.0\nappVersion: \"1.0\"\n",
@@ -33,6 +33,10 @@ const CHART: &[(&str, &str)] = &[
     (
         "charts/demo/templates/extra.yaml",
         "{{- if .Values.extra }}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-extra\n{{- end }}\n{{- if .Values.bad }}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Invalid_Name\n{{- end }}\n",
+    ),
+    (
+        "charts/demo/templates/kept.yaml",
+        "{{- if .Values.kept }}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-kept\n  annotations:\n    helm.sh/resource-policy: keep\n{{- end }}\n",
     ),
     (
         "charts/tested/Chart.yaml",
@@ -58,15 +62,15 @@ const CHART: &[(&str, &str)] = &[
     ),
 ];
 
-struct Env {
-    tmp: tempfile::TempDir,
+pub(crate) struct Env {
+    pub(crate) tmp: tempfile::TempDir,
     _server: GitHttpServer,
-    client: kube::Client,
-    ns: String,
-    kubeconfig: std::path::PathBuf,
+    pub(crate) client: kube::Client,
+    pub(crate) ns: String,
+    pub(crate) kubeconfig: std::path::PathBuf,
 }
 
-async fn setup(info: &ControlPlaneInfo, prefix: &str) -> (Env, TestNamespace) {
+pub(crate) async fn setup(info: &ControlPlaneInfo, prefix: &str) -> (Env, TestNamespace) {
     let client = info.admin_client().await.unwrap();
     install_crds(&client).await;
     let ns = TestNamespace::create(info, prefix).await.unwrap();
@@ -103,7 +107,7 @@ async fn setup(info: &ControlPlaneInfo, prefix: &str) -> (Env, TestNamespace) {
     )
 }
 
-fn hr(ns: &str, name: &str, values: Value, extra: Value) -> HelmRelease {
+pub(crate) fn hr(ns: &str, name: &str, values: Value, extra: Value) -> HelmRelease {
     let mut spec = json!({
         "interval": "1h",
         "timeout": "30s",
@@ -155,14 +159,6 @@ async fn release_secrets(client: &kube::Client, ns: &str, name: &str) -> Vec<Str
 
 fn history_version(v: &Value) -> i64 {
     v["status"]["history"][0]["version"].as_i64().unwrap_or(0)
-}
-
-async fn request_reconcile(api: &Api<HelmRelease>, name: &str) {
-    let stamp = format!("{:?}", std::time::SystemTime::now());
-    let patch = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": stamp}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -303,7 +299,7 @@ async fn install_upgrade_helm_cli_rollback_and_uninstall() {
     .await
     .unwrap();
     // plumb's next reconcile reads the rollback (v3) and restores the desired values as v4.
-    request_reconcile(&api, "demo").await;
+    common::request_reconcile(&api, "demo").await;
     let v = wait_obj(&api, "demo", "upgrade after helm rollback", |v| {
         history_version(v) == 4 && ready(v.get("status")).is_some_and(|r| r.0 == "True")
     })
@@ -565,17 +561,7 @@ async fn chart_from_helm_repository_and_new_version_upgrade() {
     // A new chart version in the index is installed as an upgrade.
     package_chart(&repo_dir, "hello", "0.1.1");
     index_repo(&repo_dir, None);
-    let stamp = format!("{:?}", std::time::SystemTime::now());
-    repos
-        .patch(
-            "charts",
-            &PatchParams::default(),
-            &Patch::Merge(
-                &json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": stamp}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    common::request_reconcile(&repos, "charts").await;
     let v = wait_obj(&api, "hello", "upgrade to 0.1.1", |v| {
         history_version(v) == 2 && ready(v.get("status")).is_some_and(|r| r.0 == "True")
     })

@@ -1,6 +1,8 @@
 //! Helpers shared by the controller tests: CRD install, in-process controllers, polling.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod world;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,4 +113,20 @@ where
             panic!("{e}; object now: {now:#?}");
         }
     }
+}
+
+/// Asks for a reconcile of `name` now (Flux's `reconcile.fluxcd.io/requestedAt`).
+pub async fn request_reconcile<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    let patch = serde_json::json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": stamp}}});
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
 }

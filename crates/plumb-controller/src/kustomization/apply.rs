@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use plumb_api::Kustomization;
 use plumb_api::consts::{annotation, reason};
+use plumb_api::inventory::ResourceInventory;
+use plumb_api::{Kustomization, KustomizationStatus};
 use plumb_ssa::{Applier, ApplyItem, ApplyOptions, Inventory, SsaMode};
 use serde_json::Value;
 
@@ -27,13 +28,16 @@ pub(super) fn plan(
     Ok((items, inventory))
 }
 
-/// Applies `items`; returns the change summary (event text).
+/// Applies `items`; returns the change summary (event text). When a stage fails, the
+/// inventory in `status` (the recorded intent) shrinks to `previous` plus what was applied:
+/// the objects never created need not stay tracked (nor block a later prune).
 pub(super) async fn apply(
     obj: &Kustomization,
     ctx: &Context,
     applier: &Applier,
-    items: Vec<ApplyItem>,
-    inventory: &Inventory,
+    (items, inventory): (Vec<ApplyItem>, &Inventory),
+    status: &mut KustomizationStatus,
+    previous: Option<&ResourceInventory>,
 ) -> Result<String, Failure> {
     let opts = ApplyOptions {
         force: obj.spec.force,
@@ -44,6 +48,17 @@ pub(super) async fn apply(
         wait_timeout: obj.timeout().unwrap_or(Duration::from_secs(300)),
     };
     let applied = applier.apply_all(items, &opts).await.map_err(|e| {
+        if let plumb_ssa::Error::Apply { applied, .. } = &e {
+            let done = Inventory {
+                objects: applied
+                    .entries
+                    .iter()
+                    .filter(|c| c.action != plumb_ssa::Action::Skipped)
+                    .map(|c| c.object.clone())
+                    .collect(),
+            };
+            status.inventory = Some(super::prune::union(previous, &done));
+        }
         let class = if e.is_transient() {
             Class::Transient
         } else {

@@ -135,7 +135,15 @@ impl Kind for Kustomization {
         let applier = applier(obj, ctx).await?;
         let previous = status.inventory.clone();
         prune::record_intent(obj, ctx, status, &inventory).await?;
-        let mut changes = apply::apply(obj, ctx, &applier, items, &inventory).await?;
+        let mut changes = apply::apply(
+            obj,
+            ctx,
+            &applier,
+            (items, &inventory),
+            status,
+            previous.as_ref(),
+        )
+        .await?;
         let pruned = prune::prune(obj, ctx, &applier, previous.as_ref(), &inventory).await?;
         if !pruned.is_empty() {
             if !changes.is_empty() {

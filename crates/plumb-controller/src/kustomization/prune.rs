@@ -62,15 +62,8 @@ pub(super) async fn record_intent(
     status: &mut KustomizationStatus,
     next: &Inventory,
 ) -> Result<(), Failure> {
-    let mut union = status.inventory.clone().unwrap_or_default();
-    let known: HashSet<String> = union.entries.iter().map(|e| e.id.clone()).collect();
-    let before = union.entries.len();
-    for e in to_status(next).entries {
-        if !known.contains(&e.id) {
-            union.entries.push(e);
-        }
-    }
-    if union.entries.len() == before && status.inventory.is_some() {
+    let union = union(status.inventory.as_ref(), next);
+    if status.inventory.as_ref() == Some(&union) {
         return Ok(());
     }
     let api: Api<Kustomization> =
@@ -91,6 +84,19 @@ pub(super) async fn record_intent(
     })?;
     status.inventory = Some(union);
     Ok(())
+}
+
+/// `base` plus the objects of `add` it does not hold yet, in that order.
+pub(super) fn union(base: Option<&ResourceInventory>, add: &Inventory) -> ResourceInventory {
+    let mut out = base.cloned().unwrap_or_default();
+    let known: HashSet<String> = out.entries.iter().map(|e| e.id.clone()).collect();
+    out.entries.extend(
+        to_status(add)
+            .entries
+            .into_iter()
+            .filter(|e| !known.contains(&e.id)),
+    );
+    out
 }
 
 /// The inventory in status for `inventory`.

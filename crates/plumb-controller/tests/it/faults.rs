@@ -402,3 +402,88 @@ async fn helmrelease_keep_policy_ownership_and_failures() {
         "kept on uninstall"
     );
 }
+
+/// A release left `pending-upgrade` by a process killed mid-upgrade (its record written,
+/// part of its objects applied): the next upgrade marks it failed and deletes what neither
+/// the new release nor anything else keeps, including objects of the last deployed release
+/// the killed upgrade never got to delete.
+#[tokio::test]
+async fn helmrelease_after_a_killed_upgrade_leaks_nothing() {
+    use k8s_openapi::api::core::v1::Secret;
+    use plumb_helm::storage;
+
+    let info = ControlPlane::shared().unwrap();
+    let (env, _ns) = setup(info, "fault-hrkill").await;
+    let n = env.ns.clone();
+    let api: Api<HelmRelease> = Api::namespaced(env.client.clone(), &n);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &n);
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &n);
+    api.create(
+        &PostParams::default(),
+        &hr(&n, "web", json!({"extra": true}), json!({})),
+    )
+    .await
+    .unwrap();
+    let ready_gen = |v: &Value| {
+        ready(v.get("status")).is_some_and(|r| r.0 == "True")
+            && v["status"]["observedGeneration"] == v["metadata"]["generation"]
+    };
+    wait_obj(&api, "web", "installed", ready_gen).await;
+    assert!(cms.get_opt("web-extra").await.unwrap().is_some());
+
+    // What a killed upgrade leaves: release v2 pending, naming web-cm and web-new (not
+    // web-extra), and web-new created; web-extra not yet deleted.
+    let v1 = secrets.get(&storage::secret_name("web", 1)).await.unwrap();
+    let mut rel = storage::decode(&v1.data.unwrap()["release"].0).unwrap();
+    rel.version = 2;
+    rel.info.status = storage::status::PENDING_UPGRADE.into();
+    let new_cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-new\n";
+    rel.manifest = rel
+        .manifest
+        .split("\n---")
+        .filter(|d| !d.contains("web-extra"))
+        .collect::<Vec<_>>()
+        .join("\n---");
+    rel.manifest.push_str(&format!(
+        "\n---\n# Source: demo/templates/new.yaml\n{new_cm}"
+    ));
+    let secret: Secret = serde_json::from_value(storage::secret_object(&rel, &n).unwrap()).unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let created: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "web-new",
+        "labels": {"app.kubernetes.io/managed-by": "Helm"},
+        "annotations": {"meta.helm.sh/release-name": "web", "meta.helm.sh/release-namespace": n}}}))
+    .unwrap();
+    cms.create(&PostParams::default(), &created).await.unwrap();
+
+    // The next upgrade (plumb restarted, new values) converges.
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"values": {"extra": false, "msg": "v3"}}})),
+    )
+    .await
+    .unwrap();
+    wait_obj(&api, "web", "upgraded after the crash", ready_gen).await;
+    let cm = cms.get("web-cm").await.unwrap();
+    assert_eq!(cm.data.unwrap()["msg"], "v3");
+    within("nothing leaked", 30, || {
+        let cms = cms.clone();
+        async move {
+            let extra = cms.get_opt("web-extra").await.ok()?;
+            let new = cms.get_opt("web-new").await.ok()?;
+            (extra.is_none() && new.is_none()).then_some(())
+        }
+    })
+    .await;
+    let v2 = secrets.get(&storage::secret_name("web", 2)).await.unwrap();
+    let v2 = storage::decode(&v2.data.unwrap()["release"].0).unwrap();
+    assert_eq!(
+        v2.info.status,
+        storage::status::FAILED,
+        "the interrupted release is failed"
+    );
+    api.delete("web", &DeleteParams::default()).await.unwrap();
+}

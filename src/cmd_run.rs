@@ -69,9 +69,14 @@ pub struct RunArgs {
     /// How long a leader's lease lasts without renewal (whole seconds).
     #[arg(long, default_value = "35s", value_parser = parse_duration)]
     pub leader_election_lease_duration: Duration,
-    /// How often the leader renews the lease and a standby retries (whole seconds).
+    /// How often the leader renews the lease and a standby retries.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub leader_election_retry_period: Duration,
+    /// How long the leader keeps reconciling without a confirmed renew before it steps
+    /// down (default: 2/3 of the lease duration; between the retry period and the lease
+    /// duration).
+    #[arg(long, value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Option<Duration>,
     /// Log level: trace, debug, info, warn, error.
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -252,6 +257,7 @@ async fn run_elected(
     let leader = plumb_controller::leader::LeaderConfig {
         lease_duration: args.leader_election_lease_duration,
         retry_period: args.leader_election_retry_period,
+        renew_deadline: args.leader_election_renew_deadline,
         ..plumb_controller::leader::LeaderConfig::new(LEASE_NAME, &namespace, &identity)
     };
     let role = ready;

@@ -10,6 +10,7 @@ mod gitrepository;
 mod helmrelease;
 mod helmrepository;
 mod kustomization;
+mod leader;
 mod operations;
 mod receiver;
 mod remote;

@@ -47,6 +47,13 @@ pub struct RunArgs {
     /// Address of the webhook receiver (Receiver objects' `status.webhookPath`).
     #[arg(long, default_value = ":9292")]
     pub receiver_addr: String,
+    /// Webhook calls per second each client (IP address) regains; over its burst a client
+    /// is answered 429 (0: no limit).
+    #[arg(long, default_value_t = 5.0)]
+    pub receiver_rate_limit: f64,
+    /// Webhook calls a client may make at once before --receiver-rate-limit applies.
+    #[arg(long, default_value_t = 20)]
+    pub receiver_rate_burst: u32,
     /// Address of the /healthz and /readyz endpoints.
     #[arg(long, default_value = ":9440")]
     pub health_addr: String,
@@ -321,10 +328,13 @@ async fn serve_endpoints(
     let receiver_listener = tokio::net::TcpListener::bind(listen_addr(&args.receiver_addr)?)
         .await
         .with_context(|| format!("binding the webhook receiver to {}", args.receiver_addr))?;
-    tokio::spawn(plumb_controller::receiver::serve(
+    let mut receiver_opts = plumb_controller::receiver::ServerOptions::new(scope.namespace.clone());
+    receiver_opts.rate_limit.per_second = args.receiver_rate_limit;
+    receiver_opts.rate_limit.burst = args.receiver_rate_burst;
+    tokio::spawn(plumb_controller::receiver::serve_with(
         ctx.clone(),
         receiver_listener,
-        scope.namespace.clone(),
+        receiver_opts,
         std::future::pending(),
     ));
     Ok(())

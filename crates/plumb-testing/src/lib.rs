@@ -13,6 +13,7 @@ pub mod git;
 pub mod moto;
 pub mod namespace;
 pub mod proxy;
+pub mod slow;
 pub mod wait;
 
 pub use controlplane::{ControlPlane, ControlPlaneInfo, StartOptions};

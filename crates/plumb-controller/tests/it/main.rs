@@ -12,5 +12,6 @@ mod helmrepository;
 mod kustomization;
 mod leader;
 mod operations;
+mod rbac;
 mod receiver;
 mod remote;

@@ -418,7 +418,10 @@ async fn webhook_server_turns_hostile_clients_away() {
 
     // The index's LIST and WATCH are all the API requests the server makes.
     wait::poll("the index watches", Duration::from_secs(10), || async {
-        ctx.metrics.encode().contains("verb=\"WATCH\"").then_some(())
+        ctx.metrics
+            .encode()
+            .contains("verb=\"WATCH\"")
+            .then_some(())
     })
     .await
     .unwrap();

@@ -47,6 +47,13 @@ pub struct RunArgs {
     /// Address of the webhook receiver (Receiver objects' `status.webhookPath`).
     #[arg(long, default_value = ":9292")]
     pub receiver_addr: String,
+    /// Webhook calls per second each client (IP address) regains; over its burst a client
+    /// is answered 429 (0: no limit).
+    #[arg(long, default_value_t = 5.0)]
+    pub receiver_rate_limit: f64,
+    /// Webhook calls a client may make at once before --receiver-rate-limit applies.
+    #[arg(long, default_value_t = 20)]
+    pub receiver_rate_burst: u32,
     /// Address of the /healthz and /readyz endpoints.
     #[arg(long, default_value = ":9440")]
     pub health_addr: String,
@@ -69,9 +76,14 @@ pub struct RunArgs {
     /// How long a leader's lease lasts without renewal (whole seconds).
     #[arg(long, default_value = "35s", value_parser = parse_duration)]
     pub leader_election_lease_duration: Duration,
-    /// How often the leader renews the lease and a standby retries (whole seconds).
+    /// How often the leader renews the lease and a standby retries.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub leader_election_retry_period: Duration,
+    /// How long the leader keeps reconciling without a confirmed renew before it steps
+    /// down (default: 2/3 of the lease duration; between the retry period and the lease
+    /// duration).
+    #[arg(long, value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Option<Duration>,
     /// Log level: trace, debug, info, warn, error.
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -252,6 +264,7 @@ async fn run_elected(
     let leader = plumb_controller::leader::LeaderConfig {
         lease_duration: args.leader_election_lease_duration,
         retry_period: args.leader_election_retry_period,
+        renew_deadline: args.leader_election_renew_deadline,
         ..plumb_controller::leader::LeaderConfig::new(LEASE_NAME, &namespace, &identity)
     };
     let role = ready;
@@ -315,10 +328,13 @@ async fn serve_endpoints(
     let receiver_listener = tokio::net::TcpListener::bind(listen_addr(&args.receiver_addr)?)
         .await
         .with_context(|| format!("binding the webhook receiver to {}", args.receiver_addr))?;
-    tokio::spawn(plumb_controller::receiver::serve(
+    let mut receiver_opts = plumb_controller::receiver::ServerOptions::new(scope.namespace.clone());
+    receiver_opts.rate_limit.per_second = args.receiver_rate_limit;
+    receiver_opts.rate_limit.burst = args.receiver_rate_burst;
+    tokio::spawn(plumb_controller::receiver::serve_with(
         ctx.clone(),
         receiver_listener,
-        scope.namespace.clone(),
+        receiver_opts,
         std::future::pending(),
     ));
     Ok(())

@@ -16,7 +16,8 @@ pub enum Error {
     /// Leader election failed (the lease could not be read, written or released).
     #[error("leader election: {0}")]
     Leader(String),
-    /// Another replica took the lease while this one was leading.
+    /// Leading ended without a release: another replica took the lease, or no renew was
+    /// confirmed within the renew deadline.
     #[error("leader election: lost lease {0}")]
     LeaseLost(String),
 }

@@ -14,7 +14,7 @@ use hyper::body::Frame;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::io::AsyncReadExt as _;
 
-use crate::{Result, SourceError};
+use crate::Result;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -116,10 +116,25 @@ async fn handle(root: Arc<PathBuf>, req: Request<hyper::body::Incoming>) -> Resp
     resp
 }
 
+/// Time a client has to send a request's line and headers before its connection is closed.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serve `root` read-only on `listener` until `shutdown` completes.
 pub async fn serve_artifacts(
     listener: tokio::net::TcpListener,
     root: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    serve_artifacts_with(listener, root, HEADER_READ_TIMEOUT, shutdown).await
+}
+
+/// [`serve_artifacts`] closing connections whose request head takes longer than
+/// `header_timeout` (idle keep-alive connections included), so slow clients cannot hold
+/// connections open.
+pub async fn serve_artifacts_with(
+    listener: tokio::net::TcpListener,
+    root: PathBuf,
+    header_timeout: std::time::Duration,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let root = Arc::new(root);
@@ -127,7 +142,15 @@ pub async fn serve_artifacts(
     loop {
         let (stream, _) = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            r = listener.accept() => r.map_err(SourceError::io("accept artifact connection", root.as_path()))?,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                // Out of file descriptors or a reset before accept: keep serving.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an artifact connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
         };
         let root = root.clone();
         tokio::spawn(async move {
@@ -136,6 +159,8 @@ pub async fn serve_artifacts(
                 async move { Ok::<_, Infallible>(handle(root, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .await;
         });
@@ -166,5 +191,37 @@ mod tests {
         ] {
             assert!(resolve(d.path(), bad).is_none(), "{bad}");
         }
+    }
+
+    /// A client that never finishes its request head is disconnected after the header
+    /// timeout; a well-behaved one is still served.
+    #[tokio::test]
+    async fn slow_headers_are_cut_off() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("gitrepository/ns/n")).unwrap();
+        std::fs::write(d.path().join("gitrepository/ns/n/a.tar.gz"), "x").unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let timeout = std::time::Duration::from_secs(1);
+        tokio::spawn(serve_artifacts_with(
+            listener,
+            d.path().to_path_buf(),
+            timeout,
+            std::future::pending(),
+        ));
+        let open = plumb_testing::slow::slowloris(addr, "/x", std::time::Duration::from_secs(10))
+            .await
+            .expect("the slow client was never disconnected");
+        assert!(open >= timeout && open < timeout * 3, "{open:?}");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::AsyncWriteExt as _;
+        s.write_all(
+            b"GET /gitrepository/ns/n/a.tar.gz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     }
 }

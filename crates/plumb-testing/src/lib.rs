@@ -12,6 +12,8 @@ pub mod eks_webhook;
 pub mod git;
 pub mod moto;
 pub mod namespace;
+pub mod proxy;
+pub mod slow;
 pub mod wait;
 
 pub use controlplane::{ControlPlane, ControlPlaneInfo, StartOptions};

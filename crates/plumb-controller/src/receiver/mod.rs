@@ -12,13 +12,19 @@
 //!
 //! The reconciler's steps ([`Kind::steps`]): refuse unsupported fields (stalled), read the
 //! token Secret, derive the webhook path, Ready. A change of a token Secret re-reconciles the
-//! Receivers that reference it. The webhook verification and server are in [`webhook`].
+//! Receivers that reference it. The webhook verification is in `webhook.rs`, the HTTP
+//! server in `server.rs` (with its watch-kept index of Receivers by path in `index.rs` and
+//! its per-client rate limit in `limit.rs`).
 
+mod index;
+mod limit;
+mod server;
 mod webhook;
 
+pub use limit::RateLimit;
+pub use server::{MAX_BODY_BYTES, ServerOptions, serve, serve_with};
 pub use webhook::{
-    MAX_BODY_BYTES, REASON_TOKEN_NOT_FOUND, Rejection, Verdict, accepted_total, rejected_total,
-    serve, sign, verify,
+    REASON_TOKEN_NOT_FOUND, Rejection, Verdict, accepted_total, rejected_total, sign, verify,
 };
 
 use std::sync::Arc;

@@ -1,33 +1,20 @@
-//! The webhook side of Receivers: verification of calls by type, and the HTTP server that
-//! turns a verified call into `reconcile.fluxcd.io/requestedAt` annotations on the Receiver's
-//! resources.
+//! Verification of webhook calls by Receiver type, and the token a Receiver's Secret holds.
+//! Pure functions of the call (headers, body) and the Receiver, so they can be fuzzed.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::StatusCode;
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::Api;
 use plumb_api::Receiver;
-use plumb_api::consts::annotation::RECONCILE_REQUESTED_AT;
-use plumb_api::receiver::{ReceiverResource, ReceiverType};
-
-use crate::Result;
-use crate::context::Context;
-
-/// Largest request body the webhook server reads (larger calls answer 413).
-pub const MAX_BODY_BYTES: usize = 4 << 20;
+use plumb_api::receiver::ReceiverType;
 
 /// Condition reason when the token Secret is missing or has no `token` key (Flux's).
 pub const REASON_TOKEN_NOT_FOUND: &str = "TokenNotFound";
 
-static REJECTED: AtomicU64 = AtomicU64::new(0);
-static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+pub(super) static REJECTED: AtomicU64 = AtomicU64::new(0);
+pub(super) static ACCEPTED: AtomicU64 = AtomicU64::new(0);
 
 /// Webhook calls rejected for a missing or wrong signature or token since the process started.
 pub fn rejected_total() -> u64 {
@@ -219,273 +206,6 @@ pub(super) async fn token(
     String::from_utf8(bytes).map_err(|_| format!("the token in Secret {ns}/{name} is not UTF-8"))
 }
 
-// ---------------------------------------------------------------------------------------------
-// HTTP server
-
-type Body = Full<bytes::Bytes>;
-
-fn reply(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
-    let mut resp = Response::new(Full::new(bytes::Bytes::from(msg.into() + "\n")));
-    *resp.status_mut() = status;
-    resp
-}
-
-/// Serves webhook calls on `listener` until `shutdown` completes. Receivers are looked up in
-/// `namespace` (all namespaces when `None`) by `status.webhookPath`.
-pub async fn serve(
-    ctx: Arc<Context>,
-    listener: tokio::net::TcpListener,
-    namespace: Option<String>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let namespace = Arc::new(namespace);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = &mut shutdown => return,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a webhook connection failed");
-                    continue;
-                }
-            },
-        };
-        let ctx = ctx.clone();
-        let namespace = namespace.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                let namespace = namespace.clone();
-                async move { Ok::<_, Infallible>(handle(&ctx, namespace.as_deref(), req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
-async fn handle(
-    ctx: &Context,
-    namespace: Option<&str>,
-    req: Request<hyper::body::Incoming>,
-) -> Response<Body> {
-    let path = req.uri().path().to_string();
-    if !path.starts_with(plumb_api::consts::RECEIVER_WEBHOOK_PATH_PREFIX) {
-        return reply(StatusCode::NOT_FOUND, "not found");
-    }
-    if req.method() != Method::POST {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted");
-    }
-    let (parts, body) = req.into_parts();
-    let body = match read_body(&parts.headers, body).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
-    let matching = match receivers_at(ctx, namespace, &path).await {
-        Ok(m) => m,
-        Err(resp) => return resp,
-    };
-    if matching.is_empty() {
-        return reply(StatusCode::NOT_FOUND, "no receiver for this path");
-    }
-    let mut failures = 0usize;
-    let mut triggered = 0usize;
-    for rcv in &matching {
-        let ns = rcv.namespace().unwrap_or_default();
-        let name = rcv.name_any();
-        if rcv.spec.suspend {
-            tracing::info!(receiver = %format!("{ns}/{name}"), "receiver is suspended; call ignored");
-            continue;
-        }
-        let token = match token(&ctx.client, &ns, rcv).await {
-            Ok(t) => t,
-            Err(msg) => {
-                tracing::error!(receiver = %format!("{ns}/{name}"), "{msg}");
-                return reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "receiver token unavailable",
-                );
-            }
-        };
-        // A rotated token changes the path; a stale status must not keep the old one valid.
-        if rcv.webhook_path(&token) != path {
-            return reply(StatusCode::NOT_FOUND, "no receiver for this path");
-        }
-        match verify(
-            rcv.spec.type_,
-            &token,
-            &rcv.spec.events,
-            &parts.headers,
-            &body,
-        ) {
-            Ok(Verdict::Ping) => return reply(StatusCode::OK, "pong"),
-            Ok(Verdict::Trigger) => {}
-            Err(rej) => {
-                if rej.is_auth_failure() {
-                    REJECTED.fetch_add(1, Ordering::Relaxed);
-                }
-                tracing::warn!(receiver = %format!("{ns}/{name}"), reason = %rej, "webhook call rejected");
-                return reply(rej.status(), rej.to_string());
-            }
-        }
-        ACCEPTED.fetch_add(1, Ordering::Relaxed);
-        for res in &rcv.spec.resources {
-            match request_reconciles(ctx, &ns, res).await {
-                Ok(n) => triggered += n,
-                Err(msg) => {
-                    failures += 1;
-                    tracing::error!(receiver = %format!("{ns}/{name}"), "{msg}");
-                }
-            }
-        }
-        tracing::info!(receiver = %format!("{ns}/{name}"), triggered, "webhook call handled");
-    }
-    if failures > 0 {
-        reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{failures} resource(s) could not be annotated"),
-        )
-    } else {
-        reply(
-            StatusCode::OK,
-            format!("{triggered} reconcile(s) requested"),
-        )
-    }
-}
-
-/// The request body, at most [`MAX_BODY_BYTES`] (413 otherwise).
-async fn read_body(
-    headers: &http::HeaderMap,
-    body: hyper::body::Incoming,
-) -> Result<bytes::Bytes, Response<Body>> {
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {MAX_BODY_BYTES} bytes"),
-        ));
-    }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(_) => Err(reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {MAX_BODY_BYTES} bytes or unreadable"),
-        )),
-    }
-}
-
-/// The Receivers whose `status.webhookPath` is `path` (503 when they cannot be listed).
-async fn receivers_at(
-    ctx: &Context,
-    namespace: Option<&str>,
-    path: &str,
-) -> Result<Vec<Receiver>, Response<Body>> {
-    let receivers: Api<Receiver> = match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let list = match receivers.list(&ListParams::default()).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "listing Receivers failed");
-            return Err(reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot list Receivers",
-            ));
-        }
-    };
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|r| {
-            r.status
-                .as_ref()
-                .and_then(|s| s.webhook_path.as_deref())
-                .is_some_and(|p| p == path)
-        })
-        .collect())
-}
-
-/// API group/version of the kinds a Receiver can trigger (Flux GA where it exists).
-fn resource_for(res: &ReceiverResource) -> ApiResource {
-    use plumb_api::receiver::ReceiverResourceKind as K;
-    let kind = res.kind.as_str();
-    let default_av = match res.kind {
-        K::GitRepository | K::HelmRepository | K::HelmChart | K::Bucket | K::OCIRepository => {
-            "source.toolkit.fluxcd.io/v1"
-        }
-        K::Kustomization => "kustomize.toolkit.fluxcd.io/v1",
-        K::HelmRelease => "helm.toolkit.fluxcd.io/v2",
-        K::ImageRepository | K::ImagePolicy | K::ImageUpdateAutomation => {
-            "image.toolkit.fluxcd.io/v1beta2"
-        }
-    };
-    let av = res.api_version.as_deref().unwrap_or(default_av);
-    let (group, version) = av.split_once('/').unwrap_or(("", av));
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: av.into(),
-        kind: kind.into(),
-        plural: match kind.to_lowercase() {
-            k if k.ends_with('y') => format!("{}ies", &k[..k.len() - 1]),
-            k => format!("{k}s"),
-        },
-    }
-}
-
-/// Annotates the object(s) `res` names; returns how many.
-async fn request_reconciles(
-    ctx: &Context,
-    receiver_ns: &str,
-    res: &ReceiverResource,
-) -> Result<usize, String> {
-    let ns = res.namespace.as_deref().unwrap_or(receiver_ns);
-    let kind = res.kind.as_str();
-    if ctx.config.no_cross_namespace_refs && ns != receiver_ns {
-        return Err(format!(
-            "{kind} {ns}/{}: cross-namespace references are disabled",
-            res.name
-        ));
-    }
-    let ar = resource_for(res);
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
-    let names = if res.name == "*" {
-        let selector = selector(&res.match_labels);
-        let lp = ListParams::default().labels(&selector);
-        api.list_metadata(&lp)
-            .await
-            .map_err(|e| format!("listing {kind}s in {ns} ({selector}): {e}"))?
-            .items
-            .into_iter()
-            .map(|o| o.name_any())
-            .collect()
-    } else {
-        vec![res.name.clone()]
-    };
-    let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let patch = serde_json::json!({"metadata": {"annotations": {RECONCILE_REQUESTED_AT: stamp}}});
-    for name in &names {
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| format!("annotating {kind} {ns}/{name}: {e}"))?;
-    }
-    Ok(names.len())
-}
-
-fn selector(labels: &BTreeMap<String, String>) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,20 +338,5 @@ mod tests {
             verify(ReceiverType::Harbor, "t", &[], &headers(&[]), BODY),
             Err(Rejection::Unsupported(ReceiverType::Harbor))
         );
-    }
-
-    #[test]
-    fn plurals_of_triggerable_kinds() {
-        let r = |k: &str| {
-            resource_for(
-                &serde_json::from_value(serde_json::json!({"kind": k, "name": "x"})).unwrap(),
-            )
-        };
-        assert_eq!(r("GitRepository").plural, "gitrepositories");
-        assert_eq!(r("HelmRepository").plural, "helmrepositories");
-        assert_eq!(r("ImageRepository").plural, "imagerepositories");
-        assert_eq!(r("Kustomization").plural, "kustomizations");
-        assert_eq!(r("HelmRelease").api_version, "helm.toolkit.fluxcd.io/v2");
-        assert_eq!(r("ImagePolicy").plural, "imagepolicies");
     }
 }

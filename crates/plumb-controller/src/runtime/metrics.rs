@@ -354,24 +354,59 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
     }
 }
 
-/// Reads an HTTP/1 request head (up to 8 KiB) and returns its path without the query.
+/// How long a client of the metrics and health endpoints has to send its request head.
+pub const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads an HTTP/1 request head (up to 8 KiB, within [`HEAD_TIMEOUT`] in all: a client
+/// sending a byte at a time is cut off too) and returns its path without the query.
 pub async fn read_request_path(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    read_request_path_within(stream, HEAD_TIMEOUT).await
+}
+
+/// [`read_request_path`] with a deadline of `limit` for the whole head.
+pub async fn read_request_path_within(
+    stream: &mut tokio::net::TcpStream,
+    limit: std::time::Duration,
+) -> Option<String> {
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            break;
+    let read_head = async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > 8192 {
+                break;
+            }
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > 8192 {
-            break;
-        }
-    }
+        Some(())
+    };
+    tokio::time::timeout(limit, read_head).await.ok()??;
     let head = String::from_utf8_lossy(&buf);
     let target = head.split_whitespace().nth(1)?;
     Some(target.split('?').next().unwrap_or(target).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-rolled endpoints give a client one deadline for its whole head, so a byte
+    /// every 200 ms does not keep the connection open.
+    #[tokio::test]
+    async fn a_slow_request_head_is_cut_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limit = std::time::Duration::from_secs(1);
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            assert_eq!(read_request_path_within(&mut s, limit).await, None);
+        });
+        let open = plumb_testing::slow::slowloris(addr, "/metrics", limit * 10)
+            .await
+            .expect("the slow client was never disconnected");
+        assert!(open >= limit && open < limit * 3, "{open:?}");
+    }
 }

@@ -11,6 +11,8 @@ mod gitrepository;
 mod helmrelease;
 mod helmrepository;
 mod kustomization;
+mod leader;
 mod operations;
+mod rbac;
 mod receiver;
 mod remote;

@@ -23,7 +23,22 @@ async fn post(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (code, _, body) = post_from([127, 0, 0, 1], addr, path, headers, body).await;
+    (code, body)
+}
+
+/// [`post`] from the local address `from` (any of 127.0.0.0/8): the status code, the
+/// response head and the body.
+async fn post_from(
+    from: [u8; 4],
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
     let mut req = format!(
         "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
         body.len()
@@ -41,8 +56,8 @@ async fn post(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (code, body)
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (code, head.to_string(), body.to_string())
 }
 
 fn configmap(v: &str) -> String {
@@ -74,10 +89,14 @@ async fn signed_push_is_applied_within_five_seconds() {
     let ctx = start_plumb(info, &n, &tmp.path().join("storage")).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook_addr = listener.local_addr().unwrap();
-    tokio::spawn(receiver::serve(
+    let opts = receiver::ServerOptions {
+        body_timeout: Duration::from_secs(2),
+        ..receiver::ServerOptions::new(Some(n.clone()))
+    };
+    tokio::spawn(receiver::serve_with(
         ctx.clone(),
         listener,
-        Some(n.clone()),
+        opts,
         std::future::pending(),
     ));
 
@@ -239,6 +258,15 @@ async fn signed_push_is_applied_within_five_seconds() {
     let mut resp = String::new();
     s.read_to_string(&mut resp).await.unwrap();
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    // A body that stops coming is answered 408 at the body timeout.
+    let mut s = tokio::net::TcpStream::connect(hook_addr).await.unwrap();
+    let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{{");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let t0 = Instant::now();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
 
     // A push, then a signed webhook: applied within 5 seconds though the source polls hourly.
     let sha = repo.commit(&[("deploy/cm.yaml", &configmap("2"))], "push");
@@ -321,7 +349,136 @@ async fn signed_push_is_applied_within_five_seconds() {
         ("x-hub-signature-256", sig.as_str()),
     ];
     assert_eq!(post(hook_addr, &path, &headers, body).await.0, 404);
-    assert_eq!(post(hook_addr, &new_path, &headers, body).await.0, 200);
+    // The server's index follows the status through its watch, a moment later.
+    wait::poll("the new path is served", Duration::from_secs(5), || async {
+        (post(hook_addr, &new_path, &headers, body).await.0 == 200).then_some(())
+    })
+    .await
+    .unwrap();
 
+    ns.delete().await.unwrap();
+}
+
+/// Kubernetes API requests `ctx`'s client made so far.
+fn api_requests(ctx: &plumb_controller::Context) -> f64 {
+    ctx.metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("plumb_kube_api_requests_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// The webhook server turns hostile clients away without the API server: an unknown path
+/// is 404 from the watch-kept index (no API request, body unread), a client over its rate
+/// limit gets 429 while another is served, a slow head is cut at the header timeout, and
+/// connections past the cap wait until a slot frees.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_server_turns_hostile_clients_away() {
+    let info = ControlPlane::shared().unwrap();
+    let admin = info.admin_client().await.unwrap();
+    install_crds(&admin).await;
+    let ns = TestNamespace::create(info, "rcv-hostile").await.unwrap();
+    let n = ns.name().to_string();
+    // A context of its own, running no controllers: its request counter is the server's.
+    let kc = kube::config::Kubeconfig::read_from(&info.kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let metrics = std::sync::Arc::new(plumb_controller::metrics::Metrics::new());
+    let client =
+        plumb_controller::client::build(cfg.clone(), Default::default(), metrics.clone()).unwrap();
+    let ctx = plumb_controller::Context::with_metrics(client, cfg, Default::default(), metrics);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let header_timeout = Duration::from_secs(1);
+    let opts = receiver::ServerOptions {
+        rate_limit: receiver::RateLimit {
+            burst: 5,
+            per_second: 0.5,
+            max_clients: 100,
+        },
+        header_timeout,
+        max_connections: 2,
+        ..receiver::ServerOptions::new(Some(n.clone()))
+    };
+    tokio::spawn(receiver::serve_with(
+        ctx.clone(),
+        listener,
+        opts,
+        std::future::pending(),
+    ));
+    // Ready once the first list of Receivers is in (503 before).
+    wait::poll("the index is ready", Duration::from_secs(30), || async {
+        let (code, _, _) = post_from([127, 0, 0, 9], addr, "/hook/warmup", &[], "{}").await;
+        (code == 404).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // The index's LIST and WATCH are all the API requests the server makes.
+    wait::poll("the index watches", Duration::from_secs(10), || async {
+        ctx.metrics
+            .encode()
+            .contains("verb=\"WATCH\"")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let before = api_requests(&ctx);
+    let t0 = Instant::now();
+    for i in 0..5 {
+        // A 1 MiB body is declared and never sent: the answer cannot have waited for it.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /hook/{i:064x} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            1 << 20
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+        assert!(resp.ends_with("no receiver for this path\n"), "{resp}");
+    }
+    let five = t0.elapsed();
+    eprintln!("5 calls to unknown paths answered 404 in {five:?}");
+    assert!(five < Duration::from_secs(2), "{five:?}");
+    assert_eq!(
+        api_requests(&ctx),
+        before,
+        "an unknown path made an API request"
+    );
+    // Over its burst, 127.0.0.1 is refused with a Retry-After; 127.0.0.2 is still served.
+    let (code, head, _) = post_from([127, 0, 0, 1], addr, "/hook/a", &[], "{}").await;
+    assert_eq!(code, 429, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 2"),
+        "{head}"
+    );
+    let (code, _, _) = post_from([127, 0, 0, 2], addr, "/hook/a", &[], "{}").await;
+    assert_eq!(code, 404);
+
+    // A slow head is cut at the header timeout.
+    let open = plumb_testing::slow::slowloris(addr, "/hook/a", Duration::from_secs(10))
+        .await
+        .expect("the slow client was never disconnected");
+    assert!(
+        open >= header_timeout && open < header_timeout * 3,
+        "{open:?}"
+    );
+    // Two silent connections hold both slots: a third client waits for the header timeout
+    // to free one, then is served.
+    let _silent: Vec<_> =
+        futures::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(addr))).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = Instant::now();
+    let (code, _, _) = post_from([127, 0, 0, 3], addr, "/hook/a", &[], "{}").await;
+    let waited = t0.elapsed();
+    assert_eq!(code, 404);
+    assert!(
+        waited >= header_timeout / 2 && waited < header_timeout * 3,
+        "{waited:?}"
+    );
+    assert_eq!(api_requests(&ctx), before);
     ns.delete().await.unwrap();
 }

@@ -8,8 +8,11 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 # C toolchain bits for vendored libgit2 (https via OpenSSL, ssh via libssh2) and the
 # vendored, statically linked OpenSSL (its build wants perl and make),
-# git's own http-backend and an sshd for the git server tests.
-APT_PKGS=(pkg-config libssl-dev cmake perl make git openssh-server openssh-client etcd-server openssl)
+# git's own http-backend and an sshd for the git server tests; an OCI registry (CNCF
+# distribution 2.8, `docker-registry serve CONFIG`) and skopeo, an independent OCI client,
+# for the OCI artifact tests.
+APT_PKGS=(pkg-config libssl-dev cmake perl make git openssh-server openssh-client etcd-server openssl
+  docker-registry skopeo)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

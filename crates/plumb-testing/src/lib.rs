@@ -12,6 +12,7 @@ pub mod eks_webhook;
 pub mod git;
 pub mod moto;
 pub mod namespace;
+pub mod registry;
 pub mod wait;
 
 pub use controlplane::{ControlPlane, ControlPlaneInfo, StartOptions};

@@ -68,10 +68,8 @@ impl Registry {
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(status) = self.probe() {
-                if status == 200 || status == 401 {
-                    return Ok(());
-                }
+            if let Ok(200 | 401) = self.probe() {
+                return Ok(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
@@ -141,6 +139,22 @@ impl Registry {
     /// Where the registry stores blobs and manifests (for corruption tests).
     pub fn storage_dir(&self) -> PathBuf {
         self.dir.path().join("storage")
+    }
+
+    /// The registry's whole log, access log included (one line per request:
+    /// `"METHOD /v2/... HTTP/1.1" status`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// The path of a blob's data in the registry's storage (for corruption tests).
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2.min(hex.len())])
+            .join(hex)
+            .join("data")
     }
 
     /// The last lines of the registry's log.

@@ -147,6 +147,7 @@ fn tls_htpasswd_and_clear_errors() {
     let reg = Registry::start(RegistryOptions {
         tls: Some(&tls),
         htpasswd: Some(("alice", "s3cret-pw")),
+        ..Default::default()
     })
     .unwrap();
     let home = tempfile::tempdir().unwrap();

@@ -275,6 +275,7 @@ fn htpasswd_over_tls_with_ca() {
     let reg = Registry::start(RegistryOptions {
         tls: Some(&tls),
         htpasswd: Some(("alice", "s3cret-pw")),
+        ..Default::default()
     })
     .unwrap();
     let with = |creds: Option<(&str, &str)>, ca: Option<&str>| ClientOptions {
@@ -332,4 +333,77 @@ fn stalled_registry_times_out() {
     let e = c.resolve(&RefSpec::Tag("v1".into())).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn bearer_token_flow_pulls_and_pushes() {
+    let reg = Registry::start(RegistryOptions {
+        token: Some(("bob", "t0ken-pw")),
+        ..Default::default()
+    })
+    .unwrap();
+    let creds = ClientOptions {
+        credentials: Some(Credentials {
+            username: "bob".into(),
+            password: "t0ken-pw".into(),
+        }),
+        ..insecure()
+    };
+    let digest = push(&reg, "team/app:v1", &[("a", "1")], &creds);
+    let c = client(&reg.oci_url("team/app"), &creds);
+    let r = c.resolve(&RefSpec::Tag("v1".into())).unwrap();
+    assert_eq!(r.digest, digest);
+    let m = c.fetch_manifest(&digest).unwrap();
+    c.fetch_layer(&m, None).unwrap();
+    let tokens = reg.token_server().unwrap().requests();
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t.scope == "repository:team/app:pull,push" && t.authorized),
+        "{tokens:?}"
+    );
+    // One token per scope and client: the pull client asked once, then reused it.
+    let pulls = tokens
+        .iter()
+        .filter(|t| t.scope == "repository:team/app:pull")
+        .count();
+    assert_eq!(pulls, 1, "{tokens:?}");
+    // Anonymous: the token server refuses, a clear 401.
+    let e = client(&reg.oci_url("team/app"), &insecure())
+        .resolve(&RefSpec::Tag("v1".into()))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AuthFailed, "{e}");
+}
+
+#[test]
+fn client_certificate_is_presented() {
+    let tls = TlsMaterial::generate();
+    let reg = Registry::start(RegistryOptions {
+        tls: Some(&tls),
+        client_auth: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let with_cert = |crt: &str, key: &str| ClientOptions {
+        ca_pem: Some(tls.ca_pem.as_bytes().to_vec()),
+        client_cert: Some((crt.as_bytes().to_vec(), key.as_bytes().to_vec())),
+        timeout: Duration::from_secs(20),
+        ..Default::default()
+    };
+    let good = with_cert(&tls.client_crt_pem, &tls.client_key_pem);
+    let digest = push(&reg, "app:v1", &[("a", "1")], &good);
+    let c = client(&reg.oci_url("app"), &good);
+    assert_eq!(
+        c.resolve(&RefSpec::Tag("v1".into())).unwrap().digest,
+        digest
+    );
+    // A certificate of the other CA is refused in the handshake.
+    let bad = with_cert(&tls.other_client_crt_pem, &tls.other_client_key_pem);
+    let e = client(&reg.oci_url("app"), &bad)
+        .resolve(&RefSpec::Tag("v1".into()))
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::HostUntrusted | ErrorKind::Unreachable),
+        "{e}"
+    );
 }

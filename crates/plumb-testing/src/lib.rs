@@ -13,6 +13,7 @@ pub mod git;
 pub mod moto;
 pub mod namespace;
 pub mod registry;
+pub mod registry_token;
 pub mod wait;
 
 pub use controlplane::{ControlPlane, ControlPlaneInfo, StartOptions};

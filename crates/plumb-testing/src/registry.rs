@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::git::TlsMaterial;
+use crate::registry_token::TokenServer;
 
 /// How to start a [`Registry`].
 #[derive(Debug, Default, Clone, Copy)]
@@ -21,6 +22,10 @@ pub struct RegistryOptions<'a> {
     pub tls: Option<&'a TlsMaterial>,
     /// Demand basic auth for this user and password (an htpasswd file with a bcrypt hash).
     pub htpasswd: Option<(&'a str, &'a str)>,
+    /// Demand bearer tokens from a [`TokenServer`] that gives them for this user and password.
+    pub token: Option<(&'a str, &'a str)>,
+    /// With `tls`: demand a client certificate signed by the test CA.
+    pub client_auth: bool,
 }
 
 /// A running registry.
@@ -29,6 +34,9 @@ pub struct Registry {
     child: Child,
     port: u16,
     tls: bool,
+    /// Client certificate and key (PEM) the readiness probe presents.
+    probe_identity: Option<(String, String)>,
+    token: Option<TokenServer>,
     dir: tempfile::TempDir,
 }
 
@@ -38,7 +46,11 @@ impl Registry {
     pub fn start(opts: RegistryOptions<'_>) -> Result<Registry, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("registry temp dir: {e}"))?;
         let port = free_port()?;
-        let config = write_config(dir.path(), port, &opts)?;
+        let token = match opts.token {
+            Some((user, pass)) => Some(TokenServer::start(dir.path(), user, pass)?),
+            None => None,
+        };
+        let config = write_config(dir.path(), port, &opts, token.as_ref())?;
         let log = std::fs::File::create(dir.path().join("registry.log"))
             .map_err(|e| format!("registry log: {e}"))?;
         let log2 = log.try_clone().map_err(|e| format!("registry log: {e}"))?;
@@ -59,6 +71,11 @@ impl Registry {
             child,
             port,
             tls: opts.tls.is_some(),
+            probe_identity: opts
+                .tls
+                .filter(|_| opts.client_auth)
+                .map(|t| (t.client_crt_pem.clone(), t.client_key_pem.clone())),
+            token,
             dir,
         };
         reg.wait_ready(Duration::from_secs(30))?;
@@ -103,6 +120,14 @@ impl Registry {
             let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
                 .map_err(|e| e.to_string())?;
             b.set_verify(openssl::ssl::SslVerifyMode::NONE);
+            if let Some((crt, key)) = &self.probe_identity {
+                let crt =
+                    openssl::x509::X509::from_pem(crt.as_bytes()).map_err(|e| e.to_string())?;
+                let key = openssl::pkey::PKey::private_key_from_pem(key.as_bytes())
+                    .map_err(|e| e.to_string())?;
+                b.set_certificate(&crt).map_err(|e| e.to_string())?;
+                b.set_private_key(&key).map_err(|e| e.to_string())?;
+            }
             let mut s = b
                 .build()
                 .connect("localhost", stream)
@@ -118,6 +143,11 @@ impl Registry {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| format!("no HTTP status in {resp:?}"))
+    }
+
+    /// The token server, when started with `token`.
+    pub fn token_server(&self) -> Option<&TokenServer> {
+        self.token.as_ref()
     }
 
     /// `127.0.0.1:<port>`, the registry host of references.
@@ -172,7 +202,15 @@ impl Drop for Registry {
     }
 }
 
-fn write_config(dir: &Path, port: u16, opts: &RegistryOptions<'_>) -> Result<PathBuf, String> {
+fn write_config(
+    dir: &Path,
+    port: u16,
+    opts: &RegistryOptions<'_>,
+    token: Option<&TokenServer>,
+) -> Result<PathBuf, String> {
+    if opts.htpasswd.is_some() && token.is_some() {
+        return Err("htpasswd and token auth are exclusive".to_string());
+    }
     let storage = dir.join("storage");
     std::fs::create_dir_all(&storage).map_err(|e| format!("registry storage: {e}"))?;
     let mut cfg = format!(
@@ -186,6 +224,21 @@ fn write_config(dir: &Path, port: u16, opts: &RegistryOptions<'_>) -> Result<Pat
             "  tls:\n    certificate: {}\n    key: {}\n",
             tls.server_cert_path().display(),
             tls.server_key_path().display()
+        ));
+        if opts.client_auth {
+            cfg.push_str(&format!(
+                "    clientcas:\n      - {}\n",
+                tls.ca_path().display()
+            ));
+        }
+    }
+    if let Some(t) = token {
+        cfg.push_str(&format!(
+            "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            t.realm(),
+            crate::registry_token::SERVICE,
+            crate::registry_token::ISSUER,
+            t.bundle().display()
         ));
     }
     if let Some((user, pass)) = opts.htpasswd {

@@ -23,6 +23,7 @@ fn plain_tls_and_htpasswd_variants_answer_v2() {
     let secure = Registry::start(RegistryOptions {
         tls: Some(&tls),
         htpasswd: Some(("alice", "s3cret")),
+        ..Default::default()
     })
     .expect("tls+htpasswd registry");
     assert!(secure.base_url().starts_with("https://"));

@@ -131,6 +131,51 @@ impl Default for ClientOptions {
     }
 }
 
+impl ClientOptions {
+    /// Take TLS material from a `certSecretRef` Secret's data: `ca.crt`, and `tls.crt` with
+    /// `tls.key` (both or neither). Errors name the key, never its value.
+    pub fn apply_cert_secret(
+        &mut self,
+        data: &std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Result<()> {
+        if let Some(ca) = data.get("ca.crt") {
+            self.ca_pem = Some(ca.clone());
+        }
+        match (data.get("tls.crt"), data.get("tls.key")) {
+            (Some(c), Some(k)) => self.client_cert = Some((c.clone(), k.clone())),
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(SourceError::Invalid {
+                    what: "secret fields 'tls.crt' and 'tls.key'".to_string(),
+                    detail: "both must be set, or neither".to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Take credentials for `registry` from a `kubernetes.io/dockerconfigjson` Secret's data
+    /// (`.dockerconfigjson`); a Secret without that key is an error, one without an entry
+    /// for the registry leaves the client anonymous.
+    pub fn apply_docker_config_secret(
+        &mut self,
+        data: &std::collections::BTreeMap<String, Vec<u8>>,
+        registry: &str,
+    ) -> Result<()> {
+        let json = data
+            .get(".dockerconfigjson")
+            .ok_or_else(|| SourceError::Invalid {
+                what: "secret field '.dockerconfigjson'".to_string(),
+                detail: "missing (the secret must be of type kubernetes.io/dockerconfigjson)"
+                    .to_string(),
+            })?;
+        if let Some(c) = Credentials::from_docker_config(json, registry)? {
+            self.credentials = Some(c);
+        }
+        Ok(())
+    }
+}
+
 /// A client for one repository of one registry. Cheap to keep; holds the last authorization
 /// (bearer token or basic) so later requests skip the challenge round trip.
 pub struct Client {
@@ -594,5 +639,27 @@ mod tests {
                 .is_none()
         );
         assert!(Credentials::from_docker_config(b"nope", "x").is_err());
+    }
+
+    #[test]
+    fn secrets_fill_options() {
+        use std::collections::BTreeMap;
+        let mut o = ClientOptions::default();
+        let data = BTreeMap::from([(
+            ".dockerconfigjson".to_string(),
+            br#"{"auths":{"r.io":{"auth":"dTpw"}}}"#.to_vec(),
+        )]);
+        o.apply_docker_config_secret(&data, "r.io").unwrap();
+        assert_eq!(o.credentials.as_ref().unwrap().username, "u");
+        assert!(
+            o.apply_docker_config_secret(&BTreeMap::new(), "r.io")
+                .is_err()
+        );
+        let half = BTreeMap::from([("tls.crt".to_string(), b"x".to_vec())]);
+        let e = o.apply_cert_secret(&half).unwrap_err();
+        assert!(e.to_string().contains("both must be set"), "{e}");
+        let ca = BTreeMap::from([("ca.crt".to_string(), b"pem".to_vec())]);
+        o.apply_cert_secret(&ca).unwrap();
+        assert_eq!(o.ca_pem.as_deref(), Some(&b"pem"[..]));
     }
 }

@@ -347,6 +347,9 @@ impl Client {
     ) -> Result<Resp> {
         let cached = self.cached_auth(scope);
         let resp = self.send(method, url, headers, &body, cached.as_deref())?;
+        if resp.status == 403 {
+            return Err(self.auth_failed(403));
+        }
         if resp.status != 401 {
             return Ok(resp);
         }
@@ -470,7 +473,7 @@ impl Client {
         }
     }
 
-    fn read_err(&self, what: &str, e: std::io::Error) -> SourceError {
+    pub(crate) fn read_err(&self, what: &str, e: std::io::Error) -> SourceError {
         if e.kind() == std::io::ErrorKind::TimedOut
             || e.to_string().to_ascii_lowercase().contains("timeout")
         {

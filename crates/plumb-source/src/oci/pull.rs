@@ -2,6 +2,7 @@
 //! with size caps and digest verification.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -350,7 +351,26 @@ impl Client {
 
     /// Download the blob `desc` describes, at most `cap` bytes, and verify its size and digest.
     pub fn fetch_blob(&self, desc: &Descriptor, cap: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.fetch_blob_to(desc, cap, &mut out)?;
+        Ok(out)
+    }
+
+    /// Stream the blob `desc` describes into `out` (at most `cap` bytes), verifying its size
+    /// and digest at the end: on error `out` holds unverified bytes and must be discarded.
+    pub fn fetch_blob_to<W: std::io::Write>(
+        &self,
+        desc: &Descriptor,
+        cap: u64,
+        out: &mut W,
+    ) -> Result<()> {
         let what = format!("blob {}", desc.digest);
+        let too_large = |size: u64| SourceError::TooLarge {
+            op: "oci pull",
+            path: format!("{} {what}", self.reference.name()),
+            size,
+            limit: cap,
+        };
         if !super::is_sha256_digest(&desc.digest) {
             return Err(SourceError::UnsupportedManifest {
                 op: "oci fetch blob",
@@ -359,32 +379,43 @@ impl Client {
             });
         }
         if desc.size > cap {
-            return Err(SourceError::TooLarge {
-                op: "oci pull",
-                path: format!("{} {what}", self.reference.name()),
-                size: desc.size,
-                limit: cap,
-            });
+            return Err(too_large(desc.size));
         }
         let url = self.url(&format!("blobs/{}", desc.digest));
-        let resp = self.request("GET", &url, &[], Body::None, "pull")?;
+        let mut resp = self.request("GET", &url, &[], Body::None, "pull")?;
         if resp.status == 404 {
             return Err(self.not_found(what));
         }
         if resp.status != 200 {
             return Err(self.status_err("oci fetch blob", resp.status));
         }
-        let data = self.read_capped(resp, cap, &what)?;
-        let actual = sha256(&data);
-        if actual != desc.digest || data.len() as u64 != desc.size {
+        let mut reader = resp.inner.body_mut().as_reader().take(cap + 1);
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut size = 0u64;
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| self.read_err(&what, e))?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            if size > cap {
+                return Err(too_large(size));
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(SourceError::io("write blob", what.clone()))?;
+        }
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if actual != desc.digest || size != desc.size {
             return Err(SourceError::DigestMismatch {
                 op: "oci fetch blob",
                 url: self.reference.name(),
                 expected: format!("{} ({} bytes)", desc.digest, desc.size),
-                actual: format!("{actual} ({} bytes)", data.len()),
+                actual: format!("{actual} ({size} bytes)"),
             });
         }
-        Ok(data)
+        Ok(())
     }
 
     /// Select the layer (see [`select_layer`]) and download it within the layer cap.

@@ -407,3 +407,47 @@ fn client_certificate_is_presented() {
         "{e}"
     );
 }
+
+#[test]
+fn helm_pushed_charts_resolve_and_download() {
+    let reg = plain();
+    let work = tempfile::tempdir().unwrap();
+    for v in ["1.0.0", "1.2.0+build.7", "2.0.0-rc.1"] {
+        let tgz = plumb_testing::chartrepo::package_chart(work.path(), "podinfo", v);
+        let out = std::process::Command::new("helm")
+            .args(["push"])
+            .arg(&tgz)
+            .arg(format!("oci://{}/charts", reg.host()))
+            .arg("--plain-http")
+            .output()
+            .expect("helm (scripts/install-deps.sh)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let c = client(&reg.oci_url("charts/podinfo"), &insecure());
+    let (version, r) = c.resolve_helm_chart("1.x").unwrap();
+    assert_eq!(version, "1.2.0+build.7");
+    assert_eq!(r.tag.as_deref(), Some("1.2.0_build.7"));
+    let (version, _) = c.resolve_helm_chart("").unwrap();
+    assert_eq!(version, "1.2.0+build.7", "empty is the highest stable");
+    let (version, exact) = c.resolve_helm_chart("2.0.0-rc.1").unwrap();
+    assert_eq!(version, "2.0.0-rc.1");
+    let m = c.fetch_manifest(&exact.digest).unwrap();
+    assert_eq!(
+        m.config.media_type,
+        "application/vnd.cncf.helm.config.v1+json"
+    );
+    let (_, chart) = c
+        .fetch_layer(
+            &m,
+            Some("application/vnd.cncf.helm.chart.content.v1.tar+gzip"),
+        )
+        .unwrap();
+    let local = std::fs::read(work.path().join("podinfo-2.0.0-rc.1.tgz")).unwrap();
+    assert_eq!(chart, local, "the chart bytes helm pushed");
+    let e = c.resolve_helm_chart(">=3.0.0").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RefNotFound, "{e}");
+}

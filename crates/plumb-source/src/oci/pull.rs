@@ -259,6 +259,46 @@ impl Client {
             .ok_or_else(|| self.not_found(format!("tag matching semver range '{range}'")))
     }
 
+    /// Resolve a Helm chart version in an OCI repository (`oci://host/path/<chart>`) as Helm
+    /// does: tags carry `_` where versions have `+`; an exact version is used as the tag
+    /// directly (one `HEAD`), a range (or `*`/empty: the highest stable) picks the highest
+    /// matching tag. Returns the chart version and the resolved manifest.
+    pub fn resolve_helm_chart(&self, version: &str) -> Result<(String, Resolved)> {
+        let range = if version.trim().is_empty() {
+            "*"
+        } else {
+            version.trim()
+        };
+        let exact = plumb_semver::Version::parse(range).is_some()
+            && !range.contains(['*', 'x', 'X', '^', '~', '<', '>', '=', '|', ' ', ','])
+            && range.matches('.').count() == 2;
+        let tag = if exact {
+            range.replace('+', "_")
+        } else {
+            plumb_semver::Constraint::parse(range).map_err(|d| SourceError::Invalid {
+                what: format!("chart version range '{range}'"),
+                detail: d,
+            })?;
+            let tags = self.list_tags()?;
+            let versions: Vec<String> = tags.iter().map(|t| t.replace('_', "+")).collect();
+            let best = plumb_semver::highest_match(range, versions.iter().map(String::as_str))
+                .map_err(|d| SourceError::Invalid {
+                    what: format!("chart version range '{range}'"),
+                    detail: d,
+                })?
+                .ok_or_else(|| self.not_found(format!("chart version matching '{range}'")))?;
+            best.replace('+', "_")
+        };
+        let digest = self.head_manifest(&tag)?;
+        Ok((
+            tag.replace('_', "+"),
+            Resolved {
+                tag: Some(tag),
+                digest,
+            },
+        ))
+    }
+
     /// The digest of the manifest `reference` (a tag or digest) names: one `HEAD`, or a `GET`
     /// when the registry sends no `Docker-Content-Digest`.
     pub fn head_manifest(&self, reference: &str) -> Result<String> {

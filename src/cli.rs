@@ -44,6 +44,12 @@ enum Command {
     Tree(crate::ops::TreeArgs),
     /// Show Events about Flux objects, oldest first.
     Events(crate::ops::EventsArgs),
+    /// Push a directory to an OCI registry as a Flux artifact.
+    Push(crate::cmd_artifact::PushArgs),
+    /// Pull a Flux artifact from an OCI registry.
+    Pull(crate::cmd_artifact::PullArgs),
+    /// Tag a Flux artifact in an OCI registry.
+    Tag(crate::cmd_artifact::TagArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -63,5 +69,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Resume(args) => crate::ops::resume(args),
         Command::Tree(args) => crate::ops::tree(args),
         Command::Events(args) => crate::ops::events(args),
+        Command::Push(args) => crate::cmd_artifact::push(args),
+        Command::Pull(args) => crate::cmd_artifact::pull(args),
+        Command::Tag(args) => crate::cmd_artifact::tag(args),
     }
 }

@@ -4,6 +4,7 @@
 //! the work lives in the `plumb-*` library crates.
 
 mod cli;
+mod cmd_artifact;
 mod cmd_build;
 mod cmd_crds;
 mod cmd_eks;

@@ -2,6 +2,7 @@
 //! whole workspace instead of seven).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
+mod artifact_cli;
 mod chart;
 mod crash_cli;
 mod crds;

@@ -105,6 +105,10 @@ pub mod reason {
     pub const CHART_PULL_ERROR: &str = "ChartPullError";
     /// plumb: the HelmRepository type is `oci`, which plumb does not implement yet.
     pub const OCI_NOT_SUPPORTED: &str = "OCINotSupported";
+    /// OCIRepository: resolving the reference or pulling the artifact failed.
+    pub const OCI_ARTIFACT_PULL_FAILED: &str = "OCIArtifactPullFailed";
+    /// OCIRepository: no layer matched, or extracting/copying the layer failed.
+    pub const OCI_ARTIFACT_LAYER_OPERATION_FAILED: &str = "OCIArtifactLayerOperationFailed";
     /// Helm install succeeded.
     pub const INSTALL_SUCCEEDED: &str = "InstallSucceeded";
     /// Helm install failed.
@@ -266,6 +270,46 @@ pub mod field_manager {
         (BEFORE_FIRST_APPLY, Operation::Update),
         (KUSTOMIZE_CONTROLLER, Operation::Update),
     ];
+}
+
+/// OCI artifacts as Flux writes and reads them (`fluxcd/pkg/oci`, Helm's OCI support).
+pub mod oci {
+    /// Scheme prefix of OCIRepository and OCI HelmRepository URLs.
+    pub const URL_PREFIX: &str = "oci://";
+    /// Tag pulled when `spec.ref` names nothing.
+    pub const DEFAULT_TAG: &str = "latest";
+    /// Media type of an OCI image manifest (what `flux push artifact` writes).
+    pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+    /// Media type of an OCI image index (multi-platform images).
+    pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+    /// Media type of a Docker schema 2 manifest (older pushers).
+    pub const DOCKER_MANIFEST_MEDIA_TYPE: &str =
+        "application/vnd.docker.distribution.manifest.v2+json";
+    /// Media type of a Docker manifest list.
+    pub const DOCKER_MANIFEST_LIST_MEDIA_TYPE: &str =
+        "application/vnd.docker.distribution.manifest.list.v2+json";
+    /// Config media type of Flux artifacts.
+    pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.flux.config.v1+json";
+    /// Prefix of Flux's content media types (static layers add `.<ext>`).
+    pub const CONTENT_MEDIA_TYPE_PREFIX: &str = "application/vnd.cncf.flux.content.v1";
+    /// Content layer media type of Flux artifacts: the directory as tar+gzip.
+    pub const CONTENT_MEDIA_TYPE: &str = "application/vnd.cncf.flux.content.v1.tar+gzip";
+    /// Helm chart config media type.
+    pub const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
+    /// Helm chart content layer media type (the chart `.tgz`).
+    pub const HELM_CHART_CONTENT_MEDIA_TYPE: &str =
+        "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+    /// Helm chart provenance layer media type.
+    pub const HELM_CHART_PROVENANCE_MEDIA_TYPE: &str =
+        "application/vnd.cncf.helm.chart.provenance.v1.prov";
+    /// Annotation: the source the artifact was built from (e.g. a Git URL).
+    pub const SOURCE_ANNOTATION: &str = "org.opencontainers.image.source";
+    /// Annotation: the source revision (e.g. `main@sha1:<commit>`).
+    pub const REVISION_ANNOTATION: &str = "org.opencontainers.image.revision";
+    /// Annotation: when the artifact was built (RFC 3339, UTC).
+    pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
+    /// User agent of OCI requests (Flux sends `flux/v2`).
+    pub const USER_AGENT: &str = "flux/v2";
 }
 
 /// Revision algorithm prefix of Git SHA-1 commits.

@@ -7,13 +7,14 @@ use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 use crate::Error;
-use crate::{GitRepository, HelmRelease, HelmRepository, Kustomization, Receiver};
+use crate::{GitRepository, HelmRelease, HelmRepository, Kustomization, OCIRepository, Receiver};
 
 /// All CRDs plumb serves, in a fixed order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         finish(GitRepository::crd()),
         finish(HelmRepository::crd()),
+        finish(OCIRepository::crd()),
         finish(Kustomization::crd()),
         finish(HelmRelease::crd()),
         finish(Receiver::crd()),
@@ -182,6 +183,12 @@ mod tests {
                 "helmrepositories",
                 Some("helmrepo"),
                 vec!["URL", "Age", "Ready", "Status"],
+            ),
+            (
+                "OCIRepository",
+                "ocirepositories",
+                Some("ocirepo"),
+                vec!["URL", "Ready", "Status", "Age"],
             ),
             (
                 "Kustomization",

@@ -1,7 +1,7 @@
 //! Flux v2 GA compatible CRD types, kstatus conditions and frozen identifiers.
 //!
 //! plumb serves Flux's API unchanged, so this crate mirrors the Go types of
-//! `source.toolkit.fluxcd.io/v1` ([`GitRepository`], [`HelmRepository`]),
+//! `source.toolkit.fluxcd.io/v1` ([`GitRepository`], [`HelmRepository`], [`OCIRepository`]),
 //! `kustomize.toolkit.fluxcd.io/v1` ([`Kustomization`]), `helm.toolkit.fluxcd.io/v2`
 //! ([`HelmRelease`]) and `notification.toolkit.fluxcd.io/v1` ([`Receiver`]) field by field, with
 //! the same JSON names, enums, defaults, validation, short names and printer columns. The
@@ -53,6 +53,7 @@ pub mod inventory;
 pub mod kustomization;
 pub mod kustomize;
 pub mod meta;
+pub mod oci_repository;
 pub mod receiver;
 pub mod revision;
 pub mod schema_check;
@@ -64,6 +65,7 @@ pub use git_repository::{GitRepository, GitRepositorySpec, GitRepositoryStatus};
 pub use helm_release::{HelmRelease, HelmReleaseSpec, HelmReleaseStatus};
 pub use helm_repository::{HelmRepository, HelmRepositorySpec, HelmRepositoryStatus};
 pub use kustomization::{Kustomization, KustomizationSpec, KustomizationStatus};
+pub use oci_repository::{OCIRepository, OCIRepositorySpec, OCIRepositoryStatus};
 pub use receiver::{Receiver, ReceiverSpec, ReceiverStatus};
 
 #[cfg(test)]
@@ -95,5 +97,7 @@ mod string_enum_tests {
         agrees(h::ReleaseAction::ALL);
         agrees(n::ReceiverType::ALL);
         agrees(n::ReceiverResourceKind::ALL);
+        agrees(crate::oci_repository::OCILayerOperation::ALL);
+        agrees(crate::oci_repository::OCIRepositoryProvider::ALL);
     }
 }

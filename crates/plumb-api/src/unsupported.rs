@@ -53,6 +53,14 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row("HelmRelease", "spec.chart.spec.verify", When::Set),
     row("HelmRepository", "spec.type", When::Equals("oci")),
     row("Receiver", "spec.resourceFilter", When::Set),
+    row("OCIRepository", "spec.verify", When::Set),
+    row("OCIRepository", "spec.proxySecretRef", When::Set),
+    row("OCIRepository", "spec.serviceAccountName", When::Set),
+    row(
+        "OCIRepository",
+        "spec.provider",
+        When::NotOneOf(&["generic"]),
+    ),
     row(
         "HelmRepository",
         "spec.provider",
@@ -132,7 +140,8 @@ impl_unsupported!(
     crate::HelmRepository,
     crate::Kustomization,
     crate::HelmRelease,
-    crate::Receiver
+    crate::Receiver,
+    crate::OCIRepository
 );
 
 #[cfg(test)]
@@ -176,6 +185,12 @@ mod tests {
             vec!["spec.provider"]
         );
         assert!(unsupported_fields("Receiver", &repo).is_empty());
+        let oci = json!({"spec": {"provider": "azure", "verify": {"provider": "cosign"},
+            "insecure": true, "layerSelector": {"operation": "copy"}}});
+        assert_eq!(
+            unsupported_fields("OCIRepository", &oci),
+            vec!["spec.verify", "spec.provider"]
+        );
     }
 
     #[test]

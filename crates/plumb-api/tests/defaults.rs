@@ -110,6 +110,23 @@ fn schema_defaults_match_flux() {
     );
     let rcv = schema_of("Receiver");
     assert_eq!(at(&rcv, &["spec", "interval"])["default"], "10m");
+    let oci = schema_of("OCIRepository");
+    assert_eq!(at(&oci, &["spec", "timeout"])["default"], "60s");
+    assert_eq!(at(&oci, &["spec", "provider"])["default"], "generic");
+    assert_eq!(
+        at(&oci, &["spec", "verify", "provider"])["default"],
+        "cosign"
+    );
+    assert_eq!(
+        at(&oci, &["spec", "layerSelector", "operation"])["enum"],
+        json!(["extract", "copy"])
+    );
+    assert_eq!(
+        at(&oci, &["spec", "provider"])["enum"],
+        json!(["generic", "aws", "azure", "gcp"])
+    );
+    assert_eq!(at(&oci, &["spec", "url"])["pattern"], "^oci://.*$");
+    assert_eq!(at(&oci, &["spec"])["required"], json!(["interval", "url"]));
 }
 
 #[test]

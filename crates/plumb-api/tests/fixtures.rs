@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use plumb_api::schema_check::unknown_fields;
-use plumb_api::{GitRepository, HelmRelease, HelmRepository, Kustomization, Receiver};
+use plumb_api::{
+    GitRepository, HelmRelease, HelmRepository, Kustomization, OCIRepository, Receiver,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -62,6 +64,11 @@ fn helmrepository_full() {
 }
 
 #[test]
+fn ocirepository_full() {
+    check::<OCIRepository>("ocirepository-full.yaml", 35);
+}
+
+#[test]
 fn kustomization_full() {
     check::<Kustomization>("kustomization-full.yaml", 80);
 }
@@ -83,6 +90,7 @@ fn fixtures_cover_every_spec_and_status_property() {
     for name in [
         "gitrepository-full.yaml",
         "helmrepository-full.yaml",
+        "ocirepository-full.yaml",
         "kustomization-full.yaml",
         "helmrelease-full.yaml",
         "receiver-full.yaml",

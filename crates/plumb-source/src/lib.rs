@@ -19,6 +19,8 @@
 //!   deterministic tar.gz with its `sha256:` digest, storage in Flux's layout, garbage
 //!   collection, and download + verify + safe extraction for consumers.
 //! - [`server`]: the read-only artifact HTTP server.
+//! - [`oci`]: an OCI distribution client (pull with Flux's reference precedence, layer
+//!   selection and revision format; `flux push artifact`'s exact artifact layout; tag).
 //!
 //! `spec.ref.semver` ranges are Masterminds constraints from the `plumb-semver` crate.
 //!
@@ -37,6 +39,7 @@ pub mod fsjoin;
 pub mod git;
 mod knownhosts;
 pub mod mtls;
+pub mod oci;
 pub mod server;
 
 use std::path::PathBuf;
@@ -197,6 +200,29 @@ pub enum SourceError {
         /// Why.
         detail: String,
     },
+    /// An OCI artifact has no layer of the wanted media type.
+    #[error("{op} {url}: no layer matching media type '{media_type}' (layers: {available})")]
+    NoMatchingLayer {
+        /// Operation.
+        op: &'static str,
+        /// Reference (`host/repo@digest`).
+        url: String,
+        /// The wanted media type.
+        media_type: String,
+        /// The media types the manifest lists.
+        available: String,
+    },
+    /// An OCI manifest is of a kind plumb cannot use (an image index, a bad media type, bad
+    /// JSON).
+    #[error("{op} {url}: unsupported manifest: {detail}")]
+    UnsupportedManifest {
+        /// Operation.
+        op: &'static str,
+        /// Reference.
+        url: String,
+        /// Why.
+        detail: String,
+    },
     /// Filesystem failure.
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -222,7 +248,9 @@ impl SourceError {
             SourceError::SymlinkEscapes { .. }
             | SourceError::TooLarge { .. }
             | SourceError::UnsafeEntry { .. }
-            | SourceError::DigestMismatch { .. } => ErrorKind::BadContent,
+            | SourceError::DigestMismatch { .. }
+            | SourceError::NoMatchingLayer { .. }
+            | SourceError::UnsupportedManifest { .. } => ErrorKind::BadContent,
             SourceError::Git { .. } | SourceError::Io { .. } => ErrorKind::Internal,
         }
     }

@@ -80,7 +80,7 @@ impl ClientTls {
 }
 
 /// Every certificate in a PEM bundle (other items skipped).
-fn certificates(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+pub(crate) fn certificates(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
     ureq::tls::parse_pem(pem)
         .filter_map(|item| match item {
             Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),

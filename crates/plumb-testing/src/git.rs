@@ -616,6 +616,22 @@ fn openssl_cli(dir: &Path, args: &[&str]) {
 }
 
 impl TlsMaterial {
+    /// Path of the server certificate (PEM, signed by the CA, for `127.0.0.1` and `localhost`),
+    /// for servers configured with files such as the OCI registry.
+    pub fn server_cert_path(&self) -> PathBuf {
+        self.dir.path().join("tls.crt")
+    }
+
+    /// Path of the server certificate's private key (PEM).
+    pub fn server_key_path(&self) -> PathBuf {
+        self.dir.path().join("tls.key")
+    }
+
+    /// Path of the CA certificate (PEM).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
     /// A TLS acceptor presenting the server certificate; with `client_auth` the handshake
     /// demands a client certificate signed by the CA.
     pub fn acceptor(&self, client_auth: bool) -> Arc<openssl::ssl::SslAcceptor> {

@@ -13,6 +13,8 @@ pub mod git;
 pub mod moto;
 pub mod namespace;
 pub mod proxy;
+pub mod registry;
+pub mod registry_token;
 pub mod slow;
 pub mod wait;
 

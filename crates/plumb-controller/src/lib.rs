@@ -23,6 +23,7 @@ pub mod health;
 pub mod helmrelease;
 pub mod helmrepository;
 pub mod kustomization;
+pub mod ocirepository;
 pub mod outcome;
 pub mod overlay;
 pub mod prune_budget;
@@ -75,6 +76,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         receiver::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         gitrepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         helmrepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        ocirepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         kustomization::run(
             ctx.clone(),
             scope.api(c),

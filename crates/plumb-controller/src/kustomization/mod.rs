@@ -4,7 +4,7 @@
 //!
 //! Steps ([`Kind::steps`]), top to bottom, one module each:
 //! 1. **dependencies**: every `dependsOn` Ready ([`crate::dependencies`]);
-//! 2. **source**: the GitRepository's artifact ([`source`]);
+//! 2. **source**: the GitRepository's or OCIRepository's artifact ([`source`]);
 //! 3. **render**: fetch, build with the spec overlay, substitute, label ([`render`]);
 //! 4. **apply**: plan (items + inventory), record the intent (old inventory plus the new
 //!    objects, so a crash mid-apply leaks nothing), then staged server-side apply ([`apply`]);
@@ -39,7 +39,7 @@ use kube::{Resource, ResourceExt};
 use plumb_api::conditions::{self, Status as CondStatus};
 use plumb_api::consts::{condition, field_manager, reason};
 use plumb_api::kustomization::{DeletionPolicy, SourceKind};
-use plumb_api::{GitRepository, Kustomization, KustomizationStatus};
+use plumb_api::{GitRepository, Kustomization, KustomizationStatus, OCIRepository};
 use plumb_ssa::Applier;
 
 use crate::context::Context;
@@ -70,6 +70,11 @@ pub async fn run(
     if let Ok(mut s) = ctx.sources.write() {
         *s = Some(reader);
     }
+    let oci: Api<OCIRepository> = match sources.namespace() {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let oci_watch = watch.clone();
     let source_triggers = kube::runtime::reflector(writer, watcher(sources, watch))
         .default_backoff()
         .applied_objects()
@@ -92,6 +97,21 @@ pub async fn run(
             )
         });
     let controller = controller.reconcile_on(source_triggers);
+    // A new OCIRepository artifact reconciles the Kustomizations using it.
+    let users = controller.store();
+    let controller = controller.watches(oci, oci_watch, move |src: OCIRepository| {
+        users
+            .state()
+            .into_iter()
+            .filter(|ks| {
+                let r = &ks.spec.source_ref;
+                r.kind == SourceKind::OCIRepository
+                    && r.name == src.name_any()
+                    && r.namespace.clone().or_else(|| ks.namespace()) == src.namespace()
+            })
+            .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
+            .collect::<Vec<_>>()
+    });
     crate::reconciler::run(controller, ctx, concurrency).await;
 }
 

@@ -1,11 +1,11 @@
-//! Step **source**: the current artifact of the Kustomization's source (its GitRepository),
-//! read from the controller's watch store when it holds it.
+//! Step **source**: the current artifact of the Kustomization's source: a GitRepository
+//! (read from the controller's watch store when it holds it) or an OCIRepository.
 
 use kube::ResourceExt;
 use kube::api::Api;
 use plumb_api::consts::reason;
 use plumb_api::kustomization::SourceKind;
-use plumb_api::{GitRepository, Kustomization};
+use plumb_api::{GitRepository, Kustomization, OCIRepository};
 
 use crate::artifact::{git_artifact, source_namespace};
 use crate::context::Context;
@@ -19,6 +19,9 @@ pub async fn source_artifact(
     let src = &obj.spec.source_ref;
     let own = obj.namespace().unwrap_or_default();
     let ns = source_namespace(ctx, &own, src.namespace.as_deref(), &src.kind, &src.name)?;
+    if src.kind == SourceKind::OCIRepository {
+        return oci_artifact(ctx, &ns, &src.name).await;
+    }
     if src.kind != SourceKind::GitRepository {
         return Err(Failure::new(
             Class::Stalled,
@@ -34,6 +37,31 @@ pub async fn source_artifact(
         ));
     };
     git_artifact(Some(repo), &ns, &src.name)
+}
+
+/// The artifact of OCIRepository `ns/name`; waiting while it has none (or is not there).
+async fn oci_artifact(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> std::result::Result<plumb_api::meta::Artifact, Failure> {
+    let api: Api<OCIRepository> = Api::namespaced(ctx.client.clone(), ns);
+    let repo = api.get_opt(name).await.map_err(|e| {
+        Failure::new(
+            Class::Transient,
+            reason::ARTIFACT_FAILED,
+            format!("getting OCIRepository '{ns}/{name}': {e}"),
+        )
+    })?;
+    repo.and_then(|r| r.status)
+        .and_then(|s| s.artifact)
+        .ok_or_else(|| {
+            Failure::new(
+                Class::Waiting,
+                reason::ARTIFACT_FAILED,
+                format!("Source 'OCIRepository/{ns}/{name}' is not ready, artifact not found"),
+            )
+        })
 }
 
 /// The GitRepository `ns/name`: from the controller's watch store when it holds it,

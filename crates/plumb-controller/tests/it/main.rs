@@ -12,6 +12,7 @@ mod helmrelease;
 mod helmrepository;
 mod kustomization;
 mod leader;
+mod ocirepository;
 mod operations;
 mod rbac;
 mod receiver;

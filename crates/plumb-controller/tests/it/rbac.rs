@@ -272,7 +272,9 @@ async fn controllers_run_under_the_charts_rbac() {
 
     // So does the GitRepository's (the namespace's deletion would take the token away first).
     let gits = Api::<DynamicObject>::namespaced_with(admin.clone(), &n, &git);
-    gits.delete("fleet", &DeleteParams::default()).await.unwrap();
+    gits.delete("fleet", &DeleteParams::default())
+        .await
+        .unwrap();
     wait::poll("source deleted", Duration::from_secs(60), || async {
         gits.get_opt("fleet").await.ok()?.is_none().then_some(())
     })

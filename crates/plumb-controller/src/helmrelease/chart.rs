@@ -1,6 +1,7 @@
 //! Step **chart**: fetch the chart from its source: a directory of a GitRepository artifact
-//! (extracted once per digest and shared, memoized in the context), or a packaged chart
-//! resolved from a HelmRepository's stored index ([`crate::charts`]).
+//! (extracted once per digest and shared, memoized in the context), a packaged chart
+//! resolved from a HelmRepository's stored index ([`crate::charts`]), or the artifact of
+//! the OCIRepository `chartRef` names.
 
 use std::path::{Component, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -9,8 +10,8 @@ use std::time::Duration;
 use kube::ResourceExt;
 use kube::api::Api;
 use plumb_api::consts::reason;
-use plumb_api::helm_release::ChartSourceKind;
-use plumb_api::{GitRepository, HelmRelease, HelmRepository};
+use plumb_api::helm_release::{ChartReferenceKind, ChartSourceKind};
+use plumb_api::{GitRepository, HelmRelease, HelmRepository, OCIRepository};
 
 use crate::artifact::{git_artifact, source_namespace};
 use crate::context::Context;
@@ -38,11 +39,14 @@ pub(super) async fn fetch_chart(
     ctx: &Context,
 ) -> std::result::Result<Fetched, Failure> {
     let Some(tpl) = &obj.spec.chart else {
-        return Err(Failure::new(
-            Class::Stalled,
-            reason::ARTIFACT_FAILED,
-            "spec.chartRef is not supported yet; use spec.chart",
-        ));
+        return match &obj.spec.chart_ref {
+            Some(r) => from_chart_ref(obj, ctx, r).await,
+            None => Err(Failure::new(
+                Class::Stalled,
+                reason::INVALID_CHART_REFERENCE,
+                "one of spec.chart or spec.chartRef must be set",
+            )),
+        };
     };
     let src = &tpl.spec.source_ref;
     let own = obj.namespace().unwrap_or_default();
@@ -58,6 +62,81 @@ pub(super) async fn fetch_chart(
         ));
     }
     from_git_repository(obj, ctx, tpl, &ns).await
+}
+
+/// The chart of `chartRef`: the artifact of an OCIRepository, either the chart archive
+/// itself (layer `operation: copy` of a `helm push`ed chart, Flux's usual setup) or the
+/// chart's files (layer extracted); extracted once per digest and shared.
+async fn from_chart_ref(
+    obj: &HelmRelease,
+    ctx: &Context,
+    r: &plumb_api::helm_release::ChartReference,
+) -> std::result::Result<Fetched, Failure> {
+    let own = obj.namespace().unwrap_or_default();
+    let ns = source_namespace(ctx, &own, r.namespace.as_deref(), &r.kind, &r.name)?;
+    if r.kind != ChartReferenceKind::OCIRepository {
+        return Err(Failure::new(
+            Class::Stalled,
+            reason::INVALID_CHART_REFERENCE,
+            format!("chartRef kind {} is not supported yet", r.kind),
+        ));
+    }
+    let api: Api<OCIRepository> = Api::namespaced(ctx.client.clone(), &ns);
+    let repo = api.get_opt(&r.name).await.map_err(|e| {
+        Failure::new(
+            Class::Transient,
+            reason::ARTIFACT_FAILED,
+            format!("getting OCIRepository '{ns}/{}': {e}", r.name),
+        )
+    })?;
+    let artifact = repo
+        .and_then(|o| o.status)
+        .and_then(|s| s.artifact)
+        .ok_or_else(|| {
+            Failure::new(
+                Class::Waiting,
+                reason::ARTIFACT_FAILED,
+                format!(
+                    "Source 'OCIRepository/{ns}/{}' is not ready, artifact not found",
+                    r.name
+                ),
+            )
+        })?;
+    let timeout = obj.timeout().unwrap_or(Duration::from_secs(300));
+    let work = extracted(ctx, &artifact, timeout).await?;
+    let chart = chart_dir_of(work.path()).ok_or_else(|| {
+        Failure::new(
+            Class::Stalled,
+            reason::INVALID_CHART_REFERENCE,
+            format!(
+                "the artifact of OCIRepository '{ns}/{}' ({}) holds no Helm chart",
+                r.name, artifact.revision
+            ),
+        )
+    })?;
+    Ok((
+        ChartSource::Dir {
+            chart,
+            root: work.path().to_path_buf(),
+            revision: artifact.revision.clone(),
+        },
+        Some(work),
+    ))
+}
+
+/// The chart directory of an extracted artifact: its root, or its one top-level directory
+/// (a packaged chart unpacks into `<name>/`).
+fn chart_dir_of(root: &std::path::Path) -> Option<PathBuf> {
+    if root.join("Chart.yaml").is_file() {
+        return Some(root.to_path_buf());
+    }
+    let mut dirs = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path());
+    let only = dirs.next()?;
+    (dirs.next().is_none() && only.join("Chart.yaml").is_file()).then_some(only)
 }
 
 /// The fetched chart and the guard of its work dir.

@@ -46,8 +46,8 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use plumb_api::conditions::{self, Status as CondStatus};
 use plumb_api::consts::{annotation, condition};
-use plumb_api::helm_release::ChartSourceKind;
-use plumb_api::{GitRepository, HelmRelease, HelmReleaseStatus, HelmRepository};
+use plumb_api::helm_release::{ChartReferenceKind, ChartSourceKind};
+use plumb_api::{GitRepository, HelmRelease, HelmReleaseStatus, HelmRepository, OCIRepository};
 
 use crate::context::Context;
 use crate::outcome::Failure;
@@ -71,14 +71,35 @@ pub async fn run(
     }
     let store = controller.store();
     let repo_store = store.clone();
+    let oci_store = store.clone();
+    let oci: Api<OCIRepository> = match sources.namespace() {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
     let controller = controller
         // A new HelmRepository index reconciles the HelmReleases charted from it.
         .watches(helm_repos, watch.clone(), move |src: HelmRepository| {
             charted_from(&repo_store, ChartSourceKind::HelmRepository, &src)
         })
         // A new GitRepository artifact reconciles the HelmReleases whose chart it holds.
-        .watches(sources, watch, move |src: GitRepository| {
+        .watches(sources, watch.clone(), move |src: GitRepository| {
             charted_from(&store, ChartSourceKind::GitRepository, &src)
+        })
+        // A new OCIRepository artifact reconciles the HelmReleases whose chartRef names it.
+        .watches(oci, watch, move |src: OCIRepository| {
+            let (ns, name) = (src.namespace(), src.name_any());
+            oci_store
+                .state()
+                .into_iter()
+                .filter(|hr| {
+                    hr.spec.chart_ref.as_ref().is_some_and(|r| {
+                        r.kind == ChartReferenceKind::OCIRepository
+                            && r.name == name
+                            && r.namespace.clone().or_else(|| hr.namespace()) == ns
+                    })
+                })
+                .map(|hr| kube::runtime::reflector::ObjectRef::from_obj(&*hr))
+                .collect::<Vec<_>>()
         });
     crate::reconciler::run(controller, ctx, concurrency).await;
 }

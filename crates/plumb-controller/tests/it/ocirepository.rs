@@ -233,3 +233,106 @@ async fn kustomization_from_an_oci_repository() {
     .await;
     ns.delete().await.unwrap();
 }
+
+/// `helm push`es chart `podinfo` at `version` to `oci://<registry>/charts`.
+fn helm_push(reg: &Registry, version: &str) {
+    let work = tempfile::tempdir().unwrap();
+    let tgz = plumb_testing::chartrepo::package_chart(work.path(), "podinfo", version);
+    let out = std::process::Command::new("helm")
+        .arg("push")
+        .arg(&tgz)
+        .arg(format!("oci://{}/charts", reg.host()))
+        .arg("--plain-http")
+        .env("HELM_REGISTRY_CONFIG", work.path().join("registry.json"))
+        .output()
+        .expect("helm (scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Flux's usual setup: a chart `helm push`ed to a registry, an OCIRepository selecting the
+/// chart layer with `operation: copy` and a semver range, a HelmRelease with `chartRef`.
+#[tokio::test]
+async fn helmrelease_from_chart_ref_oci_repository() {
+    let info = ControlPlane::shared().unwrap();
+    let client = info.admin_client().await.unwrap();
+    install_crds(&client).await;
+    let ns = TestNamespace::create(info, "oci-hr").await.unwrap();
+    let n = ns.name().to_string();
+    let reg = tokio::task::spawn_blocking(|| {
+        let reg = Registry::start(RegistryOptions::default()).unwrap();
+        helm_push(&reg, "1.0.0");
+        reg
+    })
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    start_plumb(info, &n, tmp.path()).await;
+    let repos: Api<OCIRepository> = Api::namespaced(client.clone(), &n);
+    let repo: OCIRepository = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+        "metadata": {"name": "podinfo", "namespace": n},
+        "spec": {"url": format!("oci://{}/charts/podinfo", reg.host()), "insecure": true,
+                 "interval": "1h", "ref": {"semver": ">=1.0.0"},
+                 "layerSelector": {"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                                   "operation": "copy"}}
+    }))
+    .unwrap();
+    repos.create(&PostParams::default(), &repo).await.unwrap();
+    let hrs: Api<plumb_api::HelmRelease> = Api::namespaced(client.clone(), &n);
+    let hr: plumb_api::HelmRelease = serde_json::from_value(json!({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": "web", "namespace": n},
+        "spec": {"interval": "1h", "chartRef": {"kind": "OCIRepository", "name": "podinfo"},
+                 "values": {"greeting": "hi"}}
+    }))
+    .unwrap();
+    hrs.create(&PostParams::default(), &hr).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    let version_is = |want: &'static str| {
+        let cms = cms.clone();
+        move || {
+            let cms = cms.clone();
+            async move {
+                let data = cms.get_opt("web").await.ok()??.data?;
+                (data.get("version")? == want && data.get("greeting")? == "hi").then_some(())
+            }
+        }
+    };
+    within("installed from the OCI chart", 90, version_is("1.0.0")).await;
+
+    // A new chart version in the registry: the source moves, the release upgrades.
+    let reg = tokio::task::spawn_blocking(move || {
+        helm_push(&reg, "1.1.0");
+        reg
+    })
+    .await
+    .unwrap();
+    request_reconcile(&repos, "podinfo").await;
+    within("upgraded to 1.1.0", 90, version_is("1.1.0")).await;
+    let v = wait_obj(&hrs, "web", "ready", |v| {
+        ready(v.get("status")).is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    assert_eq!(v["status"]["lastAttemptedRevision"], "1.1.0");
+
+    hrs.delete("web", &DeleteParams::default()).await.unwrap();
+    repos
+        .delete("podinfo", &DeleteParams::default())
+        .await
+        .unwrap();
+    within("finalized", 60, || {
+        let (hrs, repos) = (hrs.clone(), repos.clone());
+        async move {
+            let gone = hrs.get_opt("web").await.ok()?.is_none()
+                && repos.get_opt("podinfo").await.ok()?.is_none();
+            gone.then_some(())
+        }
+    })
+    .await;
+    drop(reg);
+    ns.delete().await.unwrap();
+}

@@ -13,6 +13,8 @@ pub enum FluxKind {
     GitRepository,
     /// `source.toolkit.fluxcd.io/v1` HelmRepository.
     HelmRepository,
+    /// `source.toolkit.fluxcd.io/v1` OCIRepository.
+    OCIRepository,
     /// `kustomize.toolkit.fluxcd.io/v1` Kustomization.
     Kustomization,
     /// `helm.toolkit.fluxcd.io/v2` HelmRelease.
@@ -35,6 +37,12 @@ impl FluxKind {
                 "v1",
                 "HelmRepository",
                 "helmrepositories",
+            ),
+            FluxKind::OCIRepository => (
+                "source.toolkit.fluxcd.io",
+                "v1",
+                "OCIRepository",
+                "ocirepositories",
             ),
             FluxKind::Kustomization => (
                 "kustomize.toolkit.fluxcd.io",
@@ -77,6 +85,7 @@ impl FluxKind {
         [
             FluxKind::GitRepository,
             FluxKind::HelmRepository,
+            FluxKind::OCIRepository,
             FluxKind::Kustomization,
             FluxKind::HelmRelease,
             FluxKind::Receiver,
@@ -128,6 +137,11 @@ pub enum SourceTarget {
         /// Name of the HelmRepository.
         name: String,
     },
+    /// An OCIRepository.
+    Oci {
+        /// Name of the OCIRepository.
+        name: String,
+    },
 }
 
 impl Target {
@@ -136,6 +150,7 @@ impl Target {
             Target::Ks { name } => (FluxKind::Kustomization, name),
             Target::Source(SourceTarget::Git { name }) => (FluxKind::GitRepository, name),
             Target::Source(SourceTarget::Helm { name }) => (FluxKind::HelmRepository, name),
+            Target::Source(SourceTarget::Oci { name }) => (FluxKind::OCIRepository, name),
             Target::Hr { name } => (FluxKind::HelmRelease, name),
             Target::Receiver { name } => (FluxKind::Receiver, name),
         }
@@ -185,7 +200,9 @@ pub(crate) fn revision_of(kind: FluxKind, obj: &Value) -> String {
     let s = &obj["status"];
     let v = match kind {
         FluxKind::Kustomization => s["lastAppliedRevision"].as_str(),
-        FluxKind::GitRepository | FluxKind::HelmRepository => s["artifact"]["revision"].as_str(),
+        FluxKind::GitRepository | FluxKind::HelmRepository | FluxKind::OCIRepository => {
+            s["artifact"]["revision"].as_str()
+        }
         FluxKind::HelmRelease => s["history"][0]["chartVersion"]
             .as_str()
             .or_else(|| s["lastAttemptedRevision"].as_str()),
@@ -304,6 +321,11 @@ mod tests {
         assert_eq!(
             source_of(FluxKind::HelmRelease, &hr, "ns"),
             Some((FluxKind::HelmRepository, "o".into(), "r".into()))
+        );
+        let hr = json!({"spec": {"chartRef": {"kind": "OCIRepository", "name": "podinfo"}}});
+        assert_eq!(
+            source_of(FluxKind::HelmRelease, &hr, "ns"),
+            Some((FluxKind::OCIRepository, "ns".into(), "podinfo".into()))
         );
     }
 }

@@ -13,7 +13,7 @@ use super::common::{
 /// What `plumb get` lists.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum GetWhat {
-    /// GitRepositories and HelmRepositories.
+    /// GitRepositories, HelmRepositories and OCIRepositories.
     #[value(alias = "source")]
     Sources,
     /// Kustomizations.
@@ -51,7 +51,11 @@ pub fn get(args: GetArgs) -> Result<ExitCode> {
 async fn get_async(args: GetArgs) -> Result<ExitCode> {
     let client = client().await?;
     let kinds: &[FluxKind] = match args.what {
-        GetWhat::Sources => &[FluxKind::GitRepository, FluxKind::HelmRepository],
+        GetWhat::Sources => &[
+            FluxKind::GitRepository,
+            FluxKind::HelmRepository,
+            FluxKind::OCIRepository,
+        ],
         GetWhat::Ks => &[FluxKind::Kustomization],
         GetWhat::Hr => &[FluxKind::HelmRelease],
         GetWhat::Receivers => &[FluxKind::Receiver],

@@ -51,7 +51,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row("Kustomization", "spec.decryption", When::Set),
     row("Kustomization", "spec.healthCheckExprs", When::Set),
     row("HelmRelease", "spec.chart.spec.verify", When::Set),
-    row("HelmRepository", "spec.type", When::Equals("oci")),
     row("Receiver", "spec.resourceFilter", When::Set),
     row("OCIRepository", "spec.verify", When::Set),
     row("OCIRepository", "spec.proxySecretRef", When::Set),
@@ -175,10 +174,7 @@ mod tests {
         let hr = json!({"spec": {"postRenderers": [], "chart": {"spec": {"chart": "x"}}}});
         assert!(unsupported_fields("HelmRelease", &hr).is_empty());
         let repo = json!({"spec": {"type": "oci", "provider": "generic"}});
-        assert_eq!(
-            unsupported_fields("HelmRepository", &repo),
-            vec!["spec.type"]
-        );
+        assert!(unsupported_fields("HelmRepository", &repo).is_empty());
         let repo = json!({"spec": {"type": "default", "provider": "aws"}});
         assert_eq!(
             unsupported_fields("HelmRepository", &repo),

@@ -17,7 +17,7 @@ use plumb_helm::repo::{BasicAuth, ChartCache, ClientOptions, IndexFile, RepoClie
 use crate::context::Context;
 use crate::outcome::{Class, Failure};
 
-/// Whether `obj` is an OCI repository (not supported yet).
+/// Whether `obj` is an OCI repository (charts pulled from the registry, no index).
 pub(crate) fn is_oci(obj: &HelmRepository) -> bool {
     obj.spec.type_ == Some(HelmRepositoryType::Oci) || obj.spec.url.starts_with("oci://")
 }
@@ -187,7 +187,8 @@ async fn stored_index(
 ///   `InvalidChartReference` (Flux's HelmChart);
 /// - chart URL 404, 401/403, digest mismatch, too large: `Stalled`, `ChartPullError`;
 /// - network errors and timeouts: `Transient`, `ChartPullError`;
-/// - a OCI repository: `Stalled`, `OCINotSupported`; Secret problems as the reconciler's.
+/// - an OCI repository: see [`crate::oci_charts::resolve_chart`]; Secret problems as the
+///   reconciler's.
 pub async fn resolve_chart(
     ctx: &Context,
     repo: &HelmRepository,
@@ -200,11 +201,7 @@ pub async fn resolve_chart(
         repo.name_any()
     );
     if is_oci(repo) {
-        return Err(Failure::new(
-            Class::Stalled,
-            reason::OCI_NOT_SUPPORTED,
-            format!("HelmRepository '{repo_id}': OCI HelmRepository is not supported yet"),
-        ));
+        return crate::oci_charts::resolve_chart(ctx, repo, chart, version).await;
     }
     let Some(artifact) = repo.status.as_ref().and_then(|s| s.artifact.as_ref()) else {
         return Err(Failure::new(

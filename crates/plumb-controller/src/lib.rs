@@ -23,6 +23,7 @@ pub mod health;
 pub mod helmrelease;
 pub mod helmrepository;
 pub mod kustomization;
+pub mod oci_charts;
 pub mod ocirepository;
 pub mod outcome;
 pub mod overlay;

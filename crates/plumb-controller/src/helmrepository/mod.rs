@@ -1,10 +1,11 @@
 //! The HelmRepository reconciler (`source.toolkit.fluxcd.io/v1`, type `default`): fetch
 //! `index.yaml`, store it as an artifact at Flux's path
-//! (`helmrepository/<ns>/<name>/index-<hex>.yaml`), and report Flux's status. Type `oci` is
-//! rejected with a Stalled condition (reason `OCINotSupported`).
+//! (`helmrepository/<ns>/<name>/index-<hex>.yaml`), and report Flux's status. Type `oci`
+//! has no index and no artifact: the URL is checked and the object is Ready; its charts are
+//! pulled from the registry when a HelmRelease needs them ([`crate::oci_charts`]).
 //!
 //! Steps ([`Kind::steps`]), top to bottom:
-//! 1. **check**: refuse OCI repositories;
+//! 1. **oci**: an OCI repository only has its URL checked ([`oci_ready`]);
 //! 2. **fetch**: build the client from the spec and Secrets ([`crate::charts`]), fetch the
 //!    index;
 //! 3. **store**: unless the revision is unchanged and on disk, store the normalized index and
@@ -46,6 +47,29 @@ use crate::{Error, Result};
 /// Artifact storage kind segment, as in Flux's URLs.
 const KIND: &str = "helmrepository";
 
+/// An OCI HelmRepository: a valid `oci://` URL makes it Ready (no artifact, as Flux).
+fn oci_ready(
+    obj: &HelmRepository,
+    status: &mut HelmRepositoryStatus,
+) -> std::result::Result<Done, Failure> {
+    plumb_source::oci::parse_url(&obj.spec.url).map_err(|e| {
+        Failure::new(
+            Class::Stalled,
+            reason::URL_INVALID,
+            format!("invalid OCI URL '{}': {e}", redact_url(&obj.spec.url)),
+        )
+    })?;
+    status.artifact = None;
+    status.url = None;
+    conditions::remove(&mut status.conditions, condition::FETCH_FAILED);
+    conditions::remove(&mut status.conditions, condition::ARTIFACT_IN_STORAGE);
+    Ok(Done {
+        ready: Some((reason::SUCCEEDED, "Helm repository is Ready".to_string())),
+        event: None,
+        requeue: None,
+    })
+}
+
 /// Runs the HelmRepository controller until shutdown.
 pub async fn run(
     ctx: Arc<Context>,
@@ -82,15 +106,7 @@ impl Kind for HelmRepository {
         status: &mut HelmRepositoryStatus,
     ) -> std::result::Result<Done, Failure> {
         if is_oci(obj) {
-            return Err(Failure::new(
-                Class::Stalled,
-                reason::OCI_NOT_SUPPORTED,
-                format!(
-                    "OCI HelmRepository is not supported yet: '{}' needs an OCI registry client; \
-                     use a Helm repository with an index.yaml (type: default)",
-                    redact_url(&obj.spec.url)
-                ),
-            ));
+            return oci_ready(obj, status);
         }
         let (artifact, changed) = fetch_and_store(obj, ctx, status).await?;
         let msg = format!("stored artifact: revision '{}'", artifact.revision);

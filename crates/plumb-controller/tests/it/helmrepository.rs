@@ -294,11 +294,14 @@ async fn failures_are_classified_and_never_leak_secrets() {
     assert_eq!((s.as_str(), r.as_str()), ("True", "ProgressingWithRetry"));
     assert!(condition(v.get("status"), "Stalled").is_none(), "transient");
 
+    // An OCI HelmRepository has no index: Ready, without an artifact (as Flux).
     let v = wait_obj(&api, "oci", "oci status", has_status).await;
-    let (s, r, m) = condition(v.get("status"), "Stalled").unwrap();
-    assert_eq!((s.as_str(), r.as_str()), ("True", "OCINotSupported"));
-    assert!(m.contains("OCI HelmRepository is not supported yet"), "{m}");
-    assert_eq!(ready(v.get("status")).unwrap().0, "False");
+    let (s, _, m) = ready(v.get("status")).unwrap();
+    assert_eq!(
+        (s.as_str(), m.as_str()),
+        ("True", "Helm repository is Ready")
+    );
+    assert!(v["status"].get("artifact").is_none());
 
     let v = wait_obj(&api, "no-secret", "missing secret status", has_status).await;
     let (_, r, m) = condition(v.get("status"), "FetchFailed").unwrap();
@@ -320,7 +323,7 @@ async fn failures_are_classified_and_never_leak_secrets() {
         let n = n.clone();
         async move {
             let t = events_text(&client, &n).await;
-            (t.contains("IndexationFailed") && t.contains("OCINotSupported")).then_some(t)
+            t.contains("IndexationFailed").then_some(t)
         }
     })
     .await

@@ -236,16 +236,23 @@ async fn kustomization_from_an_oci_repository() {
 
 /// `helm push`es chart `podinfo` at `version` to `oci://<registry>/charts`.
 fn helm_push(reg: &Registry, version: &str) {
+    helm_push_as(reg, version, None);
+}
+
+/// [`helm_push`] with registry credentials.
+fn helm_push_as(reg: &Registry, version: &str, creds: Option<(&str, &str)>) {
     let work = tempfile::tempdir().unwrap();
     let tgz = plumb_testing::chartrepo::package_chart(work.path(), "podinfo", version);
-    let out = std::process::Command::new("helm")
-        .arg("push")
+    let mut cmd = std::process::Command::new("helm");
+    cmd.arg("push")
         .arg(&tgz)
         .arg(format!("oci://{}/charts", reg.host()))
         .arg("--plain-http")
-        .env("HELM_REGISTRY_CONFIG", work.path().join("registry.json"))
-        .output()
-        .expect("helm (scripts/install-deps.sh)");
+        .env("HELM_REGISTRY_CONFIG", work.path().join("registry.json"));
+    if let Some((u, p)) = creds {
+        cmd.args(["--username", u, "--password", p]);
+    }
+    let out = cmd.output().expect("helm (scripts/install-deps.sh)");
     assert!(
         out.status.success(),
         "{}",
@@ -313,11 +320,11 @@ async fn helmrelease_from_chart_ref_oci_repository() {
     .unwrap();
     request_reconcile(&repos, "podinfo").await;
     within("upgraded to 1.1.0", 90, version_is("1.1.0")).await;
-    let v = wait_obj(&hrs, "web", "ready", |v| {
-        ready(v.get("status")).is_some_and(|r| r.0 == "True")
+    wait_obj(&hrs, "web", "ready at 1.1.0", |v| {
+        v["status"]["lastAttemptedRevision"] == "1.1.0"
+            && ready(v.get("status")).is_some_and(|r| r.0 == "True")
     })
     .await;
-    assert_eq!(v["status"]["lastAttemptedRevision"], "1.1.0");
 
     hrs.delete("web", &DeleteParams::default()).await.unwrap();
     repos
@@ -331,6 +338,123 @@ async fn helmrelease_from_chart_ref_oci_repository() {
                 && repos.get_opt("podinfo").await.ok()?.is_none();
             gone.then_some(())
         }
+    })
+    .await;
+    drop(reg);
+    ns.delete().await.unwrap();
+}
+
+/// A HelmRelease `chart.spec` from an OCI HelmRepository (`type: oci`) behind basic auth:
+/// the repository is Ready without an artifact, the chart version range resolves over the
+/// registry's tags, a wrong password is a clear condition without the password in it.
+#[tokio::test]
+async fn helmrelease_from_an_oci_helm_repository_with_credentials() {
+    let info = ControlPlane::shared().unwrap();
+    let client = info.admin_client().await.unwrap();
+    install_crds(&client).await;
+    let ns = TestNamespace::create(info, "oci-helmrepo").await.unwrap();
+    let n = ns.name().to_string();
+    let (user, pass) = ("alice", "s3cret-pw-42");
+    let reg = tokio::task::spawn_blocking(move || {
+        let reg = Registry::start(RegistryOptions {
+            htpasswd: Some((user, pass)),
+            ..Default::default()
+        })
+        .unwrap();
+        for v in ["1.0.0", "1.3.0", "2.0.0"] {
+            helm_push_as(&reg, v, Some((user, pass)));
+        }
+        reg
+    })
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    start_plumb(info, &n, tmp.path()).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &n);
+    for (name, p) in [("creds", pass), ("wrong", "not-the-password")] {
+        let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": name}, "stringData": {"username": user, "password": p}
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    let repos: Api<plumb_api::HelmRepository> = Api::namespaced(client.clone(), &n);
+    let repo: plumb_api::HelmRepository = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "charts", "namespace": n},
+        "spec": {"type": "oci", "url": format!("oci://{}/charts", reg.host()), "insecure": true,
+                 "interval": "1h", "secretRef": {"name": "creds"}}
+    }))
+    .unwrap();
+    repos.create(&PostParams::default(), &repo).await.unwrap();
+    let v = wait_obj(&repos, "charts", "oci repository ready", |v| {
+        ready(v.get("status")).is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    assert!(
+        v["status"].get("artifact").is_none(),
+        "no index, no artifact"
+    );
+
+    let hrs: Api<plumb_api::HelmRelease> = Api::namespaced(client.clone(), &n);
+    let hr: plumb_api::HelmRelease = serde_json::from_value(json!({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": "web", "namespace": n},
+        "spec": {"interval": "1h",
+                 "chart": {"spec": {"chart": "podinfo", "version": "^1.0.0",
+                                    "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}}
+    }))
+    .unwrap();
+    hrs.create(&PostParams::default(), &hr).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    within("installed 1.3.0 from the OCI repository", 90, || {
+        let cms = cms.clone();
+        async move {
+            let data = cms.get_opt("web").await.ok()??.data?;
+            (data.get("version")? == "1.3.0").then_some(())
+        }
+    })
+    .await;
+
+    // Wrong credentials: a clear condition, never the password.
+    repos
+        .patch(
+            "charts",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"secretRef": {"name": "wrong"}}})),
+        )
+        .await
+        .unwrap();
+    hrs.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"chart": {"spec": {"version": "2.0.0"}}}})),
+    )
+    .await
+    .unwrap();
+    let v = wait_obj(&hrs, "web", "auth failure", |v| {
+        v["status"]["observedGeneration"] == v["metadata"]["generation"]
+            && ready(v.get("status")).is_some_and(|r| r.0 == "False")
+    })
+    .await;
+    let r = ready(v.get("status")).unwrap();
+    assert!(
+        r.2.contains("chart pull error") || r.1 == "AuthenticationFailed",
+        "{r:?}"
+    );
+    assert!(
+        !serde_json::to_string(&v)
+            .unwrap()
+            .contains("not-the-password")
+    );
+    assert!(!serde_json::to_string(&v).unwrap().contains(pass));
+    let data = cms.get("web").await.unwrap().data.unwrap();
+    assert_eq!(data["version"], "1.3.0", "last good release kept");
+
+    hrs.delete("web", &DeleteParams::default()).await.unwrap();
+    within("uninstalled", 60, || {
+        let hrs = hrs.clone();
+        async move { hrs.get_opt("web").await.ok()?.is_none().then_some(()) }
     })
     .await;
     drop(reg);

@@ -201,7 +201,7 @@ pub async fn resolve_chart(
         repo.name_any()
     );
     if is_oci(repo) {
-        return crate::oci_charts::resolve_chart(ctx, repo, chart, version).await;
+        return crate::oci_charts::resolve_chart(ctx, (repo, &repo_id), chart, version).await;
     }
     let Some(artifact) = repo.status.as_ref().and_then(|s| s.artifact.as_ref()) else {
         return Err(Failure::new(

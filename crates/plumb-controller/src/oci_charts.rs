@@ -100,15 +100,11 @@ fn pull_failure(repo_id: &str, e: &plumb_source::SourceError) -> Failure {
 /// chart cache when it holds that digest.
 pub(crate) async fn resolve_chart(
     ctx: &Context,
-    repo: &HelmRepository,
+    (repo, repo_id): (&HelmRepository, &str),
     chart: &str,
     version: &str,
 ) -> std::result::Result<ResolvedChart, Failure> {
-    let repo_id = format!(
-        "{}/{}",
-        repo.namespace().unwrap_or_default(),
-        repo.name_any()
-    );
+    let repo_id = repo_id.to_string();
     let reference = oci::parse_url(&chart_url(repo, chart)).map_err(|e| {
         Failure::new(
             Class::Stalled,

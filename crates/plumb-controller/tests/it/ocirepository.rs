@@ -49,7 +49,7 @@ fn cm(name: &str, v: &str) -> String {
 }
 
 fn blob_gets(reg: &Registry) -> usize {
-    reg.log().matches("GET /v2/fleet/blobs/").count()
+    reg.log().matches("\"GET /v2/fleet/blobs/").count()
 }
 
 async fn artifact_revision(api: &Api<OCIRepository>, want: &str) -> Value {

@@ -7,7 +7,9 @@ use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 use crate::Error;
-use crate::{GitRepository, HelmRelease, HelmRepository, Kustomization, OCIRepository, Receiver};
+use crate::{
+    GitRepository, HelmChart, HelmRelease, HelmRepository, Kustomization, OCIRepository, Receiver,
+};
 
 /// All CRDs plumb serves, in a fixed order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -15,6 +17,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         finish(GitRepository::crd()),
         finish(HelmRepository::crd()),
         finish(OCIRepository::crd()),
+        finish(HelmChart::crd()),
         finish(Kustomization::crd()),
         finish(HelmRelease::crd()),
         finish(Receiver::crd()),
@@ -189,6 +192,20 @@ mod tests {
                 "ocirepositories",
                 Some("ocirepo"),
                 vec!["URL", "Ready", "Status", "Age"],
+            ),
+            (
+                "HelmChart",
+                "helmcharts",
+                Some("hc"),
+                vec![
+                    "Chart",
+                    "Version",
+                    "Source Kind",
+                    "Source Name",
+                    "Age",
+                    "Ready",
+                    "Status",
+                ],
             ),
             (
                 "Kustomization",

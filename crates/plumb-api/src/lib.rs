@@ -1,7 +1,8 @@
 //! Flux v2 GA compatible CRD types, kstatus conditions and frozen identifiers.
 //!
 //! plumb serves Flux's API unchanged, so this crate mirrors the Go types of
-//! `source.toolkit.fluxcd.io/v1` ([`GitRepository`], [`HelmRepository`], [`OCIRepository`]),
+//! `source.toolkit.fluxcd.io/v1` ([`GitRepository`], [`HelmRepository`], [`OCIRepository`],
+//! [`HelmChart`]),
 //! `kustomize.toolkit.fluxcd.io/v1` ([`Kustomization`]), `helm.toolkit.fluxcd.io/v2`
 //! ([`HelmRelease`]) and `notification.toolkit.fluxcd.io/v1` ([`Receiver`]) field by field, with
 //! the same JSON names, enums, defaults, validation, short names and printer columns. The
@@ -47,6 +48,7 @@ pub mod crdgen;
 pub mod duration;
 mod error;
 pub mod git_repository;
+pub mod helm_chart;
 pub mod helm_release;
 pub mod helm_repository;
 pub mod inventory;
@@ -62,6 +64,7 @@ pub mod unsupported;
 pub use crdgen::{crd_file_name, crd_files, crds, crds_yaml};
 pub use error::Error;
 pub use git_repository::{GitRepository, GitRepositorySpec, GitRepositoryStatus};
+pub use helm_chart::{HelmChart, HelmChartSpec, HelmChartStatus};
 pub use helm_release::{HelmRelease, HelmReleaseSpec, HelmReleaseStatus};
 pub use helm_repository::{HelmRepository, HelmRepositorySpec, HelmRepositoryStatus};
 pub use kustomization::{Kustomization, KustomizationSpec, KustomizationStatus};

@@ -53,6 +53,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row("HelmRelease", "spec.chart.spec.verify", When::Set),
     row("Receiver", "spec.resourceFilter", When::Set),
     row("OCIRepository", "spec.verify", When::Set),
+    row("HelmChart", "spec.verify", When::Set),
     row("OCIRepository", "spec.proxySecretRef", When::Set),
     row("OCIRepository", "spec.serviceAccountName", When::Set),
     row(
@@ -140,7 +141,8 @@ impl_unsupported!(
     crate::Kustomization,
     crate::HelmRelease,
     crate::Receiver,
-    crate::OCIRepository
+    crate::OCIRepository,
+    crate::HelmChart
 );
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use plumb_api::schema_check::unknown_fields;
 use plumb_api::{
-    GitRepository, HelmRelease, HelmRepository, Kustomization, OCIRepository, Receiver,
+    GitRepository, HelmChart, HelmRelease, HelmRepository, Kustomization, OCIRepository, Receiver,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -69,6 +69,11 @@ fn ocirepository_full() {
 }
 
 #[test]
+fn helmchart_full() {
+    check::<HelmChart>("helmchart-full.yaml", 35);
+}
+
+#[test]
 fn kustomization_full() {
     check::<Kustomization>("kustomization-full.yaml", 80);
 }
@@ -91,6 +96,7 @@ fn fixtures_cover_every_spec_and_status_property() {
         "gitrepository-full.yaml",
         "helmrepository-full.yaml",
         "ocirepository-full.yaml",
+        "helmchart-full.yaml",
         "kustomization-full.yaml",
         "helmrelease-full.yaml",
         "receiver-full.yaml",

@@ -104,3 +104,40 @@ fn safe_relative(p: &str) -> bool {
         .components()
         .all(|c| matches!(c, Component::Normal(_)))
 }
+
+/// Removes every stored artifact of the source `kind` (storage segment) `obj` (finalizer of
+/// the source kinds: their artifacts are plumb's own, nothing in the cluster to undo).
+pub(crate) fn remove_stored<K: kube::ResourceExt>(
+    ctx: &Context,
+    kind: &str,
+    obj: &K,
+) -> crate::Result<()> {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    ctx.storage
+        .remove_all(plumb_source::artifact::ObjectKey {
+            kind,
+            namespace: &ns,
+            name: &name,
+        })
+        .map_err(|e| crate::Error::Storage(e.to_string()))
+}
+
+/// The conditions of a source whose artifact is stored: `ArtifactInStorage` with `msg`,
+/// the fetch failure of an earlier pass cleared.
+pub(crate) fn mark_stored(
+    conds: &mut Vec<plumb_api::meta::Condition>,
+    msg: &str,
+    generation: Option<i64>,
+) {
+    use plumb_api::conditions::{self, Status};
+    use plumb_api::consts::condition;
+    conditions::remove(conds, condition::FETCH_FAILED);
+    conditions::set(
+        conds,
+        condition::ARTIFACT_IN_STORAGE,
+        Status::True,
+        reason::SUCCEEDED,
+        msg,
+        generation,
+    );
+}

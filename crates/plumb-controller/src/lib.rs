@@ -20,6 +20,7 @@ pub mod drift;
 mod error;
 pub mod gitrepository;
 pub mod health;
+pub mod helmchart;
 pub mod helmrelease;
 pub mod helmrepository;
 pub mod kustomization;
@@ -78,6 +79,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         gitrepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         helmrepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         ocirepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        helmchart::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         kustomization::run(
             ctx.clone(),
             scope.api(c),

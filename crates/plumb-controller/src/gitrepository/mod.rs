@@ -25,7 +25,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use plumb_api::conditions::{self, Status as CondStatus};
+use plumb_api::conditions::{self};
 use plumb_api::consts::{condition, reason};
 use plumb_api::meta::Artifact;
 use plumb_api::{GitRepository, GitRepositoryStatus};
@@ -96,16 +96,8 @@ impl Kind for GitRepository {
         let (artifact, included, changed) = fetch_and_store(obj, ctx, status).await?;
         let msg = format!("stored artifact for revision '{}'", artifact.revision);
         let generation = obj.meta().generation;
-        conditions::remove(&mut status.conditions, condition::FETCH_FAILED);
         conditions::remove(&mut status.conditions, condition::INCLUDE_UNAVAILABLE);
-        conditions::set(
-            &mut status.conditions,
-            condition::ARTIFACT_IN_STORAGE,
-            CondStatus::True,
-            reason::SUCCEEDED,
-            &msg,
-            generation,
-        );
+        crate::artifact::mark_stored(&mut status.conditions, &msg, generation);
         let event = changed.then(|| {
             let note = format!(
                 "stored artifact with revision '{}' from '{}'",
@@ -139,15 +131,8 @@ impl Kind for GitRepository {
     async fn cleanup(obj: Arc<Self>, ctx: &Context) -> Result<Action> {
         let ns = obj.namespace().unwrap_or_default();
         let name = obj.name_any();
-        let key = ObjectKey {
-            kind: KIND,
-            namespace: &ns,
-            name: &name,
-        };
         // Artifacts and the git cache are plumb's own; nothing in the cluster to undo.
-        ctx.storage
-            .remove_all(key)
-            .map_err(|e| Error::Storage(e.to_string()))?;
+        crate::artifact::remove_stored(ctx, KIND, &*obj)?;
         let cache = git::cache_path(&ctx.git_cache_root(), &ns, &name);
         match tokio::fs::remove_dir_all(&cache).await {
             Ok(()) => {}

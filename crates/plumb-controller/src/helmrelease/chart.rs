@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use plumb_api::consts::reason;
 use plumb_api::helm_release::{ChartReferenceKind, ChartSourceKind};
-use plumb_api::{GitRepository, HelmRelease, HelmRepository, OCIRepository};
+use plumb_api::{GitRepository, HelmChart, HelmRelease, HelmRepository, OCIRepository};
 
 use crate::artifact::{git_artifact, source_namespace};
 use crate::context::Context;
@@ -64,9 +64,10 @@ pub(super) async fn fetch_chart(
     from_git_repository(obj, ctx, tpl, &ns).await
 }
 
-/// The chart of `chartRef`: the artifact of an OCIRepository, either the chart archive
-/// itself (layer `operation: copy` of a `helm push`ed chart, Flux's usual setup) or the
-/// chart's files (layer extracted); extracted once per digest and shared.
+/// The chart of `chartRef`: the artifact of a HelmChart (a packaged chart), or of an
+/// OCIRepository, either the chart archive itself (layer `operation: copy` of a `helm
+/// push`ed chart, Flux's usual setup) or the chart's files (layer extracted); extracted
+/// once per digest and shared.
 async fn from_chart_ref(
     obj: &HelmRelease,
     ctx: &Context,
@@ -74,34 +75,35 @@ async fn from_chart_ref(
 ) -> std::result::Result<Fetched, Failure> {
     let own = obj.namespace().unwrap_or_default();
     let ns = source_namespace(ctx, &own, r.namespace.as_deref(), &r.kind, &r.name)?;
-    if r.kind != ChartReferenceKind::OCIRepository {
-        return Err(Failure::new(
-            Class::Stalled,
-            reason::INVALID_CHART_REFERENCE,
-            format!("chartRef kind {} is not supported yet", r.kind),
-        ));
-    }
-    let api: Api<OCIRepository> = Api::namespaced(ctx.client.clone(), &ns);
-    let repo = api.get_opt(&r.name).await.map_err(|e| {
+    let get = |e: kube::Error| {
         Failure::new(
             Class::Transient,
             reason::ARTIFACT_FAILED,
-            format!("getting OCIRepository '{ns}/{}': {e}", r.name),
+            format!("getting {} '{ns}/{}': {e}", r.kind, r.name),
+        )
+    };
+    let artifact = match r.kind {
+        ChartReferenceKind::OCIRepository => {
+            let api: Api<OCIRepository> = Api::namespaced(ctx.client.clone(), &ns);
+            let repo = api.get_opt(&r.name).await.map_err(get)?;
+            repo.and_then(|o| o.status).and_then(|s| s.artifact)
+        }
+        ChartReferenceKind::HelmChart => {
+            let api: Api<HelmChart> = Api::namespaced(ctx.client.clone(), &ns);
+            let chart = api.get_opt(&r.name).await.map_err(get)?;
+            chart.and_then(|o| o.status).and_then(|s| s.artifact)
+        }
+    };
+    let artifact = artifact.ok_or_else(|| {
+        Failure::new(
+            Class::Waiting,
+            reason::ARTIFACT_FAILED,
+            format!(
+                "Source 'OCIRepository/{ns}/{}' is not ready, artifact not found",
+                r.name
+            ),
         )
     })?;
-    let artifact = repo
-        .and_then(|o| o.status)
-        .and_then(|s| s.artifact)
-        .ok_or_else(|| {
-            Failure::new(
-                Class::Waiting,
-                reason::ARTIFACT_FAILED,
-                format!(
-                    "Source 'OCIRepository/{ns}/{}' is not ready, artifact not found",
-                    r.name
-                ),
-            )
-        })?;
     let timeout = obj.timeout().unwrap_or(Duration::from_secs(300));
     let work = extracted(ctx, &artifact, timeout).await?;
     let chart = chart_dir_of(work.path()).ok_or_else(|| {
@@ -109,8 +111,8 @@ async fn from_chart_ref(
             Class::Stalled,
             reason::INVALID_CHART_REFERENCE,
             format!(
-                "the artifact of OCIRepository '{ns}/{}' ({}) holds no Helm chart",
-                r.name, artifact.revision
+                "the artifact of {} '{ns}/{}' ({}) holds no Helm chart",
+                r.kind, r.name, artifact.revision
             ),
         )
     })?;
@@ -126,7 +128,7 @@ async fn from_chart_ref(
 
 /// The chart directory of an extracted artifact: its root, or its one top-level directory
 /// (a packaged chart unpacks into `<name>/`).
-fn chart_dir_of(root: &std::path::Path) -> Option<PathBuf> {
+pub fn chart_dir_of(root: &std::path::Path) -> Option<PathBuf> {
     if root.join("Chart.yaml").is_file() {
         return Some(root.to_path_buf());
     }

@@ -32,6 +32,7 @@ mod render;
 mod target;
 mod values;
 
+pub use chart::chart_dir_of;
 pub use release::{Plan, plan};
 use target::{applier, target_of};
 pub use target::{origin_labels, release_name};

@@ -29,7 +29,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use plumb_api::conditions::{self, Status as CondStatus};
+use plumb_api::conditions::{self};
 use plumb_api::consts::{condition, reason};
 use plumb_api::meta::Artifact;
 use plumb_api::{HelmRepository, HelmRepositoryStatus};
@@ -37,12 +37,12 @@ use plumb_helm::RepoErrorKind;
 use plumb_helm::repo::redact_url;
 use plumb_source::artifact::ObjectKey;
 
+use crate::Result;
 pub use crate::charts::{ResolvedChart, chart_cache, resolve_chart};
 use crate::charts::{is_oci, repo_client};
 use crate::context::Context;
 use crate::outcome::{Class, Failure};
 use crate::reconciler::{Done, Kind, Policy};
-use crate::{Error, Result};
 
 /// Artifact storage kind segment, as in Flux's URLs.
 const KIND: &str = "helmrepository";
@@ -110,15 +110,7 @@ impl Kind for HelmRepository {
         }
         let (artifact, changed) = fetch_and_store(obj, ctx, status).await?;
         let msg = format!("stored artifact: revision '{}'", artifact.revision);
-        conditions::remove(&mut status.conditions, condition::FETCH_FAILED);
-        conditions::set(
-            &mut status.conditions,
-            condition::ARTIFACT_IN_STORAGE,
-            CondStatus::True,
-            reason::SUCCEEDED,
-            &msg,
-            obj.meta().generation,
-        );
+        crate::artifact::mark_stored(&mut status.conditions, &msg, obj.meta().generation);
         let event = changed.then(|| {
             let note = format!(
                 "stored fetched index of size {} bytes from '{}'",
@@ -142,17 +134,9 @@ impl Kind for HelmRepository {
     }
 
     async fn cleanup(obj: Arc<Self>, ctx: &Context) -> Result<Action> {
-        let ns = obj.namespace().unwrap_or_default();
-        let name = obj.name_any();
         // The index artifacts are plumb's own. Cached charts are shared by digest across
         // repositories and stay.
-        ctx.storage
-            .remove_all(ObjectKey {
-                kind: KIND,
-                namespace: &ns,
-                name: &name,
-            })
-            .map_err(|e| Error::Storage(e.to_string()))?;
+        crate::artifact::remove_stored(ctx, KIND, &*obj)?;
         Ok(Action::await_change())
     }
 }

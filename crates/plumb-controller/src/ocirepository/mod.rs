@@ -24,7 +24,6 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use plumb_api::conditions::{self, Status as CondStatus};
 use plumb_api::consts::{condition, reason};
 use plumb_api::meta::Artifact;
 use plumb_api::oci_repository::OCILayerOperation;
@@ -33,10 +32,10 @@ use plumb_source::ErrorKind;
 use plumb_source::artifact::{Limits, ObjectKey};
 use plumb_source::oci::{self, ClientOptions, LayerOperation, RefSpec};
 
+use crate::Result;
 use crate::context::Context;
 use crate::outcome::{Class, Failure};
 use crate::reconciler::{Done, Kind, Policy};
-use crate::{Error, Result};
 
 /// Artifact storage kind segment, as in Flux's URLs.
 const KIND: &str = "ocirepository";
@@ -80,15 +79,7 @@ impl Kind for OCIRepository {
     ) -> std::result::Result<Done, Failure> {
         let (artifact, changed) = pull_and_store(obj, ctx, status).await?;
         let msg = format!("stored artifact for digest '{}'", artifact.revision);
-        conditions::remove(&mut status.conditions, condition::FETCH_FAILED);
-        conditions::set(
-            &mut status.conditions,
-            condition::ARTIFACT_IN_STORAGE,
-            CondStatus::True,
-            reason::SUCCEEDED,
-            &msg,
-            obj.meta().generation,
-        );
+        crate::artifact::mark_stored(&mut status.conditions, &msg, obj.meta().generation);
         let event = changed.then(|| {
             let note = format!(
                 "stored artifact with revision '{}' from '{}'",
@@ -113,16 +104,7 @@ impl Kind for OCIRepository {
     }
 
     async fn cleanup(obj: Arc<Self>, ctx: &Context) -> Result<Action> {
-        let ns = obj.namespace().unwrap_or_default();
-        let name = obj.name_any();
-        let key = ObjectKey {
-            kind: KIND,
-            namespace: &ns,
-            name: &name,
-        };
-        ctx.storage
-            .remove_all(key)
-            .map_err(|e| Error::Storage(e.to_string()))?;
+        crate::artifact::remove_stored(ctx, KIND, &*obj)?;
         Ok(Action::await_change())
     }
 }

@@ -125,6 +125,7 @@ impl_kind_status!(
     plumb_api::Kustomization => plumb_api::KustomizationStatus,
     plumb_api::HelmRelease => plumb_api::HelmReleaseStatus,
     plumb_api::OCIRepository => plumb_api::OCIRepositoryStatus,
+    plumb_api::HelmChart => plumb_api::HelmChartStatus,
     plumb_api::Receiver => plumb_api::ReceiverStatus
 );
 

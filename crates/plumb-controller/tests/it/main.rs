@@ -8,6 +8,7 @@ mod e2e;
 mod faults;
 mod fleet;
 mod gitrepository;
+mod helmchart;
 mod helmrelease;
 mod helmrepository;
 mod kustomization;

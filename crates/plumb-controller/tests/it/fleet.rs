@@ -1,8 +1,11 @@
 //! examples/fleet end to end, as `scripts/quickstart` runs it: the fleet and the apps
 //! repository served over smart HTTP, the bootstrap objects of examples/bootstrap/local.yaml
 //! applied, and every Kustomization (sources, common add-ons with per-cluster patches and
-//! substitutions, apps after infrastructure) becomes Ready. The example's `flux-system`
-//! namespace is replaced by the test's own so the test stays isolated.
+//! substitutions, apps after infrastructure) becomes Ready; then the same with the OCI
+//! variant (`clusters/local-oci`: the apps pushed as an OCI artifact to a real registry, as
+//! `scripts/quickstart --oci` does). The example's `flux-system` namespace is replaced by the
+//! test's own so the test stays isolated; the two variants run one after the other, as they
+//! share cluster-scoped namespaces.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use crate::common;
@@ -15,6 +18,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use plumb_api::Kustomization;
 use plumb_ssa::{Applier, ApplyItem, ApplyOptions};
 use plumb_testing::git::{GitHttpServer, HttpAuth, git};
+use plumb_testing::registry::{Registry, RegistryOptions};
 use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::Value;
 
@@ -44,10 +48,39 @@ fn commit_main(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn example_fleet_reconciles_ready() {
+    reconcile_fleet(false).await;
+    reconcile_fleet(true).await;
+}
+
+/// Pushes `dir` to the registry as the OCI artifact `apps:1.0.0`, as the quickstart does.
+async fn push_apps(reg: &Registry, dir: &Path) {
+    let (url, dir) = (reg.oci_url("apps:1.0.0"), dir.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let opts = plumb_source::oci::ClientOptions {
+            insecure: true,
+            ..Default::default()
+        };
+        let client =
+            plumb_source::oci::Client::new(&plumb_source::oci::parse_url(&url).unwrap(), &opts)
+                .unwrap();
+        let meta = plumb_source::oci::PushMeta {
+            source: Some("https://example.com/apps".into()),
+            revision: Some("1.0.0@sha1:0123456789abcdef".into()),
+            ..Default::default()
+        };
+        client.push_artifact(&dir, &meta).unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+async fn reconcile_fleet(oci: bool) {
     let info = ControlPlane::shared().unwrap();
     let client = info.admin_client().await.unwrap();
     install_crds(&client).await;
-    let ns = TestNamespace::create(info, "fleet").await.unwrap();
+    let ns = TestNamespace::create(info, if oci { "fleet-oci" } else { "fleet" })
+        .await
+        .unwrap();
     let n = ns.name().to_string();
 
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
@@ -61,6 +94,21 @@ async fn example_fleet_reconciles_ready() {
     let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
         .join()
         .unwrap();
+    let registry = if oci {
+        let reg = tokio::task::spawn_blocking(|| Registry::start(RegistryOptions::default()))
+            .await
+            .unwrap()
+            .unwrap();
+        push_apps(&reg, &repos.join("apps")).await;
+        Some(reg)
+    } else {
+        None
+    };
+    let oci_base_url = registry
+        .as_ref()
+        .map(|r| format!("oci://{}", r.host()))
+        // serde-saphyr reads an empty quoted scalar as null; the git variant does not use it.
+        .unwrap_or_else(|| "oci://unused".to_string());
     let _ctx = start_plumb(info, &n, &tmp.path().join("storage")).await;
 
     // The bootstrap objects, filled in as the quickstart does.
@@ -70,6 +118,15 @@ async fn example_fleet_reconciles_ready() {
         .unwrap()
         .replace("${FLEET_URL}", &fleet_url)
         .replace("${GIT_BASE_URL}", &base_url)
+        .replace("${OCI_BASE_URL}", &oci_base_url)
+        .replace(
+            "./clusters/local-dev",
+            if oci {
+                "./clusters/local-oci"
+            } else {
+                "./clusters/local-dev"
+            },
+        )
         .replace("flux-system", &n);
     let token: Secret = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "webhook-token", "namespace": n}, "stringData": {"token": "t0ken"}
@@ -168,13 +225,9 @@ async fn example_fleet_reconciles_ready() {
         "{names:?}"
     );
     let apps = ks_api.get("apps").await.unwrap();
-    assert!(
-        apps.status
-            .unwrap()
-            .last_applied_revision
-            .unwrap()
-            .starts_with("main@sha1:")
-    );
+    let applied = apps.status.unwrap().last_applied_revision.unwrap();
+    let from = if oci { "1.0.0@sha256:" } else { "main@sha1:" };
+    assert!(applied.starts_with(from), "{applied}");
 
     // Deleting the root prunes the fleet, namespaces included.
     ks_api.delete(&n, &DeleteParams::default()).await.unwrap();
@@ -195,4 +248,5 @@ async fn example_fleet_reconciles_ready() {
     .await
     .unwrap();
     ns.delete().await.unwrap();
+    drop(registry);
 }

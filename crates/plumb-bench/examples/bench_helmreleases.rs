@@ -6,6 +6,10 @@
 //! others: its time and the API requests the server counted meanwhile
 //! (`apiserver_request_total`, minus the benchmark's own polling).
 //!
+//! With `PLUMB_BENCH_SOURCE=oci` the chart is `helm push`ed to a local registry (Debian's
+//! `docker-registry`) and every release reads it through `chartRef: {kind: OCIRepository}`
+//! (issue #15's scenario; Flux 2.9 publishes 4m39s and 361 MiB for 1,000, the target is 60 s).
+//!
 //! Run: `PLUMB_BENCH_N=1000 cargo run --release -p plumb-bench --example bench_helmreleases`
 
 #[path = "../../plumb-controller/tests/it/common/mod.rs"]
@@ -15,9 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use plumb_api::{GitRepository, HelmRelease};
+use plumb_api::{GitRepository, HelmRelease, OCIRepository};
 use plumb_controller::{Config, Context, Scope};
 use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
+use plumb_testing::registry::{Registry, RegistryOptions};
 use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::json;
 
@@ -75,16 +80,24 @@ async fn request_total(client: &kube::Client) -> f64 {
         .sum()
 }
 
+/// Whether the chart comes from an OCI registry (`PLUMB_BENCH_SOURCE=oci`).
+fn oci() -> bool {
+    std::env::var("PLUMB_BENCH_SOURCE").is_ok_and(|v| v == "oci")
+}
+
 async fn create_all(api: &Api<HelmRelease>, ns: &str, names: &[String]) {
     let pp = PostParams::default();
     futures::future::join_all(names.iter().map(|name| {
+        let mut spec = json!({"interval": "1h", "values": {"msg": name}});
+        if oci() {
+            spec["chartRef"] = json!({"kind": "OCIRepository", "name": "charts"});
+        } else {
+            spec["chart"] = json!({"spec": {"chart": "./chart",
+                "sourceRef": {"kind": "GitRepository", "name": "charts"}}});
+        }
         let hr: HelmRelease = serde_json::from_value(json!({
             "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"interval": "1h",
-                     "chart": {"spec": {"chart": "./chart",
-                               "sourceRef": {"kind": "GitRepository", "name": "charts"}}},
-                     "values": {"msg": name}}
+            "metadata": {"name": name, "namespace": ns}, "spec": spec
         }))
         .expect("HelmRelease");
         let pp = &pp;
@@ -106,6 +119,41 @@ async fn until_ready(api: &Api<HelmRelease>, n: usize) -> Duration {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     start.elapsed()
+}
+
+/// Starts a local registry and `helm push`es the benchmark chart (`<repo>/chart`) to
+/// `oci://<registry>/charts/small`.
+fn push_chart(repo: &std::path::Path) -> Registry {
+    let reg = Registry::start(RegistryOptions::default()).expect("registry");
+    let out = tempfile::tempdir().expect("tmp");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("helm")
+            .args(args)
+            .env("HELM_REGISTRY_CONFIG", out.path().join("registry.json"))
+            .output()
+            .expect("helm (scripts/install-deps.sh)");
+        assert!(
+            o.status.success(),
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let dest = out.path().to_str().expect("utf-8");
+    run(&[
+        "package",
+        repo.join("chart").to_str().expect("utf-8"),
+        "-d",
+        dest,
+    ]);
+    let tgz = out.path().join("small-1.0.0.tgz");
+    let target = format!("oci://{}/charts", reg.host());
+    run(&[
+        "push",
+        tgz.to_str().expect("utf-8"),
+        &target,
+        "--plain-http",
+    ]);
+    reg
 }
 
 fn main() {
@@ -156,7 +204,24 @@ fn main() {
         let before = proc_kib("VmRSS");
         tokio::spawn(plumb_controller::run(ctx, Scope::default(), concurrency));
 
+        let registry = oci().then(|| push_chart(&repo.path));
         for ns in [ns_big.name(), ns_small.name()] {
+            if let Some(reg) = &registry {
+                let src: OCIRepository = serde_json::from_value(json!({
+                    "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+                    "metadata": {"name": "charts", "namespace": ns},
+                    "spec": {"url": format!("oci://{}/charts/small", reg.host()), "interval": "1h",
+                             "insecure": true, "ref": {"semver": ">=1.0.0"},
+                             "layerSelector": {"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                                               "operation": "copy"}}
+                }))
+                .expect("OCIRepository");
+                Api::<OCIRepository>::namespaced(client.clone(), ns)
+                    .create(&PostParams::default(), &src)
+                    .await
+                    .expect("create OCIRepository");
+                continue;
+            }
             let git: GitRepository = serde_json::from_value(json!({
                 "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
                 "metadata": {"name": "charts", "namespace": ns},
@@ -177,7 +242,8 @@ fn main() {
         let created = start.elapsed();
         let ready = until_ready(&api, n).await + created;
         println!(
-            "N={n} HelmReleases (concurrency {concurrency}): all Ready in {:.1}s ({:.1} releases/s); RSS before controllers {:.1} MiB, now {:.1} MiB, peak (VmHWM) {:.1} MiB",
+            "N={n} HelmReleases, chart from {} (concurrency {concurrency}): all Ready in {:.1}s ({:.1} releases/s); RSS before controllers {:.1} MiB, now {:.1} MiB, peak (VmHWM) {:.1} MiB",
+            if oci() { "an OCIRepository (chartRef)" } else { "a GitRepository" },
             ready.as_secs_f64(),
             n as f64 / ready.as_secs_f64(),
             before as f64 / 1024.0,

@@ -39,10 +39,44 @@ use crate::reconciler::{Done, Kind, Policy};
 /// Artifact storage kind segment, as in Flux's URLs.
 const KIND: &str = "helmchart";
 
-/// Runs the HelmChart controller until shutdown.
+/// Runs the HelmChart controller until shutdown. A new artifact of a GitRepository or
+/// HelmRepository (a new index) reconciles the HelmCharts built from it, as Flux's watches do.
 pub async fn run(ctx: Arc<Context>, api: Api<HelmChart>, watch: watcher::Config, concurrency: u16) {
-    let controller = crate::reconciler::desired_state_controller(api, watch);
+    let (git, repos): (Api<GitRepository>, Api<HelmRepository>) = match api.namespace() {
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+    };
+    let controller = crate::reconciler::desired_state_controller(api, watch.clone());
+    let (by_git, by_repo) = (controller.store(), controller.store());
+    let controller = controller
+        .watches(git, watch.clone(), move |src: GitRepository| {
+            built_from(&by_git, ChartSourceKind::GitRepository, &src)
+        })
+        .watches(repos, watch, move |src: HelmRepository| {
+            built_from(&by_repo, ChartSourceKind::HelmRepository, &src)
+        });
     crate::reconciler::run(controller, ctx, concurrency).await;
+}
+
+/// The HelmCharts of the store whose source is `src` (same namespace, as Flux).
+fn built_from<S: ResourceExt>(
+    store: &kube::runtime::reflector::Store<HelmChart>,
+    kind: ChartSourceKind,
+    src: &S,
+) -> Vec<kube::runtime::reflector::ObjectRef<HelmChart>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|c| {
+            c.spec.source_ref.kind == kind
+                && c.spec.source_ref.name == src.name_any()
+                && c.namespace() == src.namespace()
+        })
+        .map(|c| kube::runtime::reflector::ObjectRef::from_obj(&*c))
+        .collect()
 }
 
 impl Kind for HelmChart {

@@ -48,7 +48,9 @@ use kube::{Resource, ResourceExt};
 use plumb_api::conditions::{self, Status as CondStatus};
 use plumb_api::consts::{annotation, condition};
 use plumb_api::helm_release::{ChartReferenceKind, ChartSourceKind};
-use plumb_api::{GitRepository, HelmRelease, HelmReleaseStatus, HelmRepository, OCIRepository};
+use plumb_api::{
+    GitRepository, HelmChart, HelmRelease, HelmReleaseStatus, HelmRepository, OCIRepository,
+};
 
 use crate::context::Context;
 use crate::outcome::Failure;
@@ -73,9 +75,13 @@ pub async fn run(
     let store = controller.store();
     let repo_store = store.clone();
     let oci_store = store.clone();
-    let oci: Api<OCIRepository> = match sources.namespace() {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
+    let chart_store = store.clone();
+    let (oci, helm_charts): (Api<OCIRepository>, Api<HelmChart>) = match sources.namespace() {
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
     let controller = controller
         // A new HelmRepository index reconciles the HelmReleases charted from it.
@@ -86,26 +92,39 @@ pub async fn run(
         .watches(sources, watch.clone(), move |src: GitRepository| {
             charted_from(&store, ChartSourceKind::GitRepository, &src)
         })
-        // A new OCIRepository artifact reconciles the HelmReleases whose chartRef names it.
-        .watches(oci, watch, move |src: OCIRepository| {
-            let (ns, name) = (src.namespace(), src.name_any());
-            oci_store
-                .state()
-                .into_iter()
-                .filter(|hr| {
-                    hr.spec.chart_ref.as_ref().is_some_and(|r| {
-                        r.kind == ChartReferenceKind::OCIRepository
-                            && r.name == name
-                            && r.namespace.clone().or_else(|| hr.namespace()) == ns
-                    })
-                })
-                .map(|hr| kube::runtime::reflector::ObjectRef::from_obj(&*hr))
-                .collect::<Vec<_>>()
+        // A new OCIRepository or HelmChart artifact reconciles the HelmReleases whose
+        // chartRef names it.
+        .watches(oci, watch.clone(), move |src: OCIRepository| {
+            referenced_by(&oci_store, ChartReferenceKind::OCIRepository, &src)
+        })
+        .watches(helm_charts, watch, move |src: HelmChart| {
+            referenced_by(&chart_store, ChartReferenceKind::HelmChart, &src)
         });
     crate::reconciler::run(controller, ctx, concurrency).await;
 }
 
 /// The HelmReleases whose chart comes from `src` (a source of kind `kind`).
+/// The HelmReleases of the store whose `chartRef` names `src`.
+fn referenced_by<S: ResourceExt>(
+    store: &kube::runtime::reflector::Store<HelmRelease>,
+    kind: ChartReferenceKind,
+    src: &S,
+) -> Vec<kube::runtime::reflector::ObjectRef<HelmRelease>> {
+    let (ns, name) = (src.namespace(), src.name_any());
+    store
+        .state()
+        .into_iter()
+        .filter(|hr| {
+            hr.spec.chart_ref.as_ref().is_some_and(|r| {
+                r.kind == kind
+                    && r.name == name
+                    && r.namespace.clone().or_else(|| hr.namespace()) == ns
+            })
+        })
+        .map(|hr| kube::runtime::reflector::ObjectRef::from_obj(&*hr))
+        .collect()
+}
+
 fn charted_from<S: ResourceExt>(
     store: &kube::runtime::reflector::Store<HelmRelease>,
     kind: ChartSourceKind,

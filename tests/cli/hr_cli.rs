@@ -107,5 +107,10 @@ async fn build_and_diff_a_helmrelease() {
         .patch("charts", &pp, &Patch::Merge(&unfinalize))
         .await
         .unwrap();
+    // The HelmChart the release made, as helm-controller does.
+    Api::<plumb_api::HelmChart>::namespaced(client.clone(), &n)
+        .patch(&format!("{n}-web"), &pp, &Patch::Merge(&unfinalize))
+        .await
+        .unwrap();
     ns.delete().await.unwrap();
 }

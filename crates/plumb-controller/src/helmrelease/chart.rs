@@ -34,10 +34,17 @@ pub(super) enum ChartSource {
 
 /// Fetches the chart: a directory of the GitRepository artifact (extracted into a work
 /// dir that lives as long as the returned guard), or an archive of a HelmRepository.
+/// With `via_helm_chart` (the reconciler), a `spec.chart` template goes through its
+/// HelmChart object as with helm-controller ([`super::helmchart`]); without (`plumb build
+/// hr`, which must not create objects), the chart is fetched from the source directly.
 pub(super) async fn fetch_chart(
     obj: &HelmRelease,
     ctx: &Context,
+    via_helm_chart: bool,
 ) -> std::result::Result<Fetched, Failure> {
+    if via_helm_chart && obj.spec.chart.is_some() {
+        return super::helmchart::from_helm_chart(obj, ctx).await;
+    }
     let Some(tpl) = &obj.spec.chart else {
         return match &obj.spec.chart_ref {
             Some(r) => from_chart_ref(obj, ctx, r).await,
@@ -142,7 +149,7 @@ pub fn chart_dir_of(root: &std::path::Path) -> Option<PathBuf> {
 }
 
 /// The fetched chart and the guard of its work dir.
-type Fetched = (ChartSource, Option<Arc<tempfile::TempDir>>);
+pub(super) type Fetched = (ChartSource, Option<Arc<tempfile::TempDir>>);
 
 /// A packaged chart resolved from the HelmRepository's stored index.
 async fn from_helm_repository(

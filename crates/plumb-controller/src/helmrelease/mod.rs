@@ -22,6 +22,7 @@
 
 mod chart;
 pub mod drift;
+mod helmchart;
 mod history;
 mod hooks;
 mod manifest;
@@ -98,7 +99,16 @@ pub async fn run(
             referenced_by(&oci_store, ChartReferenceKind::OCIRepository, &src)
         })
         .watches(helm_charts, watch, move |src: HelmChart| {
-            referenced_by(&chart_store, ChartReferenceKind::HelmChart, &src)
+            let mut refs = referenced_by(&chart_store, ChartReferenceKind::HelmChart, &src);
+            // And the release whose `spec.chart` made it (`<namespace>-<name>`).
+            refs.extend(
+                chart_store
+                    .state()
+                    .into_iter()
+                    .filter(|hr| hr.spec.chart.is_some() && hr.helm_chart_name() == src.name_any())
+                    .map(|hr| kube::runtime::reflector::ObjectRef::from_obj(&*hr)),
+            );
+            refs
         });
     crate::reconciler::run(controller, ctx, concurrency).await;
 }
@@ -207,6 +217,7 @@ impl Kind for HelmRelease {
     async fn cleanup(obj: Arc<Self>, ctx: &Context) -> Result<Action> {
         ctx.helm_drift
             .untrack((&obj.namespace().unwrap_or_default(), &obj.name_any()));
+        helmchart::delete_helm_chart(&obj, ctx).await?;
         if obj.spec.suspend {
             return Ok(Action::await_change());
         }

@@ -46,7 +46,9 @@ pub(super) async fn run_once(
 ) -> std::result::Result<Released, Failure> {
     let applier = applier(obj, ctx).await?;
     let t = target_of(obj, ctx, &applier);
-    let (chart_src, _work) = fetch_chart(obj, ctx).await?;
+    status.helm_chart =
+        super::helmchart::helm_chart_ref(obj, ctx).map(|(ns, n)| format!("{ns}/{n}"));
+    let (chart_src, _work) = fetch_chart(obj, ctx, true).await?;
     let config = compose_values(obj, ctx).await?;
     let config_digest = storage::values_digest(&config);
     status.last_attempted_config_digest = Some(config_digest.clone());
@@ -58,7 +60,8 @@ pub(super) async fn run_once(
     let install = latest
         .as_ref()
         .is_none_or(|r| r.info.status == rstatus::UNINSTALLED);
-    let opts = chart_options(obj, ctx, &t).await;
+    // The HelmChart already merged valuesFiles and stamped the Revision version.
+    let opts = chart_options(obj, ctx, &t, true).await;
     let built = build(
         chart_src,
         &config,
@@ -445,7 +448,7 @@ pub struct Plan {
 pub async fn plan(obj: &HelmRelease, ctx: &Context) -> std::result::Result<Plan, Failure> {
     let applier = applier(obj, ctx).await?;
     let t = target_of(obj, ctx, &applier);
-    let (chart_src, _work) = fetch_chart(obj, ctx).await?;
+    let (chart_src, _work) = fetch_chart(obj, ctx, false).await?;
     let config = compose_values(obj, ctx).await?;
     let history = load_history(&t).await?;
     let latest = history
@@ -461,7 +464,7 @@ pub async fn plan(obj: &HelmRelease, ctx: &Context) -> std::result::Result<Plan,
         revision,
         latest.is_none(),
         post_overlays(obj),
-        chart_options(obj, ctx, &t).await,
+        chart_options(obj, ctx, &t, false).await,
     )
     .await?;
     let fail = |m: String| Failure::new(Class::Stalled, reason::INSTALL_FAILED, m);

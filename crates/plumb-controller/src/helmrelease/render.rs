@@ -35,9 +35,20 @@ pub(super) struct ChartOptions {
     capabilities: plumb_helm::Capabilities,
 }
 
-/// The chart settings of `obj`, and the capabilities of the cluster it targets.
-pub(super) async fn chart_options(obj: &HelmRelease, ctx: &Context, t: &Target) -> ChartOptions {
-    let spec = obj.spec.chart.as_ref().map(|c| &c.spec);
+/// The chart settings of `obj`, and the capabilities of the cluster it targets. `settled`:
+/// the chart came through its HelmChart, which applied valuesFiles and the strategy already.
+pub(super) async fn chart_options(
+    obj: &HelmRelease,
+    ctx: &Context,
+    t: &Target,
+    settled: bool,
+) -> ChartOptions {
+    let spec = obj
+        .spec
+        .chart
+        .as_ref()
+        .map(|c| &c.spec)
+        .filter(|_| !settled);
     ChartOptions {
         values_files: spec.map(|s| s.values_files.clone()).unwrap_or_default(),
         ignore_missing_values_files: spec.is_some_and(|s| s.ignore_missing_values_files),

@@ -288,7 +288,9 @@ async fn helmrelease_keep_policy_ownership_and_failures() {
         ready(v.get("status")).is_some_and(|r| r.0 == "True")
             && v["status"]["observedGeneration"] == v["metadata"]["generation"]
     };
-    wait_obj(&api, "web", "installed", ready_gen).await;
+    let v = wait_obj(&api, "web", "installed", ready_gen).await;
+    // As helm-controller: the chart comes through the HelmChart `<namespace>-<name>`.
+    assert_eq!(v["status"]["helmChart"], format!("{n}/{n}-web").as_str());
     for name in ["web-cm", "web-extra", "web-kept"] {
         assert!(cms.get_opt(name).await.unwrap().is_some(), "{name}");
     }
@@ -357,6 +359,15 @@ async fn helmrelease_keep_policy_ownership_and_failures() {
         "master@sha1:1111111111111111111111111111111111111111",
     )
     .await;
+    // The release's HelmChart (helm-controller's `<namespace>-<name>`) fails to fetch it.
+    let charts: Api<plumb_api::HelmChart> = Api::namespaced(env.client.clone(), &n);
+    wait_obj(
+        &charts,
+        &format!("{n}-web"),
+        "HelmChart fetch failure",
+        |v| ready(v.get("status")).is_some_and(|r| r.0 == "False"),
+    )
+    .await;
     api.patch(
         "web",
         &PatchParams::default(),
@@ -401,6 +412,13 @@ async fn helmrelease_keep_policy_ownership_and_failures() {
         cms.get_opt("web-kept").await.unwrap().is_some(),
         "kept on uninstall"
     );
+    let charts: Api<plumb_api::HelmChart> = Api::namespaced(env.client.clone(), &n);
+    within("the release's HelmChart deleted with it", 30, || {
+        let charts = charts.clone();
+        let name = format!("{n}-web");
+        async move { charts.get_opt(&name).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
 }
 
 /// A release left `pending-upgrade` by a process killed mid-upgrade (its record written,

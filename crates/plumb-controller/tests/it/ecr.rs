@@ -7,10 +7,10 @@
 //!
 //! Proves: Ready with an artifact; one `GetAuthorizationToken` across polls; a registry
 //! that refuses the cached token gets one freshly fetched token, then a clear
-//! AuthenticationFailed condition; the token is in no condition, status or event.
+//! AuthenticationFailed condition; the token is in no condition, status, event or log line.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_config::{BehaviorVersion, Region};
@@ -102,8 +102,42 @@ async fn poll(api: &Api<OCIRepository>) -> Value {
     .await
 }
 
+/// A log sink the test reads back (nextest runs each test in its own process, so the
+/// global subscriber is this test's alone).
+#[derive(Clone, Default)]
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogSink {
+    fn install() -> LogSink {
+        let sink = LogSink::default();
+        let writer = sink.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "info,plumb_controller=debug,plumb_eks=debug,plumb_source=debug",
+            ))
+            .with_writer(move || writer.clone())
+            .init();
+        sink
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 #[tokio::test]
 async fn ecr_provider_through_moto() {
+    let logs = LogSink::install();
     let info = ControlPlane::shared().unwrap();
     let client = info.admin_client().await.unwrap();
     install_crds(&client).await;
@@ -192,6 +226,12 @@ async fn ecr_provider_through_moto() {
     assert!(!all.items.is_empty(), "events were recorded");
     let events_text = serde_json::to_string(&all.items).unwrap();
     assert!(!events_text.contains(&password), "{events_text}");
+    let log = logs.text();
+    assert!(
+        log.contains("refused the cached ECR token"),
+        "logs were captured"
+    );
+    assert!(!log.contains(&password), "{log}");
     drop(ns);
 }
 

@@ -59,7 +59,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row(
         "OCIRepository",
         "spec.provider",
-        When::NotOneOf(&["generic"]),
+        When::NotOneOf(&["generic", "aws"]),
     ),
     row(
         "HelmRepository",
@@ -188,6 +188,11 @@ mod tests {
         assert_eq!(
             unsupported_fields("OCIRepository", &oci),
             vec!["spec.verify", "spec.provider"]
+        );
+        let ecr = json!({"spec": {"provider": "aws"}});
+        assert!(
+            unsupported_fields("OCIRepository", &ecr).is_empty(),
+            "provider aws is served (ECR)"
         );
     }
 

@@ -37,7 +37,7 @@ mod secrets;
 pub use error::{Error, Result};
 
 pub use context::{ClusterVars, Config, Context};
-pub use runtime::{client, context, leader, metrics, remote};
+pub use runtime::{client, context, ecr, leader, metrics, remote};
 
 use std::sync::Arc;
 

@@ -196,8 +196,33 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: fmt::Debug + Send + Sync + 'static,
 {
-    let context = DisplayErrorContext(&err).to_string();
-    let (kind, code) = match &err {
+    let (kind, code, message) = classify_sdk_error(&err);
+    if kind == AwsErrorKind::Credentials {
+        return Error::Credentials {
+            cluster: cluster.to_string(),
+            code,
+            message,
+        };
+    }
+    Error::Aws {
+        operation,
+        cluster: cluster.to_string(),
+        region: region.to_string(),
+        kind,
+        code,
+        message,
+    }
+}
+
+/// The classification, AWS error code and message of an SDK error (shared by the EKS and
+/// ECR calls).
+pub(crate) fn classify_sdk_error<E, R>(err: &SdkError<E, R>) -> (AwsErrorKind, String, String)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    let context = DisplayErrorContext(err).to_string();
+    let (kind, code) = match err {
         SdkError::TimeoutError(_) => (AwsErrorKind::Unreachable, "Timeout".to_string()),
         SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
             (AwsErrorKind::Unreachable, "Unreachable".to_string())
@@ -218,21 +243,7 @@ where
         _ => (AwsErrorKind::Other, "ClientError".to_string()),
     };
     let message = err.message().map(str::to_string).unwrap_or(context);
-    if kind == AwsErrorKind::Credentials {
-        return Error::Credentials {
-            cluster: cluster.to_string(),
-            code,
-            message,
-        };
-    }
-    Error::Aws {
-        operation,
-        cluster: cluster.to_string(),
-        region: region.to_string(),
-        kind,
-        code,
-        message,
-    }
+    (kind, code, message)
 }
 
 fn is_credentials_failure(context: &str) -> bool {

@@ -124,6 +124,37 @@ pub enum Error {
     /// Remote-cluster settings (e.g. a `provider: aws` ConfigMap) are incomplete or invalid.
     #[error("invalid remote EKS cluster settings: {0}")]
     InvalidSettings(String),
+    /// A registry host is not an ECR one (`<account>.dkr.ecr.<region>.amazonaws.com` or
+    /// `public.ecr.aws`).
+    #[error("{host:?} is not an Amazon ECR registry host: {reason}")]
+    NotEcr {
+        /// The offending host.
+        host: String,
+        /// Why it is not one.
+        reason: &'static str,
+    },
+    /// An ECR `GetAuthorizationToken` call failed.
+    #[error("{operation} for ECR registry {registry} failed ({kind}): {code}: {message}")]
+    Ecr {
+        /// `ecr:GetAuthorizationToken` or `ecr-public:GetAuthorizationToken`.
+        operation: &'static str,
+        /// The registry host.
+        registry: String,
+        /// The classification.
+        kind: AwsErrorKind,
+        /// The AWS error code.
+        code: String,
+        /// The AWS error message.
+        message: String,
+    },
+    /// The authorization data ECR returned is unusable (never quoted: it is a credential).
+    #[error("ECR returned unusable authorization data for {registry}: {reason}")]
+    EcrToken {
+        /// The registry host.
+        registry: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Rendering the kubeconfig failed.
     #[error("rendering the kubeconfig for EKS cluster {cluster}: {message}")]
     Kubeconfig {
@@ -138,7 +169,7 @@ impl Error {
     /// The AWS classification of this error, when it came from AWS.
     pub fn aws_kind(&self) -> Option<AwsErrorKind> {
         match self {
-            Self::Aws { kind, .. } => Some(*kind),
+            Self::Aws { kind, .. } | Self::Ecr { kind, .. } => Some(*kind),
             Self::Credentials { .. } => Some(AwsErrorKind::Credentials),
             _ => None,
         }
@@ -147,7 +178,7 @@ impl Error {
     /// Whether retrying later can succeed without a change of configuration.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Aws { kind, .. } => kind.is_transient(),
+            Self::Aws { kind, .. } | Self::Ecr { kind, .. } => kind.is_transient(),
             Self::Credentials { code, .. } => code == "ProviderTimedOut" || code == "Unreachable",
             Self::Incomplete { .. } | Self::Client { .. } => true,
             _ => false,

@@ -15,6 +15,8 @@
 //! - [`client`]: how the remote client refreshes its token: a tower layer of ours sets the
 //!   bearer token per request on top of kube's default stack.
 //! - [`ClusterInfo::facts`] and [`watch_facts`]: the `eks_*` postBuild variables.
+//! - [`ecr`]: Amazon ECR registry credentials (`GetAuthorizationToken`, cached until shortly
+//!   before expiry) for `provider: aws` OCI sources.
 //! - [`kubeconfig`]: the kubeconfig `plumb eks kubeconfig` prints, and recognition of
 //!   kubeconfig users that exec `aws eks get-token` / `aws-iam-authenticator token` so plumb
 //!   can serve them itself.
@@ -25,6 +27,7 @@
 pub mod auth;
 pub mod client;
 pub mod cluster;
+pub mod ecr;
 pub mod error;
 pub mod kubeconfig;
 pub mod source;
@@ -36,6 +39,7 @@ pub use client::{
     client_from_config,
 };
 pub use cluster::{ClusterArn, ClusterInfo, FACT_NAMES};
+pub use ecr::{EcrAuth, EcrCredentials, EcrRegistry};
 pub use error::{AwsErrorKind, Error, Result};
 pub use kubeconfig::{ExecTokenRequest, recognise_exec, render_kubeconfig};
 pub use source::{Clock, ManualClock, SystemClock, TokenKey, TokenSource};

@@ -451,3 +451,33 @@ fn helm_pushed_charts_resolve_and_download() {
     let e = c.resolve_helm_chart(">=3.0.0").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::RefNotFound, "{e}");
 }
+
+#[test]
+fn resolve_override_reaches_a_named_host_at_a_fixed_address() {
+    let reg = plain();
+    let digest = push(&reg, "app:v1", &[("a.yaml", "a: 1\n")], &insecure());
+    let port = reg.host().rsplit_once(':').unwrap().1.to_string();
+    // A name that no DNS knows: reachable only through the override.
+    let url = format!("oci://registry.plumb.invalid:{port}/app:v1");
+    let unresolved = Client::new(&oci::parse_url(&url).unwrap(), &insecure())
+        .unwrap()
+        .resolve(&RefSpec::Tag("v1".into()));
+    assert!(
+        unresolved.is_err(),
+        "the name does not resolve without the override"
+    );
+    let opts = ClientOptions {
+        resolve: vec![("registry.plumb.invalid".into(), [127, 0, 0, 1].into())],
+        ..insecure()
+    };
+    let resolved = client(&url, &opts)
+        .resolve(&RefSpec::Tag("v1".into()))
+        .unwrap();
+    assert_eq!(resolved.digest, digest);
+    // The Host header keeps the name.
+    assert!(
+        reg.log().contains("registry.plumb.invalid"),
+        "{}",
+        reg.log_tail()
+    );
+}

@@ -4,7 +4,9 @@
 //!
 //! Steps ([`Kind::steps`]), top to bottom:
 //! 1. **client**: registry options from `insecure`, `timeout`, `secretRef`
-//!    (`kubernetes.io/dockerconfigjson`) and `certSecretRef` ([`client_options`]);
+//!    (`kubernetes.io/dockerconfigjson`), `certSecretRef` and `provider: aws` (ECR
+//!    `GetAuthorizationToken`, cached; a refused cached token is refreshed once)
+//!    ([`client_options`]);
 //! 2. **resolve**: Flux's precedence digest > semver (+ semverFilter) > tag (`latest`), one
 //!    manifest request for a tag or digest (`plumb_source::oci`);
 //! 3. **pull and store**: unless the revision, ignore rules and layer selector are unchanged
@@ -26,7 +28,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use plumb_api::consts::{condition, reason};
 use plumb_api::meta::Artifact;
-use plumb_api::oci_repository::OCILayerOperation;
+use plumb_api::oci_repository::{OCILayerOperation, OCIRepositoryProvider};
 use plumb_api::{OCIRepository, OCIRepositoryStatus};
 use plumb_source::ErrorKind;
 use plumb_source::artifact::{Limits, ObjectKey};
@@ -34,6 +36,7 @@ use plumb_source::oci::{self, ClientOptions, LayerOperation, RefSpec};
 
 use crate::Result;
 use crate::context::Context;
+use crate::ecr::{ProviderCredentials, provider_credentials, with_ecr_retry};
 use crate::outcome::{Class, Failure};
 use crate::reconciler::{Done, Kind, Policy};
 
@@ -109,16 +112,19 @@ impl Kind for OCIRepository {
     }
 }
 
-/// Registry options of `obj`: transport, timeout, credentials and TLS material.
+/// Registry options of `obj`: transport, timeout, credentials and TLS material. Without
+/// credentials from `secretRef`, `provider: aws` takes them from ECR (returned too, so a
+/// refused cached token can be refreshed once: [`crate::ecr::with_ecr_retry`]).
 pub(crate) async fn client_options(
     obj: &OCIRepository,
     ctx: &Context,
     reference: &oci::Reference,
-) -> std::result::Result<ClientOptions, Failure> {
+) -> std::result::Result<(ClientOptions, Option<ProviderCredentials>), Failure> {
     let ns = obj.namespace().unwrap_or_default();
     let mut opts = ClientOptions {
         insecure: obj.spec.insecure,
         timeout: obj.timeout().unwrap_or(Duration::from_secs(60)),
+        resolve: ctx.config.oci_resolve.clone(),
         ..ClientOptions::default()
     };
     let invalid = |name: &str, e: plumb_source::SourceError| {
@@ -138,7 +144,19 @@ pub(crate) async fn client_options(
         opts.apply_cert_secret(&data)
             .map_err(|e| invalid(&r.name, e))?;
     }
-    Ok(opts)
+    // As Flux: the provider is asked only when the secret gave no credentials.
+    let mut provided = None;
+    if opts.credentials.is_none() {
+        let provider = match obj.spec.provider {
+            OCIRepositoryProvider::Generic => "generic",
+            OCIRepositoryProvider::Aws => "aws",
+            OCIRepositoryProvider::Azure => "azure",
+            OCIRepositoryProvider::Gcp => "gcp",
+        };
+        provided = provider_credentials(ctx, Some(provider), &reference.registry).await?;
+        opts.credentials = provided.as_ref().map(|p| p.credentials.clone());
+    }
+    Ok((opts, provided))
 }
 
 /// Flux's reasons for a failed OCI operation.
@@ -174,8 +192,7 @@ async fn pull_and_store(
     status: &OCIRepositoryStatus,
 ) -> std::result::Result<(Artifact, bool), Failure> {
     let reference = oci::parse_url(&obj.spec.url).map_err(|e| classify(&e))?;
-    let opts = client_options(obj, ctx, &reference).await?;
-    let client = oci::Client::new(&reference, &opts).map_err(|e| classify(&e))?;
+    let (opts, ecr) = client_options(obj, ctx, &reference).await?;
     let r = obj.spec.reference.clone().unwrap_or_default();
     let spec = RefSpec::from_flux(
         r.tag.as_deref(),
@@ -183,11 +200,20 @@ async fn pull_and_store(
         r.semver_filter.as_deref(),
         r.digest.as_deref(),
     );
-    let client = Arc::new(client);
-    let c = client.clone();
-    let resolved = tokio::task::spawn_blocking(move || c.resolve(&spec))
-        .await
-        .map_err(joined)?
+    // Resolving is the first registry request: a refused cached ECR token shows here.
+    let resolve = |opts: ClientOptions| {
+        let (reference, spec) = (reference.clone(), spec.clone());
+        async move {
+            let client = Arc::new(oci::Client::new(&reference, &opts).map_err(|e| classify(&e))?);
+            let c = client.clone();
+            let resolved = tokio::task::spawn_blocking(move || c.resolve(&spec))
+                .await
+                .map_err(joined)?;
+            Ok(resolved.map(|r| (client, r)))
+        }
+    };
+    let (client, resolved) = with_ecr_retry(ctx, ecr, opts, resolve)
+        .await?
         .map_err(|e| classify(&e))?;
     let revision = resolved.revision();
 

@@ -43,6 +43,10 @@ pub struct Config {
     /// Variables offered to every postBuild substitution (e.g. EKS cluster facts); shared,
     /// so a refresh reaches every later reconcile.
     pub cluster_vars: ClusterVars,
+    /// Registry host names the OCI clients connect to at a fixed address instead of through
+    /// DNS (a hosts-file entry; the URL, TLS name and credentials keep the name). Not a
+    /// `plumb run` flag: tests reach a loopback registry under an ECR host name with it.
+    pub oci_resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Default for Config {
@@ -61,6 +65,7 @@ impl Default for Config {
             no_cross_namespace_refs: false,
             api_limits: crate::client::ApiLimits::default(),
             cluster_vars: ClusterVars::default(),
+            oci_resolve: Vec::new(),
         }
     }
 }
@@ -113,6 +118,8 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Clients and appliers of remote clusters (`spec.kubeConfig`).
     pub remote: Arc<crate::remote::RemoteClients>,
+    /// ECR registry credentials (`provider: aws`), cached until shortly before expiry.
+    pub ecr: Arc<crate::ecr::EcrProvider>,
     /// Watches inventory objects and queues their Kustomization when they drift.
     pub drift: Arc<crate::drift::DriftWatcher>,
     /// Watches the objects of HelmReleases with drift detection on.
@@ -187,6 +194,7 @@ impl Context {
             health_clock: Default::default(),
             metrics,
             remote: Default::default(),
+            ecr: Default::default(),
             sources: Arc::default(),
             recorder,
             memos: Memos::default(),

@@ -5,6 +5,7 @@
 
 mod common;
 mod e2e;
+mod ecr;
 mod faults;
 mod fleet;
 mod gitrepository;

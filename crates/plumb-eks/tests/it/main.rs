@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod botocore_kat;
+mod ecr;
 mod moto;
 mod no_secrets;

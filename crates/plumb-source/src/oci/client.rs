@@ -116,6 +116,11 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Download caps.
     pub limits: OciLimits,
+    /// Host names connected to at a fixed address instead of through DNS, like a hosts-file
+    /// entry (or curl's `--resolve`): the URL, `Host` header, TLS name and credentials still
+    /// use the name. Empty in production; tests use it to reach a loopback registry under a
+    /// registry host name (an ECR one).
+    pub resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Default for ClientOptions {
@@ -127,6 +132,7 @@ impl Default for ClientOptions {
             credentials: None,
             timeout: Duration::from_secs(60),
             limits: OciLimits::default(),
+            resolve: Vec::new(),
         }
     }
 }
@@ -248,13 +254,21 @@ impl Client {
                 .map_err(|_| invalid("tls.key", "not a PEM private key"))?;
             tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
         }
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .tls_config(tls.build())
             .http_status_as_error(false)
             .timeout_global(Some(opts.timeout))
             .user_agent(USER_AGENT)
-            .build()
-            .into();
+            .build();
+        let agent = if opts.resolve.is_empty() {
+            config.into()
+        } else {
+            ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::default(),
+                FixedResolver(opts.resolve.clone()),
+            )
+        };
         let scheme = if opts.insecure { "http" } else { "https" };
         Ok(Client {
             agent,
@@ -544,6 +558,32 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+/// [`ClientOptions::resolve`]: listed host names go to their fixed address, the rest through
+/// ureq's default resolver (DNS).
+#[derive(Debug)]
+struct FixedResolver(Vec<(String, std::net::IpAddr)>);
+
+impl ureq::unversioned::resolver::Resolver for FixedResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> std::result::Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().unwrap_or_default();
+        let fixed = self.0.iter().find(|(h, _)| h.eq_ignore_ascii_case(host));
+        let Some((_, ip)) = fixed else {
+            return ureq::unversioned::resolver::DefaultResolver::default()
+                .resolve(uri, config, timeout);
+        };
+        let https = uri.scheme_str() == Some("https");
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let mut out = self.empty();
+        out.push(std::net::SocketAddr::new(*ip, port));
+        Ok(out)
     }
 }
 

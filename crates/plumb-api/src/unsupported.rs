@@ -64,7 +64,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row(
         "HelmRepository",
         "spec.provider",
-        When::NotOneOf(&["generic"]),
+        When::NotOneOf(&["generic", "aws"]),
     ),
 ];
 
@@ -177,7 +177,7 @@ mod tests {
         assert!(unsupported_fields("HelmRelease", &hr).is_empty());
         let repo = json!({"spec": {"type": "oci", "provider": "generic"}});
         assert!(unsupported_fields("HelmRepository", &repo).is_empty());
-        let repo = json!({"spec": {"type": "default", "provider": "aws"}});
+        let repo = json!({"spec": {"type": "oci", "provider": "azure"}});
         assert_eq!(
             unsupported_fields("HelmRepository", &repo),
             vec!["spec.provider"]

@@ -17,8 +17,8 @@ use crate::context::Context;
 use crate::outcome::{Class, Failure};
 
 /// Registry options of an OCI HelmRepository: `insecure` (plain HTTP), `timeout`,
-/// `secretRef` (a `kubernetes.io/dockerconfigjson` Secret, or `username`/`password`) and
-/// `certSecretRef` (`ca.crt`, `tls.crt`, `tls.key`).
+/// `secretRef` (a `kubernetes.io/dockerconfigjson` Secret, or `username`/`password`),
+/// `certSecretRef` (`ca.crt`, `tls.crt`, `tls.key`), and `provider: aws` (ECR).
 pub(crate) async fn client_options(
     repo: &HelmRepository,
     ctx: &Context,
@@ -28,6 +28,7 @@ pub(crate) async fn client_options(
     let mut opts = ClientOptions {
         insecure: repo.spec.insecure,
         timeout: repo.timeout().unwrap_or(Duration::from_secs(60)),
+        resolve: ctx.config.oci_resolve.clone(),
         ..ClientOptions::default()
     };
     let auth_failed = |name: &str, detail: String| {
@@ -50,6 +51,13 @@ pub(crate) async fn client_options(
         let data = crate::secrets::secret_data(ctx, &ns, &r.name).await?;
         opts.apply_cert_secret(&data)
             .map_err(|e| auth_failed(&r.name, e.to_string()))?;
+    }
+    // As Flux: the provider (ECR for `aws`) is asked only when the secret gave nothing.
+    if opts.credentials.is_none() {
+        let provider = repo.spec.provider.to_string();
+        opts.credentials = crate::ecr::provider_credentials(ctx, Some(&provider), registry)
+            .await?
+            .map(|p| p.credentials);
     }
     Ok(opts)
 }
@@ -112,7 +120,7 @@ pub(crate) async fn resolve_chart(
             format!("HelmRepository '{repo_id}': {e}"),
         )
     })?;
-    let opts = client_options(repo, ctx, reference.api_host()).await?;
+    let opts = client_options(repo, ctx, &reference.registry).await?;
     let cache = chart_cache(ctx);
     let (version_req, name) = (version.to_string(), chart.to_string());
     let id = repo_id.clone();

@@ -275,3 +275,85 @@ async fn azure_and_non_ecr_hosts_are_clear_failures() {
         assert!(msg.contains(want), "{msg}");
     }
 }
+
+/// An OCI HelmRepository with `provider: aws`: a HelmRelease's chart is pulled from the
+/// ECR-named registry with the credentials GetAuthorizationToken hands out (through the
+/// release's HelmChart), and the token is fetched once.
+#[tokio::test]
+async fn oci_helm_repository_with_the_aws_provider() {
+    let info = ControlPlane::shared().unwrap();
+    let client = info.admin_client().await.unwrap();
+    install_crds(&client).await;
+    let ns = TestNamespace::create(info, "helm-ecr").await.unwrap();
+    let n = ns.name().to_string();
+    let moto = tokio::task::spawn_blocking(MotoServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let registry = EcrRegistry::parse(ECR_HOST).unwrap();
+    let token = ecr_auth(&moto).await.credentials(&registry).await.unwrap();
+    let password = token.credentials.password.clone();
+    let reg = start_registry(password.clone()).await;
+    let host = reg.host();
+    tokio::task::spawn_blocking(move || {
+        let work = tempfile::tempdir().unwrap();
+        let tgz = plumb_testing::chartrepo::package_chart(work.path(), "podinfo", "1.2.0");
+        let out = std::process::Command::new("helm")
+            .arg("push")
+            .arg(&tgz)
+            .arg(format!("oci://{host}/charts"))
+            .args(["--plain-http", "--username", "AWS", "--password", &password])
+            .env("HELM_REGISTRY_CONFIG", work.path().join("registry.json"))
+            .output()
+            .expect("helm (scripts/install-deps.sh)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+    .await
+    .unwrap();
+
+    let auth = Arc::new(ecr_auth(&moto).await);
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = start_plumb_with(info, &n, tmp.path(), |c| {
+        c.oci_resolve = vec![(ECR_HOST.to_string(), [127, 0, 0, 1].into())];
+    })
+    .await;
+    assert!(ctx.ecr.use_auth(auth.clone()));
+    let port = reg.host().rsplit_once(':').unwrap().1.to_string();
+    let repo: plumb_api::HelmRepository = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "ecr", "namespace": n},
+        "spec": {"type": "oci", "url": format!("oci://{ECR_HOST}:{port}/charts"),
+                 "provider": "aws", "insecure": true, "interval": "1h"}
+    }))
+    .unwrap();
+    Api::<plumb_api::HelmRepository>::namespaced(client.clone(), &n)
+        .create(&PostParams::default(), &repo)
+        .await
+        .unwrap();
+    let hrs: Api<plumb_api::HelmRelease> = Api::namespaced(client.clone(), &n);
+    let hr: plumb_api::HelmRelease = serde_json::from_value(json!({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": "web", "namespace": n},
+        "spec": {"interval": "1h", "chart": {"spec": {"chart": "podinfo", "version": "1.x",
+                 "sourceRef": {"kind": "HelmRepository", "name": "ecr"}}}}
+    }))
+    .unwrap();
+    hrs.create(&PostParams::default(), &hr).await.unwrap();
+    let v = wait_obj(&hrs, "web", "installed from ECR", |v| {
+        ready(v.get("status")).is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    assert_eq!(v["status"]["lastAttemptedRevision"], "1.2.0");
+    assert_eq!(auth.fetch_count(), 1, "one GetAuthorizationToken");
+    hrs.delete("web", &Default::default()).await.unwrap();
+    crate::common::world::within("uninstalled", 60, || {
+        let hrs = hrs.clone();
+        async move { hrs.get_opt("web").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    ns.delete().await.unwrap();
+}

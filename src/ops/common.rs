@@ -15,6 +15,8 @@ pub enum FluxKind {
     HelmRepository,
     /// `source.toolkit.fluxcd.io/v1` OCIRepository.
     OCIRepository,
+    /// `source.toolkit.fluxcd.io/v1` HelmChart.
+    HelmChart,
     /// `kustomize.toolkit.fluxcd.io/v1` Kustomization.
     Kustomization,
     /// `helm.toolkit.fluxcd.io/v2` HelmRelease.
@@ -44,6 +46,7 @@ impl FluxKind {
                 "OCIRepository",
                 "ocirepositories",
             ),
+            FluxKind::HelmChart => ("source.toolkit.fluxcd.io", "v1", "HelmChart", "helmcharts"),
             FluxKind::Kustomization => (
                 "kustomize.toolkit.fluxcd.io",
                 "v1",
@@ -86,6 +89,7 @@ impl FluxKind {
             FluxKind::GitRepository,
             FluxKind::HelmRepository,
             FluxKind::OCIRepository,
+            FluxKind::HelmChart,
             FluxKind::Kustomization,
             FluxKind::HelmRelease,
             FluxKind::Receiver,
@@ -142,6 +146,11 @@ pub enum SourceTarget {
         /// Name of the OCIRepository.
         name: String,
     },
+    /// A HelmChart.
+    Chart {
+        /// Name of the HelmChart.
+        name: String,
+    },
 }
 
 impl Target {
@@ -151,6 +160,7 @@ impl Target {
             Target::Source(SourceTarget::Git { name }) => (FluxKind::GitRepository, name),
             Target::Source(SourceTarget::Helm { name }) => (FluxKind::HelmRepository, name),
             Target::Source(SourceTarget::Oci { name }) => (FluxKind::OCIRepository, name),
+            Target::Source(SourceTarget::Chart { name }) => (FluxKind::HelmChart, name),
             Target::Hr { name } => (FluxKind::HelmRelease, name),
             Target::Receiver { name } => (FluxKind::Receiver, name),
         }
@@ -200,9 +210,10 @@ pub(crate) fn revision_of(kind: FluxKind, obj: &Value) -> String {
     let s = &obj["status"];
     let v = match kind {
         FluxKind::Kustomization => s["lastAppliedRevision"].as_str(),
-        FluxKind::GitRepository | FluxKind::HelmRepository | FluxKind::OCIRepository => {
-            s["artifact"]["revision"].as_str()
-        }
+        FluxKind::GitRepository
+        | FluxKind::HelmRepository
+        | FluxKind::OCIRepository
+        | FluxKind::HelmChart => s["artifact"]["revision"].as_str(),
         FluxKind::HelmRelease => s["history"][0]["chartVersion"]
             .as_str()
             .or_else(|| s["lastAttemptedRevision"].as_str()),

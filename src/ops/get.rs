@@ -13,7 +13,7 @@ use super::common::{
 /// What `plumb get` lists.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum GetWhat {
-    /// GitRepositories, HelmRepositories and OCIRepositories.
+    /// GitRepositories, HelmRepositories, OCIRepositories and HelmCharts.
     #[value(alias = "source")]
     Sources,
     /// Kustomizations.
@@ -55,6 +55,7 @@ async fn get_async(args: GetArgs) -> Result<ExitCode> {
             FluxKind::GitRepository,
             FluxKind::HelmRepository,
             FluxKind::OCIRepository,
+            FluxKind::HelmChart,
         ],
         GetWhat::Ks => &[FluxKind::Kustomization],
         GetWhat::Hr => &[FluxKind::HelmRelease],

@@ -7,7 +7,8 @@
 //! 67 MiB for 1,000 OCIRepositories (flux-benchmark); the targets are 30 s and 100 MiB, and
 //! an unchanged poll costs one manifest request and no blob download.
 //!
-//! Run: `PLUMB_BENCH_N=1000 cargo run --release -p plumb-bench --example bench_ocirepos`
+//! Run: `PLUMB_BENCH_N=1000 PLUMB_CONCURRENT=16 cargo run --release -p plumb-bench --example bench_ocirepos`
+//! (`PLUMB_CONCURRENT`: workers per kind, as `plumb run --concurrent`; 4 by default).
 
 #[path = "../../plumb-controller/tests/it/common/mod.rs"]
 mod common;
@@ -159,7 +160,8 @@ async fn main() {
     let poll = start.elapsed();
     let (m1, b1) = registry_requests(&reg);
 
-    println!("ocirepositories           {n} (one artifact, 20 files)");
+    let workers = std::env::var("PLUMB_CONCURRENT").unwrap_or_else(|_| "4".into());
+    println!("ocirepositories           {n} (one artifact, 20 files), {workers} workers");
     println!(
         "all Ready after           {:.1} s   (Flux 2.8: 85 s; target 30 s)",
         ready.as_secs_f64()

@@ -67,7 +67,12 @@ pub async fn start_plumb_with(
         namespace: Some(ns.to_string()),
         label_selector: None,
     };
-    tokio::spawn(plumb_controller::run(ctx.clone(), scope, 4));
+    // Benchmarks sharing these helpers set `PLUMB_CONCURRENT` like `plumb run --concurrent`.
+    let workers = std::env::var("PLUMB_CONCURRENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    tokio::spawn(plumb_controller::run(ctx.clone(), scope, workers));
     ctx
 }
 

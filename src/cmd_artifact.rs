@@ -199,14 +199,16 @@ pub fn pull(args: PullArgs) -> Result<ExitCode> {
     let resolved = client
         .resolve(&spec)
         .with_context(|| format!("resolving {}", a.url))?;
-    let manifest = client
-        .fetch_manifest(&resolved.digest)
-        .with_context(|| format!("pulling {}", a.url))?;
-    let (_, layer) = client
-        .fetch_layer(&manifest, a.media_type.as_deref())
-        .with_context(|| format!("pulling {}", a.url))?;
-    oci::pull::extract_layer(&layer, &a.output, plumb_source::artifact::Limits::default())
-        .with_context(|| format!("extracting {} into {}", a.url, a.output.display()))?;
+    let pulled = client
+        .pull(
+            &resolved,
+            a.media_type.as_deref(),
+            oci::LayerOperation::Extract,
+            &a.output,
+            plumb_source::artifact::Limits::default(),
+        )
+        .with_context(|| format!("pulling {} into {}", a.url, a.output.display()))?;
+    let manifest = pulled.manifest;
     let ann = |k: &str| {
         manifest
             .annotations

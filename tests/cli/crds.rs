@@ -40,6 +40,7 @@ async fn full_objects_round_trip_through_the_api_server() {
     for kind in [
         "gitrepository",
         "helmrepository",
+        "ocirepository",
         "kustomization",
         "helmrelease",
         "receiver",
@@ -83,6 +84,9 @@ async fn full_objects_round_trip_through_the_api_server() {
             "helmrepository" => {
                 drop(serde_json::from_value::<plumb_api::HelmRepository>(back).unwrap())
             }
+            "ocirepository" => {
+                drop(serde_json::from_value::<plumb_api::OCIRepository>(back).unwrap())
+            }
             "kustomization" => {
                 drop(serde_json::from_value::<plumb_api::Kustomization>(back).unwrap())
             }
@@ -109,6 +113,11 @@ async fn api_server_serves_flux_printer_columns() {
             "source.toolkit.fluxcd.io/v1",
             "helmrepositories",
             &["Name", "URL", "Age", "Ready", "Status"][..],
+        ),
+        (
+            "source.toolkit.fluxcd.io/v1",
+            "ocirepositories",
+            &["Name", "URL", "Ready", "Status", "Age"][..],
         ),
         (
             "kustomize.toolkit.fluxcd.io/v1",
@@ -141,17 +150,35 @@ async fn api_server_serves_flux_printer_columns() {
         }
     }
     // Short names and the `flux` category, as kubectl resolves them from discovery.
+    // Flux's OCIRepository CRD is in `fluxcd` and `fluxcd-sources`, not `flux`.
     let short = [
-        ("source.toolkit.fluxcd.io/v1", "gitrepositories", "gitrepo"),
+        (
+            "source.toolkit.fluxcd.io/v1",
+            "gitrepositories",
+            "gitrepo",
+            "flux",
+        ),
         (
             "source.toolkit.fluxcd.io/v1",
             "helmrepositories",
             "helmrepo",
+            "flux",
         ),
-        ("kustomize.toolkit.fluxcd.io/v1", "kustomizations", "ks"),
-        ("helm.toolkit.fluxcd.io/v2", "helmreleases", "hr"),
+        (
+            "source.toolkit.fluxcd.io/v1",
+            "ocirepositories",
+            "ocirepo",
+            "fluxcd-sources",
+        ),
+        (
+            "kustomize.toolkit.fluxcd.io/v1",
+            "kustomizations",
+            "ks",
+            "flux",
+        ),
+        ("helm.toolkit.fluxcd.io/v2", "helmreleases", "hr", "flux"),
     ];
-    for (gv, plural, short_name) in short {
+    for (gv, plural, short_name, category) in short {
         let req = http::Request::get(format!("/apis/{gv}"))
             .body(Vec::new())
             .unwrap();
@@ -175,7 +202,7 @@ async fn api_server_serves_flux_printer_columns() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|c| c == "flux"),
+                .any(|c| c == category),
             "{res}"
         );
     }

@@ -3,8 +3,9 @@
 //! pushes different content to a new tag, so nothing is skipped as already uploaded. Prints
 //! medians and the ratio.
 //!
-//! `cargo build --release --bin plumb && cargo run --release -p plumb-bench --example
-//! bench_oci_push [runs]` (`PLUMB_BIN` overrides the binary, default `target/release/plumb`).
+//! `cargo build --release --bin plumb && cargo run -p plumb-bench --example bench_oci_push
+//! [runs]` (`PLUMB_BIN` overrides the binary, default `target/release/plumb`; the example
+//! only orchestrates processes, so its own profile does not matter).
 //! Both are timed as whole processes (what a CI job pays); oras' in-process push time is
 //! printed too, since Python's start-up is part of its process time.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement tool: fail loudly

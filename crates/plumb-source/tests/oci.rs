@@ -92,6 +92,29 @@ fn push_resolve_pull_round_trip() {
         .push_artifact(again.path(), &meta("main@sha1:0123"))
         .unwrap();
     assert_eq!(pushed.manifest.layers[0].digest, layer.digest);
+    // pull: extract into a directory, or copy the layer verbatim.
+    let dir = tempfile::tempdir().unwrap();
+    let got = c
+        .pull(
+            &r,
+            None,
+            oci::LayerOperation::Extract,
+            &dir.path().join("x"),
+            Limits::default(),
+        )
+        .unwrap();
+    assert_eq!(got.layer, layer);
+    assert!(dir.path().join("x/deploy/cm.yaml").exists());
+    let copy = dir.path().join("layer.tgz");
+    c.pull(
+        &r,
+        None,
+        oci::LayerOperation::Copy,
+        &copy,
+        Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&copy).unwrap(), data);
 }
 
 #[test]

@@ -685,6 +685,12 @@ mod tests {
     }
 
     #[test]
+    fn client_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Client>();
+    }
+
+    #[test]
     fn secrets_fill_options() {
         use std::collections::BTreeMap;
         let mut o = ClientOptions::default();

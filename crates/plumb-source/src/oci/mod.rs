@@ -28,7 +28,7 @@ pub mod pull;
 pub mod push;
 
 pub use client::{Client, ClientOptions, Credentials, OciLimits};
-pub use pull::{Descriptor, LayerOperation, Manifest, RefSpec, Resolved, select_layer};
+pub use pull::{Descriptor, LayerOperation, Manifest, Pulled, RefSpec, Resolved, select_layer};
 pub use push::{PushMeta, Pushed};
 
 use crate::{Result, SourceError};

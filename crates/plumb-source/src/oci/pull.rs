@@ -117,6 +117,15 @@ pub enum LayerOperation {
     Copy,
 }
 
+/// What [`Client::pull`] produced.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The manifest (its annotations are Flux's `org.opencontainers.image.*` metadata).
+    pub manifest: Manifest,
+    /// The layer that was extracted or copied.
+    pub layer: Descriptor,
+}
+
 /// The layer of `manifest` with `media_type`, or the first layer when `None` (as Flux).
 pub fn select_layer<'a>(
     name: &str,
@@ -467,5 +476,35 @@ impl Client {
         let layer = select_layer(&self.reference.name(), manifest, media_type)?.clone();
         let data = self.fetch_blob(&layer, self.limits.max_layer_bytes)?;
         Ok((layer, data))
+    }
+
+    /// Download the manifest `resolved` names and its layer (see [`select_layer`]), then with
+    /// [`LayerOperation::Extract`] extract it into the directory `dest` (capped by `limits`),
+    /// or with [`LayerOperation::Copy`] stream it verbatim into the file `dest`.
+    pub fn pull(
+        &self,
+        resolved: &Resolved,
+        media_type: Option<&str>,
+        operation: LayerOperation,
+        dest: &Path,
+        limits: Limits,
+    ) -> Result<Pulled> {
+        let manifest = self.fetch_manifest(&resolved.digest)?;
+        let layer = select_layer(&self.reference.name(), &manifest, media_type)?.clone();
+        match operation {
+            LayerOperation::Extract => {
+                let data = self.fetch_blob(&layer, self.limits.max_layer_bytes)?;
+                extract_layer(&data, dest, limits)?;
+            }
+            LayerOperation::Copy => {
+                let mut f = std::fs::File::create(dest).map_err(SourceError::io("create", dest))?;
+                let r = self.fetch_blob_to(&layer, self.limits.max_layer_bytes, &mut f);
+                if r.is_err() {
+                    let _ = std::fs::remove_file(dest);
+                }
+                r?;
+            }
+        }
+        Ok(Pulled { manifest, layer })
     }
 }

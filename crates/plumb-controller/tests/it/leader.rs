@@ -8,11 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use plumb_controller::Error;
 use plumb_controller::leader::{Ended, LeaderConfig, Role, run_elected};
 use plumb_testing::proxy::TcpProxy;
 use plumb_testing::{ControlPlane, ControlPlaneInfo, TestNamespace, wait};
+
+use crate::common::admin_config;
 
 const LEASE: &str = "plumb-leader-election";
 const LEASE_DURATION: Duration = Duration::from_secs(6);
@@ -90,10 +91,7 @@ impl Drop for DropClock {
 
 /// A client of the admin user that reaches the API server through `proxy`.
 async fn client_via(info: &ControlPlaneInfo, proxy: &TcpProxy) -> kube::Client {
-    let kc = Kubeconfig::read_from(&info.kubeconfig).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
+    let mut config = admin_config(info).await;
     config.cluster_url = format!("https://{}", proxy.addr()).parse().unwrap();
     kube::Client::try_from(config).unwrap()
 }

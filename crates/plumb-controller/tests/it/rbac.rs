@@ -13,13 +13,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use plumb_api::Kustomization;
-use plumb_controller::{Config, Context, Scope};
 use plumb_ssa::{Applier, ApplyItem, ApplyOptions};
 use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
 use plumb_testing::{ControlPlane, ControlPlaneInfo, TestNamespace, wait};
 use serde_json::{Value, json};
 
-use crate::common::{install_crds, ready, wait_obj};
+use crate::common::{admin_config, install_crds, ready, start_plumb_as, wait_obj};
 
 const RBAC_KINDS: &[&str] = &[
     "ServiceAccount",
@@ -64,43 +63,14 @@ fn chart_rbac(release: &str, ns: &str) -> Vec<Value> {
     objects
 }
 
-/// A kube config of the admin kubeconfig's cluster, authenticated as `token` alone.
+/// A kube config of the admin kubeconfig's cluster, authenticated by `token_file` alone.
 async fn config_with_token(info: &ControlPlaneInfo, token_file: &Path) -> kube::Config {
-    let kc = kube::config::Kubeconfig::read_from(&info.kubeconfig).unwrap();
-    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
+    let mut cfg = admin_config(info).await;
     cfg.auth_info = kube::config::AuthInfo {
         token_file: Some(token_file.display().to_string()),
         ..Default::default()
     };
     cfg
-}
-
-/// Starts the controllers for `ns` as `cfg`, with an artifact server.
-async fn start_as(cfg: kube::Config, ns: &str, storage: &Path) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let artifacts = storage.join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    tokio::spawn(plumb_source::server::serve_artifacts(
-        listener,
-        artifacts,
-        std::future::pending(),
-    ));
-    let client = kube::Client::try_from(cfg.clone()).unwrap();
-    let config = Config {
-        storage_path: storage.to_path_buf(),
-        storage_adv_addr: addr.to_string(),
-        requeue_dependency: Duration::from_secs(1),
-        ..Default::default()
-    };
-    let ctx = Context::new(client, cfg, config);
-    let scope = Scope {
-        namespace: Some(ns.to_string()),
-        label_selector: None,
-    };
-    tokio::spawn(plumb_controller::run(ctx, scope, 4));
 }
 
 fn manifests(v: &str) -> Vec<(&'static str, String)> {
@@ -212,7 +182,7 @@ async fn controllers_run_under_the_charts_rbac() {
     let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
         .join()
         .unwrap();
-    start_as(cfg, &n, &tmp.path().join("storage")).await;
+    start_plumb_as(cfg, &n, &tmp.path().join("storage"), |_| {}).await;
 
     let git = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "source.toolkit.fluxcd.io",

@@ -14,7 +14,7 @@ use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{install_crds, ready, start_plumb, wait_obj};
+use crate::common::{admin_config, install_crds, ready, start_plumb, wait_obj};
 
 /// POSTs `body` to `http://addr{path}`; returns the status code and the body.
 async fn post(
@@ -60,6 +60,22 @@ async fn post_from(
     (code, head.to_string(), body.to_string())
 }
 
+/// Serves webhooks for `ctx` with `opts` on a free local port.
+async fn start_receiver(
+    ctx: &std::sync::Arc<plumb_controller::Context>,
+    opts: receiver::ServerOptions,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(receiver::serve_with(
+        ctx.clone(),
+        listener,
+        opts,
+        std::future::pending(),
+    ));
+    addr
+}
+
 fn configmap(v: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: pushed\ndata:\n  v: \"{v}\"\n")
 }
@@ -87,18 +103,14 @@ async fn signed_push_is_applied_within_five_seconds() {
         .join()
         .unwrap();
     let ctx = start_plumb(info, &n, &tmp.path().join("storage")).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook_addr = listener.local_addr().unwrap();
-    let opts = receiver::ServerOptions {
-        body_timeout: Duration::from_secs(2),
-        ..receiver::ServerOptions::new(Some(n.clone()))
-    };
-    tokio::spawn(receiver::serve_with(
-        ctx.clone(),
-        listener,
-        opts,
-        std::future::pending(),
-    ));
+    let hook_addr = start_receiver(
+        &ctx,
+        receiver::ServerOptions {
+            body_timeout: Duration::from_secs(2),
+            ..receiver::ServerOptions::new(Some(n.clone()))
+        },
+    )
+    .await;
 
     let token = "s3cr3t-token";
     let secret: Secret = serde_json::from_value(json!({
@@ -381,16 +393,11 @@ async fn webhook_server_turns_hostile_clients_away() {
     let ns = TestNamespace::create(info, "rcv-hostile").await.unwrap();
     let n = ns.name().to_string();
     // A context of its own, running no controllers: its request counter is the server's.
-    let kc = kube::config::Kubeconfig::read_from(&info.kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
+    let cfg = admin_config(info).await;
     let metrics = std::sync::Arc::new(plumb_controller::metrics::Metrics::new());
     let client =
         plumb_controller::client::build(cfg.clone(), Default::default(), metrics.clone()).unwrap();
     let ctx = plumb_controller::Context::with_metrics(client, cfg, Default::default(), metrics);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let header_timeout = Duration::from_secs(1);
     let opts = receiver::ServerOptions {
         rate_limit: receiver::RateLimit {
@@ -402,12 +409,7 @@ async fn webhook_server_turns_hostile_clients_away() {
         max_connections: 2,
         ..receiver::ServerOptions::new(Some(n.clone()))
     };
-    tokio::spawn(receiver::serve_with(
-        ctx.clone(),
-        listener,
-        opts,
-        std::future::pending(),
-    ));
+    let addr = start_receiver(&ctx, opts).await;
     // Ready once the first list of Receivers is in (503 before).
     wait::poll("the index is ready", Duration::from_secs(30), || async {
         let (code, _, _) = post_from([127, 0, 0, 9], addr, "/hook/warmup", &[], "{}").await;

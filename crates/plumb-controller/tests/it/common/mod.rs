@@ -41,6 +41,24 @@ pub async fn start_plumb_with(
     storage: &std::path::Path,
     tune: impl FnOnce(&mut Config),
 ) -> Arc<Context> {
+    start_plumb_as(admin_config(info).await, ns, storage, tune).await
+}
+
+/// The admin kubeconfig as a kube config (to change its URL or credentials).
+pub async fn admin_config(info: &ControlPlaneInfo) -> kube::Config {
+    let kc = kube::config::Kubeconfig::read_from(&info.kubeconfig).unwrap();
+    kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap()
+}
+
+/// [`start_plumb_with`] with the controllers' client built from `cfg`.
+pub async fn start_plumb_as(
+    cfg: kube::Config,
+    ns: &str,
+    storage: &std::path::Path,
+    tune: impl FnOnce(&mut Config),
+) -> Arc<Context> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let artifacts = storage.join("artifacts");
@@ -50,10 +68,6 @@ pub async fn start_plumb_with(
         artifacts,
         std::future::pending(),
     ));
-    let kc = kube::config::Kubeconfig::read_from(&info.kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
     let client = kube::Client::try_from(cfg.clone()).unwrap();
     let mut config = Config {
         storage_path: storage.to_path_buf(),

@@ -35,11 +35,12 @@ fn prints_all_crds_as_multi_document_yaml() {
     let out = plumb().arg("crds").output().unwrap();
     assert!(out.status.success());
     let yaml = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(yaml.matches("\n---\n").count() + 1, 6);
+    assert_eq!(yaml.matches("\n---\n").count() + 1, 7);
     for name in [
         "gitrepositories.source.toolkit.fluxcd.io",
         "helmrepositories.source.toolkit.fluxcd.io",
         "ocirepositories.source.toolkit.fluxcd.io",
+        "helmcharts.source.toolkit.fluxcd.io",
         "kustomizations.kustomize.toolkit.fluxcd.io",
         "helmreleases.helm.toolkit.fluxcd.io",
         "receivers.notification.toolkit.fluxcd.io",

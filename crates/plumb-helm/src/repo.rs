@@ -141,7 +141,12 @@ impl IndexFile {
         let mut index: IndexFile = serde_saphyr::from_str_with_options(text, yaml_options())
             .map_err(|e| {
                 let mut msg = e.to_string();
-                msg.truncate(400);
+                // At a char boundary: the parser's message may quote multi-byte text.
+                let mut cut = msg.len().min(400);
+                while !msg.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                msg.truncate(cut);
                 repo_err(OP, source, RepoErrorKind::BadContent, msg)
             })?;
         if index.api_version.is_empty() {
@@ -668,6 +673,18 @@ impl ChartCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A parser message cut at 400 bytes inside a multi-byte character once panicked
+    /// (found by the `helm_index` fuzz target; the input is its seed too).
+    #[test]
+    fn long_parse_errors_are_cut_at_a_char_boundary() {
+        let data = include_bytes!("../../../fuzz/seeds/helm_index/regression-long-error-utf8");
+        let err = IndexFile::parse(data, 1 << 20, "fuzz").unwrap_err();
+        assert!(err.to_string().len() < 1000, "{err}");
+        let mut long = String::from("apiVersion: v1\nentries: [");
+        long.push_str(&"é".repeat(600));
+        assert!(IndexFile::parse(long.as_bytes(), 1 << 20, "fuzz").is_err());
+    }
 
     const INDEX: &str = r#"
 apiVersion: v1

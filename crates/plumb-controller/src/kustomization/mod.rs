@@ -154,8 +154,8 @@ impl Kind for Kustomization {
         let (items, inventory) = apply::plan(obj, objects)?;
         let applier = applier(obj, ctx).await?;
         let previous = status.inventory.clone();
-        prune::record_intent(obj, ctx, status, &inventory).await?;
-        let mut changes = apply::apply(
+        let recorded = prune::record_intent(obj, ctx, status, &inventory).await?;
+        let applied = apply::apply(
             obj,
             ctx,
             &applier,
@@ -163,7 +163,20 @@ impl Kind for Kustomization {
             status,
             previous.as_ref(),
         )
-        .await?;
+        .await;
+        let mut changes = match applied {
+            Ok(changes) => changes,
+            Err(f) => {
+                // A failed apply shrank the recorded intent to what it applied; write that
+                // now, as the final status write compares with the status read before the
+                // intent was recorded and could skip it. If this write fails, the larger
+                // intent stays: safe, its extra objects are simply not found later.
+                if recorded && let Some(inv) = &status.inventory {
+                    let _ = prune::write_inventory(obj, ctx, inv).await;
+                }
+                return Err(f);
+            }
+        };
         let pruned = prune::prune(obj, ctx, &applier, previous.as_ref(), &inventory).await?;
         if !pruned.is_empty() {
             if !changes.is_empty() {

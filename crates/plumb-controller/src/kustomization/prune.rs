@@ -61,14 +61,25 @@ pub(super) async fn record_intent(
     ctx: &Context,
     status: &mut KustomizationStatus,
     next: &Inventory,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     let union = union(status.inventory.as_ref(), next);
     if status.inventory.as_ref() == Some(&union) {
-        return Ok(());
+        return Ok(false);
     }
+    write_inventory(obj, ctx, &union).await?;
+    status.inventory = Some(union);
+    Ok(true)
+}
+
+/// Writes `inventory` into the status of `obj` now (one merge patch of that field only).
+pub(super) async fn write_inventory(
+    obj: &Kustomization,
+    ctx: &Context,
+    inventory: &ResourceInventory,
+) -> Result<(), Failure> {
     let api: Api<Kustomization> =
         Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let patch = serde_json::json!({"status": {"inventory": &union}});
+    let patch = serde_json::json!({"status": {"inventory": inventory}});
     api.patch_status(
         &obj.name_any(),
         &PatchParams::default(),
@@ -79,10 +90,9 @@ pub(super) async fn record_intent(
         Failure::new(
             Class::Transient,
             reason::RECONCILIATION_FAILED,
-            format!("recording the inventory before apply: {e}"),
+            format!("recording the inventory: {e}"),
         )
     })?;
-    status.inventory = Some(union);
     Ok(())
 }
 

@@ -50,12 +50,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row("GitRepository", "spec.serviceAccountName", When::Set),
     row("Kustomization", "spec.decryption", When::Set),
     row("Kustomization", "spec.healthCheckExprs", When::Set),
-    row("HelmRelease", "spec.chart.spec.verify", When::Set),
     row("Receiver", "spec.resourceFilter", When::Set),
-    row("OCIRepository", "spec.verify", When::Set),
-    row("HelmChart", "spec.verify", When::Set),
-    row("OCIRepository", "spec.proxySecretRef", When::Set),
-    row("OCIRepository", "spec.serviceAccountName", When::Set),
     row(
         "OCIRepository",
         "spec.provider",
@@ -168,11 +163,9 @@ mod tests {
             vec!["spec.sparseCheckout", "spec.provider"]
         );
         let hr = json!({"spec": {"chart": {"spec": {"verify": {"provider": "cosign"}}}, "persistentClient": false}});
-        // persistentClient only tunes helm-controller's clients: accepted, no effect.
-        assert_eq!(
-            unsupported_fields("HelmRelease", &hr),
-            vec!["spec.chart.spec.verify"]
-        );
+        // persistentClient only tunes helm-controller's clients: accepted, no effect; verify
+        // is served (cosign with keys, through the HelmChart).
+        assert!(unsupported_fields("HelmRelease", &hr).is_empty());
         let hr = json!({"spec": {"postRenderers": [], "chart": {"spec": {"chart": "x"}}}});
         assert!(unsupported_fields("HelmRelease", &hr).is_empty());
         let repo = json!({"spec": {"type": "oci", "provider": "generic"}});
@@ -187,7 +180,7 @@ mod tests {
             "insecure": true, "layerSelector": {"operation": "copy"}}});
         assert_eq!(
             unsupported_fields("OCIRepository", &oci),
-            vec!["spec.verify", "spec.provider"]
+            vec!["spec.provider"]
         );
         let ecr = json!({"spec": {"provider": "aws"}});
         assert!(

@@ -188,12 +188,14 @@ async fn stored_index(
 /// - chart URL 404, 401/403, digest mismatch, too large: `Stalled`, `ChartPullError`;
 /// - network errors and timeouts: `Transient`, `ChartPullError`;
 /// - an OCI repository: see [`crate::oci_charts::resolve_chart`]; Secret problems as the
-///   reconciler's.
+///   reconciler's; with `verify` keys, the chart's cosign signature is checked first
+///   (`VerificationError`; an index repository cannot be verified).
 pub async fn resolve_chart(
     ctx: &Context,
     repo: &HelmRepository,
     chart: &str,
     version: &str,
+    verify: Option<Vec<plumb_source::oci::cosign::TrustedKey>>,
 ) -> std::result::Result<ResolvedChart, Failure> {
     let repo_id = format!(
         "{}/{}",
@@ -201,7 +203,18 @@ pub async fn resolve_chart(
         repo.name_any()
     );
     if is_oci(repo) {
-        return crate::oci_charts::resolve_chart(ctx, (repo, &repo_id), chart, version).await;
+        return crate::oci_charts::resolve_chart(ctx, (repo, &repo_id), chart, version, verify)
+            .await;
+    }
+    if verify.is_some() {
+        // Flux verifies OCI charts only; never pass an unverified chart off as verified.
+        return Err(Failure::new(
+            Class::Stalled,
+            reason::VERIFICATION_ERROR,
+            format!(
+                "HelmRepository '{repo_id}': signature verification is supported for charts from OCI HelmRepositories only"
+            ),
+        ));
     }
     let Some(artifact) = repo.status.as_ref().and_then(|s| s.artifact.as_ref()) else {
         return Err(Failure::new(

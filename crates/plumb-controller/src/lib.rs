@@ -33,6 +33,7 @@ pub mod receiver;
 pub mod reconciler;
 pub mod runtime;
 mod secrets;
+pub(crate) mod verify;
 
 pub use error::{Error, Result};
 

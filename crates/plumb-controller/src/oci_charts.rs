@@ -95,6 +95,7 @@ fn pull_failure(repo_id: &str, e: &plumb_source::SourceError) -> Failure {
             (Class::Stalled, reason::INVALID_CHART_REFERENCE)
         }
         ErrorKind::BadContent => (Class::Stalled, reason::CHART_PULL_ERROR),
+        ErrorKind::Unverified => (Class::Stalled, reason::VERIFICATION_ERROR),
     };
     Failure::new(
         class,
@@ -111,6 +112,7 @@ pub(crate) async fn resolve_chart(
     (repo, repo_id): (&HelmRepository, &str),
     chart: &str,
     version: &str,
+    verify: Option<Vec<plumb_source::oci::cosign::TrustedKey>>,
 ) -> std::result::Result<ResolvedChart, Failure> {
     let repo_id = repo_id.to_string();
     let reference = oci::parse_url(&chart_url(repo, chart)).map_err(|e| {
@@ -129,6 +131,11 @@ pub(crate) async fn resolve_chart(
         let (version, resolved) = client
             .resolve_helm_chart(&version_req)
             .map_err(|e| pull_failure(&id, &e))?;
+        if let Some(keys) = &verify {
+            client
+                .verify_cosign(&resolved.digest, keys)
+                .map_err(|e| pull_failure(&id, &e))?;
+        }
         let manifest = client
             .fetch_manifest(&resolved.digest)
             .map_err(|e| pull_failure(&id, &e))?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
 use plumb_api::consts::reason;
 
@@ -36,5 +36,36 @@ pub(crate) async fn secret_data(
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k, v.0))
+        .collect())
+}
+
+/// The names of the image pull secrets of ServiceAccount `ns/name`, in order. A failed read is
+/// transient, a missing ServiceAccount is waiting (`AuthenticationFailed`, as the Secrets).
+pub(crate) async fn image_pull_secrets(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> std::result::Result<Vec<String>, Failure> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+    let sa = accounts.get_opt(name).await.map_err(|e| {
+        Failure::new(
+            Class::Transient,
+            reason::AUTHENTICATION_FAILED,
+            format!("failed to get serviceaccount '{ns}/{name}': {e}"),
+        )
+    })?;
+    let Some(sa) = sa else {
+        return Err(Failure::new(
+            Class::Waiting,
+            reason::AUTHENTICATION_FAILED,
+            format!("serviceaccount '{ns}/{name}' not found"),
+        ));
+    };
+    Ok(sa
+        .image_pull_secrets
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .filter(|n| !n.is_empty())
         .collect())
 }

@@ -62,6 +62,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// The repository content cannot be packaged (escaping symlink, file too large).
     BadContent,
+    /// A signature is missing, invalid, or made by none of the trusted keys.
+    Unverified,
     /// Local storage or other failures.
     Internal,
 }
@@ -223,6 +225,16 @@ pub enum SourceError {
         /// Why.
         detail: String,
     },
+    /// Signature verification failed (no signature, a bad one, or none by a trusted key).
+    #[error("{op} {url}: {detail}")]
+    Unverified {
+        /// Operation.
+        op: &'static str,
+        /// Reference (`host/repo@digest`).
+        url: String,
+        /// Why.
+        detail: String,
+    },
     /// Filesystem failure.
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -251,6 +263,7 @@ impl SourceError {
             | SourceError::DigestMismatch { .. }
             | SourceError::NoMatchingLayer { .. }
             | SourceError::UnsupportedManifest { .. } => ErrorKind::BadContent,
+            SourceError::Unverified { .. } => ErrorKind::Unverified,
             SourceError::Git { .. } | SourceError::Io { .. } => ErrorKind::Internal,
         }
     }

@@ -192,6 +192,7 @@ fn classify(e: &plumb_source::SourceError) -> Failure {
         ErrorKind::RefNotFound => (Class::Stalled, reason::GIT_OPERATION_FAILED),
         ErrorKind::InvalidInput => (Class::Stalled, reason::URL_INVALID),
         ErrorKind::BadContent => (Class::Stalled, reason::ARCHIVE_OPERATION_FAILED),
+        ErrorKind::Unverified => (Class::Stalled, reason::VERIFICATION_ERROR),
         ErrorKind::Internal => (Class::Transient, condition::STORAGE_OPERATION_FAILED),
     };
     Failure::new(class, why, e.to_string())

@@ -4,8 +4,9 @@
 //!
 //! Steps ([`Kind::steps`]), top to bottom:
 //! 1. **source**: a HelmRepository (index or OCI: the version range resolved and the chart
-//!    downloaded, [`crate::charts::resolve_chart`]) or a chart directory in a GitRepository
-//!    artifact; Buckets are reported unsupported;
+//!    downloaded, [`crate::charts::resolve_chart`]; with `verify`, an OCI chart's cosign
+//!    signature is checked first and `SourceVerified` set) or a chart directory in a
+//!    GitRepository artifact; Buckets are reported unsupported;
 //! 2. **package** ([`package`]): unless chart, version, source revision and values files are
 //!    unchanged (and the artifact on disk): the chart staged as `<name>/`, `valuesFiles`
 //!    merged in order into its `values.yaml`, with `reconcileStrategy: Revision` the version
@@ -105,7 +106,20 @@ impl Kind for HelmChart {
         ctx: &Context,
         status: &mut HelmChartStatus,
     ) -> std::result::Result<Done, Failure> {
-        let source = fetch_source(obj, ctx).await?;
+        let generation = obj.meta().generation;
+        let source = match fetch_source(obj, ctx).await {
+            Err(f) if obj.spec.verify.is_some() && f.reason == reason::VERIFICATION_ERROR => {
+                crate::verify::mark(&mut status.conditions, Err(&f), generation);
+                return Err(f);
+            }
+            r => r?,
+        };
+        match &obj.spec.verify {
+            Some(_) if source.packaged => {
+                crate::verify::mark(&mut status.conditions, Ok(&source.revision), generation);
+            }
+            _ => crate::verify::clear(&mut status.conditions),
+        }
         let (artifact, name, changed) =
             package::package_and_store(obj, ctx, status, &source).await?;
         let verb = if source.packaged {
@@ -135,7 +149,11 @@ impl Kind for HelmChart {
     }
 
     fn failure_condition(f: &Failure) -> Option<&'static str> {
-        // The last good artifact stays in status and storage.
+        // The last good artifact stays in status and storage; a verification failure is
+        // reported in `SourceVerified`.
+        if f.reason == reason::VERIFICATION_ERROR {
+            return None;
+        }
         Some(if f.reason == reason::BUILD_FAILED {
             condition::BUILD_FAILED
         } else {
@@ -193,8 +211,12 @@ async fn fetch_source(obj: &HelmChart, ctx: &Context) -> std::result::Result<Sou
                         format!("Source 'HelmRepository/{ns}/{}' not found", src.name),
                     )
                 })?;
+            let keys = match &obj.spec.verify {
+                Some(v) => Some(crate::verify::trusted_keys(ctx, &ns, v).await?),
+                None => None,
+            };
             let chart =
-                crate::charts::resolve_chart(ctx, &repo, &obj.spec.chart, &obj.spec.version)
+                crate::charts::resolve_chart(ctx, &repo, &obj.spec.chart, &obj.spec.version, keys)
                     .await?;
             let work = tempfile::Builder::new()
                 .prefix("plumb-hc-")
@@ -235,6 +257,14 @@ async fn fetch_source(obj: &HelmChart, ctx: &Context) -> std::result::Result<Sou
             })
         }
         ChartSourceKind::GitRepository => {
+            if obj.spec.verify.is_some() {
+                return Err(failed(
+                    Class::Stalled,
+                    reason::VERIFICATION_ERROR,
+                    "signature verification is supported for charts from OCI HelmRepositories only"
+                        .into(),
+                ));
+            }
             let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
             let repo = api.get_opt(&src.name).await.map_err(|e| {
                 failed(

@@ -181,7 +181,19 @@ async fn from_helm_repository(
     } else {
         tpl.spec.version.as_str()
     };
-    let chart = crate::charts::resolve_chart(ctx, &repo, &tpl.spec.chart, version).await?;
+    let keys = match &tpl.spec.verify {
+        Some(v) => {
+            let v = plumb_api::oci_repository::OCIRepositoryVerification {
+                provider: v.provider,
+                secret_ref: v.secret_ref.clone(),
+                match_oidc_identity: Vec::new(),
+                trusted_root_secret_ref: None,
+            };
+            Some(crate::verify::trusted_keys(ctx, ns, &v).await?)
+        }
+        None => None,
+    };
+    let chart = crate::charts::resolve_chart(ctx, &repo, &tpl.spec.chart, version, keys).await?;
     Ok((ChartSource::Archive(chart.archive), None))
 }
 

@@ -4,11 +4,12 @@
 //!
 //! Steps ([`Kind::steps`]), top to bottom:
 //! 1. **client**: registry options from `insecure`, `timeout`, `secretRef`
-//!    (`kubernetes.io/dockerconfigjson`), `certSecretRef` and `provider: aws` (ECR
-//!    `GetAuthorizationToken`, cached; a refused cached token is refreshed once)
-//!    ([`client_options`]);
+//!    (`kubernetes.io/dockerconfigjson`), `serviceAccountName` (its image pull secrets),
+//!    `certSecretRef`, `proxySecretRef` and `provider: aws` (ECR `GetAuthorizationToken`,
+//!    cached; a refused cached token is refreshed once) ([`client_options`]);
 //! 2. **resolve**: Flux's precedence digest > semver (+ semverFilter) > tag (`latest`), one
-//!    manifest request for a tag or digest (`plumb_source::oci`);
+//!    manifest request for a tag or digest (`plumb_source::oci`); then **verify** (`verify`:
+//!    cosign with trusted keys, [`crate::verify`]) when the revision or spec changed;
 //! 3. **pull and store**: unless the revision, ignore rules and layer selector are unchanged
 //!    and the artifact is still on disk: download the layer (digest-checked, capped), extract
 //!    it and archive the tree (`ignore`, `.sourceignore`), or copy it verbatim;
@@ -101,9 +102,10 @@ impl Kind for OCIRepository {
         })
     }
 
-    fn failure_condition(_: &Failure) -> Option<&'static str> {
-        // The last good artifact stays in status and storage.
-        Some(condition::FETCH_FAILED)
+    fn failure_condition(f: &Failure) -> Option<&'static str> {
+        // The last good artifact stays in status and storage. A verification failure is
+        // reported in `SourceVerified` instead, as Flux.
+        (f.reason != reason::VERIFICATION_ERROR).then_some(condition::FETCH_FAILED)
     }
 
     async fn cleanup(obj: Arc<Self>, ctx: &Context) -> Result<Action> {
@@ -139,9 +141,27 @@ pub(crate) async fn client_options(
         opts.apply_docker_config_secret(&data, reference.api_host())
             .map_err(|e| invalid(&r.name, e))?;
     }
+    // As Flux's keychain: the ServiceAccount's image pull secrets after `secretRef`.
+    if opts.credentials.is_none()
+        && let Some(sa) = &obj.spec.service_account_name
+    {
+        for name in crate::secrets::image_pull_secrets(ctx, &ns, sa).await? {
+            let data = crate::secrets::secret_data(ctx, &ns, &name).await?;
+            opts.apply_docker_config_secret(&data, reference.api_host())
+                .map_err(|e| invalid(&name, e))?;
+            if opts.credentials.is_some() {
+                break;
+            }
+        }
+    }
     if let Some(r) = &obj.spec.cert_secret_ref {
         let data = crate::secrets::secret_data(ctx, &ns, &r.name).await?;
         opts.apply_cert_secret(&data)
+            .map_err(|e| invalid(&r.name, e))?;
+    }
+    if let Some(r) = &obj.spec.proxy_secret_ref {
+        let data = crate::secrets::secret_data(ctx, &ns, &r.name).await?;
+        opts.apply_proxy_secret(&data)
             .map_err(|e| invalid(&r.name, e))?;
     }
     // As Flux: the provider is asked only when the secret gave no credentials.
@@ -159,6 +179,45 @@ pub(crate) async fn client_options(
     Ok((opts, provided))
 }
 
+/// `spec.verify`: checks the cosign signature of `digest` unless this revision was verified
+/// before for this generation (Flux's rule), and records `SourceVerified`; without `verify`
+/// the condition is removed.
+async fn verify_step(
+    obj: &OCIRepository,
+    ctx: &Context,
+    status: &mut OCIRepositoryStatus,
+    client: &Arc<oci::Client>,
+    digest: &str,
+    revision: &str,
+) -> std::result::Result<(), Failure> {
+    let generation = obj.meta().generation;
+    let Some(verify) = &obj.spec.verify else {
+        crate::verify::clear(&mut status.conditions);
+        return Ok(());
+    };
+    let stored = status.artifact.as_ref().map(|a| a.revision.as_str());
+    if !crate::verify::needs_verification(&status.conditions, stored, revision, generation) {
+        return Ok(());
+    }
+    let ns = obj.namespace().unwrap_or_default();
+    let outcome = match crate::verify::trusted_keys(ctx, &ns, verify).await {
+        Ok(keys) => {
+            let (c, d) = (client.clone(), digest.to_string());
+            tokio::task::spawn_blocking(move || c.verify_cosign(&d, &keys))
+                .await
+                .map_err(joined)
+                .and_then(|r| r.map(drop).map_err(|e| classify(&e)))
+        }
+        Err(f) => Err(f),
+    };
+    crate::verify::mark(
+        &mut status.conditions,
+        outcome.as_ref().map(|()| revision),
+        generation,
+    );
+    outcome
+}
+
 /// Flux's reasons for a failed OCI operation.
 fn classify(e: &plumb_source::SourceError) -> Failure {
     let (class, why) = match e.kind() {
@@ -171,6 +230,7 @@ fn classify(e: &plumb_source::SourceError) -> Failure {
         ErrorKind::RefNotFound => (Class::Stalled, reason::OCI_ARTIFACT_PULL_FAILED),
         ErrorKind::InvalidInput => (Class::Stalled, reason::URL_INVALID),
         ErrorKind::BadContent => (Class::Stalled, reason::OCI_ARTIFACT_LAYER_OPERATION_FAILED),
+        ErrorKind::Unverified => (Class::Stalled, reason::VERIFICATION_ERROR),
         ErrorKind::Internal => (Class::Transient, condition::STORAGE_OPERATION_FAILED),
     };
     Failure::new(class, why, e.to_string())
@@ -189,7 +249,7 @@ fn joined(e: tokio::task::JoinError) -> Failure {
 async fn pull_and_store(
     obj: &OCIRepository,
     ctx: &Context,
-    status: &OCIRepositoryStatus,
+    status: &mut OCIRepositoryStatus,
 ) -> std::result::Result<(Artifact, bool), Failure> {
     let reference = oci::parse_url(&obj.spec.url).map_err(|e| classify(&e))?;
     let (opts, ecr) = client_options(obj, ctx, &reference).await?;
@@ -216,6 +276,7 @@ async fn pull_and_store(
         .await?
         .map_err(|e| classify(&e))?;
     let revision = resolved.revision();
+    verify_step(obj, ctx, status, &client, &resolved.digest, &revision).await?;
 
     // Same digest, same ignore rules and layer selector, artifact still on disk: no download.
     if let Some(current) = &status.artifact

@@ -128,34 +128,46 @@ async fn ready_with_artifact_then_resolve_and_finalize() {
     let repo = api.get("charts").await.unwrap();
     // Hide the index from the server: resolving must not need it.
     std::fs::rename(charts.join("index.yaml"), tmp.path().join("index.yaml")).unwrap();
-    let got = resolve_chart(&ctx, &repo, "web", "~1.0").await.unwrap();
+    let got = resolve_chart(&ctx, &repo, "web", "~1.0", None)
+        .await
+        .unwrap();
     assert_eq!((got.name.as_str(), got.version.as_str()), ("web", "1.0.0"));
     assert_eq!(plumb_helm::load_archive(&got.archive).unwrap().name, "web");
-    let latest = resolve_chart(&ctx, &repo, "web", "").await.unwrap();
+    let latest = resolve_chart(&ctx, &repo, "web", "", None).await.unwrap();
     assert_eq!(latest.version, "1.1.0");
-    let pre = resolve_chart(&ctx, &repo, "web", ">=2.0.0-0")
+    let pre = resolve_chart(&ctx, &repo, "web", ">=2.0.0-0", None)
         .await
         .unwrap();
     assert_eq!(pre.version, "2.0.0-rc.1");
-    let again = resolve_chart(&ctx, &repo, "web", "1.1.0").await.unwrap();
+    let again = resolve_chart(&ctx, &repo, "web", "1.1.0", None)
+        .await
+        .unwrap();
     assert_eq!(again, latest);
     assert_eq!(server.count("web-1.1.0.tgz"), 1, "second resolve is cached");
-    let e = resolve_chart(&ctx, &repo, "web", ">=3").await.unwrap_err();
+    let e = resolve_chart(&ctx, &repo, "web", ">=3", None)
+        .await
+        .unwrap_err();
     assert_eq!(
         (e.class, e.reason),
         (Class::Stalled, "InvalidChartReference")
     );
     assert!(e.message.contains(">=3"), "{e}");
-    let e = resolve_chart(&ctx, &repo, "nope", "").await.unwrap_err();
+    let e = resolve_chart(&ctx, &repo, "nope", "", None)
+        .await
+        .unwrap_err();
     assert_eq!(e.reason, "InvalidChartReference");
     // The archive is gone from the server, the cached copy still resolves.
     std::fs::remove_file(charts.join("web-1.0.0.tgz")).unwrap();
-    assert!(resolve_chart(&ctx, &repo, "web", "1.0.0").await.is_ok());
+    assert!(
+        resolve_chart(&ctx, &repo, "web", "1.0.0", None)
+            .await
+            .is_ok()
+    );
     // Uncached and gone: a pull error.
     std::fs::remove_file(charts.join("web-2.0.0-rc.1.tgz")).unwrap();
     let cache = plumb_controller::helmrepository::chart_cache(&ctx);
     let _ = std::fs::remove_dir_all(cache.dir());
-    let e = resolve_chart(&ctx, &repo, "web", "2.0.0-rc.1")
+    let e = resolve_chart(&ctx, &repo, "web", "2.0.0-rc.1", None)
         .await
         .unwrap_err();
     assert_eq!(
@@ -188,7 +200,10 @@ async fn ready_with_artifact_then_resolve_and_finalize() {
     assert!(is_ready(&v));
     let repo = api.get("charts").await.unwrap();
     assert_eq!(
-        resolve_chart(&ctx, &repo, "web", "").await.unwrap().version,
+        resolve_chart(&ctx, &repo, "web", "", None)
+            .await
+            .unwrap()
+            .version,
         "1.2.0"
     );
     let events = events_text(&client, &n).await;

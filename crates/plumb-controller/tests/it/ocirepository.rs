@@ -235,7 +235,7 @@ async fn kustomization_from_an_oci_repository() {
 }
 
 /// `helm push`es chart `podinfo` at `version` to `oci://<registry>/charts`.
-fn helm_push(reg: &Registry, version: &str) {
+pub(crate) fn helm_push(reg: &Registry, version: &str) {
     helm_push_as(reg, version, None);
 }
 

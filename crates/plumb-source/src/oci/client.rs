@@ -121,6 +121,60 @@ pub struct ClientOptions {
     /// use the name. Empty in production; tests use it to reach a loopback registry under a
     /// registry host name (an ECR one).
     pub resolve: Vec<(String, std::net::IpAddr)>,
+    /// Proxy every request goes through (`proxySecretRef`); `None` keeps the environment's
+    /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`, as Go's clients do.
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// A proxy from a `proxySecretRef` Secret. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// `http://host:port` (also `https://`, `socks5://`).
+    pub address: String,
+    /// Basic-auth user name.
+    pub username: Option<String>,
+    /// Basic-auth password.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("address", &self.address)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxyConfig {
+    /// The ureq proxy; errors name the field, never the credentials.
+    fn to_ureq(&self) -> Result<ureq::Proxy> {
+        let invalid = |detail: &str| SourceError::Invalid {
+            what: "proxy secret field 'address'".to_string(),
+            detail: detail.to_string(),
+        };
+        if self.address.contains('@') {
+            return Err(invalid(
+                "must not hold credentials (use 'username' and 'password')",
+            ));
+        }
+        let base = ureq::Proxy::new(&self.address)
+            .map_err(|_| invalid("not a proxy URL (http://host:port)"))?;
+        if self.username.is_none() {
+            return Ok(base);
+        }
+        let mut b = ureq::Proxy::builder(base.protocol())
+            .host(base.host())
+            .port(base.port());
+        if let Some(u) = &self.username {
+            b = b.username(u);
+        }
+        if let Some(p) = &self.password {
+            b = b.password(p);
+        }
+        b.build()
+            .map_err(|_| invalid("not a proxy URL (http://host:port)"))
+    }
 }
 
 impl Default for ClientOptions {
@@ -133,6 +187,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(60),
             limits: OciLimits::default(),
             resolve: Vec::new(),
+            proxy: None,
         }
     }
 }
@@ -157,6 +212,38 @@ impl ClientOptions {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Take the proxy from a `proxySecretRef` Secret's data: `address` (required), `username`
+    /// and `password`, as Flux reads them.
+    pub fn apply_proxy_secret(
+        &mut self,
+        data: &std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Result<()> {
+        let text = |key: &str| -> Result<Option<String>> {
+            data.get(key)
+                .map(|v| {
+                    String::from_utf8(v.clone()).map_err(|_| SourceError::Invalid {
+                        what: format!("proxy secret field '{key}'"),
+                        detail: "not UTF-8".to_string(),
+                    })
+                })
+                .transpose()
+        };
+        let address = text("address")?
+            .filter(|a| !a.trim().is_empty())
+            .ok_or_else(|| SourceError::Invalid {
+                what: "proxy secret field 'address'".to_string(),
+                detail: "missing".to_string(),
+            })?;
+        let proxy = ProxyConfig {
+            address: address.trim().to_string(),
+            username: text("username")?,
+            password: text("password")?,
+        };
+        proxy.to_ureq()?;
+        self.proxy = Some(proxy);
         Ok(())
     }
 
@@ -259,6 +346,10 @@ impl Client {
             .http_status_as_error(false)
             .timeout_global(Some(opts.timeout))
             .user_agent(USER_AGENT)
+            .proxy(match &opts.proxy {
+                Some(p) => Some(p.to_ureq()?),
+                None => ureq::Proxy::try_from_env(),
+            })
             .build();
         let agent = if opts.resolve.is_empty() {
             config.into()
@@ -682,6 +773,34 @@ mod tests {
                 .is_none()
         );
         assert!(Credentials::from_docker_config(b"nope", "x").is_err());
+    }
+
+    #[test]
+    fn proxy_secret_is_read_as_flux_and_hides_the_password() {
+        let data = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let mut opts = ClientOptions::default();
+        opts.apply_proxy_secret(&data(&[
+            ("address", "http://127.0.0.1:3128"),
+            ("username", "u"),
+            ("password", "pw-secret"),
+        ]))
+        .unwrap();
+        let p = opts.proxy.clone().unwrap();
+        assert_eq!(p.address, "http://127.0.0.1:3128");
+        assert!(!format!("{p:?}").contains("pw-secret"));
+        assert!(Client::new(&super::super::parse_url("oci://r.io/x").unwrap(), &opts).is_ok());
+        let missing = opts.apply_proxy_secret(&data(&[("username", "u")]));
+        assert!(missing.unwrap_err().to_string().contains("'address'"));
+        let inline = opts
+            .apply_proxy_secret(&data(&[("address", "http://u:pw-secret@h:1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(!inline.contains("pw-secret"), "{inline}");
     }
 
     #[test]

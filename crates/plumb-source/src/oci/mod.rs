@@ -17,6 +17,8 @@
 //!   holding go-containerregistry's empty-image config, one deterministic tar+gzip layer of
 //!   `application/vnd.cncf.flux.content.v1.tar+gzip`, the `org.opencontainers.image.*`
 //!   annotations); [`Client::tag`] copies a manifest to a new tag.
+//! - Verify ([`cosign`]): [`Client::verify_cosign`] checks a cosign signature with trusted
+//!   public keys, offline.
 //!
 //! Hand-written on `ureq` (OpenSSL through native-tls, as the client-certificate git transport):
 //! the Rust OCI clients sit on reqwest, whose rustls would bring a second crypto provider (or
@@ -24,10 +26,11 @@
 //! blobs nor client certificates. Calls are blocking: async callers use `spawn_blocking`.
 
 pub mod client;
+pub mod cosign;
 pub mod pull;
 pub mod push;
 
-pub use client::{Client, ClientOptions, Credentials, OciLimits};
+pub use client::{Client, ClientOptions, Credentials, OciLimits, ProxyConfig};
 pub use pull::{Descriptor, LayerOperation, Manifest, Pulled, RefSpec, Resolved, select_layer};
 pub use push::{PushMeta, Pushed};
 

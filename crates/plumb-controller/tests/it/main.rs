@@ -14,6 +14,7 @@ mod helmrelease;
 mod helmrepository;
 mod kustomization;
 mod leader;
+mod oci_bad_input;
 mod oci_verify;
 mod ocirepository;
 mod operations;

@@ -40,7 +40,6 @@ const fn row(kind: &'static str, path: &'static str, when: When) -> Unsupported 
 /// The fields plumb does not implement yet.
 pub const UNSUPPORTED: &[Unsupported] = &[
     row("GitRepository", "spec.verify", When::Set),
-    row("GitRepository", "spec.proxySecretRef", When::Set),
     row("GitRepository", "spec.sparseCheckout", When::Set),
     row(
         "GitRepository",

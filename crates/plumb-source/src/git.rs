@@ -26,7 +26,9 @@ use crate::knownhosts::{HostKeyCheck, KnownHosts};
 use crate::{Result, SourceError};
 
 mod policy;
+mod proxy;
 pub use policy::FetchLimits;
+pub use proxy::GitProxy;
 
 /// The reference to check out, as in `GitRepository.spec.ref`. Precedence:
 /// `commit` > `name` > `semver` > `tag` > `branch`; empty means branch `master`.
@@ -61,6 +63,8 @@ pub struct GitAuth {
     ca_pem: Option<Vec<u8>>,
     /// `tls.crt` and `tls.key` PEM (HTTPS client certificate, served by [`crate::mtls`]).
     client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    /// HTTP(S) proxy (`proxySecretRef`); `None` follows git config and the environment.
+    proxy: Option<GitProxy>,
 }
 
 impl std::fmt::Debug for GitAuth {
@@ -73,6 +77,7 @@ impl std::fmt::Debug for GitAuth {
             .field("known_hosts", &self.known_hosts.is_some())
             .field("ca", &self.ca.is_some())
             .field("client_cert", &self.client_cert.is_some())
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -84,8 +89,15 @@ impl GitAuth {
             known_hosts: self.known_hosts.clone(),
             ca: self.ca.clone(),
             ca_pem: self.ca_pem.clone(),
+            proxy: self.proxy.clone(),
             ..GitAuth::default()
         }
+    }
+
+    /// These credentials, reaching the remote through `proxy`.
+    pub fn with_proxy(mut self, proxy: GitProxy) -> GitAuth {
+        self.proxy = Some(proxy);
+        self
     }
 
     /// No credentials.
@@ -159,6 +171,7 @@ impl GitAuth {
             ca,
             ca_pem,
             client_cert,
+            proxy: None,
         })
     }
 
@@ -172,8 +185,9 @@ impl GitAuth {
         ]
         .into_iter()
         .flatten()
-        .filter(|s| s.len() >= 3)
         .cloned()
+        .chain(self.proxy.iter().flat_map(GitProxy::secret_values))
+        .filter(|s| s.len() >= 3)
         .collect()
     }
 }
@@ -754,7 +768,24 @@ impl Session {
             }
         });
         let mut fo = git2::FetchOptions::new();
+        let mut po = git2::ProxyOptions::new();
+        match &self.auth.proxy {
+            // A proxied fetch runs on plumb's own HTTP transport (`client_tls_scope`); SSH
+            // cannot be proxied: refuse what would silently bypass the proxy.
+            Some(_) if !self.url.starts_with("https://") && !self.url.starts_with("http://") => {
+                return Err(SourceError::Invalid {
+                    what: "proxySecretRef".to_string(),
+                    detail: "a proxy applies to http(s) Git URLs only, not SSH".to_string(),
+                });
+            }
+            Some(_) => {}
+            // As Go's clients (Flux): git config `http.proxy` and HTTPS_PROXY/NO_PROXY.
+            None => {
+                po.auto();
+            }
+        }
         fo.remote_callbacks(cb)
+            .proxy_options(po)
             .download_tags(AutotagOption::None)
             .prune(FetchPrune::Off)
             .update_fetchhead(false);
@@ -772,9 +803,10 @@ impl Session {
 
     /// The client-certificate transport settings for this session, entered on this thread.
     fn client_tls_scope(&self) -> Result<Option<crate::mtls::Scope>> {
-        let Some((cert, key)) = &self.auth.client_cert else {
+        let proxy = self.auth.proxy.as_ref().map(GitProxy::url);
+        if self.auth.client_cert.is_none() && proxy.is_none() {
             return Ok(None);
-        };
+        }
         let authorization = match (
             &self.auth.bearer_token,
             &self.auth.username,
@@ -790,10 +822,13 @@ impl Session {
         };
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let tls = crate::mtls::ClientTls::new(
-            cert,
-            key,
+            self.auth
+                .client_cert
+                .as_ref()
+                .map(|(c, k)| (c.as_slice(), k.as_slice())),
             self.auth.ca_pem.as_deref(),
             authorization,
+            proxy,
             remaining.max(Duration::from_millis(1)),
         )?;
         crate::mtls::Scope::enter(std::sync::Arc::new(tls)).map(Some)

@@ -1,9 +1,12 @@
-//! Smart-HTTP transport for HTTPS remotes that require a TLS client certificate.
+//! Smart-HTTP transport for HTTP(S) remotes that need a TLS client certificate or a proxy.
 //!
-//! libgit2 has no API for client certificates (Flux's `tls.crt`/`tls.key`), so plumb
-//! registers its own smart subtransport under the private scheme [`SCHEME`]: libgit2 still
-//! speaks the git protocol (negotiation, shallow, packs), this module only moves its bytes
-//! over HTTPS with `ureq` on OpenSSL (native-tls), presenting the client certificate. The
+//! libgit2 has no API for client certificates (Flux's `tls.crt`/`tls.key`), and its proxy
+//! support fails against proxies that close the connection after a 407 and sends plain-HTTP
+//! requests past the proxy, so plumb registers its own smart subtransport under the private
+//! schemes [`SCHEME`] and [`SCHEME_PLAIN`]: libgit2 still speaks the git protocol
+//! (negotiation, shallow, packs), this module only moves its bytes over HTTP(S) with `ureq`
+//! on OpenSSL (native-tls), presenting the client certificate and going through the proxy
+//! (credentials sent with the first request). The
 //! protocol is git's stateless smart HTTP: `GET <url>/info/refs?service=git-upload-pack`, then
 //! one `POST <url>/git-upload-pack` per negotiation round.
 //!
@@ -21,6 +24,8 @@ use crate::{Result, SourceError};
 
 /// URL scheme prefix (before `://`) routed to this transport.
 pub const SCHEME: &str = "plumb+https";
+/// The same for plain-HTTP remotes (taken only through a proxy).
+pub const SCHEME_PLAIN: &str = "plumb+http";
 
 /// Client TLS settings of one fetch.
 pub(crate) struct ClientTls {
@@ -32,10 +37,10 @@ impl ClientTls {
     /// A client presenting `cert_pem` (+ chain) with `key_pem`, trusting `ca_pem` when given
     /// (instead of the system roots) or the system roots otherwise.
     pub(crate) fn new(
-        cert_pem: &[u8],
-        key_pem: &[u8],
+        cert: Option<(&[u8], &[u8])>,
         ca_pem: Option<&[u8]>,
         authorization: Option<String>,
+        proxy: Option<String>,
         timeout: Duration,
     ) -> Result<ClientTls> {
         use ureq::tls::{ClientCert, PrivateKey, RootCerts, TlsConfig};
@@ -43,13 +48,20 @@ impl ClientTls {
             what: format!("secret field '{what}'"),
             detail: detail.to_string(),
         };
-        let chain = certificates(cert_pem);
-        if chain.is_empty() {
-            return Err(invalid("tls.crt", "no PEM certificate found"));
-        }
-        // The message of a key parse error could quote key material: never pass it on.
-        let key = PrivateKey::from_pem(key_pem)
-            .map_err(|_| invalid("tls.key", "not a PEM private key (PKCS#8, PKCS#1 or SEC1)"))?;
+        let client_cert = match cert {
+            None => None,
+            Some((cert_pem, key_pem)) => {
+                let chain = certificates(cert_pem);
+                if chain.is_empty() {
+                    return Err(invalid("tls.crt", "no PEM certificate found"));
+                }
+                // A key parse error could quote key material: never pass it on.
+                let key = PrivateKey::from_pem(key_pem).map_err(|_| {
+                    invalid("tls.key", "not a PEM private key (PKCS#8, PKCS#1 or SEC1)")
+                })?;
+                Some(ClientCert::new_with_certs(&chain, key))
+            }
+        };
         let roots = match ca_pem {
             Some(pem) => {
                 let cas = certificates(pem);
@@ -62,7 +74,7 @@ impl ClientTls {
         };
         let tls = TlsConfig::builder()
             .provider(ureq::tls::TlsProvider::NativeTls)
-            .client_cert(Some(ClientCert::new_with_certs(&chain, key)))
+            .client_cert(client_cert)
             .root_certs(roots)
             .build();
         let agent = ureq::Agent::config_builder()
@@ -70,6 +82,13 @@ impl ClientTls {
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
             .user_agent("git/2.0 (plumb)")
+            .proxy(match proxy {
+                Some(url) => Some(ureq::Proxy::new(&url).map_err(|_| SourceError::Invalid {
+                    what: "proxy secret field 'address'".to_string(),
+                    detail: "not a proxy URL".to_string(),
+                })?),
+                None => ureq::Proxy::try_from_env(),
+            })
             .build()
             .into();
         Ok(ClientTls {
@@ -110,11 +129,14 @@ impl Drop for Scope {
     }
 }
 
-/// `https://...` as routed to this transport.
+/// `https://...` (and `http://...`) as routed to this transport.
 pub(crate) fn transport_url(url: &str) -> String {
-    match url.strip_prefix("https://") {
-        Some(rest) => format!("{SCHEME}://{rest}"),
-        None => url.to_string(),
+    if let Some(rest) = url.strip_prefix("https://") {
+        format!("{SCHEME}://{rest}")
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        format!("{SCHEME_PLAIN}://{rest}")
+    } else {
+        url.to_string()
     }
 }
 
@@ -127,15 +149,15 @@ fn register() -> Result<()> {
         // runs once, under `OnceLock`, before the first client-certificate fetch; plumb
         // registers nothing else, and libgit2's built-in transports are looked up by scheme,
         // not mutated.
-        unsafe {
-            git2::transport::register(SCHEME, |remote| {
+        [SCHEME, SCHEME_PLAIN].into_iter().all(|scheme| unsafe {
+            git2::transport::register(scheme, |remote| {
                 let tls = CURRENT.with(|c| c.borrow().clone()).ok_or_else(|| {
-                    git2::Error::from_str("plumb+https used without client TLS settings")
+                    git2::Error::from_str("plumb+http(s) used without transport settings")
                 })?;
                 Transport::smart(remote, true, Subtransport { tls })
             })
             .is_ok()
-        }
+        })
     });
     if ok {
         Ok(())

@@ -96,6 +96,20 @@ impl HttpProxy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("tinyproxy.log")).unwrap_or_default()
     }
+
+    /// Whether the log shows `needle` within `timeout` (tinyproxy writes its log lazily).
+    pub fn logged(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for HttpProxy {

@@ -168,18 +168,27 @@ fn reference(obj: &GitRepository) -> GitReference {
 }
 
 async fn read_auth(obj: &GitRepository, ctx: &Context) -> std::result::Result<GitAuth, Failure> {
-    let Some(secret_ref) = &obj.spec.secret_ref else {
-        return Ok(GitAuth::none());
-    };
     let ns = obj.namespace().unwrap_or_default();
-    let data = crate::secrets::secret_data(ctx, &ns, &secret_ref.name).await?;
-    GitAuth::from_secret(&data).map_err(|e| {
+    let invalid = |name: &str, e: plumb_source::SourceError| {
         Failure::new(
             Class::Stalled,
             reason::AUTHENTICATION_FAILED,
-            format!("secret '{ns}/{}': {e}", secret_ref.name),
+            format!("secret '{ns}/{name}': {e}"),
         )
-    })
+    };
+    let auth = match &obj.spec.secret_ref {
+        None => GitAuth::none(),
+        Some(r) => {
+            let data = crate::secrets::secret_data(ctx, &ns, &r.name).await?;
+            GitAuth::from_secret(&data).map_err(|e| invalid(&r.name, e))?
+        }
+    };
+    let Some(r) = &obj.spec.proxy_secret_ref else {
+        return Ok(auth);
+    };
+    let data = crate::secrets::secret_data(ctx, &ns, &r.name).await?;
+    let proxy = git::GitProxy::from_secret(&data).map_err(|e| invalid(&r.name, e))?;
+    Ok(auth.with_proxy(proxy))
 }
 
 fn classify(e: &plumb_source::SourceError) -> Failure {

@@ -413,10 +413,10 @@ async fn oci_repository_pulls_with_service_account_secrets_through_a_proxy() {
         ready(v.get("status")).is_some_and(|r| r.0 == "True")
     })
     .await;
-    let log = proxy.log();
     assert!(
-        log.contains(&format!("CONNECT {} ", reg.host())),
-        "the registry was reached through the proxy: {log}"
+        proxy.logged(&format!("CONNECT {} ", reg.host()), Duration::from_secs(10)),
+        "the registry was reached through the proxy: {}",
+        proxy.log()
     );
 
     // Without the ServiceAccount: the registry refuses.

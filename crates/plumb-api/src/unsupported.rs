@@ -40,7 +40,6 @@ const fn row(kind: &'static str, path: &'static str, when: When) -> Unsupported 
 /// The fields plumb does not implement yet.
 pub const UNSUPPORTED: &[Unsupported] = &[
     row("GitRepository", "spec.verify", When::Set),
-    row("GitRepository", "spec.sparseCheckout", When::Set),
     row(
         "GitRepository",
         "spec.provider",
@@ -159,7 +158,7 @@ mod tests {
         let repo = json!({"spec": {"provider": "github", "sparseCheckout": ["a"]}});
         assert_eq!(
             unsupported_fields("GitRepository", &repo),
-            vec!["spec.sparseCheckout", "spec.provider"]
+            vec!["spec.provider"]
         );
         let hr = json!({"spec": {"chart": {"spec": {"verify": {"provider": "cosign"}}}, "persistentClient": false}});
         // persistentClient only tunes helm-controller's clients: accepted, no effect; verify

@@ -119,6 +119,7 @@ fn main() {
         timeout: Duration::from_secs(120),
         cache_dir: cache.path().join(format!("{name}.git")),
         limits: Default::default(),
+        sparse: Vec::new(),
     };
 
     // (a) steady-state poll.

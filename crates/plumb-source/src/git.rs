@@ -27,6 +27,7 @@ use crate::{Result, SourceError};
 
 mod policy;
 mod proxy;
+pub mod sparse;
 pub use policy::FetchLimits;
 pub use proxy::GitProxy;
 
@@ -207,6 +208,8 @@ pub struct FetchOptions {
     pub cache_dir: PathBuf,
     /// Caps on each pack download.
     pub limits: FetchLimits,
+    /// `sparseCheckout` directories ([`sparse::normalize`]d); empty checks out everything.
+    pub sparse: Vec<String>,
 }
 
 /// Author or committer of a commit.
@@ -420,6 +423,12 @@ pub fn archive_commit(
     limits: crate::artifact::Limits,
     out: &mut dyn std::io::Write,
 ) -> Result<crate::artifact::ArchiveInfo> {
+    if !opts.sparse.is_empty() {
+        return Err(SourceError::Invalid {
+            what: "sparseCheckout".to_string(),
+            detail: "archive_commit archives whole trees; use checkout".to_string(),
+        });
+    }
     let _lock = CacheLock::acquire(&opts.cache_dir, "archive", &opts.url)?;
     let s = Session::new(opts, Instant::now() + opts.timeout, "archive");
     let repo = open_cache(&opts.cache_dir)?;
@@ -1231,6 +1240,10 @@ fn write_tree(
         let path = dir.join(&name);
         let rel = format!("{prefix}{name}");
         let mode = entry.filemode();
+        let is_dir = matches!(entry.kind(), Some(ObjectType::Tree | ObjectType::Commit));
+        if !sparse::wanted(&o.sparse, &rel, is_dir) {
+            continue;
+        }
         match entry.kind() {
             Some(ObjectType::Tree) => {
                 std::fs::create_dir(&path).map_err(SourceError::io("checkout", &path))?;

@@ -27,6 +27,7 @@ fn opts(url: &str, reference: GitReference, auth: GitAuth, cache: &Path) -> Fetc
         timeout: Duration::from_secs(30),
         cache_dir: cache.join("cache.git"),
         limits: git::FetchLimits::default(),
+        sparse: Vec::new(),
     }
 }
 

@@ -35,6 +35,7 @@ fn opts(url: &str, auth: GitAuth, cache: &std::path::Path) -> FetchOptions {
         timeout: Duration::from_secs(30),
         cache_dir: cache.join("cache.git"),
         limits: git::FetchLimits::default(),
+        sparse: Vec::new(),
     }
 }
 

@@ -25,6 +25,7 @@ fn opts(url: &str, auth: GitAuth, cache: &Path, limits: FetchLimits) -> FetchOpt
         timeout: Duration::from_secs(30),
         cache_dir: cache.join("cache.git"),
         limits,
+        sparse: Vec::new(),
     }
 }
 

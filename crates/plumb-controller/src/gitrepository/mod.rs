@@ -111,6 +111,7 @@ impl Kind for GitRepository {
         status.observed_include = obj.spec.include.clone();
         status.observed_ignore = obj.spec.ignore.clone();
         status.observed_recurse_submodules = obj.spec.recurse_submodules;
+        status.observed_sparse_checkout = obj.spec.sparse_checkout.clone();
         Ok(Done {
             ready: Some((reason::SUCCEEDED, msg)),
             event,
@@ -227,6 +228,7 @@ async fn fetch_and_store(
         timeout,
         cache_dir: git::cache_path(&ctx.git_cache_root(), &ns, &name),
         limits: git::FetchLimits::default(),
+        sparse: git::sparse::normalize(&obj.spec.sparse_checkout).map_err(|e| classify(&e))?,
     };
     let fetch_opts = opts.clone();
     let started = std::time::Instant::now();
@@ -251,6 +253,7 @@ async fn fetch_and_store(
         && status.observed_ignore == obj.spec.ignore
         && status.observed_recurse_submodules == obj.spec.recurse_submodules
         && status.observed_include == obj.spec.include
+        && status.observed_sparse_checkout == obj.spec.sparse_checkout
         && same_artifacts(&status.included_artifacts, &included)
         && ctx.storage.root().join(&current.path).is_file()
     {

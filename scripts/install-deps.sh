@@ -10,9 +10,10 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 # vendored, statically linked OpenSSL (its build wants perl and make),
 # git's own http-backend and an sshd for the git server tests; an OCI registry (CNCF
 # distribution 2.8, `docker-registry serve CONFIG`) and skopeo, an independent OCI client,
-# for the OCI artifact tests; tinyproxy, a real HTTP proxy for `proxySecretRef`.
+# for the OCI artifact tests; tinyproxy, a real HTTP proxy for `proxySecretRef`; gpg (and
+# its agent) to sign commits and tags for `verify`.
 APT_PKGS=(pkg-config libssl-dev cmake perl make git openssh-server openssh-client etcd-server openssl
-  docker-registry skopeo tinyproxy)
+  docker-registry skopeo tinyproxy gpg gpg-agent)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -78,6 +78,12 @@ pub mod reason {
     pub const URL_INVALID: &str = "URLInvalid";
     /// Signature verification failed (source).
     pub const VERIFICATION_ERROR: &str = "VerificationError";
+    /// A Git commit signature is missing or not by a trusted key (source).
+    pub const INVALID_COMMIT_SIGNATURE: &str = "InvalidCommitSignature";
+    /// A Git tag signature is missing or not by a trusted key (source).
+    pub const INVALID_TAG_SIGNATURE: &str = "InvalidTagSignature";
+    /// `verify.mode` asks for a tag signature but the reference is not a tag (source).
+    pub const INVALID_VERIFICATION_MODE: &str = "InvalidVerificationMode";
     /// The artifact is up to date (source).
     pub const ARTIFACT_UP_TO_DATE: &str = "ArtifactUpToDate";
     /// Creating a directory in storage failed (source).

@@ -39,7 +39,6 @@ const fn row(kind: &'static str, path: &'static str, when: When) -> Unsupported 
 
 /// The fields plumb does not implement yet.
 pub const UNSUPPORTED: &[Unsupported] = &[
-    row("GitRepository", "spec.verify", When::Set),
     row(
         "GitRepository",
         "spec.provider",
@@ -151,10 +150,7 @@ mod tests {
             "sparseCheckout": [],
             "provider": "generic"
         }});
-        assert_eq!(
-            unsupported_fields("GitRepository", &repo),
-            vec!["spec.verify"]
-        );
+        assert!(unsupported_fields("GitRepository", &repo).is_empty());
         let repo = json!({"spec": {"provider": "github", "sparseCheckout": ["a"]}});
         assert_eq!(
             unsupported_fields("GitRepository", &repo),

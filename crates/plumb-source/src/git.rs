@@ -28,6 +28,7 @@ use crate::{Result, SourceError};
 mod policy;
 mod proxy;
 pub mod sparse;
+pub mod verify;
 pub use policy::FetchLimits;
 pub use proxy::GitProxy;
 

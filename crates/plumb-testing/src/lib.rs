@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod proxy;
 pub mod registry;
 pub mod registry_token;
+pub mod signing;
 pub mod slow;
 pub mod wait;
 

@@ -13,6 +13,7 @@
 //! so, no API write at all.
 
 mod include;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -216,7 +217,7 @@ type Stored = (Artifact, Vec<Artifact>, bool);
 async fn fetch_and_store(
     obj: &GitRepository,
     ctx: &Context,
-    status: &GitRepositoryStatus,
+    status: &mut GitRepositoryStatus,
 ) -> std::result::Result<Stored, Failure> {
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
@@ -244,6 +245,7 @@ async fn fetch_and_store(
     ctx.metrics
         .git_fetch(started.elapsed().as_secs_f64(), fetched.is_ok());
     let fetched = fetched.map_err(|e| classify(&e))?;
+    verify::verify_step(obj, ctx, &opts, &fetched, status).await?;
     let includes = include::included_artifacts(obj, ctx).await?;
     let included: Vec<Artifact> = includes.iter().map(|(a, _)| a.clone()).collect();
 

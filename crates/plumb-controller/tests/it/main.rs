@@ -8,6 +8,7 @@ mod e2e;
 mod ecr;
 mod faults;
 mod fleet;
+mod git_verify;
 mod gitrepository;
 mod helmchart;
 mod helmrelease;

@@ -77,6 +77,7 @@ fn template(a: TemplateArgs) -> Result<()> {
         },
         capabilities: caps,
         lookup: None,
+        skip_schema_validation: false,
     };
     let out = plumb_helm::render(&chart, &user, &opts)?;
     let text = out.to_helm_template_output(a.include_crds);

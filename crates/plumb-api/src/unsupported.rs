@@ -48,6 +48,49 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row("Kustomization", "spec.decryption", When::Set),
     row("Kustomization", "spec.healthCheckExprs", When::Set),
     row("Receiver", "spec.resourceFilter", When::Set),
+    // HelmRelease action options plumb does not act on yet: reported, never ignored.
+    row(
+        "HelmRelease",
+        "spec.install.strategy.name",
+        When::NotOneOf(&["RemediateOnFailure"]),
+    ),
+    row(
+        "HelmRelease",
+        "spec.upgrade.strategy.name",
+        When::NotOneOf(&["RemediateOnFailure"]),
+    ),
+    row("HelmRelease", "spec.install.disableWaitForJobs", When::Set),
+    row("HelmRelease", "spec.upgrade.disableWaitForJobs", When::Set),
+    row("HelmRelease", "spec.rollback.disableWaitForJobs", When::Set),
+    row(
+        "HelmRelease",
+        "spec.install.disableOpenAPIValidation",
+        When::Set,
+    ),
+    row(
+        "HelmRelease",
+        "spec.upgrade.disableOpenAPIValidation",
+        When::Set,
+    ),
+    row(
+        "HelmRelease",
+        "spec.install.disableTakeOwnership",
+        When::Set,
+    ),
+    row(
+        "HelmRelease",
+        "spec.upgrade.disableTakeOwnership",
+        When::Set,
+    ),
+    row("HelmRelease", "spec.upgrade.preserveValues", When::Set),
+    row("HelmRelease", "spec.upgrade.cleanupOnFail", When::Set),
+    row("HelmRelease", "spec.rollback.cleanupOnFail", When::Set),
+    row("HelmRelease", "spec.rollback.recreate", When::Set),
+    row(
+        "HelmRelease",
+        "spec.uninstall.deletionPropagation",
+        When::NotOneOf(&["background"]),
+    ),
     row(
         "OCIRepository",
         "spec.provider",
@@ -162,6 +205,12 @@ mod tests {
         assert!(unsupported_fields("HelmRelease", &hr).is_empty());
         let hr = json!({"spec": {"postRenderers": [], "chart": {"spec": {"chart": "x"}}}});
         assert!(unsupported_fields("HelmRelease", &hr).is_empty());
+        let hr = json!({"spec": {"upgrade": {"preserveValues": true, "cleanupOnFail": false,
+            "strategy": {"name": "RetryOnFailure"}}, "uninstall": {"deletionPropagation": "background"}}});
+        assert_eq!(
+            unsupported_fields("HelmRelease", &hr),
+            vec!["spec.upgrade.strategy.name", "spec.upgrade.preserveValues"]
+        );
         let repo = json!({"spec": {"type": "oci", "provider": "generic"}});
         assert!(unsupported_fields("HelmRepository", &repo).is_empty());
         let repo = json!({"spec": {"type": "oci", "provider": "azure"}});

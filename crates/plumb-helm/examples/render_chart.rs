@@ -44,6 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         },
         lookup: None,
+        skip_schema_validation: false,
     };
     let out = plumb_helm::render(&chart, &user, &opts)?;
     std::io::stdout().write_all(out.to_helm_template_output(false).as_bytes())?;

@@ -67,6 +67,9 @@ pub struct RenderOptions<'a> {
     pub capabilities: Capabilities,
     /// Cluster lookups for `lookup`; `None` answers empty maps.
     pub lookup: Option<&'a dyn Lookup>,
+    /// Skip `values.schema.json` validation (Helm's `--skip-schema-validation`, a
+    /// HelmRelease's `disableSchemaValidation`).
+    pub skip_schema_validation: bool,
 }
 
 /// One rendered document.
@@ -351,7 +354,9 @@ pub fn render_with_limits(
         msg,
     })?;
     let mut jobs = Vec::new();
-    schema_jobs(&chart, &vals, &mut jobs);
+    if !opts.skip_schema_validation {
+        schema_jobs(&chart, &vals, &mut jobs);
+    }
     let _keys = KeyPrefetch::start(rsa_key_calls(&chart));
     let mut tpls = Vec::new();
     collect(&chart, "", Vec::new(), &mut tpls, false);

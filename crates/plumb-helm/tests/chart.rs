@@ -23,6 +23,7 @@ fn opts() -> RenderOptions<'static> {
             ..Default::default()
         },
         lookup: None,
+        skip_schema_validation: false,
     }
 }
 
@@ -106,6 +107,14 @@ fn schema_violations_are_reported() {
     let msg = err.to_string();
     assert!(msg.contains("schema"), "{msg}");
     assert!(msg.contains("port"), "{msg}");
+    // `disableSchemaValidation` / `--skip-schema-validation`: the same values render.
+    let chart = plumb_helm::load_path(&fixture()).unwrap();
+    let v = plumb_helm::parse_values("port: -1\n").unwrap();
+    let skip = RenderOptions {
+        skip_schema_validation: true,
+        ..opts()
+    };
+    assert!(plumb_helm::render(&chart, &v, &skip).is_ok());
 }
 
 #[test]

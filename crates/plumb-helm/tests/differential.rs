@@ -40,6 +40,7 @@ fn ours(chart: &Path, values: Option<&Path>, crds: bool) -> Result<String, plumb
         },
         capabilities: caps,
         lookup: None,
+        skip_schema_validation: false,
     };
     Ok(plumb_helm::render(&c, &user, &opts)?.to_helm_template_output(crds))
 }

@@ -19,6 +19,7 @@ fn opts() -> RenderOptions<'static> {
         },
         capabilities: Capabilities::default(),
         lookup: None,
+        skip_schema_validation: false,
     }
 }
 

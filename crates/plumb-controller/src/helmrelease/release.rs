@@ -21,7 +21,9 @@ use super::hooks::{ignores_test_failures, run_tests};
 use super::manifest::{manifest_refs, parse_manifest};
 use super::perform::{Attempt, check_prune_budget, inventory_of, perform};
 use super::remediation::{remediate, remediation_of, remediation_reason};
-use super::render::{build, chart_options, post_overlays};
+use super::render::{
+    build, chart_options, post_overlays, post_render_changed, post_render_digests,
+};
 use super::target::{Target, applier, target_of};
 use super::values::compose_values;
 use crate::context::Context;
@@ -61,7 +63,18 @@ pub(super) async fn run_once(
         .as_ref()
         .is_none_or(|r| r.info.status == rstatus::UNINSTALLED);
     // The HelmChart already merged valuesFiles and stamped the Revision version.
-    let opts = chart_options(obj, ctx, &t, true).await;
+    let mut opts = chart_options(obj, ctx, &t, true).await;
+    opts.skip_schema_validation = if install {
+        obj.spec
+            .install
+            .as_ref()
+            .is_some_and(|i| i.disable_schema_validation)
+    } else {
+        obj.spec
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| u.disable_schema_validation)
+    };
     let built = build(
         chart_src,
         &config,
@@ -74,6 +87,8 @@ pub(super) async fn run_once(
     .await?;
     let chart_version = built.chart.version().to_string();
     status.last_attempted_revision = Some(chart_version.clone());
+    let digests = post_render_digests(obj);
+    let post_changed = post_render_changed(obj, status, &digests);
 
     // Up to date: the latest release is deployed from the same chart and values (and no
     // one-off upgrade is forced).
@@ -83,7 +98,12 @@ pub(super) async fn run_once(
         && l.chart.name() == built.chart.name()
         && l.chart.version() == chart_version
         && storage::values_digest(&l.config) == config_digest
+        && !post_changed
     {
+        (
+            status.observed_post_renderers_digest,
+            status.observed_common_metadata_digest,
+        ) = (Some(digests.0), Some(digests.1));
         status.history = snapshots(&history);
         drift(obj, ctx, &applier, &t, l).await?;
         return Ok(up_to_date(&history, &t, l));
@@ -115,7 +135,13 @@ pub(super) async fn run_once(
     // The history after this release, kept locally to save two list calls; a
     // remediation (rare) re-reads it.
     let (done, after) = match result {
-        Ok(()) => succeeded(&a, &history, &mut rel).await?,
+        Ok(()) => {
+            (
+                status.observed_post_renderers_digest,
+                status.observed_common_metadata_digest,
+            ) = (Some(digests.0), Some(digests.1));
+            succeeded(&a, &history, &mut rel).await?
+        }
         Err(msg) => failed(&a, &history, &mut rel, status, &msg, failures_before).await?,
     };
     let history = match after {

@@ -33,6 +33,8 @@ pub(super) struct ChartOptions {
     /// `reconcileStrategy: Revision`: the version gets `+<commit>`.
     by_revision: bool,
     capabilities: plumb_helm::Capabilities,
+    /// `install`/`upgrade.disableSchemaValidation` of the action about to run.
+    pub(super) skip_schema_validation: bool,
 }
 
 /// The chart settings of `obj`, and the capabilities of the cluster it targets. `settled`:
@@ -54,6 +56,7 @@ pub(super) async fn chart_options(
         ignore_missing_values_files: spec.is_some_and(|s| s.ignore_missing_values_files),
         by_revision: spec.is_some_and(|s| s.reconcile_strategy == ReconcileStrategy::Revision),
         capabilities: capabilities(obj, ctx, t).await,
+        skip_schema_validation: false,
     }
 }
 
@@ -128,9 +131,12 @@ pub(super) async fn capabilities(
     }
 }
 
-/// The kustomize post-renderers of `spec.postRenderers`.
+/// The kustomize post-renderers of `spec.postRenderers`, then `spec.commonMetadata`'s labels
+/// and annotations on every object (after the user's post-renderers, overriding keys they
+/// set, as helm-controller's own post-renderer; hooks are not post-rendered).
 pub(super) fn post_overlays(obj: &HelmRelease) -> Vec<plumb_kustomize::Overlay> {
-    obj.spec
+    let mut overlays: Vec<_> = obj
+        .spec
         .post_renderers
         .iter()
         .filter_map(|p| p.kustomize.as_ref())
@@ -139,7 +145,56 @@ pub(super) fn post_overlays(obj: &HelmRelease) -> Vec<plumb_kustomize::Overlay> 
             images: crate::overlay::images(&k.images),
             ..Default::default()
         })
-        .collect()
+        .collect();
+    if let Some(c) = obj.spec.common_metadata.as_ref() {
+        let to_map = |m: &std::collections::BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect::<Map<_, _>>()
+        };
+        overlays.push(plumb_kustomize::Overlay {
+            common_labels: to_map(&c.labels),
+            common_annotations: to_map(&c.annotations),
+            ..Default::default()
+        });
+    }
+    overlays
+}
+
+/// `sha256:<hex>` of `spec.postRenderers` and of `spec.commonMetadata` (canonical JSON), as
+/// `status.observedPostRenderersDigest` / `observedCommonMetadataDigest` record them.
+pub(super) fn post_render_digests(obj: &HelmRelease) -> (String, String) {
+    use sha2::Digest as _;
+    let digest = |v: Value| {
+        let bytes = serde_json::to_vec(&v).unwrap_or_default();
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+    };
+    (
+        digest(serde_json::to_value(&obj.spec.post_renderers).unwrap_or_default()),
+        digest(serde_json::to_value(&obj.spec.common_metadata).unwrap_or_default()),
+    )
+}
+
+/// Whether the post-rendering changed since the last successful release: a recorded digest
+/// that differs, or post-rendering configured with none recorded yet.
+pub(super) fn post_render_changed(
+    obj: &HelmRelease,
+    status: &plumb_api::HelmReleaseStatus,
+    (renderers, metadata): &(String, String),
+) -> bool {
+    let changed = |seen: &Option<String>, now: &String, configured: bool| match seen {
+        Some(d) => d != now,
+        None => configured,
+    };
+    changed(
+        &status.observed_post_renderers_digest,
+        renderers,
+        !obj.spec.post_renderers.is_empty(),
+    ) || changed(
+        &status.observed_common_metadata_digest,
+        metadata,
+        obj.spec.common_metadata.is_some(),
+    )
 }
 
 /// Loads and renders the chart off the async runtime (the chart model is single-threaded).
@@ -181,6 +236,7 @@ pub(super) async fn build(
             release,
             capabilities: chart_opts.capabilities,
             lookup: None,
+            skip_schema_validation: chart_opts.skip_schema_validation,
         };
         let mut rendered = plumb_helm::render(&chart, &user, &opts).map_err(|e| {
             let r = match e {

@@ -12,6 +12,7 @@ mod git_verify;
 mod gitrepository;
 mod helmchart;
 mod helmrelease;
+mod helmrelease_metadata;
 mod helmrepository;
 mod kustomization;
 mod leader;

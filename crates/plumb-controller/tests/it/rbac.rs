@@ -41,6 +41,7 @@ fn chart_rbac(release: &str, ns: &str) -> Vec<Value> {
         },
         capabilities: plumb_helm::Capabilities::default(),
         lookup: None,
+        skip_schema_validation: false,
     };
     let values = plumb_helm::parse_values("{}").unwrap();
     let rendered = plumb_helm::render(&chart, &values, &opts).unwrap();

@@ -43,11 +43,11 @@ async fn common_metadata_reaches_every_object_and_a_change_upgrades() {
     assert_eq!(cm.metadata.annotations.unwrap()["owner"], "ops");
     let hook = cms.get("web-hook").await.unwrap();
     assert!(
-        hook.metadata
+        !hook
+            .metadata
             .labels
             .unwrap_or_default()
-            .get("team")
-            .is_none(),
+            .contains_key("team"),
         "hooks are not post-rendered"
     );
     let v = wait_obj(&hrs, "web", "ready", |v: &Value| {

@@ -146,18 +146,18 @@ impl Metadata {
     /// Whether the leaf at `path` is encrypted, as sops decides it (suffixes, then regexes).
     pub(crate) fn should_encrypt(&self, path: &[String]) -> bool {
         let mut encrypted = true;
-        if let Some(s) = &self.unencrypted_suffix {
-            if path.iter().any(|p| p.ends_with(s.as_str())) {
-                encrypted = false;
-            }
+        if let Some(s) = &self.unencrypted_suffix
+            && path.iter().any(|p| p.ends_with(s.as_str()))
+        {
+            encrypted = false;
         }
         if let Some(s) = &self.encrypted_suffix {
             encrypted = path.iter().any(|p| p.ends_with(s.as_str()));
         }
-        if let Some(r) = &self.unencrypted_regex {
-            if path.iter().any(|p| r.is_match(p)) {
-                encrypted = false;
-            }
+        if let Some(r) = &self.unencrypted_regex
+            && path.iter().any(|p| r.is_match(p))
+        {
+            encrypted = false;
         }
         if let Some(r) = &self.encrypted_regex {
             encrypted = path.iter().any(|p| r.is_match(p));

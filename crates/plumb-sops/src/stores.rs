@@ -42,12 +42,11 @@ pub(crate) fn parse(
                 Err(e) => return Err(perr(format!("line {} column {}", e.line(), e.column()))),
             };
             let doc = split_metadata(vec![doc])?;
-            if format == Format::Binary {
-                if let Some(d) = &doc {
-                    if d.branches.first().and_then(|b| b.get("data")).is_none() {
-                        return Err(perr("binary document without 'data'".into()));
-                    }
-                }
+            if format == Format::Binary
+                && let Some(d) = &doc
+                && d.branches.first().and_then(|b| b.get("data")).is_none()
+            {
+                return Err(perr("binary document without 'data'".into()));
             }
             Ok(doc)
         }

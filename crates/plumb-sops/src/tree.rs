@@ -221,10 +221,10 @@ impl Walk<'_> {
                 msg,
             })?;
         }
-        if !self.meta.mac_only_encrypted || encrypted {
-            if let Some(b) = n.mac_bytes() {
-                self.hash.update(&b);
-            }
+        if (!self.meta.mac_only_encrypted || encrypted)
+            && let Some(b) = n.mac_bytes()
+        {
+            self.hash.update(&b);
         }
         Ok(())
     }

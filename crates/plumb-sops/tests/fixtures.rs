@@ -1,4 +1,5 @@
 //! Decryption of real sops output (tests/data) per format and algorithm, and the failures.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 

@@ -48,7 +48,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         When::NotOneOf(&["generic"]),
     ),
     row("GitRepository", "spec.serviceAccountName", When::Set),
-    row("Kustomization", "spec.decryption", When::Set),
     row("Kustomization", "spec.healthCheckExprs", When::Set),
     row("HelmRelease", "spec.chart.spec.verify", When::Set),
     row("Receiver", "spec.resourceFilter", When::Set),
@@ -207,7 +206,10 @@ mod tests {
             }))
             .unwrap(),
         );
-        assert_eq!(ks.unsupported_fields(), vec!["spec.decryption"]);
+        assert!(
+            ks.unsupported_fields().is_empty(),
+            "spec.decryption is served"
+        );
         let repo = crate::HelmRepository::new(
             "x",
             serde_json::from_value(json!({"url": "https://charts.example.com"})).unwrap(),

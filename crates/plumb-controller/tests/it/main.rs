@@ -19,3 +19,4 @@ mod operations;
 mod rbac;
 mod receiver;
 mod remote;
+mod sops;

@@ -203,6 +203,8 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         prune_budget: args.prune_budget,
         api_limits,
         global_decryption_keys: global_keys(&args.sops_age_key_files)?,
+        // SOPS files encrypted with AWS KMS: the controller's identity (IRSA, Pod Identity).
+        sops_kms: Some(plumb_eks::kms::KmsDecryptor::from_env().await),
         ..Default::default()
     };
     let ctx = plumb_controller::Context::with_metrics(

@@ -24,6 +24,7 @@
 //! step, never a key, a ciphertext or a decrypted value.
 
 mod cipher;
+mod encrypt;
 mod keys;
 mod meta;
 mod stores;
@@ -31,6 +32,7 @@ mod tree;
 
 use std::fmt;
 
+pub use encrypt::{Recipient, encrypt_yaml};
 pub use keys::{KeyRing, KmsDecrypt, KmsKey};
 
 /// Every failure of this crate. Messages name the file and the step; they never quote a key

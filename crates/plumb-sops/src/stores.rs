@@ -24,13 +24,7 @@ pub(crate) fn parse(
     let text = std::str::from_utf8(data).map_err(|_| perr("not UTF-8".into()));
     match format {
         Format::Yaml => {
-            let mut opts = serde_saphyr::Options::default();
-            opts.legacy_octal_numbers = true;
-            opts.strict_booleans = true;
-            opts.emit_comments = false;
-            let mut budget = opts.budget.unwrap_or_default();
-            budget.max_depth = limits.max_depth;
-            opts.budget = Some(budget);
+            let opts = yaml_options(limits);
             let docs: Vec<Option<Node>> = serde_saphyr::from_multiple_with_options(text?, opts)
                 .map_err(|e| perr(first_line(&e.to_string())))?;
             split_metadata(docs.into_iter().flatten().collect())
@@ -53,6 +47,18 @@ pub(crate) fn parse(
         Format::Dotenv => Ok(parse_dotenv(text?).map_err(perr)?),
         Format::Ini => Ok(parse_ini(text?).map_err(perr)?),
     }
+}
+
+/// YAML as go-yaml v3 reads it for sops: only `true`/`false` are booleans, `0755` is octal.
+pub(crate) fn yaml_options(limits: &Limits) -> serde_saphyr::Options {
+    let mut opts = serde_saphyr::Options::default();
+    opts.legacy_octal_numbers = true;
+    opts.strict_booleans = true;
+    opts.emit_comments = false;
+    let mut budget = opts.budget.unwrap_or_default();
+    budget.max_depth = limits.max_depth;
+    opts.budget = Some(budget);
+    opts
 }
 
 fn first_line(s: &str) -> String {

@@ -249,3 +249,24 @@ fn errors_never_quote_keys() {
         .unwrap_err();
     assert!(!err.to_string().contains("QQQQ"), "{err}");
 }
+
+#[test]
+fn round_trip_through_the_test_encryptor() {
+    let key = [7u8; 32];
+    let rcpt = "age1l44xcng8dqj32nlv6d930qvvrny05hglzcv9qpc7kxjc6902ma4qufys29";
+    let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  a: hello\n  n: 5\n  b: true\n";
+    let enc = plumb_sops::encrypt_yaml(
+        "s.yaml",
+        text,
+        &key,
+        &[plumb_sops::Recipient::Age(rcpt.into())],
+        Some("^(data|stringData)$"),
+    )
+    .unwrap();
+    assert!(!enc.contains("hello"));
+    let out = run("s.yaml", enc.as_bytes(), &ring()).unwrap().unwrap();
+    let v = json(std::str::from_utf8(&out).unwrap());
+    assert_eq!(v["stringData"]["a"], "hello", "{v}");
+    assert_eq!(v["stringData"]["n"], 5, "{v} {enc}");
+    assert_eq!(v["stringData"]["b"], true);
+}

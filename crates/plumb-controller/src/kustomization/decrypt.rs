@@ -67,18 +67,53 @@ pub(crate) async fn key_ring(
             .map_err(|f| Failure::new(f.class, reason::DECRYPTION_FAILED, f.message.clone()))?;
         let static_kms =
             add_secret_keys(&mut ring, &format!("{ns}/{}", r.name), &data).map_err(failure)?;
-        if static_kms {
-            tracing::warn!(
-                kustomization = %obj.name_any(),
-                "sops.aws-kms static credentials are not used yet; AWS KMS uses the controller identity"
-            );
+        if static_kms && let Some(yaml) = data.get("sops.aws-kms") {
+            let base = match &ctx.config.sops_kms {
+                Some(k) => k.clone(),
+                None => plumb_eks::kms::KmsDecryptor::from_env().await,
+            };
+            let kms = base
+                .with_static_credentials(yaml)
+                .map_err(|e| failure(format!("secret '{ns}/{}': {e}", r.name)))?;
+            ring.set_kms(Arc::new(SopsKms::new(kms)));
         }
     }
     ring.extend(&ctx.config.global_decryption_keys);
     if let Some(kms) = &ctx.config.sops_kms {
-        ring.set_kms(kms.clone());
+        // The Secret's static credentials win; set_kms keeps the first client.
+        let mut with_controller = KeyRing::new();
+        with_controller.set_kms(Arc::new(SopsKms::new(kms.clone())));
+        ring.extend(&with_controller);
     }
     Ok(Some(ring))
+}
+
+/// plumb-sops' KMS hook on plumb-eks' client: called from the build's blocking thread, it
+/// runs the async call on the runtime that spawned the build.
+pub struct SopsKms {
+    inner: plumb_eks::kms::KmsDecryptor,
+    handle: tokio::runtime::Handle,
+}
+
+impl SopsKms {
+    /// Wraps `inner`; must be called within a tokio runtime.
+    pub fn new(inner: plumb_eks::kms::KmsDecryptor) -> Self {
+        SopsKms {
+            inner,
+            handle: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl plumb_sops::KmsDecrypt for SopsKms {
+    fn decrypt(&self, key: &plumb_sops::KmsKey, ciphertext: &[u8]) -> Result<Vec<u8>, String> {
+        self.handle
+            .block_on(
+                self.inner
+                    .decrypt(&key.arn, key.role.as_deref(), &key.context, ciphertext),
+            )
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The build's file transform: SOPS documents (by extension and MAC marker) are decrypted

@@ -75,9 +75,6 @@ pub async fn render_objects_with_keys(
             render(obj, dir.to_path_buf(), PathBuf::from("/"), ring.clone()).await?
         }
     };
-    if let Some(ring) = &ring {
-        super::decrypt::decrypt_secret_values(&mut objects, ring)?;
-    }
     refuse_encrypted(&objects)?;
     if let Some(vars) = substitution_vars(obj, ctx).await? {
         objects = substitute_objects(objects, &vars, ctx.config.strict_substitution)?;
@@ -178,21 +175,31 @@ async fn render(
     tokio::task::spawn_blocking(move || {
         let opts = plumb_kustomize::BuildOptions {
             generate_missing_kustomization: true,
-            file_transform: ring.map(super::decrypt::file_transform),
+            file_transform: ring.clone().map(super::decrypt::file_transform),
             ..Default::default()
         };
-        plumb_kustomize::build_with_overlay(&dir, &root, &opts, &overlay)
+        let mut objects = plumb_kustomize::build_with_overlay(&dir, &root, &opts, &overlay)
+            .map_err(build_failure)?;
+        // Secret data values that are SOPS documents (Flux's "inside" case); here, on the
+        // blocking thread, because a KMS call blocks.
+        if let Some(ring) = &ring {
+            super::decrypt::decrypt_secret_values(&mut objects, ring)?;
+        }
+        Ok(objects)
     })
     .await
     .map_err(|e| Failure::new(Class::Transient, reason::BUILD_FAILED, e.to_string()))?
-    .map_err(|e| match e {
+}
+
+fn build_failure(e: plumb_kustomize::Error) -> Failure {
+    match e {
         plumb_kustomize::Error::Transform { message, .. } => Failure::new(
             Class::Stalled,
             reason::DECRYPTION_FAILED,
             format!("{message}; nothing was applied"),
         ),
         e => Failure::new(Class::Stalled, reason::BUILD_FAILED, e.to_string()),
-    })
+    }
 }
 
 fn overlay_of(obj: &Kustomization) -> plumb_kustomize::Overlay {

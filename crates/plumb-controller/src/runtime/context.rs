@@ -51,8 +51,9 @@ pub struct Config {
     /// (Flux's global age key: `plumb run --sops-age-key-file`).
     pub global_decryption_keys: plumb_sops::KeyRing,
     /// AWS KMS client for SOPS data keys (the controller's identity through aws-config);
-    /// `None` leaves KMS-encrypted files undecryptable.
-    pub sops_kms: Option<std::sync::Arc<dyn plumb_sops::KmsDecrypt>>,
+    /// `None` leaves KMS-encrypted files undecryptable unless the decryption Secret has
+    /// `sops.aws-kms` credentials.
+    pub sops_kms: Option<plumb_eks::kms::KmsDecryptor>,
 }
 
 impl std::fmt::Debug for Config {

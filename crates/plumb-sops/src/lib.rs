@@ -165,13 +165,14 @@ impl Default for Limits {
 /// that Flux's decryptor looks for, so plain files skip parsing. A `true` is confirmed by
 /// [`decrypt`].
 pub fn looks_encrypted(format: Format, data: &[u8]) -> bool {
-    let marker: &[u8] = match format {
-        Format::Binary | Format::Json => b"\"mac\": \"ENC[",
-        Format::Dotenv => b"sops_mac=ENC[",
-        Format::Ini => b"[sops]",
-        Format::Yaml => b"mac: ENC[",
-    };
-    data.windows(marker.len()).any(|w| w == marker)
+    let has = |marker: &[u8]| data.windows(marker.len()).any(|w| w == marker);
+    match format {
+        // A JSON-style document is YAML too.
+        Format::Yaml => has(b"mac: ENC[") || has(b"\"mac\":\"ENC[") || has(b"\"mac\": \"ENC["),
+        Format::Binary | Format::Json => has(b"\"mac\": \"ENC[") || has(b"\"mac\":\"ENC["),
+        Format::Dotenv => has(b"sops_mac=ENC["),
+        Format::Ini => has(b"[sops]"),
+    }
 }
 
 /// Flux's decryption of a Secret's `data` values that are themselves SOPS documents

@@ -220,3 +220,135 @@ async fn sops_global_key_and_refusal_without_decryption() {
     assert_nothing_leaked(&w, &ks).await;
     w.finish().await;
 }
+
+/// A file whose data key is encrypted by moto's KMS, with an encryption context and a role
+/// to assume, decrypts through the controller's KMS client; a file recording the wrong
+/// context fails with DecryptionFailed naming it. Logs, events and the condition hold no
+/// decrypted value.
+#[tokio::test(flavor = "multi_thread")]
+async fn sops_aws_kms_through_moto() {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_sdk_kms::primitives::Blob;
+    let logs = crate::common::LogSink::install();
+    let moto = tokio::task::spawn_blocking(plumb_testing::moto::MotoServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(moto.url())
+        .credentials_provider(plumb_eks::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .load()
+        .await;
+    let kms = aws_sdk_kms::Client::new(&sdk);
+    let arn = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let data_key: [u8; 32] = rand_key();
+    let context = vec![("purpose".to_string(), "plumb-sops-test".to_string())];
+    let blob = kms
+        .encrypt()
+        .key_id(&arn)
+        .plaintext(Blob::new(data_key.to_vec()))
+        .encryption_context("purpose", "plumb-sops-test")
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+        .into_inner();
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: kms\nstringData:\n  key: kms-decrypted-value\n";
+    let recipient = |context: Vec<(String, String)>| plumb_sops::Recipient::Kms {
+        arn: arn.clone(),
+        role: Some("arn:aws:iam::123456789012:role/sops-decrypt".into()),
+        context,
+        encrypted_key: blob.clone(),
+    };
+    let good = plumb_sops::encrypt_yaml(
+        "kms.yaml",
+        secret,
+        &data_key,
+        &[recipient(context)],
+        Some("^(data|stringData)$"),
+    )
+    .unwrap();
+    let wrong = vec![("purpose".to_string(), "other".to_string())];
+    let bad = plumb_sops::encrypt_yaml(
+        "kms.yaml",
+        &secret.replace("name: kms", "name: kms-bad"),
+        &data_key,
+        &[recipient(wrong)],
+        Some("^(data|stringData)$"),
+    )
+    .unwrap();
+    let files = [
+        ("good/kms.yaml", good.as_str()),
+        ("bad/kms.yaml", bad.as_str()),
+    ];
+    let kms_client = plumb_eks::kms::KmsDecryptor::new(sdk.clone());
+    let w = World::new_with("sops-kms", &files, |c| c.sops_kms = Some(kms_client)).await;
+    w.create_ks(
+        "good",
+        json!({"path": "./good", "decryption": {"provider": "sops"}}),
+    )
+    .await;
+    w.create_ks(
+        "bad",
+        json!({"path": "./bad", "decryption": {"provider": "sops"}}),
+    )
+    .await;
+    let ks = w.wait_ready("good").await;
+    assert_eq!(secret_value(&w, "kms", "key").await, "kms-decrypted-value");
+    let (_, reason, message) = w
+        .wait_condition("bad", "KMS failure", |r| r.1 == "DecryptionFailed")
+        .await;
+    assert_eq!(reason, "DecryptionFailed");
+    assert!(
+        message.contains("bad/kms.yaml") && message.contains("kms"),
+        "{message}"
+    );
+    assert!(
+        Api::<Secret>::namespaced(w.client.clone(), &w.n)
+            .get_opt("kms-bad")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let evs = serde_json::to_string(
+        &Api::<Event>::namespaced(w.client.clone(), &w.n)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+    )
+    .unwrap();
+    for t in [
+        logs.text(),
+        evs,
+        serde_json::to_string(&ks["status"]).unwrap(),
+        message,
+        w.ctx.metrics.encode(),
+    ] {
+        assert!(
+            !t.contains("kms-decrypted-value"),
+            "decrypted value leaked: {t}"
+        );
+    }
+    w.finish().await;
+}
+
+fn rand_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37).wrapping_add(11);
+    }
+    k
+}

@@ -26,7 +26,9 @@ fn secret(i: usize) -> String {
 
 fn tree(dir: &Path, n: usize, encrypted: bool) {
     std::fs::create_dir_all(dir.join("secrets")).unwrap();
-    let mut k = String::from("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n");
+    let mut k = String::from(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+    );
     for i in 0..n {
         let plain = secret(i);
         let text = if encrypted {
@@ -56,7 +58,11 @@ fn tree(dir: &Path, n: usize, encrypted: bool) {
     std::fs::write(dir.join("kustomization.yaml"), k).unwrap();
 }
 
-fn time_builds(dir: &Path, transform: Option<plumb_kustomize::FileTransform>, runs: usize) -> (Duration, usize) {
+fn time_builds(
+    dir: &Path,
+    transform: Option<plumb_kustomize::FileTransform>,
+    runs: usize,
+) -> (Duration, usize) {
     let opts = plumb_kustomize::BuildOptions {
         file_transform: transform,
         ..Default::default()
@@ -73,7 +79,10 @@ fn time_builds(dir: &Path, transform: Option<plumb_kustomize::FileTransform>, ru
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let n = args.first().copied().unwrap_or(1000);
     let runs = args.get(1).copied().unwrap_or(15);
     let tmp = tempfile::tempdir().unwrap();
@@ -83,7 +92,11 @@ fn main() {
     tree(&enc, n, true);
     let mut ring = plumb_sops::KeyRing::new();
     ring.add_age_identities("age.txt", AGE_KEY).unwrap();
-    let transform = || Some(plumb_controller::kustomization::file_transform(ring.clone()));
+    let transform = || {
+        Some(plumb_controller::kustomization::file_transform(
+            ring.clone(),
+        ))
+    };
     // Warm the page cache and the allocator once each.
     time_builds(&plain, None, 1);
     time_builds(&enc, transform(), 1);
@@ -93,8 +106,14 @@ fn main() {
     assert_eq!(c1, c2);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("{n} Secrets + 1 generated, {runs} runs each, medians:");
-    println!("  unencrypted:                  {:8.1} ms ({c1} objects)", ms(base));
-    println!("  unencrypted, with transform:  {:8.1} ms", ms(with_transform));
+    println!(
+        "  unencrypted:                  {:8.1} ms ({c1} objects)",
+        ms(base)
+    );
+    println!(
+        "  unencrypted, with transform:  {:8.1} ms",
+        ms(with_transform)
+    );
     println!("  SOPS age (one data key/file): {:8.1} ms", ms(decrypt));
     println!(
         "  ratio encrypted/unencrypted: {:.2}x (+{:.0}%)",

@@ -10,12 +10,11 @@
 
 use std::collections::HashMap;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_types::Blob;
 
-use crate::auth::DEFAULT_MAX_ATTEMPTS;
 use crate::cluster::classify_sdk_error;
 use crate::error::{AwsErrorKind, Error, Result};
 
@@ -37,13 +36,7 @@ struct StaticKeys {
 impl KmsDecryptor {
     /// With aws-config's default chain (the controller's identity).
     pub async fn from_env() -> Self {
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(
-                aws_config::retry::RetryConfig::standard().with_max_attempts(DEFAULT_MAX_ATTEMPTS),
-            )
-            .load()
-            .await;
-        Self::new(sdk)
+        Self::new(crate::auth::default_sdk_config(None).await)
     }
 
     /// Wraps an already loaded configuration.

@@ -66,12 +66,13 @@ pub struct BuildOptions {
 /// The result of a [`FileTransform`]: the bytes to use, or a message naming the file.
 pub type TransformResult = std::result::Result<Vec<u8>, String>;
 
+/// The function of a [`FileTransform`].
+pub type TransformFn = dyn Fn(&str, Vec<u8>) -> TransformResult + Send + Sync;
+
 /// A function over a file's path (relative to the build root) and bytes; see
 /// [`BuildOptions::file_transform`].
 #[derive(Clone)]
-pub struct FileTransform(
-    pub std::sync::Arc<dyn Fn(&str, Vec<u8>) -> TransformResult + Send + Sync>,
-);
+pub struct FileTransform(pub std::sync::Arc<TransformFn>);
 
 impl std::fmt::Debug for FileTransform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -152,6 +152,31 @@ fn go_rfc3339(s: &str) -> Option<String> {
     })
 }
 
+/// Encrypts one plaintext value as sops does (random 32-byte nonce, `aad` as additional
+/// data) into `ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]`.
+pub(crate) fn encrypt_value(plain: &[u8], kind: &str, key: &[u8; 32], aad: &str) -> String {
+    if plain.is_empty() {
+        return String::new();
+    }
+    let iv: [u8; 32] = rand::random();
+    let sealed = AesGcm::<Aes256, U32>::new(GenericArray::from_slice(key))
+        .encrypt(
+            GenericArray::from_slice(&iv),
+            Payload {
+                msg: plain,
+                aad: aad.as_bytes(),
+            },
+        )
+        .unwrap_or_default();
+    let (data, tag) = sealed.split_at(sealed.len().saturating_sub(16));
+    format!(
+        "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{kind}]",
+        STANDARD.encode(data),
+        STANDARD.encode(iv),
+        STANDARD.encode(tag)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,29 +207,4 @@ mod tests {
         );
         assert_eq!(decrypt_value("", &k, "a:"), Ok(Node::Str(String::new())));
     }
-}
-
-/// Encrypts one plaintext value as sops does (random 32-byte nonce, `aad` as additional
-/// data) into `ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]`.
-pub(crate) fn encrypt_value(plain: &[u8], kind: &str, key: &[u8; 32], aad: &str) -> String {
-    if plain.is_empty() {
-        return String::new();
-    }
-    let iv: [u8; 32] = rand::random();
-    let sealed = AesGcm::<Aes256, U32>::new(GenericArray::from_slice(key))
-        .encrypt(
-            GenericArray::from_slice(&iv),
-            Payload {
-                msg: plain,
-                aad: aad.as_bytes(),
-            },
-        )
-        .unwrap_or_default();
-    let (data, tag) = sealed.split_at(sealed.len().saturating_sub(16));
-    format!(
-        "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{kind}]",
-        STANDARD.encode(data),
-        STANDARD.encode(iv),
-        STANDARD.encode(tag)
-    )
 }

@@ -24,7 +24,8 @@ use plumb_testing::registry::{Registry, RegistryOptions};
 use plumb_testing::{ControlPlane, TestNamespace};
 use serde_json::{Value, json};
 
-use crate::common::{LogSink, install_crds, ready, start_plumb_with, wait_obj};
+use crate::common::{install_crds, ready, start_plumb_with, wait_obj};
+use crate::logsink::LogSink;
 
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 

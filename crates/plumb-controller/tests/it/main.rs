@@ -14,6 +14,7 @@ mod helmrelease;
 mod helmrepository;
 mod kustomization;
 mod leader;
+mod logsink;
 mod ocirepository;
 mod operations;
 mod rbac;

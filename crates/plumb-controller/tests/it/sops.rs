@@ -229,7 +229,7 @@ async fn sops_global_key_and_refusal_without_decryption() {
 async fn sops_aws_kms_through_moto() {
     use aws_config::{BehaviorVersion, Region};
     use aws_sdk_kms::primitives::Blob;
-    let logs = crate::common::LogSink::install();
+    let logs = crate::logsink::LogSink::install();
     let moto = tokio::task::spawn_blocking(plumb_testing::moto::MotoServer::start)
         .await
         .unwrap()

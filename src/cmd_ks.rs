@@ -22,7 +22,9 @@ use anyhow::{Context as _, Result, anyhow};
 use kube::api::Api;
 use plumb_api::consts::field_manager::KUSTOMIZE_CONTROLLER;
 use plumb_api::{HelmRelease, Kustomization};
-use plumb_controller::kustomization::{RenderSource, apply_item, render_objects, source_artifact};
+use plumb_controller::kustomization::{
+    RenderSource, apply_item, render_objects_with_keys, source_artifact,
+};
 use plumb_controller::{Config, Context};
 use plumb_ssa::{Applier, ObjectRef, SsaMode};
 use serde_json::Value;
@@ -63,6 +65,43 @@ pub struct KsArgs {
     /// Fail on postBuild variables without a value (as `plumb run --strict-substitution`).
     #[arg(long)]
     pub strict_substitution: bool,
+    /// A SOPS key file (age identities or an armored OpenPGP secret key) to decrypt with,
+    /// besides the keys of `spec.decryption.secretRef`; repeatable. Decrypted Secret values
+    /// are never printed.
+    #[arg(long = "decryption-key", value_name = "FILE")]
+    pub decryption_keys: Vec<PathBuf>,
+}
+
+/// The key ring of `--decryption-key` files.
+fn cli_keys(files: &[PathBuf]) -> Result<plumb_sops::KeyRing> {
+    let mut ring = plumb_sops::KeyRing::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading decryption key {}", f.display()))?;
+        let name = f.display().to_string();
+        if text.contains("BEGIN PGP PRIVATE KEY BLOCK") {
+            ring.add_pgp_keys(&name, &text)?;
+        } else {
+            ring.add_age_identities(&name, &text)?;
+        }
+    }
+    Ok(ring)
+}
+
+/// Masks every Secret's `data` and `stringData` values: decrypted values are never printed.
+fn mask_secrets(objects: &mut [Value]) {
+    for o in objects {
+        if o.get("kind").and_then(Value::as_str) != Some("Secret") {
+            continue;
+        }
+        for field in ["data", "stringData"] {
+            if let Some(m) = o.get_mut(field).and_then(Value::as_object_mut) {
+                for v in m.values_mut() {
+                    *v = Value::String("***".into());
+                }
+            }
+        }
+    }
 }
 
 /// Arguments of `plumb diff`.
@@ -85,7 +124,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn build(target: Target) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let objects = match target {
-            Target::Kustomization(args) => render(&args).await?.2,
+            Target::Kustomization(args) => {
+                let (_, ks, mut objects) = render(&args).await?;
+                if ks.spec.decryption.is_some() || !args.decryption_keys.is_empty() {
+                    mask_secrets(&mut objects);
+                }
+                objects
+            }
             Target::HelmRelease(args) => plan_hr(&args).await?.objects,
         };
         let text = plumb_kustomize::to_yaml_stream(&objects);
@@ -258,18 +303,22 @@ async fn diff_hr(args: &HrArgs) -> Result<ExitCode> {
 
 /// Reads the Kustomization and renders it exactly as the controller would.
 async fn render(args: &KsArgs) -> Result<(Arc<Context>, Kustomization, Vec<Value>)> {
+    let keys = cli_keys(&args.decryption_keys)?;
     let (ctx, _scratch) = cli_context(args.strict_substitution).await?;
     let ks = Api::<Kustomization>::namespaced(ctx.client.clone(), &args.namespace)
         .get(&args.name)
         .await
         .with_context(|| format!("getting Kustomization {}/{}", args.namespace, args.name))?;
     let objects = match &args.path {
-        Some(dir) => render_objects(&ks, &ctx, RenderSource::Local(dir)).await,
+        Some(dir) => {
+            render_objects_with_keys(&ks, &ctx, RenderSource::Local(dir), Some(&keys)).await
+        }
         None => {
             let artifact = source_artifact(&ks, &ctx)
                 .await
                 .map_err(|f| anyhow!(f.message))?;
-            render_objects(&ks, &ctx, RenderSource::Artifact(&artifact)).await
+            render_objects_with_keys(&ks, &ctx, RenderSource::Artifact(&artifact), Some(&keys))
+                .await
         }
     }
     .map_err(|f| {

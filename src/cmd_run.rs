@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// A postBuild variable without a value fails the build instead of becoming empty.
     #[arg(long)]
     pub strict_substitution: bool,
+    /// An age identity file every Kustomization with `spec.decryption` may decrypt with
+    /// (Flux's global age key), e.g. a mounted Secret; repeatable.
+    #[arg(long = "sops-age-key-file", value_name = "FILE")]
+    pub sops_age_key_files: Vec<PathBuf>,
     /// Refuse to prune more than this share (0..1) of an inventory in one pass.
     #[arg(long, default_value_t = 0.5)]
     pub prune_budget: f64,
@@ -198,6 +202,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         no_cross_namespace_refs: args.no_cross_namespace_refs,
         prune_budget: args.prune_budget,
         api_limits,
+        global_decryption_keys: global_keys(&args.sops_age_key_files)?,
+        // SOPS files encrypted with AWS KMS: the controller's identity (IRSA, Pod Identity).
+        sops_kms: Some(plumb_eks::kms::KmsDecryptor::from_env().await),
         ..Default::default()
     };
     let ctx = plumb_controller::Context::with_metrics(
@@ -472,4 +479,15 @@ async fn serve_health(listener: tokio::net::TcpListener, ready: Arc<AtomicU8>) {
             let _ = stream.write_all(resp.as_bytes()).await;
         });
     }
+}
+
+/// The global age keys of `--sops-age-key-file`.
+fn global_keys(files: &[PathBuf]) -> Result<plumb_sops::KeyRing> {
+    let mut ring = plumb_sops::KeyRing::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading age key file {}", f.display()))?;
+        ring.add_age_identities(&f.display().to_string(), &text)?;
+    }
+    Ok(ring)
 }

@@ -264,3 +264,89 @@ async fn build_and_diff_a_kustomization() {
         .unwrap();
     ns.delete().await.unwrap();
 }
+
+/// `plumb build ks` / `plumb diff ks` decrypt SOPS files with `--decryption-key` and the
+/// `spec.decryption` Secret, and print no decrypted Secret value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_and_diff_decrypt_sops_and_mask_secrets() {
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/plumb-sops/tests/data");
+    let info = ControlPlane::shared().unwrap();
+    let client = info.admin_client().await.unwrap();
+    install_crds(&client).await;
+    let ns = TestNamespace::create(info, "ks-cli-sops").await.unwrap();
+    let n = ns.name().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    for f in ["age.yaml", "pgp.yaml"] {
+        std::fs::copy(data.join("algorithms").join(f), local.join(f)).unwrap();
+    }
+    // The PGP key comes from spec.decryption's Secret, the age key from the flag.
+    let pgp = std::fs::read_to_string(data.join("keys/pgp.asc")).unwrap();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "sops-keys", "namespace": n}, "stringData": {"pgp.asc": pgp}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &n)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let ks: Kustomization = serde_json::from_value(json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "app", "namespace": n},
+        "spec": {"interval": "1h", "prune": true, "targetNamespace": n,
+                 "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+                 "decryption": {"provider": "sops", "secretRef": {"name": "sops-keys"}}}
+    }))
+    .unwrap();
+    Api::<Kustomization>::namespaced(client.clone(), &n)
+        .create(&PostParams::default(), &ks)
+        .await
+        .unwrap();
+    let kcfg = info.kubeconfig.clone();
+    let path = local.to_string_lossy().to_string();
+    let age = data.join("keys/age.txt").to_string_lossy().to_string();
+
+    // Without the age key, age.yaml cannot be opened: a clear error naming the file.
+    let out = plumb(&kcfg, &["build", "ks", "app", "-n", &n, "--path", &path]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("age.yaml"), "{}", text(&out));
+
+    let args = [
+        "ks",
+        "app",
+        "-n",
+        &n,
+        "--path",
+        &path,
+        "--decryption-key",
+        &age,
+    ];
+    let out = plumb(&kcfg, &[&["build"][..], &args[..]].concat()).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        yaml.contains("name: age") && yaml.contains("name: pgp"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("ENC[") && !yaml.contains("sops:"), "{yaml}");
+    assert!(
+        yaml.contains("key: '***'") || yaml.contains("key: \"***\""),
+        "{yaml}"
+    );
+    assert!(
+        !yaml.contains("key: value"),
+        "decrypted value printed: {yaml}"
+    );
+
+    let out = plumb(&kcfg, &[&["diff"][..], &args[..]].concat()).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let d = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(d.contains(&format!("► Secret/{n}/age created")), "{d}");
+    assert!(
+        !d.contains("key: value") && !d.contains("dmFsdWU"),
+        "decrypted value printed: {d}"
+    );
+    ns.delete().await.unwrap();
+}

@@ -68,6 +68,9 @@ pub mod reason {
     pub const BUILD_FAILED: &str = "BuildFailed";
     /// A path in the spec does not exist or escapes the root (source, kustomize).
     pub const INVALID_PATH: &str = "InvalidPath";
+    /// Kustomization: a SOPS document could not be decrypted (key, MAC, format); nothing is
+    /// applied or pruned.
+    pub const DECRYPTION_FAILED: &str = "DecryptionFailed";
     /// A Git operation succeeded (source).
     pub const GIT_OPERATION_SUCCEEDED: &str = "GitOperationSucceeded";
     /// A Git operation failed (source).

@@ -45,7 +45,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         When::NotOneOf(&["generic"]),
     ),
     row("GitRepository", "spec.serviceAccountName", When::Set),
-    row("Kustomization", "spec.decryption", When::Set),
     row("Kustomization", "spec.healthCheckExprs", When::Set),
     row("Receiver", "spec.resourceFilter", When::Set),
     // HelmRelease action options plumb does not act on yet: reported, never ignored.
@@ -243,7 +242,10 @@ mod tests {
             }))
             .unwrap(),
         );
-        assert_eq!(ks.unsupported_fields(), vec!["spec.decryption"]);
+        assert!(
+            ks.unsupported_fields().is_empty(),
+            "spec.decryption is served"
+        );
         let repo = crate::HelmRepository::new(
             "x",
             serde_json::from_value(json!({"url": "https://charts.example.com"})).unwrap(),

@@ -59,17 +59,27 @@ impl std::fmt::Debug for EksAuth {
     }
 }
 
+/// aws-config's default chain (environment, profile, IRSA web identity, EKS Pod Identity,
+/// ECS, IMDS) with standard retries; `region` overrides the default region chain. Shared by
+/// the EKS, ECR and KMS clients.
+pub async fn default_sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(DEFAULT_MAX_ATTEMPTS));
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    loader.load().await
+}
+
 impl EksAuth {
     /// Loads aws-config's default chain (environment, profile, web identity/IRSA, EKS Pod
     /// Identity, ECS, IMDS) with standard retries, and endpoint overrides from the
     /// environment. `region` overrides the default region chain.
     pub async fn from_env(region: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(DEFAULT_MAX_ATTEMPTS));
-        if let Some(r) = region {
-            loader = loader.region(Region::new(r.to_string()));
-        }
-        Self::new(loader.load().await, EndpointOverrides::from_env())
+        Self::new(
+            default_sdk_config(region).await,
+            EndpointOverrides::from_env(),
+        )
     }
 
     /// Wraps an already loaded configuration.

@@ -18,10 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use base64::Engine as _;
 
-use crate::auth::DEFAULT_MAX_ATTEMPTS;
 use crate::cluster::classify_sdk_error;
 use crate::error::{Error, Result};
 use crate::source::{Clock, SystemClock};
@@ -196,13 +195,7 @@ impl EcrAuth {
     /// aws-config's default chain (environment, profile, IRSA, EKS Pod Identity, IMDS) with
     /// standard retries; the endpoint follows `AWS_ENDPOINT_URL_ECR` / `AWS_ENDPOINT_URL`.
     pub async fn from_env() -> Self {
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(
-                aws_config::retry::RetryConfig::standard().with_max_attempts(DEFAULT_MAX_ATTEMPTS),
-            )
-            .load()
-            .await;
-        Self::new(sdk)
+        Self::new(crate::auth::default_sdk_config(None).await)
     }
 
     /// Wraps an already loaded configuration.

@@ -155,6 +155,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An AWS KMS call for a SOPS data key failed (the message never holds key material).
+    #[error("kms:Decrypt with key {key}: {code}: {message}")]
+    Kms {
+        /// The key ARN.
+        key: String,
+        /// The classification.
+        kind: AwsErrorKind,
+        /// The AWS error code.
+        code: String,
+        /// The AWS error message.
+        message: String,
+    },
     /// Rendering the kubeconfig failed.
     #[error("rendering the kubeconfig for EKS cluster {cluster}: {message}")]
     Kubeconfig {
@@ -169,7 +181,7 @@ impl Error {
     /// The AWS classification of this error, when it came from AWS.
     pub fn aws_kind(&self) -> Option<AwsErrorKind> {
         match self {
-            Self::Aws { kind, .. } | Self::Ecr { kind, .. } => Some(*kind),
+            Self::Aws { kind, .. } | Self::Ecr { kind, .. } | Self::Kms { kind, .. } => Some(*kind),
             Self::Credentials { .. } => Some(AwsErrorKind::Credentials),
             _ => None,
         }

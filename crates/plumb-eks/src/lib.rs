@@ -29,6 +29,7 @@ pub mod client;
 pub mod cluster;
 pub mod ecr;
 pub mod error;
+pub mod kms;
 pub mod kubeconfig;
 pub mod source;
 pub mod token;

@@ -18,6 +18,14 @@ pub enum Error {
         /// What the parser reported.
         message: String,
     },
+    /// The caller's file transform ([`crate::BuildOptions::file_transform`]) refused a file.
+    #[error("{message}")]
+    Transform {
+        /// The file, relative to the root.
+        file: String,
+        /// The transform's message (it names the file).
+        message: String,
+    },
     /// A file or directory could not be read.
     #[error("reading {path}: {source}")]
     Io {

@@ -57,6 +57,27 @@ pub struct BuildOptions {
     pub max_file_bytes: u64,
     /// Most objects a build may produce.
     pub max_resources: usize,
+    /// Called with every file's bytes as it is read (resources, patches, components,
+    /// generator files and envs), before parsing. The caller decrypts SOPS documents here,
+    /// so plaintext never lands on disk and this crate stays free of cryptography.
+    pub file_transform: Option<FileTransform>,
+}
+
+/// The result of a [`FileTransform`]: the bytes to use, or a message naming the file.
+pub type TransformResult = std::result::Result<Vec<u8>, String>;
+
+/// The function of a [`FileTransform`].
+pub type TransformFn = dyn Fn(&str, Vec<u8>) -> TransformResult + Send + Sync;
+
+/// A function over a file's path (relative to the build root) and bytes; see
+/// [`BuildOptions::file_transform`].
+#[derive(Clone)]
+pub struct FileTransform(pub std::sync::Arc<TransformFn>);
+
+impl std::fmt::Debug for FileTransform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileTransform(..)")
+    }
 }
 
 impl Default for BuildOptions {
@@ -65,6 +86,7 @@ impl Default for BuildOptions {
             generate_missing_kustomization: false,
             max_file_bytes: 8 << 20,
             max_resources: 100_000,
+            file_transform: None,
         }
     }
 }

@@ -10,10 +10,15 @@ use crate::error::{Error, Result};
 pub(crate) struct Loader {
     root: PathBuf,
     max_file_bytes: u64,
+    transform: Option<crate::FileTransform>,
 }
 
 impl Loader {
-    pub(crate) fn new(root: &Path, max_file_bytes: u64) -> Result<Self> {
+    pub(crate) fn new(
+        root: &Path,
+        max_file_bytes: u64,
+        transform: Option<crate::FileTransform>,
+    ) -> Result<Self> {
         let root = std::fs::canonicalize(root).map_err(|source| Error::Io {
             path: root.to_path_buf(),
             source,
@@ -21,6 +26,7 @@ impl Loader {
         Ok(Loader {
             root,
             max_file_bytes,
+            transform,
         })
     }
 
@@ -71,7 +77,17 @@ impl Loader {
                 cap: self.max_file_bytes,
             });
         }
-        std::fs::read(path).map_err(io)
+        let bytes = std::fs::read(path).map_err(io)?;
+        match &self.transform {
+            Some(t) => {
+                let name = self.display(path);
+                (t.0)(&name, bytes).map_err(|message| Error::Transform {
+                    file: name,
+                    message,
+                })
+            }
+            None => Ok(bytes),
+        }
     }
 
     /// A path relative to `base` for messages and origin annotations.

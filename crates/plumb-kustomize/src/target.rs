@@ -48,7 +48,7 @@ fn kerr(file: &str, msg: impl Into<String>) -> Error {
 
 impl<'o> Builder<'o> {
     pub(crate) fn new(dir: &Path, root: &Path, opts: &'o BuildOptions) -> Result<Self> {
-        let loader = Loader::new(root, opts.max_file_bytes)?;
+        let loader = Loader::new(root, opts.max_file_bytes, opts.file_transform.clone())?;
         let top = loader.resolve(
             &std::env::current_dir().map_err(|source| Error::Io {
                 path: ".".into(),

@@ -16,6 +16,7 @@
 //! of the inventory is refused unless the Kustomization allows it.
 
 mod apply;
+mod decrypt;
 mod health;
 mod prune;
 mod render;
@@ -24,7 +25,8 @@ mod substitute;
 
 pub use crate::prune_budget::PRUNE_BUDGET_ANNOTATION;
 pub use apply::apply_item;
-pub use render::{RenderSource, render_objects};
+pub use decrypt::{add_secret_keys, file_transform};
+pub use render::{RenderSource, render_objects, render_objects_with_keys};
 pub use source::source_artifact;
 
 use std::sync::Arc;

@@ -36,6 +36,22 @@ pub async fn render_objects(
     ctx: &Context,
     source: RenderSource<'_>,
 ) -> std::result::Result<Vec<Value>, Failure> {
+    render_objects_with_keys(obj, ctx, source, None).await
+}
+
+/// [`render_objects`] with extra decryption keys (`plumb build/diff ks --decryption-key`),
+/// added to those of `spec.decryption`.
+pub async fn render_objects_with_keys(
+    obj: &Kustomization,
+    ctx: &Context,
+    source: RenderSource<'_>,
+    extra_keys: Option<&plumb_sops::KeyRing>,
+) -> std::result::Result<Vec<Value>, Failure> {
+    let mut ring = super::decrypt::key_ring(obj, ctx).await?;
+    if let Some(extra) = extra_keys.filter(|k| !k.is_empty()) {
+        ring.get_or_insert_with(plumb_sops::KeyRing::new)
+            .extend(extra);
+    }
     let mut objects = match source {
         RenderSource::Artifact(artifact) => {
             let work = crate::artifact::fetch_artifact(
@@ -46,7 +62,7 @@ pub async fn render_objects(
             )
             .await?;
             let dir = spec_dir(obj, work.path())?;
-            render(obj, dir, work.path().to_path_buf()).await?
+            render(obj, dir, work.path().to_path_buf(), ring.clone()).await?
         }
         RenderSource::Local(dir) => {
             if !dir.is_dir() {
@@ -56,7 +72,7 @@ pub async fn render_objects(
                     format!("kustomization path not found: {}", dir.display()),
                 ));
             }
-            render(obj, dir.to_path_buf(), PathBuf::from("/")).await?
+            render(obj, dir.to_path_buf(), PathBuf::from("/"), ring.clone()).await?
         }
     };
     refuse_encrypted(&objects)?;
@@ -72,9 +88,9 @@ pub async fn render_objects(
 
 /// Fails the build when a document is still SOPS-encrypted (it carries SOPS's `sops`
 /// metadata with a MAC): applying ciphertext would overwrite a working Secret with garbage.
-/// plumb does not decrypt yet (`spec.decryption` is reported unsupported), so this is the
+/// Without `spec.decryption` (or when a document escaped the file transform) this is the
 /// decryption failure of Flux's build: nothing is applied or pruned.
-fn refuse_encrypted(objects: &[Value]) -> std::result::Result<(), Failure> {
+pub(super) fn refuse_encrypted(objects: &[Value]) -> std::result::Result<(), Failure> {
     let Some(o) = objects
         .iter()
         .find(|o| o.get("sops").and_then(|s| s.get("mac")).is_some())
@@ -84,9 +100,9 @@ fn refuse_encrypted(objects: &[Value]) -> std::result::Result<(), Failure> {
     let id = ObjectRef::from_object(o).map_or_else(|_| "a document".to_string(), |r| r.to_string());
     Err(Failure::new(
         Class::Stalled,
-        reason::BUILD_FAILED,
+        reason::DECRYPTION_FAILED,
         format!(
-            "decryption failed for {id}: the document is SOPS-encrypted and plumb cannot decrypt it (spec.decryption is not supported yet); nothing was applied"
+            "decryption failed for {id}: the document is SOPS-encrypted and the Kustomization has no spec.decryption (or no key opened it); nothing was applied"
         ),
     ))
 }
@@ -153,18 +169,37 @@ async fn render(
     obj: &Kustomization,
     dir: PathBuf,
     root: PathBuf,
+    ring: Option<plumb_sops::KeyRing>,
 ) -> std::result::Result<Vec<Value>, Failure> {
     let overlay = overlay_of(obj);
     tokio::task::spawn_blocking(move || {
         let opts = plumb_kustomize::BuildOptions {
             generate_missing_kustomization: true,
+            file_transform: ring.clone().map(super::decrypt::file_transform),
             ..Default::default()
         };
-        plumb_kustomize::build_with_overlay(&dir, &root, &opts, &overlay)
+        let mut objects = plumb_kustomize::build_with_overlay(&dir, &root, &opts, &overlay)
+            .map_err(build_failure)?;
+        // Secret data values that are SOPS documents (Flux's "inside" case); here, on the
+        // blocking thread, because a KMS call blocks.
+        if let Some(ring) = &ring {
+            super::decrypt::decrypt_secret_values(&mut objects, ring)?;
+        }
+        Ok(objects)
     })
     .await
     .map_err(|e| Failure::new(Class::Transient, reason::BUILD_FAILED, e.to_string()))?
-    .map_err(|e| Failure::new(Class::Stalled, reason::BUILD_FAILED, e.to_string()))
+}
+
+fn build_failure(e: plumb_kustomize::Error) -> Failure {
+    match e {
+        plumb_kustomize::Error::Transform { message, .. } => Failure::new(
+            Class::Stalled,
+            reason::DECRYPTION_FAILED,
+            format!("{message}; nothing was applied"),
+        ),
+        e => Failure::new(Class::Stalled, reason::BUILD_FAILED, e.to_string()),
+    }
 }
 
 fn overlay_of(obj: &Kustomization) -> plumb_kustomize::Overlay {

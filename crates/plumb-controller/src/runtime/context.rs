@@ -13,7 +13,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use plumb_source::artifact::Storage;
 
 /// Controller settings (the `plumb run` flags that reconcilers read).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Where artifacts and the git cache live.
     pub storage_path: PathBuf,
@@ -47,6 +47,24 @@ pub struct Config {
     /// DNS (a hosts-file entry; the URL, TLS name and credentials keep the name). Not a
     /// `plumb run` flag: tests reach a loopback registry under an ECR host name with it.
     pub oci_resolve: Vec<(String, std::net::IpAddr)>,
+    /// Keys every Kustomization with `spec.decryption` may use besides its own Secret
+    /// (Flux's global age key: `plumb run --sops-age-key-file`).
+    pub global_decryption_keys: plumb_sops::KeyRing,
+    /// AWS KMS client for SOPS data keys (the controller's identity through aws-config);
+    /// `None` leaves KMS-encrypted files undecryptable unless the decryption Secret has
+    /// `sops.aws-kms` credentials.
+    pub sops_kms: Option<plumb_eks::kms::KmsDecryptor>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("storage_path", &self.storage_path)
+            .field("jitter_percent", &self.jitter_percent)
+            .field("global_decryption_keys", &self.global_decryption_keys)
+            .field("sops_kms", &self.sops_kms.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {
@@ -66,6 +84,8 @@ impl Default for Config {
             api_limits: crate::client::ApiLimits::default(),
             cluster_vars: ClusterVars::default(),
             oci_resolve: Vec::new(),
+            global_decryption_keys: plumb_sops::KeyRing::new(),
+            sops_kms: None,
         }
     }
 }

@@ -10,7 +10,7 @@
 //! AuthenticationFailed condition; the token is in no condition, status, event or log line.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::{BehaviorVersion, Region};
@@ -25,6 +25,7 @@ use plumb_testing::{ControlPlane, TestNamespace};
 use serde_json::{Value, json};
 
 use crate::common::{install_crds, ready, start_plumb_with, wait_obj};
+use crate::logsink::LogSink;
 
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
@@ -100,39 +101,6 @@ async fn poll(api: &Api<OCIRepository>) -> Value {
         v["status"]["lastHandledReconcileAt"].as_str() == Some(stamp.as_str())
     })
     .await
-}
-
-/// A log sink the test reads back (nextest runs each test in its own process, so the
-/// global subscriber is this test's alone).
-#[derive(Clone, Default)]
-struct LogSink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogSink {
-    fn install() -> LogSink {
-        let sink = LogSink::default();
-        let writer = sink.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "info,plumb_controller=debug,plumb_eks=debug,plumb_source=debug",
-            ))
-            .with_writer(move || writer.clone())
-            .init();
-        sink
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
 }
 
 #[tokio::test]

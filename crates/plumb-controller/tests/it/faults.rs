@@ -126,7 +126,7 @@ async fn kustomization_render_fetch_and_decrypt_failures_prune_nothing() {
         .await;
     let st = failed_at(&w, "app", &enc).await;
     let r = ready(Some(&st)).unwrap();
-    assert_eq!(r.1, "BuildFailed", "{r:?}");
+    assert_eq!(r.1, "DecryptionFailed", "{r:?}");
     assert!(r.2.contains("decryption failed for Secret"), "{r:?}");
     assert!(
         !r.2.contains("q7Zx"),

@@ -1,0 +1,256 @@
+//! Master keys: the key ring a caller fills (age identities, OpenPGP secret keys, a KMS
+//! client) and getting a file's data key from it.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use pgp::composed::{Deserializable, Message, SignedSecretKey};
+use pgp::types::Password;
+
+use crate::meta::Metadata;
+use crate::{Error, Result};
+
+/// An AWS KMS master key as recorded in a file's metadata.
+#[derive(Clone)]
+pub struct KmsKey {
+    /// The key ARN.
+    pub arn: String,
+    /// A role ARN to assume before calling KMS, if recorded.
+    pub role: Option<String>,
+    /// The encryption context, in the file's order.
+    pub context: Vec<(String, String)>,
+    /// The AWS profile recorded by sops (ignored in a cluster, as Flux does).
+    pub aws_profile: Option<String>,
+    /// The encrypted data key, base64.
+    pub(crate) enc: String,
+}
+
+impl std::fmt::Debug for KmsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsKey")
+            .field("arn", &self.arn)
+            .field("role", &self.role)
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decrypts a data key with AWS KMS; implemented by the caller (plumb-eks), so this crate
+/// has no AWS SDK and no async runtime. Called from a blocking context.
+pub trait KmsDecrypt: Send + Sync {
+    /// Decrypts `ciphertext` (the KMS blob) under `key` (ARN, encryption context, role).
+    /// The error must not hold key material.
+    fn decrypt(&self, key: &KmsKey, ciphertext: &[u8]) -> std::result::Result<Vec<u8>, String>;
+}
+
+/// The keys one decryption may use. Data keys opened once are cached by their encrypted
+/// form, so a reconcile asks KMS once per distinct data key.
+#[derive(Default, Clone)]
+pub struct KeyRing {
+    age: Vec<age::x25519::Identity>,
+    pgp: Vec<SignedSecretKey>,
+    kms: Option<Arc<dyn KmsDecrypt>>,
+    cache: Arc<Mutex<HashMap<String, [u8; 32]>>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("age_identities", &self.age.len())
+            .field("pgp_keys", &self.pgp.len())
+            .field("kms", &self.kms.is_some())
+            .finish()
+    }
+}
+
+impl KeyRing {
+    /// An empty ring.
+    pub fn new() -> KeyRing {
+        KeyRing::default()
+    }
+
+    /// Whether the ring holds no key and no KMS client.
+    pub fn is_empty(&self) -> bool {
+        self.age.is_empty() && self.pgp.is_empty() && self.kms.is_none()
+    }
+
+    /// Adds the age X25519 identities of an identity file (`AGE-SECRET-KEY-1…` lines;
+    /// comments and blank lines skipped). `name` names the source in errors. Post-quantum
+    /// identities are refused as unsupported.
+    pub fn add_age_identities(&mut self, name: &str, text: &str) -> Result<usize> {
+        let mut n = 0;
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with("AGE-SECRET-KEY-PQ-") {
+                return Err(Error::Unsupported {
+                    file: name.to_string(),
+                    msg: "age post-quantum (ML-KEM-768 + X25519) identities".into(),
+                });
+            }
+            let id: age::x25519::Identity = line.parse().map_err(|_| Error::DataKey {
+                file: name.to_string(),
+                msg: "not an age X25519 identity file".into(),
+            })?;
+            self.age.push(id);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Adds the OpenPGP secret keys of an armored key block (unprotected keys, as Flux
+    /// requires). `name` names the source in errors.
+    pub fn add_pgp_keys(&mut self, name: &str, armored: &str) -> Result<usize> {
+        let bad = || Error::DataKey {
+            file: name.to_string(),
+            msg: "not an armored OpenPGP secret key".into(),
+        };
+        let (keys, _) = SignedSecretKey::from_string_many(armored).map_err(|_| bad())?;
+        let mut n = 0;
+        for k in keys {
+            self.pgp.push(k.map_err(|_| bad())?);
+            n += 1;
+        }
+        if n == 0 {
+            return Err(bad());
+        }
+        Ok(n)
+    }
+
+    /// Uses `kms` for AWS KMS master keys.
+    pub fn set_kms(&mut self, kms: Arc<dyn KmsDecrypt>) {
+        self.kms = Some(kms);
+    }
+
+    /// Adds every key of `other` (and its KMS client if this ring has none).
+    pub fn extend(&mut self, other: &KeyRing) {
+        self.age.extend(other.age.iter().cloned());
+        self.pgp.extend(other.pgp.iter().cloned());
+        if self.kms.is_none() {
+            self.kms.clone_from(&other.kms);
+        }
+    }
+
+    /// The data key of `file`: the first master key this ring opens.
+    pub(crate) fn data_key(&self, file: &str, meta: &Metadata) -> Result<[u8; 32]> {
+        let mut tried: Vec<String> = Vec::new();
+        for a in &meta.age {
+            if a.recipient.starts_with("age1pq1") {
+                tried.push("age post-quantum recipient (unsupported)".into());
+                continue;
+            }
+            if self.age.is_empty() {
+                tried.push("age: no age identity given".into());
+                continue;
+            }
+            match self.cached(&a.enc, || self.open_age(&a.enc)) {
+                Ok(k) => return Ok(k),
+                Err(e) => tried.push(format!("age {}: {e}", a.recipient)),
+            }
+        }
+        for p in &meta.pgp {
+            if self.pgp.is_empty() {
+                tried.push("pgp: no OpenPGP key given".into());
+                continue;
+            }
+            match self.cached(&p.enc, || self.open_pgp(&p.enc)) {
+                Ok(k) => return Ok(k),
+                Err(e) => tried.push(format!("pgp {}: {e}", p.fp)),
+            }
+        }
+        for k in &meta.kms {
+            let Some(kms) = &self.kms else {
+                tried.push("kms: no AWS KMS client".into());
+                continue;
+            };
+            match self.cached(&k.enc, || open_kms(kms.as_ref(), k)) {
+                Ok(d) => return Ok(d),
+                Err(e) => tried.push(format!("kms {}: {e}", k.arn)),
+            }
+        }
+        for u in &meta.unsupported {
+            tried.push(format!("{u} (unsupported)"));
+        }
+        if tried.is_empty() {
+            tried.push("the file lists no master key".into());
+        }
+        Err(Error::DataKey {
+            file: file.to_string(),
+            msg: tried.join("; "),
+        })
+    }
+
+    fn cached(
+        &self,
+        enc: &str,
+        open: impl FnOnce() -> std::result::Result<Vec<u8>, String>,
+    ) -> std::result::Result<[u8; 32], String> {
+        if let Some(k) = self.cache.lock().ok().and_then(|c| c.get(enc).copied()) {
+            return Ok(k);
+        }
+        let key: [u8; 32] = open()?
+            .try_into()
+            .map_err(|_| "the data key is not 32 bytes".to_string())?;
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(enc.to_string(), key);
+        }
+        Ok(key)
+    }
+
+    fn open_age(&self, enc: &str) -> std::result::Result<Vec<u8>, String> {
+        let reader = age::armor::ArmoredReader::new(enc.as_bytes());
+        let d = age::Decryptor::new(reader).map_err(|_| "not an age file".to_string())?;
+        let ids = self.age.iter().map(|i| i as &dyn age::Identity);
+        let mut r = d
+            .decrypt(ids)
+            .map_err(|_| "no given age identity opens it".to_string())?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)
+            .map_err(|_| "the age payload is corrupt".to_string())?;
+        Ok(out)
+    }
+
+    fn open_pgp(&self, enc: &str) -> std::result::Result<Vec<u8>, String> {
+        let (msg, _) =
+            Message::from_string(enc).map_err(|_| "not an armored OpenPGP message".to_string())?;
+        let pw = Password::empty();
+        let mut last = "no given OpenPGP key opens it".to_string();
+        // Message is consumed by decrypt; re-parse per key.
+        let mut msg = Some(msg);
+        for key in &self.pgp {
+            let m = match msg.take() {
+                Some(m) => m,
+                None => {
+                    Message::from_string(enc)
+                        .map_err(|_| "not an armored OpenPGP message".to_string())?
+                        .0
+                }
+            };
+            match m.decrypt(&pw, key) {
+                Ok(mut plain) => {
+                    if plain.is_compressed() {
+                        plain = plain
+                            .decompress()
+                            .map_err(|_| "corrupt compressed payload".to_string())?;
+                    }
+                    return plain
+                        .as_data_vec()
+                        .map_err(|_| "corrupt OpenPGP payload".to_string());
+                }
+                Err(_) => last = "no given OpenPGP key opens it".to_string(),
+            }
+        }
+        Err(last)
+    }
+}
+
+fn open_kms(kms: &dyn KmsDecrypt, k: &KmsKey) -> std::result::Result<Vec<u8>, String> {
+    let blob = STANDARD
+        .decode(k.enc.trim())
+        .map_err(|_| "the encrypted data key is not base64".to_string())?;
+    kms.decrypt(k, &blob)
+}

@@ -49,8 +49,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     ),
     row("GitRepository", "spec.serviceAccountName", When::Set),
     row("Kustomization", "spec.decryption", When::Set),
-    row("Kustomization", "spec.healthCheckExprs", When::Set),
-    row("Receiver", "spec.resourceFilter", When::Set),
     row(
         "OCIRepository",
         "spec.provider",

@@ -10,6 +10,8 @@
 //! InProgress. An evaluation error fails the health check (RFC-0009), with a message naming
 //! the expression.
 
+use std::sync::Arc;
+
 use plumb_api::kustomize::CustomHealthCheck;
 use plumb_ssa::kstatus::{Health, Status};
 use serde_json::Value;
@@ -21,9 +23,9 @@ use super::{CelError, Expression};
 pub struct StatusEvaluator {
     group: String,
     kind: String,
-    in_progress: Option<Expression>,
-    failed: Option<Expression>,
-    current: Expression,
+    in_progress: Option<Arc<Expression>>,
+    failed: Option<Arc<Expression>>,
+    current: Arc<Expression>,
 }
 
 /// A compile error with the entry it came from, in Flux's words.
@@ -33,9 +35,13 @@ fn entry_err(i: usize, which: &str, e: CelError) -> String {
     )
 }
 
-fn optional(src: Option<&String>, i: usize, which: &str) -> Result<Option<Expression>, String> {
+fn optional(
+    src: Option<&String>,
+    i: usize,
+    which: &str,
+) -> Result<Option<Arc<Expression>>, String> {
     src.filter(|s| !s.is_empty())
-        .map(|s| Expression::compile(s, None).map_err(|e| entry_err(i, which, e)))
+        .map(|s| Expression::cached(s, None).map_err(|e| entry_err(i, which, e)))
         .transpose()
 }
 
@@ -51,7 +57,7 @@ impl StatusEvaluator {
                 ));
             }
             let current =
-                Expression::compile(&c.current, None).map_err(|e| entry_err(i, "Current", e))?;
+                Expression::cached(&c.current, None).map_err(|e| entry_err(i, "Current", e))?;
             let in_progress = optional(c.in_progress.as_ref(), i, "InProgress")?;
             let failed = optional(c.failed.as_ref(), i, "Failed")?;
             let (group, _) = plumb_ssa::split_api_version(&c.api_version);
@@ -87,8 +93,12 @@ impl StatusEvaluator {
             );
         }
         let steps = [
-            (self.in_progress.as_ref(), Status::InProgress, "inProgress"),
-            (self.failed.as_ref(), Status::Failed, "failed"),
+            (
+                self.in_progress.as_deref(),
+                Status::InProgress,
+                "inProgress",
+            ),
+            (self.failed.as_deref(), Status::Failed, "failed"),
             (Some(&self.current), Status::Current, "current"),
         ];
         for (expr, status, name) in steps {

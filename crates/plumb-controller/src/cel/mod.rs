@@ -13,9 +13,9 @@
 
 pub mod health;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use cel::{Context, Env, Program, Value as CelValue};
@@ -32,6 +32,10 @@ pub const MAX_BRACKET_DEPTH: usize = 32;
 pub const MAX_TREE_DEPTH: usize = 64;
 /// Stack of the thread that parses an expression.
 const COMPILE_STACK_BYTES: usize = 256 << 20;
+/// Flux's prefix for a configuration error that retrying will not fix.
+pub const TERMINAL_ERROR: &str = "Reconciliation failed terminally due to configuration error";
+/// Compiled expressions kept by [`Expression::cached`].
+pub const CACHE_ENTRIES: usize = 4096;
 /// Largest input object (its JSON text) an expression is evaluated against.
 pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
 
@@ -183,6 +187,29 @@ impl Expression {
             program,
             free: walk.free.into_iter().collect(),
         })
+    }
+
+    /// [`Expression::compile`] through a process-wide cache keyed by the source and the
+    /// declared variables, so each expression compiles once, not once per reconcile. The
+    /// cache forgets everything past [`CACHE_ENTRIES`] (expressions change rarely).
+    pub fn cached(source: &str, declared: Option<&[&str]>) -> Result<Arc<Self>, CelError> {
+        static CACHE: LazyLock<Mutex<HashMap<String, Arc<Expression>>>> =
+            LazyLock::new(Default::default);
+        let key = format!(
+            "{}\n{source}",
+            declared.map(|d| d.join(",")).unwrap_or_default()
+        );
+        if let Some(e) = CACHE.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(e);
+        }
+        let compiled = Arc::new(Self::compile(source, declared)?);
+        if let Ok(mut c) = CACHE.lock() {
+            if c.len() >= CACHE_ENTRIES {
+                c.clear();
+            }
+            c.insert(key, Arc::clone(&compiled));
+        }
+        Ok(compiled)
     }
 
     /// The source text.

@@ -7,8 +7,9 @@
 //! `status.observedGeneration` differs from `metadata.generation` is InProgress without
 //! evaluating anything; then `inProgress`, `failed` and `current` are evaluated in that
 //! order (the optional ones only when set) and the first that is true decides; none true is
-//! InProgress. An evaluation error fails the health check (RFC-0009), with a message naming
-//! the expression.
+//! InProgress. An evaluation error (a field the object does not have yet, a non-boolean
+//! result) is Flux's Unknown: not healthy, not failed, so the check fails when the timeout
+//! runs out (RFC-0009: "the health check will fail"), with the error naming the expression.
 
 use std::sync::Arc;
 
@@ -113,7 +114,7 @@ impl StatusEvaluator {
                     return health(status, why);
                 }
                 Ok(false) => {}
-                Err(e) => return health(Status::Failed, e.to_string()),
+                Err(e) => return health(Status::InProgress, e.to_string()),
             }
         }
         health(

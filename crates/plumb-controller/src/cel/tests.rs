@@ -80,10 +80,10 @@ fn custom_resource_without_conditions() {
     let broken = ev.evaluate(&w("Broken"));
     assert_eq!(broken.status, Status::Failed);
     assert!(broken.message.contains("failed"), "{}", broken.message);
-    // No status at all: `status` is an undeclared reference, an evaluation error, which
-    // fails the check with a message naming the expression.
+    // No status at all: `status` is an undeclared reference, an evaluation error: Flux's
+    // Unknown (pending until the timeout) with a message naming the expression.
     let none = ev.evaluate(&json!({"metadata": {"generation": 1}}));
-    assert_eq!(none.status, Status::Failed);
+    assert_eq!(none.status, Status::InProgress);
     assert!(
         none.message.contains("status.phase == 'Broken'"),
         "{}",

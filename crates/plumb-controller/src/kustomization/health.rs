@@ -86,7 +86,10 @@ pub(super) async fn check(
     let pending: Vec<String> = report
         .iter()
         .filter(|(_, h)| h.status != Health::Current && h.status != Health::Failed)
-        .map(|(r, h)| format!("{r} ({})", h.status))
+        .map(|(r, h)| match h.message.as_str() {
+            "" => format!("{r} ({})", h.status),
+            m => format!("{r} ({}: {m})", h.status),
+        })
         .collect();
     let key = (obj.namespace().unwrap_or_default(), obj.name_any());
     let elapsed = ctx.health_clock.since(&key, revision);

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::common::{admin_config, install_crds, ready, start_plumb, wait_obj};
 
 /// POSTs `body` to `http://addr{path}`; returns the status code and the body.
-async fn post(
+pub(crate) async fn post(
     addr: std::net::SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
@@ -61,7 +61,7 @@ async fn post_from(
 }
 
 /// Serves webhooks for `ctx` with `opts` on a free local port.
-async fn start_receiver(
+pub(crate) async fn start_receiver(
     ctx: &std::sync::Arc<plumb_controller::Context>,
     opts: receiver::ServerOptions,
 ) -> std::net::SocketAddr {

@@ -17,7 +17,7 @@ use plumb_api::kustomize::CustomHealthCheck;
 use plumb_ssa::kstatus::{Health, Status};
 use serde_json::Value;
 
-use super::{CelError, Expression};
+use super::{Bindings, CelError, Expression};
 
 /// The compiled expressions of one `healthCheckExprs` entry.
 #[derive(Debug)]
@@ -76,6 +76,16 @@ impl StatusEvaluator {
         Ok(out)
     }
 
+    fn exprs(&self) -> impl Iterator<Item = &Expression> {
+        [
+            self.in_progress.as_deref(),
+            self.failed.as_deref(),
+            Some(&*self.current),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// Whether this evaluator judges objects of `group`/`kind`.
     pub fn supports(&self, group: &str, kind: &str) -> bool {
         self.group == group && self.kind == kind
@@ -93,6 +103,20 @@ impl StatusEvaluator {
                 "status.observedGeneration is not current",
             );
         }
+        // Every expression reads the same object: convert the fields they use once.
+        let mut names: Vec<&str> = self.exprs().flat_map(|e| e.free_variables()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let bindings = match Bindings::fields(object, names) {
+            Ok(b) => b,
+            Err(m) => {
+                let e = CelError::Eval {
+                    expr: self.current.source().to_string(),
+                    message: m,
+                };
+                return health(Status::InProgress, e.to_string());
+            }
+        };
         let steps = [
             (
                 self.in_progress.as_deref(),
@@ -104,7 +128,7 @@ impl StatusEvaluator {
         ];
         for (expr, status, name) in steps {
             let Some(expr) = expr else { continue };
-            match expr.eval_bool_fields(object) {
+            match expr.eval_with(&bindings) {
                 Ok(true) => {
                     let why = if status == Status::Current {
                         String::new()

@@ -220,51 +220,44 @@ impl Expression {
     /// Evaluates to a boolean with the named variables bound to JSON values (only those the
     /// expression uses are converted).
     pub fn eval_bool(&self, vars: &[(&str, &Value)]) -> Result<bool, CelError> {
-        let mut ctx = Context::with_env(Arc::clone(&ENV));
-        for (name, value) in vars {
-            if self.free.iter().any(|f| f == name) {
-                ctx.add_variable_from_value(*name, self.convert(value)?);
-            }
-        }
-        self.run(&ctx)
+        let used = vars.iter().filter(|(n, _)| self.uses(n)).copied();
+        let bindings = Bindings::new(used).map_err(|m| self.eval_err(m))?;
+        self.eval_with(&bindings)
     }
 
     /// Evaluates to a boolean with the top-level fields of `object` as variables (Flux's
     /// health expressions: `status.conditions...`, `metadata.generation`).
     pub fn eval_bool_fields(&self, object: &Value) -> Result<bool, CelError> {
-        let mut ctx = Context::with_env(Arc::clone(&ENV));
-        for name in &self.free {
-            if let Some(value) = object.get(name) {
-                ctx.add_variable_from_value(name.as_str(), self.convert(value)?);
-            }
-        }
-        self.run(&ctx)
+        let bindings =
+            Bindings::fields(object, self.free_variables()).map_err(|m| self.eval_err(m))?;
+        self.eval_with(&bindings)
     }
 
-    fn convert(&self, value: &Value) -> Result<CelValue, CelError> {
-        let eval_err = |message: String| CelError::Eval {
+    /// Evaluates to a boolean against variables converted once (see [`Bindings`]).
+    pub fn eval_with(&self, bindings: &Bindings) -> Result<bool, CelError> {
+        self.run(&bindings.ctx)
+    }
+
+    /// The free variables the expression reads.
+    pub fn free_variables(&self) -> impl Iterator<Item = &str> {
+        self.free.iter().map(String::as_str)
+    }
+
+    fn uses(&self, name: &str) -> bool {
+        self.free.iter().any(|f| f == name)
+    }
+
+    fn eval_err(&self, message: String) -> CelError {
+        CelError::Eval {
             expr: self.source.clone(),
             message,
-        };
-        // The API server caps objects near 1.5 MiB; this bounds what a comprehension walks
-        // when the caller passes something else (a webhook body, say).
-        let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0);
-        if size > MAX_INPUT_BYTES {
-            return Err(eval_err(format!(
-                "input of {size} bytes over the budget of {MAX_INPUT_BYTES}"
-            )));
         }
-        cel::to_value(value).map_err(|e| eval_err(format!("converting the input: {e}")))
     }
 
     fn run(&self, ctx: &Context<'_, '_>) -> Result<bool, CelError> {
-        let eval_err = |message: String| CelError::Eval {
-            expr: self.source.clone(),
-            message,
-        };
         let result = catch_unwind(AssertUnwindSafe(|| self.program.execute(ctx)))
-            .map_err(|_| eval_err("the interpreter panicked".into()))?
-            .map_err(|e| eval_err(e.to_string()))?;
+            .map_err(|_| self.eval_err("the interpreter panicked".into()))?
+            .map_err(|e| self.eval_err(e.to_string()))?;
         match result {
             CelValue::Bool(b) => Ok(b),
             other => Err(CelError::NotBoolean {
@@ -272,6 +265,57 @@ impl Expression {
                 got: type_name(&other).into(),
             }),
         }
+    }
+}
+
+/// Variables converted from JSON once, for several expressions over the same input (the
+/// three health expressions of one object).
+pub struct Bindings {
+    ctx: Context<'static, 'static>,
+}
+
+impl Bindings {
+    /// Binds each `(name, value)`; fails when the inputs exceed [`MAX_INPUT_BYTES`].
+    pub fn new<'a>(vars: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Result<Self, String> {
+        let mut ctx = Context::with_env(Arc::clone(&ENV));
+        let mut budget = MAX_INPUT_BYTES;
+        for (name, value) in vars {
+            // The API server caps objects near 1.5 MiB; this bounds what a comprehension
+            // walks when the input is something else (a webhook body, say).
+            budget = charge(value, budget).ok_or_else(|| {
+                format!("input '{name}' over the budget of {MAX_INPUT_BYTES} bytes")
+            })?;
+            let v = cel::to_value(value).map_err(|e| format!("converting '{name}': {e}"))?;
+            ctx.add_variable_from_value(name, v);
+        }
+        Ok(Bindings { ctx })
+    }
+
+    /// Binds the top-level fields `names` of `object` (those it has).
+    pub fn fields<'a>(
+        object: &'a Value,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, String> {
+        Self::new(
+            names
+                .into_iter()
+                .filter_map(|n| object.get(n).map(|v| (n, v))),
+        )
+    }
+}
+
+/// `budget` less the approximate JSON size of `v` (strings, keys, 8 bytes a scalar), or
+/// `None` when it does not fit. serde_json's own depth limit (128) bounds the recursion.
+fn charge(v: &Value, budget: usize) -> Option<usize> {
+    match v {
+        Value::String(s) => budget.checked_sub(s.len() + 2),
+        Value::Array(a) => a
+            .iter()
+            .try_fold(budget.checked_sub(2)?, |b, x| charge(x, b)),
+        Value::Object(o) => o.iter().try_fold(budget.checked_sub(2)?, |b, (k, x)| {
+            charge(x, b.checked_sub(k.len() + 3)?)
+        }),
+        _ => budget.checked_sub(8),
     }
 }
 

@@ -360,7 +360,7 @@ async fn request_reconciles(
                 .map_err(|e| format!("reading {kind} {ns}/{}: {e}", res.name))?,
         ]
     } else {
-        return annotate(&api, kind, ns, &[res.name.clone()]).await;
+        return annotate(&api, kind, ns, std::slice::from_ref(&res.name)).await;
     };
     let mut names = Vec::with_capacity(metas.len());
     for m in metas {

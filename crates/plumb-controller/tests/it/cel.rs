@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
-use plumb_api::{GitRepository, Kustomization, Receiver};
+use plumb_api::{GitRepository, HelmRelease, Kustomization, Receiver};
 use plumb_controller::receiver;
 use plumb_ssa::{Applier, ApplyItem, ApplyOptions};
 use plumb_testing::{ControlPlane, TestNamespace};
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::common::world::{World, within};
 use crate::common::{condition, install_crds, ready, start_plumb, wait_obj};
+use crate::helmrelease::{hr, setup};
 use crate::receiver::{post, start_receiver};
 
 /// A small custom resource with a status subresource and no conditions: kstatus calls it
@@ -288,5 +289,42 @@ async fn receiver_resource_filter_triggers_only_matching() {
         "{v:#}"
     );
     assert!(v["status"].get("webhookPath").is_none(), "{v:#}");
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helmrelease_health_check_exprs_gate_the_install() {
+    let info = ControlPlane::shared().unwrap();
+    let (env, ns) = setup(info, "cel-hr").await;
+    install_widget_crd(&env.client).await;
+    let api: Api<HelmRelease> = Api::namespaced(env.client.clone(), &env.ns);
+    let mut rel = hr(
+        &env.ns,
+        "wid",
+        json!({}),
+        json!({"timeout": "90s", "healthCheckExprs": [{"apiVersion": "cel.plumb.dev/v1",
+            "kind": "Widget", "current": "status.phase == 'Ready'"}]}),
+    );
+    rel.spec.chart.as_mut().unwrap().spec.chart = "./charts/widget".into();
+    api.create(&PostParams::default(), &rel).await.unwrap();
+    let widgets = widgets(&env.client, &env.ns);
+    within("widget installed", 60, || async {
+        widgets.get_opt("wid-w").await.ok().flatten()
+    })
+    .await;
+    // kstatus alone calls the Widget Current at once; the expression keeps the install
+    // waiting until its status says Ready.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let v = serde_json::to_value(api.get("wid").await.unwrap()).unwrap();
+    assert_ne!(
+        ready(v.get("status")).map(|r| r.0),
+        Some("True".to_string()),
+        "{v:#}"
+    );
+    set_phase(&widgets, "wid-w", "Ready").await;
+    wait_obj(&api, "wid", "release ready", |v| {
+        ready(v.get("status")).is_some_and(|r| r.0 == "True")
+    })
+    .await;
     ns.delete().await.unwrap();
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::ResourceInventory;
 use crate::kustomization::{CommonMetadata, ValuesKind};
-use crate::kustomize::{Image, Patch, Selector};
+use crate::kustomize::{CustomHealthCheck, Image, Patch, Selector};
 use crate::meta::{
     Condition, DURATION_PATTERN, DependencyReference, KubeConfigReference, LocalObjectReference,
     ReconcileRequestStatus, is_false,
@@ -88,6 +88,10 @@ pub struct HelmReleaseSpec {
     /// HelmReleases that must be ready first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<DependencyReference>,
+    /// CEL health expressions for custom resources of the release (Flux 2.8), evaluated
+    /// when an action waits, as Kustomization `healthCheckExprs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_check_exprs: Vec<CustomHealthCheck>,
     /// Timeout of each Kubernetes operation of a Helm action; `5m0s` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]

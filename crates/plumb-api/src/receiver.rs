@@ -60,7 +60,8 @@ pub struct ReceiverSpec {
     pub events: Vec<String>,
     /// Objects annotated with a reconcile request on a valid call.
     pub resources: Vec<ReceiverResource>,
-    /// CEL expression filtering `resources` with the request payload.
+    /// CEL expression over `res` (each resource's metadata) and `req` (the JSON body of the
+    /// call): only the resources for which it is true are reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_filter: Option<String>,
     /// Secret with the `token` that authenticates calls.
@@ -119,6 +120,11 @@ pub struct ReceiverResource {
     /// Labels the objects must carry (requires name `*`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub match_labels: BTreeMap<String, String>,
+    /// CEL expression over `res` (the object's metadata) and `req` (the JSON body), in
+    /// addition to the top-level `resourceFilter`: the object is reconciled only when both
+    /// (where set) are true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 /// Kinds a Receiver can trigger.

@@ -45,8 +45,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         When::NotOneOf(&["generic"]),
     ),
     row("GitRepository", "spec.serviceAccountName", When::Set),
-    row("Kustomization", "spec.healthCheckExprs", When::Set),
-    row("Receiver", "spec.resourceFilter", When::Set),
     // HelmRelease action options plumb does not act on yet: reported, never ignored.
     row(
         "HelmRelease",

@@ -6,6 +6,7 @@
 //! - `bench_gitrepos` (`PLUMB_BENCH_N`, `PLUMB_BENCH_ROUNDS`): N GitRepositories polled;
 //! - `push_to_apply [pushes]`: git push to applied object, through a Receiver and by polling.
 //! - `bench_ocirepos` (`PLUMB_BENCH_N`): N OCIRepositories of one artifact, polled once;
+//! - `bench_cel [evaluations]`: a CEL health check per object next to kstatus (no cluster);
 //! - `bench_oci_push [runs]`: `plumb push artifact` vs `oras push` for a 1,000-file directory
 //!   on a local registry (needs the release `plumb` binary).
 //!

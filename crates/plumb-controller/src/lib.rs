@@ -14,6 +14,7 @@
 //! See `README.md` of this crate for the steps of each kind and how to add one.
 
 pub mod artifact;
+pub mod cel;
 pub mod charts;
 pub mod dependencies;
 pub mod drift;

@@ -101,6 +101,16 @@ impl Applier {
 
     /// The kstatus health of each object, read once (never waits).
     pub async fn health(&self, objects: &[ObjectRef]) -> Result<Vec<(ObjectRef, Health)>, Error> {
+        self.health_with(objects, &|_, _| None).await
+    }
+
+    /// [`Applier::health`] with a custom judge: where `judge` returns a health for an
+    /// object (as JSON), that replaces kstatus (e.g. CEL health expressions for a kind).
+    pub async fn health_with(
+        &self,
+        objects: &[ObjectRef],
+        judge: &(dyn Fn(&ObjectRef, &serde_json::Value) -> Option<Health> + Sync),
+    ) -> Result<Vec<(ObjectRef, Health)>, Error> {
         let results: Vec<Result<(ObjectRef, Health), Error>> = stream::iter(objects.to_vec())
             .map(|r| async move {
                 let r = &r;
@@ -117,7 +127,7 @@ impl Applier {
                     Some(o) => {
                         let v = serde_json::to_value(o)
                             .map_err(|e| Error::InvalidObject(format!("{r}: {e}")))?;
-                        kstatus::compute(&v)
+                        judge(r, &v).unwrap_or_else(|| kstatus::compute(&v))
                     }
                 };
                 Ok((r.clone(), health))

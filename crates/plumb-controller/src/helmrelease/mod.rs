@@ -178,6 +178,7 @@ impl Kind for HelmRelease {
         status: &mut HelmReleaseStatus,
     ) -> std::result::Result<Done, Failure> {
         let forced = handle_requests(obj, status);
+        target::check_health_exprs(obj)?;
         crate::dependencies::check(obj, &obj.spec.depends_on, ctx).await?;
         let mut done = release::run_once(obj, ctx, status, forced).await?;
         // The unsupported-fields note goes into the Released message and event too.

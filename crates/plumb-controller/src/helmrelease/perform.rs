@@ -123,7 +123,7 @@ pub(super) async fn perform(
             .iter()
             .filter_map(|o| ObjectRef::from_object(o).ok())
             .collect();
-        wait_healthy(applier, &refs, t.timeout).await?;
+        wait_healthy(applier, &refs, t.timeout, &t.health_exprs).await?;
     }
     Ok(())
 }
@@ -278,11 +278,19 @@ async fn wait_healthy(
     applier: &Applier,
     refs: &[ObjectRef],
     timeout: Duration,
+    exprs: &[crate::cel::health::StatusEvaluator],
 ) -> std::result::Result<(), String> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(200);
+    // healthCheckExprs replace kstatus for the kinds they name.
+    let judge = |r: &ObjectRef, v: &Value| {
+        crate::cel::health::find(exprs, &r.group, &r.kind).map(|e| e.evaluate(v))
+    };
     loop {
-        let health = applier.health(refs).await.map_err(|e| e.to_string())?;
+        let health = applier
+            .health_with(refs, &judge)
+            .await
+            .map_err(|e| e.to_string())?;
         let pending: Vec<String> = health
             .iter()
             .filter(|(_, h)| h.status != Health::Current)

@@ -2,6 +2,7 @@
 //! labels, the storage client, and the applier (shared, impersonating, or remote).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
@@ -10,8 +11,9 @@ use plumb_api::consts::{field_manager, label};
 use plumb_helm::storage;
 use plumb_ssa::Applier;
 
+use crate::cel::health::StatusEvaluator;
 use crate::context::Context;
-use crate::outcome::Failure;
+use crate::outcome::{Class, Failure};
 
 /// The Helm release name Flux uses: `spec.releaseName` or `[targetNamespace-]name`,
 /// shortened when longer than 53 characters.
@@ -31,6 +33,8 @@ pub(super) struct Target {
     /// Client of the release storage: the target cluster's (as Helm keeps releases where
     /// they are installed), the controller's own for the local cluster.
     pub(super) store: kube::Client,
+    /// `spec.healthCheckExprs`, compiled (a bad one stalled the release before this).
+    pub(super) health_exprs: Arc<Vec<StatusEvaluator>>,
 }
 
 /// Where the release of `obj` lives, applied through `applier`.
@@ -48,7 +52,24 @@ pub(super) fn target_of(obj: &HelmRelease, ctx: &Context, applier: &Applier) -> 
         storage_ns: obj.storage_namespace().unwrap_or(&own).to_string(),
         timeout: obj.timeout().unwrap_or(Duration::from_secs(300)),
         origin: origin_labels(obj),
+        health_exprs: Arc::new(
+            StatusEvaluator::compile_all(&obj.spec.health_check_exprs).unwrap_or_default(),
+        ),
     }
+}
+
+/// Compiles `spec.healthCheckExprs` (cached per expression); a bad expression stalls the
+/// release as Flux does (`InvalidCELExpression`).
+pub(super) fn check_health_exprs(obj: &HelmRelease) -> std::result::Result<(), Failure> {
+    StatusEvaluator::compile_all(&obj.spec.health_check_exprs)
+        .map(|_| ())
+        .map_err(|e| {
+            Failure::new(
+                Class::Stalled,
+                plumb_api::consts::reason::INVALID_CEL_EXPRESSION,
+                format!("{}: {e}", crate::cel::TERMINAL_ERROR),
+            )
+        })
 }
 
 /// The applier to use: the shared one (as `helm-controller`), one impersonating

@@ -13,6 +13,7 @@ use plumb_ssa::kstatus::Status as Health;
 use plumb_ssa::{Applier, ObjectRef};
 
 use super::prune::inventory_refs;
+use crate::cel::health::StatusEvaluator;
 use crate::context::Context;
 use crate::outcome::{Class, Failure};
 
@@ -43,6 +44,18 @@ fn checks(obj: &Kustomization, status: &KustomizationStatus) -> Vec<ObjectRef> {
         .collect()
 }
 
+/// Compiles `spec.healthCheckExprs` (cached per expression); a bad expression stalls the
+/// Kustomization as Flux does (`InvalidCELExpression`, terminal configuration error).
+pub(super) fn compile_exprs(obj: &Kustomization) -> Result<Vec<StatusEvaluator>, Failure> {
+    StatusEvaluator::compile_all(&obj.spec.health_check_exprs).map_err(|e| {
+        Failure::new(
+            Class::Stalled,
+            reason::INVALID_CEL_EXPRESSION,
+            format!("{}: {e}", crate::cel::TERMINAL_ERROR),
+        )
+    })
+}
+
 /// Reads health once: `Ok(true)` healthy (or nothing to check), `Ok(false)` still pending.
 pub(super) async fn check(
     obj: &Kustomization,
@@ -50,13 +63,19 @@ pub(super) async fn check(
     applier: &Applier,
     status: &mut KustomizationStatus,
     revision: &str,
+    exprs: &[StatusEvaluator],
 ) -> Result<bool, Failure> {
     let checks = checks(obj, status);
     if checks.is_empty() {
         return Ok(true);
     }
+    // healthCheckExprs replace kstatus for the kinds they name (custom resources without
+    // standard conditions become checkable).
+    let judge = |r: &ObjectRef, v: &serde_json::Value| {
+        crate::cel::health::find(exprs, &r.group, &r.kind).map(|e| e.evaluate(v))
+    };
     let report = applier
-        .health(&checks)
+        .health_with(&checks, &judge)
         .await
         .map_err(|e| Failure::new(Class::Transient, reason::HEALTH_CHECK_FAILED, e.to_string()))?;
     let failed: Vec<String> = report
@@ -67,7 +86,10 @@ pub(super) async fn check(
     let pending: Vec<String> = report
         .iter()
         .filter(|(_, h)| h.status != Health::Current && h.status != Health::Failed)
-        .map(|(r, h)| format!("{r} ({})", h.status))
+        .map(|(r, h)| match h.message.as_str() {
+            "" => format!("{r} ({})", h.status),
+            m => format!("{r} ({}: {m})", h.status),
+        })
         .collect();
     let key = (obj.namespace().unwrap_or_default(), obj.name_any());
     let elapsed = ctx.health_clock.since(&key, revision);

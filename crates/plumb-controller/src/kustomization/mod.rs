@@ -147,6 +147,7 @@ impl Kind for Kustomization {
         ctx: &Context,
         status: &mut KustomizationStatus,
     ) -> std::result::Result<Done, Failure> {
+        let exprs = health::compile_exprs(obj)?;
         crate::dependencies::check(obj, &obj.spec.depends_on, ctx).await?;
         let artifact = source::source_artifact(obj, ctx).await?;
         let revision = artifact.revision.clone();
@@ -187,7 +188,7 @@ impl Kind for Kustomization {
             changes.push_str(&pruned);
         }
         status.inventory = Some(prune::to_status(&inventory));
-        let healthy = health::check(obj, ctx, &applier, status, &revision).await?;
+        let healthy = health::check(obj, ctx, &applier, status, &revision, &exprs).await?;
         let event = (!changes.is_empty()).then_some((reason::RECONCILIATION_SUCCEEDED, changes));
         if !healthy {
             // Health checks are re-read soon instead of blocking this worker.

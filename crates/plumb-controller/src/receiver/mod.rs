@@ -16,6 +16,7 @@
 //! server in `server.rs` (with its watch-kept index of Receivers by path in `index.rs` and
 //! its per-client rate limit in `limit.rs`).
 
+mod filter;
 mod index;
 mod limit;
 mod server;
@@ -103,6 +104,13 @@ impl Kind for Receiver {
                 plumb_api::unsupported::message(&unsupported),
             ));
         }
+        filter::validate(obj).map_err(|e| {
+            Failure::new(
+                Class::Stalled,
+                reason::INVALID_CEL_EXPRESSION,
+                format!("{}: {e}", crate::cel::TERMINAL_ERROR),
+            )
+        })?;
         let ns = obj.namespace().unwrap_or_default();
         let token = webhook::token(&ctx.client, &ns, obj)
             .await

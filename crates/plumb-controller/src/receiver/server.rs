@@ -23,6 +23,7 @@ use plumb_api::Receiver;
 use plumb_api::consts::annotation::RECONCILE_REQUESTED_AT;
 use plumb_api::receiver::ReceiverResource;
 
+use super::filter::{self, Filters};
 use super::index::ReceiverIndex;
 use super::limit::{ClientLimiter, RateLimit};
 use super::webhook::{ACCEPTED, REJECTED, Verdict, token, verify};
@@ -234,8 +235,24 @@ impl Server {
                 }
             }
             ACCEPTED.fetch_add(1, Ordering::Relaxed);
+            let req = if filter::any(rcv) {
+                match filter::request_value(headers, body) {
+                    Ok(v) => Arc::new(v),
+                    Err(msg) => return reply(StatusCode::BAD_REQUEST, msg),
+                }
+            } else {
+                Arc::new(serde_json::Value::Null)
+            };
             for res in &rcv.spec.resources {
-                match request_reconciles(ctx, &ns, res).await {
+                let filters = match Filters::for_resource(rcv, res, &req) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        failures += 1;
+                        tracing::error!(receiver = %format!("{ns}/{name}"), "{e}");
+                        continue;
+                    }
+                };
+                match request_reconciles(ctx, &ns, res, filters.as_ref()).await {
                     Ok(n) => triggered += n,
                     Err(msg) => {
                         failures += 1;
@@ -316,6 +333,7 @@ async fn request_reconciles(
     ctx: &Context,
     receiver_ns: &str,
     res: &ReceiverResource,
+    filters: Option<&Filters>,
 ) -> Result<usize, String> {
     let ns = res.namespace.as_deref().unwrap_or(receiver_ns);
     let kind = res.kind.as_str();
@@ -327,22 +345,51 @@ async fn request_reconciles(
     }
     let ar = resource_for(res);
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
-    let names = if res.name == "*" {
+    let metas = if res.name == "*" {
         let selector = selector(&res.match_labels);
         let lp = ListParams::default().labels(&selector);
         api.list_metadata(&lp)
             .await
             .map_err(|e| format!("listing {kind}s in {ns} ({selector}): {e}"))?
             .items
-            .into_iter()
-            .map(|o| o.name_any())
-            .collect()
+    } else if filters.is_some() {
+        // The filter reads the object's metadata.
+        vec![
+            api.get_metadata(&res.name)
+                .await
+                .map_err(|e| format!("reading {kind} {ns}/{}: {e}", res.name))?,
+        ]
     } else {
-        vec![res.name.clone()]
+        return annotate(&api, kind, ns, std::slice::from_ref(&res.name)).await;
     };
+    let mut names = Vec::with_capacity(metas.len());
+    for m in metas {
+        let name = m.name_any();
+        if let Some(f) = filters {
+            let obj = serde_json::json!({
+                "apiVersion": ar.api_version, "kind": kind, "metadata": m.metadata,
+            });
+            match f.accepts(&obj) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => return Err(format!("filtering {kind} {ns}/{name}: {e}")),
+            }
+        }
+        names.push(name);
+    }
+    annotate(&api, kind, ns, &names).await
+}
+
+/// Sets `reconcile.fluxcd.io/requestedAt` on each named object; returns how many.
+async fn annotate(
+    api: &Api<DynamicObject>,
+    kind: &str,
+    ns: &str,
+    names: &[String],
+) -> Result<usize, String> {
     let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let patch = serde_json::json!({"metadata": {"annotations": {RECONCILE_REQUESTED_AT: stamp}}});
-    for name in &names {
+    for name in names {
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| format!("annotating {kind} {ns}/{name}: {e}"))?;

@@ -39,6 +39,14 @@ pub(crate) const CHART: &[(&str, &str)] = &[
         "{{- if .Values.kept }}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-kept\n  annotations:\n    helm.sh/resource-policy: keep\n{{- end }}\n",
     ),
     (
+        "charts/widget/Chart.yaml",
+        "apiVersion: v2\nname: widget\nversion: 0.1.0\n",
+    ),
+    (
+        "charts/widget/templates/widget.yaml",
+        "apiVersion: cel.plumb.dev/v1\nkind: Widget\nmetadata:\n  name: {{ .Release.Name }}-w\nspec:\n  size: 1\n",
+    ),
+    (
         "charts/tested/Chart.yaml",
         "apiVersion: v2\nname: tested\nversion: 0.1.0\n",
     ),

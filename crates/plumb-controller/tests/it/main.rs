@@ -3,6 +3,7 @@
 //! minutes and gigabytes of disk.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
+mod cel;
 mod common;
 mod e2e;
 mod ecr;

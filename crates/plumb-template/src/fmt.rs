@@ -27,7 +27,7 @@ fn special(f: f64) -> Option<String> {
 fn digits(f: f64, prec: Option<usize>) -> (String, i32) {
     let s = match prec {
         None => format!("{:e}", f.abs()),
-        Some(p) => format!("{:.*e}", p.saturating_sub(1), f.abs()),
+        Some(p) => sci(f.abs(), p.saturating_sub(1)),
     };
     let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
@@ -99,7 +99,7 @@ fn fmt_e(f: f64, prec: usize, upper: bool) -> String {
     if let Some(s) = special(f) {
         return s;
     }
-    let s = format!("{:.*e}", prec, f);
+    let s = sci(f, prec);
     let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
     let e: i32 = e.parse().unwrap_or(0);
     let es = if e < 0 { '-' } else { '+' };
@@ -222,6 +222,30 @@ pub fn go_quote(s: &str) -> String {
 
 /// Largest width or precision honoured by `sprintf`.
 const MAX_PAD: usize = 1 << 20;
+
+/// The largest precision Rust's formatter takes (above it, it panics). An f64 has no
+/// non-zero decimal digit that far out, so larger precisions are the same digits padded
+/// with zeros (a fuzz crash: `printf "%.23000000000f"`).
+const MAX_FMT_PREC: usize = u16::MAX as usize;
+
+/// `f` with `p` digits after the point (Go's `%.pf`), for any `p`.
+fn fixed(f: f64, p: usize) -> String {
+    let mut s = format!("{:.*}", p.min(MAX_FMT_PREC), f);
+    s.extend(std::iter::repeat_n('0', p.saturating_sub(MAX_FMT_PREC)));
+    s
+}
+
+/// `f` in Rust's exponent form with `p` mantissa digits after the point, for any `p`.
+fn sci(f: f64, p: usize) -> String {
+    // The exponent form counts the digit before the point too: one less.
+    let max = MAX_FMT_PREC - 1;
+    let s = format!("{:.*e}", p.min(max), f);
+    let extra = p.saturating_sub(max);
+    match s.find('e') {
+        Some(i) if extra > 0 => format!("{}{}{}", &s[..i], "0".repeat(extra), &s[i..]),
+        _ => s,
+    }
+}
 
 #[derive(Default, Clone, Copy)]
 struct Spec {
@@ -348,7 +372,7 @@ fn fmt_value_at(v: &Value, verb: char, sp: &Spec, d: usize) -> String {
             let p = sp.prec.unwrap_or(6);
             let mut s = match special(*f) {
                 Some(s) => s,
-                None => format!("{:.*}", p, f),
+                None => fixed(*f, p),
             };
             if sp.plus && !s.starts_with('-') {
                 s.insert(0, '+');
@@ -532,5 +556,23 @@ mod tests {
         assert_eq!(sprintf("%v", &a(vec![Value::Nil])), "<nil>");
         assert_eq!(sprintf("%s", &a(vec![Value::Nil])), "%!s(<nil>)");
         assert_eq!(sprintf("x", &a(vec![Value::Int(1)])), "x%!(EXTRA int=1)");
+    }
+
+    #[test]
+    fn precisions_past_rusts_formatter_limit_pad_with_zeros() {
+        // A fuzz crash: Rust's formatter panics above a precision of 65,535.
+        let v = vec![Value::Float(1.5)];
+        let f = sprintf("%.23000000000f", &v);
+        assert_eq!(f.len(), 2 + MAX_PAD);
+        assert!(f.starts_with("1.5000") && f.ends_with('0'));
+        let e = sprintf("%.70000e", &v);
+        assert!(
+            e.starts_with("1.5000") && e.ends_with("e+00"),
+            "{}",
+            &e[e.len() - 8..]
+        );
+        assert_eq!(e.len(), "1.".len() + 70_000 + "e+00".len());
+        assert!(sprintf("%.70000g", &v).starts_with("1.5"));
+        assert_eq!(fixed(0.25, 3), "0.250");
     }
 }

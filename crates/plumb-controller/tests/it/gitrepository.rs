@@ -429,24 +429,24 @@ async fn deletion_removes_artifacts() {
 }
 
 #[tokio::test]
-async fn unsupported_verify_is_reported() {
+async fn unsupported_service_account_is_reported() {
     let (w, repos) = World::new("gr-unsupported", HttpAuth::Anonymous, &["fleet"]).await;
     repos[0].commit(&[("a.txt", "1\n")], "one");
-    w.create(
-        "fleet",
-        json!({"verify": {"mode": "HEAD", "secretRef": {"name": "keys"}}}),
-    )
-    .await;
+    w.create("fleet", json!({"serviceAccountName": "builder"}))
+        .await;
     let v = w.wait_ready("fleet").await;
     let r = ready(v.get("status")).unwrap();
-    assert!(r.2.contains("spec.verify is not supported yet"), "{r:?}");
+    assert!(
+        r.2.contains("spec.serviceAccountName is not supported yet"),
+        "{r:?}"
+    );
     let (evs, _) = w
         .events_text_with(|evs| {
             evs.iter().any(|e| {
                 e.type_.as_deref() == Some("Warning")
                     && e.note
                         .as_deref()
-                        .is_some_and(|n| n.contains("spec.verify is not supported yet"))
+                        .is_some_and(|n| n.contains("spec.serviceAccountName is not supported"))
             })
         })
         .await;

@@ -6,7 +6,8 @@
 Compares every `spec` field path (nested objects and array items included) of the served
 version of each Flux CRD with plumb's CRD of the same kind in deploy/crds/, for the kinds
 plumb serves, and prints served/total per kind and overall; `--missing` lists the paths
-plumb lacks. FLUX_CRDS_DIR defaults to ../shared/flux-crds (Flux 2.9's published CRDs).
+plumb lacks. A field below one whose schema keeps unknown fields counts as served (the API
+server stores it). FLUX_CRDS_DIR defaults to ../shared/flux-crds (Flux 2.9's published CRDs).
 A field in the CRD is not yet a field acted on: fields plumb parses but does not act on are
 reported in status (crates/plumb-api/src/unsupported.rs).
 """
@@ -27,18 +28,26 @@ def served_schema(crd):
     return kind, v["name"], v["schema"]["openAPIV3Schema"]
 
 
-def paths(schema, prefix):
-    """Every field path under `schema` (array items as `[]`)."""
+def paths(schema, prefix, kept=None):
+    """Every field path under `schema` (array items as `[]`); paths whose schema keeps
+    unknown fields (`x-kubernetes-preserve-unknown-fields`) are added to `kept`."""
     out = set()
     props = schema.get("properties") or {}
     for name, sub in props.items():
         p = f"{prefix}.{name}"
         out.add(p)
-        out |= paths(sub, p)
+        if kept is not None and sub.get("x-kubernetes-preserve-unknown-fields"):
+            kept.add(p)
+        out |= paths(sub, p, kept)
     items = schema.get("items")
     if isinstance(items, dict):
-        out |= paths(items, prefix + "[]")
+        out |= paths(items, prefix + "[]", kept)
     return out
+
+
+def served(path, mine, kept):
+    """In plumb's schema, or below a field whose schema keeps everything (not pruned)."""
+    return path in mine or any(path.startswith(k + ".") or path.startswith(k + "[]") for k in kept)
 
 
 def load(pattern):
@@ -48,7 +57,8 @@ def load(pattern):
             for doc in yaml.safe_load_all(fh):
                 if doc and doc.get("kind") == "CustomResourceDefinition":
                     kind, version, schema = served_schema(doc)
-                    crds[kind] = (version, paths(schema["properties"]["spec"], "spec"))
+                    kept = set()
+                    crds[kind] = (version, paths(schema["properties"]["spec"], "spec", kept), kept)
     return crds
 
 
@@ -64,14 +74,15 @@ def main():
     for kind in sorted(ours):
         if kind not in flux:
             continue
-        version, theirs = flux[kind]
-        mine = ours[kind][1]
-        served = len(theirs & mine)
-        total_served += served
+        version, theirs, _ = flux[kind]
+        _, mine, kept = ours[kind]
+        ok = {p for p in theirs if served(p, mine, kept)}
+        served_n = len(ok)
+        total_served += served_n
         total += len(theirs)
-        print(f"{kind:<22} {version:<9} {served:>7} {len(theirs):>5} {100 * served / len(theirs):>6.1f}%")
+        print(f"{kind:<22} {version:<9} {served_n:>7} {len(theirs):>5} {100 * served_n / len(theirs):>6.1f}%")
         if "--missing" in sys.argv:
-            for p in sorted(theirs - mine):
+            for p in sorted(theirs - ok):
                 print(f"    missing {p}")
     print(f"{'all served kinds':<32} {total_served:>7} {total:>5} {100 * total_served / total:>6.1f}%")
 

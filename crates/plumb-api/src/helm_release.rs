@@ -15,7 +15,7 @@ use crate::meta::{
     ReconcileRequestStatus, is_false,
 };
 
-fn preserve_unknown(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn preserve_unknown(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
 }
 
@@ -137,6 +137,14 @@ pub struct HelmReleaseSpec {
     /// Labels and annotations added to every object of the release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_metadata: Option<CommonMetadata>,
+    /// Whether hooks go through the post-renderers (`nohooks`, `combined`, `separate`);
+    /// plumb never post-renders hooks (`nohooks`): any other value is reported in status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_render_strategy: Option<String>,
+    /// Helm's wait strategy; plumb waits with kstatus (reported in status when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown")]
+    pub wait_strategy: Option<serde_json::Value>,
 }
 
 /// Reference to a source holding a chart artifact (`chartRef`).
@@ -393,6 +401,10 @@ pub struct Install {
     /// Creates the target namespace.
     #[serde(default, skip_serializing_if = "is_false")]
     pub create_namespace: bool,
+    /// Server-side apply during install; plumb always applies server-side (`false` is
+    /// reported in status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_side_apply: Option<bool>,
 }
 
 /// Install remediation settings.
@@ -458,6 +470,13 @@ pub struct Upgrade {
     /// CRD policy; `Skip` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crds: Option<CrdsPolicy>,
+    /// Server-side apply during upgrade (`enabled`, `disabled`, `auto`); plumb always
+    /// applies server-side (`disabled` is reported in status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_side_apply: Option<String>,
+    /// What a chart name change does (`Reinstall`, `InPlaceUpdate`); reported when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart_name_change_strategy: Option<String>,
 }
 
 /// Upgrade remediation settings.
@@ -545,6 +564,10 @@ pub struct Rollback {
     /// Deletes new objects when the rollback fails.
     #[serde(default, skip_serializing_if = "is_false")]
     pub cleanup_on_fail: bool,
+    /// Server-side apply during rollback (`enabled`, `disabled`, `auto`); plumb always
+    /// applies server-side (`disabled` is reported in status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_side_apply: Option<String>,
 }
 
 /// Uninstall action settings.

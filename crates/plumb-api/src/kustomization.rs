@@ -52,6 +52,15 @@ pub struct KustomizationSpec {
     /// Labels and annotations added to every applied object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_metadata: Option<CommonMetadata>,
+    /// Flux 2.9's server-side apply field ignore rules; kept (not pruned by the API server)
+    /// and reported in status when set (plumb's own `driftIgnoreRules` serves the idea).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm_release::preserve_unknown")]
+    pub ignore: Option<serde_json::Value>,
+    /// Build metadata options of kustomize; reported in status when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm_release::preserve_unknown")]
+    pub build_metadata: Option<serde_json::Value>,
     /// Kustomizations that must be ready before this one is reconciled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<DependencyReference>,
@@ -187,6 +196,9 @@ pub struct PostBuild {
     /// ConfigMaps and Secrets holding variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub substitute_from: Vec<SubstituteReference>,
+    /// Substitution strategy of Flux 2.9; reported in status when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substitute_strategy: Option<String>,
 }
 
 /// A ConfigMap or Secret holding substitution variables.

@@ -51,6 +51,14 @@ pub struct ReceiverSpec {
     /// Webhook sender; decides payload validation and parsing.
     #[serde(rename = "type")]
     pub type_: ReceiverType,
+    /// OIDC-secured receivers (Flux 2.9); kept and reported in status when set.
+    #[serde(
+        default,
+        rename = "oidcProviders",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::helm_release::preserve_unknown")]
+    pub oidc_providers: Option<serde_json::Value>,
     /// How often the Receiver is reconciled with its Secret.
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = DURATION_PATTERN))]

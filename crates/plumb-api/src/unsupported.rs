@@ -20,6 +20,8 @@ pub enum When {
     NotOneOf(&'static [&'static str]),
     /// The field is the given string (e.g. `type: oci`).
     Equals(&'static str),
+    /// The field is `false`.
+    False,
 }
 
 /// One row of the table: kind, dotted JSON path from the object root, and condition.
@@ -89,6 +91,36 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         When::NotOneOf(&["background"]),
     ),
     row(
+        "HelmRelease",
+        "spec.postRenderStrategy",
+        When::NotOneOf(&["nohooks"]),
+    ),
+    row("HelmRelease", "spec.waitStrategy", When::Set),
+    row("HelmRelease", "spec.install.serverSideApply", When::False),
+    row(
+        "HelmRelease",
+        "spec.upgrade.serverSideApply",
+        When::NotOneOf(&["enabled", "auto"]),
+    ),
+    row(
+        "HelmRelease",
+        "spec.rollback.serverSideApply",
+        When::NotOneOf(&["enabled", "auto"]),
+    ),
+    row(
+        "HelmRelease",
+        "spec.upgrade.chartNameChangeStrategy",
+        When::Set,
+    ),
+    row("Kustomization", "spec.ignore", When::Set),
+    row("Kustomization", "spec.buildMetadata", When::Set),
+    row(
+        "Kustomization",
+        "spec.postBuild.substituteStrategy",
+        When::Set,
+    ),
+    row("Receiver", "spec.oidcProviders", When::Set),
+    row(
         "OCIRepository",
         "spec.provider",
         When::NotOneOf(&["generic", "aws"]),
@@ -119,6 +151,7 @@ fn is_used(value: &Value, when: When) -> bool {
             .as_str()
             .is_some_and(|s| !s.is_empty() && !allowed.contains(&s)),
         When::Equals(x) => value.as_str() == Some(x),
+        When::False => value == &Value::Bool(false),
     }
 }
 
@@ -207,6 +240,17 @@ mod tests {
         assert_eq!(
             unsupported_fields("HelmRelease", &hr),
             vec!["spec.upgrade.strategy.name", "spec.upgrade.preserveValues"]
+        );
+        let hr = json!({"spec": {"install": {"serverSideApply": true},
+            "upgrade": {"serverSideApply": "disabled"}, "postRenderStrategy": "nohooks"}});
+        assert_eq!(
+            unsupported_fields("HelmRelease", &hr),
+            vec!["spec.upgrade.serverSideApply"]
+        );
+        let ks = json!({"spec": {"ignore": [{"paths": ["/spec/replicas"]}]}});
+        assert_eq!(
+            unsupported_fields("Kustomization", &ks),
+            vec!["spec.ignore"]
         );
         let repo = json!({"spec": {"type": "oci", "provider": "generic"}});
         assert!(unsupported_fields("HelmRepository", &repo).is_empty());

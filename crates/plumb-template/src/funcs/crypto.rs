@@ -161,15 +161,6 @@ pub(super) fn register(m: &mut FxHashMap<&'static str, Func>) {
         m.insert("Key".to_string(), Value::str(dec(&k, "private key")?));
         Ok(Value::map(m))
     });
-    m.insert("derivePassword", |_| {
-        Err("derivePassword (Master Password scrypt derivation) is not supported by plumb".into())
-    });
-    m.insert("encryptAES", |_| {
-        Err("encryptAES is not supported by plumb".into())
-    });
-    m.insert("decryptAES", |_| {
-        Err("decryptAES is not supported by plumb".into())
-    });
 }
 
 fn list_strs(v: &Value) -> Vec<String> {

@@ -6,6 +6,7 @@
 
 mod builtin;
 mod crypto;
+mod password;
 pub mod re2;
 
 pub use crypto::{arm_prefetch, stop_prefetch};
@@ -27,6 +28,7 @@ pub fn table() -> &'static FxHashMap<&'static str, Func> {
         builtin::register(&mut m);
         sprig::register(&mut m);
         crypto::register(&mut m);
+        password::register(&mut m);
         // Sprig's aliases.
         for (alias, name) in [
             ("trimall", "trimAll"),

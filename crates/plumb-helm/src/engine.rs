@@ -12,19 +12,8 @@ use crate::funcs::{self, arg, sarg};
 use crate::template::exec::{Exec, Host, TemplateSet};
 use crate::value::{Object, Value};
 
-/// Answers `lookup` from a cluster. Without one, `lookup` returns an empty map
-/// as `helm template` does.
-pub trait Lookup {
-    /// Returns the object (or, with an empty name, a `List` of objects) as a
-    /// JSON-like value, or an empty map when not found.
-    fn lookup(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<serde_json::Value, String>;
-}
+pub use crate::lookup::Lookup;
+use crate::lookup::{LookupRequest, Session};
 
 /// Release information (`.Release`).
 #[derive(Debug, Clone)]
@@ -274,8 +263,8 @@ impl Files {
 
 /// The engine's function host.
 pub struct HelmHost<'l> {
-    /// Optional cluster lookups.
-    pub lookup: Option<&'l dyn Lookup>,
+    /// Cluster lookups of this render (cached, budgeted); `None` answers empty maps.
+    pub lookup: Option<Session<'l>>,
 }
 
 impl HelmHost<'_> {
@@ -329,13 +318,21 @@ impl Host for HelmHost<'_> {
                 Ok(Value::str(buf.replace("<no value>", "")))
             }
             "lookup" => {
-                let av = sarg(&args, 0)?;
-                let kind = sarg(&args, 1)?;
-                let ns = sarg(&args, 2)?;
-                let nm = sarg(&args, 3)?;
-                match self.lookup {
+                if args.len() != 4 {
+                    return Err(format!(
+                        "wrong number of args for lookup: want 4 got {}",
+                        args.len()
+                    ));
+                }
+                let req = LookupRequest {
+                    api_version: sarg(&args, 0)?,
+                    kind: sarg(&args, 1)?,
+                    namespace: sarg(&args, 2)?,
+                    name: sarg(&args, 3)?,
+                };
+                match &self.lookup {
                     None => Ok(Value::empty_map()),
-                    Some(l) => l.lookup(&av, &kind, &ns, &nm).map(|j| Value::from_json(&j)),
+                    Some(session) => session.get(req).map_err(|e| e.to_string()),
                 }
             }
             _ => match funcs::table().get(name) {

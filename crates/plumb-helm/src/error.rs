@@ -33,6 +33,15 @@ pub enum HelmError {
         /// Go-style message.
         msg: String,
     },
+    /// A `lookup` failed (forbidden, unreachable, over budget). `object` is
+    /// `apiVersion kind namespace/name`; the message never holds object data.
+    #[error("lookup {object}: {msg}")]
+    Lookup {
+        /// The object (or `namespace/*` for a list) looked up.
+        object: String,
+        /// What went wrong.
+        msg: String,
+    },
     /// A rendered document is not valid YAML.
     #[error("YAML parse error on {path}: {msg}")]
     Yaml {

@@ -55,6 +55,7 @@ pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod funcs;
+pub mod lookup;
 pub mod render;
 pub mod repo;
 pub mod semver;
@@ -68,8 +69,9 @@ pub mod values;
 pub use plumb_template::{fmt, value};
 
 pub use chart::{Chart, load_archive, load_dir, load_path};
-pub use engine::{Capabilities, Lookup, ReleaseInfo};
+pub use engine::{Capabilities, ReleaseInfo};
 pub use error::{HelmError, RepoErrorKind};
+pub use lookup::{Lookup, LookupLimits, LookupRequest};
 pub use plumb_template::budget::Limits;
 pub use render::{Hook, Manifest, RenderOptions, Rendered, render, render_with_limits};
 pub use value::Value;

@@ -492,7 +492,7 @@ fn execute_templates(
     }
     let set = Rc::new(set);
     let host = HelmHost {
-        lookup: opts.lookup,
+        lookup: opts.lookup.map(crate::lookup::Session::new),
     };
     let release = release_value(&opts.release);
     let caps = capabilities_value(&opts.capabilities);

@@ -21,6 +21,13 @@ const TYPES: &[ReceiverType] = &[
     ReceiverType::Gitlab,
     ReceiverType::Bitbucket,
     ReceiverType::Harbor,
+    ReceiverType::Dockerhub,
+    ReceiverType::Quay,
+    ReceiverType::Gcr,
+    ReceiverType::Nexus,
+    ReceiverType::Acr,
+    ReceiverType::Cdevents,
+    ReceiverType::GenericOidc,
 ];
 const NAMES: &[&str] = &[
     "x-signature",
@@ -30,6 +37,10 @@ const NAMES: &[&str] = &[
     "x-gitlab-token",
     "x-gitlab-event",
     "content-type",
+    "x-event-key",
+    "authorization",
+    "x-nexus-webhook-signature",
+    "ce-type",
 ];
 const ALGOS: &[&str] = &["sha1", "sha256", "sha512", "md5"];
 
@@ -72,8 +83,29 @@ fn check_accepted(t: ReceiverType, token: &str, headers: &HeaderMap, body: &[u8]
             );
             return;
         }
-        ReceiverType::Generic => return,
-        other => panic!("{other:?} accepted"),
+        ReceiverType::Bitbucket => get("x-hub-signature-256").or_else(|| get("x-hub-signature")),
+        ReceiverType::Harbor => {
+            assert_eq!(
+                get("authorization"),
+                Some(token),
+                "Harbor call without the token"
+            );
+            return;
+        }
+        ReceiverType::Nexus => {
+            let sig = get("x-nexus-webhook-signature").expect("Nexus accepted unsigned");
+            assert_eq!(sig, plumb_controller::receiver::nexus_sign(token, body));
+            return;
+        }
+        // The path is their only secret (as Flux); gcr and generic-oidc answer Bearer, which
+        // the server verifies against the issuer before triggering anything.
+        ReceiverType::Generic
+        | ReceiverType::Dockerhub
+        | ReceiverType::Quay
+        | ReceiverType::Acr
+        | ReceiverType::Cdevents
+        | ReceiverType::Gcr
+        | ReceiverType::GenericOidc => return,
     };
     let sig = hmac_header.expect("HMAC type accepted without a signature");
     let (algo, hex) = sig

@@ -51,14 +51,14 @@ pub struct ReceiverSpec {
     /// Webhook sender; decides payload validation and parsing.
     #[serde(rename = "type")]
     pub type_: ReceiverType,
-    /// OIDC-secured receivers (Flux 2.9); kept and reported in status when set.
+    /// OIDC issuers that authenticate calls to a `generic-oidc` Receiver (Flux 2.9): the
+    /// provider whose `issuerURL` is the bearer token's `iss` verifies it.
     #[serde(
         default,
         rename = "oidcProviders",
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "Vec::is_empty"
     )]
-    #[schemars(schema_with = "crate::helm_release::preserve_unknown")]
-    pub oidc_providers: Option<serde_json::Value>,
+    pub oidc_providers: Vec<OidcProvider>,
     /// How often the Receiver is reconciled with its Secret.
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
@@ -72,8 +72,11 @@ pub struct ReceiverSpec {
     /// call): only the resources for which it is true are reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_filter: Option<String>,
-    /// Secret with the `token` that authenticates calls.
-    pub secret_ref: LocalObjectReference,
+    /// Secret with the `token` that authenticates calls (and, for `gcr`, the `email` and
+    /// `audience` of the Pub/Sub push identity). Required for every type but
+    /// `generic-oidc`, which must not set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
     /// Suspends handling of events.
     #[serde(default, skip_serializing_if = "is_false")]
     pub suspend: bool,
@@ -87,6 +90,8 @@ pub enum ReceiverType {
     Generic,
     /// POST signed with an HMAC of the token (`X-Signature`).
     GenericHmac,
+    /// POST with a bearer OIDC token verified against `spec.oidcProviders`.
+    GenericOidc,
     /// GitHub (`X-Hub-Signature-256`).
     Github,
     /// GitLab (`X-Gitlab-Token`).
@@ -107,6 +112,56 @@ pub enum ReceiverType {
     Acr,
     /// CDEvents.
     Cdevents,
+}
+
+/// The audience a `generic-oidc` token must carry when `audience` is unset (Flux's).
+pub const DEFAULT_OIDC_AUDIENCE: &str = "notification-controller";
+
+/// An OIDC issuer trusted by a `generic-oidc` Receiver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcProvider {
+    /// Issuer URL, used for discovery; must equal the token's `iss`.
+    #[serde(rename = "issuerURL")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub issuer_url: String,
+    /// Expected `aud` claim; `notification-controller` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Named CEL expressions over `claims` (and earlier `vars`), exposed as `vars.<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<OidcVariable>,
+    /// CEL boolean expressions over `claims` and `vars`; every one must be true.
+    #[schemars(length(min = 1))]
+    pub validations: Vec<OidcValidation>,
+}
+
+impl OidcProvider {
+    /// The expected audience, defaulting to [`DEFAULT_OIDC_AUDIENCE`].
+    pub fn audience(&self) -> &str {
+        self.audience
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .unwrap_or(DEFAULT_OIDC_AUDIENCE)
+    }
+}
+
+/// A named CEL expression of an [`OidcProvider`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OidcVariable {
+    /// Variable name (a CEL identifier).
+    pub name: String,
+    /// CEL expression giving its value.
+    pub expression: String,
+}
+
+/// A CEL validation of an [`OidcProvider`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OidcValidation {
+    /// CEL boolean expression.
+    pub expression: String,
+    /// Returned to the caller when the expression is false.
+    pub message: String,
 }
 
 /// An object, or with name `*` and matchLabels a set of objects, a Receiver triggers.
@@ -226,6 +281,7 @@ mod tests {
 string_enum!(ReceiverType {
     Generic => "generic",
     GenericHmac => "generic-hmac",
+    GenericOidc => "generic-oidc",
     Github => "github",
     Gitlab => "gitlab",
     Bitbucket => "bitbucket",

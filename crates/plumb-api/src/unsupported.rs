@@ -119,7 +119,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "spec.postBuild.substituteStrategy",
         When::Set,
     ),
-    row("Receiver", "spec.oidcProviders", When::Set),
     row(
         "OCIRepository",
         "spec.provider",

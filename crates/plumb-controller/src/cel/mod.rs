@@ -238,6 +238,16 @@ impl Expression {
         self.run(&bindings.ctx)
     }
 
+    /// Evaluates to any value, returned as JSON (Receiver OIDC `variables`).
+    pub fn eval_value(&self, vars: &[(&str, &Value)]) -> Result<Value, CelError> {
+        let used = vars.iter().filter(|(n, _)| self.uses(n)).copied();
+        let bindings = Bindings::new(used).map_err(|m| self.eval_err(m))?;
+        let result = catch_unwind(AssertUnwindSafe(|| self.program.execute(&bindings.ctx)))
+            .map_err(|_| self.eval_err("the interpreter panicked".into()))?
+            .map_err(|e| self.eval_err(e.to_string()))?;
+        result.json().map_err(|e| self.eval_err(e.to_string()))
+    }
+
     /// The free variables the expression reads.
     pub fn free_variables(&self) -> impl Iterator<Item = &str> {
         self.free.iter().map(String::as_str)

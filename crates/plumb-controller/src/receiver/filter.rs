@@ -12,8 +12,9 @@ use serde_json::Value;
 
 use crate::cel::{CelError, Expression};
 
-/// The variables of a Receiver filter.
-pub const FILTER_VARS: [&str; 2] = ["res", "req"];
+/// The variables of a Receiver filter (`claims`: the verified OIDC token claims of a
+/// `generic-oidc` call, an empty map otherwise).
+pub const FILTER_VARS: [&str; 3] = ["res", "req", "claims"];
 
 /// Every filter of a Receiver compiled (cached per expression): the first bad one is the
 /// error, a terminal configuration error for the Receiver.
@@ -30,15 +31,17 @@ pub fn validate(rcv: &Receiver) -> Result<(), CelError> {
 pub struct Filters {
     exprs: Vec<Arc<Expression>>,
     req: Arc<Value>,
+    claims: Arc<Value>,
 }
 
 impl Filters {
     /// The filters for `res` of `rcv` (`None` when none applies), with `req` the parsed
-    /// body.
+    /// body and `claims` the verified token claims.
     pub fn for_resource(
         rcv: &Receiver,
         res: &ReceiverResource,
         req: &Arc<Value>,
+        claims: &Arc<Value>,
     ) -> Result<Option<Filters>, CelError> {
         let exprs = [rcv.spec.resource_filter.as_deref(), res.filter.as_deref()]
             .into_iter()
@@ -49,13 +52,14 @@ impl Filters {
         Ok((!exprs.is_empty()).then(|| Filters {
             exprs,
             req: Arc::clone(req),
+            claims: Arc::clone(claims),
         }))
     }
 
     /// Whether the resource `res` (`apiVersion`, `kind`, `metadata`) passes every filter.
     pub fn accepts(&self, res: &Value) -> Result<bool, CelError> {
         for e in &self.exprs {
-            if !e.eval_bool(&[("res", res), ("req", &self.req)])? {
+            if !e.eval_bool(&[("res", res), ("req", &self.req), ("claims", &self.claims)])? {
                 return Ok(false);
             }
         }
@@ -121,7 +125,7 @@ mod tests {
         assert!(any(&rcv));
         validate(&rcv).unwrap();
         let req = Arc::new(json!({"prefix": "app-"}));
-        let f = Filters::for_resource(&rcv, &rcv.spec.resources[0], &req)
+        let f = Filters::for_resource(&rcv, &rcv.spec.resources[0], &req, &Arc::new(json!({})))
             .unwrap()
             .unwrap();
         let res = |name: &str, tier: &str| {
@@ -140,7 +144,7 @@ mod tests {
         let none = receiver(None, None);
         assert!(!any(&none));
         assert!(
-            Filters::for_resource(&none, &none.spec.resources[0], &req)
+            Filters::for_resource(&none, &none.spec.resources[0], &req, &Arc::new(json!({})))
                 .unwrap()
                 .is_none()
         );
@@ -160,9 +164,14 @@ mod tests {
             "{err}"
         );
         let rcv = receiver(Some("res.metadata.name"), None);
-        let f = Filters::for_resource(&rcv, &rcv.spec.resources[0], &Arc::new(json!({})))
-            .unwrap()
-            .unwrap();
+        let f = Filters::for_resource(
+            &rcv,
+            &rcv.spec.resources[0],
+            &Arc::new(json!({})),
+            &Arc::new(json!({})),
+        )
+        .unwrap()
+        .unwrap();
         let err = f.accepts(&json!({"metadata": {"name": "x"}})).unwrap_err();
         assert!(matches!(err, CelError::NotBoolean { .. }), "{err}");
         let mut h = http::HeaderMap::new();

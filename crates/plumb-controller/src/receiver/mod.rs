@@ -18,11 +18,16 @@
 
 mod filter;
 mod index;
+mod jwt;
+mod kinds;
 mod limit;
+mod oidc;
 mod server;
 mod webhook;
 
+pub use kinds::nexus_sign;
 pub use limit::RateLimit;
+pub use oidc::{GOOGLE_CERTS_URL, KEYS_TTL, REASON_VALIDATION_FAILED};
 pub use server::{MAX_BODY_BYTES, ServerOptions, serve, serve_with};
 pub use webhook::{
     REASON_TOKEN_NOT_FOUND, Rejection, Verdict, accepted_total, rejected_total, sign, verify,
@@ -63,7 +68,10 @@ pub async fn run(ctx: Arc<Context>, api: Api<Receiver>, watch: watcher::Config, 
             store
                 .state()
                 .into_iter()
-                .filter(|r| r.namespace() == ns && r.spec.secret_ref.name == name)
+                .filter(|r| {
+                    r.namespace() == ns
+                        && r.spec.secret_ref.as_ref().is_some_and(|s| s.name == name)
+                })
                 .map(|r| ObjectRef::from_obj(&*r))
                 .collect::<Vec<_>>()
         },
@@ -104,6 +112,13 @@ impl Kind for Receiver {
                 plumb_api::unsupported::message(&unsupported),
             ));
         }
+        oidc::validate_spec(obj).map_err(|m| {
+            Failure::new(
+                Class::Stalled,
+                oidc::REASON_VALIDATION_FAILED,
+                format!("{}: {m}", crate::cel::TERMINAL_ERROR),
+            )
+        })?;
         filter::validate(obj).map_err(|e| {
             Failure::new(
                 Class::Stalled,

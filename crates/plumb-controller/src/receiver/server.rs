@@ -26,8 +26,10 @@ use plumb_api::receiver::ReceiverResource;
 use super::filter::{self, Filters};
 use super::index::ReceiverIndex;
 use super::limit::{ClientLimiter, RateLimit};
-use super::webhook::{ACCEPTED, REJECTED, Verdict, token, verify};
+use super::webhook::{ACCEPTED, REJECTED, Rejection, Verdict, secret, secret_value, token, verify};
+use super::{kinds, oidc};
 use crate::context::Context;
+use plumb_api::receiver::ReceiverType;
 
 /// Largest request body the webhook server reads (larger calls answer 413).
 pub const MAX_BODY_BYTES: usize = 4 << 20;
@@ -49,6 +51,8 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// How long a call waits for the first list of Receivers after start (503 after).
     pub index_wait: Duration,
+    /// Google's JWKS, which verifies `gcr` push tokens ([`oidc::GOOGLE_CERTS_URL`]).
+    pub google_certs_url: String,
 }
 
 impl ServerOptions {
@@ -62,6 +66,7 @@ impl ServerOptions {
             connection_timeout: Duration::from_secs(120),
             max_connections: 512,
             index_wait: Duration::from_secs(5),
+            google_certs_url: oidc::GOOGLE_CERTS_URL.to_string(),
         }
     }
 }
@@ -223,9 +228,9 @@ impl Server {
             if rcv.webhook_path(&token) != path {
                 return reply(StatusCode::NOT_FOUND, "no receiver for this path");
             }
-            match verify(rcv.spec.type_, &token, &rcv.spec.events, headers, body) {
-                Ok(Verdict::Ping) => return reply(StatusCode::OK, "pong"),
-                Ok(Verdict::Trigger) => {}
+            let auth = match self.authenticate(rcv, &token, headers, body).await {
+                Ok(Some(a)) => a,
+                Ok(None) => return reply(StatusCode::OK, "pong"),
                 Err(rej) => {
                     if rej.is_auth_failure() {
                         REJECTED.fetch_add(1, Ordering::Relaxed);
@@ -233,9 +238,10 @@ impl Server {
                     tracing::warn!(receiver = %format!("{ns}/{name}"), reason = %rej, "webhook call rejected");
                     return reply(rej.status(), rej.to_string());
                 }
-            }
+            };
             ACCEPTED.fetch_add(1, Ordering::Relaxed);
             let req = if filter::any(rcv) {
+                let body = auth.filter_body.as_deref().unwrap_or(body);
                 match filter::request_value(headers, body) {
                     Ok(v) => Arc::new(v),
                     Err(msg) => return reply(StatusCode::BAD_REQUEST, msg),
@@ -243,8 +249,9 @@ impl Server {
             } else {
                 Arc::new(serde_json::Value::Null)
             };
+            let claims = Arc::new(auth.claims);
             for res in &rcv.spec.resources {
-                let filters = match Filters::for_resource(rcv, res, &req) {
+                let filters = match Filters::for_resource(rcv, res, &req, &claims) {
                     Ok(f) => f,
                     Err(e) => {
                         failures += 1;
@@ -273,6 +280,56 @@ impl Server {
                 format!("{triggered} reconcile(s) requested"),
             )
         }
+    }
+}
+
+/// What a verified call carries besides the trigger.
+struct Auth {
+    /// The verified token claims (`generic-oidc`), else an empty map.
+    claims: serde_json::Value,
+    /// The body filters read in place of the call's (`gcr`: the unwrapped registry event).
+    filter_body: Option<Vec<u8>>,
+}
+
+impl Server {
+    /// Verifies a call to `rcv`: `Ok(None)` for a ping, the claims otherwise.
+    async fn authenticate(
+        &self,
+        rcv: &Receiver,
+        token: &str,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Option<Auth>, Rejection> {
+        let mut auth = Auth {
+            claims: serde_json::Value::Object(Default::default()),
+            filter_body: None,
+        };
+        match verify(rcv.spec.type_, token, &rcv.spec.events, headers, body)? {
+            Verdict::Ping => return Ok(None),
+            Verdict::Trigger => return Ok(Some(auth)),
+            Verdict::Bearer => {}
+        }
+        let raw = kinds::bearer(headers)?;
+        if rcv.spec.type_ == ReceiverType::GenericOidc {
+            auth.claims = oidc::verify_generic(&self.ctx, rcv, raw).await?;
+            return Ok(Some(auth));
+        }
+        // gcr: the push identity named in the Receiver's Secret.
+        let ns = rcv.namespace().unwrap_or_default();
+        let secret_name = rcv.spec.secret_ref.as_ref().map(|s| s.name.as_str());
+        let secret = secret(&self.ctx.client, &ns, secret_name.unwrap_or(""))
+            .await
+            .map_err(Rejection::Upstream)?;
+        oidc::verify_gcr(
+            &self.ctx,
+            raw,
+            &secret_value(&secret, "email"),
+            &secret_value(&secret, "audience"),
+            &self.opts.google_certs_url,
+        )
+        .await?;
+        auth.filter_body = Some(kinds::gcr_event(body)?);
+        Ok(Some(auth))
     }
 }
 

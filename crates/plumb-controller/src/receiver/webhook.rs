@@ -42,6 +42,10 @@ pub enum Rejection {
     Malformed(String),
     /// plumb does not implement this receiver type (400).
     Unsupported(ReceiverType),
+    /// The bearer token is not valid for this Receiver (403); the reason, never the token.
+    Token(String),
+    /// The token's issuer could not be reached or read (502).
+    Upstream(String),
 }
 
 impl Rejection {
@@ -49,14 +53,18 @@ impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::Missing(_) => StatusCode::UNAUTHORIZED,
-            Rejection::Invalid(_) => StatusCode::FORBIDDEN,
+            Rejection::Invalid(_) | Rejection::Token(_) => StatusCode::FORBIDDEN,
+            Rejection::Upstream(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::BAD_REQUEST,
         }
     }
 
     /// Whether this counts as an authentication failure.
     pub fn is_auth_failure(&self) -> bool {
-        matches!(self, Rejection::Missing(_) | Rejection::Invalid(_))
+        matches!(
+            self,
+            Rejection::Missing(_) | Rejection::Invalid(_) | Rejection::Token(_)
+        )
     }
 }
 
@@ -68,6 +76,7 @@ impl std::fmt::Display for Rejection {
             Rejection::EventNotAllowed(e) => write!(f, "event {e:?} is not in spec.events"),
             Rejection::Malformed(m) => f.write_str(m),
             Rejection::Unsupported(t) => write!(f, "receiver type {t} is not supported by plumb"),
+            Rejection::Token(m) | Rejection::Upstream(m) => f.write_str(m),
         }
     }
 }
@@ -79,6 +88,9 @@ pub enum Verdict {
     Trigger,
     /// A GitHub ping: answer 200, trigger nothing.
     Ping,
+    /// The payload is well-formed; the bearer token (`gcr`, `generic-oidc`) must still be
+    /// verified against its issuer before anything is triggered.
+    Bearer,
 }
 
 /// Verifies a webhook call to a Receiver of type `type_` with `token` and `events`.
@@ -90,13 +102,6 @@ pub fn verify(
     body: &[u8],
 ) -> Result<Verdict, Rejection> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let allowed = |event: &str| -> Result<(), Rejection> {
-        if events.is_empty() || events.iter().any(|e| e.eq_ignore_ascii_case(event)) {
-            Ok(())
-        } else {
-            Err(Rejection::EventNotAllowed(event.to_string()))
-        }
-    };
     match type_ {
         ReceiverType::Generic => Ok(Verdict::Trigger),
         ReceiverType::GenericHmac => {
@@ -105,16 +110,12 @@ pub fn verify(
             Ok(Verdict::Trigger)
         }
         ReceiverType::Github => {
-            match (header("x-hub-signature-256"), header("x-hub-signature")) {
-                (Some(sig), _) => check_hmac(sig, token, body, "X-Hub-Signature-256")?,
-                (None, Some(sig)) => check_hmac(sig, token, body, "X-Hub-Signature")?,
-                (None, None) => return Err(Rejection::Missing("X-Hub-Signature-256")),
-            }
+            check_github_style(headers, token, body)?;
             let event = header("x-github-event").unwrap_or("");
             if event == "ping" {
                 return Ok(Verdict::Ping);
             }
-            allowed(event)?;
+            allowed(events, event)?;
             Ok(Verdict::Trigger)
         }
         ReceiverType::Gitlab => {
@@ -122,10 +123,34 @@ pub fn verify(
             if !constant_time_eq(got.as_bytes(), token.as_bytes()) {
                 return Err(Rejection::Invalid("X-Gitlab-Token"));
             }
-            allowed(header("x-gitlab-event").unwrap_or(""))?;
+            allowed(events, header("x-gitlab-event").unwrap_or(""))?;
             Ok(Verdict::Trigger)
         }
-        other => Err(Rejection::Unsupported(other)),
+        other => super::kinds::verify(other, token, events, headers, body),
+    }
+}
+
+/// Whether `event` passes `spec.events` (all when empty; case-insensitive, as Flux).
+pub(super) fn allowed(events: &[String], event: &str) -> Result<(), Rejection> {
+    if events.is_empty() || events.iter().any(|e| e.eq_ignore_ascii_case(event)) {
+        Ok(())
+    } else {
+        Err(Rejection::EventNotAllowed(event.to_string()))
+    }
+}
+
+/// GitHub's signature headers (go-github's `ValidatePayload`, also used for Bitbucket
+/// Server): `X-Hub-Signature-256`, else the SHA-1 `X-Hub-Signature`.
+pub(super) fn check_github_style(
+    headers: &http::HeaderMap,
+    token: &str,
+    body: &[u8],
+) -> Result<(), Rejection> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match (header("x-hub-signature-256"), header("x-hub-signature")) {
+        (Some(sig), _) => check_hmac(sig, token, body, "X-Hub-Signature-256"),
+        (None, Some(sig)) => check_hmac(sig, token, body, "X-Hub-Signature"),
+        (None, None) => Err(Rejection::Missing("X-Hub-Signature-256")),
     }
 }
 
@@ -165,7 +190,7 @@ fn mac_ok<M: Mac + hmac::digest::KeyInit>(key: &[u8], body: &[u8], expected: &[u
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -186,17 +211,22 @@ pub fn sign(algo: &str, token: &str, body: &[u8]) -> Option<String> {
     Some(format!("{algo}={hex}"))
 }
 
-/// Reads the `token` of a Receiver's Secret.
+/// Reads the `token` of a Receiver's Secret; a `generic-oidc` Receiver has none (its path
+/// is salted with the empty token, as Flux).
 pub(super) async fn token(
     client: &kube::Client,
     ns: &str,
     rcv: &Receiver,
 ) -> Result<String, String> {
-    let name = &rcv.spec.secret_ref.name;
-    let secret = Api::<Secret>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .map_err(|e| format!("reading Secret {ns}/{name}: {e}"))?;
+    let Some(secret_ref) = rcv.spec.secret_ref.as_ref() else {
+        return if rcv.spec.type_ == ReceiverType::GenericOidc {
+            Ok(String::new())
+        } else {
+            Err("spec.secretRef is required when type is not generic-oidc".to_string())
+        };
+    };
+    let secret = secret(client, ns, &secret_ref.name).await?;
+    let name = &secret_ref.name;
     let bytes = secret
         .data
         .as_ref()
@@ -204,6 +234,24 @@ pub(super) async fn token(
         .map(|b| b.0.clone())
         .ok_or_else(|| format!("Secret {ns}/{name} has no 'token' key"))?;
     String::from_utf8(bytes).map_err(|_| format!("the token in Secret {ns}/{name} is not UTF-8"))
+}
+
+/// Reads the Secret `name` in `ns`.
+pub(super) async fn secret(client: &kube::Client, ns: &str, name: &str) -> Result<Secret, String> {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(|e| format!("reading Secret {ns}/{name}: {e}"))
+}
+
+/// A UTF-8 value of a Secret's data, empty when absent.
+pub(super) fn secret_value(secret: &Secret, key: &str) -> String {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -329,14 +377,6 @@ mod tests {
         assert_eq!(
             verify(ReceiverType::Gitlab, "tok", &[], &headers(&[]), BODY),
             Err(Rejection::Missing("X-Gitlab-Token"))
-        );
-    }
-
-    #[test]
-    fn unsupported_types_are_refused() {
-        assert_eq!(
-            verify(ReceiverType::Harbor, "t", &[], &headers(&[]), BODY),
-            Err(Rejection::Unsupported(ReceiverType::Harbor))
         );
     }
 }

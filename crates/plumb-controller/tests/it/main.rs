@@ -24,5 +24,6 @@ mod ocirepository;
 mod operations;
 mod rbac;
 mod receiver;
+mod receiver_types;
 mod remote;
 mod sops;

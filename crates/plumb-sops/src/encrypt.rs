@@ -6,7 +6,8 @@ use std::io::Write;
 
 use sha2::{Digest, Sha512};
 
-use crate::tree::{Node, write_json};
+use crate::emit::write_json;
+use crate::tree::Node;
 use crate::{Error, Result};
 
 /// A master key to record in the metadata.

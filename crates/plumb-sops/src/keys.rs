@@ -1,15 +1,20 @@
 //! Master keys: the key ring a caller fills (age identities, OpenPGP secret keys, a KMS
 //! client) and getting a file's data key from it.
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use pgp::composed::{Deserializable, Message, SignedSecretKey};
+use pgp::ser::Serialize;
 use pgp::types::Password;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
+use age::secrecy::ExposeSecret;
+
+use crate::cache::{DataKey, DataKeyCache, Session, Wrap, stanza_id};
 use crate::meta::Metadata;
 use crate::{Error, Result};
 
@@ -39,21 +44,28 @@ impl std::fmt::Debug for KmsKey {
 }
 
 /// Decrypts a data key with AWS KMS; implemented by the caller (plumb-eks), so this crate
-/// has no AWS SDK and no async runtime. Called from a blocking context.
+/// has no AWS SDK and no async runtime. Called from a blocking context, possibly from
+/// several threads at once (each wrapped key once per reconcile).
 pub trait KmsDecrypt: Send + Sync {
     /// Decrypts `ciphertext` (the KMS blob) under `key` (ARN, encryption context, role).
     /// The error must not hold key material.
     fn decrypt(&self, key: &KmsKey, ciphertext: &[u8]) -> std::result::Result<Vec<u8>, String>;
 }
 
-/// The keys one decryption may use. Data keys opened once are cached by their encrypted
-/// form, so a reconcile asks KMS once per distinct data key.
+/// The keys one decryption may use, for one reconcile. Clones share the reconcile's
+/// [`Session`] (data keys opened once per wrapped key, KMS included); a fresh ring starts a
+/// fresh one. Data keys opened with age or OpenPGP keys are also kept across reconciles in
+/// the [`DataKeyCache`] set with [`KeyRing::set_data_key_cache`].
 #[derive(Default, Clone)]
 pub struct KeyRing {
     age: Vec<age::x25519::Identity>,
     pgp: Vec<SignedSecretKey>,
     kms: Option<Arc<dyn KmsDecrypt>>,
-    cache: Arc<Mutex<HashMap<String, [u8; 32]>>>,
+    /// SHA-256 of each local secret key (age and OpenPGP), for the ring's fingerprint.
+    secrets: Vec<[u8; 32]>,
+    fingerprint: OnceLock<[u8; 32]>,
+    session: Arc<Session>,
+    cross: Option<Arc<DataKeyCache>>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -62,6 +74,7 @@ impl std::fmt::Debug for KeyRing {
             .field("age_identities", &self.age.len())
             .field("pgp_keys", &self.pgp.len())
             .field("kms", &self.kms.is_some())
+            .field("data_key_cache", &self.cross.is_some())
             .finish()
     }
 }
@@ -75,6 +88,49 @@ impl KeyRing {
     /// Whether the ring holds no key and no KMS client.
     pub fn is_empty(&self) -> bool {
         self.age.is_empty() && self.pgp.is_empty() && self.kms.is_none()
+    }
+
+    /// Keeps data keys opened by this ring's age and OpenPGP keys in `cache` across
+    /// reconciles, under this ring's fingerprint (KMS data keys never go there).
+    pub fn set_data_key_cache(&mut self, cache: Arc<DataKeyCache>) {
+        self.cross = Some(cache);
+    }
+
+    /// A ring with the same keys and caches but a fresh [`Session`]: what the next
+    /// reconcile would build.
+    pub fn next_session(&self) -> KeyRing {
+        KeyRing {
+            session: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn add_secret(&mut self, kind: &[u8], secret: &[u8]) {
+        let mut h = Sha256::new();
+        h.update(kind);
+        h.update(secret);
+        self.secrets.push(h.finalize().into());
+        self.fingerprint = OnceLock::new();
+    }
+
+    /// SHA-256 over the sorted digests of the ring's secret keys: equal only for rings
+    /// holding the same age and OpenPGP secret keys.
+    fn fingerprint(&self) -> &[u8; 32] {
+        self.fingerprint.get_or_init(|| {
+            let mut digests = self.secrets.clone();
+            digests.sort_unstable();
+            digests.dedup();
+            let mut h = Sha256::new();
+            h.update(b"plumb-sops key ring v1\0");
+            for d in &digests {
+                h.update(d);
+            }
+            h.finalize().into()
+        })
     }
 
     /// Adds the age X25519 identities of an identity file (`AGE-SECRET-KEY-1…` lines;
@@ -96,6 +152,7 @@ impl KeyRing {
                 file: name.to_string(),
                 msg: "not an age X25519 identity file".into(),
             })?;
+            self.add_secret(b"age-x25519\0", id.to_string().expose_secret().as_bytes());
             self.age.push(id);
             n += 1;
         }
@@ -112,7 +169,10 @@ impl KeyRing {
         let (keys, _) = SignedSecretKey::from_string_many(armored).map_err(|_| bad())?;
         let mut n = 0;
         for k in keys {
-            self.pgp.push(k.map_err(|_| bad())?);
+            let k = k.map_err(|_| bad())?;
+            let bytes = Zeroizing::new(k.to_bytes().map_err(|_| bad())?);
+            self.add_secret(b"openpgp\0", &bytes);
+            self.pgp.push(k);
             n += 1;
         }
         if n == 0 {
@@ -130,13 +190,15 @@ impl KeyRing {
     pub fn extend(&mut self, other: &KeyRing) {
         self.age.extend(other.age.iter().cloned());
         self.pgp.extend(other.pgp.iter().cloned());
+        self.secrets.extend_from_slice(&other.secrets);
+        self.fingerprint = OnceLock::new();
         if self.kms.is_none() {
             self.kms.clone_from(&other.kms);
         }
     }
 
     /// The data key of `file`: the first master key this ring opens.
-    pub(crate) fn data_key(&self, file: &str, meta: &Metadata) -> Result<[u8; 32]> {
+    pub(crate) fn data_key(&self, file: &str, meta: &Metadata) -> Result<Arc<DataKey>> {
         let mut tried: Vec<String> = Vec::new();
         for a in &meta.age {
             if a.recipient.starts_with("age1pq1") {
@@ -147,7 +209,7 @@ impl KeyRing {
                 tried.push("age: no age identity given".into());
                 continue;
             }
-            match self.cached(&a.enc, || self.open_age(&a.enc)) {
+            match self.local(Wrap::Age, &a.enc, || self.open_age(&a.enc)) {
                 Ok(k) => return Ok(k),
                 Err(e) => tried.push(format!("age {}: {e}", a.recipient)),
             }
@@ -157,7 +219,7 @@ impl KeyRing {
                 tried.push("pgp: no OpenPGP key given".into());
                 continue;
             }
-            match self.cached(&p.enc, || self.open_pgp(&p.enc)) {
+            match self.local(Wrap::Pgp, &p.enc, || self.open_pgp(&p.enc)) {
                 Ok(k) => return Ok(k),
                 Err(e) => tried.push(format!("pgp {}: {e}", p.fp)),
             }
@@ -167,7 +229,10 @@ impl KeyRing {
                 tried.push("kms: no AWS KMS client".into());
                 continue;
             };
-            match self.cached(&k.enc, || open_kms(kms.as_ref(), k)) {
+            let opened = self.session.data_key(stanza_id(Wrap::Kms, &k.enc), || {
+                to_key(open_kms(kms.as_ref(), k)?).map(Arc::new)
+            });
+            match opened {
                 Ok(d) => return Ok(d),
                 Err(e) => tried.push(format!("kms {}: {e}", k.arn)),
             }
@@ -184,37 +249,42 @@ impl KeyRing {
         })
     }
 
-    fn cached(
+    /// A data key wrapped for local key material: from this reconcile's session, else the
+    /// cross-reconcile cache (under this ring's fingerprint), else opened and kept in both.
+    fn local(
         &self,
+        kind: Wrap,
         enc: &str,
-        open: impl FnOnce() -> std::result::Result<Vec<u8>, String>,
-    ) -> std::result::Result<[u8; 32], String> {
-        if let Some(k) = self.cache.lock().ok().and_then(|c| c.get(enc).copied()) {
-            return Ok(k);
-        }
-        let key: [u8; 32] = open()?
-            .try_into()
-            .map_err(|_| "the data key is not 32 bytes".to_string())?;
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(enc.to_string(), key);
-        }
-        Ok(key)
+        open: impl FnOnce() -> std::result::Result<Zeroizing<Vec<u8>>, String>,
+    ) -> std::result::Result<Arc<DataKey>, String> {
+        let stanza = stanza_id(kind, enc);
+        self.session.data_key(stanza, || {
+            let ring = self.fingerprint();
+            if let Some(k) = self.cross.as_ref().and_then(|c| c.get(ring, &stanza)) {
+                return Ok(Arc::new(k));
+            }
+            let key = to_key(open()?)?;
+            if let Some(c) = &self.cross {
+                c.insert(ring, &stanza, &key);
+            }
+            Ok(Arc::new(key))
+        })
     }
 
-    fn open_age(&self, enc: &str) -> std::result::Result<Vec<u8>, String> {
+    fn open_age(&self, enc: &str) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
         let reader = age::armor::ArmoredReader::new(enc.as_bytes());
         let d = age::Decryptor::new(reader).map_err(|_| "not an age file".to_string())?;
         let ids = self.age.iter().map(|i| i as &dyn age::Identity);
         let mut r = d
             .decrypt(ids)
             .map_err(|_| "no given age identity opens it".to_string())?;
-        let mut out = Vec::new();
+        let mut out = Zeroizing::new(Vec::with_capacity(32));
         r.read_to_end(&mut out)
             .map_err(|_| "the age payload is corrupt".to_string())?;
         Ok(out)
     }
 
-    fn open_pgp(&self, enc: &str) -> std::result::Result<Vec<u8>, String> {
+    fn open_pgp(&self, enc: &str) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
         let (msg, _) =
             Message::from_string(enc).map_err(|_| "not an armored OpenPGP message".to_string())?;
         let pw = Password::empty();
@@ -239,6 +309,7 @@ impl KeyRing {
                     }
                     return plain
                         .as_data_vec()
+                        .map(Zeroizing::new)
                         .map_err(|_| "corrupt OpenPGP payload".to_string());
                 }
                 Err(_) => last = "no given OpenPGP key opens it".to_string(),
@@ -248,9 +319,18 @@ impl KeyRing {
     }
 }
 
-fn open_kms(kms: &dyn KmsDecrypt, k: &KmsKey) -> std::result::Result<Vec<u8>, String> {
+fn open_kms(kms: &dyn KmsDecrypt, k: &KmsKey) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
     let blob = STANDARD
         .decode(k.enc.trim())
         .map_err(|_| "the encrypted data key is not base64".to_string())?;
-    kms.decrypt(k, &blob)
+    kms.decrypt(k, &blob).map(Zeroizing::new)
+}
+
+/// The 32-byte data key of an opened payload.
+fn to_key(plain: Zeroizing<Vec<u8>>) -> std::result::Result<DataKey, String> {
+    let bytes: &[u8; 32] = plain
+        .as_slice()
+        .try_into()
+        .map_err(|_| "the data key is not 32 bytes".to_string())?;
+    Ok(DataKey::new(*bytes))
 }

@@ -20,10 +20,19 @@
 //!   `mac_only_encrypted`), compared with the stored MAC, itself encrypted with
 //!   `lastmodified` as additional data.
 //!
+//! Speed: opening a data key (X25519, OpenPGP, a KMS call) is most of the cost of a small
+//! file, so a [`KeyRing`] opens each wrapped key once per reconcile (its session, shared by
+//! clones and threads; KMS only ever cached there, so revocation bites on the next
+//! reconcile), and a [`DataKeyCache`] keeps age and OpenPGP data keys across reconciles
+//! under a fingerprint of the ring's secret keys. YAML comes back as block YAML (JSON
+//! scalars) so kustomize's fast reader takes it.
+//!
 //! Inputs are budgeted ([`Limits`]: bytes and nesting depth). Errors name the file and the
 //! step, never a key, a ciphertext or a decrypted value.
 
+mod cache;
 mod cipher;
+mod emit;
 mod encrypt;
 mod keys;
 mod meta;
@@ -32,6 +41,7 @@ mod tree;
 
 use std::fmt;
 
+pub use cache::DataKeyCache;
 pub use encrypt::{Recipient, encrypt_yaml};
 pub use keys::{KeyRing, KmsDecrypt, KmsKey};
 
@@ -212,7 +222,8 @@ pub fn decrypt_secret_data(
 
 /// Decrypts the SOPS document `data` (named `file` in errors) of `format` with the keys of
 /// `ring`, verifying its MAC. Returns the plaintext in the same format: YAML documents come
-/// back as JSON documents (valid YAML, types and key order kept), binary as the raw bytes.
+/// back as block-style YAML whose scalars are JSON tokens (types and key order kept; plain
+/// manifests for kustomize's fast reader), JSON as JSON, binary as the raw bytes.
 /// Returns `Ok(None)` when the document carries no `sops` metadata.
 pub fn decrypt(
     file: &str,
@@ -234,9 +245,10 @@ pub fn decrypt(
     let Some(mut doc) = stores::parse(file, format, data, limits)? else {
         return Ok(None);
     };
-    let meta = meta::Metadata::from_node(file, &doc.metadata)?;
+    let meta = meta::Metadata::from_node(file, &doc.metadata, ring.session())?;
     let key = ring.data_key(file, &meta)?;
-    let mac = tree::decrypt_branches(file, &mut doc.branches, &meta, &key, limits.max_depth)?;
-    cipher::verify_mac(file, &meta, &key, &mac)?;
+    let key = key.bytes();
+    let mac = tree::decrypt_branches(file, &mut doc.branches, &meta, key, limits.max_depth)?;
+    cipher::verify_mac(file, &meta, key, &mac)?;
     Ok(Some(stores::emit(file, format, &doc.branches)?))
 }

@@ -2,6 +2,7 @@
 
 use regex::Regex;
 
+use crate::cache::Session;
 use crate::tree::Node;
 use crate::{Error, Result};
 
@@ -49,7 +50,7 @@ fn list<'a>(n: &'a Node, key: &str) -> &'a [Node] {
 
 impl Metadata {
     /// Reads the metadata node of `file`.
-    pub(crate) fn from_node(file: &str, n: &Node) -> Result<Metadata> {
+    pub(crate) fn from_node(file: &str, n: &Node, session: &Session) -> Result<Metadata> {
         let err = |msg: &str| Error::Metadata {
             file: file.to_string(),
             msg: msg.to_string(),
@@ -63,7 +64,11 @@ impl Metadata {
         }
         let re = |key: &str| -> Result<Option<Regex>> {
             text(n, key)
-                .map(|r| Regex::new(&r).map_err(|_| err(&format!("{key} is not a valid regex"))))
+                .map(|r| {
+                    session
+                        .regex(&r)
+                        .map_err(|_| err(&format!("{key} is not a valid regex")))
+                })
                 .transpose()
         };
         for key in ["encrypted_comment_regex", "unencrypted_comment_regex"] {

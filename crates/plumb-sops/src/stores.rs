@@ -1,6 +1,7 @@
 //! Store formats: reading a document into branches + metadata, writing the plaintext back.
 
-use crate::tree::{Node, write_json};
+use crate::emit::{write_json, write_yaml_doc};
+use crate::tree::Node;
 use crate::{Error, Format, Limits, Result};
 
 /// A parsed encrypted document.
@@ -247,8 +248,7 @@ pub(crate) fn emit(file: &str, format: Format, branches: &[Node]) -> Result<Vec<
                 if i > 0 {
                     out.push_str("---\n");
                 }
-                write_json(&mut out, b);
-                out.push('\n');
+                write_yaml_doc(&mut out, b);
             }
         }
         Format::Json => {

@@ -1,4 +1,4 @@
-//! The ordered document tree, sops' walk over it (decrypt + MAC) and the JSON writer.
+//! The ordered document tree and sops' walk over it (decrypt + MAC).
 
 use std::fmt;
 
@@ -228,43 +228,4 @@ impl Walk<'_> {
         }
         Ok(())
     }
-}
-
-/// Writes `n` as JSON text (valid YAML), keeping key order and types.
-pub(crate) fn write_json(out: &mut String, n: &Node) {
-    match n {
-        Node::Null => out.push_str("null"),
-        Node::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Node::Int(i) => out.push_str(&i.to_string()),
-        Node::Uint(u) => out.push_str(&u.to_string()),
-        Node::Float(f) => out.push_str(&serde_json::Value::from(*f).to_string()),
-        Node::Str(s) => push_json_str(out, s),
-        Node::Bytes(b) => push_json_str(out, &String::from_utf8_lossy(b)),
-        Node::Seq(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_json(out, v);
-            }
-            out.push(']');
-        }
-        Node::Map(items) => {
-            out.push('{');
-            for (i, (k, v)) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_json_str(out, k);
-                out.push(':');
-                write_json(out, v);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn push_json_str(out: &mut String, s: &str) {
-    out.push_str(&serde_json::Value::from(s).to_string());
 }

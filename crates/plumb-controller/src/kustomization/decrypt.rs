@@ -3,6 +3,7 @@
 //! file transform that decrypts resources, patches and generator sources as they are read,
 //! as Flux's kustomize-controller does. Failures never quote a key or a value.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use kube::ResourceExt;
@@ -10,6 +11,7 @@ use plumb_api::Kustomization;
 use plumb_api::consts::reason;
 use plumb_sops::{Format, KeyRing, Limits};
 
+use super::decrypt_ahead::{Ahead, decrypt_ahead};
 use crate::context::Context;
 use crate::outcome::{Class, Failure};
 
@@ -60,6 +62,8 @@ pub(crate) async fn key_ring(
         return Ok(None);
     };
     let mut ring = KeyRing::new();
+    // Age and OpenPGP data keys outlive the reconcile, under this ring's key fingerprint.
+    ring.set_data_key_cache(ctx.memo::<plumb_sops::DataKeyCache>());
     if let Some(r) = &dec.secret_ref {
         let ns = obj.namespace().unwrap_or_default();
         let data = crate::secrets::secret_data(ctx, &ns, &r.name)
@@ -120,8 +124,26 @@ impl plumb_sops::KmsDecrypt for SopsKms {
 /// in memory; other files pass through. Without keys an encrypted file passes through and
 /// is refused after the build ([`refuse_encrypted`](super::render)).
 pub fn file_transform(ring: KeyRing) -> plumb_kustomize::FileTransform {
+    transform(ring, Ahead::default())
+}
+
+/// [`file_transform`] for a build of `dir` inside the build root `root`, with the SOPS
+/// files under `dir` decrypted ahead on a few threads ([`super::decrypt_ahead`]).
+pub fn decrypting_transform(
+    root: &Path,
+    dir: &Path,
+    ring: KeyRing,
+) -> plumb_kustomize::FileTransform {
+    let ahead = decrypt_ahead(root, dir, &ring, &Limits::default());
+    transform(ring, ahead)
+}
+
+fn transform(ring: KeyRing, ahead: Ahead) -> plumb_kustomize::FileTransform {
     let limits = Limits::default();
     plumb_kustomize::FileTransform(Arc::new(move |name: &str, bytes: Vec<u8>| {
+        if let Some(out) = ahead.take(name, &bytes) {
+            return out;
+        }
         let format = Format::from_path(name);
         if !plumb_sops::looks_encrypted(format, &bytes) {
             return Ok(bytes);

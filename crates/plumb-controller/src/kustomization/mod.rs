@@ -17,6 +17,7 @@
 
 mod apply;
 mod decrypt;
+mod decrypt_ahead;
 mod health;
 mod prune;
 mod render;
@@ -25,8 +26,8 @@ mod substitute;
 
 pub use crate::prune_budget::PRUNE_BUDGET_ANNOTATION;
 pub use apply::apply_item;
-pub use decrypt::{add_secret_keys, file_transform};
-pub use render::{RenderSource, render_objects, render_objects_with_keys};
+pub use decrypt::{add_secret_keys, decrypting_transform, file_transform};
+pub use render::{RenderSource, build_decrypted, render_objects, render_objects_with_keys};
 pub use source::source_artifact;
 
 use std::sync::Arc;

@@ -172,23 +172,34 @@ async fn render(
     ring: Option<plumb_sops::KeyRing>,
 ) -> std::result::Result<Vec<Value>, Failure> {
     let overlay = overlay_of(obj);
-    tokio::task::spawn_blocking(move || {
-        let opts = plumb_kustomize::BuildOptions {
-            generate_missing_kustomization: true,
-            file_transform: ring.clone().map(super::decrypt::file_transform),
-            ..Default::default()
-        };
-        let mut objects = plumb_kustomize::build_with_overlay(&dir, &root, &opts, &overlay)
-            .map_err(build_failure)?;
-        // Secret data values that are SOPS documents (Flux's "inside" case); here, on the
-        // blocking thread, because a KMS call blocks.
-        if let Some(ring) = &ring {
-            super::decrypt::decrypt_secret_values(&mut objects, ring)?;
-        }
-        Ok(objects)
-    })
-    .await
-    .map_err(|e| Failure::new(Class::Transient, reason::BUILD_FAILED, e.to_string()))?
+    tokio::task::spawn_blocking(move || build_decrypted(&dir, &root, &overlay, ring))
+        .await
+        .map_err(|e| Failure::new(Class::Transient, reason::BUILD_FAILED, e.to_string()))?
+}
+
+/// The build of a Kustomization's `dir` (inside the source root `root`) with the spec-level
+/// overlay, SOPS files decrypted with `ring` (those under `dir` ahead, on a few threads),
+/// then Secret data values that are SOPS documents. Blocking: a KMS call blocks.
+pub fn build_decrypted(
+    dir: &Path,
+    root: &Path,
+    overlay: &plumb_kustomize::Overlay,
+    ring: Option<plumb_sops::KeyRing>,
+) -> std::result::Result<Vec<Value>, Failure> {
+    let opts = plumb_kustomize::BuildOptions {
+        generate_missing_kustomization: true,
+        file_transform: ring
+            .clone()
+            .map(|r| super::decrypt::decrypting_transform(root, dir, r)),
+        ..Default::default()
+    };
+    let mut objects =
+        plumb_kustomize::build_with_overlay(dir, root, &opts, overlay).map_err(build_failure)?;
+    // Secret data values that are SOPS documents (Flux's "inside" case).
+    if let Some(ring) = &ring {
+        super::decrypt::decrypt_secret_values(&mut objects, ring)?;
+    }
+    Ok(objects)
 }
 
 fn build_failure(e: plumb_kustomize::Error) -> Failure {

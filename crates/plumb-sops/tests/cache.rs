@@ -1,0 +1,187 @@
+//! Data-key caching: across reconciles only for the same local keys, per reconcile only
+//! for KMS (one call per wrapped key, even from several threads), and the block YAML the
+//! decryption writes reads back as the document.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+
+use plumb_sops::{
+    DataKeyCache, Error, Format, KeyRing, KmsDecrypt, KmsKey, Limits, Recipient, decrypt,
+    encrypt_yaml,
+};
+
+const RECIPIENT: &str = "age1l44xcng8dqj32nlv6d930qvvrny05hglzcv9qpc7kxjc6902ma4qufys29";
+const SECRET: &str =
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  key: value\n";
+
+fn key_file(name: &str) -> String {
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/keys")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn ring_of(files: &[&str], cache: &Arc<DataKeyCache>) -> KeyRing {
+    let mut r = KeyRing::new();
+    for f in files {
+        r.add_age_identities(f, &key_file(f)).unwrap();
+    }
+    r.set_data_key_cache(cache.clone());
+    r
+}
+
+fn age_file(data_key: [u8; 32]) -> String {
+    encrypt_yaml(
+        "s.yaml",
+        SECRET,
+        &data_key,
+        &[Recipient::Age(RECIPIENT.into())],
+        None,
+    )
+    .unwrap()
+}
+
+fn run(text: &str, ring: &KeyRing) -> Result<String, Error> {
+    let out = decrypt(
+        "s.yaml",
+        Format::Yaml,
+        text.as_bytes(),
+        ring,
+        &Limits::default(),
+    )?;
+    Ok(String::from_utf8(out.unwrap()).unwrap())
+}
+
+#[test]
+fn cached_data_keys_serve_only_a_ring_with_the_same_keys() {
+    let cache = Arc::new(DataKeyCache::default());
+    let file = age_file([9; 32]);
+    let owner = ring_of(&["age.txt"], &cache);
+    assert!(run(&file, &owner).unwrap().contains("value"));
+    assert_eq!(cache.len(), 1);
+
+    // The next reconcile of the same tenant: a hit (nothing new stored).
+    let again = ring_of(&["age.txt"], &cache);
+    assert!(run(&file, &again).is_ok());
+    assert!(run(&file, &owner.next_session()).is_ok());
+    assert_eq!(cache.len(), 1);
+
+    // A tenant without the key never gets the cached data key.
+    let other = ring_of(&["age-global.txt"], &cache);
+    assert!(matches!(run(&file, &other), Err(Error::DataKey { .. })));
+    // Nor does one with more keys: its own entry, opened with its own keys.
+    let superset = ring_of(&["age-global.txt", "age.txt"], &cache);
+    assert!(run(&file, &superset).is_ok());
+    assert_eq!(cache.len(), 2);
+}
+
+#[test]
+fn a_ring_without_the_cache_stores_nothing() {
+    let cache = Arc::new(DataKeyCache::default());
+    let mut plain = KeyRing::new();
+    plain
+        .add_age_identities("age.txt", &key_file("age.txt"))
+        .unwrap();
+    assert!(run(&age_file([3; 32]), &plain).is_ok());
+    assert!(cache.is_empty());
+}
+
+/// A KMS stand-in: counts calls and can be revoked.
+#[derive(Default)]
+struct FakeKms {
+    calls: AtomicUsize,
+    revoked: AtomicBool,
+}
+
+const KMS_KEY: [u8; 32] = [5; 32];
+
+impl KmsDecrypt for FakeKms {
+    fn decrypt(&self, _key: &KmsKey, ciphertext: &[u8]) -> Result<Vec<u8>, String> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        if self.revoked.load(Ordering::SeqCst) {
+            return Err("AccessDeniedException".into());
+        }
+        assert_eq!(ciphertext, b"wrapped-by-kms");
+        Ok(KMS_KEY.to_vec())
+    }
+}
+
+fn kms_file(name: &str) -> String {
+    let text = SECRET.replace("name: s", &format!("name: {name}"));
+    encrypt_yaml(
+        "s.yaml",
+        &text,
+        &KMS_KEY,
+        &[Recipient::Kms {
+            arn: "arn:aws:kms:eu-west-1:111122223333:key/k".into(),
+            role: None,
+            context: vec![],
+            encrypted_key: b"wrapped-by-kms".to_vec(),
+        }],
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+fn kms_data_keys_are_cached_per_reconcile_only() {
+    let kms = Arc::new(FakeKms::default());
+    let cache = Arc::new(DataKeyCache::default());
+    let mut ring = KeyRing::new();
+    ring.set_kms(kms.clone());
+    ring.set_data_key_cache(cache.clone());
+    let files: Vec<String> = (0..8).map(|i| kms_file(&format!("s{i}"))).collect();
+
+    // One reconcile, files decrypted from four threads at once: one KMS call.
+    let start = Barrier::new(4);
+    std::thread::scope(|s| {
+        for chunk in files.chunks(2) {
+            let (ring, start) = (ring.clone(), &start);
+            s.spawn(move || {
+                start.wait();
+                for f in chunk {
+                    assert!(run(f, &ring).unwrap().contains("value"));
+                }
+            });
+        }
+    });
+    assert_eq!(kms.calls.load(Ordering::SeqCst), 1);
+    assert!(cache.is_empty(), "KMS data keys never outlive a reconcile");
+
+    // The next reconcile asks KMS again, so a revoked grant bites.
+    let next = ring.next_session();
+    assert!(run(&files[0], &next).is_ok());
+    assert_eq!(kms.calls.load(Ordering::SeqCst), 2);
+    kms.revoked.store(true, Ordering::SeqCst);
+    let revoked = ring.next_session();
+    for f in &files {
+        let err = run(f, &revoked).unwrap_err();
+        assert!(err.to_string().contains("AccessDenied"), "{err}");
+    }
+    // The failure is remembered for the reconcile: still one call for the wrapped key.
+    assert_eq!(kms.calls.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn block_yaml_reads_back_as_the_document() {
+    let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  annotations:\n    a: \"0755\"\n    yes: \"on\"\nstringData:\n  \"key with space\": \"multi\\nline \\\"q\\\" \\\\ \\t\"\n  n: 5\n  f: 1.5\n  b: true\n  z: null\n  empty: \"\"\n  list:\n  - a: 1\n    b: [x, 2]\n  - [1, 2]\n  - {}\n  nested: {c: {d: []}}\n";
+    let enc = encrypt_yaml(
+        "s.yaml",
+        text,
+        &[1; 32],
+        &[Recipient::Age(RECIPIENT.into())],
+        Some("^stringData$"),
+    )
+    .unwrap();
+    let cache = Arc::new(DataKeyCache::default());
+    let out = run(&enc, &ring_of(&["age.txt"], &cache)).unwrap();
+    assert!(!out.trim_start().starts_with('{'), "block style: {out}");
+    let got: serde_json::Value = serde_saphyr::from_str(&out).unwrap();
+    let want: serde_json::Value = serde_saphyr::from_str(text).unwrap();
+    assert_eq!(got, want, "{out}");
+}

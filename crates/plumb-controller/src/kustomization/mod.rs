@@ -17,6 +17,7 @@
 
 mod apply;
 mod decrypt;
+mod decrypt_identity;
 mod health;
 mod prune;
 mod render;

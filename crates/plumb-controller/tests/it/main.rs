@@ -26,3 +26,4 @@ mod rbac;
 mod receiver;
 mod remote;
 mod sops;
+mod sops_irsa;

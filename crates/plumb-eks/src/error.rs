@@ -167,6 +167,22 @@ pub enum Error {
         /// The AWS error message.
         message: String,
     },
+    /// AWS credentials for a Kubernetes ServiceAccount could not be obtained: its token
+    /// could not be requested, or STS `AssumeRoleWithWebIdentity` failed (the message never
+    /// holds the token or credentials).
+    #[error("AWS credentials of serviceaccount '{account}' (role {role_arn}): {code}: {message}")]
+    WebIdentity {
+        /// `namespace/name` of the ServiceAccount.
+        account: String,
+        /// The role ARN of its annotation.
+        role_arn: String,
+        /// The classification.
+        kind: AwsErrorKind,
+        /// The STS error code, or `TokenRequestFailed`.
+        code: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Rendering the kubeconfig failed.
     #[error("rendering the kubeconfig for EKS cluster {cluster}: {message}")]
     Kubeconfig {
@@ -181,7 +197,10 @@ impl Error {
     /// The AWS classification of this error, when it came from AWS.
     pub fn aws_kind(&self) -> Option<AwsErrorKind> {
         match self {
-            Self::Aws { kind, .. } | Self::Ecr { kind, .. } | Self::Kms { kind, .. } => Some(*kind),
+            Self::Aws { kind, .. }
+            | Self::Ecr { kind, .. }
+            | Self::Kms { kind, .. }
+            | Self::WebIdentity { kind, .. } => Some(*kind),
             Self::Credentials { .. } => Some(AwsErrorKind::Credentials),
             _ => None,
         }
@@ -190,7 +209,9 @@ impl Error {
     /// Whether retrying later can succeed without a change of configuration.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Aws { kind, .. } | Self::Ecr { kind, .. } => kind.is_transient(),
+            Self::Aws { kind, .. } | Self::Ecr { kind, .. } | Self::WebIdentity { kind, .. } => {
+                kind.is_transient()
+            }
             Self::Credentials { code, .. } => code == "ProviderTimedOut" || code == "Unreachable",
             Self::Incomplete { .. } | Self::Client { .. } => true,
             _ => false,

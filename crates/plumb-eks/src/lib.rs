@@ -21,6 +21,11 @@
 //!   kubeconfig users that exec `aws eks get-token` / `aws-iam-authenticator token` so plumb
 //!   can serve them itself.
 //!
+//! - [`web_identity`]: AWS credentials of a Kubernetes ServiceAccount (a token it is given,
+//!   STS `AssumeRoleWithWebIdentity` for the role of `eks.amazonaws.com/role-arn`), cached
+//!   per account until shortly before they expire; KMS uses them for a Kustomization's
+//!   `spec.decryption.serviceAccountName`.
+//!
 //! Nothing here ever puts a credential, a signature or a token in an error, `Debug` or
 //! `Display`.
 
@@ -33,6 +38,7 @@ pub mod kms;
 pub mod kubeconfig;
 pub mod source;
 pub mod token;
+pub mod web_identity;
 
 pub use auth::{DEFAULT_MAX_ATTEMPTS, EksAuth, EndpointOverrides, FactsWatcher, watch_facts};
 pub use client::{

@@ -64,12 +64,13 @@ pub(crate) async fn key_ring(
     let mut ring = KeyRing::new();
     // Age and OpenPGP data keys outlive the reconcile, under this ring's key fingerprint.
     ring.set_data_key_cache(ctx.memo::<plumb_sops::DataKeyCache>());
+    let mut static_kms = false;
     if let Some(r) = &dec.secret_ref {
         let ns = obj.namespace().unwrap_or_default();
         let data = crate::secrets::secret_data(ctx, &ns, &r.name)
             .await
             .map_err(|f| Failure::new(f.class, reason::DECRYPTION_FAILED, f.message.clone()))?;
-        let static_kms =
+        static_kms =
             add_secret_keys(&mut ring, &format!("{ns}/{}", r.name), &data).map_err(failure)?;
         if static_kms && let Some(yaml) = data.get("sops.aws-kms") {
             let base = match &ctx.config.sops_kms {
@@ -81,6 +82,16 @@ pub(crate) async fn key_ring(
                 .map_err(|e| failure(format!("secret '{ns}/{}': {e}", r.name)))?;
             ring.set_kms(Arc::new(SopsKms::new(kms)));
         }
+    }
+    // A named ServiceAccount's credentials, unless the Secret has static ones (Flux's order);
+    // set_kms keeps the first client, so the controller's identity below is not used then.
+    if let Some(sa) = dec
+        .service_account_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        && !static_kms
+    {
+        ring.set_kms(super::decrypt_identity::service_account_kms(obj, ctx, sa).await?);
     }
     ring.extend(&ctx.config.global_decryption_keys);
     if let Some(kms) = &ctx.config.sops_kms {

@@ -18,6 +18,7 @@
 mod apply;
 mod decrypt;
 mod decrypt_ahead;
+mod decrypt_identity;
 mod health;
 mod prune;
 mod render;

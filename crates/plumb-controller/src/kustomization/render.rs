@@ -62,7 +62,9 @@ pub async fn render_objects_with_keys(
             )
             .await?;
             let dir = spec_dir(obj, work.path())?;
-            render(obj, dir, work.path().to_path_buf(), ring.clone()).await?
+            render(obj, dir, work.path().to_path_buf(), ring.clone())
+                .await
+                .map_err(|f| super::decrypt_identity::reclassify(ctx, obj, f))?
         }
         RenderSource::Local(dir) => {
             if !dir.is_dir() {
@@ -72,7 +74,9 @@ pub async fn render_objects_with_keys(
                     format!("kustomization path not found: {}", dir.display()),
                 ));
             }
-            render(obj, dir.to_path_buf(), PathBuf::from("/"), ring.clone()).await?
+            render(obj, dir.to_path_buf(), PathBuf::from("/"), ring.clone())
+                .await
+                .map_err(|f| super::decrypt_identity::reclassify(ctx, obj, f))?
         }
     };
     refuse_encrypted(&objects)?;

@@ -27,3 +27,4 @@ mod receiver;
 mod receiver_types;
 mod remote;
 mod sops;
+mod sops_irsa;

@@ -2,7 +2,8 @@
 //! 14): the chart's ServiceAccount, ClusterRole, Role and bindings are rendered with plumb's
 //! Helm engine (default values: no cluster-admin) and applied to the real API server; the
 //! controllers then run with a token of that ServiceAccount, not as an admin. A verb the
-//! controllers need and the chart does not grant makes this test fail.
+//! controllers need and the chart does not grant makes this test fail (including
+//! `serviceaccounts/token` create for `spec.decryption.serviceAccountName`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::path::Path;
@@ -29,7 +30,7 @@ const RBAC_KINDS: &[&str] = &[
 ];
 
 /// The chart's RBAC objects for release `release` in namespace `ns`, default values.
-fn chart_rbac(release: &str, ns: &str) -> Vec<Value> {
+pub(crate) fn chart_rbac(release: &str, ns: &str) -> Vec<Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/charts/plumb");
     let chart = plumb_helm::load_dir(&dir).unwrap();
     let opts = plumb_helm::RenderOptions {
@@ -65,7 +66,7 @@ fn chart_rbac(release: &str, ns: &str) -> Vec<Value> {
 }
 
 /// A kube config of the admin kubeconfig's cluster, authenticated by `token_file` alone.
-async fn config_with_token(info: &ControlPlaneInfo, token_file: &Path) -> kube::Config {
+pub(crate) async fn config_with_token(info: &ControlPlaneInfo, token_file: &Path) -> kube::Config {
     let mut cfg = admin_config(info).await;
     cfg.auth_info = kube::config::AuthInfo {
         token_file: Some(token_file.display().to_string()),
@@ -146,7 +147,7 @@ async fn controllers_run_under_the_charts_rbac() {
     let cfg = config_with_token(info, &token_file).await;
     let as_sa = kube::Client::try_from(cfg.clone()).unwrap();
     // Not an admin: it cannot write a ConfigMap itself.
-    let direct = Api::<ConfigMap>::namespaced(as_sa, &n)
+    let direct = Api::<ConfigMap>::namespaced(as_sa.clone(), &n)
         .create(
             &pp,
             &serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap(),
@@ -174,6 +175,21 @@ async fn controllers_run_under_the_charts_rbac() {
             .await
             .unwrap();
     }
+
+    // spec.decryption.serviceAccountName: the chart lets plumb request a token for a tenant's
+    // account with STS's audience (object-level workload identity for KMS).
+    let sts_token = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec!["sts.amazonaws.com".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let minted = Api::<ServiceAccount>::namespaced(as_sa.clone(), &n)
+        .create_token_request("tenant", &pp, &sts_token)
+        .await
+        .unwrap();
+    assert!(minted.status.is_some_and(|s| !s.token.is_empty()));
 
     let repo = TestRepo::init(&tmp.path().join("repos"), "fleet");
     let files = manifests("1");

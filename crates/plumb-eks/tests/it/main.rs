@@ -5,3 +5,4 @@ mod botocore_kat;
 mod ecr;
 mod moto;
 mod no_secrets;
+mod web_identity;

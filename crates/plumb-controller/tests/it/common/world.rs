@@ -10,7 +10,7 @@ use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
 use plumb_testing::{ControlPlane, ControlPlaneInfo, TestNamespace, wait};
 use serde_json::{Value, json};
 
-use super::{install_crds, ready, start_plumb_with, wait_obj};
+use super::{install_crds, ready, start_plumb_as, wait_obj};
 
 /// One test's world: a namespace, a git repository served over HTTP, plumb running, and
 /// a GitRepository `fleet` pointing at it.
@@ -44,6 +44,19 @@ impl World {
         files: &[(&str, &str)],
         tune: impl FnOnce(&mut plumb_controller::Config),
     ) -> World {
+        let cfg = super::admin_config(info).await;
+        Self::new_as(info, cfg, prefix, files, tune).await
+    }
+
+    /// [`World::new_on`] with the controllers' client built from `cfg` (e.g. a token of a
+    /// ServiceAccount with the chart's RBAC); the test itself stays admin.
+    pub async fn new_as(
+        info: &ControlPlaneInfo,
+        cfg: kube::Config,
+        prefix: &str,
+        files: &[(&str, &str)],
+        tune: impl FnOnce(&mut plumb_controller::Config),
+    ) -> World {
         let client = info.admin_client().await.unwrap();
         install_crds(&client).await;
         let ns = TestNamespace::create(info, prefix).await.unwrap();
@@ -55,7 +68,7 @@ impl World {
         let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
             .join()
             .unwrap();
-        let ctx = start_plumb_with(info, &n, &tmp.path().join("storage"), tune).await;
+        let ctx = start_plumb_as(cfg, &n, &tmp.path().join("storage"), tune).await;
         let gitrepo: GitRepository = serde_json::from_value(json!({
             "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
             "metadata": {"name": "fleet", "namespace": n},

@@ -107,6 +107,15 @@ fn register(m: &mut FxHashMap<&'static str, Func>) {
         want(a, 1, "toToml")?;
         s(to_toml(&a[0]))
     });
+    // Helm's fromToml: a table, or `{"Error": message}` for bad TOML.
+    m.insert("fromToml", |a| {
+        let src = sarg(a, 0)?;
+        budget::charge_bytes(src.len() as u64 * 4)?;
+        Ok(match toml::from_str::<toml::value::Table>(&src) {
+            Ok(t) => from_toml(&toml::Value::Table(t)),
+            Err(e) => error_map(&format!("toml: {e}")),
+        })
+    });
 
     // ---- semver ----
     m.insert("semverCompare", |a| {
@@ -178,6 +187,24 @@ fn toml_scalar_at(v: &Value, d: usize) -> String {
         })
         .unwrap_or_default(),
         other => crate::fmt::go_quote(&strval(other)),
+    }
+}
+
+/// A parsed TOML value as Go's TOML decoder gives it to templates (integers are `int64`,
+/// date-times their TOML text).
+fn from_toml(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(x) => Value::str(x.as_str()),
+        toml::Value::Integer(i) => Value::I64(*i),
+        toml::Value::Float(f) => Value::Float(*f),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::str(d.to_string()),
+        toml::Value::Array(a) => Value::list(a.iter().map(from_toml).collect()),
+        toml::Value::Table(t) => Value::map(
+            t.iter()
+                .map(|(k, v)| (k.clone(), from_toml(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
     }
 }
 

@@ -151,3 +151,18 @@ fn password_and_aes_functions_match_helm() {
         "{e}"
     );
 }
+
+/// Helm's `fromToml` (outputs of `helm template`, Helm v3.17.3).
+#[test]
+fn from_toml_matches_helm() {
+    let r = |src: &str| render_str("t", src, Value::empty_map()).unwrap();
+    assert_eq!(
+        r(
+            r#"{{ fromToml "a = 1\nf = 1.5\nb = true\ns = \"x\"\nl = [1, 2]\n[t]\nk = \"v\"\n[t.u]\nz = 0" | toJson }}"#
+        ),
+        r#"{"a":1,"b":true,"f":1.5,"l":[1,2],"s":"x","t":{"k":"v","u":{"z":0}}}"#
+    );
+    assert_eq!(r(r#"{{ (fromToml "a = 1").a | kindOf }}"#), "int64");
+    // Bad TOML answers an `Error` key (the parser's words differ from Go's).
+    assert!(r(r#"{{ (fromToml "a = ").Error }}"#).starts_with("toml: "));
+}

@@ -25,6 +25,7 @@ pub mod drift;
 mod helmchart;
 mod history;
 mod hooks;
+mod lookup;
 mod manifest;
 mod perform;
 mod release;

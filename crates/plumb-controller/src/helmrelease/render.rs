@@ -35,6 +35,8 @@ pub(super) struct ChartOptions {
     capabilities: plumb_helm::Capabilities,
     /// `install`/`upgrade.disableSchemaValidation` of the action about to run.
     pub(super) skip_schema_validation: bool,
+    /// The client `lookup` reads with (the release's identity; see `lookup.rs`).
+    lookup_client: Result<kube::Client, String>,
 }
 
 /// The chart settings of `obj`, and the capabilities of the cluster it targets. `settled`:
@@ -57,6 +59,7 @@ pub(super) async fn chart_options(
         by_revision: spec.is_some_and(|s| s.reconcile_strategy == ReconcileStrategy::Revision),
         capabilities: capabilities(obj, ctx, t).await,
         skip_schema_validation: false,
+        lookup_client: super::lookup::client_for(obj, ctx, t),
     }
 }
 
@@ -214,6 +217,7 @@ pub(super) async fn build(
         revision,
         is_install,
     };
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut chart = match &src {
             ChartSource::Dir { chart, .. } => plumb_helm::load_dir(chart),
@@ -232,10 +236,11 @@ pub(super) async fn build(
             plumb_helm::Value::Nil => plumb_helm::Value::empty_map(),
             v => v,
         };
+        let cluster = super::lookup::ClusterLookup::new(chart_opts.lookup_client.clone(), runtime);
         let opts = plumb_helm::RenderOptions {
             release,
             capabilities: chart_opts.capabilities,
-            lookup: None,
+            lookup: Some(&cluster),
             skip_schema_validation: chart_opts.skip_schema_validation,
         };
         let mut rendered = plumb_helm::render(&chart, &user, &opts).map_err(|e| {

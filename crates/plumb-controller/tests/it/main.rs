@@ -11,6 +11,7 @@ mod faults;
 mod fleet;
 mod git_verify;
 mod gitrepository;
+mod helm_lookup;
 mod helmchart;
 mod helmrelease;
 mod helmrelease_metadata;

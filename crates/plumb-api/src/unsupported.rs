@@ -120,6 +120,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         When::Set,
     ),
     row("Receiver", "spec.oidcProviders", When::Set),
+    row("ArtifactGenerator", "spec.pathPattern", When::Set),
     row(
         "OCIRepository",
         "spec.provider",
@@ -207,7 +208,8 @@ impl_unsupported!(
     crate::HelmRelease,
     crate::Receiver,
     crate::OCIRepository,
-    crate::HelmChart
+    crate::HelmChart,
+    crate::ArtifactGenerator
 );
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ pub(super) async fn artifacts(
     obj: &ArtifactGenerator,
     ctx: &Context,
 ) -> Result<BTreeMap<String, Artifact>, Failure> {
+    check_cycle(obj, ctx).await?;
     let own = obj.namespace().unwrap_or_default();
     let mut out = BTreeMap::new();
     for s in &obj.spec.sources {
@@ -85,7 +86,6 @@ pub(super) async fn artifacts(
         let artifact = artifact_of(ctx, s, &ns).await?;
         out.insert(s.alias.clone(), artifact);
     }
-    check_cycle(obj, ctx).await?;
     Ok(out)
 }
 
@@ -139,9 +139,16 @@ async fn artifact_of(ctx: &Context, s: &SourceReference, ns: &str) -> Result<Art
     })
 }
 
-/// Refuses a generator that reads, through ExternalArtifacts, its own outputs.
+/// Refuses a generator that reads, through ExternalArtifacts, its own outputs: directly
+/// (a source naming one of its artifacts) or through other generators.
 async fn check_cycle(obj: &ArtifactGenerator, ctx: &Context) -> Result<(), Failure> {
     let me = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let mine: BTreeSet<(String, String)> = obj
+        .spec
+        .artifacts
+        .iter()
+        .map(|a| (me.0.clone(), a.name.clone()))
+        .collect();
     let mut todo = vec![(obj.spec.sources.clone(), me.0.clone(), vec![me.1.clone()])];
     let mut seen = BTreeSet::new();
     while let Some((sources, ns, path)) = todo.pop() {
@@ -153,6 +160,13 @@ async fn check_cycle(obj: &ArtifactGenerator, ctx: &Context) -> Result<(), Failu
             .filter(|s| s.kind == GeneratorSourceKind::ExternalArtifact)
         {
             let src_ns = s.namespace.clone().unwrap_or_else(|| ns.clone());
+            if mine.contains(&(src_ns.clone(), s.name.clone())) {
+                return Err(invalid(format!(
+                    "generator cycle: {} -> ExternalArtifact '{src_ns}/{}'",
+                    path.join(" -> "),
+                    s.name
+                )));
+            }
             let api: Api<ExternalArtifact> = Api::namespaced(ctx.client.clone(), &src_ns);
             let Ok(Some(ea)) = api.get_opt(&s.name).await else {
                 continue;
@@ -161,14 +175,11 @@ async fn check_cycle(obj: &ArtifactGenerator, ctx: &Context) -> Result<(), Failu
                 continue;
             };
             let owner_ns = owner.namespace.unwrap_or_else(|| src_ns.clone());
-            let mut path = path.clone();
-            path.push(owner.name.clone());
-            if (owner_ns.as_str(), owner.name.as_str()) == (me.0.as_str(), me.1.as_str()) {
-                return Err(invalid(format!("generator cycle: {}", path.join(" -> "))));
-            }
             if !seen.insert((owner_ns.clone(), owner.name.clone())) {
                 continue;
             }
+            let mut path = path.clone();
+            path.push(owner.name.clone());
             let gens: Api<ArtifactGenerator> = Api::namespaced(ctx.client.clone(), &owner_ns);
             if let Ok(Some(g)) = gens.get_opt(&owner.name).await {
                 todo.push((g.spec.sources, owner_ns, path));

@@ -330,3 +330,53 @@ async fn a_monorepo_commit_changes_only_its_apps_artifact() {
     assert_eq!(env.cm_value("b").await, "1", "nothing pruned");
     env.ns.delete().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_cycle_of_generators_is_refused() {
+    let env = Env::new("ag-cycle").await;
+    let a = cm("a", "1");
+    env.git("mono", &[("apps/a/a.yaml", &a)]).await;
+    // A generator reading its own output.
+    env.generator(
+        "self",
+        json!({"sources": [{"alias": "me", "kind": "ExternalArtifact", "name": "self-out"}],
+               "artifacts": [{"name": "self-out", "copy": [{"from": "@me/**", "to": "@artifact/"}]}]}),
+    )
+    .await;
+    let r = env
+        .gen_condition("self", "self cycle", |r| r.0 == "False")
+        .await;
+    assert_eq!(r.1, "ValidationFailed");
+    assert!(r.2.contains("generator cycle"), "{r:?}");
+
+    // g1 reads g2's output; then g2 reads g1's: refused, g2's output stays.
+    env.generator(
+        "g2",
+        json!({"sources": [{"alias": "mono", "kind": "GitRepository", "name": "mono"}],
+               "artifacts": [{"name": "from-g2", "copy": [{"from": "@mono/apps/**", "to": "@artifact/"}]}]}),
+    )
+    .await;
+    let before = env.artifact("from-g2", |_| true).await;
+    env.generator(
+        "g1",
+        json!({"sources": [{"alias": "up", "kind": "ExternalArtifact", "name": "from-g2"}],
+               "artifacts": [{"name": "from-g1", "copy": [{"from": "@up/**", "to": "@artifact/"}]}]}),
+    )
+    .await;
+    env.artifact("from-g1", |_| true).await;
+    let patch = json!({"spec": {"sources": [
+        {"alias": "mono", "kind": "GitRepository", "name": "mono"},
+        {"alias": "down", "kind": "ExternalArtifact", "name": "from-g1"}]}});
+    env.api::<ArtifactGenerator>()
+        .patch("g2", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let r = env
+        .gen_condition("g2", "g2 cycle", |r| r.0 == "False")
+        .await;
+    assert_eq!(r.1, "ValidationFailed");
+    assert!(r.2.contains("generator cycle: g2 -> g1"), "{r:?}");
+    let after = env.artifact("from-g2", |_| true).await;
+    assert_eq!(after["digest"], before["digest"], "nothing removed");
+    env.ns.delete().await.unwrap();
+}

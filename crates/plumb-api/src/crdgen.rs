@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use crate::Error;
 use crate::{
-    GitRepository, HelmChart, HelmRelease, HelmRepository, Kustomization, OCIRepository, Receiver,
+    ArtifactGenerator, ExternalArtifact, GitRepository, HelmChart, HelmRelease, HelmRepository,
+    Kustomization, OCIRepository, Receiver,
 };
 
 /// All CRDs plumb serves, in a fixed order.
@@ -21,6 +22,8 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         finish(Kustomization::crd()),
         finish(HelmRelease::crd()),
         finish(Receiver::crd()),
+        finish(ExternalArtifact::crd()),
+        finish(ArtifactGenerator::crd()),
     ]
 }
 
@@ -223,6 +226,18 @@ mod tests {
                 "Receiver",
                 "receivers",
                 None,
+                vec!["Age", "Ready", "Status"],
+            ),
+            (
+                "ExternalArtifact",
+                "externalartifacts",
+                Some("ea"),
+                vec!["Age", "Ready", "Status", "Source"],
+            ),
+            (
+                "ArtifactGenerator",
+                "artifactgenerators",
+                Some("ag"),
                 vec!["Age", "Ready", "Status"],
             ),
         ];

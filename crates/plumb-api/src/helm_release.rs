@@ -172,6 +172,8 @@ pub enum ChartReferenceKind {
     OCIRepository,
     /// A HelmChart.
     HelmChart,
+    /// An ExternalArtifact (e.g. an ArtifactGenerator's output holding a chart).
+    ExternalArtifact,
 }
 
 /// Template of the HelmChart created for a release.
@@ -864,7 +866,11 @@ mod tests {
     }
 }
 
-string_enum!(ChartReferenceKind { OCIRepository => "OCIRepository", HelmChart => "HelmChart" });
+string_enum!(ChartReferenceKind {
+    OCIRepository => "OCIRepository",
+    HelmChart => "HelmChart",
+    ExternalArtifact => "ExternalArtifact",
+});
 string_enum!(ChartSourceKind {
     HelmRepository => "HelmRepository",
     GitRepository => "GitRepository",

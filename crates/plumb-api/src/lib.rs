@@ -2,7 +2,8 @@
 //!
 //! plumb serves Flux's API unchanged, so this crate mirrors the Go types of
 //! `source.toolkit.fluxcd.io/v1` ([`GitRepository`], [`HelmRepository`], [`OCIRepository`],
-//! [`HelmChart`]),
+//! [`HelmChart`], Flux 2.7's [`ExternalArtifact`]),
+//! `source.extensions.fluxcd.io/v1beta1` ([`ArtifactGenerator`]),
 //! `kustomize.toolkit.fluxcd.io/v1` ([`Kustomization`]), `helm.toolkit.fluxcd.io/v2`
 //! ([`HelmRelease`]) and `notification.toolkit.fluxcd.io/v1` ([`Receiver`]) field by field, with
 //! the same JSON names, enums, defaults, validation, short names and printer columns. The
@@ -42,11 +43,13 @@ macro_rules! string_enum {
     };
 }
 
+pub mod artifact_generator;
 pub mod conditions;
 pub mod consts;
 pub mod crdgen;
 pub mod duration;
 mod error;
+pub mod external_artifact;
 pub mod git_repository;
 pub mod helm_chart;
 pub mod helm_release;
@@ -61,8 +64,10 @@ pub mod revision;
 pub mod schema_check;
 pub mod unsupported;
 
+pub use artifact_generator::{ArtifactGenerator, ArtifactGeneratorSpec, ArtifactGeneratorStatus};
 pub use crdgen::{crd_file_name, crd_files, crds, crds_yaml};
 pub use error::Error;
+pub use external_artifact::{ExternalArtifact, ExternalArtifactSpec, ExternalArtifactStatus};
 pub use git_repository::{GitRepository, GitRepositorySpec, GitRepositoryStatus};
 pub use helm_chart::{HelmChart, HelmChartSpec, HelmChartStatus};
 pub use helm_release::{HelmRelease, HelmReleaseSpec, HelmReleaseStatus};
@@ -102,5 +107,7 @@ mod string_enum_tests {
         agrees(n::ReceiverResourceKind::ALL);
         agrees(crate::oci_repository::OCILayerOperation::ALL);
         agrees(crate::oci_repository::OCIRepositoryProvider::ALL);
+        agrees(crate::artifact_generator::GeneratorSourceKind::ALL);
+        agrees(crate::artifact_generator::CopyStrategy::ALL);
     }
 }

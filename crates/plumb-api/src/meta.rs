@@ -185,9 +185,8 @@ impl DependencyReference {
         let av = match kind {
             "Kustomization" => "kustomize.toolkit.fluxcd.io/v1",
             "HelmRelease" => "helm.toolkit.fluxcd.io/v2",
-            "GitRepository" | "HelmRepository" | "HelmChart" | "OCIRepository" | "Bucket" => {
-                "source.toolkit.fluxcd.io/v1"
-            }
+            "GitRepository" | "HelmRepository" | "HelmChart" | "OCIRepository" | "Bucket"
+            | "ExternalArtifact" => "source.toolkit.fluxcd.io/v1",
             _ => return Some(Err(kind.to_string())),
         };
         Some(Ok((av.to_string(), kind.to_string())))

@@ -119,6 +119,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "spec.postBuild.substituteStrategy",
         When::Set,
     ),
+    row("ArtifactGenerator", "spec.pathPattern", When::Set),
     row(
         "OCIRepository",
         "spec.provider",
@@ -206,7 +207,8 @@ impl_unsupported!(
     crate::HelmRelease,
     crate::Receiver,
     crate::OCIRepository,
-    crate::HelmChart
+    crate::HelmChart,
+    crate::ArtifactGenerator
 );
 
 #[cfg(test)]

@@ -48,6 +48,48 @@ pub(crate) fn git_artifact(
         })
 }
 
+/// The artifact of ExternalArtifact `ns/name` (its producer writes it into the status);
+/// waiting while it has none (or is not there).
+pub(crate) async fn external_artifact(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<plumb_api::meta::Artifact, Failure> {
+    let api: kube::Api<plumb_api::ExternalArtifact> = kube::Api::namespaced(ctx.client.clone(), ns);
+    let found = api.get_opt(name).await.map_err(|e| {
+        Failure::new(
+            Class::Transient,
+            reason::ARTIFACT_FAILED,
+            format!("getting ExternalArtifact '{ns}/{name}': {e}"),
+        )
+    })?;
+    let Some(found) = found else {
+        return Err(Failure::new(
+            Class::Waiting,
+            reason::ARTIFACT_FAILED,
+            format!("Source 'ExternalArtifact/{ns}/{name}' not found"),
+        ));
+    };
+    found.status.and_then(|s| s.artifact).ok_or_else(|| {
+        Failure::new(
+            Class::Waiting,
+            reason::ARTIFACT_FAILED,
+            format!("Source 'ExternalArtifact/{ns}/{name}' is not ready, artifact not found"),
+        )
+    })
+}
+
+/// ExternalArtifacts in `ns` (all namespaces when `None`), for the consumers' watches.
+pub(crate) fn external_api(
+    ctx: &Context,
+    ns: Option<&str>,
+) -> kube::Api<plumb_api::ExternalArtifact> {
+    match ns {
+        Some(ns) => kube::Api::namespaced(ctx.client.clone(), ns),
+        None => kube::Api::all(ctx.client.clone()),
+    }
+}
+
 /// Fetches and extracts `artifact` into a new temporary directory named
 /// `prefix...`, removed when the returned handle drops.
 pub async fn fetch_artifact(

@@ -14,6 +14,7 @@
 //! See `README.md` of this crate for the steps of each kind and how to add one.
 
 pub mod artifact;
+pub mod artifactgenerator;
 pub mod cel;
 pub mod charts;
 pub mod dependencies;
@@ -82,6 +83,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         helmrepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         ocirepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         helmchart::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        artifactgenerator::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         kustomization::run(
             ctx.clone(),
             scope.api(c),

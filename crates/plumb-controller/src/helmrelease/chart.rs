@@ -100,14 +100,19 @@ async fn from_chart_ref(
             let chart = api.get_opt(&r.name).await.map_err(get)?;
             chart.and_then(|o| o.status).and_then(|s| s.artifact)
         }
+        ChartReferenceKind::ExternalArtifact => {
+            let api: Api<plumb_api::ExternalArtifact> = Api::namespaced(ctx.client.clone(), &ns);
+            let ea = api.get_opt(&r.name).await.map_err(get)?;
+            ea.and_then(|o| o.status).and_then(|s| s.artifact)
+        }
     };
     let artifact = artifact.ok_or_else(|| {
         Failure::new(
             Class::Waiting,
             reason::ARTIFACT_FAILED,
             format!(
-                "Source 'OCIRepository/{ns}/{}' is not ready, artifact not found",
-                r.name
+                "Source '{}/{ns}/{}' is not ready, artifact not found",
+                r.kind, r.name
             ),
         )
     })?;

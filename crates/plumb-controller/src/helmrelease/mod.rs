@@ -78,6 +78,8 @@ pub async fn run(
     let repo_store = store.clone();
     let oci_store = store.clone();
     let chart_store = store.clone();
+    let ea_store = store.clone();
+    let eas = crate::artifact::external_api(&ctx, sources.namespace());
     let (oci, helm_charts): (Api<OCIRepository>, Api<HelmChart>) = match sources.namespace() {
         Some(ns) => (
             Api::namespaced(ctx.client.clone(), ns),
@@ -99,6 +101,14 @@ pub async fn run(
         .watches(oci, watch.clone(), move |src: OCIRepository| {
             referenced_by(&oci_store, ChartReferenceKind::OCIRepository, &src)
         })
+        // A new ExternalArtifact artifact (chartRef kind ExternalArtifact) likewise.
+        .watches(
+            eas,
+            watch.clone(),
+            move |src: plumb_api::ExternalArtifact| {
+                referenced_by(&ea_store, ChartReferenceKind::ExternalArtifact, &src)
+            },
+        )
         .watches(helm_charts, watch, move |src: HelmChart| {
             let mut refs = referenced_by(&chart_store, ChartReferenceKind::HelmChart, &src);
             // And the release whose `spec.chart` made it (`<namespace>-<name>`).

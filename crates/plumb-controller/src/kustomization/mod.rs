@@ -43,7 +43,9 @@ use kube::{Resource, ResourceExt};
 use plumb_api::conditions::{self, Status as CondStatus};
 use plumb_api::consts::{condition, field_manager, reason};
 use plumb_api::kustomization::{DeletionPolicy, SourceKind};
-use plumb_api::{GitRepository, Kustomization, KustomizationStatus, OCIRepository};
+use plumb_api::{
+    ExternalArtifact, GitRepository, Kustomization, KustomizationStatus, OCIRepository,
+};
 use plumb_ssa::Applier;
 
 use crate::context::Context;
@@ -79,6 +81,8 @@ pub async fn run(
         None => Api::all(ctx.client.clone()),
     };
     let oci_watch = watch.clone();
+    let ea_watch = watch.clone();
+    let oci_ns = sources.namespace().map(str::to_string);
     let source_triggers = kube::runtime::reflector(writer, watcher(sources, watch))
         .default_backoff()
         .applied_objects()
@@ -116,6 +120,25 @@ pub async fn run(
             .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
             .collect::<Vec<_>>()
     });
+    // A new ExternalArtifact artifact (an ArtifactGenerator's output) likewise.
+    let users = controller.store();
+    let controller = controller.watches(
+        crate::artifact::external_api(&ctx, oci_ns.as_deref()),
+        ea_watch,
+        move |src: ExternalArtifact| {
+            users
+                .state()
+                .into_iter()
+                .filter(|ks| {
+                    let r = &ks.spec.source_ref;
+                    r.kind == SourceKind::ExternalArtifact
+                        && r.name == src.name_any()
+                        && r.namespace.clone().or_else(|| ks.namespace()) == src.namespace()
+                })
+                .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
+                .collect::<Vec<_>>()
+        },
+    );
     crate::reconciler::run(controller, ctx, concurrency).await;
 }
 

@@ -1,5 +1,6 @@
 //! Step **source**: the current artifact of the Kustomization's source: a GitRepository
-//! (read from the controller's watch store when it holds it) or an OCIRepository.
+//! (read from the controller's watch store when it holds it), an OCIRepository or an
+//! ExternalArtifact (e.g. an ArtifactGenerator's output).
 
 use kube::ResourceExt;
 use kube::api::Api;
@@ -21,6 +22,9 @@ pub async fn source_artifact(
     let ns = source_namespace(ctx, &own, src.namespace.as_deref(), &src.kind, &src.name)?;
     if src.kind == SourceKind::OCIRepository {
         return oci_artifact(ctx, &ns, &src.name).await;
+    }
+    if src.kind == SourceKind::ExternalArtifact {
+        return crate::artifact::external_artifact(ctx, &ns, &src.name).await;
     }
     if src.kind != SourceKind::GitRepository {
         return Err(Failure::new(

@@ -126,7 +126,8 @@ impl_kind_status!(
     plumb_api::HelmRelease => plumb_api::HelmReleaseStatus,
     plumb_api::OCIRepository => plumb_api::OCIRepositoryStatus,
     plumb_api::HelmChart => plumb_api::HelmChartStatus,
-    plumb_api::Receiver => plumb_api::ReceiverStatus
+    plumb_api::Receiver => plumb_api::ReceiverStatus,
+    plumb_api::ArtifactGenerator => plumb_api::ArtifactGeneratorStatus
 );
 
 /// A successful pass of a kind's steps.

@@ -3,10 +3,12 @@
 //! minutes and gigabytes of disk.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
+mod artifact_generator;
 mod cel;
 mod common;
 mod e2e;
 mod ecr;
+pub(crate) mod external_artifact;
 mod faults;
 mod fleet;
 mod git_verify;

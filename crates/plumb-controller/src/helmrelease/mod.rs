@@ -20,6 +20,7 @@
 //! recorded; an apply, hook or health failure leaves a `failed` release record and the
 //! remediation settings decide between retrying, rolling back and uninstalling.
 
+mod actions;
 mod chart;
 pub mod drift;
 mod helmchart;
@@ -238,8 +239,7 @@ impl Kind for HelmRelease {
             &history::with_timeout(&t, un.timeout.as_deref()),
             latest,
             &history,
-            !un.disable_hooks,
-            un.keep_history,
+            &un,
         )
         .await
         .map_err(|f| Error::Kube(f.message))?;

@@ -14,6 +14,7 @@ use plumb_helm::storage::{self, Release, status as rstatus};
 use plumb_ssa::{Applier, ObjectRef};
 use serde_json::Value;
 
+use super::actions::retry_interval;
 use super::chart::fetch_chart;
 use super::drift::{drift, track_drift};
 use super::history::{is_install_only, load_history, prune_history, snapshots, write_release};
@@ -25,7 +26,7 @@ use super::render::{
     build, chart_options, post_overlays, post_render_changed, post_render_digests,
 };
 use super::target::{Target, applier, target_of};
-use super::values::compose_values;
+use super::values::{compose_values, merge_maps};
 use crate::context::Context;
 use crate::outcome::{Class, Failure};
 
@@ -52,8 +53,6 @@ pub(super) async fn run_once(
         super::helmchart::helm_chart_ref(obj, ctx).map(|(ns, n)| format!("{ns}/{n}"));
     let (chart_src, _work) = fetch_chart(obj, ctx, true).await?;
     let config = compose_values(obj, ctx).await?;
-    let config_digest = storage::values_digest(&config);
-    status.last_attempted_config_digest = Some(config_digest.clone());
     status.storage_namespace = Some(t.storage_ns.clone());
 
     let history = unlock_pending(&t, load_history(&t).await?).await?;
@@ -62,6 +61,13 @@ pub(super) async fn run_once(
     let install = latest
         .as_ref()
         .is_none_or(|r| r.info.status == rstatus::UNINSTALLED);
+    let config = if install {
+        config
+    } else {
+        preserve_values(obj, &history, config)
+    };
+    let config_digest = storage::values_digest(&config);
+    status.last_attempted_config_digest = Some(config_digest.clone());
     // The HelmChart already merged valuesFiles and stamped the Revision version.
     let mut opts = chart_options(obj, ctx, &t, true).await;
     opts.skip_schema_validation = if install {
@@ -85,6 +91,19 @@ pub(super) async fn run_once(
         opts,
     )
     .await?;
+    // chartNameChangeStrategy Reinstall (the default): a release of another chart is
+    // uninstalled, then installed afresh.
+    if let Some(l) = latest.as_ref().filter(|_| !install)
+        && l.chart.name() != built.chart.name()
+        && reinstalls_on_rename(obj)
+    {
+        let un = obj.spec.uninstall.clone().unwrap_or_default();
+        let ut = super::history::with_timeout(&t, un.timeout.as_deref());
+        super::remediation::uninstall(&applier, &ut, l.clone(), &history, &un).await?;
+        tracing::info!(release = %t.name, namespace = %t.namespace, from = %l.chart.name(),
+            to = %built.chart.name(), "chart name changed: release uninstalled to reinstall");
+        return Box::pin(run_once(obj, ctx, status, force)).await;
+    }
     let chart_version = built.chart.version().to_string();
     status.last_attempted_revision = Some(chart_version.clone());
     let digests = post_render_digests(obj);
@@ -153,6 +172,39 @@ pub(super) async fn run_once(
     done
 }
 
+/// Whether a change of chart name reinstalls the release (`Reinstall`, the default) rather
+/// than upgrading it in place (`InPlaceUpdate`).
+fn reinstalls_on_rename(obj: &HelmRelease) -> bool {
+    obj.spec
+        .upgrade
+        .as_ref()
+        .and_then(|u| u.chart_name_change_strategy.as_deref())
+        != Some("InPlaceUpdate")
+}
+
+/// `upgrade.preserveValues`: the values of the last release (the last deployed one, else
+/// the latest) with the composed values merged over them, as Flux documents it ("reuse
+/// the last release's values and merge in overrides"); the merged values are recorded,
+/// so an unchanged spec stays up to date.
+fn preserve_values(
+    obj: &HelmRelease,
+    history: &[Release],
+    config: serde_json::Map<String, Value>,
+) -> serde_json::Map<String, Value> {
+    if !obj.spec.upgrade.as_ref().is_some_and(|u| u.preserve_values) {
+        return config;
+    }
+    let last = history
+        .iter()
+        .rev()
+        .find(|r| r.info.status == rstatus::DEPLOYED)
+        .or(history.last());
+    let Some(last) = last else { return config };
+    let mut merged = last.config.clone();
+    merge_maps(&mut merged, config);
+    merged
+}
+
 /// The outcome of an up-to-date release: Ready, nothing released.
 fn up_to_date(history: &[Release], t: &Target, l: &Release) -> Released {
     let (r, verb) = if is_install_only(history) {
@@ -192,7 +244,9 @@ fn check_retries(
         status.upgrade_failures.unwrap_or(0)
     };
     let (retries, _) = remediation_of(a.obj, a.install);
-    if !force && failures_before > 0 && failures_before > retries {
+    // RetryOnFailure retries without a limit (every retryInterval).
+    let retrying = retry_interval(a.obj, a.install).is_some();
+    if !force && !retrying && failures_before > 0 && failures_before > retries {
         // Retries are exhausted: wait for a change of the object or its inputs.
         return Err(Failure::new(
             Class::Stalled,
@@ -420,6 +474,14 @@ async fn failed(
         &message,
         generation,
     );
+    // RetryOnFailure: no remediation; the action is retried after retryInterval.
+    if let Some(every) = retry_interval(a.obj, a.install) {
+        let mut h = history.to_vec();
+        h.push(rel.clone());
+        let message = format!("{message}; retrying in {}", humantime_short(every));
+        let f = Failure::new(Class::Transient, r, message).with_retry_after(every);
+        return Ok((Err(f), Some(h)));
+    }
     // Remediate between attempts, and after the last one when configured.
     let (retries, remediate_last) = remediation_of(a.obj, a.install);
     let remediating = retries > 0 && (failures <= retries || remediate_last);
@@ -451,6 +513,16 @@ async fn failed(
         Class::Stalled
     };
     Ok((Err(Failure::new(class, r, message)), after))
+}
+
+/// `d` as Go prints a duration of whole seconds or minutes (`30s`, `5m0s`).
+fn humantime_short(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
 }
 
 /// What the next install or upgrade of a HelmRelease would do (`plumb diff hr`).

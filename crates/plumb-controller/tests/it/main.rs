@@ -13,6 +13,7 @@ mod git_verify;
 mod gitrepository;
 mod helmchart;
 mod helmrelease;
+mod helmrelease_actions;
 mod helmrelease_metadata;
 mod helmrepository;
 mod kustomization;

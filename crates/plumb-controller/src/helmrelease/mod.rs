@@ -13,7 +13,8 @@
 //! 5. **release**: up to date (then drift, [`drift`]), or install/upgrade: record, perform,
 //!    test, record the outcome ([`release`]); hooks and tests in [`hooks`]; the objects of a
 //!    manifest in [`manifest`];
-//! 6. **remediation**: retry, roll back or uninstall a failed release ([`remediation`]);
+//! 6. **remediation**: retry, roll back or uninstall a failed release ([`remediation`]), or
+//!    retry it without remediation (`RetryOnFailure`); action options in [`actions`];
 //! 7. **history**: release Secrets and `status.history` ([`history`]).
 //!
 //! Safety: a chart, values or template failure returns before anything is applied or

@@ -70,17 +70,7 @@ pub(super) async fn run_once(
     status.last_attempted_config_digest = Some(config_digest.clone());
     // The HelmChart already merged valuesFiles and stamped the Revision version.
     let mut opts = chart_options(obj, ctx, &t, true).await;
-    opts.skip_schema_validation = if install {
-        obj.spec
-            .install
-            .as_ref()
-            .is_some_and(|i| i.disable_schema_validation)
-    } else {
-        obj.spec
-            .upgrade
-            .as_ref()
-            .is_some_and(|u| u.disable_schema_validation)
-    };
+    opts.skip_schema_validation = skips_schema_validation(obj, install);
     let built = build(
         chart_src,
         &config,
@@ -97,11 +87,7 @@ pub(super) async fn run_once(
         && l.chart.name() != built.chart.name()
         && reinstalls_on_rename(obj)
     {
-        let un = obj.spec.uninstall.clone().unwrap_or_default();
-        let ut = super::history::with_timeout(&t, un.timeout.as_deref());
-        super::remediation::uninstall(&applier, &ut, l.clone(), &history, &un).await?;
-        tracing::info!(release = %t.name, namespace = %t.namespace, from = %l.chart.name(),
-            to = %built.chart.name(), "chart name changed: release uninstalled to reinstall");
+        uninstall_renamed(obj, &applier, &t, l, &history, built.chart.name()).await?;
         return Box::pin(run_once(obj, ctx, status, force)).await;
     }
     let chart_version = built.chart.version().to_string();
@@ -151,6 +137,29 @@ pub(super) async fn run_once(
     write_release(&a.t, &rel).await?;
     let result = perform(&a, &mut rel, &built.rendered, live).await;
     let result = test(&a, &mut rel, status, result).await;
+    record(
+        &a,
+        &history,
+        &mut rel,
+        status,
+        result,
+        failures_before,
+        digests,
+    )
+    .await
+}
+
+/// Records the outcome of an attempt (success, or failure and remediation), prunes the
+/// history and reports it in the status.
+async fn record(
+    a: &Attempt<'_>,
+    history: &[Release],
+    rel: &mut Release,
+    status: &mut HelmReleaseStatus,
+    result: std::result::Result<(), String>,
+    failures_before: i64,
+    digests: (String, String),
+) -> std::result::Result<Released, Failure> {
     // The history after this release, kept locally to save two list calls; a
     // remediation (rare) re-reads it.
     let (done, after) = match result {
@@ -159,17 +168,50 @@ pub(super) async fn run_once(
                 status.observed_post_renderers_digest,
                 status.observed_common_metadata_digest,
             ) = (Some(digests.0), Some(digests.1));
-            succeeded(&a, &history, &mut rel).await?
+            succeeded(a, history, rel).await?
         }
-        Err(msg) => failed(&a, &history, &mut rel, status, &msg, failures_before).await?,
+        Err(msg) => failed(a, history, rel, status, &msg, failures_before).await?,
     };
     let history = match after {
         Some(h) => h,
         None => load_history(&a.t).await?,
     };
-    let pruned = prune_history(&a.t, &history, obj.max_history()).await?;
+    let pruned = prune_history(&a.t, &history, a.obj.max_history()).await?;
     status.history = snapshots(&history[pruned..]);
     done
+}
+
+/// `install.disableSchemaValidation` or `upgrade.disableSchemaValidation`.
+fn skips_schema_validation(obj: &HelmRelease, install: bool) -> bool {
+    if install {
+        obj.spec
+            .install
+            .as_ref()
+            .is_some_and(|i| i.disable_schema_validation)
+    } else {
+        obj.spec
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| u.disable_schema_validation)
+    }
+}
+
+/// Uninstalls release `latest` of another chart than `chart` (with the uninstall
+/// settings), so that the next pass installs the new chart afresh.
+async fn uninstall_renamed(
+    obj: &HelmRelease,
+    applier: &plumb_ssa::Applier,
+    t: &Target,
+    latest: &Release,
+    history: &[Release],
+    chart: &str,
+) -> std::result::Result<(), Failure> {
+    let un = obj.spec.uninstall.clone().unwrap_or_default();
+    let ut = super::history::with_timeout(t, un.timeout.as_deref());
+    super::remediation::uninstall(applier, &ut, latest.clone(), history, &un).await?;
+    tracing::info!(release = %t.name, namespace = %t.namespace, from = %latest.chart.name(),
+        to = %chart, "chart name changed: release uninstalled to reinstall");
+    Ok(())
 }
 
 /// Whether a change of chart name reinstalls the release (`Reinstall`, the default) rather
@@ -554,6 +596,11 @@ pub async fn plan(obj: &HelmRelease, ctx: &Context) -> std::result::Result<Plan,
         .rev()
         .find(|r| r.info.status == rstatus::DEPLOYED)
         .cloned();
+    let config = if latest.is_some() {
+        preserve_values(obj, &history, config)
+    } else {
+        config
+    };
     let revision = history.last().map_or(1, |r| r.version + 1);
     let built = build(
         chart_src,

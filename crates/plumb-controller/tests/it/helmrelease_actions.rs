@@ -354,3 +354,52 @@ async fn deletion_propagation_and_chart_name_change() {
         ["sh.helm.release.v1.re.v1"]
     );
 }
+
+#[tokio::test]
+async fn rollback_waits_for_jobs_and_cleans_up_on_fail() {
+    let info = ControlPlane::shared().unwrap();
+    let (env, _ns) = setup_with(info, "hr-rollback", ACTIONS).await;
+    let n = env.ns.clone();
+    let api: Api<HelmRelease> = Api::namespaced(env.client.clone(), &n);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &n);
+    // v1 has a Job that never completes (installed without waiting for it) and an extra
+    // object; the upgrade drops the extra object and adds a Deployment that never becomes
+    // ready, so it fails and is rolled back to v1.
+    let v1 = json!({"job": true, "extra": true});
+    for (name, rollback) in [
+        ("rbjobs", json!({"disableWaitForJobs": true})),
+        ("rbwait", json!({"cleanupOnFail": true})),
+    ] {
+        let spec = json!({"install": {"disableWaitForJobs": true},
+            "upgrade": {"remediation": {"retries": 1}}, "rollback": rollback});
+        api.create(&PostParams::default(), &ahr(&n, name, v1.clone(), spec))
+            .await
+            .unwrap();
+    }
+    for name in ["rbjobs", "rbwait"] {
+        wait_obj(&api, name, "installed", is_ready).await;
+        set_values(&api, name, json!({"extra": false, "deploy": true})).await;
+    }
+    // disableWaitForJobs: the rollback does not wait for the Job.
+    let v = wait_obj(&api, "rbjobs", "rolled back", |v| {
+        condition(v.get("status"), "Remediated").is_some_and(|r| r.1 == "RollbackSucceeded")
+    })
+    .await;
+    assert!(
+        cms.get_opt("rbjobs-extra").await.unwrap().is_some(),
+        "{v:#}"
+    );
+    // By default the rollback waits for the Job and fails at the timeout; cleanupOnFail
+    // deletes what it created (the extra object the upgrade had removed).
+    let v = wait_obj(&api, "rbwait", "rollback failed", |v| {
+        condition(v.get("status"), "Remediated").is_some_and(|r| r.1 == "RollbackFailed")
+    })
+    .await;
+    let r = condition(v.get("status"), "Remediated").unwrap();
+    assert!(r.2.contains("rbwait-job"), "{r:?}");
+    assert!(
+        r.2.contains("cleanup on fail deleted 1 new object(s)"),
+        "{r:?}"
+    );
+    assert!(cms.get_opt("rbwait-extra").await.unwrap().is_none());
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 use plumb_api::HelmRelease;
 use plumb_api::consts::annotation;
 use plumb_api::helm_release::{ActionStrategy, ActionStrategyName, DeletionPropagation, Uninstall};
+use plumb_helm::storage::{Release, status as rstatus};
 use plumb_ssa::{Applier, ObjectRef, PropagationPolicy};
 use serde_json::Value;
 
@@ -173,6 +174,21 @@ pub(super) fn retry_interval(obj: &HelmRelease, install: bool) -> Option<Duratio
     )
 }
 
+/// The retry interval of this attempt when its strategy is `RetryOnFailure`: the
+/// action's own, or, for the upgrade that retries a release never deployed (a failed
+/// install), the install's.
+pub(super) fn attempt_retry_interval(
+    obj: &HelmRelease,
+    install: bool,
+    history: &[Release],
+) -> Option<Duration> {
+    let never_deployed = !history
+        .iter()
+        .any(|r| r.info.status == rstatus::DEPLOYED || r.info.status == rstatus::SUPERSEDED);
+    retry_interval(obj, install)
+        .or_else(|| never_deployed.then(|| retry_interval(obj, true)).flatten())
+}
+
 /// `uninstall.deletionPropagation` as a Kubernetes propagation policy.
 pub(super) fn propagation(un: &Uninstall) -> PropagationPolicy {
     match un.deletion_propagation {
@@ -203,6 +219,13 @@ mod tests {
         );
         assert_eq!(retry_interval(&h, false), Some(Duration::from_secs(300)));
         assert_eq!(retry_interval(&h, true), Some(Duration::from_secs(30)));
+        // The upgrade retrying a failed install follows the install's strategy.
+        let only_install =
+            hr(serde_json::json!({"install": {"strategy": {"name": "RetryOnFailure"}}}));
+        assert_eq!(
+            attempt_retry_interval(&only_install, false, &[]),
+            Some(Duration::from_secs(300))
+        );
         assert!(matches!(
             propagation(h.spec.uninstall.as_ref().unwrap()),
             PropagationPolicy::Orphan

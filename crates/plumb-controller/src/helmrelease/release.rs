@@ -14,7 +14,7 @@ use plumb_helm::storage::{self, Release, status as rstatus};
 use plumb_ssa::{Applier, ObjectRef};
 use serde_json::Value;
 
-use super::actions::retry_interval;
+use super::actions::attempt_retry_interval;
 use super::chart::fetch_chart;
 use super::drift::{drift, track_drift};
 use super::history::{is_install_only, load_history, prune_history, snapshots, write_release};
@@ -121,7 +121,7 @@ pub(super) async fn run_once(
         t,
         install,
     };
-    let failures_before = check_retries(&a, status, force)?;
+    let failures_before = check_retries(&a, status, force, &history)?;
     let mut rel = pending_release(&a, built.chart, config, &built.rendered, revision);
     let live = if install {
         &[][..]
@@ -274,6 +274,7 @@ fn check_retries(
     a: &Attempt<'_>,
     status: &mut HelmReleaseStatus,
     force: bool,
+    history: &[Release],
 ) -> std::result::Result<i64, Failure> {
     status.last_attempted_release_action = Some(if a.install {
         ReleaseAction::Install
@@ -287,7 +288,7 @@ fn check_retries(
     };
     let (retries, _) = remediation_of(a.obj, a.install);
     // RetryOnFailure retries without a limit (every retryInterval).
-    let retrying = retry_interval(a.obj, a.install).is_some();
+    let retrying = attempt_retry_interval(a.obj, a.install, history).is_some();
     if !force && !retrying && failures_before > 0 && failures_before > retries {
         // Retries are exhausted: wait for a change of the object or its inputs.
         return Err(Failure::new(
@@ -517,7 +518,7 @@ async fn failed(
         generation,
     );
     // RetryOnFailure: no remediation; the action is retried after retryInterval.
-    if let Some(every) = retry_interval(a.obj, a.install) {
+    if let Some(every) = attempt_retry_interval(a.obj, a.install, history) {
         let mut h = history.to_vec();
         h.push(rel.clone());
         let message = format!("{message}; retrying in {}", humantime_short(every));

@@ -115,6 +115,30 @@ async fn retry_on_failure_retries_without_remediation() {
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &n);
     assert_eq!(cm_data(&cms, "app-cm").await["msg"], "two");
 
+    // An install with RetryOnFailure: retried (as an upgrade of the failed release) every
+    // retryInterval, never remediated (uninstalled), never stalled.
+    let spec = json!({"install": {"strategy": {"name": "RetryOnFailure", "retryInterval": "1s"},
+        "remediation": {"retries": 1}}});
+    api.create(
+        &PostParams::default(),
+        &ahr(&n, "inst", json!({"deploy": true}), spec),
+    )
+    .await
+    .unwrap();
+    let v = wait_obj(&api, "inst", "install retried", |v| {
+        v["status"]["failures"].as_i64().unwrap_or(0) >= 3
+    })
+    .await;
+    assert!(condition(v.get("status"), "Remediated").is_none(), "{v:#}");
+    assert!(
+        condition(v.get("status"), "Stalled").is_none_or(|s| s.0 != "True"),
+        "{v:#}"
+    );
+    assert!(
+        cms.get_opt("inst-cm").await.unwrap().is_some(),
+        "not uninstalled"
+    );
+
     // Fixed: the next retry succeeds.
     set_values(&api, "app", json!({"deploy": false, "msg": "three"})).await;
     wait_obj(&api, "app", "upgrade succeeds again", |v| {

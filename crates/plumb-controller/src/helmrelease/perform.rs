@@ -61,24 +61,7 @@ pub(super) async fn perform(
         obj.spec.upgrade.as_ref().and_then(|u| u.timeout.as_deref())
     };
     let t = &with_timeout(&a.t, action_timeout);
-    let (hooks, crds, wait, create_ns) = if install {
-        let i = obj.spec.install.clone().unwrap_or_default();
-        let crds = i.crds.unwrap_or(if i.skip_crds {
-            CrdsPolicy::Skip
-        } else {
-            CrdsPolicy::Create
-        });
-        let wait = Wait::of(i.disable_wait, i.disable_wait_for_jobs);
-        (!i.disable_hooks, crds, wait, i.create_namespace)
-    } else {
-        let u = obj.spec.upgrade.clone().unwrap_or_default();
-        (
-            !u.disable_hooks,
-            u.crds.unwrap_or(CrdsPolicy::Skip),
-            Wait::of(u.disable_wait, u.disable_wait_for_jobs),
-            false,
-        )
-    };
+    let (hooks, crds, wait, create_ns) = action_settings(obj, install);
     if create_ns {
         let ns = serde_json::json!({
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": t.namespace}
@@ -149,6 +132,28 @@ pub(super) async fn perform(
             "{e}{}",
             cleanup_created(applier, &created, t).await
         )),
+    }
+}
+
+/// (hooks, CRDs policy, wait, createNamespace) of the install or upgrade.
+fn action_settings(obj: &HelmRelease, install: bool) -> (bool, CrdsPolicy, Wait, bool) {
+    if install {
+        let i = obj.spec.install.clone().unwrap_or_default();
+        let crds = i.crds.unwrap_or(if i.skip_crds {
+            CrdsPolicy::Skip
+        } else {
+            CrdsPolicy::Create
+        });
+        let wait = Wait::of(i.disable_wait, i.disable_wait_for_jobs);
+        (!i.disable_hooks, crds, wait, i.create_namespace)
+    } else {
+        let u = obj.spec.upgrade.clone().unwrap_or_default();
+        (
+            !u.disable_hooks,
+            u.crds.unwrap_or(CrdsPolicy::Skip),
+            Wait::of(u.disable_wait, u.disable_wait_for_jobs),
+            false,
+        )
     }
 }
 

@@ -630,6 +630,10 @@ pub struct ValuesReference {
     /// Tolerates the absence of the object (not of the key).
     #[serde(default, skip_serializing_if = "is_false")]
     pub optional: bool,
+    /// With `targetPath`: the value is set verbatim as a string at the path, without
+    /// Helm's `--set` syntax (as `helm --set-literal`); no effect without `targetPath`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub literal: bool,
 }
 
 /// A post-renderer.

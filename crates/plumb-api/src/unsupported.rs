@@ -48,54 +48,22 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     ),
     row("GitRepository", "spec.serviceAccountName", When::Set),
     // HelmRelease action options plumb does not act on yet: reported, never ignored.
-    row(
-        "HelmRelease",
-        "spec.install.strategy.name",
-        When::NotOneOf(&["RemediateOnFailure"]),
-    ),
-    row(
-        "HelmRelease",
-        "spec.upgrade.strategy.name",
-        When::NotOneOf(&["RemediateOnFailure"]),
-    ),
-    row("HelmRelease", "spec.install.disableWaitForJobs", When::Set),
-    row("HelmRelease", "spec.upgrade.disableWaitForJobs", When::Set),
-    row("HelmRelease", "spec.rollback.disableWaitForJobs", When::Set),
-    row(
-        "HelmRelease",
-        "spec.install.disableOpenAPIValidation",
-        When::Set,
-    ),
-    row(
-        "HelmRelease",
-        "spec.upgrade.disableOpenAPIValidation",
-        When::Set,
-    ),
-    row(
-        "HelmRelease",
-        "spec.install.disableTakeOwnership",
-        When::Set,
-    ),
-    row(
-        "HelmRelease",
-        "spec.upgrade.disableTakeOwnership",
-        When::Set,
-    ),
-    row("HelmRelease", "spec.upgrade.preserveValues", When::Set),
-    row("HelmRelease", "spec.upgrade.cleanupOnFail", When::Set),
-    row("HelmRelease", "spec.rollback.cleanupOnFail", When::Set),
-    row("HelmRelease", "spec.rollback.recreate", When::Set),
-    row(
-        "HelmRelease",
-        "spec.uninstall.deletionPropagation",
-        When::NotOneOf(&["background"]),
-    ),
+    // postRenderStrategy: hooks are never post-rendered (Helm 3's `nohooks`); Helm 4's
+    // `combined` and `separate` streams are not implemented.
     row(
         "HelmRelease",
         "spec.postRenderStrategy",
         When::NotOneOf(&["nohooks"]),
     ),
-    row("HelmRelease", "spec.waitStrategy", When::Set),
+    // waitStrategy: plumb waits with kstatus (`poller`); Helm 3's `legacy` readiness
+    // rules are not implemented.
+    row(
+        "HelmRelease",
+        "spec.waitStrategy.name",
+        When::Equals("legacy"),
+    ),
+    // serverSideApply: plumb always applies with server-side apply; Helm's client-side
+    // update path (three-way merge patches against the last release) is not implemented.
     row("HelmRelease", "spec.install.serverSideApply", When::False),
     row(
         "HelmRelease",
@@ -106,11 +74,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "HelmRelease",
         "spec.rollback.serverSideApply",
         When::NotOneOf(&["enabled", "auto"]),
-    ),
-    row(
-        "HelmRelease",
-        "spec.upgrade.chartNameChangeStrategy",
-        When::Set,
     ),
     row("Kustomization", "spec.ignore", When::Set),
     row("Kustomization", "spec.buildMetadata", When::Set),
@@ -236,11 +199,18 @@ mod tests {
         assert!(unsupported_fields("HelmRelease", &hr).is_empty());
         let hr = json!({"spec": {"postRenderers": [], "chart": {"spec": {"chart": "x"}}}});
         assert!(unsupported_fields("HelmRelease", &hr).is_empty());
-        let hr = json!({"spec": {"upgrade": {"preserveValues": true, "cleanupOnFail": false,
-            "strategy": {"name": "RetryOnFailure"}}, "uninstall": {"deletionPropagation": "background"}}});
+        // Every action option is served but the Helm 4 / client-side ones below.
+        let hr = json!({"spec": {"upgrade": {"preserveValues": true, "cleanupOnFail": true,
+            "strategy": {"name": "RetryOnFailure"}, "disableTakeOwnership": true,
+            "chartNameChangeStrategy": "InPlaceUpdate", "disableOpenAPIValidation": true},
+            "rollback": {"recreate": true, "disableWaitForJobs": true},
+            "uninstall": {"deletionPropagation": "orphan"}, "waitStrategy": {"name": "poller"}}});
+        assert!(unsupported_fields("HelmRelease", &hr).is_empty());
+        let hr =
+            json!({"spec": {"waitStrategy": {"name": "legacy"}, "postRenderStrategy": "combined"}});
         assert_eq!(
             unsupported_fields("HelmRelease", &hr),
-            vec!["spec.upgrade.strategy.name", "spec.upgrade.preserveValues"]
+            vec!["spec.postRenderStrategy", "spec.waitStrategy.name"]
         );
         let hr = json!({"spec": {"install": {"serverSideApply": true},
             "upgrade": {"serverSideApply": "disabled"}, "postRenderStrategy": "nohooks"}});

@@ -24,6 +24,9 @@ pub struct Failure {
     pub reason: &'static str,
     /// Human message; never contains a secret.
     pub message: String,
+    /// A transient failure retried after this long instead of the kind's retry delay
+    /// (e.g. a HelmRelease's `RetryOnFailure` strategy `retryInterval`).
+    pub retry_after: Option<Duration>,
 }
 
 impl Failure {
@@ -33,14 +36,21 @@ impl Failure {
             class,
             reason,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// This failure, retried after `d` when transient.
+    pub fn with_retry_after(mut self, d: Duration) -> Self {
+        self.retry_after = Some(d);
+        self
     }
 
     /// When to try again: transient failures back off from a few seconds, waiting ones
     /// use `retry`, stalled ones wait for the interval (or a change of the object).
     pub fn requeue_after(&self, retry: Duration, interval: Duration) -> Duration {
         match self.class {
-            Class::Transient => retry.min(interval),
+            Class::Transient => self.retry_after.unwrap_or(retry.min(interval)),
             Class::Waiting => retry,
             Class::Stalled => interval,
         }
@@ -89,6 +99,8 @@ mod tests {
         let f = |c| Failure::new(c, "X", "m").requeue_after(retry, interval);
         assert_eq!(f(Class::Transient), retry);
         assert_eq!(f(Class::Waiting), retry);
+        let later = Failure::new(Class::Transient, "X", "m").with_retry_after(interval * 2);
+        assert_eq!(later.requeue_after(retry, interval), interval * 2);
         assert_eq!(f(Class::Stalled), interval);
     }
 }

@@ -185,9 +185,37 @@ pub fn parse_into(s: &str, target: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Applies one `--set-literal` assignment to `target`: `key` is a path as for
+/// [`parse_into`] and `value` is set verbatim as a string (no commas, braces, escapes or
+/// typing). Errors never quote the input.
+pub fn parse_literal_into(key: &str, value: &str, target: &Value) -> Result<(), String> {
+    let segs = parse_key(key, 1)?;
+    let updated = set_path(target.clone(), &segs, Value::str(value));
+    if let (Value::Map(t), Value::Map(u)) = (target, &updated)
+        && !std::rc::Rc::ptr_eq(t, u)
+    {
+        let copy = u.borrow().clone();
+        *t.borrow_mut() = copy;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_values_keep_set_syntax() {
+        let t = Value::empty_map();
+        parse_literal_into("a.b[1]", "x,y={1,2}\\n=true", &t).unwrap();
+        assert_eq!(
+            t.to_json(),
+            serde_json::json!({"a": {"b": [null, "x,y={1,2}\\n=true"]}})
+        );
+        parse_literal_into("n", "1", &t).unwrap();
+        assert_eq!(t.to_json()["n"], "1");
+        assert!(parse_literal_into("", "v", &t).is_err());
+    }
 
     #[test]
     fn errors_never_quote_the_input() {

@@ -13,13 +13,15 @@
 //! 5. **release**: up to date (then drift, [`drift`]), or install/upgrade: record, perform,
 //!    test, record the outcome ([`release`]); hooks and tests in [`hooks`]; the objects of a
 //!    manifest in [`manifest`];
-//! 6. **remediation**: retry, roll back or uninstall a failed release ([`remediation`]);
+//! 6. **remediation**: retry, roll back or uninstall a failed release ([`remediation`]), or
+//!    retry it without remediation (`RetryOnFailure`); action options in [`actions`];
 //! 7. **history**: release Secrets and `status.history` ([`history`]).
 //!
 //! Safety: a chart, values or template failure returns before anything is applied or
 //! recorded; an apply, hook or health failure leaves a `failed` release record and the
 //! remediation settings decide between retrying, rolling back and uninstalling.
 
+mod actions;
 mod chart;
 pub mod drift;
 mod helmchart;
@@ -249,8 +251,7 @@ impl Kind for HelmRelease {
             &history::with_timeout(&t, un.timeout.as_deref()),
             latest,
             &history,
-            !un.disable_hooks,
-            un.keep_history,
+            &un,
         )
         .await
         .map_err(|f| Error::Kube(f.message))?;

@@ -13,6 +13,7 @@ use plumb_ssa::kstatus::Status as Health;
 use plumb_ssa::{Applier, ApplyItem, ApplyOptions, Inventory, ObjectRef, PruneOptions, SsaMode};
 use serde_json::Value;
 
+use super::actions::{absent, check_ownership, cleanup_created, takes_ownership};
 use super::history::with_timeout;
 use super::hooks::run_hooks;
 use super::manifest::{manifest_refs, parse_manifest, yaml_object};
@@ -60,23 +61,7 @@ pub(super) async fn perform(
         obj.spec.upgrade.as_ref().and_then(|u| u.timeout.as_deref())
     };
     let t = &with_timeout(&a.t, action_timeout);
-    let (hooks, crds, wait, create_ns) = if install {
-        let i = obj.spec.install.clone().unwrap_or_default();
-        let crds = i.crds.unwrap_or(if i.skip_crds {
-            CrdsPolicy::Skip
-        } else {
-            CrdsPolicy::Create
-        });
-        (!i.disable_hooks, crds, !i.disable_wait, i.create_namespace)
-    } else {
-        let u = obj.spec.upgrade.clone().unwrap_or_default();
-        (
-            !u.disable_hooks,
-            u.crds.unwrap_or(CrdsPolicy::Skip),
-            !u.disable_wait,
-            false,
-        )
-    };
+    let (hooks, crds, wait, create_ns) = action_settings(obj, install);
     if create_ns {
         let ns = serde_json::json!({
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": t.namespace}
@@ -106,26 +91,111 @@ pub(super) async fn perform(
     if crds != CrdsPolicy::Skip && !rendered.crds.is_empty() {
         apply_crds(applier, rendered, crds).await?;
     }
+    let objects = parse_manifest(applier, &rel.manifest, t).await?;
+    let old = if previous.is_empty() {
+        Vec::new()
+    } else {
+        live_refs(applier, previous, &t.namespace).await?
+    };
+    if !takes_ownership(obj, install) {
+        let verb = if install { "install" } else { "update" };
+        check_ownership(applier, &objects, &old, t, verb)
+            .await
+            .map_err(|e| {
+                format!("rendered manifests contain a resource that already exists. {e}")
+            })?;
+    }
     if hooks {
         run_hooks(applier, rel, pre, t).await?;
     }
-    let objects = parse_manifest(applier, &rel.manifest, t).await?;
-    apply_objects(applier, objects.clone(), t).await?;
-    if !previous.is_empty() {
-        let old = live_refs(applier, previous, &t.namespace).await?;
-        prune_removed(applier, &old, &objects, t).await?;
+    // cleanupOnFail: what this upgrade creates is deleted if it fails.
+    let cleanup = !install && obj.spec.upgrade.as_ref().is_some_and(|u| u.cleanup_on_fail);
+    let created = if cleanup {
+        absent(applier, &objects).await?
+    } else {
+        Vec::new()
+    };
+    let result = async {
+        apply_objects(applier, objects.clone(), t).await?;
+        if !old.is_empty() {
+            prune_removed(applier, &old, &objects, t).await?;
+        }
+        if hooks {
+            run_hooks(applier, rel, post, t).await?;
+        }
+        wait.run(applier, &objects, t).await
     }
-    if hooks {
-        run_hooks(applier, rel, post, t).await?;
+    .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => Err(format!(
+            "{e}{}",
+            cleanup_created(applier, &created, t).await
+        )),
     }
-    if wait {
+}
+
+/// (hooks, CRDs policy, wait, createNamespace) of the install or upgrade.
+fn action_settings(obj: &HelmRelease, install: bool) -> (bool, CrdsPolicy, Wait, bool) {
+    if install {
+        let i = obj.spec.install.clone().unwrap_or_default();
+        let crds = i.crds.unwrap_or(if i.skip_crds {
+            CrdsPolicy::Skip
+        } else {
+            CrdsPolicy::Create
+        });
+        let wait = Wait::of(i.disable_wait, i.disable_wait_for_jobs);
+        (!i.disable_hooks, crds, wait, i.create_namespace)
+    } else {
+        let u = obj.spec.upgrade.clone().unwrap_or_default();
+        (
+            !u.disable_hooks,
+            u.crds.unwrap_or(CrdsPolicy::Skip),
+            Wait::of(u.disable_wait, u.disable_wait_for_jobs),
+            false,
+        )
+    }
+}
+
+/// Helm's wait after an action: off (`disableWait`), or every object healthy, Jobs
+/// included unless `disableWaitForJobs` (then a Job counts as ready once applied).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wait {
+    /// No wait.
+    Off,
+    /// Wait for every object but Jobs.
+    NoJobs,
+    /// Wait for every object, Jobs to complete.
+    All,
+}
+
+impl Wait {
+    /// From an action's `disableWait` and `disableWaitForJobs`.
+    pub(super) fn of(disable_wait: bool, disable_wait_for_jobs: bool) -> Self {
+        match (disable_wait, disable_wait_for_jobs) {
+            (true, _) => Wait::Off,
+            (false, true) => Wait::NoJobs,
+            (false, false) => Wait::All,
+        }
+    }
+
+    /// Waits for `objects` (within `t.timeout`) as this policy says.
+    pub(super) async fn run(
+        self,
+        applier: &Applier,
+        objects: &[Value],
+        t: &Target,
+    ) -> std::result::Result<(), String> {
+        if self == Wait::Off {
+            return Ok(());
+        }
         let refs: Vec<ObjectRef> = objects
             .iter()
             .filter_map(|o| ObjectRef::from_object(o).ok())
+            .filter(|r| self == Wait::All || !(r.group == "batch" && r.kind == "Job"))
             .collect();
-        wait_healthy(applier, &refs, t.timeout, &t.health_exprs).await?;
+        wait_healthy(applier, &refs, t.timeout, &t.health_exprs).await
     }
-    Ok(())
 }
 
 /// The chart's `crds/` (Create: only when missing; CreateReplace: applied).

@@ -14,6 +14,7 @@ use plumb_helm::storage::{self, Release, status as rstatus};
 use plumb_ssa::{Applier, ObjectRef};
 use serde_json::Value;
 
+use super::actions::attempt_retry_interval;
 use super::chart::fetch_chart;
 use super::drift::{drift, track_drift};
 use super::history::{is_install_only, load_history, prune_history, snapshots, write_release};
@@ -25,7 +26,7 @@ use super::render::{
     build, chart_options, post_overlays, post_render_changed, post_render_digests,
 };
 use super::target::{Target, applier, target_of};
-use super::values::compose_values;
+use super::values::{compose_values, merge_maps};
 use crate::context::Context;
 use crate::outcome::{Class, Failure};
 
@@ -52,8 +53,6 @@ pub(super) async fn run_once(
         super::helmchart::helm_chart_ref(obj, ctx).map(|(ns, n)| format!("{ns}/{n}"));
     let (chart_src, _work) = fetch_chart(obj, ctx, true).await?;
     let config = compose_values(obj, ctx).await?;
-    let config_digest = storage::values_digest(&config);
-    status.last_attempted_config_digest = Some(config_digest.clone());
     status.storage_namespace = Some(t.storage_ns.clone());
 
     let history = unlock_pending(&t, load_history(&t).await?).await?;
@@ -62,19 +61,16 @@ pub(super) async fn run_once(
     let install = latest
         .as_ref()
         .is_none_or(|r| r.info.status == rstatus::UNINSTALLED);
+    let config = if install {
+        config
+    } else {
+        preserve_values(obj, &history, config)
+    };
+    let config_digest = storage::values_digest(&config);
+    status.last_attempted_config_digest = Some(config_digest.clone());
     // The HelmChart already merged valuesFiles and stamped the Revision version.
     let mut opts = chart_options(obj, ctx, &t, true).await;
-    opts.skip_schema_validation = if install {
-        obj.spec
-            .install
-            .as_ref()
-            .is_some_and(|i| i.disable_schema_validation)
-    } else {
-        obj.spec
-            .upgrade
-            .as_ref()
-            .is_some_and(|u| u.disable_schema_validation)
-    };
+    opts.skip_schema_validation = skips_schema_validation(obj, install);
     let built = build(
         chart_src,
         &config,
@@ -85,6 +81,15 @@ pub(super) async fn run_once(
         opts,
     )
     .await?;
+    // chartNameChangeStrategy Reinstall (the default): a release of another chart is
+    // uninstalled, then installed afresh.
+    if let Some(l) = latest.as_ref().filter(|_| !install)
+        && l.chart.name() != built.chart.name()
+        && reinstalls_on_rename(obj)
+    {
+        uninstall_renamed(obj, &applier, &t, l, &history, built.chart.name()).await?;
+        return Box::pin(run_once(obj, ctx, status, force)).await;
+    }
     let chart_version = built.chart.version().to_string();
     status.last_attempted_revision = Some(chart_version.clone());
     let digests = post_render_digests(obj);
@@ -116,7 +121,7 @@ pub(super) async fn run_once(
         t,
         install,
     };
-    let failures_before = check_retries(&a, status, force)?;
+    let failures_before = check_retries(&a, status, force, &history)?;
     let mut rel = pending_release(&a, built.chart, config, &built.rendered, revision);
     let live = if install {
         &[][..]
@@ -132,6 +137,29 @@ pub(super) async fn run_once(
     write_release(&a.t, &rel).await?;
     let result = perform(&a, &mut rel, &built.rendered, live).await;
     let result = test(&a, &mut rel, status, result).await;
+    record(
+        &a,
+        &history,
+        &mut rel,
+        status,
+        result,
+        failures_before,
+        digests,
+    )
+    .await
+}
+
+/// Records the outcome of an attempt (success, or failure and remediation), prunes the
+/// history and reports it in the status.
+async fn record(
+    a: &Attempt<'_>,
+    history: &[Release],
+    rel: &mut Release,
+    status: &mut HelmReleaseStatus,
+    result: std::result::Result<(), String>,
+    failures_before: i64,
+    digests: (String, String),
+) -> std::result::Result<Released, Failure> {
     // The history after this release, kept locally to save two list calls; a
     // remediation (rare) re-reads it.
     let (done, after) = match result {
@@ -140,17 +168,83 @@ pub(super) async fn run_once(
                 status.observed_post_renderers_digest,
                 status.observed_common_metadata_digest,
             ) = (Some(digests.0), Some(digests.1));
-            succeeded(&a, &history, &mut rel).await?
+            succeeded(a, history, rel).await?
         }
-        Err(msg) => failed(&a, &history, &mut rel, status, &msg, failures_before).await?,
+        Err(msg) => failed(a, history, rel, status, &msg, failures_before).await?,
     };
     let history = match after {
         Some(h) => h,
         None => load_history(&a.t).await?,
     };
-    let pruned = prune_history(&a.t, &history, obj.max_history()).await?;
+    let pruned = prune_history(&a.t, &history, a.obj.max_history()).await?;
     status.history = snapshots(&history[pruned..]);
     done
+}
+
+/// `install.disableSchemaValidation` or `upgrade.disableSchemaValidation`.
+fn skips_schema_validation(obj: &HelmRelease, install: bool) -> bool {
+    if install {
+        obj.spec
+            .install
+            .as_ref()
+            .is_some_and(|i| i.disable_schema_validation)
+    } else {
+        obj.spec
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| u.disable_schema_validation)
+    }
+}
+
+/// Uninstalls release `latest` of another chart than `chart` (with the uninstall
+/// settings), so that the next pass installs the new chart afresh.
+async fn uninstall_renamed(
+    obj: &HelmRelease,
+    applier: &plumb_ssa::Applier,
+    t: &Target,
+    latest: &Release,
+    history: &[Release],
+    chart: &str,
+) -> std::result::Result<(), Failure> {
+    let un = obj.spec.uninstall.clone().unwrap_or_default();
+    let ut = super::history::with_timeout(t, un.timeout.as_deref());
+    super::remediation::uninstall(applier, &ut, latest.clone(), history, &un).await?;
+    tracing::info!(release = %t.name, namespace = %t.namespace, from = %latest.chart.name(),
+        to = %chart, "chart name changed: release uninstalled to reinstall");
+    Ok(())
+}
+
+/// Whether a change of chart name reinstalls the release (`Reinstall`, the default) rather
+/// than upgrading it in place (`InPlaceUpdate`).
+fn reinstalls_on_rename(obj: &HelmRelease) -> bool {
+    obj.spec
+        .upgrade
+        .as_ref()
+        .and_then(|u| u.chart_name_change_strategy.as_deref())
+        != Some("InPlaceUpdate")
+}
+
+/// `upgrade.preserveValues`: the values of the last release (the last deployed one, else
+/// the latest) with the composed values merged over them, as Flux documents it ("reuse
+/// the last release's values and merge in overrides"); the merged values are recorded,
+/// so an unchanged spec stays up to date.
+fn preserve_values(
+    obj: &HelmRelease,
+    history: &[Release],
+    config: serde_json::Map<String, Value>,
+) -> serde_json::Map<String, Value> {
+    if !obj.spec.upgrade.as_ref().is_some_and(|u| u.preserve_values) {
+        return config;
+    }
+    let last = history
+        .iter()
+        .rev()
+        .find(|r| r.info.status == rstatus::DEPLOYED)
+        .or(history.last());
+    let Some(last) = last else { return config };
+    let mut merged = last.config.clone();
+    merge_maps(&mut merged, config);
+    merged
 }
 
 /// The outcome of an up-to-date release: Ready, nothing released.
@@ -180,6 +274,7 @@ fn check_retries(
     a: &Attempt<'_>,
     status: &mut HelmReleaseStatus,
     force: bool,
+    history: &[Release],
 ) -> std::result::Result<i64, Failure> {
     status.last_attempted_release_action = Some(if a.install {
         ReleaseAction::Install
@@ -192,7 +287,9 @@ fn check_retries(
         status.upgrade_failures.unwrap_or(0)
     };
     let (retries, _) = remediation_of(a.obj, a.install);
-    if !force && failures_before > 0 && failures_before > retries {
+    // RetryOnFailure retries without a limit (every retryInterval).
+    let retrying = attempt_retry_interval(a.obj, a.install, history).is_some();
+    if !force && !retrying && failures_before > 0 && failures_before > retries {
         // Retries are exhausted: wait for a change of the object or its inputs.
         return Err(Failure::new(
             Class::Stalled,
@@ -420,6 +517,14 @@ async fn failed(
         &message,
         generation,
     );
+    // RetryOnFailure: no remediation; the action is retried after retryInterval.
+    if let Some(every) = attempt_retry_interval(a.obj, a.install, history) {
+        let mut h = history.to_vec();
+        h.push(rel.clone());
+        let message = format!("{message}; retrying in {}", humantime_short(every));
+        let f = Failure::new(Class::Transient, r, message).with_retry_after(every);
+        return Ok((Err(f), Some(h)));
+    }
     // Remediate between attempts, and after the last one when configured.
     let (retries, remediate_last) = remediation_of(a.obj, a.install);
     let remediating = retries > 0 && (failures <= retries || remediate_last);
@@ -453,6 +558,16 @@ async fn failed(
     Ok((Err(Failure::new(class, r, message)), after))
 }
 
+/// `d` as Go prints a duration of whole seconds or minutes (`30s`, `5m0s`).
+fn humantime_short(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
 /// What the next install or upgrade of a HelmRelease would do (`plumb diff hr`).
 pub struct Plan {
     /// The applier the controller would use (its identity and cluster).
@@ -482,6 +597,11 @@ pub async fn plan(obj: &HelmRelease, ctx: &Context) -> std::result::Result<Plan,
         .rev()
         .find(|r| r.info.status == rstatus::DEPLOYED)
         .cloned();
+    let config = if latest.is_some() {
+        preserve_values(obj, &history, config)
+    } else {
+        config
+    };
     let revision = history.last().map_or(1, |r| r.version + 1);
     let built = build(
         chart_src,

@@ -6,15 +6,16 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams};
 use plumb_api::HelmRelease;
 use plumb_api::consts::{annotation, reason};
-use plumb_api::helm_release::RemediationStrategy;
+use plumb_api::helm_release::{RemediationStrategy, Uninstall};
 use plumb_helm::storage::{self, Release, status as rstatus};
-use plumb_ssa::Applier;
+use plumb_ssa::{Applier, PruneOptions};
 use serde_json::Value;
 
+use super::actions::{absent, cleanup_created, propagation};
 use super::history::{load_history, with_timeout, write_release};
 use super::hooks::run_hooks;
 use super::manifest::{manifest_refs, parse_manifest, yaml_object};
-use super::perform::{apply_objects, helm_prune_options, prune_removed};
+use super::perform::{Wait, apply_objects, helm_prune_options, prune_removed};
 use super::target::Target;
 use crate::outcome::{Class, Failure};
 
@@ -81,8 +82,7 @@ pub(super) async fn remediate(
             &with_timeout(t, un.timeout.as_deref()),
             failed,
             &history,
-            !un.disable_hooks,
-            un.keep_history,
+            &un,
         )
         .await?;
         return Ok(format!(
@@ -108,18 +108,23 @@ pub(super) async fn remediate(
             ),
         ));
     };
-    let hooks = !obj.spec.rollback.as_ref().is_some_and(|r| r.disable_hooks);
-    let rollback_timeout = obj
-        .spec
-        .rollback
-        .as_ref()
-        .and_then(|r| r.timeout.as_deref());
+    let rb = obj.spec.rollback.clone().unwrap_or_default();
+    if rb.recreate {
+        // Flux 2.9 (Helm 4 SDK): no longer functional, a warning only.
+        tracing::warn!(release = %t.name, namespace = %t.namespace,
+            "spec.rollback.recreate is deprecated and has no effect");
+    }
+    let opts = RollbackOptions {
+        hooks: !rb.disable_hooks,
+        wait: Wait::of(rb.disable_wait, rb.disable_wait_for_jobs),
+        cleanup_on_fail: rb.cleanup_on_fail,
+    };
     rollback(
         applier,
-        &with_timeout(t, rollback_timeout),
+        &with_timeout(t, rb.timeout.as_deref()),
         &failed,
         &good,
-        hooks,
+        opts,
     )
     .await?;
     Ok(format!(
@@ -132,14 +137,26 @@ pub(super) async fn remediate(
     ))
 }
 
+/// How a rollback runs (`spec.rollback`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RollbackOptions {
+    /// Run the pre- and post-rollback hooks.
+    pub(super) hooks: bool,
+    /// Wait for the objects after applying them.
+    pub(super) wait: Wait,
+    /// Delete the objects a failed rollback created.
+    pub(super) cleanup_on_fail: bool,
+}
+
 /// Helm's rollback: a new revision with the chart, values, manifest and hooks of
-/// `good`; the objects of `current` that `good` lacks are deleted.
+/// `good`; the objects of `current` that `good` lacks are deleted; a failure after the
+/// pending record marks the new revision failed.
 pub(super) async fn rollback(
     applier: &Applier,
     t: &Target,
     current: &Release,
     good: &Release,
-    hooks: bool,
+    opts: RollbackOptions,
 ) -> std::result::Result<(), Failure> {
     let fail = |m: String| Failure::new(Class::Transient, reason::ROLLBACK_FAILED, m);
     let mut rel = good.clone();
@@ -151,27 +168,11 @@ pub(super) async fn rollback(
         h.last_run = Default::default();
     }
     write_release(t, &rel).await?;
-    if hooks {
-        run_hooks(applier, &mut rel, "pre-rollback", t)
-            .await
-            .map_err(fail)?;
-    }
-    let objects = parse_manifest(applier, &rel.manifest, t)
-        .await
-        .map_err(fail)?;
-    apply_objects(applier, objects.clone(), t)
-        .await
-        .map_err(fail)?;
-    let old = manifest_refs(applier, &current.manifest, &t.namespace)
-        .await
-        .map_err(fail)?;
-    prune_removed(applier, &old, &objects, t)
-        .await
-        .map_err(fail)?;
-    if hooks {
-        run_hooks(applier, &mut rel, "post-rollback", t)
-            .await
-            .map_err(fail)?;
+    if let Err(m) = perform_rollback(applier, t, current, &mut rel, opts).await {
+        rel.info.status = rstatus::FAILED.into();
+        rel.info.description = format!("Rollback \"{}\" failed: {m}", t.name);
+        write_release(t, &rel).await?;
+        return Err(fail(m));
     }
     rel.info.status = rstatus::DEPLOYED.into();
     write_release(t, &rel).await?;
@@ -187,14 +188,52 @@ pub(super) async fn rollback(
     Ok(())
 }
 
+/// The steps of a rollback: hooks, objects, removed objects, hooks, wait; with
+/// `cleanupOnFail`, what a failed rollback created is deleted.
+async fn perform_rollback(
+    applier: &Applier,
+    t: &Target,
+    current: &Release,
+    rel: &mut Release,
+    opts: RollbackOptions,
+) -> std::result::Result<(), String> {
+    if opts.hooks {
+        run_hooks(applier, rel, "pre-rollback", t).await?;
+    }
+    let objects = parse_manifest(applier, &rel.manifest, t).await?;
+    let created = if opts.cleanup_on_fail {
+        absent(applier, &objects).await?
+    } else {
+        Vec::new()
+    };
+    let result: std::result::Result<(), String> = async {
+        apply_objects(applier, objects.clone(), t).await?;
+        let old = manifest_refs(applier, &current.manifest, &t.namespace).await?;
+        prune_removed(applier, &old, &objects, t).await?;
+        opts.wait.run(applier, &objects, t).await?;
+        if opts.hooks {
+            run_hooks(applier, rel, "post-rollback", t).await?;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => Err(format!(
+            "{e}{}",
+            cleanup_created(applier, &created, t).await
+        )),
+    }
+}
+
 pub(super) async fn uninstall(
     applier: &Applier,
     t: &Target,
     mut latest: Release,
     history: &[Release],
-    hooks: bool,
-    keep_history: bool,
+    un: &Uninstall,
 ) -> std::result::Result<(), Failure> {
+    let (hooks, keep_history) = (!un.disable_hooks, un.keep_history);
     let fail = |m: String| Failure::new(Class::Transient, reason::UNINSTALL_FAILED, m);
     latest.info.status = rstatus::UNINSTALLING.into();
     write_release(t, &latest).await?;
@@ -209,7 +248,13 @@ pub(super) async fn uninstall(
         .await
         .map_err(fail)?;
     applier
-        .prune(&refs, &helm_prune_options(t))
+        .prune(
+            &refs,
+            &PruneOptions {
+                propagation: Some(propagation(un)),
+                ..helm_prune_options(t)
+            },
+        )
         .await
         .map_err(|e| fail(format!("deleting objects of release {}: {e}", t.name)))?;
     if hooks {

@@ -1,5 +1,6 @@
 //! Values as Flux composes them: `valuesFrom` ConfigMaps and Secrets in order (whole
-//! documents deep-merged, or one value at `targetPath`), then `spec.values`.
+//! documents deep-merged, or one value at `targetPath`, verbatim when `literal`), then
+//! `spec.values`.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
@@ -67,15 +68,19 @@ pub async fn compose_values(
         match &r.target_path {
             Some(path) if !path.is_empty() => {
                 let tmp = plumb_helm::Value::empty_map();
-                plumb_helm::strvals::parse_into(&format!("{path}={}", text.trim()), &tmp).map_err(
-                    |e| {
-                        Failure::new(
-                            Class::Stalled,
-                            reason::INIT_FAILED,
-                            format!("invalid targetPath '{path}' for {what}: {e}"),
-                        )
-                    },
-                )?;
+                let set = if r.literal {
+                    // Flux 2.9 `literal`: the value verbatim, as `helm --set-literal`.
+                    plumb_helm::strvals::parse_literal_into(path, &text, &tmp)
+                } else {
+                    plumb_helm::strvals::parse_into(&format!("{path}={}", text.trim()), &tmp)
+                };
+                set.map_err(|e| {
+                    Failure::new(
+                        Class::Stalled,
+                        reason::INIT_FAILED,
+                        format!("invalid targetPath '{path}' for {what}: {e}"),
+                    )
+                })?;
                 if let Value::Object(m) = tmp.to_json() {
                     merge_maps(&mut out, m);
                 }
@@ -101,7 +106,7 @@ pub async fn compose_values(
 }
 
 /// Deep merge as Helm's `MergeMaps`: maps merge key by key, anything else replaces.
-fn merge_maps(dst: &mut Map<String, Value>, src: Map<String, Value>) {
+pub(super) fn merge_maps(dst: &mut Map<String, Value>, src: Map<String, Value>) {
     for (k, v) in src {
         match (dst.get_mut(&k), v) {
             (Some(Value::Object(d)), Value::Object(s)) => merge_maps(d, s),

@@ -79,13 +79,23 @@ pub(crate) struct Env {
 }
 
 pub(crate) async fn setup(info: &ControlPlaneInfo, prefix: &str) -> (Env, TestNamespace) {
+    setup_with(info, prefix, &[]).await
+}
+
+/// [`setup`] with `extra` files committed next to [`CHART`]'s.
+pub(crate) async fn setup_with(
+    info: &ControlPlaneInfo,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> (Env, TestNamespace) {
     let client = info.admin_client().await.unwrap();
     install_crds(&client).await;
     let ns = TestNamespace::create(info, prefix).await.unwrap();
     let n = ns.name().to_string();
     let tmp = tempfile::tempdir().unwrap();
     let repo = TestRepo::init(&tmp.path().join("repos"), "charts");
-    repo.commit(CHART, "chart");
+    let files: Vec<(&str, &str)> = CHART.iter().chain(extra).copied().collect();
+    repo.commit(&files, "chart");
     let root = tmp.path().join("repos");
     let server = std::thread::spawn(move || GitHttpServer::start(&root, HttpAuth::Anonymous))
         .join()
@@ -151,7 +161,7 @@ fn helm(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn release_secrets(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {
+pub(crate) async fn release_secrets(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let mut names: Vec<String> = api
         .list(&ListParams::default().labels(&format!("owner=helm,name={name}")))

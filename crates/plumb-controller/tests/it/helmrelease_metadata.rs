@@ -41,7 +41,12 @@ async fn common_metadata_reaches_every_object_and_a_change_upgrades() {
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
     let cm = labelled(&cms, "web-cm", "a").await;
     assert_eq!(cm.metadata.annotations.unwrap()["owner"], "ops");
-    let hook = cms.get("web-hook").await.unwrap();
+    // The post-install hook runs after the objects are applied: wait for it.
+    let hook = within("post-install hook", 60, || {
+        let cms = cms.clone();
+        async move { cms.get_opt("web-hook").await.ok()? }
+    })
+    .await;
     assert!(
         !hook
             .metadata

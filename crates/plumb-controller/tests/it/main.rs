@@ -16,6 +16,7 @@ mod gitrepository;
 mod helm_lookup;
 mod helmchart;
 mod helmrelease;
+mod helmrelease_actions;
 mod helmrelease_metadata;
 mod helmrepository;
 mod kustomization;

@@ -62,7 +62,10 @@ pub struct GitRepositorySpec {
     /// Authentication provider; defaults to `generic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<GitProvider>,
-    /// ServiceAccount used to authenticate with the `azure` and `aws` providers.
+    /// ServiceAccount for object-level workload identity with the `azure` and `aws`
+    /// providers (Flux 2.9 allows it with those two only). plumb serves neither provider
+    /// (they exchange the ServiceAccount token with Entra ID or AWS STS), so a set value is
+    /// reported in status, not acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     /// How often the repository is checked for updates.

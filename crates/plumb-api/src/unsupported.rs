@@ -44,7 +44,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     row(
         "GitRepository",
         "spec.provider",
-        When::NotOneOf(&["generic"]),
+        When::NotOneOf(&["generic", "github"]),
     ),
     row("GitRepository", "spec.serviceAccountName", When::Set),
     // HelmRelease action options plumb does not act on yet: reported, never ignored.
@@ -188,7 +188,7 @@ mod tests {
             "provider": "generic"
         }});
         assert!(unsupported_fields("GitRepository", &repo).is_empty());
-        let repo = json!({"spec": {"provider": "github", "sparseCheckout": ["a"]}});
+        let repo = json!({"spec": {"provider": "azure", "sparseCheckout": ["a"]}});
         assert_eq!(
             unsupported_fields("GitRepository", &repo),
             vec!["spec.provider"]

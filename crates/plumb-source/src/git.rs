@@ -27,6 +27,7 @@ use crate::{Result, SourceError};
 
 mod auth;
 mod checkout;
+pub mod github_app;
 mod policy;
 mod proxy;
 pub mod sparse;

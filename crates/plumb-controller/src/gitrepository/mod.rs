@@ -12,6 +12,7 @@
 //! A poll of an unchanged remote costs one ref listing and, when the status already says
 //! so, no API write at all.
 
+mod github_app;
 mod include;
 mod verify;
 
@@ -28,6 +29,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use plumb_api::conditions::{self};
 use plumb_api::consts::{condition, reason};
+use plumb_api::git_repository::GitProvider;
 use plumb_api::meta::Artifact;
 use plumb_api::{GitRepository, GitRepositoryStatus};
 use plumb_source::ErrorKind;
@@ -182,9 +184,21 @@ async fn read_auth(obj: &GitRepository, ctx: &Context) -> std::result::Result<Gi
         None => GitAuth::none(),
         Some(r) => {
             let data = crate::secrets::secret_data(ctx, &ns, &r.name).await?;
-            GitAuth::from_secret(&data).map_err(|e| invalid(&r.name, e))?
+            let auth = GitAuth::from_secret(&data).map_err(|e| invalid(&r.name, e))?;
+            if obj.spec.provider == Some(GitProvider::Github) {
+                github_app::auth(obj, ctx, &r.name, &data, auth).await?
+            } else {
+                auth
+            }
         }
     };
+    if obj.spec.provider == Some(GitProvider::Github) && obj.spec.secret_ref.is_none() {
+        return Err(Failure::new(
+            Class::Stalled,
+            reason::AUTHENTICATION_FAILED,
+            "the github provider needs spec.secretRef with the GitHub App (githubAppID, githubAppInstallationID, githubAppPrivateKey)",
+        ));
+    }
     let Some(r) = &obj.spec.proxy_secret_ref else {
         return Ok(auth);
     };

@@ -6,7 +6,10 @@
 //! (`X-Signature: sha1|sha256|sha512=<hex HMAC of the body>`), `github` (`X-Hub-Signature-256`,
 //! or the legacy SHA-1 `X-Hub-Signature`; `X-GitHub-Event` filtered by `spec.events`, `ping`
 //! answered without triggering) and `gitlab` (`X-Gitlab-Token` equals the token,
-//! `X-Gitlab-Event` filtered). Missing signatures answer 401, wrong ones 403; both are counted
+//! `X-Gitlab-Event` filtered) in `webhook.rs`; `bitbucket`, `harbor`, `dockerhub`, `quay`,
+//! `nexus`, `acr`, `cdevents` and the payloads of `gcr` and `generic-oidc` in `kinds.rs`; the
+//! bearer tokens of `gcr` (Google) and `generic-oidc` (`spec.oidcProviders`) in `oidc.rs`
+//! with `jwt.rs`. Missing signatures answer 401, wrong ones 403; both are counted
 //! in [`rejected_total`].
 
 //!

@@ -57,6 +57,20 @@ impl GitAuth {
         self
     }
 
+    /// These credentials with a GitHub App installation token as the HTTPS basic-auth
+    /// password of `x-access-token` (any `bearerToken` or `username`/`password` replaced).
+    pub fn with_github_token(mut self, token: String) -> GitAuth {
+        self.username = Some(super::github_app::TOKEN_USERNAME.to_string());
+        self.password = Some(token);
+        self.bearer_token = None;
+        self
+    }
+
+    /// The `ca.crt` PEM of the Secret, if any.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
+    }
+
     /// No credentials.
     pub fn none() -> GitAuth {
         GitAuth::default()

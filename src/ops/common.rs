@@ -23,6 +23,10 @@ pub enum FluxKind {
     HelmRelease,
     /// `notification.toolkit.fluxcd.io/v1` Receiver.
     Receiver,
+    /// `source.toolkit.fluxcd.io/v1` ExternalArtifact.
+    ExternalArtifact,
+    /// `source.extensions.fluxcd.io/v1beta1` ArtifactGenerator.
+    ArtifactGenerator,
 }
 
 impl FluxKind {
@@ -65,6 +69,18 @@ impl FluxKind {
                 "Receiver",
                 "receivers",
             ),
+            FluxKind::ExternalArtifact => (
+                "source.toolkit.fluxcd.io",
+                "v1",
+                "ExternalArtifact",
+                "externalartifacts",
+            ),
+            FluxKind::ArtifactGenerator => (
+                "source.extensions.fluxcd.io",
+                "v1beta1",
+                "ArtifactGenerator",
+                "artifactgenerators",
+            ),
         }
     }
 
@@ -93,6 +109,8 @@ impl FluxKind {
             FluxKind::Kustomization,
             FluxKind::HelmRelease,
             FluxKind::Receiver,
+            FluxKind::ExternalArtifact,
+            FluxKind::ArtifactGenerator,
         ]
         .into_iter()
         .find(|k| k.kind().eq_ignore_ascii_case(kind))
@@ -151,6 +169,12 @@ pub enum SourceTarget {
         /// Name of the HelmChart.
         name: String,
     },
+    /// An ArtifactGenerator (its ExternalArtifacts follow).
+    #[command(alias = "artifactgenerator")]
+    Generator {
+        /// Name of the ArtifactGenerator.
+        name: String,
+    },
 }
 
 impl Target {
@@ -161,6 +185,7 @@ impl Target {
             Target::Source(SourceTarget::Helm { name }) => (FluxKind::HelmRepository, name),
             Target::Source(SourceTarget::Oci { name }) => (FluxKind::OCIRepository, name),
             Target::Source(SourceTarget::Chart { name }) => (FluxKind::HelmChart, name),
+            Target::Source(SourceTarget::Generator { name }) => (FluxKind::ArtifactGenerator, name),
             Target::Hr { name } => (FluxKind::HelmRelease, name),
             Target::Receiver { name } => (FluxKind::Receiver, name),
         }
@@ -213,7 +238,10 @@ pub(crate) fn revision_of(kind: FluxKind, obj: &Value) -> String {
         FluxKind::GitRepository
         | FluxKind::HelmRepository
         | FluxKind::OCIRepository
-        | FluxKind::HelmChart => s["artifact"]["revision"].as_str(),
+        | FluxKind::HelmChart
+        | FluxKind::ExternalArtifact => s["artifact"]["revision"].as_str(),
+        // A generator has no revision of its own: the digest of its sources.
+        FluxKind::ArtifactGenerator => s["observedSourcesDigest"].as_str(),
         FluxKind::HelmRelease => s["history"][0]["chartVersion"]
             .as_str()
             .or_else(|| s["lastAttemptedRevision"].as_str()),
@@ -337,6 +365,21 @@ mod tests {
         assert_eq!(
             source_of(FluxKind::HelmRelease, &hr, "ns"),
             Some((FluxKind::OCIRepository, "ns".into(), "podinfo".into()))
+        );
+        // `plumb tree` and `plumb get` follow a Kustomization to its ExternalArtifact.
+        let ks = json!({"spec": {"sourceRef": {"kind": "ExternalArtifact", "name": "app-a"}}});
+        assert_eq!(
+            source_of(FluxKind::Kustomization, &ks, "ns"),
+            Some((FluxKind::ExternalArtifact, "ns".into(), "app-a".into()))
+        );
+        let ea = json!({"status": {"artifact": {"revision": "latest@sha256:ab"}}});
+        assert_eq!(
+            revision_of(FluxKind::ExternalArtifact, &ea),
+            "latest@sha256:ab"
+        );
+        assert_eq!(
+            FluxKind::ArtifactGenerator.resource().api_version,
+            "source.extensions.fluxcd.io/v1beta1"
         );
     }
 }

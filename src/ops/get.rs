@@ -13,7 +13,7 @@ use super::common::{
 /// What `plumb get` lists.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum GetWhat {
-    /// GitRepositories, HelmRepositories, OCIRepositories and HelmCharts.
+    /// GitRepositories, HelmRepositories, OCIRepositories, HelmCharts and ExternalArtifacts.
     #[value(alias = "source")]
     Sources,
     /// Kustomizations.
@@ -25,6 +25,9 @@ pub enum GetWhat {
     /// Receivers.
     #[value(alias = "receiver")]
     Receivers,
+    /// ArtifactGenerators.
+    #[value(alias = "generator", alias = "artifactgenerators")]
+    Generators,
 }
 
 /// `plumb get`.
@@ -56,7 +59,9 @@ async fn get_async(args: GetArgs) -> Result<ExitCode> {
             FluxKind::HelmRepository,
             FluxKind::OCIRepository,
             FluxKind::HelmChart,
+            FluxKind::ExternalArtifact,
         ],
+        GetWhat::Generators => &[FluxKind::ArtifactGenerator],
         GetWhat::Ks => &[FluxKind::Kustomization],
         GetWhat::Hr => &[FluxKind::HelmRelease],
         GetWhat::Receivers => &[FluxKind::Receiver],

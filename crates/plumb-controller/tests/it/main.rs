@@ -16,6 +16,7 @@ mod helmrelease;
 mod helmrelease_metadata;
 mod helmrepository;
 mod kustomization;
+mod kustomization_parity;
 mod leader;
 mod logsink;
 mod oci_bad_input;

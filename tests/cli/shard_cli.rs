@@ -198,10 +198,22 @@ async fn each_shard_reconciles_only_its_own_objects() {
         "r2",
         "shard1's process never reconciles shard2's objects"
     );
+    let ks0 = status_of(&kss, "ks0").await;
     assert!(
-        status_of(&kss, "ks0").await.is_null(),
-        "an unlabelled Kustomization belongs to neither shard"
+        ks0.get("conditions").is_none() && ks0.get("lastHandledReconcileAt").is_none(),
+        "an unlabelled Kustomization belongs to neither shard: {ks0:#}"
     );
     drop(a);
+    // No process runs any more: drop plumb's finalizers so the namespace can go.
+    let unhold = json!({"metadata": {"finalizers": null}});
+    for k in ["ks1", "ks2", "ks0"] {
+        kss.patch(k, &PatchParams::default(), &Patch::Merge(&unhold))
+            .await
+            .unwrap();
+    }
+    repos
+        .patch("fleet", &PatchParams::default(), &Patch::Merge(&unhold))
+        .await
+        .unwrap();
     ns.delete().await.unwrap();
 }

@@ -237,8 +237,8 @@ fn overlay_of(obj: &Kustomization) -> plumb_kustomize::Overlay {
 
 /// The postBuild variables (the controller's cluster facts, then ConfigMaps/Secrets in
 /// order, later wins, then the inline ones, which win as in Flux). `None` when the
-/// Kustomization has no postBuild, or when no variable is defined (inline or from the
-/// references) and `substituteStrategy` is not `Always`: Flux then leaves `${...}` alone.
+/// Kustomization has no postBuild, or when no variable is defined (cluster facts, inline
+/// or from the references) and `substituteStrategy` is not `Always`: Flux then leaves `${...}` alone.
 async fn substitution_vars(
     obj: &Kustomization,
     ctx: &Context,
@@ -246,15 +246,13 @@ async fn substitution_vars(
     let Some(pb) = &obj.spec.post_build else {
         return Ok(None);
     };
-    let mut defined = referenced_vars(obj, ctx).await?;
-    defined.extend(pb.substitute.iter().map(|(k, v)| (k.clone(), v.clone())));
-    if defined.is_empty()
-        && pb.substitute_strategy.unwrap_or_default() != SubstituteStrategy::Always
-    {
+    // The cluster facts count as defined variables (the controller defines them).
+    let mut vars = (*ctx.config.cluster_vars.snapshot()).clone();
+    vars.extend(referenced_vars(obj, ctx).await?);
+    vars.extend(pb.substitute.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if vars.is_empty() && pb.substitute_strategy.unwrap_or_default() != SubstituteStrategy::Always {
         return Ok(None);
     }
-    let mut vars = (*ctx.config.cluster_vars.snapshot()).clone();
-    vars.extend(defined);
     Ok(Some(vars))
 }
 

@@ -12,3 +12,4 @@ mod hr_cli;
 mod ks_cli;
 mod leader_cli;
 mod ops_cli;
+mod shard_cli;

@@ -52,15 +52,16 @@ pub struct KustomizationSpec {
     /// Labels and annotations added to every applied object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_metadata: Option<CommonMetadata>,
-    /// Flux 2.9's server-side apply field ignore rules; kept (not pruned by the API server)
-    /// and reported in status when set (plumb's own `driftIgnoreRules` serves the idea).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::helm_release::preserve_unknown")]
-    pub ignore: Option<serde_json::Value>,
-    /// Build metadata options of kustomize; reported in status when set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::helm_release::preserve_unknown")]
-    pub build_metadata: Option<serde_json::Value>,
+    /// JSON pointers excluded from drift detection and apply on objects that already exist
+    /// (Flux 2.9): their in-cluster value is kept (adopted, or released to the other
+    /// server-side apply manager that owns it); a created object gets the whole manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<DriftIgnoreRule>,
+    /// kustomize build metadata added to every object: `originAnnotations`
+    /// (`config.kubernetes.io/origin`) and `transformerAnnotations`
+    /// (`alpha.config.kubernetes.io/transformations`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_metadata: Vec<BuildMetadataOption>,
     /// Kustomizations that must be ready before this one is reconciled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<DependencyReference>,
@@ -137,9 +138,40 @@ pub struct KustomizationSpec {
     /// CEL health checks for custom resource kinds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_check_exprs: Vec<CustomHealthCheck>,
-    /// JSON pointers excluded from drift detection and apply.
+    /// plumb's earlier name of `spec.ignore`; its rules are added to those of `spec.ignore`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift_ignore_rules: Vec<DriftIgnoreRule>,
+}
+
+/// A kustomize build metadata option Flux accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BuildMetadataOption {
+    /// `config.kubernetes.io/origin` on every object.
+    #[serde(rename = "originAnnotations")]
+    OriginAnnotations,
+    /// `alpha.config.kubernetes.io/transformations` on every object.
+    #[serde(rename = "transformerAnnotations")]
+    TransformerAnnotations,
+}
+
+impl BuildMetadataOption {
+    /// The kustomization.yaml spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildMetadataOption::OriginAnnotations => "originAnnotations",
+            BuildMetadataOption::TransformerAnnotations => "transformerAnnotations",
+        }
+    }
+}
+
+/// When postBuild substitution runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SubstituteStrategy {
+    /// Only when at least one variable is defined (inline or from a ConfigMap or Secret).
+    #[default]
+    WithVariables,
+    /// Always, even with no variable defined (defaults such as `${x:=y}` apply).
+    Always,
 }
 
 /// Labels and annotations applied to every object.
@@ -196,9 +228,9 @@ pub struct PostBuild {
     /// ConfigMaps and Secrets holding variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub substitute_from: Vec<SubstituteReference>,
-    /// Substitution strategy of Flux 2.9; reported in status when set.
+    /// When substitution runs: `WithVariables` (default) or `Always`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub substitute_strategy: Option<String>,
+    pub substitute_strategy: Option<SubstituteStrategy>,
 }
 
 /// A ConfigMap or Secret holding substitution variables.

@@ -75,13 +75,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "spec.rollback.serverSideApply",
         When::NotOneOf(&["enabled", "auto"]),
     ),
-    row("Kustomization", "spec.ignore", When::Set),
-    row("Kustomization", "spec.buildMetadata", When::Set),
-    row(
-        "Kustomization",
-        "spec.postBuild.substituteStrategy",
-        When::Set,
-    ),
     row("ArtifactGenerator", "spec.pathPattern", When::Set),
     row(
         "OCIRepository",
@@ -218,10 +211,11 @@ mod tests {
             unsupported_fields("HelmRelease", &hr),
             vec!["spec.upgrade.serverSideApply"]
         );
-        let ks = json!({"spec": {"ignore": [{"paths": ["/spec/replicas"]}]}});
-        assert_eq!(
-            unsupported_fields("Kustomization", &ks),
-            vec!["spec.ignore"]
+        let ks = json!({"spec": {"ignore": [{"paths": ["/spec/replicas"]}],
+            "buildMetadata": ["originAnnotations"], "postBuild": {"substituteStrategy": "Always"}}});
+        assert!(
+            unsupported_fields("Kustomization", &ks).is_empty(),
+            "ignore, buildMetadata and substituteStrategy are served"
         );
         let repo = json!({"spec": {"type": "oci", "provider": "generic"}});
         assert!(unsupported_fields("HelmRepository", &repo).is_empty());

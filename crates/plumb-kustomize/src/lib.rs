@@ -120,6 +120,13 @@ pub struct Overlay {
     pub images: Vec<ImageEntry>,
     /// `spec.components`, relative to the built directory.
     pub components: Vec<String>,
+    /// `spec.buildMetadata` (`originAnnotations`, `transformerAnnotations`), added to the
+    /// directory's own `buildMetadata`.
+    pub build_metadata: Vec<String>,
+    /// `spec.ignoreMissingComponents`: local components of the top-level kustomization
+    /// (the directory's and `spec.components`) whose directory does not exist are dropped
+    /// instead of failing the build.
+    pub ignore_missing_components: bool,
 }
 
 impl Overlay {
@@ -154,6 +161,11 @@ impl Overlay {
         }
         k.images.extend(self.images.iter().cloned());
         k.components.extend(self.components.iter().cloned());
+        for b in &self.build_metadata {
+            if !k.build_metadata.contains(b) {
+                k.build_metadata.push(b.clone());
+            }
+        }
         k
     }
 }

@@ -160,6 +160,10 @@ impl<'o> Builder<'o> {
         };
         if let Some(o) = overlay {
             kust = o.wrap(kust);
+            if o.ignore_missing_components {
+                kust.components
+                    .retain(|c| is_remote(c) || top.join(c).is_dir());
+            }
         }
         self.transformer_anno = kust
             .build_metadata

@@ -6,7 +6,8 @@
 //! 1. **dependencies**: every `dependsOn` Ready ([`crate::dependencies`]);
 //! 2. **source**: the GitRepository's or OCIRepository's artifact ([`source`]);
 //! 3. **render**: fetch, build with the spec overlay, substitute, label ([`render`]);
-//! 4. **apply**: plan (items + inventory), record the intent (old inventory plus the new
+//! 4. **apply**: plan (items + inventory), reshape existing objects per `spec.ignore`
+//!    ([`ignore`]), record the intent (old inventory plus the new
 //!    objects, so a crash mid-apply leaks nothing), then staged server-side apply ([`apply`]);
 //! 5. **prune**: the previous inventory minus the new one, within the budget ([`prune`]);
 //! 6. **health**: read once, come back soon while pending ([`health`]).
@@ -20,6 +21,7 @@ mod decrypt;
 mod decrypt_ahead;
 mod decrypt_identity;
 mod health;
+mod ignore;
 mod prune;
 mod render;
 mod source;
@@ -80,10 +82,17 @@ pub async fn run(
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    let oci_watch = watch.clone();
-    let ea_watch = watch.clone();
+    // Sources are watched without the label selector: as in Flux's sharding, a sharded
+    // Kustomization may use a source of another shard (or of none), and its new artifacts
+    // must still reconcile it.
+    let source_watch = watcher::Config {
+        label_selector: None,
+        ..watch
+    };
+    let oci_watch = source_watch.clone();
+    let ea_watch = source_watch.clone();
     let oci_ns = sources.namespace().map(str::to_string);
-    let source_triggers = kube::runtime::reflector(writer, watcher(sources, watch))
+    let source_triggers = kube::runtime::reflector(writer, watcher(sources, source_watch))
         .default_backoff()
         .applied_objects()
         .filter_map(|r| futures::future::ready(r.ok()))
@@ -173,14 +182,16 @@ impl Kind for Kustomization {
         status: &mut KustomizationStatus,
     ) -> std::result::Result<Done, Failure> {
         let exprs = health::compile_exprs(obj)?;
+        ignore::validate(obj)?;
         crate::dependencies::check(obj, &obj.spec.depends_on, ctx).await?;
         let artifact = source::source_artifact(obj, ctx).await?;
         let revision = artifact.revision.clone();
         status.last_attempted_revision = Some(revision.clone());
         // Fetch and render. Failures here return before anything is applied or pruned.
         let objects = render_objects(obj, ctx, RenderSource::Artifact(&artifact)).await?;
-        let (items, inventory) = apply::plan(obj, objects)?;
+        let (mut items, inventory) = apply::plan(obj, objects)?;
         let applier = applier(obj, ctx).await?;
+        ignore::reshape(obj, &applier, &mut items).await?;
         let previous = status.inventory.clone();
         let recorded = prune::record_intent(obj, ctx, status, &inventory).await?;
         let applied = apply::apply(

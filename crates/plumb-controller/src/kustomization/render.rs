@@ -11,7 +11,7 @@ use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use plumb_api::Kustomization;
 use plumb_api::consts::{annotation, label, reason};
-use plumb_api::kustomization::ValuesKind;
+use plumb_api::kustomization::{SubstituteStrategy, ValuesKind};
 use plumb_ssa::ObjectRef;
 use serde_json::Value;
 
@@ -241,11 +241,19 @@ fn overlay_of(obj: &Kustomization) -> plumb_kustomize::Overlay {
         patches: crate::overlay::patches(&s.patches),
         images: crate::overlay::images(&s.images),
         components: s.components.clone(),
+        build_metadata: s
+            .build_metadata
+            .iter()
+            .map(|b| b.as_str().to_string())
+            .collect(),
+        ignore_missing_components: s.ignore_missing_components,
     }
 }
 
-/// The postBuild variables (inline, then ConfigMaps/Secrets in order; later wins), plus
-/// the controller's cluster facts. `None` when the Kustomization has no postBuild.
+/// The postBuild variables (the controller's cluster facts, then ConfigMaps/Secrets in
+/// order, later wins, then the inline ones, which win as in Flux). `None` when the
+/// Kustomization has no postBuild, or when no variable is defined (cluster facts, inline
+/// or from the references) and `substituteStrategy` is not `Always`: Flux then leaves `${...}` alone.
 async fn substitution_vars(
     obj: &Kustomization,
     ctx: &Context,
@@ -253,9 +261,27 @@ async fn substitution_vars(
     let Some(pb) = &obj.spec.post_build else {
         return Ok(None);
     };
-    let ns = obj.namespace().unwrap_or_default();
+    // The cluster facts count as defined variables (the controller defines them).
     let mut vars = (*ctx.config.cluster_vars.snapshot()).clone();
+    vars.extend(referenced_vars(obj, ctx).await?);
     vars.extend(pb.substitute.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if vars.is_empty() && pb.substitute_strategy.unwrap_or_default() != SubstituteStrategy::Always {
+        return Ok(None);
+    }
+    Ok(Some(vars))
+}
+
+/// The variables of `postBuild.substituteFrom`, in order (later wins). A missing object is
+/// empty when `optional`, else a failure that waits for it.
+async fn referenced_vars(
+    obj: &Kustomization,
+    ctx: &Context,
+) -> std::result::Result<BTreeMap<String, String>, Failure> {
+    let mut vars = BTreeMap::new();
+    let Some(pb) = &obj.spec.post_build else {
+        return Ok(vars);
+    };
+    let ns = obj.namespace().unwrap_or_default();
     for from in &pb.substitute_from {
         let found: Option<BTreeMap<String, String>> = match from.kind {
             ValuesKind::ConfigMap => {
@@ -298,15 +324,21 @@ async fn substitution_vars(
                 return Err(Failure::new(
                     Class::Waiting,
                     reason::BUILD_FAILED,
+                    // Flux's message: the reference, then the API server's not-found text.
                     format!(
-                        "substitute from '{}/{ns}/{}' failed: not found",
-                        from.kind, from.name
+                        "substitute from '{kind}/{name}' error: {plural} \"{name}\" not found",
+                        kind = from.kind,
+                        name = from.name,
+                        plural = match from.kind {
+                            ValuesKind::ConfigMap => "configmaps",
+                            ValuesKind::Secret => "secrets",
+                        }
                     ),
                 ));
             }
         }
     }
-    Ok(Some(vars))
+    Ok(vars)
 }
 
 fn substitute_objects(

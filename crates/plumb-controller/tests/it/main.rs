@@ -20,6 +20,7 @@ mod helmrelease_actions;
 mod helmrelease_metadata;
 mod helmrepository;
 mod kustomization;
+mod kustomization_parity;
 mod leader;
 mod logsink;
 mod oci_bad_input;

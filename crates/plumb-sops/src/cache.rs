@@ -108,6 +108,8 @@ impl Session {
 pub struct DataKeyCache {
     inner: Mutex<Generations>,
     capacity: usize,
+    /// Whole decrypted documents, same keying and rules (see `plain_cache`).
+    plain: crate::plain_cache::PlainCache,
 }
 
 /// Two generations: lookups promote from `old` to `young`; when `young` is full it becomes
@@ -137,11 +139,15 @@ impl DataKeyCache {
     /// Entries kept by [`DataKeyCache::default`]: a fleet of a few thousand encrypted files.
     pub const DEFAULT_CAPACITY: usize = 8192;
 
+    /// Bytes of decrypted documents kept at most (as many documents as data keys).
+    pub const PLAINTEXT_BYTES: usize = 64 << 20;
+
     /// A cache holding at most `capacity` data keys (at least 2).
     pub fn with_capacity(capacity: usize) -> DataKeyCache {
         DataKeyCache {
             inner: Mutex::new(Generations::default()),
             capacity: capacity.max(2),
+            plain: crate::plain_cache::PlainCache::new(capacity, Self::PLAINTEXT_BYTES),
         }
     }
 
@@ -156,11 +162,21 @@ impl DataKeyCache {
         self.len() == 0
     }
 
-    /// Drops every entry (zeroizing the keys).
+    /// How many decrypted documents are held.
+    pub fn documents(&self) -> usize {
+        self.plain.len()
+    }
+
+    /// Drops every entry (zeroizing the keys and documents).
     pub fn clear(&self) {
         let mut g = self.lock();
         g.young.clear();
         g.old.clear();
+        self.plain.clear();
+    }
+
+    pub(crate) fn plain(&self) -> &crate::plain_cache::PlainCache {
+        &self.plain
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {

@@ -198,7 +198,9 @@ impl KeyRing {
     }
 
     /// The data key of `file`: the first master key this ring opens.
-    pub(crate) fn data_key(&self, file: &str, meta: &Metadata) -> Result<Arc<DataKey>> {
+    /// With it, whether local key material (age, OpenPGP) opened it: only then may the
+    /// decrypted document outlive the reconcile.
+    pub(crate) fn data_key(&self, file: &str, meta: &Metadata) -> Result<(Arc<DataKey>, bool)> {
         let mut tried: Vec<String> = Vec::new();
         for a in &meta.age {
             if a.recipient.starts_with("age1pq1") {
@@ -210,7 +212,7 @@ impl KeyRing {
                 continue;
             }
             match self.local(Wrap::Age, &a.enc, || self.open_age(&a.enc)) {
-                Ok(k) => return Ok(k),
+                Ok(k) => return Ok((k, true)),
                 Err(e) => tried.push(format!("age {}: {e}", a.recipient)),
             }
         }
@@ -220,7 +222,7 @@ impl KeyRing {
                 continue;
             }
             match self.local(Wrap::Pgp, &p.enc, || self.open_pgp(&p.enc)) {
-                Ok(k) => return Ok(k),
+                Ok(k) => return Ok((k, true)),
                 Err(e) => tried.push(format!("pgp {}: {e}", p.fp)),
             }
         }
@@ -233,7 +235,7 @@ impl KeyRing {
                 to_key(open_kms(kms.as_ref(), k)?).map(Arc::new)
             });
             match opened {
-                Ok(d) => return Ok(d),
+                Ok(d) => return Ok((d, false)),
                 Err(e) => tried.push(format!("kms {}: {e}", k.arn)),
             }
         }
@@ -269,6 +271,29 @@ impl KeyRing {
             }
             Ok(Arc::new(key))
         })
+    }
+
+    /// The id under which the decrypted `data` is kept across reconciles; `None` without a
+    /// cross-reconcile cache.
+    pub(crate) fn plain_id(&self, format: crate::Format, data: &[u8]) -> Option<[u8; 32]> {
+        self.cross.as_ref()?;
+        Some(crate::plain_cache::plain_id(
+            self.fingerprint(),
+            format,
+            data,
+        ))
+    }
+
+    /// A decrypted document kept by an earlier reconcile of a ring with the same keys.
+    pub(crate) fn kept_plain(&self, id: &[u8; 32]) -> Option<Vec<u8>> {
+        self.cross.as_ref()?.plain().get(id)
+    }
+
+    /// Keeps a decrypted document for later reconciles.
+    pub(crate) fn keep_plain(&self, id: [u8; 32], plain: &[u8]) {
+        if let Some(c) = &self.cross {
+            c.plain().insert(id, plain);
+        }
     }
 
     fn open_age(&self, enc: &str) -> std::result::Result<Zeroizing<Vec<u8>>, String> {

@@ -24,8 +24,10 @@
 //! file, so a [`KeyRing`] opens each wrapped key once per reconcile (its session, shared by
 //! clones and threads; KMS only ever cached there, so revocation bites on the next
 //! reconcile), and a [`DataKeyCache`] keeps age and OpenPGP data keys across reconciles
-//! under a fingerprint of the ring's secret keys. YAML comes back as block YAML (JSON
-//! scalars) so kustomize's fast reader takes it.
+//! under a fingerprint of the ring's secret keys, together with the documents they opened
+//! (keyed by that fingerprint and the file's bytes, so an unchanged file costs a hash on the
+//! next reconcile instead of a parse, a decryption per value and a MAC). YAML comes back as
+//! block YAML (JSON scalars) so kustomize's fast reader takes it.
 //!
 //! Inputs are budgeted ([`Limits`]: bytes and nesting depth). Errors name the file and the
 //! step, never a key, a ciphertext or a decrypted value.
@@ -36,6 +38,7 @@ mod emit;
 mod encrypt;
 mod keys;
 mod meta;
+mod plain_cache;
 mod stores;
 mod tree;
 
@@ -242,13 +245,21 @@ pub fn decrypt(
             ),
         });
     }
+    let plain_id = ring.plain_id(format, data);
+    if let Some(plain) = plain_id.as_ref().and_then(|id| ring.kept_plain(id)) {
+        return Ok(Some(plain));
+    }
     let Some(mut doc) = stores::parse(file, format, data, limits)? else {
         return Ok(None);
     };
     let meta = meta::Metadata::from_node(file, &doc.metadata, ring.session())?;
-    let key = ring.data_key(file, &meta)?;
+    let (key, local) = ring.data_key(file, &meta)?;
     let key = key.bytes();
     let mac = tree::decrypt_branches(file, &mut doc.branches, &meta, key, limits.max_depth)?;
     cipher::verify_mac(file, &meta, key, &mac)?;
-    Ok(Some(stores::emit(file, format, &doc.branches)?))
+    let plain = stores::emit(file, format, &doc.branches)?;
+    if local && let Some(id) = plain_id {
+        ring.keep_plain(id, &plain);
+    }
+    Ok(Some(plain))
 }

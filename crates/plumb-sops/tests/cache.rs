@@ -80,6 +80,36 @@ fn cached_data_keys_serve_only_a_ring_with_the_same_keys() {
 }
 
 #[test]
+fn decrypted_documents_serve_only_the_same_keys_and_bytes() {
+    let cache = Arc::new(DataKeyCache::default());
+    let file = age_file([7; 32]);
+    let owner = ring_of(&["age.txt"], &cache);
+    let first = run(&file, &owner).unwrap();
+    assert_eq!(cache.documents(), 1);
+
+    // A later reconcile: the same plaintext, from the kept document (no new entry).
+    assert_eq!(run(&file, &ring_of(&["age.txt"], &cache)).unwrap(), first);
+    assert_eq!(cache.documents(), 1);
+
+    // Another tenant's ring never gets the document.
+    let other = ring_of(&["age-global.txt"], &cache);
+    assert!(matches!(run(&file, &other), Err(Error::DataKey { .. })));
+
+    // Other bytes miss, so a tampered copy is still checked (MAC) and refused.
+    let tampered = file.replacen(
+        "\"mac\":\"ENC[AES256_GCM,data:",
+        "\"mac\":\"ENC[AES256_GCM,data:A",
+        1,
+    );
+    assert_ne!(tampered, file);
+    assert!(run(&tampered, &owner.next_session()).is_err());
+    assert_eq!(cache.documents(), 1);
+
+    cache.clear();
+    assert_eq!(cache.documents(), 0);
+}
+
+#[test]
 fn a_ring_without_the_cache_stores_nothing() {
     let cache = Arc::new(DataKeyCache::default());
     let mut plain = KeyRing::new();
@@ -152,6 +182,7 @@ fn kms_data_keys_are_cached_per_reconcile_only() {
     });
     assert_eq!(kms.calls.load(Ordering::SeqCst), 1);
     assert!(cache.is_empty(), "KMS data keys never outlive a reconcile");
+    assert_eq!(cache.documents(), 0, "nor do documents KMS opened");
 
     // The next reconcile asks KMS again, so a revoked grant bites.
     let next = ring.next_session();

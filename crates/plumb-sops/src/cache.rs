@@ -72,6 +72,8 @@ type Opened = Result<Arc<DataKey>, String>;
 pub(crate) struct Session {
     keys: Mutex<HashMap<[u8; 32], Arc<OnceLock<Opened>>>>,
     regexes: Mutex<HashMap<String, Regex>>,
+    /// Documents this session decrypted (not served from the kept documents).
+    decrypted: std::sync::atomic::AtomicUsize,
 }
 
 /// Most distinct patterns a session keeps compiled.
@@ -80,6 +82,15 @@ const MAX_REGEXES: usize = 64;
 impl Session {
     /// The data key of `id`, opened by `open` by the first caller; concurrent callers of the
     /// same `id` wait for it. A failure is remembered too.
+    pub(crate) fn note_decrypted(&self) {
+        self.decrypted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn decrypted(&self) -> usize {
+        self.decrypted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub(crate) fn data_key(&self, id: [u8; 32], open: impl FnOnce() -> Opened) -> Opened {
         let cell = {
             let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
@@ -110,6 +121,9 @@ pub struct DataKeyCache {
     capacity: usize,
     /// Whole decrypted documents, same keying and rules (see `plain_cache`).
     plain: crate::plain_cache::PlainCache,
+    /// Trees whose last build decrypted nothing (every document was kept): a hint that
+    /// decrypting ahead would only read files twice.
+    warm_trees: Mutex<std::collections::HashSet<[u8; 32]>>,
 }
 
 /// Two generations: lookups promote from `old` to `young`; when `young` is full it becomes
@@ -148,6 +162,7 @@ impl DataKeyCache {
             inner: Mutex::new(Generations::default()),
             capacity: capacity.max(2),
             plain: crate::plain_cache::PlainCache::new(capacity, Self::PLAINTEXT_BYTES),
+            warm_trees: Mutex::default(),
         }
     }
 
@@ -173,10 +188,32 @@ impl DataKeyCache {
         g.young.clear();
         g.old.clear();
         self.plain.clear();
+        self.warm_trees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     pub(crate) fn plain(&self) -> &crate::plain_cache::PlainCache {
         &self.plain
+    }
+
+    pub(crate) fn tree_is_warm(&self, id: &[u8; 32]) -> bool {
+        let trees = self.warm_trees.lock().unwrap_or_else(|p| p.into_inner());
+        trees.contains(id)
+    }
+
+    pub(crate) fn set_tree_warm(&self, id: [u8; 32], warm: bool) {
+        let mut trees = self.warm_trees.lock().unwrap_or_else(|p| p.into_inner());
+        if !warm {
+            trees.remove(&id);
+            return;
+        }
+        // A hint, not state: forgetting every tree at the bound only costs one walk each.
+        if trees.len() >= 4096 {
+            trees.clear();
+        }
+        trees.insert(id);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {

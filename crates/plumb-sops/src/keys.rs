@@ -284,6 +284,36 @@ impl KeyRing {
         ))
     }
 
+    /// How many documents this reconcile decrypted, as opposed to serving them from the
+    /// documents kept by earlier reconciles (shared by the clones of this ring).
+    pub fn documents_decrypted(&self) -> usize {
+        self.session.decrypted()
+    }
+
+    fn tree_id(&self, tree: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"plumb-sops tree\0");
+        h.update(self.fingerprint());
+        h.update(tree.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Whether the last build of `tree` (any stable name, e.g. its path) with these keys
+    /// decrypted nothing: its documents are all kept, so reading them ahead is wasted.
+    /// Always `false` without a cross-reconcile cache.
+    pub fn tree_is_warm(&self, tree: &str) -> bool {
+        self.cross
+            .as_ref()
+            .is_some_and(|c| c.tree_is_warm(&self.tree_id(tree)))
+    }
+
+    /// Records whether this reconcile's build of `tree` decrypted nothing.
+    pub fn record_tree(&self, tree: &str) {
+        if let Some(c) = &self.cross {
+            c.set_tree_warm(self.tree_id(tree), self.documents_decrypted() == 0);
+        }
+    }
+
     /// A decrypted document kept by an earlier reconcile of a ring with the same keys.
     pub(crate) fn kept_plain(&self, id: &[u8; 32]) -> Option<Vec<u8>> {
         self.cross.as_ref()?.plain().get(id)

@@ -258,6 +258,7 @@ pub fn decrypt(
     let mac = tree::decrypt_branches(file, &mut doc.branches, &meta, key, limits.max_depth)?;
     cipher::verify_mac(file, &meta, key, &mac)?;
     let plain = stores::emit(file, format, &doc.branches)?;
+    ring.session().note_decrypted();
     if local && let Some(id) = plain_id {
         ring.keep_plain(id, &plain);
     }

@@ -216,3 +216,33 @@ fn block_yaml_reads_back_as_the_document() {
     let want: serde_json::Value = serde_saphyr::from_str(text).unwrap();
     assert_eq!(got, want, "{out}");
 }
+
+#[test]
+fn a_tree_is_warm_once_a_build_decrypts_nothing() {
+    let cache = Arc::new(DataKeyCache::default());
+    let file = age_file([6; 32]);
+    let first = ring_of(&["age.txt"], &cache);
+    assert!(!first.tree_is_warm("apps"));
+    run(&file, &first).unwrap();
+    assert_eq!(first.documents_decrypted(), 1);
+    first.record_tree("apps");
+    assert!(!first.tree_is_warm("apps"), "it decrypted a document");
+
+    let second = ring_of(&["age.txt"], &cache);
+    run(&file, &second).unwrap();
+    assert_eq!(
+        second.documents_decrypted(),
+        0,
+        "served from the kept document"
+    );
+    second.record_tree("apps");
+    assert!(ring_of(&["age.txt"], &cache).tree_is_warm("apps"));
+    assert!(!ring_of(&["age-global.txt"], &cache).tree_is_warm("apps"));
+    assert!(!ring_of(&["age.txt"], &cache).tree_is_warm("other"));
+
+    // A changed file is decrypted again, and the tree is no longer warm.
+    let third = ring_of(&["age.txt"], &cache);
+    run(&age_file([8; 32]), &third).unwrap();
+    third.record_tree("apps");
+    assert!(!third.tree_is_warm("apps"));
+}

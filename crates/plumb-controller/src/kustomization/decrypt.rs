@@ -145,7 +145,13 @@ pub fn decrypting_transform(
     dir: &Path,
     ring: KeyRing,
 ) -> plumb_kustomize::FileTransform {
-    let ahead = decrypt_ahead(root, dir, &ring, &Limits::default());
+    // When the last build of this tree decrypted nothing, every document is kept: the
+    // transform serves them at the cost of a hash, and reading ahead would read twice.
+    let ahead = if ring.tree_is_warm(&dir.to_string_lossy()) {
+        Ahead::default()
+    } else {
+        decrypt_ahead(root, dir, &ring, &Limits::default())
+    };
     transform(ring, ahead)
 }
 

@@ -35,6 +35,7 @@ pub mod receiver;
 pub mod reconciler;
 pub mod runtime;
 mod secrets;
+pub(crate) mod selector;
 pub(crate) mod verify;
 
 pub use error::{Error, Result};

@@ -16,7 +16,6 @@ use kube::{Resource, ResourceExt};
 use plumb_api::HelmRelease;
 use plumb_api::consts::{annotation, reason};
 use plumb_api::helm_release::{DriftDetection, DriftDetectionMode, IgnoreRule};
-use plumb_api::kustomize::Selector;
 use plumb_helm::storage::Release;
 use plumb_ssa::{Applier, ApplyItem, ApplyOptions, ObjectRef};
 use serde_json::Value;
@@ -25,6 +24,7 @@ use super::manifest::{manifest_refs, parse_manifest};
 use super::target::Target;
 use crate::context::Context;
 use crate::outcome::{Class, Failure};
+use crate::selector::selects;
 
 /// What one drift pass found (and corrected).
 #[derive(Debug, Default)]
@@ -162,87 +162,6 @@ fn ignored_pointers(o: &Value, rules: &[IgnoreRule]) -> Vec<String> {
         .iter()
         .filter(|r| r.target.as_ref().is_none_or(|t| selects(t, o)))
         .flat_map(|r| r.paths.iter().cloned())
-        .collect()
-}
-
-/// kustomize's selector semantics: every set field matches; group, version, kind,
-/// namespace and name are anchored regular expressions.
-fn selects(s: &Selector, o: &Value) -> bool {
-    let text = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("");
-    let (group, version) = plumb_ssa::split_api_version(text("/apiVersion"));
-    let fields = [
-        (&s.group, group),
-        (&s.version, version),
-        (&s.kind, text("/kind")),
-        (&s.namespace, text("/metadata/namespace")),
-        (&s.name, text("/metadata/name")),
-    ];
-    let regex_ok = fields.iter().all(|(want, have)| {
-        want.as_deref().is_none_or(|w| {
-            regex::Regex::new(&format!("^(?:{w})$")).is_ok_and(|re| re.is_match(have))
-        })
-    });
-    regex_ok
-        && s.label_selector
-            .as_deref()
-            .is_none_or(|sel| label_selects(sel, o.pointer("/metadata/labels")))
-        && s.annotation_selector
-            .as_deref()
-            .is_none_or(|sel| label_selects(sel, o.pointer("/metadata/annotations")))
-}
-
-/// A Kubernetes label selector expression (`a=b`, `a==b`, `a!=b`, `a`, `!a`,
-/// `a in (x,y)`, `a notin (x,y)`, comma-separated) against a label map.
-fn label_selects(expr: &str, labels: Option<&Value>) -> bool {
-    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-    split_requirements(expr).iter().all(|req| {
-        let req = req.trim();
-        if req.is_empty() {
-            return true;
-        }
-        if let Some((k, set)) = req.split_once(" notin ") {
-            return get(k.trim()).is_none_or(|v| !set_of(set).contains(&v));
-        }
-        if let Some((k, set)) = req.split_once(" in ") {
-            return get(k.trim()).is_some_and(|v| set_of(set).contains(&v));
-        }
-        if let Some((k, v)) = req.split_once("!=") {
-            return get(k.trim()) != Some(v.trim());
-        }
-        if let Some((k, v)) = req.split_once("==").or_else(|| req.split_once('=')) {
-            return get(k.trim()) == Some(v.trim());
-        }
-        if let Some(k) = req.strip_prefix('!') {
-            return get(k.trim()).is_none();
-        }
-        get(req).is_some()
-    })
-}
-
-/// Splits on commas outside parentheses.
-fn split_requirements(expr: &str) -> Vec<&str> {
-    let (mut out, mut depth, mut start) = (Vec::new(), 0usize, 0usize);
-    for (i, c) in expr.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            ',' if depth == 0 => {
-                out.push(&expr[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&expr[start..]);
-    out
-}
-
-fn set_of(s: &str) -> Vec<&str> {
-    s.trim()
-        .trim_start_matches('(')
-        .trim_end_matches(')')
-        .split(',')
-        .map(str::trim)
         .collect()
 }
 
@@ -410,6 +329,7 @@ pub(super) async fn track_refs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plumb_api::kustomize::Selector;
     use serde_json::json;
 
     fn deploy() -> Value {

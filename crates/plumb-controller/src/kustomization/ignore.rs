@@ -17,11 +17,11 @@ use kube::api::{Api, DynamicObject};
 use plumb_api::Kustomization;
 use plumb_api::consts::reason;
 use plumb_api::kustomization::DriftIgnoreRule;
-use plumb_api::kustomize::Selector;
 use plumb_ssa::{Applier, ApplyItem, ObjectRef};
 use serde_json::Value;
 
 use crate::outcome::{Class, Failure};
+use crate::selector::selects;
 
 /// Every rule of `spec.ignore` and `spec.driftIgnoreRules`.
 fn rules(obj: &Kustomization) -> impl Iterator<Item = &DriftIgnoreRule> {
@@ -243,87 +243,10 @@ fn item_key_matches(key: &str, item: &Value) -> bool {
     false
 }
 
-/// kustomize's selector semantics: every set field matches; group, version, kind,
-/// namespace and name are anchored regular expressions; label and annotation selectors
-/// are Kubernetes selector expressions.
-fn selects(s: &Selector, o: &Value) -> bool {
-    let text = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("");
-    let (group, version) = plumb_ssa::split_api_version(text("/apiVersion"));
-    let fields = [
-        (&s.group, group),
-        (&s.version, version),
-        (&s.kind, text("/kind")),
-        (&s.namespace, text("/metadata/namespace")),
-        (&s.name, text("/metadata/name")),
-    ];
-    let regex_ok = fields.iter().all(|(want, have)| {
-        want.as_deref().is_none_or(|w| {
-            regex::Regex::new(&format!("^(?:{w})$")).is_ok_and(|re| re.is_match(have))
-        })
-    });
-    regex_ok
-        && s.label_selector
-            .as_deref()
-            .is_none_or(|e| map_selects(e, o.pointer("/metadata/labels")))
-        && s.annotation_selector
-            .as_deref()
-            .is_none_or(|e| map_selects(e, o.pointer("/metadata/annotations")))
-}
-
-/// A selector expression (`a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x,y)`,
-/// comma-separated) against a string map.
-fn map_selects(expr: &str, map: Option<&Value>) -> bool {
-    let get = |k: &str| map.and_then(|l| l.get(k.trim())).and_then(Value::as_str);
-    let set_of = |s: &str| -> Vec<String> {
-        s.trim()
-            .trim_start_matches('(')
-            .trim_end_matches(')')
-            .split(',')
-            .map(|x| x.trim().to_string())
-            .collect()
-    };
-    requirements(expr).iter().all(|req| {
-        let req = req.trim();
-        if req.is_empty() {
-            true
-        } else if let Some((k, set)) = req.split_once(" notin ") {
-            get(k).is_none_or(|v| !set_of(set).iter().any(|x| x == v))
-        } else if let Some((k, set)) = req.split_once(" in ") {
-            get(k).is_some_and(|v| set_of(set).iter().any(|x| x == v))
-        } else if let Some((k, v)) = req.split_once("!=") {
-            get(k) != Some(v.trim())
-        } else if let Some((k, v)) = req.split_once("==").or_else(|| req.split_once('=')) {
-            get(k) == Some(v.trim())
-        } else if let Some(k) = req.strip_prefix('!') {
-            get(k).is_none()
-        } else {
-            get(req).is_some()
-        }
-    })
-}
-
-/// Splits a selector at the commas outside parentheses.
-fn requirements(expr: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut depth, mut start) = (0i32, 0);
-    for (i, c) in expr.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(&expr[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&expr[start..]);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plumb_api::kustomize::Selector;
     use serde_json::json;
 
     fn live() -> Value {

@@ -11,6 +11,7 @@ pub mod controlplane;
 pub mod eks_webhook;
 pub mod git;
 pub mod httpproxy;
+pub mod jwt;
 pub mod moto;
 pub mod namespace;
 pub mod proxy;

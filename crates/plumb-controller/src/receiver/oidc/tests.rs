@@ -1,79 +1,12 @@
 //! Token signatures and claims (RS256 and ES256 keys made here), the claim expressions, and
 //! Flux's spec rules.
 
-use base64::Engine as _;
-use openssl::bn::BigNumContext;
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::sign::Signer;
 use plumb_api::Receiver;
+use plumb_testing::jwt::{Key, b64, ec_key, rsa_key, sign};
 use serde_json::{Value, json};
 
 use super::super::jwt::{Jwks, Jwt};
 use super::{evaluate, validate_spec};
-
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-struct Key {
-    alg: &'static str,
-    pkey: PKey<Private>,
-    jwk: Value,
-}
-
-fn rsa_key(kid: &str) -> Key {
-    let rsa = Rsa::generate(2048).unwrap();
-    let jwk = json!({"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-        "n": b64(&rsa.n().to_vec()), "e": b64(&rsa.e().to_vec())});
-    Key {
-        alg: "RS256",
-        pkey: PKey::from_rsa(rsa).unwrap(),
-        jwk,
-    }
-}
-
-fn ec_key(kid: &str) -> Key {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let ec = EcKey::generate(&group).unwrap();
-    let (mut x, mut y) = (
-        openssl::bn::BigNum::new().unwrap(),
-        openssl::bn::BigNum::new().unwrap(),
-    );
-    let mut ctx = BigNumContext::new().unwrap();
-    ec.public_key()
-        .affine_coordinates(&group, &mut x, &mut y, &mut ctx)
-        .unwrap();
-    let jwk = json!({"kty": "EC", "kid": kid, "crv": "P-256",
-        "x": b64(&x.to_vec_padded(32).unwrap()), "y": b64(&y.to_vec_padded(32).unwrap())});
-    Key {
-        alg: "ES256",
-        pkey: PKey::from_ec_key(ec).unwrap(),
-        jwk,
-    }
-}
-
-fn sign(key: &Key, claims: &Value) -> String {
-    let kid = key.jwk["kid"].as_str().unwrap();
-    let head = b64(json!({"alg": key.alg, "kid": kid, "typ": "JWT"})
-        .to_string()
-        .as_bytes());
-    let input = format!("{head}.{}", b64(claims.to_string().as_bytes()));
-    let mut s = Signer::new(MessageDigest::sha256(), &key.pkey).unwrap();
-    let der = s.sign_oneshot_to_vec(input.as_bytes()).unwrap();
-    let sig = if key.alg == "ES256" {
-        let sig = openssl::ecdsa::EcdsaSig::from_der(&der).unwrap();
-        let mut raw = sig.r().to_vec_padded(32).unwrap();
-        raw.extend(sig.s().to_vec_padded(32).unwrap());
-        raw
-    } else {
-        der
-    };
-    format!("{input}.{}", b64(&sig))
-}
 
 fn jwks(keys: &[&Key]) -> Jwks {
     serde_json::from_value(json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}))

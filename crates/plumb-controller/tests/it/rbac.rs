@@ -101,50 +101,7 @@ async fn controllers_run_under_the_charts_rbac() {
 
     // The chart's RBAC, release named after the namespace so cluster objects do not clash.
     let objects = chart_rbac(&n, &n);
-    let cluster_scoped: Vec<(String, String)> = objects
-        .iter()
-        .filter(|o| o["kind"].as_str().is_some_and(|k| k.starts_with("Cluster")))
-        .map(|o| {
-            (
-                o["kind"].as_str().unwrap().to_string(),
-                o["metadata"]["name"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let sa = objects
-        .iter()
-        .find(|o| o["kind"] == "ServiceAccount")
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .unwrap()
-        .to_string();
-    Applier::new(admin.clone(), "plumb-test", 4)
-        .apply_all(
-            objects.into_iter().map(ApplyItem::new).collect(),
-            &ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
-
-    // A token of the chart's ServiceAccount: the controllers are that and nothing more.
-    let req = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(admin.clone(), &n)
-        .create_token_request(&sa, &pp, &req)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let tmp = tempfile::tempdir().unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, token).unwrap();
-    let cfg = config_with_token(info, &token_file).await;
+    let (cluster_scoped, cfg, tmp) = install_chart_rbac(info, &admin, &n, objects).await;
     let as_sa = kube::Client::try_from(cfg.clone()).unwrap();
     // Not an admin: it cannot write a ConfigMap itself.
     let direct = Api::<ConfigMap>::namespaced(as_sa.clone(), &n)
@@ -280,4 +237,58 @@ async fn controllers_run_under_the_charts_rbac() {
             .unwrap();
     }
     ns.delete().await.unwrap();
+}
+
+/// Applies the chart's RBAC `objects` (made by [`chart_rbac`] for namespace `ns`) as admin.
+/// Returns the cluster-scoped objects to delete at the end, a client config that
+/// authenticates as the chart's ServiceAccount, and the directory holding its token (and
+/// free for the test's other files).
+pub(crate) async fn install_chart_rbac(
+    info: &ControlPlaneInfo,
+    admin: &kube::Client,
+    ns: &str,
+    objects: Vec<Value>,
+) -> (Vec<(String, String)>, kube::Config, tempfile::TempDir) {
+    let cluster_scoped: Vec<(String, String)> = objects
+        .iter()
+        .filter(|o| o["kind"].as_str().is_some_and(|k| k.starts_with("Cluster")))
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_string(),
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let sa = objects
+        .iter()
+        .find(|o| o["kind"] == "ServiceAccount")
+        .and_then(|o| o["metadata"]["name"].as_str())
+        .unwrap()
+        .to_string();
+    Applier::new(admin.clone(), "plumb-test", 4)
+        .apply_all(
+            objects.into_iter().map(ApplyItem::new).collect(),
+            &ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
+    let req = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+        .create_token_request(&sa, &PostParams::default(), &req)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let cfg = config_with_token(info, &token_file).await;
+    (cluster_scoped, cfg, tmp)
 }

@@ -320,10 +320,8 @@ async fn reqwest_json(url: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn decryption_service_account_token_request_denied_is_stalled() {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use kube::api::{DeleteParams, DynamicObject};
     use kube::core::{ApiResource, GroupVersionKind};
-    use plumb_ssa::{Applier, ApplyItem, ApplyOptions};
     use plumb_testing::{ControlPlane, TestNamespace};
 
     // plumb runs as the chart's ServiceAccount, its ClusterRole without the
@@ -345,47 +343,8 @@ async fn decryption_service_account_token_request_denied_is_stalled() {
             );
         }
     }
-    let cluster_scoped: Vec<(String, String)> = objects
-        .iter()
-        .filter(|o| o["kind"].as_str().is_some_and(|k| k.starts_with("Cluster")))
-        .map(|o| {
-            (
-                o["kind"].as_str().unwrap().to_string(),
-                o["metadata"]["name"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let sa = objects
-        .iter()
-        .find(|o| o["kind"] == "ServiceAccount")
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .unwrap()
-        .to_string();
-    Applier::new(admin.clone(), "plumb-test", 4)
-        .apply_all(
-            objects.into_iter().map(ApplyItem::new).collect(),
-            &ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
-    let req = TokenRequest {
-        spec: TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(admin.clone(), &c)
-        .create_token_request(&sa, &PostParams::default(), &req)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let tmp = tempfile::tempdir().unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, token).unwrap();
-    let cfg = crate::rbac::config_with_token(info, &token_file).await;
+    let (cluster_scoped, cfg, _tmp) =
+        crate::rbac::install_chart_rbac(info, &admin, &c, objects).await;
 
     let arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
     let file = encrypted(arn, b"not-really-encrypted-by-kms", "kms");

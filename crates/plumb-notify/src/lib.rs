@@ -23,6 +23,10 @@ mod event;
 pub mod generic;
 pub mod incident;
 mod provider;
+// Used by the provider families' unit tests.
+#[cfg(test)]
+#[allow(dead_code)]
+pub(crate) mod recorder;
 mod transport;
 
 pub use error::NotifyError;

@@ -57,7 +57,7 @@ impl Notifier for GitLab {
         let duplicate = listed.as_array().is_some_and(|statuses| {
             statuses.iter().any(|s| {
                 let field = |k: &str| s.get(k).and_then(|v| v.as_str());
-                field("sha") == Some(update.sha)
+                field("sha") == Some(update.sha.as_str())
                     && field("status") == Some(state)
                     && field("description") == Some(update.description.as_str())
                     && field("name") == Some(update.key)

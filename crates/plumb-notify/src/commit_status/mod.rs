@@ -71,7 +71,7 @@ pub(crate) struct States {
 /// One commit status to post, resolved from a delivery.
 pub(crate) struct StatusUpdate<'a> {
     /// The commit SHA.
-    pub sha: &'a str,
+    pub sha: String,
     /// The commit status key.
     pub key: &'a str,
     /// `<kind>/<name>` in lowercase (the display name of Bitbucket's statuses).
@@ -86,7 +86,7 @@ impl<'a> StatusUpdate<'a> {
     /// The status of `delivery`, `None` when Flux does not post the event.
     pub fn of(delivery: &'a Delivery<'_>, states: &States) -> Result<Option<Self>, NotifyError> {
         let event: &'a Event = delivery.event;
-        if !event.is_commit_status_update() {
+        if !event.is_commit_status_update() && !has_commit_key(event) {
             return Ok(None);
         }
         let state = if event.reason == PROGRESSING {
@@ -105,16 +105,7 @@ impl<'a> StatusUpdate<'a> {
                 }
             }
         };
-        let Some(revision) = event.revision() else {
-            return Err(NotifyError::Undeliverable(
-                "missing revision metadata".into(),
-            ));
-        };
-        let Some(sha) = event.commit_sha() else {
-            return Err(NotifyError::Undeliverable(format!(
-                "revision '{revision}' names no git commit"
-            )));
-        };
+        let sha = commit_of(event)?;
         let Some(key) = delivery
             .commit_status_key
             .as_deref()
@@ -142,6 +133,36 @@ pub(crate) fn get(url: String) -> HttpRequest {
         url,
         headers: Vec::new(),
         body: Vec::new(),
+    }
+}
+
+/// Whether the event carries Flux's `commit` metadata (`event.toolkit.fluxcd.io/commit`
+/// on the object): Flux hands such events to commit-status types as well.
+fn has_commit_key(event: &Event) -> bool {
+    event.metadata.get("commit").is_some_and(|c| !c.is_empty())
+}
+
+/// The commit the event is about: its `originRevision` (the git commit an OCI artifact was
+/// built from) if set, else its `revision`, as Flux's `Event.GetRevision`.
+fn commit_of(event: &Event) -> Result<String, NotifyError> {
+    let revision = event
+        .metadata
+        .get("originRevision")
+        .or(event.metadata.get("revision"));
+    let Some(revision) = revision else {
+        return Err(NotifyError::Undeliverable(
+            "missing revision metadata".into(),
+        ));
+    };
+    let probe = Event {
+        metadata: [("revision".to_string(), revision.clone())].into(),
+        ..Event::default()
+    };
+    match probe.commit_sha() {
+        Some(sha) => Ok(sha.to_string()),
+        None => Err(NotifyError::Undeliverable(format!(
+            "revision '{revision}' names no git commit"
+        ))),
     }
 }
 
@@ -280,6 +301,65 @@ mod tests {
             "kustomization/apps/0c9c2e41"
         );
         assert_eq!(commit_status_key("", "HelmRelease", "x"), "helmrelease/x/");
+    }
+
+    const GITHUB: States = States {
+        info: "success",
+        error: "failure",
+        progressing: None,
+    };
+
+    #[test]
+    fn which_events_become_statuses() {
+        use testkit::{KEY, SHA, delivery, event, settings};
+        let s = settings("github", "https://github.com/o/r", "t");
+        // Owned fields: (sha, key, state, name, description).
+        let update = |e: &Event| {
+            let d = delivery(&s, e);
+            StatusUpdate::of(&d, &GITHUB)
+                .map(|u| u.map(|u| (u.sha, u.key.to_string(), u.state, u.name, u.description)))
+        };
+
+        let e = event(Severity::Error, "HealthCheckFailed");
+        let u = update(&e).expect("ok").expect("posted");
+        let want = (
+            SHA,
+            KEY,
+            "failure",
+            "kustomization/apps",
+            "health check failed",
+        );
+        assert_eq!(
+            (u.0.as_str(), u.1.as_str(), u.2, u.3.as_str(), u.4.as_str()),
+            want
+        );
+
+        // The origin revision (an OCI artifact's git commit) wins over the revision.
+        let mut e = event(Severity::Info, "ReconciliationSucceeded");
+        let origin = "b".repeat(40);
+        e.metadata
+            .insert("revision".into(), "latest@sha256:abc".into());
+        e.metadata
+            .insert("originRevision".into(), format!("main@sha1:{origin}"));
+        assert_eq!(update(&e).expect("ok").expect("posted").0, origin);
+
+        // Not an update, but Flux's `commit` metadata: posted; neither: dropped.
+        e.metadata.remove("commit_status");
+        assert!(update(&e).expect("ok").is_none());
+        e.metadata.insert("commit".into(), origin.clone());
+        assert!(update(&e).expect("ok").is_some());
+
+        // Progressing: dropped for types without a progressing state.
+        let e = event(Severity::Info, PROGRESSING);
+        assert!(update(&e).expect("ok").is_none());
+
+        // A trace event or an empty key cannot be posted.
+        let e = event(Severity::Trace, "Anything");
+        assert!(update(&e).is_err());
+        let e = event(Severity::Info, "ReconciliationSucceeded");
+        let mut d = delivery(&s, &e);
+        d.commit_status_key = Some(String::new());
+        assert!(StatusUpdate::of(&d, &GITHUB).is_err());
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! keyed by the commit status key the controller resolves ([`commit_status_key`] or the
 //! Provider's `commitStatusExpr`), so the forge shows one line per Kustomization/HelmRelease
 //! that each reconcile updates. As in Flux:
-//! - events that are not commit-status updates (metadata `commit_status: update`) are dropped
-//!   without error (Flux's dispatcher drops them before the notifier);
+//! - events that are neither commit-status updates (metadata `commit_status: update`) nor
+//!   carry Flux's `commit` metadata are dropped without error (Flux's dispatcher drops them
+//!   before the notifier);
 //! - `Progressing` events are skipped (Gitea posts them as `pending`);
-//! - an update without a revision, or whose revision names no commit, is an error;
+//! - the commit is the one `originRevision` names, else `revision`; an event without one, or
+//!   whose revision names no commit, is an error;
 //! - the status is not posted again when the forge already shows the same state and
 //!   description under the key (one lookup request first).
 //!

@@ -1,0 +1,289 @@
+//! Test helpers of this family: a sample event and settings, scripted responses, and a tiny
+//! HTTP/1.1 server plus a blocking plain-HTTP transport, so each type's requests also go over
+//! a real socket (the crate's production transport lives elsewhere).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use crate::recorder::Recorder;
+use crate::{
+    Delivery, Event, HttpRequest, InvolvedObject, Notifier, NotifyError, Settings, Transport,
+};
+pub use crate::{HttpResponse, Method, Severity};
+
+/// The commit every sample event names.
+pub const SHA: &str = "4c1b2a9f0e3d5c6b7a8f9e0d1c2b3a4f5e6d7c8b";
+/// The commit status key of every sample delivery.
+pub const KEY: &str = "kustomization/apps/0c9c2e41";
+
+/// Settings of `provider_type` with `address` and `token`.
+pub fn settings(provider_type: &str, address: &str, token: &str) -> Settings {
+    Settings {
+        provider_type: provider_type.into(),
+        provider: "flux-system/forge".into(),
+        address: address.into(),
+        token: token.into(),
+        ..Settings::default()
+    }
+}
+
+/// A Kustomization `flux-system/apps` commit-status update on [`SHA`].
+pub fn event(severity: Severity, reason: &str) -> Event {
+    let metadata = BTreeMap::from([
+        ("revision".to_string(), format!("main@sha1:{SHA}")),
+        ("commit_status".to_string(), "update".to_string()),
+    ]);
+    Event {
+        involved_object: InvolvedObject {
+            kind: "Kustomization".into(),
+            namespace: "flux-system".into(),
+            name: "apps".into(),
+            uid: "9d3f2c1e-0000-4000-8000-000000000001".into(),
+            api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+            resource_version: String::new(),
+        },
+        severity,
+        timestamp: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+        message: "Applied revision: main@sha1:4c1b2a9f".into(),
+        reason: reason.into(),
+        metadata,
+        reporting_controller: "kustomize-controller".into(),
+        reporting_instance: String::new(),
+    }
+}
+
+/// A delivery of `event` through `settings` with the key [`KEY`].
+pub fn delivery<'a>(settings: &'a Settings, event: &'a Event) -> Delivery<'a> {
+    Delivery {
+        settings,
+        event,
+        commit_status_key: Some(KEY.into()),
+    }
+}
+
+/// `200` with `body` as JSON.
+pub fn ok(body: &serde_json::Value) -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        body: serde_json::to_vec(body).unwrap_or_default(),
+    }
+}
+
+/// `code` with a short JSON error body.
+pub fn status(code: u16) -> HttpResponse {
+    HttpResponse {
+        status: code,
+        body: br#"{"message":"scripted"}"#.to_vec(),
+    }
+}
+
+/// One request the server received.
+#[derive(Debug)]
+pub struct Received {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Headers, names in lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (`Null` when empty or not JSON).
+    pub json: serde_json::Value,
+}
+
+impl Received {
+    /// The value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A loopback HTTP server that answers with a script, one connection per request.
+pub struct Server {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    thread: JoinHandle<Vec<Received>>,
+}
+
+/// The first line a [`Server::finish`] wake-up connection sends.
+const STOP: &str = "STOP";
+
+impl Server {
+    /// Starts a server answering with `script` in order, then stopping.
+    pub fn start(script: Vec<HttpResponse>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let thread = std::thread::spawn(move || {
+            let mut received = Vec::new();
+            for resp in script {
+                let Ok((stream, _)) = listener.accept() else {
+                    break;
+                };
+                match serve(stream, &resp) {
+                    Some(r) => received.push(r),
+                    None => break,
+                }
+            }
+            received
+        });
+        Server { base, thread }
+    }
+
+    /// Stops the server (also when fewer requests came than scripted) and returns what it got.
+    pub fn finish(self) -> Vec<Received> {
+        let authority = self.base.trim_start_matches("http://");
+        if let Ok(mut s) = TcpStream::connect(authority) {
+            let _ = s.write_all(format!("{STOP}\r\n\r\n").as_bytes());
+        }
+        self.thread.join().expect("server thread")
+    }
+}
+
+/// Reads one request and answers it; `None` for the stop connection or a broken one.
+fn serve(stream: TcpStream, resp: &HttpResponse) -> Option<Received> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut words = line.split_whitespace();
+    let method = words.next()?.to_string();
+    if method == STOP {
+        return None;
+    }
+    let target = words.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (name, value) = h.split_once(':')?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let len = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    let head = format!(
+        "HTTP/1.1 {} Scripted\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        resp.status,
+        resp.body.len()
+    );
+    let mut out = stream;
+    out.write_all(head.as_bytes()).ok()?;
+    out.write_all(&resp.body).ok()?;
+    Some(Received {
+        method,
+        target,
+        headers,
+        json: serde_json::from_slice(&body).unwrap_or_default(),
+    })
+}
+
+/// A blocking plain-HTTP/1.1 transport (no TLS, no chunked bodies): enough for [`Server`].
+pub struct PlainHttp;
+
+impl Transport for PlainHttp {
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, NotifyError> {
+        let fail = |message: String| NotifyError::Transport {
+            host: req.host(),
+            message,
+        };
+        let rest = req
+            .url
+            .strip_prefix("http://")
+            .ok_or_else(|| fail("not http".into()))?;
+        let (authority, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let method = match req.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+        };
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {authority}\r\n");
+        for (n, v) in &req.headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            req.body.len()
+        ));
+        let mut s = TcpStream::connect(authority).map_err(|e| fail(e.to_string()))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| fail(e.to_string()))?;
+        s.write_all(head.as_bytes())
+            .and_then(|()| s.write_all(&req.body))
+            .map_err(|e| fail(e.to_string()))?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).map_err(|e| fail(e.to_string()))?;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| fail("no header end".into()))?;
+        let head = String::from_utf8_lossy(&raw[..split]);
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| fail("no status".into()))?;
+        Ok(HttpResponse {
+            status,
+            body: raw[split + 4..].to_vec(),
+        })
+    }
+}
+
+/// How many requests `notifier` sends for `event` when the lookup is answered with `lookup`
+/// (1: only the lookup, the status was a duplicate; 2: the status was posted).
+pub fn requests_with_lookup(
+    notifier: &dyn Notifier,
+    settings: &Settings,
+    event: &Event,
+    lookup: HttpResponse,
+) -> usize {
+    let rec = Recorder::answering(vec![lookup]);
+    notifier
+        .send(&delivery(settings, event), &rec)
+        .expect("send");
+    rec.sent().len()
+}
+
+/// Asserts that `notifier` refuses each `(address, token)` as invalid settings.
+pub fn assert_invalid(notifier: &dyn Notifier, provider_type: &str, cases: &[(&str, &str)]) {
+    for (address, token) in cases {
+        let err = notifier
+            .validate(&settings(provider_type, address, token))
+            .expect_err(address);
+        assert!(
+            matches!(err, NotifyError::InvalidSettings(_)),
+            "{address} {token}: {err}"
+        );
+    }
+}
+
+/// Serves `script` on a loopback server, runs `send` with its base URL over [`PlainHttp`],
+/// and returns what the server received, checked to be a lookup (GET) then a POST.
+pub fn lookup_then_post_over_http(
+    script: Vec<HttpResponse>,
+    send: impl FnOnce(&str, &dyn Transport) -> Result<(), NotifyError>,
+) -> Vec<Received> {
+    let server = Server::start(script);
+    send(&server.base, &PlainHttp).expect("send");
+    let got = server.finish();
+    let methods: Vec<&str> = got.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(methods, ["GET", "POST"]);
+    got
+}

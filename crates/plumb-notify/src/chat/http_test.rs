@@ -1,0 +1,1 @@
+//! HTTP-level test of the chat and incident types (filled in next).

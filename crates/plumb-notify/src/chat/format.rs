@@ -74,6 +74,32 @@ pub(crate) fn require(provider_type: &str, value: &str, what: &str) -> Result<()
     Ok(())
 }
 
+/// Fails when a secret value sent in a header or URL holds a line break or other control
+/// character (often a trailing newline from `echo token > file`): it cannot be sent as is.
+/// The error names the field, never the value.
+pub(crate) fn check_secret(
+    provider_type: &str,
+    value: &str,
+    what: &str,
+) -> Result<(), NotifyError> {
+    if value.chars().any(char::is_control) {
+        return Err(NotifyError::InvalidSettings(format!(
+            "{provider_type}: {what} contains a line break or control character"
+        )));
+    }
+    Ok(())
+}
+
+/// [`require`] and [`check_secret`] together.
+pub(crate) fn require_secret(
+    provider_type: &str,
+    value: &str,
+    what: &str,
+) -> Result<(), NotifyError> {
+    require(provider_type, value, what)?;
+    check_secret(provider_type, value, what)
+}
+
 /// Scheme and host (with port) of an address already checked by [`check_url`].
 pub(crate) fn scheme_host(address: &str) -> String {
     crate::transport::redact_url(address)
@@ -170,6 +196,18 @@ mod tests {
         // The error never quotes the address (it may hold a webhook secret).
         let err = check_url("t", "nope-secret-token").expect_err("bad");
         assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn secrets_with_control_characters_are_refused_without_quoting() {
+        assert!(require_secret("t", "abc", "the token").is_ok());
+        assert!(check_secret("t", "", "the token").is_ok());
+        let err = require_secret("t", "abc\n", "the token").expect_err("newline");
+        assert_eq!(
+            err.to_string(),
+            "invalid provider settings: t: the token contains a line break or control character"
+        );
+        assert!(require_secret("t", "", "the token").is_err());
     }
 
     #[test]

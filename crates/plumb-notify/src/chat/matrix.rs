@@ -6,7 +6,9 @@
 use serde_json::json;
 use sha1::Digest as _;
 
-use super::format::{Typed, check_url, object_name, path_segment, require, truncate_bytes};
+use super::format::{
+    Typed, check_url, object_name, path_segment, require, require_secret, truncate_bytes,
+};
 use crate::{Event, HttpRequest, Method, NotifyError, Settings, Severity};
 
 /// Matrix events are limited to 64 KiB; the message gets most of it.
@@ -52,7 +54,7 @@ fn requests(s: &Settings, e: &Event) -> Result<Vec<HttpRequest>, NotifyError> {
 fn validate(settings: &Settings) -> Result<(), NotifyError> {
     check_url("matrix", &settings.address)?;
     require("matrix", &settings.channel, "spec.channel (the room id)")?;
-    require(
+    require_secret(
         "matrix",
         &settings.token,
         "the secret's token (an access token)",
@@ -122,10 +124,11 @@ mod tests {
 
     #[test]
     fn validate_table() {
-        let spoilt: [Spoil; 3] = [
+        let spoilt: [Spoil; 4] = [
             ("address", |s| s.address.clear()),
             ("channel", |s| s.channel.clear()),
             ("token", |s| s.token.clear()),
+            ("token", |s| s.token.push('\r')),
         ];
         assert_validate(&MATRIX, &matrix_settings(), &spoilt);
     }

@@ -20,7 +20,8 @@ pub(crate) mod testutil;
 mod webex;
 
 pub(crate) use format::{
-    Typed, basic_auth, check_url, object_name, require, scheme_host, truncate_chars,
+    Typed, basic_auth, check_secret, check_url, object_name, require, require_secret, scheme_host,
+    truncate_chars,
 };
 
 use crate::Notifier;

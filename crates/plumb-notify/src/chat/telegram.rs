@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::format::{Typed, check_url, require, truncate_chars};
+use super::format::{Typed, check_url, require, require_secret, truncate_chars};
 use crate::{Event, HttpRequest, NotifyError, Settings, Severity};
 
 /// The Bot API's default server.
@@ -76,7 +76,7 @@ fn validate(settings: &Settings) -> Result<(), NotifyError> {
         check_url("telegram", &settings.address)?;
     }
     require("telegram", &settings.channel, "spec.channel (the chat id)")?;
-    require(
+    require_secret(
         "telegram",
         &settings.token,
         "the secret's token (the bot token)",

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::format::{Typed, check_url, object_name, require, truncate_bytes};
+use super::format::{Typed, check_url, object_name, require, require_secret, truncate_bytes};
 use crate::{Event, HttpRequest, NotifyError, Settings, Severity};
 
 /// Webex rejects markdown over 7439 bytes.
@@ -39,7 +39,7 @@ fn requests(s: &Settings, e: &Event) -> Result<Vec<HttpRequest>, NotifyError> {
 fn validate(settings: &Settings) -> Result<(), NotifyError> {
     check_url("webex", &settings.address)?;
     require("webex", &settings.channel, "spec.channel (the room id)")?;
-    require(
+    require_secret(
         "webex",
         &settings.token,
         "the secret's token (the bot token)",
@@ -90,10 +90,11 @@ mod tests {
 
     #[test]
     fn validate_table() {
-        let spoilt: [Spoil; 3] = [
+        let spoilt: [Spoil; 4] = [
             ("address", |s| s.address = "webexapis.com".into()),
             ("channel", |s| s.channel.clear()),
             ("token", |s| s.token.clear()),
+            ("token", |s| s.token.push('\n')),
         ];
         assert_validate(&WEBEX, &webex_settings(), &spoilt);
     }

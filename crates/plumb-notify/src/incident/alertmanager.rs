@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::chat::{Typed, basic_auth, check_url};
+use crate::chat::{Typed, basic_auth, check_secret, check_url};
 use crate::{Event, HttpRequest, NotifyError, Settings, Severity};
 
 /// The `alertmanager` type.
@@ -78,7 +78,9 @@ fn requests(s: &Settings, e: &Event) -> Result<Vec<HttpRequest>, NotifyError> {
 }
 
 fn validate(settings: &Settings) -> Result<(), NotifyError> {
-    check_url("alertmanager", &settings.address)
+    check_url("alertmanager", &settings.address)?;
+    check_secret("alertmanager", &settings.token, "the secret's token")?;
+    check_secret("alertmanager", &settings.username, "the username")
 }
 
 #[cfg(test)]
@@ -156,8 +158,9 @@ mod tests {
 
     #[test]
     fn validate_table() {
-        let spoilt: [Spoil; 2] = [
+        let spoilt: [Spoil; 3] = [
             ("address", |s| s.address.clear()),
+            ("token", |s| s.token = "tok\n".into()),
             ("address", |s| {
                 s.address = "alertmanager.example.com/api".into()
             }),

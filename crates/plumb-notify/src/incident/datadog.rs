@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use crate::chat::{Typed, check_url, require, scheme_host, truncate_chars};
+use crate::chat::{Typed, check_url, require_secret, scheme_host, truncate_chars};
 use crate::{Event, HttpRequest, NotifyError, Settings, Severity};
 
 /// Datadog's limit on an event's text.
@@ -55,7 +55,7 @@ fn requests(s: &Settings, e: &Event) -> Result<Vec<HttpRequest>, NotifyError> {
 
 fn validate(settings: &Settings) -> Result<(), NotifyError> {
     check_url("datadog", &settings.address)?;
-    require(
+    require_secret(
         "datadog",
         &settings.token,
         "the secret's token (the API key)",
@@ -121,9 +121,10 @@ mod tests {
 
     #[test]
     fn validate_table() {
-        let spoilt: [Spoil; 2] = [
+        let spoilt: [Spoil; 3] = [
             ("address", |s| s.address.clear()),
             ("token", |s| s.token.clear()),
+            ("token", |s| s.token.push('\n')),
         ];
         assert_validate(&DATADOG, &dd_settings(), &spoilt);
     }

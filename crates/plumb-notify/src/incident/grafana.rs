@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::chat::{Typed, basic_auth, check_url};
+use crate::chat::{Typed, basic_auth, check_secret, check_url};
 use crate::{Event, HttpRequest, NotifyError, Settings};
 
 /// The `grafana` type.
@@ -38,7 +38,9 @@ fn requests(s: &Settings, e: &Event) -> Result<Vec<HttpRequest>, NotifyError> {
 }
 
 fn validate(settings: &Settings) -> Result<(), NotifyError> {
-    check_url("grafana", &settings.address)
+    check_url("grafana", &settings.address)?;
+    check_secret("grafana", &settings.token, "the secret's token")?;
+    check_secret("grafana", &settings.username, "the username")
 }
 
 #[cfg(test)]
@@ -96,8 +98,9 @@ mod tests {
 
     #[test]
     fn validate_table() {
-        let spoilt: [Spoil; 2] = [
+        let spoilt: [Spoil; 3] = [
             ("address", |s| s.address.clear()),
+            ("username", |s| s.username = "a\nb".into()),
             ("address", |s| s.address = "grafana.example.com/api".into()),
         ];
         assert_validate(&GRAFANA, &settings("grafana", API), &spoilt);

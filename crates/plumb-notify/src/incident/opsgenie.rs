@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::chat::{Typed, check_url, require, truncate_chars};
+use crate::chat::{Typed, check_url, require_secret, truncate_chars};
 use crate::{Event, HttpRequest, NotifyError, Settings, Severity};
 
 /// Opsgenie keeps at most 15000 characters of a description.
@@ -37,7 +37,7 @@ fn requests(s: &Settings, e: &Event) -> Result<Vec<HttpRequest>, NotifyError> {
 
 fn validate(settings: &Settings) -> Result<(), NotifyError> {
     check_url("opsgenie", &settings.address)?;
-    require(
+    require_secret(
         "opsgenie",
         &settings.token,
         "the secret's token (the API key)",
@@ -86,9 +86,10 @@ mod tests {
 
     #[test]
     fn validate_table() {
-        let spoilt: [Spoil; 2] = [
+        let spoilt: [Spoil; 3] = [
             ("address", |s| s.address.clear()),
             ("token", |s| s.token.clear()),
+            ("token", |s| s.token.push('\n')),
         ];
         assert_validate(&OPSGENIE, &og_settings(), &spoilt);
     }

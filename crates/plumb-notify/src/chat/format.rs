@@ -100,6 +100,40 @@ pub(crate) fn require_secret(
     check_secret(provider_type, value, what)
 }
 
+/// The checks of a type that needs an address and an API token.
+pub(crate) fn check_url_and_token(provider_type: &str, s: &Settings) -> Result<(), NotifyError> {
+    check_url(provider_type, &s.address)?;
+    require_secret(provider_type, &s.token, "the secret's token (the API key)")
+}
+
+/// The checks of a type with an address and optional bearer or basic credentials.
+pub(crate) fn check_url_and_credentials(
+    provider_type: &str,
+    s: &Settings,
+) -> Result<(), NotifyError> {
+    check_url(provider_type, &s.address)?;
+    check_secret(provider_type, &s.token, "the secret's token")?;
+    check_secret(provider_type, &s.username, "the username")
+}
+
+/// Adds `Authorization` from optional credentials: basic when username and password are both
+/// set, bearer when the token is; `token_first` says which wins when both are (Grafana's
+/// notifier prefers the token, Alertmanager's the basic credentials).
+pub(crate) fn with_credentials(req: HttpRequest, s: &Settings, token_first: bool) -> HttpRequest {
+    let basic = (!s.username.is_empty() && !s.password.is_empty())
+        .then(|| basic_auth(&s.username, &s.password));
+    let bearer = (!s.token.is_empty()).then(|| format!("Bearer {}", s.token));
+    let chosen = if token_first {
+        bearer.or(basic)
+    } else {
+        basic.or(bearer)
+    };
+    match chosen {
+        Some(value) => req.header("Authorization", value),
+        None => req,
+    }
+}
+
 /// Scheme and host (with port) of an address already checked by [`check_url`].
 pub(crate) fn scheme_host(address: &str) -> String {
     crate::transport::redact_url(address)

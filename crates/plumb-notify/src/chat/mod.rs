@@ -20,8 +20,8 @@ pub(crate) mod testutil;
 mod webex;
 
 pub(crate) use format::{
-    Typed, basic_auth, check_secret, check_url, object_name, require, require_secret, scheme_host,
-    truncate_chars,
+    Typed, check_url, check_url_and_credentials, check_url_and_token, object_name, require,
+    scheme_host, truncate_chars, with_credentials,
 };
 
 use crate::Notifier;

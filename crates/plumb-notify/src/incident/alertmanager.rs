@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::chat::{Typed, basic_auth, check_secret, check_url};
+use crate::chat::{Typed, check_url_and_credentials, with_credentials};
 use crate::{Event, HttpRequest, NotifyError, Settings, Severity};
 
 /// The `alertmanager` type.
@@ -68,19 +68,12 @@ fn alert(e: &Event) -> serde_json::Value {
 }
 
 fn requests(s: &Settings, e: &Event) -> Result<Vec<HttpRequest>, NotifyError> {
-    let mut req = HttpRequest::post_json(s.address.clone(), &json!([alert(e)]));
-    if !s.username.is_empty() && !s.password.is_empty() {
-        req = req.header("Authorization", basic_auth(&s.username, &s.password));
-    } else if !s.token.is_empty() {
-        req = req.header("Authorization", format!("Bearer {}", s.token));
-    }
-    Ok(vec![req])
+    let req = HttpRequest::post_json(s.address.clone(), &json!([alert(e)]));
+    Ok(vec![with_credentials(req, s, false)])
 }
 
 fn validate(settings: &Settings) -> Result<(), NotifyError> {
-    check_url("alertmanager", &settings.address)?;
-    check_secret("alertmanager", &settings.token, "the secret's token")?;
-    check_secret("alertmanager", &settings.username, "the username")
+    check_url_and_credentials("alertmanager", settings)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use crate::chat::{Typed, check_url, require_secret, scheme_host, truncate_chars};
+use crate::chat::{Typed, check_url_and_token, scheme_host, truncate_chars};
 use crate::{Event, HttpRequest, NotifyError, Settings, Severity};
 
 /// Datadog's limit on an event's text.
@@ -54,12 +54,7 @@ fn requests(s: &Settings, e: &Event) -> Result<Vec<HttpRequest>, NotifyError> {
 }
 
 fn validate(settings: &Settings) -> Result<(), NotifyError> {
-    check_url("datadog", &settings.address)?;
-    require_secret(
-        "datadog",
-        &settings.token,
-        "the secret's token (the API key)",
-    )
+    check_url_and_token("datadog", settings)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::chat::{Typed, basic_auth, check_secret, check_url};
+use crate::chat::{Typed, check_url_and_credentials, with_credentials};
 use crate::{Event, HttpRequest, NotifyError, Settings};
 
 /// The `grafana` type.
@@ -28,19 +28,12 @@ fn annotation(e: &Event) -> serde_json::Value {
 }
 
 fn requests(s: &Settings, e: &Event) -> Result<Vec<HttpRequest>, NotifyError> {
-    let mut req = HttpRequest::post_json(s.address.clone(), &annotation(e));
-    if !s.token.is_empty() {
-        req = req.header("Authorization", format!("Bearer {}", s.token));
-    } else if !s.username.is_empty() && !s.password.is_empty() {
-        req = req.header("Authorization", basic_auth(&s.username, &s.password));
-    }
-    Ok(vec![req])
+    let req = HttpRequest::post_json(s.address.clone(), &annotation(e));
+    Ok(vec![with_credentials(req, s, true)])
 }
 
 fn validate(settings: &Settings) -> Result<(), NotifyError> {
-    check_url("grafana", &settings.address)?;
-    check_secret("grafana", &settings.token, "the secret's token")?;
-    check_secret("grafana", &settings.username, "the username")
+    check_url_and_credentials("grafana", settings)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::chat::{Typed, check_url, require_secret, truncate_chars};
+use crate::chat::{Typed, check_url_and_token, truncate_chars};
 use crate::{Event, HttpRequest, NotifyError, Settings, Severity};
 
 /// Opsgenie keeps at most 15000 characters of a description.
@@ -36,12 +36,7 @@ fn requests(s: &Settings, e: &Event) -> Result<Vec<HttpRequest>, NotifyError> {
 }
 
 fn validate(settings: &Settings) -> Result<(), NotifyError> {
-    check_url("opsgenie", &settings.address)?;
-    require_secret(
-        "opsgenie",
-        &settings.token,
-        "the secret's token (the API key)",
-    )
+    check_url_and_token("opsgenie", settings)
 }
 
 #[cfg(test)]

@@ -165,8 +165,9 @@ pub(crate) fn basic_auth(username: &str, password: &str) -> String {
 }
 
 /// A provider type as two functions: its settings check and the requests it sends for an
-/// event. Sending checks the settings, then sends the requests in order through
-/// [`Transport::send_ok`]; the first failure stops (4xx other than 429 is not retryable).
+/// event. Sending checks the settings, skips commit-status updates, then sends the requests
+/// in order through [`Transport::send_ok`]; the first failure stops (4xx other than 429 is
+/// not retryable).
 pub(crate) struct Typed {
     /// The settings check (what Flux enforces before a Provider is Ready).
     pub(crate) validate: fn(&Settings) -> Result<(), NotifyError>,
@@ -181,6 +182,11 @@ impl Notifier for Typed {
 
     fn send(&self, d: &Delivery<'_>, transport: &dyn Transport) -> Result<(), NotifyError> {
         (self.validate)(d.settings)?;
+        // Flux's non-git notifiers drop the `commit_status: update` events that exist only
+        // for commit-status providers (they repeat the reconcile's success).
+        if d.event.is_commit_status_update() {
+            return Ok(());
+        }
         for req in (self.requests)(d.settings, d.event)? {
             transport.send_ok(&req)?;
         }

@@ -273,3 +273,21 @@ fn server_errors_are_retryable_client_errors_are_not() {
         rx.recv_timeout(IO_TIMEOUT).expect("request received");
     }
 }
+
+#[test]
+fn commit_status_updates_are_not_sent() {
+    let mut e = event(Severity::Info);
+    e.metadata.insert("commit_status".into(), "update".into());
+    for (s, _) in cases("http://127.0.0.1:9") {
+        let t = s.provider_type.as_str();
+        let n = crate::notifier_for(t).unwrap_or_else(|| panic!("{t} has no notifier"));
+        let rec = Recorder::default();
+        let d = Delivery {
+            settings: &s,
+            event: &e,
+            commit_status_key: None,
+        };
+        n.send(&d, &rec).unwrap_or_else(|err| panic!("{t}: {err}"));
+        assert!(rec.sent().is_empty(), "{t} sent a commit-status update");
+    }
+}

@@ -9,8 +9,8 @@
 //! Provider's timeout, proxy and CA.
 //!
 //! Layout, one module per family of types:
-//! - [`generic`]: `generic`, `generic-hmac`;
-//! - [`chat`]: `slack`, `msteams`, `discord`, `googlechat`, `rocket`, `matrix`, `webex`,
+//! - [`generic`]: `generic`, `generic-hmac`, `slack`;
+//! - [`chat`]: `msteams`, `discord`, `googlechat`, `rocket`, `matrix`, `webex`,
 //!   `telegram`, `lark`;
 //! - [`incident`]: `alertmanager`, `grafana`, `opsgenie`, `pagerduty`, `datadog`;
 //! - [`commit_status`]: `github`, `gitlab`, `gitea`, `bitbucket`, `bitbucketserver`,
@@ -23,10 +23,13 @@ mod event;
 pub mod generic;
 pub mod incident;
 mod provider;
+mod text;
 // Used by the provider families' unit tests.
 #[cfg(test)]
 #[allow(dead_code)]
 pub(crate) mod recorder;
+#[cfg(test)]
+pub(crate) mod testserver;
 mod transport;
 
 pub use error::NotifyError;

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+pub(crate) use crate::text::{basic_auth, path_segment};
 use crate::{Delivery, Event, HttpRequest, Notifier, NotifyError, Settings, Transport};
 
 /// Appended where text was cut to fit a service's limit.
@@ -137,31 +138,6 @@ pub(crate) fn with_credentials(req: HttpRequest, s: &Settings, token_first: bool
 /// Scheme and host (with port) of an address already checked by [`check_url`].
 pub(crate) fn scheme_host(address: &str) -> String {
     crate::transport::redact_url(address)
-}
-
-/// Percent-encodes what may not stand in one URL path segment (RFC 3986 `pchar`), so a room
-/// id or alias cannot add path segments or a query.
-pub(crate) fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        let keep = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b);
-        if keep {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// `Authorization: Basic` value of a username and password.
-pub(crate) fn basic_auth(username: &str, password: &str) -> String {
-    use base64::Engine as _;
-    let raw = format!("{username}:{password}");
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
 }
 
 /// A provider type as two functions: its settings check and the requests it sends for an

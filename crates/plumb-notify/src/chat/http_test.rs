@@ -4,131 +4,20 @@
 //! request line is checked against the path each service documents, the rest against what
 //! the notifier built (the unit tests check those bodies field by field).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
-use std::time::Duration;
-
 use crate::chat::testutil::{event, header, settings};
 use crate::recorder::Recorder;
-use crate::{
-    Delivery, HttpRequest, HttpResponse, Method, NotifyError, Settings, Severity, Transport,
-};
+use crate::testserver::{PlainHttp, Server};
+use crate::{Delivery, HttpResponse, Settings, Severity};
 
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the stand-in server received.
-#[derive(Debug)]
-struct Received {
-    request_line: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-/// Reads one request (head, then `Content-Length` bytes of body) and answers `status`.
-fn serve_one(stream: TcpStream, status: u16) -> std::io::Result<Received> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let len = headers
+/// `n` answers of `status` with an empty JSON object.
+fn answers(statuses: &[u16]) -> Vec<HttpResponse> {
+    statuses
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
-    let mut out = stream;
-    write!(
-        out,
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-    )?;
-    Ok(Received {
-        request_line: request_line.trim_end().to_string(),
-        headers,
-        body,
-    })
-}
-
-/// A server on a free loopback port answering one connection per status in `statuses`;
-/// returns its base URL and the channel its records arrive on.
-fn serve(statuses: Vec<u16>) -> (String, mpsc::Receiver<Received>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for status in statuses {
-            let Ok((stream, _)) = listener.accept() else {
-                return;
-            };
-            let Ok(r) = serve_one(stream, status) else {
-                return;
-            };
-            if tx.send(r).is_err() {
-                return;
-            }
-        }
-    });
-    (base, rx)
-}
-
-/// A blocking HTTP/1.1 client over plain TCP: enough to put the built requests on the wire.
-struct TcpTransport;
-
-impl Transport for TcpTransport {
-    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, NotifyError> {
-        let fail = |e: std::io::Error| NotifyError::Transport {
-            host: req.host(),
-            message: e.to_string(),
-        };
-        let rest = req.url.strip_prefix("http://").unwrap_or(&req.url);
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(split);
-        let path = if path.is_empty() { "/" } else { path };
-        let mut stream = TcpStream::connect(authority).map_err(fail)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(fail)?;
-        let method = match req.method {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Patch => "PATCH",
-        };
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
-        for (k, v) in &req.headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str(&format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            req.body.len()
-        ));
-        stream.write_all(head.as_bytes()).map_err(fail)?;
-        stream.write_all(&req.body).map_err(fail)?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).map_err(fail)?;
-        let text = String::from_utf8_lossy(&raw);
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.as_bytes().to_vec())
-            .unwrap_or_default();
-        Ok(HttpResponse { status, body })
-    }
+        .map(|&status| HttpResponse {
+            status,
+            body: b"{}".to_vec(),
+        })
+        .collect()
 }
 
 /// Settings of each type against `base`, with the request line the service documents
@@ -209,10 +98,11 @@ fn cases(base: &str) -> Vec<(Settings, &'static str)> {
 #[test]
 fn every_type_sends_its_documented_request_over_http() {
     let e = event(Severity::Error);
-    let (base, rx) = serve(vec![200; 13]);
-    let cases = cases(&base);
+    let server = Server::start(answers(&[200; 13]));
+    let cases = cases(&server.base);
     assert_eq!(cases.len(), 13);
-    for (s, line) in &cases {
+    let mut sent = Vec::new();
+    for (s, _) in &cases {
         let t = s.provider_type.as_str();
         let n = crate::notifier_for(t).unwrap_or_else(|| panic!("{t} has no notifier"));
         let d = Delivery {
@@ -224,9 +114,14 @@ fn every_type_sends_its_documented_request_over_http() {
         n.send(&d, &rec).unwrap_or_else(|err| panic!("{t}: {err}"));
         let built = rec.sent();
         assert_eq!(built.len(), 1, "{t}");
-        n.send(&d, &TcpTransport)
+        n.send(&d, &PlainHttp)
             .unwrap_or_else(|err| panic!("{t}: {err}"));
-        let got = rx.recv_timeout(IO_TIMEOUT).expect("request received");
+        sent.push((built, rec.json(0)));
+    }
+    let received = server.finish();
+    assert_eq!(received.len(), cases.len());
+    for (((s, line), (built, json)), got) in cases.iter().zip(sent).zip(received) {
+        let t = s.provider_type.as_str();
         let txn = built[0].url.rsplit('/').next().unwrap_or("");
         if line.contains("{txn}") {
             assert!(
@@ -235,7 +130,7 @@ fn every_type_sends_its_documented_request_over_http() {
             );
         }
         let want = line.replace("{txn}", txn);
-        assert_eq!(got.request_line, want, "{t}");
+        assert_eq!(got.request_line(), want, "{t}");
         for (k, v) in &built[0].headers {
             let sent = got
                 .headers
@@ -249,7 +144,7 @@ fn every_type_sends_its_documented_request_over_http() {
             "{t}"
         );
         let body: serde_json::Value = serde_json::from_slice(&got.body).expect("JSON body");
-        assert_eq!(body, rec.json(0), "{t}");
+        assert_eq!(body, json, "{t}");
         assert!(!body.is_null(), "{t}");
     }
 }
@@ -257,8 +152,8 @@ fn every_type_sends_its_documented_request_over_http() {
 #[test]
 fn server_errors_are_retryable_client_errors_are_not() {
     let e = event(Severity::Info);
-    let (base, rx) = serve(vec![500, 429, 400, 404]);
-    let s = settings("lark", &format!("{base}/hook/secret-part"));
+    let server = Server::start(answers(&[500, 429, 400, 404]));
+    let s = settings("lark", &format!("{}/hook/secret-part", server.base));
     let d = Delivery {
         settings: &s,
         event: &e,
@@ -266,12 +161,12 @@ fn server_errors_are_retryable_client_errors_are_not() {
     };
     let n = crate::notifier_for("lark").expect("lark");
     for (status, retryable) in [(500, true), (429, true), (400, false), (404, false)] {
-        let err = n.send(&d, &TcpTransport).expect_err("non-2xx fails");
+        let err = n.send(&d, &PlainHttp).expect_err("non-2xx fails");
         assert_eq!(err.is_retryable(), retryable, "{status}: {err}");
         assert!(err.to_string().contains(&format!("HTTP {status}")), "{err}");
         assert!(!err.to_string().contains("secret-part"), "{err}");
-        rx.recv_timeout(IO_TIMEOUT).expect("request received");
     }
+    assert_eq!(server.finish().len(), 4);
 }
 
 #[test]

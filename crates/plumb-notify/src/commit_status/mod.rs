@@ -28,10 +28,10 @@ mod gitlab;
 #[cfg(test)]
 mod testkit;
 
-use base64::Engine as _;
-
 use crate::{Delivery, Event, HttpRequest, Notifier, NotifyError, Settings, Severity, Transport};
 
+use crate::text::split_camel_case;
+pub(crate) use crate::text::{basic_auth, encode};
 pub(crate) use address::parse_git_address;
 
 /// The notifier of `provider_type` if it belongs to this family.
@@ -168,44 +168,6 @@ fn commit_of(event: &Event) -> Result<String, NotifyError> {
     }
 }
 
-/// Splits an identifier at case, digit and symbol changes, keeping acronyms whole:
-/// `HealthCheckFailed` -> `Health Check Failed`, `PDFLoader` -> `PDF Loader`.
-fn split_camel_case(src: &str) -> Vec<String> {
-    fn class(c: char) -> u8 {
-        if c.is_lowercase() {
-            1
-        } else if c.is_uppercase() {
-            2
-        } else if c.is_numeric() {
-            3
-        } else {
-            4
-        }
-    }
-    let mut runs: Vec<Vec<char>> = Vec::new();
-    let mut last = 0;
-    for c in src.chars() {
-        let cl = class(c);
-        match runs.last_mut() {
-            Some(run) if cl == last => run.push(c),
-            _ => runs.push(vec![c]),
-        }
-        last = cl;
-    }
-    // An upper-case run followed by a lower-case one gives its last letter to the next word.
-    for i in 0..runs.len().saturating_sub(1) {
-        let upper_then_lower = runs[i].first().is_some_and(|c| c.is_uppercase())
-            && runs[i + 1].first().is_some_and(|c| c.is_lowercase());
-        if upper_then_lower && let Some(c) = runs[i].pop() {
-            runs[i + 1].insert(0, c);
-        }
-    }
-    runs.into_iter()
-        .filter(|r| !r.is_empty())
-        .map(|r| r.into_iter().collect())
-        .collect()
-}
-
 /// Fails when the Secret holds no token.
 pub(crate) fn require_token(settings: &Settings, what: &str) -> Result<(), NotifyError> {
     if settings.token.is_empty() {
@@ -214,29 +176,6 @@ pub(crate) fn require_token(settings: &Settings, what: &str) -> Result<(), Notif
         )));
     }
     Ok(())
-}
-
-/// `Basic <base64(user:password)>`.
-pub(crate) fn basic_auth(user: &str, password: &str) -> String {
-    let raw = format!("{user}:{password}");
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters, so an owner, repository,
-/// project path or key is one URL path segment or query value whatever it holds.
-pub(crate) fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The JSON body of a response, `Null` when it is not JSON (a lookup then finds nothing and

@@ -6,6 +6,7 @@
 use serde_json::json;
 
 use crate::chat::{Typed, check_url, require, scheme_host, truncate_chars};
+use crate::text::split_camel_case;
 use crate::{Event, HttpRequest, NotifyError, Settings, Severity};
 
 /// PagerDuty's limit on an event's summary.
@@ -13,38 +14,6 @@ const MAX_SUMMARY: usize = 1024;
 
 /// The `pagerduty` type.
 pub(crate) static PAGERDUTY: Typed = Typed { validate, requests };
-
-/// Go's `splitCamelcase` (Flux's copy of fatih/camelcase): runs of lower, upper, digit and
-/// other characters, an upper-case run's last letter moved to a following lower-case run.
-fn split_camel_case(s: &str) -> Vec<String> {
-    let class = |c: char| match c {
-        c if c.is_lowercase() => 1,
-        c if c.is_uppercase() => 2,
-        c if c.is_numeric() => 3,
-        _ => 4,
-    };
-    let mut runs: Vec<Vec<char>> = Vec::new();
-    let mut last = 0;
-    for c in s.chars() {
-        let k = class(c);
-        match runs.last_mut() {
-            Some(run) if k == last => run.push(c),
-            _ => runs.push(vec![c]),
-        }
-        last = k;
-    }
-    for i in 0..runs.len().saturating_sub(1) {
-        let upper_then_lower = runs[i].first().is_some_and(|c| c.is_uppercase())
-            && runs[i + 1].first().is_some_and(|c| c.is_lowercase());
-        if upper_then_lower && let Some(c) = runs[i].pop() {
-            runs[i + 1].insert(0, c);
-        }
-    }
-    runs.into_iter()
-        .filter(|r| !r.is_empty())
-        .map(|r| r.into_iter().collect())
-        .collect()
-}
 
 /// Flux's `<reason in words>: <summary/>kind/name`, lower case.
 fn summary(e: &Event) -> String {

@@ -4,6 +4,8 @@
 //! patch for custom resources. Both are sent with the applier's field manager, so the API
 //! server records them as `Update` operations of that manager.
 
+use std::time::Duration;
+
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::Value;
 
@@ -34,15 +36,19 @@ pub enum ClientSideAction {
 }
 
 impl Applier {
-    /// Creates or patches `items` one after the other, in the given order.
+    /// Creates or patches `items` one after the other, in the given order; a CRD or a
+    /// Namespace is waited for (up to `timeout`) before the objects after it.
     pub async fn apply_client_side(
         &self,
         items: &[ClientSideItem],
+        timeout: Duration,
     ) -> Result<Vec<(ObjectRef, ClientSideAction)>, Error> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let r = ObjectRef::from_object(&item.object)?;
             let action = self.apply_one_client_side(&r, item).await?;
+            self.wait_definitions(std::slice::from_ref(&r), timeout)
+                .await?;
             out.push((r, action));
         }
         Ok(out)

@@ -115,8 +115,59 @@ pub(super) async fn apply_client_side(
         })
         .collect();
     applier
-        .apply_client_side(&items)
+        .apply_client_side(&items, t.timeout)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hr(spec: Value) -> HelmRelease {
+        let mut s = json!({"interval": "1m"});
+        if let (Some(m), Value::Object(e)) = (s.as_object_mut(), spec) {
+            m.extend(e);
+        }
+        serde_json::from_value(json!({"apiVersion": "helm.toolkit.fluxcd.io/v2",
+            "kind": "HelmRelease", "metadata": {"name": "x"}, "spec": s}))
+        .unwrap()
+    }
+
+    fn rel(method: &str, status: &str) -> Release {
+        let mut r = Release {
+            apply_method: method.into(),
+            ..Release::default()
+        };
+        r.info.status = status.into();
+        r
+    }
+
+    #[test]
+    fn install_defaults_to_ssa_and_auto_follows_the_current_release() {
+        use Method::{ClientSide as Csa, ServerSide as Ssa};
+        assert_eq!(for_attempt(&hr(json!({})), true, &[]), Ssa);
+        let csa = hr(json!({"install": {"serverSideApply": false}}));
+        assert_eq!(for_attempt(&csa, true, &[]), Csa);
+        // auto (the default): as the last deployed release was applied.
+        let live = [rel("csa", rstatus::DEPLOYED), rel("ssa", rstatus::FAILED)];
+        assert_eq!(for_attempt(&hr(json!({})), false, &live), Csa);
+        let live = [rel("", rstatus::DEPLOYED)];
+        assert_eq!(for_attempt(&hr(json!({})), false, &live), Ssa);
+        let on = hr(json!({"upgrade": {"serverSideApply": "enabled"}}));
+        assert_eq!(
+            for_attempt(&on, false, &[rel("csa", rstatus::DEPLOYED)]),
+            Ssa
+        );
+        let off = hr(json!({"upgrade": {"serverSideApply": "disabled"},
+            "rollback": {"serverSideApply": "disabled"}}));
+        assert_eq!(
+            for_attempt(&off, false, &[rel("ssa", rstatus::DEPLOYED)]),
+            Csa
+        );
+        assert_eq!(for_rollback(&off, &rel("ssa", rstatus::SUPERSEDED)), Csa);
+        assert_eq!(for_rollback(&hr(json!({})), &rel("csa", "superseded")), Csa);
+    }
 }

@@ -137,11 +137,12 @@ pub struct HelmReleaseSpec {
     /// Labels and annotations added to every object of the release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_metadata: Option<CommonMetadata>,
-    /// Whether hooks go through the post-renderers (`nohooks`, `combined`, `separate`);
-    /// plumb never post-renders hooks (`nohooks`): any other value is reported in status.
+    /// Whether hooks go through the post-renderers: `combined` (the default: templates and
+    /// hooks together), `separate` (two streams) or `nohooks` (Helm 3: templates only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_render_strategy: Option<String>,
-    /// Helm's wait strategy; plumb waits with kstatus (reported in status when set).
+    /// Helm's wait strategy: `{name: poller}` (kstatus, the default) or `{name: legacy}`
+    /// (Helm 3's readiness rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown")]
     pub wait_strategy: Option<serde_json::Value>,
@@ -403,8 +404,8 @@ pub struct Install {
     /// Creates the target namespace.
     #[serde(default, skip_serializing_if = "is_false")]
     pub create_namespace: bool,
-    /// Server-side apply during install; plumb always applies server-side (`false` is
-    /// reported in status).
+    /// Server-side apply during install (default true); `false` creates the objects
+    /// client-side, and `auto` upgrades of the release stay client-side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_side_apply: Option<bool>,
 }
@@ -472,8 +473,8 @@ pub struct Upgrade {
     /// CRD policy; `Skip` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crds: Option<CrdsPolicy>,
-    /// Server-side apply during upgrade (`enabled`, `disabled`, `auto`); plumb always
-    /// applies server-side (`disabled` is reported in status).
+    /// Server-side apply during upgrade (`enabled`, `disabled`, `auto`: as the current
+    /// release was applied); client-side sends three-way merge patches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_side_apply: Option<String>,
     /// What a chart name change does (`Reinstall`, `InPlaceUpdate`); reported when set.
@@ -566,8 +567,8 @@ pub struct Rollback {
     /// Deletes new objects when the rollback fails.
     #[serde(default, skip_serializing_if = "is_false")]
     pub cleanup_on_fail: bool,
-    /// Server-side apply during rollback (`enabled`, `disabled`, `auto`); plumb always
-    /// applies server-side (`disabled` is reported in status).
+    /// Server-side apply during rollback (`enabled`, `disabled`, `auto`: as the release
+    /// rolled back to was applied); client-side sends three-way merge patches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_side_apply: Option<String>,
 }

@@ -47,34 +47,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         When::NotOneOf(&["generic", "github"]),
     ),
     row("GitRepository", "spec.serviceAccountName", When::Set),
-    // HelmRelease action options plumb does not act on yet: reported, never ignored.
-    // postRenderStrategy: hooks are never post-rendered (Helm 3's `nohooks`); Helm 4's
-    // `combined` and `separate` streams are not implemented.
-    row(
-        "HelmRelease",
-        "spec.postRenderStrategy",
-        When::NotOneOf(&["nohooks"]),
-    ),
-    // waitStrategy: plumb waits with kstatus (`poller`); Helm 3's `legacy` readiness
-    // rules are not implemented.
-    row(
-        "HelmRelease",
-        "spec.waitStrategy.name",
-        When::Equals("legacy"),
-    ),
-    // serverSideApply: plumb always applies with server-side apply; Helm's client-side
-    // update path (three-way merge patches against the last release) is not implemented.
-    row("HelmRelease", "spec.install.serverSideApply", When::False),
-    row(
-        "HelmRelease",
-        "spec.upgrade.serverSideApply",
-        When::NotOneOf(&["enabled", "auto"]),
-    ),
-    row(
-        "HelmRelease",
-        "spec.rollback.serverSideApply",
-        When::NotOneOf(&["enabled", "auto"]),
-    ),
     row("ArtifactGenerator", "spec.pathPattern", When::Set),
     row(
         "OCIRepository",
@@ -199,18 +171,12 @@ mod tests {
             "rollback": {"recreate": true, "disableWaitForJobs": true},
             "uninstall": {"deletionPropagation": "orphan"}, "waitStrategy": {"name": "poller"}}});
         assert!(unsupported_fields("HelmRelease", &hr).is_empty());
-        let hr =
-            json!({"spec": {"waitStrategy": {"name": "legacy"}, "postRenderStrategy": "combined"}});
-        assert_eq!(
-            unsupported_fields("HelmRelease", &hr),
-            vec!["spec.postRenderStrategy", "spec.waitStrategy.name"]
-        );
-        let hr = json!({"spec": {"install": {"serverSideApply": true},
-            "upgrade": {"serverSideApply": "disabled"}, "postRenderStrategy": "nohooks"}});
-        assert_eq!(
-            unsupported_fields("HelmRelease", &hr),
-            vec!["spec.upgrade.serverSideApply"]
-        );
+        // postRenderStrategy, waitStrategy legacy and client-side apply are served.
+        let hr = json!({"spec": {"waitStrategy": {"name": "legacy"},
+            "postRenderStrategy": "separate", "install": {"serverSideApply": false},
+            "upgrade": {"serverSideApply": "disabled"},
+            "rollback": {"serverSideApply": "disabled"}}});
+        assert!(unsupported_fields("HelmRelease", &hr).is_empty());
         let ks = json!({"spec": {"ignore": [{"paths": ["/spec/replicas"]}],
             "buildMetadata": ["originAnnotations"], "postBuild": {"substituteStrategy": "Always"}}});
         assert!(

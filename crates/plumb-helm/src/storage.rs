@@ -87,6 +87,10 @@ pub struct Release {
     /// Release namespace.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
+    /// How the release's objects were applied (Helm 4): `ssa` (server-side apply) or
+    /// `csa` (client-side: create and three-way patches); empty in older records.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub apply_method: String,
     /// User labels; stored as Secret labels, not in the record.
     #[serde(skip)]
     pub labels: BTreeMap<String, String>,
@@ -452,6 +456,7 @@ mod tests {
             }],
             version: 3,
             namespace: "apps".into(),
+            apply_method: "csa".into(),
             labels: BTreeMap::from([("team".to_string(), "a".to_string())]),
         }
     }
@@ -472,6 +477,7 @@ mod tests {
         assert_eq!(json["hooks"][0]["weight"], -1);
         assert_eq!(json["chart"]["schema"], serde_json::Value::Null);
         assert!(json.get("labels").is_none());
+        assert_eq!(json["apply_method"], "csa", "Helm 4's key");
     }
 
     #[test]

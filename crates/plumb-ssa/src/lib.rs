@@ -15,19 +15,24 @@
 //!
 //! Modules: `applier` (the handle, kind discovery, the record of applies), `apply` (staged
 //! server-side apply), `prune`, `wait` (definitions, deletion, health), `changeset`
-//! (change sets and inventories).
+//! (change sets and inventories), `legacy_ready` (Helm 3's readiness rules),
+//! `client_apply` and `three_way` (Helm's client-side apply: create, three-way patches).
 
 mod applier;
 mod apply;
 mod changeset;
+mod client_apply;
 pub mod kstatus;
+pub mod legacy_ready;
 mod object;
 mod prune;
+pub mod three_way;
 mod wait;
 
 pub use applier::Applier;
 pub use apply::{ApplyItem, ApplyOptions, SsaMode};
 pub use changeset::{Action, Change, ChangeSet, Inventory};
+pub use client_apply::{ClientSideAction, ClientSideItem};
 pub use kube::api::PropagationPolicy;
 pub use object::{ObjectRef, Stage, split_api_version};
 pub use prune::PruneOptions;

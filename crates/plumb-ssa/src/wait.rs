@@ -9,6 +9,7 @@ use kube::api::{Api, DynamicObject};
 use crate::Error;
 use crate::applier::Applier;
 use crate::kstatus::{self, Health, Status};
+use crate::legacy_ready;
 use crate::object::ObjectRef;
 
 impl Applier {
@@ -136,5 +137,62 @@ impl Applier {
             .collect()
             .await;
         results.into_iter().collect()
+    }
+    /// Helm 3's readiness of each object ([`crate::legacy_ready`]), read once: the object
+    /// and what its rule needs (a Deployment's ReplicaSets, a ReplicaSet's pods). A missing
+    /// object fails, as Helm's wait does.
+    pub async fn health_legacy(
+        &self,
+        objects: &[ObjectRef],
+    ) -> Result<Vec<(ObjectRef, Health)>, Error> {
+        let results: Vec<Result<(ObjectRef, Health), Error>> = stream::iter(objects.to_vec())
+            .map(|r| async move {
+                let (api, _) = self.api_for(&r).await?;
+                let obj = api
+                    .get_opt(&r.name)
+                    .await
+                    .map_err(|e| Error::api("reading readiness of", &r, e))?;
+                let Some(obj) = obj else {
+                    let h = Health {
+                        status: Status::Failed,
+                        message: "not found".into(),
+                    };
+                    return Ok((r, h));
+                };
+                let v = serde_json::to_value(obj)
+                    .map_err(|e| Error::InvalidObject(format!("{r}: {e}")))?;
+                let related = match legacy_ready::related(&v) {
+                    None => Vec::new(),
+                    Some(q) => self.list_related(&r, &q).await?,
+                };
+                Ok((r, legacy_ready::ready(&v, &related)))
+            })
+            .buffered(self.concurrency)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn list_related(
+        &self,
+        r: &ObjectRef,
+        q: &legacy_ready::Related,
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let (group, version) = if q.kind == "Pod" {
+            ("", "v1")
+        } else {
+            ("apps", "v1")
+        };
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, q.kind);
+        let ar = kube::api::ApiResource::from_gvk(&gvk);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &r.namespace, &ar);
+        let list = api
+            .list(&kube::api::ListParams::default().labels(&q.selector))
+            .await
+            .map_err(|e| Error::api(&format!("listing {}s of", q.kind), r, e))?;
+        list.items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).map_err(|e| Error::InvalidObject(format!("{r}: {e}"))))
+            .collect()
     }
 }

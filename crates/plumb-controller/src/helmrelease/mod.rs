@@ -22,6 +22,7 @@
 //! remediation settings decide between retrying, rolling back and uninstalling.
 
 mod actions;
+mod apply_method;
 mod chart;
 pub mod drift;
 mod helmchart;
@@ -30,6 +31,7 @@ mod hooks;
 mod lookup;
 mod manifest;
 mod perform;
+mod postrender;
 mod release;
 mod remediation;
 mod render;

@@ -1,5 +1,6 @@
-//! Perform an install or upgrade: namespace, CRDs, pre hooks, objects, removed objects (the
-//! diff from plumb-ssa's inventory), post hooks, wait for health.
+//! Perform an install or upgrade: namespace, CRDs, pre hooks, objects (server-side or
+//! client-side, `apply_method.rs`), removed objects (the diff from plumb-ssa's inventory),
+//! post hooks, wait for health.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use plumb_ssa::{Applier, ApplyItem, ApplyOptions, Inventory, ObjectRef, PruneOpt
 use serde_json::Value;
 
 use super::actions::{absent, check_ownership, cleanup_created, takes_ownership};
+use super::apply_method::{Method, apply_client_side, current_release};
 use super::history::with_timeout;
 use super::hooks::run_hooks;
 use super::manifest::{manifest_refs, parse_manifest, yaml_object};
@@ -116,7 +118,12 @@ pub(super) async fn perform(
         Vec::new()
     };
     let result = async {
-        apply_objects(applier, objects.clone(), t).await?;
+        match Method::of_release(rel) {
+            Method::ServerSide => apply_objects(applier, objects.clone(), t).await?,
+            Method::ClientSide => {
+                apply_client_side(applier, current_release(previous), &objects, t).await?
+            }
+        }
         if !old.is_empty() {
             prune_removed(applier, &old, &objects, t).await?;
         }
@@ -194,7 +201,7 @@ impl Wait {
             .filter_map(|o| ObjectRef::from_object(o).ok())
             .filter(|r| self == Wait::All || !(r.group == "batch" && r.kind == "Job"))
             .collect();
-        wait_healthy(applier, &refs, t.timeout, &t.health_exprs).await
+        wait_healthy(applier, &refs, t).await
     }
 }
 
@@ -344,12 +351,14 @@ pub(super) fn inventory_of(objects: &[Value]) -> Inventory {
     }
 }
 
+/// Waits until every object is healthy: by kstatus (with `spec.healthCheckExprs` for the
+/// kinds they name), or by Helm 3's readiness rules under `waitStrategy: legacy`.
 async fn wait_healthy(
     applier: &Applier,
     refs: &[ObjectRef],
-    timeout: Duration,
-    exprs: &[crate::cel::health::StatusEvaluator],
+    t: &Target,
 ) -> std::result::Result<(), String> {
+    let (timeout, exprs) = (t.timeout, &t.health_exprs);
     let start = Instant::now();
     let mut delay = Duration::from_millis(200);
     // healthCheckExprs replace kstatus for the kinds they name.
@@ -357,10 +366,12 @@ async fn wait_healthy(
         crate::cel::health::find(exprs, &r.group, &r.kind).map(|e| e.evaluate(v))
     };
     loop {
-        let health = applier
-            .health_with(refs, &judge)
-            .await
-            .map_err(|e| e.to_string())?;
+        let health = if t.legacy_wait {
+            applier.health_legacy(refs).await
+        } else {
+            applier.health_with(refs, &judge).await
+        }
+        .map_err(|e| e.to_string())?;
         let pending: Vec<String> = health
             .iter()
             .filter(|(_, h)| h.status != Health::Current)

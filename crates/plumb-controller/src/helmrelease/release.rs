@@ -15,16 +15,16 @@ use plumb_ssa::{Applier, ObjectRef};
 use serde_json::Value;
 
 use super::actions::attempt_retry_interval;
+use super::apply_method;
 use super::chart::fetch_chart;
 use super::drift::{drift, track_drift};
 use super::history::{is_install_only, load_history, prune_history, snapshots, write_release};
 use super::hooks::{ignores_test_failures, run_tests};
 use super::manifest::{manifest_refs, parse_manifest};
 use super::perform::{Attempt, check_prune_budget, inventory_of, perform};
+use super::postrender::PostRender;
 use super::remediation::{remediate, remediation_of, remediation_reason};
-use super::render::{
-    build, chart_options, post_overlays, post_render_changed, post_render_digests,
-};
+use super::render::{build, chart_options, post_render_changed, post_render_digests};
 use super::target::{Target, applier, target_of};
 use super::values::{compose_values, merge_maps};
 use crate::context::Context;
@@ -77,7 +77,7 @@ pub(super) async fn run_once(
         &t,
         revision,
         install,
-        post_overlays(obj),
+        PostRender::of(obj),
         opts,
     )
     .await?;
@@ -128,6 +128,9 @@ pub(super) async fn run_once(
     } else {
         live_releases(&history)
     };
+    rel.apply_method = apply_method::for_attempt(obj, install, live)
+        .as_str()
+        .into();
     if let Some(prev) = latest.as_ref().filter(|_| !install) {
         rel.info.first_deployed = prev.info.first_deployed.clone();
         check_prune_budget(&a, live, &rel.manifest).await?;
@@ -371,6 +374,8 @@ fn pending_release(
         hooks: rendered.hooks.iter().map(storage::hook_record).collect(),
         version: revision,
         namespace: a.t.namespace.clone(),
+        // Set by the caller, which knows the releases it upgrades from.
+        apply_method: String::new(),
         labels: BTreeMap::new(),
     }
 }
@@ -609,7 +614,7 @@ pub async fn plan(obj: &HelmRelease, ctx: &Context) -> std::result::Result<Plan,
         &t,
         revision,
         latest.is_none(),
-        post_overlays(obj),
+        PostRender::of(obj),
         chart_options(obj, ctx, &t, false).await,
     )
     .await?;

@@ -12,6 +12,7 @@ use plumb_ssa::{Applier, PruneOptions};
 use serde_json::Value;
 
 use super::actions::{absent, cleanup_created, propagation};
+use super::apply_method::{self, Method, apply_client_side};
 use super::history::{load_history, with_timeout, write_release};
 use super::hooks::run_hooks;
 use super::manifest::{manifest_refs, parse_manifest, yaml_object};
@@ -118,6 +119,7 @@ pub(super) async fn remediate(
         hooks: !rb.disable_hooks,
         wait: Wait::of(rb.disable_wait, rb.disable_wait_for_jobs),
         cleanup_on_fail: rb.cleanup_on_fail,
+        method: apply_method::for_rollback(obj, &good),
     };
     rollback(
         applier,
@@ -146,6 +148,8 @@ pub(super) struct RollbackOptions {
     pub(super) wait: Wait,
     /// Delete the objects a failed rollback created.
     pub(super) cleanup_on_fail: bool,
+    /// Server-side or client-side apply (`rollback.serverSideApply`).
+    pub(super) method: Method,
 }
 
 /// Helm's rollback: a new revision with the chart, values, manifest and hooks of
@@ -164,6 +168,7 @@ pub(super) async fn rollback(
     rel.info.status = rstatus::PENDING_ROLLBACK.into();
     rel.info.last_deployed = storage::now();
     rel.info.description = format!("Rollback to {}", good.version);
+    rel.apply_method = opts.method.as_str().into();
     for h in &mut rel.hooks {
         h.last_run = Default::default();
     }
@@ -207,7 +212,10 @@ async fn perform_rollback(
         Vec::new()
     };
     let result: std::result::Result<(), String> = async {
-        apply_objects(applier, objects.clone(), t).await?;
+        match opts.method {
+            Method::ServerSide => apply_objects(applier, objects.clone(), t).await?,
+            Method::ClientSide => apply_client_side(applier, Some(current), &objects, t).await?,
+        }
         let old = manifest_refs(applier, &current.manifest, &t.namespace).await?;
         prune_removed(applier, &old, &objects, t).await?;
         opts.wait.run(applier, &objects, t).await?;

@@ -1,6 +1,6 @@
 //! Step **render**: settle the chart's defaults and version (`valuesFiles`,
 //! `reconcileStrategy`), render it with plumb-helm against the target cluster's capabilities
-//! (memoized in the context for ten minutes), and run the kustomize post-renderers.
+//! (memoized in the context for ten minutes), and run the kustomize post-renderers (`postrender.rs`).
 
 use std::collections::HashMap;
 use std::path::{Component, PathBuf};
@@ -136,7 +136,7 @@ pub(super) async fn capabilities(
 
 /// The kustomize post-renderers of `spec.postRenderers`, then `spec.commonMetadata`'s labels
 /// and annotations on every object (after the user's post-renderers, overriding keys they
-/// set, as helm-controller's own post-renderer; hooks are not post-rendered).
+/// set, as helm-controller's own post-renderer; which hooks they reach: `postrender.rs`).
 pub(super) fn post_overlays(obj: &HelmRelease) -> Vec<plumb_kustomize::Overlay> {
     let mut overlays: Vec<_> = obj
         .spec
@@ -207,7 +207,7 @@ pub(super) async fn build(
     t: &Target,
     revision: i64,
     is_install: bool,
-    post: Vec<plumb_kustomize::Overlay>,
+    post: super::postrender::PostRender,
     chart_opts: ChartOptions,
 ) -> std::result::Result<Built, Failure> {
     let values = Value::Object(config.clone());
@@ -250,9 +250,7 @@ pub(super) async fn build(
             };
             Failure::new(Class::Stalled, r, format!("chart render failed: {e}"))
         })?;
-        for overlay in &post {
-            rendered.manifests = post_render(&rendered.manifests, overlay)?;
-        }
+        post.run(&mut rendered)?;
         Ok(Built {
             chart: storage::chart_record(&chart),
             rendered,
@@ -262,8 +260,8 @@ pub(super) async fn build(
     .map_err(|e| Failure::new(Class::Transient, reason::INSTALL_FAILED, e.to_string()))?
 }
 
-/// Runs one kustomize post-renderer (patches, images) over the rendered manifests, as
-/// Flux's post-renderer does (hooks are not post-rendered).
+/// Runs one kustomize post-renderer (patches, images) over one stream of rendered
+/// documents, as Flux's post-renderer does.
 pub(super) fn post_render(
     manifests: &[plumb_helm::Manifest],
     overlay: &plumb_kustomize::Overlay,

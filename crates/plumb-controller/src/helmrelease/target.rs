@@ -35,6 +35,9 @@ pub(super) struct Target {
     pub(super) store: kube::Client,
     /// `spec.healthCheckExprs`, compiled (a bad one stalled the release before this).
     pub(super) health_exprs: Arc<Vec<StatusEvaluator>>,
+    /// `spec.waitStrategy.name: legacy`: wait with Helm 3's readiness rules instead of
+    /// kstatus (`poller`, the default).
+    pub(super) legacy_wait: bool,
 }
 
 /// Where the release of `obj` lives, applied through `applier`.
@@ -55,6 +58,13 @@ pub(super) fn target_of(obj: &HelmRelease, ctx: &Context, applier: &Applier) -> 
         health_exprs: Arc::new(
             StatusEvaluator::compile_all(&obj.spec.health_check_exprs).unwrap_or_default(),
         ),
+        legacy_wait: obj
+            .spec
+            .wait_strategy
+            .as_ref()
+            .and_then(|w| w.get("name"))
+            .and_then(serde_json::Value::as_str)
+            == Some("legacy"),
     }
 }
 

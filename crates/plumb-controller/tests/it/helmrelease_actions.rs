@@ -65,7 +65,7 @@ fn ahr(ns: &str, name: &str, values: Value, extra: Value) -> HelmRelease {
     hr(ns, name, values, spec)
 }
 
-fn is_ready(v: &Value) -> bool {
+pub(crate) fn is_ready(v: &Value) -> bool {
     ready(v.get("status")).is_some_and(|r| r.0 == "True")
 }
 

@@ -1,5 +1,6 @@
 //! HelmRelease `commonMetadata` against the real API server: its labels and annotations land
-//! on every object of the release (not on hooks, which are not post-rendered), and changing
+//! on every object of the release (hooks included: Flux 2.9 post-renders them with the
+//! templates by default), and changing
 //! it upgrades the release, tracked by `status.observedCommonMetadataDigest` as Flux does.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -47,13 +48,14 @@ async fn common_metadata_reaches_every_object_and_a_change_upgrades() {
         async move { cms.get_opt("web-hook").await.ok()? }
     })
     .await;
-    assert!(
-        !hook
-            .metadata
+    assert_eq!(
+        hook.metadata
             .labels
             .unwrap_or_default()
-            .contains_key("team"),
-        "hooks are not post-rendered"
+            .get("team")
+            .map(String::as_str),
+        Some("a"),
+        "hooks are post-rendered with the templates (postRenderStrategy combined, the default)"
     );
     let v = wait_obj(&hrs, "web", "ready", |v: &Value| {
         ready(v.get("status")).is_some_and(|r| r.0 == "True")

@@ -9,8 +9,8 @@
 //! Provider's timeout, proxy and CA.
 //!
 //! Layout, one module per family of types:
-//! - [`generic`]: `generic`, `generic-hmac`;
-//! - [`chat`]: `slack`, `msteams`, `discord`, `googlechat`, `rocket`, `matrix`, `webex`,
+//! - [`generic`]: `generic`, `generic-hmac`, `slack`;
+//! - [`chat`]: `msteams`, `discord`, `googlechat`, `rocket`, `matrix`, `webex`,
 //!   `telegram`, `lark`;
 //! - [`incident`]: `alertmanager`, `grafana`, `opsgenie`, `pagerduty`, `datadog`;
 //! - [`commit_status`]: `github`, `gitlab`, `gitea`, `bitbucket`, `bitbucketserver`,
@@ -21,6 +21,7 @@ pub mod commit_status;
 mod error;
 mod event;
 pub mod generic;
+mod http;
 pub mod incident;
 mod provider;
 // Used by the provider families' unit tests.
@@ -31,5 +32,6 @@ mod transport;
 
 pub use error::NotifyError;
 pub use event::{Event, InvolvedObject, Severity};
+pub use http::{HttpTransport, MAX_RESPONSE_BYTES, ProxyOptions, TransportOptions};
 pub use provider::{Delivery, Notifier, Settings, notifier_for};
 pub use transport::{HttpRequest, HttpResponse, Method, Transport};

@@ -10,7 +10,6 @@ use std::time::Duration;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use plumb_api::conditions;
 use plumb_api::consts::{condition, reason};
@@ -30,18 +29,10 @@ pub async fn run(ctx: Arc<Context>, api: Api<Alert>, watch: watcher::Config, con
         None => Api::all(ctx.client.clone()),
     };
     let controller = Controller::new(api, watch);
-    let store = controller.store();
-    ctx.memo::<Dispatcher>().set_alerts(store.clone());
+    ctx.memo::<Dispatcher>().set_alerts(controller.store());
     let controller =
-        controller.watches(providers, watcher::Config::default(), move |p: Provider| {
-            let ns = p.namespace();
-            let name = p.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|a| a.namespace() == ns && a.spec.provider_ref.name == name)
-                .map(|a| ObjectRef::from_obj(&*a))
-                .collect::<Vec<_>>()
+        crate::reconciler::watch_referenced(controller, providers, |a: &Alert, name| {
+            a.spec.provider_ref.name == name
         });
     crate::reconciler::run(controller, ctx, concurrency).await;
 }

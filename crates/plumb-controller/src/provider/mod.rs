@@ -12,7 +12,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use plumb_api::consts::reason;
 use plumb_api::{NotificationStatus, Provider};
@@ -44,22 +43,9 @@ pub async fn run(ctx: Arc<Context>, api: Api<Provider>, watch: watcher::Config, 
         None => Api::all(ctx.client.clone()),
     };
     let controller = Controller::new(api, watch);
-    let store = controller.store();
-    ctx.memo::<Dispatcher>().set_provider_store(store.clone());
-    let controller = controller.watches(
-        secrets,
-        watcher::Config::default(),
-        move |secret: Secret| {
-            let ns = secret.namespace();
-            let name = secret.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|p| p.namespace() == ns && references(p, &name))
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
-        },
-    );
+    ctx.memo::<Dispatcher>()
+        .set_provider_store(controller.store());
+    let controller = crate::reconciler::watch_referenced(controller, secrets, references);
     crate::reconciler::run(controller, ctx, concurrency).await;
 }
 

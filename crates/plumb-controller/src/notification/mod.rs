@@ -291,11 +291,35 @@ fn route(
     jobs
 }
 
+/// The intake receiver while [`run`] holds it.
+struct Intake {
+    d: Arc<Dispatcher>,
+    rx: Option<mpsc::Receiver<Published>>,
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        self.d.enabled.store(false, Ordering::Relaxed);
+        if let (Ok(mut slot), Some(rx)) = (self.d.rx.lock(), self.rx.take()) {
+            *slot = Some(rx);
+        }
+    }
+}
+
 /// Runs the dispatcher of `ctx` until the process ends: turns publishing on and routes
 /// every published event to the workers of its Providers.
 pub async fn run(ctx: Arc<Context>) {
     let d = ctx.memo::<Dispatcher>();
-    let Some(mut rx) = d.rx.lock().ok().and_then(|mut r| r.take()) else {
+    let Some(rx) = d.rx.lock().ok().and_then(|mut r| r.take()) else {
+        return;
+    };
+    // Hands the intake back when this future is dropped (leadership lost), so that the
+    // next run of the controllers on this context dispatches again.
+    let mut guard = Intake {
+        d: d.clone(),
+        rx: Some(rx),
+    };
+    let Some(rx) = guard.rx.as_mut() else {
         return;
     };
     d.enabled.store(true, Ordering::Relaxed);
@@ -322,6 +346,32 @@ pub async fn run(ctx: Arc<Context>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_intake_comes_back_when_the_dispatcher_stops() {
+        // A client of nothing: the dispatcher makes no request without Alerts.
+        let cfg = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(cfg.clone()).unwrap();
+        let storage = std::env::temp_dir().join(format!("plumb-notify-{}", std::process::id()));
+        let config = crate::context::Config {
+            storage_path: storage,
+            ..Default::default()
+        };
+        let ctx = Context::new(client, cfg, config);
+        let d = ctx.memo::<Dispatcher>();
+        for _ in 0..2 {
+            let run = tokio::spawn(run(ctx.clone()));
+            plumb_testing::wait::poll("dispatcher running", Duration::from_secs(5), || async {
+                d.enabled.load(Ordering::Relaxed).then_some(())
+            })
+            .await
+            .unwrap();
+            run.abort();
+            let _ = run.await;
+            assert!(!d.enabled.load(Ordering::Relaxed));
+            assert!(d.rx.lock().unwrap().is_some());
+        }
+    }
 
     #[test]
     fn go_duration_prints_like_go() {

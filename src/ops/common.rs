@@ -27,6 +27,10 @@ pub enum FluxKind {
     ExternalArtifact,
     /// `source.extensions.fluxcd.io/v1beta1` ArtifactGenerator.
     ArtifactGenerator,
+    /// `notification.toolkit.fluxcd.io/v1beta3` Provider.
+    Provider,
+    /// `notification.toolkit.fluxcd.io/v1beta3` Alert.
+    Alert,
 }
 
 impl FluxKind {
@@ -81,6 +85,18 @@ impl FluxKind {
                 "ArtifactGenerator",
                 "artifactgenerators",
             ),
+            FluxKind::Provider => (
+                "notification.toolkit.fluxcd.io",
+                "v1beta3",
+                "Provider",
+                "providers",
+            ),
+            FluxKind::Alert => (
+                "notification.toolkit.fluxcd.io",
+                "v1beta3",
+                "Alert",
+                "alerts",
+            ),
         }
     }
 
@@ -111,6 +127,8 @@ impl FluxKind {
             FluxKind::Receiver,
             FluxKind::ExternalArtifact,
             FluxKind::ArtifactGenerator,
+            FluxKind::Provider,
+            FluxKind::Alert,
         ]
         .into_iter()
         .find(|k| k.kind().eq_ignore_ascii_case(kind))
@@ -246,6 +264,9 @@ pub(crate) fn revision_of(kind: FluxKind, obj: &Value) -> String {
             .as_str()
             .or_else(|| s["lastAttemptedRevision"].as_str()),
         FluxKind::Receiver => s["webhookPath"].as_str(),
+        // Notification objects have no revision: the type and the provider they use.
+        FluxKind::Provider => obj["spec"]["type"].as_str(),
+        FluxKind::Alert => obj["spec"]["providerRef"]["name"].as_str(),
     };
     v.unwrap_or("").to_string()
 }

@@ -28,6 +28,12 @@ pub enum GetWhat {
     /// ArtifactGenerators.
     #[value(alias = "generator", alias = "artifactgenerators")]
     Generators,
+    /// Alerts (notification.toolkit.fluxcd.io/v1beta3); REVISION shows the provider.
+    #[value(alias = "alert")]
+    Alerts,
+    /// Providers (notification.toolkit.fluxcd.io/v1beta3); REVISION shows the type.
+    #[value(alias = "provider")]
+    Providers,
 }
 
 /// `plumb get`.
@@ -65,6 +71,8 @@ async fn get_async(args: GetArgs) -> Result<ExitCode> {
         GetWhat::Ks => &[FluxKind::Kustomization],
         GetWhat::Hr => &[FluxKind::HelmRelease],
         GetWhat::Receivers => &[FluxKind::Receiver],
+        GetWhat::Alerts => &[FluxKind::Alert],
+        GetWhat::Providers => &[FluxKind::Provider],
     };
     let prefix_kind = kinds.len() > 1;
     let now = chrono::Utc::now();

@@ -44,6 +44,8 @@ async fn full_objects_round_trip_through_the_api_server() {
         "kustomization",
         "helmrelease",
         "receiver",
+        "provider",
+        "alert",
     ] {
         let mut obj = fixture(kind);
         obj["metadata"]["namespace"] = Value::String(ns.name().to_string());
@@ -91,6 +93,8 @@ async fn full_objects_round_trip_through_the_api_server() {
                 drop(serde_json::from_value::<plumb_api::Kustomization>(back).unwrap())
             }
             "helmrelease" => drop(serde_json::from_value::<plumb_api::HelmRelease>(back).unwrap()),
+            "provider" => drop(serde_json::from_value::<plumb_api::Provider>(back).unwrap()),
+            "alert" => drop(serde_json::from_value::<plumb_api::Alert>(back).unwrap()),
             _ => drop(serde_json::from_value::<plumb_api::Receiver>(back).unwrap()),
         }
     }

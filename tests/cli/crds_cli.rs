@@ -35,7 +35,7 @@ fn prints_all_crds_as_multi_document_yaml() {
     let out = plumb().arg("crds").output().unwrap();
     assert!(out.status.success());
     let yaml = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(yaml.matches("\n---\n").count() + 1, 9);
+    assert_eq!(yaml.matches("\n---\n").count() + 1, 11);
     for name in [
         "gitrepositories.source.toolkit.fluxcd.io",
         "helmrepositories.source.toolkit.fluxcd.io",
@@ -46,6 +46,8 @@ fn prints_all_crds_as_multi_document_yaml() {
         "receivers.notification.toolkit.fluxcd.io",
         "externalartifacts.source.toolkit.fluxcd.io",
         "artifactgenerators.source.extensions.fluxcd.io",
+        "providers.notification.toolkit.fluxcd.io",
+        "alerts.notification.toolkit.fluxcd.io",
     ] {
         assert!(yaml.contains(&format!("name: {name}\n")), "{name}");
     }

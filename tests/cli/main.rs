@@ -11,5 +11,6 @@ mod eks_cli;
 mod hr_cli;
 mod ks_cli;
 mod leader_cli;
+mod notify_cli;
 mod ops_cli;
 mod shard_cli;

@@ -13,7 +13,7 @@ use plumb_ssa::{Applier, ApplyItem, ApplyOptions};
 use plumb_testing::{ControlPlane, ControlPlaneInfo, TestNamespace};
 use serde_json::{Value, json};
 
-async fn install_crds(client: &kube::Client) {
+pub(crate) async fn install_crds(client: &kube::Client) {
     let items = plumb_api::crds()
         .into_iter()
         .map(|c| ApplyItem::new(serde_json::to_value(c).unwrap()))

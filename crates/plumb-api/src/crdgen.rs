@@ -7,6 +7,7 @@ use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 use crate::Error;
+use crate::{Alert, Provider};
 use crate::{
     ArtifactGenerator, ExternalArtifact, GitRepository, HelmChart, HelmRelease, HelmRepository,
     Kustomization, OCIRepository, Receiver,
@@ -24,6 +25,8 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         finish(Receiver::crd()),
         finish(ExternalArtifact::crd()),
         finish(ArtifactGenerator::crd()),
+        finish(Provider::crd()),
+        finish(Alert::crd()),
     ]
 }
 

@@ -58,6 +58,7 @@ pub mod inventory;
 pub mod kustomization;
 pub mod kustomize;
 pub mod meta;
+pub mod notification;
 pub mod oci_repository;
 pub mod receiver;
 pub mod revision;
@@ -73,6 +74,7 @@ pub use helm_chart::{HelmChart, HelmChartSpec, HelmChartStatus};
 pub use helm_release::{HelmRelease, HelmReleaseSpec, HelmReleaseStatus};
 pub use helm_repository::{HelmRepository, HelmRepositorySpec, HelmRepositoryStatus};
 pub use kustomization::{Kustomization, KustomizationSpec, KustomizationStatus};
+pub use notification::{Alert, AlertSpec, NotificationStatus, Provider, ProviderSpec};
 pub use oci_repository::{OCIRepository, OCIRepositorySpec, OCIRepositoryStatus};
 pub use receiver::{Receiver, ReceiverSpec, ReceiverStatus};
 
@@ -109,5 +111,8 @@ mod string_enum_tests {
         agrees(crate::oci_repository::OCIRepositoryProvider::ALL);
         agrees(crate::artifact_generator::GeneratorSourceKind::ALL);
         agrees(crate::artifact_generator::CopyStrategy::ALL);
+        agrees(crate::notification::ProviderType::ALL);
+        agrees(crate::notification::EventSeverity::ALL);
+        agrees(crate::notification::EventSourceKind::ALL);
     }
 }

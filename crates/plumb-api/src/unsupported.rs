@@ -58,6 +58,8 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "spec.provider",
         When::NotOneOf(&["generic", "aws"]),
     ),
+    // Workload identity for azureeventhub, azuredevops and googlepubsub.
+    row("Provider", "spec.serviceAccountName", When::Set),
 ];
 
 fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
@@ -136,7 +138,9 @@ impl_unsupported!(
     crate::Receiver,
     crate::OCIRepository,
     crate::HelmChart,
-    crate::ArtifactGenerator
+    crate::ArtifactGenerator,
+    crate::Provider,
+    crate::Alert
 );
 
 #[cfg(test)]

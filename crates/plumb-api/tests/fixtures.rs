@@ -88,6 +88,16 @@ fn receiver_full() {
     check::<Receiver>("receiver-full.yaml", 20);
 }
 
+#[test]
+fn provider_full() {
+    check::<plumb_api::Provider>("provider-full.yaml", 20);
+}
+
+#[test]
+fn alert_full() {
+    check::<plumb_api::Alert>("alert-full.yaml", 20);
+}
+
 /// Every property the schema declares under `spec` appears in the fixture, so a field added
 /// to a type without a fixture update fails here.
 #[test]
@@ -100,6 +110,8 @@ fn fixtures_cover_every_spec_and_status_property() {
         "kustomization-full.yaml",
         "helmrelease-full.yaml",
         "receiver-full.yaml",
+        "provider-full.yaml",
+        "alert-full.yaml",
     ] {
         let obj = fixture(name);
         let crd = crd_for(&obj);

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams, PostParams};
 use plumb_api::{GitRepository, Kustomization};
-use plumb_ssa::{Applier, ApplyItem, ApplyOptions};
 use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
 use plumb_testing::{ControlPlane, TestNamespace};
 use serde_json::json;
@@ -62,18 +61,6 @@ struct Counter {
     by_method: Mutex<BTreeMap<String, u64>>,
 }
 
-fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn ready_count(api: &Api<Kustomization>) -> usize {
     let Ok(list) = api.list(&ListParams::default()).await else {
         return 0;
@@ -98,14 +85,7 @@ async fn main() {
         .unwrap_or(1000);
     let info = ControlPlane::shared().expect("control plane");
     let admin = info.admin_client().await.unwrap();
-    let crds = plumb_api::crds()
-        .into_iter()
-        .map(|c| ApplyItem::new(serde_json::to_value(c).unwrap()))
-        .collect();
-    Applier::new(admin.clone(), "plumb-bench", 4)
-        .apply_all(crds, &ApplyOptions::default())
-        .await
-        .unwrap();
+    plumb_bench::install_crds(&admin).await.unwrap();
     let ns = TestNamespace::create(info, "bench-ks").await.unwrap();
     let name = ns.name().to_string();
 
@@ -259,7 +239,7 @@ async fn main() {
     println!("requests, first pass      {first_pass}");
     println!(
         "peak RSS (VmHWM)          {:.1} MiB (Flux: 223 MiB; target 100 MiB; whole process)",
-        vm_hwm_kib() as f64 / 1024.0
+        plumb_bench::vm_hwm_kib() as f64 / 1024.0
     );
     println!(
         "no-op pass                {noop} requests in {:.1} s = {:.3} per object (target <= 1)",

@@ -13,6 +13,7 @@
 //!
 //! See `README.md` of this crate for the steps of each kind and how to add one.
 
+pub mod alert;
 pub mod artifact;
 pub mod artifactgenerator;
 pub mod cel;
@@ -26,10 +27,12 @@ pub mod helmchart;
 pub mod helmrelease;
 pub mod helmrepository;
 pub mod kustomization;
+pub mod notification;
 pub mod oci_charts;
 pub mod ocirepository;
 pub mod outcome;
 pub mod overlay;
+pub mod provider;
 pub mod prune_budget;
 pub mod receiver;
 pub mod reconciler;
@@ -80,6 +83,9 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let c = &ctx.client;
     tokio::join!(
         receiver::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        notification::run(ctx.clone()),
+        provider::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        alert::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         gitrepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         helmrepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         ocirepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),

@@ -21,6 +21,7 @@ pub mod commit_status;
 mod error;
 mod event;
 pub mod generic;
+mod http;
 pub mod incident;
 mod provider;
 mod text;
@@ -34,5 +35,6 @@ mod transport;
 
 pub use error::NotifyError;
 pub use event::{Event, InvolvedObject, Severity};
+pub use http::{HttpTransport, MAX_RESPONSE_BYTES, ProxyOptions, TransportOptions};
 pub use provider::{Delivery, Notifier, Settings, notifier_for};
 pub use transport::{HttpRequest, HttpResponse, Method, Transport};

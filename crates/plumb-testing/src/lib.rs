@@ -20,6 +20,7 @@ pub mod registry_token;
 pub mod signing;
 pub mod slow;
 pub mod wait;
+pub mod webhook_sink;
 
 pub use controlplane::{ControlPlane, ControlPlaneInfo, StartOptions};
 pub use namespace::TestNamespace;

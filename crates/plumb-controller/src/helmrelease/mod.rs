@@ -183,8 +183,31 @@ impl Kind for HelmRelease {
         self.interval().unwrap_or(Duration::from_secs(600))
     }
 
+    const COMMIT_STATUS: bool = true;
+
     fn revision(status: &HelmReleaseStatus) -> &str {
         status.last_attempted_revision.as_deref().unwrap_or("")
+    }
+
+    /// helm-controller's metadata: the chart version as `revision` and the digest of the
+    /// values as `token` (a values change is a new event for the rate limit).
+    fn event_metadata(status: &HelmReleaseStatus) -> std::collections::BTreeMap<String, String> {
+        let mut m = std::collections::BTreeMap::new();
+        if let Some(r) = status
+            .last_attempted_revision
+            .as_deref()
+            .filter(|r| !r.is_empty())
+        {
+            m.insert("revision".to_string(), r.to_string());
+        }
+        if let Some(t) = status
+            .last_attempted_config_digest
+            .as_deref()
+            .filter(|t| !t.is_empty())
+        {
+            m.insert("token".to_string(), t.to_string());
+        }
+        m
     }
 
     async fn steps(

@@ -172,6 +172,8 @@ impl Kind for Kustomization {
         (!unsupported.is_empty()).then(|| plumb_api::unsupported::message(&unsupported))
     }
 
+    const COMMIT_STATUS: bool = true;
+
     fn revision(status: &KustomizationStatus) -> &str {
         status.last_applied_revision.as_deref().unwrap_or_default()
     }

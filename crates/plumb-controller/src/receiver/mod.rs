@@ -43,7 +43,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use plumb_api::conditions;
 use plumb_api::consts::{condition, reason};
@@ -60,24 +59,10 @@ pub async fn run(ctx: Arc<Context>, api: Api<Receiver>, watch: watcher::Config, 
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    let controller = Controller::new(api, watch);
-    let store = controller.store();
-    let controller = controller.watches(
+    let controller = crate::reconciler::watch_referenced(
+        Controller::new(api, watch),
         secrets,
-        watcher::Config::default(),
-        move |secret: Secret| {
-            let ns = secret.namespace();
-            let name = secret.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|r| {
-                    r.namespace() == ns
-                        && r.spec.secret_ref.as_ref().is_some_and(|s| s.name == name)
-                })
-                .map(|r| ObjectRef::from_obj(&*r))
-                .collect::<Vec<_>>()
-        },
+        |r: &Receiver, name| r.spec.secret_ref.as_ref().is_some_and(|s| s.name == name),
     );
     crate::reconciler::run(controller, ctx, concurrency).await;
 }

@@ -49,6 +49,21 @@ pub trait Kind:
     /// The revision reported in the metrics.
     fn revision(status: &Self::Status) -> &str;
 
+    /// Whether a successful reconcile also notifies commit-status Providers (Flux's
+    /// `commit_status: update` event: Kustomization and HelmRelease).
+    const COMMIT_STATUS: bool = false;
+
+    /// Flux's metadata of this kind's events (notifications): `revision` when there is one;
+    /// HelmReleases add `token`.
+    fn event_metadata(status: &Self::Status) -> std::collections::BTreeMap<String, String> {
+        let rev = Self::revision(status);
+        let mut m = std::collections::BTreeMap::new();
+        if !rev.is_empty() {
+            m.insert("revision".to_string(), rev.to_string());
+        }
+        m
+    }
+
     /// The pipeline: runs the kind's steps in order, recording progress into `status`.
     fn steps(
         obj: &Self,
@@ -127,8 +142,17 @@ impl_kind_status!(
     plumb_api::OCIRepository => plumb_api::OCIRepositoryStatus,
     plumb_api::HelmChart => plumb_api::HelmChartStatus,
     plumb_api::Receiver => plumb_api::ReceiverStatus,
-    plumb_api::ArtifactGenerator => plumb_api::ArtifactGeneratorStatus
+    plumb_api::ArtifactGenerator => plumb_api::ArtifactGeneratorStatus,
+    plumb_api::Provider => plumb_api::NotificationStatus
 );
+
+// Alerts share the Provider's status type (its `KindStatus` comes from the line above).
+impl StoredStatus for plumb_api::Alert {
+    type Status = plumb_api::NotificationStatus;
+    fn stored_status(&self) -> Option<&plumb_api::NotificationStatus> {
+        self.status.as_ref()
+    }
+}
 
 /// A successful pass of a kind's steps.
 #[derive(Debug, Default)]

@@ -13,10 +13,12 @@
 
 mod controller;
 mod kind;
+mod refs;
 pub mod status;
 
 pub(crate) use controller::desired_state_controller;
 pub use kind::{Done, Kind, KindStatus, Policy, StoredStatus, Warn};
+pub use refs::watch_referenced;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -34,10 +34,12 @@ pub(super) async fn reconcile_once<K: Kind>(
         .get(annotation::RECONCILE_REQUESTED_AT)
         .cloned();
     let mut status = before.clone();
+    let started = std::time::Instant::now();
     let outcome = K::steps(&obj, ctx, &mut status).await;
     let obj_ref = obj.object_ref(&());
     let action = match outcome {
         Ok(done) => {
+            let ready = done.ready.is_some();
             if let Some((why, mut msg)) = done.ready {
                 if let Some(note) = obj.unsupported_note() {
                     msg.push_str("; ");
@@ -46,7 +48,11 @@ pub(super) async fn reconcile_once<K: Kind>(
                 conditions::mark_ready(status.conditions_mut(), why, &msg, generation);
             }
             if let Some((why, msg)) = &done.event {
-                ctx.event(&obj_ref, false, why, msg).await;
+                let origin = origin::<K>(&obj, &status);
+                ctx.event_with(&obj_ref, false, why, msg, origin).await;
+            }
+            if K::COMMIT_STATUS && ready {
+                notify_commit_status::<K>(ctx, &obj, &obj_ref, &status, started);
             }
             Action::requeue(
                 done.requeue
@@ -69,7 +75,9 @@ pub(super) async fn reconcile_once<K: Kind>(
             mark_failure(status.conditions_mut(), &f, generation, waiting, K::POLICY);
             let previous = conditions::find(before.conditions(), condition::READY);
             if K::POLICY.warn == Warn::Always || previous.is_none_or(|c| c.message != f.message) {
-                ctx.event(&obj_ref, true, f.reason, &f.message).await;
+                let origin = origin::<K>(&obj, &status);
+                ctx.event_with(&obj_ref, true, f.reason, &f.message, origin)
+                    .await;
             }
             Action::requeue(if waiting {
                 ctx.config.requeue_dependency
@@ -87,6 +95,42 @@ pub(super) async fn reconcile_once<K: Kind>(
     }
     observe(ctx, &*obj, &status);
     Ok(action)
+}
+
+/// What notifications need about `obj` beyond its reference: labels and Flux's metadata.
+fn origin<K: Kind>(obj: &K, status: &K::Status) -> crate::notification::Origin {
+    crate::notification::Origin {
+        labels: obj.labels().clone(),
+        metadata: K::event_metadata(status),
+    }
+}
+
+/// Flux's "Reconciliation finished" event with `commit_status: update`: a notification
+/// only (commit-status Providers post the revision's status from it), not a Kubernetes
+/// Event, as plumb reports the change set as its event.
+fn notify_commit_status<K: Kind>(
+    ctx: &Context,
+    obj: &K,
+    obj_ref: &k8s_openapi::api::core::v1::ObjectReference,
+    status: &K::Status,
+    started: std::time::Instant,
+) {
+    let mut origin = origin::<K>(obj, status);
+    origin
+        .metadata
+        .insert("commit_status".to_string(), "update".to_string());
+    let msg = format!(
+        "Reconciliation finished in {:.3}s, next run in {}",
+        started.elapsed().as_secs_f64(),
+        crate::notification::go_duration(obj.every())
+    );
+    ctx.memo::<crate::notification::Dispatcher>().publish(
+        obj_ref,
+        false,
+        reason::RECONCILIATION_SUCCEEDED,
+        &msg,
+        origin,
+    );
 }
 
 /// Whether `f` waits on something else (a dependency, a source).

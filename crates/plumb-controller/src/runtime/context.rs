@@ -315,6 +315,23 @@ impl Context {
 
     /// Publishes a Kubernetes Event about `obj`. Failing to publish is logged, never fatal.
     pub async fn event(&self, obj: &ObjectReference, warning: bool, reason: &str, note: &str) {
+        self.event_with(obj, warning, reason, note, Default::default())
+            .await;
+    }
+
+    /// [`Context::event`] with what notifications need beyond the reference (labels,
+    /// Flux's event metadata); the event also goes, without waiting, to the notification
+    /// dispatcher.
+    pub async fn event_with(
+        &self,
+        obj: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: &str,
+        origin: crate::notification::Origin,
+    ) {
+        self.memo::<crate::notification::Dispatcher>()
+            .publish(obj, warning, reason, note, origin);
         let ev = Event {
             type_: if warning {
                 EventType::Warning

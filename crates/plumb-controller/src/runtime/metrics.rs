@@ -79,6 +79,13 @@ struct RequestLabels {
     code: String,
 }
 
+/// Labels of `plumb_notifications_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    provider: String,
+    result: String,
+}
+
 type Key = (String, String, String);
 
 /// Every metric plumb exports, with their registry.
@@ -91,6 +98,7 @@ pub struct Metrics {
     changes: Family<ChangeLabels, Counter>,
     git_fetch: Family<ResultLabels, Histogram>,
     api_requests: Family<RequestLabels, Counter>,
+    notifications: Family<NotificationLabels, Counter>,
     last_info: Mutex<HashMap<Key, InfoLabels>>,
 }
 
@@ -167,7 +175,15 @@ impl Metrics {
             "Kubernetes API requests by verb and HTTP status code",
             api_requests.clone(),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "plumb_notifications",
+            "Notification deliveries by Provider (namespace/name) and result (success, \
+             failure, retry, dropped)",
+            notifications.clone(),
+        );
         Metrics {
+            notifications,
             registry,
             reconcile_duration,
             condition,
@@ -285,6 +301,28 @@ impl Metrics {
                 result: if ok { "success" } else { "failure" }.into(),
             })
             .observe(seconds);
+    }
+
+    /// Counts one notification outcome of a Provider (`namespace/name`): `success`,
+    /// `failure` (given up), `retry` (a retryable failure, tried again) or `dropped` (queue
+    /// full).
+    pub fn notification(&self, provider: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                provider: provider.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// The count of one notification outcome so far (tests and benchmarks).
+    pub fn notification_count(&self, provider: &str, result: &str) -> u64 {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                provider: provider.to_string(),
+                result: result.to_string(),
+            })
+            .get()
     }
 
     /// Counts one Kubernetes API request (`code`: the HTTP status, or `error`).

@@ -24,6 +24,7 @@ mod kustomization;
 mod kustomization_parity;
 mod leader;
 mod logsink;
+mod notifications;
 mod oci_bad_input;
 mod oci_verify;
 mod ocirepository;

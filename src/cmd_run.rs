@@ -97,6 +97,11 @@ pub struct RunArgs {
     /// (Flux's global age key), e.g. a mounted Secret; repeatable.
     #[arg(long = "sops-age-key-file", value_name = "FILE")]
     pub sops_age_key_files: Vec<PathBuf>,
+    /// ServiceAccount (in the Kustomization's namespace) whose credentials decrypt AWS KMS
+    /// keys when `spec.decryption.serviceAccountName` is empty (Flux's multi-tenant
+    /// workload identity lockdown: the controller's own identity is then never used).
+    #[arg(long, value_name = "NAME")]
+    pub default_decryption_service_account: Option<String>,
     /// Refuse to prune more than this share (0..1) of an inventory in one pass.
     #[arg(long, default_value_t = 0.5)]
     pub prune_budget: f64,
@@ -205,6 +210,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         global_decryption_keys: global_keys(&args.sops_age_key_files)?,
         // SOPS files encrypted with AWS KMS: the controller's identity (IRSA, Pod Identity).
         sops_kms: Some(plumb_eks::kms::KmsDecryptor::from_env().await),
+        default_decryption_service_account: args.default_decryption_service_account.clone(),
         ..Default::default()
     };
     let ctx = plumb_controller::Context::with_metrics(

@@ -141,12 +141,13 @@ fn plain_twin(enc: &Path, plain: &Path, ring: &KeyRing) {
 }
 
 /// What one reconcile builds its ring from: the key files, parsed.
+/// (The cache first, as the controller sets it: parsed OpenPGP blocks are kept there.)
 fn reconcile_ring(cache: &Arc<DataKeyCache>) -> KeyRing {
     let mut ring = KeyRing::new();
+    ring.set_data_key_cache(cache.clone());
     ring.add_age_identities("age.txt", AGE_KEY).unwrap();
     let pgp = std::fs::read_to_string(fixtures().join("keys/pgp.asc")).unwrap();
     ring.add_pgp_keys("pgp.asc", &pgp).unwrap();
-    ring.set_data_key_cache(cache.clone());
     ring
 }
 

@@ -124,7 +124,17 @@ pub struct DataKeyCache {
     /// Trees whose last build decrypted nothing (every document was kept): a hint that
     /// decrypting ahead would only read files twice.
     warm_trees: Mutex<std::collections::HashSet<[u8; 32]>>,
+    /// OpenPGP key blocks already parsed, by the SHA-256 of their armored text: each
+    /// reconcile builds its ring from the decryption Secret again, and parsing an RSA
+    /// secret key costs more than serving a warm tree.
+    pgp_blocks: Mutex<HashMap<[u8; 32], ParsedPgp>>,
 }
+
+/// The keys of one armored OpenPGP block, with the digest of each for the ring fingerprint.
+pub(crate) type ParsedPgp = Arc<Vec<(pgp::composed::SignedSecretKey, [u8; 32])>>;
+
+/// Most parsed OpenPGP blocks kept (a fleet has few distinct decryption Secrets).
+const MAX_PGP_BLOCKS: usize = 64;
 
 /// Two generations: lookups promote from `old` to `young`; when `young` is full it becomes
 /// `old` and the previous `old` is dropped (so at most `capacity` entries are held).
@@ -163,6 +173,7 @@ impl DataKeyCache {
             capacity: capacity.max(2),
             plain: crate::plain_cache::PlainCache::new(capacity, Self::PLAINTEXT_BYTES),
             warm_trees: Mutex::default(),
+            pgp_blocks: Mutex::default(),
         }
     }
 
@@ -192,6 +203,26 @@ impl DataKeyCache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        self.pgp_blocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// The keys of the armored block of SHA-256 `id`, if parsed before.
+    pub(crate) fn pgp_block(&self, id: &[u8; 32]) -> Option<ParsedPgp> {
+        let blocks = self.pgp_blocks.lock().unwrap_or_else(|p| p.into_inner());
+        blocks.get(id).cloned()
+    }
+
+    /// Keeps the parsed keys of the armored block of SHA-256 `id`.
+    pub(crate) fn keep_pgp_block(&self, id: [u8; 32], keys: ParsedPgp) {
+        let mut blocks = self.pgp_blocks.lock().unwrap_or_else(|p| p.into_inner());
+        // A memo, not state: forgetting every block at the bound costs one parse each.
+        if blocks.len() >= MAX_PGP_BLOCKS && !blocks.contains_key(&id) {
+            blocks.clear();
+        }
+        blocks.insert(id, keys);
     }
 
     pub(crate) fn plain(&self) -> &crate::plain_cache::PlainCache {

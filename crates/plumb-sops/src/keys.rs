@@ -64,6 +64,8 @@ pub struct KeyRing {
     /// SHA-256 of each local secret key (age and OpenPGP), for the ring's fingerprint.
     secrets: Vec<[u8; 32]>,
     fingerprint: OnceLock<[u8; 32]>,
+    /// The recipient (public key) of each age identity, computed on the first open.
+    age_recipients: OnceLock<Vec<String>>,
     session: Arc<Session>,
     cross: Option<Arc<DataKeyCache>>,
 }
@@ -110,10 +112,7 @@ impl KeyRing {
     }
 
     fn add_secret(&mut self, kind: &[u8], secret: &[u8]) {
-        let mut h = Sha256::new();
-        h.update(kind);
-        h.update(secret);
-        self.secrets.push(h.finalize().into());
+        self.secrets.push(secret_digest(kind, secret));
         self.fingerprint = OnceLock::new();
     }
 
@@ -154,31 +153,33 @@ impl KeyRing {
             })?;
             self.add_secret(b"age-x25519\0", id.to_string().expose_secret().as_bytes());
             self.age.push(id);
+            self.age_recipients = OnceLock::new();
             n += 1;
         }
         Ok(n)
     }
 
     /// Adds the OpenPGP secret keys of an armored key block (unprotected keys, as Flux
-    /// requires). `name` names the source in errors.
+    /// requires). `name` names the source in errors. With a [`DataKeyCache`] set first, a
+    /// block parsed by an earlier ring is not parsed again.
     pub fn add_pgp_keys(&mut self, name: &str, armored: &str) -> Result<usize> {
-        let bad = || Error::DataKey {
-            file: name.to_string(),
-            msg: "not an armored OpenPGP secret key".into(),
+        let id: [u8; 32] = Sha256::digest(armored.as_bytes()).into();
+        let keys = match self.cross.as_ref().and_then(|c| c.pgp_block(&id)) {
+            Some(keys) => keys,
+            None => {
+                let keys = Arc::new(parse_pgp_block(name, armored)?);
+                if let Some(c) = &self.cross {
+                    c.keep_pgp_block(id, keys.clone());
+                }
+                keys
+            }
         };
-        let (keys, _) = SignedSecretKey::from_string_many(armored).map_err(|_| bad())?;
-        let mut n = 0;
-        for k in keys {
-            let k = k.map_err(|_| bad())?;
-            let bytes = Zeroizing::new(k.to_bytes().map_err(|_| bad())?);
-            self.add_secret(b"openpgp\0", &bytes);
-            self.pgp.push(k);
-            n += 1;
+        for (k, digest) in keys.iter() {
+            self.secrets.push(*digest);
+            self.pgp.push(k.clone());
         }
-        if n == 0 {
-            return Err(bad());
-        }
-        Ok(n)
+        self.fingerprint = OnceLock::new();
+        Ok(keys.len())
     }
 
     /// Uses `kms` for AWS KMS master keys.
@@ -189,6 +190,7 @@ impl KeyRing {
     /// Adds every key of `other` (and its KMS client if this ring has none).
     pub fn extend(&mut self, other: &KeyRing) {
         self.age.extend(other.age.iter().cloned());
+        self.age_recipients = OnceLock::new();
         self.pgp.extend(other.pgp.iter().cloned());
         self.secrets.extend_from_slice(&other.secrets);
         self.fingerprint = OnceLock::new();
@@ -211,7 +213,7 @@ impl KeyRing {
                 tried.push("age: no age identity given".into());
                 continue;
             }
-            match self.local(Wrap::Age, &a.enc, || self.open_age(&a.enc)) {
+            match self.local(Wrap::Age, &a.enc, || self.open_age(&a.recipient, &a.enc)) {
                 Ok(k) => return Ok((k, true)),
                 Err(e) => tried.push(format!("age {}: {e}", a.recipient)),
             }
@@ -326,10 +328,31 @@ impl KeyRing {
         }
     }
 
-    fn open_age(&self, enc: &str) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
+    fn open_age(
+        &self,
+        recipient: &str,
+        enc: &str,
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
         let reader = age::armor::ArmoredReader::new(enc.as_bytes());
         let d = age::Decryptor::new(reader).map_err(|_| "not an age file".to_string())?;
-        let ids = self.age.iter().map(|i| i as &dyn age::Identity);
+        // Only the identity of the recipient sops recorded can open the stanza: with several
+        // identities (the Secret's and the global ones) the others would each cost an X25519
+        // agreement that fails. A recipient no identity matches tries them all.
+        let recipients = self
+            .age_recipients
+            .get_or_init(|| self.age.iter().map(|i| i.to_public().to_string()).collect());
+        let matching = || {
+            self.age
+                .iter()
+                .zip(recipients)
+                .filter(|(_, r)| r.as_str() == recipient.trim())
+                .map(|(i, _)| i)
+        };
+        let ids: Vec<&age::x25519::Identity> = match matching().count() {
+            0 => self.age.iter().collect(),
+            _ => matching().collect(),
+        };
+        let ids = ids.into_iter().map(|i| i as &dyn age::Identity);
         let mut r = d
             .decrypt(ids)
             .map_err(|_| "no given age identity opens it".to_string())?;
@@ -372,6 +395,33 @@ impl KeyRing {
         }
         Err(last)
     }
+}
+
+/// SHA-256 of one secret key of `kind`, for the ring fingerprint.
+fn secret_digest(kind: &[u8], secret: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(kind);
+    h.update(secret);
+    h.finalize().into()
+}
+
+/// The unprotected secret keys of an armored block, each with its fingerprint digest.
+fn parse_pgp_block(name: &str, armored: &str) -> Result<Vec<(SignedSecretKey, [u8; 32])>> {
+    let bad = || Error::DataKey {
+        file: name.to_string(),
+        msg: "not an armored OpenPGP secret key".into(),
+    };
+    let (keys, _) = SignedSecretKey::from_string_many(armored).map_err(|_| bad())?;
+    let mut out = Vec::new();
+    for k in keys {
+        let k = k.map_err(|_| bad())?;
+        let bytes = Zeroizing::new(k.to_bytes().map_err(|_| bad())?);
+        out.push((k, secret_digest(b"openpgp\0", &bytes)));
+    }
+    if out.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
 }
 
 fn open_kms(kms: &dyn KmsDecrypt, k: &KmsKey) -> std::result::Result<Zeroizing<Vec<u8>>, String> {

@@ -246,3 +246,51 @@ fn a_tree_is_warm_once_a_build_decrypts_nothing() {
     third.record_tree("apps");
     assert!(!third.tree_is_warm("apps"));
 }
+
+/// A ring built for the next reconcile reuses the OpenPGP keys parsed into the cache: the
+/// same fingerprint (so the kept documents serve it), and a different block is parsed anew.
+#[test]
+fn parsed_pgp_keys_are_reused_under_the_same_fingerprint() {
+    let cache = Arc::new(DataKeyCache::default());
+    let pgp = key_file("pgp.asc");
+    let ring = || {
+        let mut r = KeyRing::new();
+        r.set_data_key_cache(cache.clone());
+        r.add_pgp_keys("pgp.asc", &pgp).unwrap();
+        r
+    };
+    let file = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/algorithms/pgp.yaml"),
+    )
+    .unwrap();
+    let open = |r: &KeyRing| decrypt("p.yaml", Format::Yaml, &file, r, &Limits::default());
+    let first = ring();
+    let plain = open(&first).unwrap().unwrap();
+    assert_eq!(first.documents_decrypted(), 1);
+    let second = ring();
+    assert_eq!(open(&second).unwrap().unwrap(), plain);
+    assert_eq!(
+        second.documents_decrypted(),
+        0,
+        "kept under the same fingerprint"
+    );
+    let mut bad = KeyRing::new();
+    bad.set_data_key_cache(cache.clone());
+    assert!(bad.add_pgp_keys("other", "not a key block").is_err());
+}
+
+/// With several age identities, the one of the recorded recipient opens the data key; an
+/// identity listed first that is not the recipient's does not get in the way.
+#[test]
+fn the_recipients_identity_opens_among_several() {
+    let cache = Arc::new(DataKeyCache::default());
+    let r = ring_of(&["age-global.txt", "age.txt"], &cache);
+    assert!(
+        run(&age_file(rand::random()), &r)
+            .unwrap()
+            .contains("value")
+    );
+    let only_global = ring_of(&["age-global.txt"], &cache);
+    let err = run(&age_file(rand::random()), &only_global).unwrap_err();
+    assert!(matches!(err, Error::DataKey { .. }), "{err}");
+}

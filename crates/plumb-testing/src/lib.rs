@@ -10,6 +10,7 @@ pub mod chartrepo;
 pub mod controlplane;
 pub mod eks_webhook;
 pub mod git;
+pub mod github_app;
 pub mod httpproxy;
 pub mod jwt;
 pub mod moto;

@@ -12,6 +12,7 @@ use plumb_api::consts::reason;
 use plumb_sops::{Format, KeyRing, Limits};
 
 use super::decrypt_ahead::{Ahead, decrypt_ahead};
+use super::decrypt_identity::Account;
 use crate::context::Context;
 use crate::outcome::{Class, Failure};
 
@@ -83,15 +84,23 @@ pub(crate) async fn key_ring(
             ring.set_kms(Arc::new(SopsKms::new(kms)));
         }
     }
-    // A named ServiceAccount's credentials, unless the Secret has static ones (Flux's order);
-    // set_kms keeps the first client, so the controller's identity below is not used then.
-    if let Some(sa) = dec
+    // A ServiceAccount's credentials (the named one, else the operator's default), unless
+    // the Secret has static ones (Flux's order); the ring keeps its first KMS client, so
+    // the controller's identity below is not used then. Read only if a file needs KMS.
+    let named = dec
         .service_account_name
         .as_deref()
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty());
+    let default = ctx.config.default_decryption_service_account.as_deref();
+    let account = match (named, default.filter(|s| !s.is_empty())) {
+        (Some(sa), _) => Some(Account::Named(sa)),
+        (None, Some(sa)) => Some(Account::Default(sa)),
+        (None, None) => None,
+    };
+    if let Some(sa) = account
         && !static_kms
     {
-        ring.set_kms(super::decrypt_identity::service_account_kms(obj, ctx, sa).await?);
+        ring.set_kms(super::decrypt_identity::service_account_kms(obj, ctx, sa));
     }
     ring.extend(&ctx.config.global_decryption_keys);
     if let Some(kms) = &ctx.config.sops_kms {
@@ -147,12 +156,22 @@ pub fn decrypting_transform(
 ) -> plumb_kustomize::FileTransform {
     // When the last build of this tree decrypted nothing, every document is kept: the
     // transform serves them at the cost of a hash, and reading ahead would read twice.
-    let ahead = if ring.tree_is_warm(&dir.to_string_lossy()) {
+    let ahead = if ring.tree_is_warm(&tree_name(root, dir)) {
         Ahead::default()
     } else {
         decrypt_ahead(root, dir, &ring, &Limits::default())
     };
     transform(ring, ahead)
+}
+
+/// The name under which the warm-tree hint of `dir` is kept: its path inside the build
+/// root, which stays the same from one reconcile to the next (the root is a fresh
+/// directory per artifact fetch, so its absolute path never repeats).
+pub(crate) fn tree_name(root: &Path, dir: &Path) -> String {
+    dir.strip_prefix(root)
+        .unwrap_or(dir)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn transform(ring: KeyRing, ahead: Ahead) -> plumb_kustomize::FileTransform {
@@ -180,6 +199,10 @@ pub(crate) fn decrypt_secret_values(
 ) -> Result<(), Failure> {
     let limits = Limits::default();
     for o in objects {
+        // Only Secrets with `data` can hold SOPS documents: the rest skip naming.
+        if o.get("kind").and_then(|k| k.as_str()) != Some("Secret") || o.get("data").is_none() {
+            continue;
+        }
         let id = plumb_ssa::ObjectRef::from_object(o)
             .map_or_else(|_| "a Secret".to_string(), |r| r.to_string());
         plumb_sops::decrypt_secret_data(&id, o, ring, &limits)

@@ -251,6 +251,46 @@ mod tests {
         );
     }
 
+    /// The controller extracts each artifact into a fresh directory: the warm-tree hint
+    /// must still find the tree (by its path inside the root), so an unchanged tree is
+    /// served from the kept documents without reading it ahead or decrypting anything.
+    #[test]
+    fn a_tree_extracted_again_elsewhere_is_warm() {
+        let cache = std::sync::Arc::new(plumb_sops::DataKeyCache::default());
+        let ring = || {
+            let mut r = ring();
+            r.set_data_key_cache(cache.clone());
+            r
+        };
+        let build = |root: &Path, ring: KeyRing| {
+            let overlay = plumb_kustomize::Overlay::default();
+            let dir = root.join("app");
+            super::super::render::build_decrypted(&dir, root, &overlay, Some(ring)).unwrap()
+        };
+        let first = tree(&["s-0.yaml", "sub/deep.yaml"]);
+        let r = ring();
+        let objects = build(first.path(), r.clone());
+        assert!(r.documents_decrypted() >= 2);
+        // The next build decrypts nothing (every document kept): the tree is warm.
+        let r = ring();
+        assert_eq!(build(first.path(), r.clone()), objects);
+        assert_eq!(r.documents_decrypted(), 0);
+        let again = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(first.path().join("."))
+            .arg(again.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let r = ring();
+        let name = super::super::decrypt::tree_name(again.path(), &again.path().join("app"));
+        assert_eq!(name, "app");
+        assert!(r.tree_is_warm(&name));
+        assert_eq!(build(again.path(), r.clone()), objects);
+        assert_eq!(r.documents_decrypted(), 0);
+    }
+
     #[cfg(unix)]
     #[test]
     fn symlinks_are_not_followed_ahead() {

@@ -7,6 +7,10 @@
 //! a cache miss. Static `sops.aws-kms` credentials of the decryption Secret win; with an
 //! account named, the controller's own identity is never used for KMS.
 //!
+//! With no account named, `plumb run --default-decryption-service-account` names one (Flux's
+//! multi-tenant workload identity lockdown). The account is read on the first KMS call of a
+//! reconcile, never for a tree that needs no KMS.
+//!
 //! Failures are `DecryptionFailed` naming the account (never the token): a missing account
 //! waits for it; a missing or invalid annotation, a denied TokenRequest and STS refusing the
 //! token are stalled; an unreachable STS or API server is transient. The token and STS
@@ -66,65 +70,133 @@ fn object_key(obj: &Kustomization) -> (String, String) {
     (obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-fn failed(class: Class, msg: String) -> Failure {
-    Failure::new(
-        class,
-        reason::DECRYPTION_FAILED,
-        format!("decryption failed: {msg}; nothing was applied"),
-    )
+/// Which ServiceAccount `spec.decryption` uses for AWS KMS: the one it names, or the
+/// operator's default (`plumb run --default-decryption-service-account`, Flux's
+/// multi-tenant workload identity lockdown: with it set, the controller's own identity is
+/// never used for a Kustomization's KMS keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Account<'a> {
+    /// `spec.decryption.serviceAccountName`.
+    Named(&'a str),
+    /// The operator's default, the spec naming none.
+    Default(&'a str),
 }
 
-/// The KMS hook of `obj` with the credentials of ServiceAccount `sa` in its namespace.
-pub(crate) async fn service_account_kms(
+impl Account<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Account::Named(s) | Account::Default(s) => s,
+        }
+    }
+
+    fn origin(&self) -> &'static str {
+        match self {
+            Account::Named(_) => "spec.decryption.serviceAccountName",
+            Account::Default(_) => "plumb run --default-decryption-service-account",
+        }
+    }
+}
+
+/// The KMS hook of `obj` with the credentials of ServiceAccount `sa` in its namespace. The
+/// account is read only when a file needs AWS KMS (then once per reconcile): an age or
+/// OpenPGP tree never depends on it.
+pub(crate) fn service_account_kms(
     obj: &Kustomization,
     ctx: &Context,
-    sa: &str,
-) -> Result<Arc<dyn plumb_sops::KmsDecrypt>, Failure> {
-    let ns = obj.namespace().unwrap_or_default();
-    let account = format!("{ns}/{sa}");
+    sa: Account<'_>,
+) -> Arc<dyn plumb_sops::KmsDecrypt> {
     let memo = ctx.memo::<Identities>();
     let key = object_key(obj);
     memo.take(&key);
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
-    let found = api.get_opt(sa).await.map_err(|e| {
-        failed(
-            Class::Transient,
-            format!(
-                "failed to get serviceaccount '{account}' (spec.decryption.serviceAccountName): {e}"
-            ),
-        )
-    })?;
-    let Some(found) = found else {
-        return Err(failed(
-            Class::Waiting,
-            format!("serviceaccount '{account}' (spec.decryption.serviceAccountName) not found"),
-        ));
-    };
-    let role_arn = web_identity::role_arn(
-        found
-            .annotations()
-            .get(web_identity::ROLE_ARN_ANNOTATION)
-            .map(String::as_str),
-    )
-    .map_err(|e| failed(Class::Stalled, format!("serviceaccount '{account}' {e}")))?;
-    let base = match &ctx.config.sops_kms {
-        Some(k) => k.clone(),
-        None => KmsDecryptor::from_env().await,
-    };
-    let inner = base.with_service_account(ServiceAccountIdentity {
-        cache: memo.cache(ctx).await,
-        namespace: ns.clone(),
-        service_account: sa.to_string(),
-        role_arn: role_arn.clone(),
-        token: token_fn(ctx.client.clone(), ns, sa.to_string(), role_arn),
-    });
-    Ok(Arc::new(ServiceAccountKms {
-        inner,
-        account,
+    Arc::new(LazyAccountKms {
+        ctx: ctx.clone(),
+        namespace: key.0.clone(),
+        sa: sa.name().to_string(),
+        origin: sa.origin(),
+        lockdown: matches!(sa, Account::Default(_)),
         key,
         memo,
         handle: tokio::runtime::Handle::current(),
-    }))
+        resolved: std::sync::OnceLock::new(),
+    })
+}
+
+/// The account's KMS client, resolved on the first KMS call of the reconcile.
+struct LazyAccountKms {
+    ctx: Context,
+    namespace: String,
+    sa: String,
+    origin: &'static str,
+    lockdown: bool,
+    key: (String, String),
+    memo: Arc<Identities>,
+    handle: tokio::runtime::Handle,
+    resolved: std::sync::OnceLock<Result<ServiceAccountKms, String>>,
+}
+
+impl plumb_sops::KmsDecrypt for LazyAccountKms {
+    fn decrypt(&self, key: &plumb_sops::KmsKey, ciphertext: &[u8]) -> Result<Vec<u8>, String> {
+        let resolved = self.resolved.get_or_init(|| {
+            self.handle
+                .block_on(self.resolve())
+                .map_err(|(class, msg)| {
+                    self.memo.record(&self.key, class);
+                    msg
+                })
+        });
+        match resolved {
+            Ok(kms) => kms.decrypt(key, ciphertext),
+            Err(msg) => Err(msg.clone()),
+        }
+    }
+}
+
+impl LazyAccountKms {
+    /// Reads the account and builds its STS-backed KMS client.
+    async fn resolve(&self) -> Result<ServiceAccountKms, (Class, String)> {
+        let (ns, sa, origin) = (&self.namespace, &self.sa, self.origin);
+        let account = format!("{ns}/{sa}");
+        let api: Api<ServiceAccount> = Api::namespaced(self.ctx.client.clone(), ns);
+        let found = api.get_opt(sa).await.map_err(|e| {
+            let msg = format!("failed to get serviceaccount '{account}' ({origin}): {e}");
+            (Class::Transient, msg)
+        })?;
+        let Some(found) = found else {
+            let lockdown = if self.lockdown {
+                ": the cluster is subject to multi-tenant workload identity lockdown, ask its administrator"
+            } else {
+                ""
+            };
+            let msg = format!("serviceaccount '{account}' ({origin}) not found{lockdown}");
+            return Err((Class::Waiting, msg));
+        };
+        let role_arn = web_identity::role_arn(
+            found
+                .annotations()
+                .get(web_identity::ROLE_ARN_ANNOTATION)
+                .map(String::as_str),
+        )
+        .map_err(|e| (Class::Stalled, format!("serviceaccount '{account}' {e}")))?;
+        let ctx = &self.ctx;
+        let base = match &ctx.config.sops_kms {
+            Some(k) => k.clone(),
+            None => KmsDecryptor::from_env().await,
+        };
+        let inner = base.with_service_account(ServiceAccountIdentity {
+            cache: self.memo.cache(ctx).await,
+            namespace: ns.clone(),
+            service_account: sa.clone(),
+            role_arn: role_arn.clone(),
+            token: token_fn(ctx.client.clone(), ns.clone(), sa.clone(), role_arn),
+        });
+        Ok(ServiceAccountKms {
+            inner,
+            account,
+            key: self.key.clone(),
+            memo: self.memo.clone(),
+            handle: self.handle.clone(),
+        })
+    }
 }
 
 /// TokenRequest for `ns/sa` with STS's audience (the API server's default lifetime).

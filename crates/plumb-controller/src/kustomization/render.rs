@@ -202,7 +202,7 @@ pub fn build_decrypted(
     // Secret data values that are SOPS documents (Flux's "inside" case).
     if let Some(ring) = &ring {
         super::decrypt::decrypt_secret_values(&mut objects, ring)?;
-        ring.record_tree(&dir.to_string_lossy());
+        ring.record_tree(&super::decrypt::tree_name(root, dir));
     }
     Ok(objects)
 }

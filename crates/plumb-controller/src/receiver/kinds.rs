@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 use super::webhook::{Rejection, Verdict, allowed, check_github_style, constant_time_eq};
 
+mod cdevent;
+use cdevent::check_cdevent;
+
 /// Verifies a call to a Receiver of one of the types of this module.
 pub(super) fn verify(
     type_: ReceiverType,
@@ -180,44 +183,6 @@ pub fn nexus_sign(token: &str, body: &[u8]) -> String {
         }
         Err(_) => String::new(),
     }
-}
-
-/// A CDEvent (spec v0.4, as Flux's SDK reads it): a JSON object with a `context` naming a
-/// `dev.cdevents.*` type, an id, a source, a spec version and a timestamp, and a `subject`
-/// with an id and a content object.
-fn check_cdevent(body: &[u8]) -> Result<(), Rejection> {
-    let bad = |m: &str| Rejection::Malformed(format!("unable to validate CDEvent event: {m}"));
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| bad(&format!("not JSON: {e}")))?;
-    let ctx = v.get("context").ok_or_else(|| bad("no context"))?;
-    let text = |obj: &serde_json::Value, k: &str| {
-        obj.get(k)
-            .and_then(|x| x.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let ty = text(ctx, "type").ok_or_else(|| bad("context.type is required"))?;
-    if !ty.starts_with("dev.cdevents.") {
-        return Err(bad(&format!("context.type {ty:?} is not a CDEvents type")));
-    }
-    for k in ["id", "source", "version", "timestamp"] {
-        if text(ctx, k).is_none() {
-            return Err(bad(&format!("context.{k} is required")));
-        }
-    }
-    if let Some(ts) = text(ctx, "timestamp")
-        && chrono::DateTime::parse_from_rfc3339(&ts).is_err()
-    {
-        return Err(bad("context.timestamp is not RFC 3339"));
-    }
-    let subject = v.get("subject").ok_or_else(|| bad("no subject"))?;
-    if text(subject, "id").is_none() {
-        return Err(bad("subject.id is required"));
-    }
-    if !subject.get("content").is_some_and(|c| c.is_object()) {
-        return Err(bad("subject.content is required"));
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]

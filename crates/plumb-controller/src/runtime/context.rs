@@ -54,6 +54,11 @@ pub struct Config {
     /// `None` leaves KMS-encrypted files undecryptable unless the decryption Secret has
     /// `sops.aws-kms` credentials.
     pub sops_kms: Option<plumb_eks::kms::KmsDecryptor>,
+    /// ServiceAccount whose credentials decrypt AWS KMS keys of a Kustomization whose
+    /// `spec.decryption.serviceAccountName` is empty (Flux's
+    /// `--default-decryption-service-account`: multi-tenant lockdown, the controller's own
+    /// identity is then never used for KMS).
+    pub default_decryption_service_account: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -86,6 +91,7 @@ impl Default for Config {
             oci_resolve: Vec::new(),
             global_decryption_keys: plumb_sops::KeyRing::new(),
             sops_kms: None,
+            default_decryption_service_account: None,
         }
     }
 }

@@ -583,3 +583,54 @@ async fn removed_ignore_leaves_status_and_polls_stay_cheap() {
     assert_eq!(v["status"]["artifact"], second);
     w.finish().await;
 }
+
+/// `provider: github` end to end: the Secret's GitHub App signs a JWT, a local endpoint
+/// playing GitHub checks it against the app's public key and mints an installation token,
+/// and the git server lets only `x-access-token` with that token read the repository. The
+/// token and the private key never show in status or events.
+#[tokio::test]
+async fn github_app_provider_fetches_with_an_installation_token() {
+    use plumb_testing::github_app::{AppKey, TOKEN, TokenEndpoint};
+    let key = AppKey::generate();
+    let endpoint = TokenEndpoint::start(key.public.clone());
+    let auth = HttpAuth::Basic {
+        username: "x-access-token".into(),
+        password: TOKEN.into(),
+    };
+    let (w, repos) = World::new("gr-ghapp", auth, &["app"]).await;
+    let sha = repos[0].commit(&[("deploy/cm.yaml", "kind: ConfigMap\n")], "initial");
+    let data: serde_json::Map<String, Value> = endpoint
+        .secret_data(&key.pem)
+        .into_iter()
+        .map(|(k, v)| (k, json!(String::from_utf8(v).unwrap())))
+        .collect();
+    secret(&w.client, w.n(), "gh-app", Value::Object(data)).await;
+    // Without the provider, the Secret has no git credentials: the server refuses.
+    w.create(
+        "plain",
+        json!({"url": "app", "ref": {"branch": "master"}, "secretRef": {"name": "gh-app"}}),
+    )
+    .await;
+    w.create(
+        "app",
+        json!({"ref": {"branch": "master"}, "provider": "github", "secretRef": {"name": "gh-app"}}),
+    )
+    .await;
+    let v = w.wait_ready("app").await;
+    assert_eq!(revision(&v), format!("master@sha1:{sha}"));
+    assert!(endpoint.tokens_minted() >= 1);
+    let plain = w
+        .wait("plain", "AuthenticationFailed", |v| {
+            ready(v.get("status")).is_some_and(|r| r.1 == "AuthenticationFailed")
+        })
+        .await;
+    assert!(plain["status"]["artifact"].is_null(), "{plain}");
+
+    let (_, events) = w.events_text().await;
+    let statuses = format!("{} {}", v["status"], plain["status"]);
+    for text in [events, statuses] {
+        assert!(!text.contains(TOKEN), "token leaked: {text}");
+        assert!(!text.contains("PRIVATE KEY"), "key leaked: {text}");
+    }
+    w.finish().await;
+}

@@ -352,3 +352,25 @@ fn rand_key() -> [u8; 32] {
     }
     k
 }
+
+/// The ServiceAccount of `spec.decryption.serviceAccountName` is read only when a file
+/// needs AWS KMS: an age-only tree naming an account that does not exist reconciles.
+#[tokio::test(flavor = "multi_thread")]
+async fn sops_age_only_tree_does_not_read_the_decryption_service_account() {
+    let files = [
+        ("age/age.yaml", fixture("algorithms/age.yaml")),
+        ("age/kustomization.yaml", "resources:\n- age.yaml\n".into()),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let w = World::new("sops-lazy-sa", &files).await;
+    key_secret(&w).await;
+    w.create_ks(
+        "age",
+        json!({"path": "./age", "decryption": {"provider": "sops",
+            "secretRef": {"name": "sops-keys"}, "serviceAccountName": "missing"}}),
+    )
+    .await;
+    w.wait_ready("age").await;
+    assert_eq!(secret_value(&w, "age", "key").await, "value");
+    w.finish().await;
+}

@@ -51,6 +51,38 @@ async fn no_credentials(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// A KMS key in moto and `data_key()` encrypted under it (ARN, blob), made with static
+/// credentials the controller never sees.
+async fn kms_data_key(moto: &plumb_testing::moto::MotoServer) -> (String, Vec<u8>) {
+    use aws_sdk_kms::primitives::Blob;
+    let admin = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto.url())
+        .credentials_provider(plumb_eks::Credentials::new(
+            "AKIDADMIN",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    let kms = aws_sdk_kms::Client::new(&admin);
+    let key = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    let arn = key.arn.unwrap();
+    let blob = kms
+        .encrypt()
+        .key_id(&arn)
+        .plaintext(Blob::new(data_key().to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+        .into_inner();
+    (arn, blob)
+}
+
 async fn service_account(w: &World, name: &str, role: Option<&str>) {
     let mut sa = json!({"metadata": {"name": name, "namespace": w.n}});
     if let Some(r) = role {
@@ -77,45 +109,12 @@ async fn secret_value(w: &World, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn decryption_service_account_decrypts_kms_through_sts() {
-    use aws_sdk_kms::primitives::Blob;
     let logs = crate::logsink::LogSink::install();
     let moto = tokio::task::spawn_blocking(plumb_testing::moto::MotoServer::start)
         .await
         .unwrap()
         .unwrap();
-    // The key and the data key are made with static credentials the controller never sees.
-    let admin = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.url())
-        .credentials_provider(plumb_eks::Credentials::new(
-            "AKIDADMIN",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await;
-    let kms = aws_sdk_kms::Client::new(&admin);
-    let arn = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
-    let blob = kms
-        .encrypt()
-        .key_id(&arn)
-        .plaintext(Blob::new(data_key().to_vec()))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob
-        .unwrap()
-        .into_inner();
+    let (arn, blob) = kms_data_key(&moto).await;
     let (a, b, c) = (
         encrypted(&arn, &blob, "kms"),
         encrypted(&arn, &blob, "kms-controller"),
@@ -297,6 +296,69 @@ async fn decryption_service_account_sts_unreachable_is_transient() {
     );
     assert!(!message.contains("eyJhbGci"), "{message}");
     assert!(secret_value(&w, "kms").await.is_none());
+    w.finish().await;
+}
+
+/// `plumb run --default-decryption-service-account`: a Kustomization naming no account
+/// decrypts KMS keys with the default one in its namespace (never the controller's
+/// identity); while that account is missing it waits, saying the cluster is locked down.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_decryption_service_account_decrypts_kms_and_locks_down() {
+    let moto = tokio::task::spawn_blocking(plumb_testing::moto::MotoServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let (arn, blob) = kms_data_key(&moto).await;
+    let file = encrypted(&arn, &blob, "kms");
+    let controller_kms = plumb_eks::kms::KmsDecryptor::new(no_credentials(&moto.url()).await);
+    let w = World::new_with("sops-default-sa", &[("t/kms.yaml", file.as_str())], |c| {
+        c.sops_kms = Some(controller_kms);
+        c.default_decryption_service_account = Some("tenant-kms".into());
+    })
+    .await;
+    w.create_ks(
+        "t",
+        json!({"path": "./t", "decryption": {"provider": "sops"}}),
+    )
+    .await;
+    let (_, reason, message) = w
+        .wait_condition("t", "default account missing", |r| {
+            r.1 == "DecryptionFailed"
+        })
+        .await;
+    assert_eq!(reason, "DecryptionFailed");
+    assert!(
+        message.contains(&format!("'{}/tenant-kms'", w.n))
+            && message.contains("--default-decryption-service-account")
+            && message.contains("lockdown"),
+        "{message}"
+    );
+    let st = ks_status(&w, "t").await;
+    assert_ne!(
+        condition(Some(&st), "Stalled").map(|c| c.0).as_deref(),
+        Some("True"),
+        "a missing account is waited for: {st}"
+    );
+    assert!(secret_value(&w, "kms").await.is_none());
+
+    service_account(&w, "tenant-kms", Some(ROLE)).await;
+    w.wait_ready("t").await;
+    assert_eq!(
+        secret_value(&w, "kms").await.as_deref(),
+        Some("irsa-decrypted-value")
+    );
+    let data: Value = reqwest_json(&format!("{}/moto-api/data.json", moto.url())).await;
+    let roles = data["sts"]["AssumedRole"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let session = format!("tenant-kms.{}.us-east-1.fluxcd.io", w.n);
+    assert!(
+        roles
+            .iter()
+            .any(|r| r["role_arn"] == ROLE && r["session_name"] == session.as_str()),
+        "no AssumeRoleWithWebIdentity for {session}: {roles:?}"
+    );
     w.finish().await;
 }
 

@@ -194,6 +194,115 @@ fn cdevents_body_and_ce_type_filter() {
     }
 }
 
+/// `cdevent(ty)` with `edit` applied to its JSON.
+fn cdevent_with(ty: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&cdevent(ty)).unwrap();
+    edit(&mut v);
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn cdevents_body_is_checked_against_the_schema_shape() {
+    let ty = "dev.cdevents.pipelinerun.finished.0.2.0";
+    let ok = |body: &[u8]| verify(T::Cdevents, "t", &[], &headers(&[]), body);
+    // Every known subject, with optional fields and a pre-release version.
+    let fine = [
+        cdevent(ty),
+        cdevent_with("dev.cdevents.service.deployed.0.2.0-draft", |v| {
+            v["subject"]["type"] = "service".into();
+        }),
+        cdevent_with("dev.cdevents.testcaserun.skipped.0.1.0", |v| {
+            v["subject"]["type"] = "testCaseRun".into();
+            v["context"]["chainId"] = "abc".into();
+            v["context"]["schemaUri"] = "https://example.com/s.json".into();
+        }),
+        cdevent_with(ty, |v| {
+            v["subject"].as_object_mut().unwrap().remove("type");
+            v["subject"].as_object_mut().unwrap().remove("source");
+        }),
+    ];
+    for body in &fine {
+        assert_eq!(
+            ok(body),
+            Ok(Verdict::Trigger),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // Each broken the way the schema refuses, with the field named.
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "context.type",
+            cdevent("dev.cdevents.pipelinerun.exploded.0.2.0"),
+        ),
+        (
+            "context.type",
+            cdevent("dev.cdevents.spaceship.started.0.1.0"),
+        ),
+        ("context.type", cdevent("dev.cdevents.pipelinerun.finished")),
+        (
+            "context.version",
+            cdevent_with(ty, |v| v["context"]["version"] = "4".into()),
+        ),
+        (
+            "context.version",
+            cdevent_with(ty, |v| v["context"]["version"] = 4.into()),
+        ),
+        (
+            "context.id",
+            cdevent_with(ty, |v| v["context"]["id"] = "".into()),
+        ),
+        (
+            "context.source",
+            cdevent_with(ty, |v| v["context"]["source"] = "a b".into()),
+        ),
+        (
+            "context.timestamp",
+            cdevent_with(ty, |v| v["context"]["timestamp"] = "yesterday".into()),
+        ),
+        (
+            "context.timestamp",
+            cdevent_with(ty, |v| {
+                v["context"].as_object_mut().unwrap().remove("timestamp");
+            }),
+        ),
+        (
+            "context.extra",
+            cdevent_with(ty, |v| v["context"]["extra"] = 1.into()),
+        ),
+        (
+            "subject.id",
+            cdevent_with(ty, |v| v["subject"]["id"] = serde_json::Value::Null),
+        ),
+        (
+            "subject.type",
+            cdevent_with(ty, |v| v["subject"]["type"] = "taskRun".into()),
+        ),
+        (
+            "subject.content",
+            cdevent_with(ty, |v| v["subject"]["content"] = "x".into()),
+        ),
+        (
+            "subject.more",
+            cdevent_with(ty, |v| v["subject"]["more"] = "x".into()),
+        ),
+        (
+            "subject is required",
+            cdevent_with(ty, |v| v["subject"] = "x".into()),
+        ),
+    ];
+    for (field, body) in cases {
+        let r = ok(&body).unwrap_err();
+        let Rejection::Malformed(msg) = &r else {
+            panic!("{field}: {r}")
+        };
+        assert!(
+            msg.starts_with("unable to validate CDEvent event") && msg.contains(field),
+            "{field}: {msg}"
+        );
+    }
+}
+
 #[test]
 fn gcr_and_generic_oidc_need_a_bearer_and_a_pubsub_payload() {
     let inner = br#"{"action":"INSERT","digest":"gcr.io/p/a@sha256:00","tag":"gcr.io/p/a:v1"}"#;

@@ -97,14 +97,7 @@ impl Scan<'_, '_> {
                 self.stack.clear();
                 self.id = ObjectId::default();
             }
-            Event::DocumentEnd => {
-                if !self.doc_changes.is_empty() {
-                    self.objects
-                        .entry(std::mem::take(&mut self.id))
-                        .or_default()
-                        .append(&mut self.doc_changes);
-                }
-            }
+            Event::DocumentEnd => self.end_document(),
             Event::MappingStart(..) => {
                 self.begin_node();
                 self.stack.push(Frame::Map {
@@ -132,11 +125,22 @@ impl Scan<'_, '_> {
                 }
             }
             Event::Alias(..) => {
-                if !self.begin_node() {
+                let is_key = self.begin_node();
+                if !is_key {
                     self.end_node();
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Files the document's changes under its identity.
+    fn end_document(&mut self) {
+        if !self.doc_changes.is_empty() {
+            self.objects
+                .entry(std::mem::take(&mut self.id))
+                .or_default()
+                .append(&mut self.doc_changes);
         }
     }
 

@@ -25,6 +25,7 @@ pub mod health;
 pub mod helmchart;
 pub mod helmrelease;
 pub mod helmrepository;
+pub mod imageupdateautomation;
 pub mod kustomization;
 pub mod oci_charts;
 pub mod ocirepository;

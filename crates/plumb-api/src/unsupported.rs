@@ -86,6 +86,11 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "spec.provider",
         When::NotOneOf(&["generic", "aws"]),
     ),
+    row(
+        "ImageRepository",
+        "spec.provider",
+        When::NotOneOf(&["generic", "aws"]),
+    ),
 ];
 
 fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
@@ -164,7 +169,10 @@ impl_unsupported!(
     crate::Receiver,
     crate::OCIRepository,
     crate::HelmChart,
-    crate::ArtifactGenerator
+    crate::ArtifactGenerator,
+    crate::ImageRepository,
+    crate::ImagePolicy,
+    crate::ImageUpdateAutomation
 );
 
 #[cfg(test)]

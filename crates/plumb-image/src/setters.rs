@@ -21,6 +21,8 @@ mod walk;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use crate::Error;
+
 /// The image a policy selected: ImagePolicy `status.latestRef`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LatestRef {
@@ -165,32 +167,6 @@ impl Default for Limits {
             max_total_bytes: 512 << 20,
         }
     }
-}
-
-/// Why the setters could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The update path leaves the root or is not a directory in it.
-    #[error("update path {path:?} {why}")]
-    BadPath {
-        /// The path as given.
-        path: String,
-        /// What is wrong with it.
-        why: &'static str,
-    },
-    /// Reading or writing a file failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// `read`, `write`, `list`.
-        op: &'static str,
-        /// The file, relative to the root.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A budget of [`Limits`] was exceeded.
-    #[error("update path holds too much YAML: {0}")]
-    TooLarge(String),
 }
 
 /// Runs the setters over `update_path` (relative to `root`; empty or `.` is the root itself),

@@ -127,7 +127,10 @@ impl_kind_status!(
     plumb_api::OCIRepository => plumb_api::OCIRepositoryStatus,
     plumb_api::HelmChart => plumb_api::HelmChartStatus,
     plumb_api::Receiver => plumb_api::ReceiverStatus,
-    plumb_api::ArtifactGenerator => plumb_api::ArtifactGeneratorStatus
+    plumb_api::ArtifactGenerator => plumb_api::ArtifactGeneratorStatus,
+    plumb_api::ImageRepository => plumb_api::ImageRepositoryStatus,
+    plumb_api::ImagePolicy => plumb_api::ImagePolicyStatus,
+    plumb_api::ImageUpdateAutomation => plumb_api::ImageUpdateAutomationStatus
 );
 
 /// A successful pass of a kind's steps.

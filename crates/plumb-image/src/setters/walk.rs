@@ -3,7 +3,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::{Error, Limits, Skipped};
+use super::{Limits, Skipped};
+use crate::Error;
 
 /// The update path as a directory inside `root`.
 pub(super) fn resolve(root: &Path, update_path: &str) -> Result<PathBuf, Error> {

@@ -91,6 +91,13 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "spec.provider",
         When::NotOneOf(&["generic", "aws"]),
     ),
+    // Push options (`git push -o`) and SSH commit signing are not implemented.
+    row("ImageUpdateAutomation", "spec.git.push.options", When::Set),
+    row(
+        "ImageUpdateAutomation",
+        "spec.git.commit.signingKey.type",
+        When::Equals("ssh"),
+    ),
 ];
 
 fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {

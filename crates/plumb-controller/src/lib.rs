@@ -86,6 +86,13 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         ocirepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         helmchart::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         artifactgenerator::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        imageupdateautomation::run(
+            ctx.clone(),
+            scope.api(c),
+            scope.api(c),
+            watch.clone(),
+            concurrency
+        ),
         kustomization::run(
             ctx.clone(),
             scope.api(c),

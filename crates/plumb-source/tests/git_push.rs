@@ -19,6 +19,8 @@ fn served_repo(root: &Path) -> TestRepo {
         &repo.path,
         &["config", "receive.denyCurrentBranch", "updateInstead"],
     );
+    repo.commit(&[("README", "first\n")], "first");
+    // A second commit: the fetch is shallow, pushing must still find the history.
     repo.commit(&[("deploy/app.yaml", "image: app:1\n")], "initial");
     repo
 }

@@ -278,6 +278,13 @@ impl Round<'_> {
         };
         repo.reference(PUSH_REF, oid, true, "plumb: automation commit")
             .map_err(|e| s.git_err(e))?;
+        // The fetch is shallow; libgit2 walks the history to build the pack, so the cache
+        // needs the base's ancestry before the first push (later rounds fetch increments).
+        if repo.is_shallow() && !self.base.reference.is_empty() {
+            let r = &self.base.reference;
+            let _tls = s.client_tls_scope()?;
+            super::do_fetch(&repo, &s, &[format!("+{r}:{r}")], Some(0))?;
+        }
         self.push(&repo, &s)?;
         Ok(Some(oid.to_string()))
     }

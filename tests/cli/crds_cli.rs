@@ -35,7 +35,7 @@ fn prints_all_crds_as_multi_document_yaml() {
     let out = plumb().arg("crds").output().unwrap();
     assert!(out.status.success());
     let yaml = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(yaml.matches("\n---\n").count() + 1, 11);
+    assert_eq!(yaml.matches("\n---\n").count() + 1, 14);
     for name in [
         "gitrepositories.source.toolkit.fluxcd.io",
         "helmrepositories.source.toolkit.fluxcd.io",
@@ -48,6 +48,9 @@ fn prints_all_crds_as_multi_document_yaml() {
         "artifactgenerators.source.extensions.fluxcd.io",
         "providers.notification.toolkit.fluxcd.io",
         "alerts.notification.toolkit.fluxcd.io",
+        "imagerepositories.image.toolkit.fluxcd.io",
+        "imagepolicies.image.toolkit.fluxcd.io",
+        "imageupdateautomations.image.toolkit.fluxcd.io",
     ] {
         assert!(yaml.contains(&format!("name: {name}\n")), "{name}");
     }

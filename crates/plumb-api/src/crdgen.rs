@@ -12,6 +12,7 @@ use crate::{
     ArtifactGenerator, ExternalArtifact, GitRepository, HelmChart, HelmRelease, HelmRepository,
     Kustomization, OCIRepository, Receiver,
 };
+use crate::{ImagePolicy, ImageRepository, ImageUpdateAutomation};
 
 /// All CRDs plumb serves, in a fixed order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -27,6 +28,9 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         finish(ArtifactGenerator::crd()),
         finish(Provider::crd()),
         finish(Alert::crd()),
+        finish(ImageRepository::crd()),
+        finish(ImagePolicy::crd()),
+        finish(ImageUpdateAutomation::crd()),
     ]
 }
 
@@ -311,6 +315,29 @@ mod tests {
             ready.json_path,
             ".status.conditions[?(@.type==\"Ready\")].status"
         );
+    }
+
+    #[test]
+    fn image_kinds_match_flux() {
+        let crds = crds();
+        let expect = [
+            ("ImageRepository", vec!["imgrepo", "imagerepo"], 6),
+            ("ImagePolicy", vec!["imgpol", "imagepol"], 5),
+            ("ImageUpdateAutomation", vec!["iua", "imgupd", "imgauto"], 4),
+        ];
+        for (kind, shorts, columns) in expect {
+            let crd = crds.iter().find(|c| c.spec.names.kind == kind).unwrap();
+            assert_eq!(crd.spec.group, "image.toolkit.fluxcd.io");
+            assert_eq!(crd.spec.names.short_names.clone().unwrap(), shorts);
+            let cats = crd.spec.names.categories.clone().unwrap();
+            assert!(cats.contains(&"fluxcd-images".to_owned()), "{kind}");
+            let v = &crd.spec.versions[0];
+            assert_eq!(v.name, "v1");
+            assert_eq!(
+                v.additional_printer_columns.as_ref().unwrap().len(),
+                columns
+            );
+        }
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub mod git_repository;
 pub mod helm_chart;
 pub mod helm_release;
 pub mod helm_repository;
+pub mod image_automation;
+pub mod image_reflector;
 pub mod inventory;
 pub mod kustomization;
 pub mod kustomize;
@@ -73,6 +75,13 @@ pub use git_repository::{GitRepository, GitRepositorySpec, GitRepositoryStatus};
 pub use helm_chart::{HelmChart, HelmChartSpec, HelmChartStatus};
 pub use helm_release::{HelmRelease, HelmReleaseSpec, HelmReleaseStatus};
 pub use helm_repository::{HelmRepository, HelmRepositorySpec, HelmRepositoryStatus};
+pub use image_automation::{
+    ImageUpdateAutomation, ImageUpdateAutomationSpec, ImageUpdateAutomationStatus,
+};
+pub use image_reflector::{
+    ImagePolicy, ImagePolicySpec, ImagePolicyStatus, ImageRepository, ImageRepositorySpec,
+    ImageRepositoryStatus,
+};
 pub use kustomization::{Kustomization, KustomizationSpec, KustomizationStatus};
 pub use notification::{Alert, AlertSpec, NotificationStatus, Provider, ProviderSpec};
 pub use oci_repository::{OCIRepository, OCIRepositorySpec, OCIRepositoryStatus};
@@ -114,5 +123,11 @@ mod string_enum_tests {
         agrees(crate::notification::ProviderType::ALL);
         agrees(crate::notification::EventSeverity::ALL);
         agrees(crate::notification::EventSourceKind::ALL);
+        agrees(crate::image_reflector::ImageProvider::ALL);
+        agrees(crate::image_reflector::SortOrder::ALL);
+        agrees(crate::image_reflector::ReflectionPolicy::ALL);
+        agrees(crate::image_automation::AutomationSourceKind::ALL);
+        agrees(crate::image_automation::SigningKeyType::ALL);
+        agrees(crate::image_automation::UpdateStrategyName::ALL);
     }
 }

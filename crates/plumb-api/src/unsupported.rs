@@ -60,6 +60,18 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     ),
     // Workload identity for azureeventhub, azuredevops and googlepubsub.
     row("Provider", "spec.serviceAccountName", When::Set),
+    row(
+        "ImageRepository",
+        "spec.provider",
+        When::NotOneOf(&["generic", "aws"]),
+    ),
+    // Push options (`git push -o`) and SSH commit signing are not implemented.
+    row("ImageUpdateAutomation", "spec.git.push.options", When::Set),
+    row(
+        "ImageUpdateAutomation",
+        "spec.git.commit.signingKey.type",
+        When::Equals("ssh"),
+    ),
 ];
 
 fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
@@ -140,7 +152,10 @@ impl_unsupported!(
     crate::HelmChart,
     crate::ArtifactGenerator,
     crate::Provider,
-    crate::Alert
+    crate::Alert,
+    crate::ImageRepository,
+    crate::ImagePolicy,
+    crate::ImageUpdateAutomation
 );
 
 #[cfg(test)]

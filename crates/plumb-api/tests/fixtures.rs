@@ -10,6 +10,7 @@ use plumb_api::schema_check::unknown_fields;
 use plumb_api::{
     GitRepository, HelmChart, HelmRelease, HelmRepository, Kustomization, OCIRepository, Receiver,
 };
+use plumb_api::{ImagePolicy, ImageRepository, ImageUpdateAutomation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -98,6 +99,21 @@ fn alert_full() {
     check::<plumb_api::Alert>("alert-full.yaml", 20);
 }
 
+#[test]
+fn imagerepository_full() {
+    check::<ImageRepository>("imagerepository-full.yaml", 30);
+}
+
+#[test]
+fn imagepolicy_full() {
+    check::<ImagePolicy>("imagepolicy-full.yaml", 25);
+}
+
+#[test]
+fn imageupdateautomation_full() {
+    check::<ImageUpdateAutomation>("imageupdateautomation-full.yaml", 40);
+}
+
 /// Every property the schema declares under `spec` appears in the fixture, so a field added
 /// to a type without a fixture update fails here.
 #[test]
@@ -112,6 +128,9 @@ fn fixtures_cover_every_spec_and_status_property() {
         "receiver-full.yaml",
         "provider-full.yaml",
         "alert-full.yaml",
+        "imagerepository-full.yaml",
+        "imagepolicy-full.yaml",
+        "imageupdateautomation-full.yaml",
     ] {
         let obj = fixture(name);
         let crd = crd_for(&obj);

@@ -26,6 +26,7 @@ pub mod health;
 pub mod helmchart;
 pub mod helmrelease;
 pub mod helmrepository;
+pub mod imageupdateautomation;
 pub mod kustomization;
 pub mod notification;
 pub mod oci_charts;
@@ -91,6 +92,13 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         ocirepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         helmchart::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         artifactgenerator::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        imageupdateautomation::run(
+            ctx.clone(),
+            scope.api(c),
+            scope.api(c),
+            watch.clone(),
+            concurrency
+        ),
         kustomization::run(
             ctx.clone(),
             scope.api(c),

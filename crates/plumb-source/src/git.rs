@@ -25,6 +25,8 @@ mod checkout;
 pub mod github_app;
 mod policy;
 mod proxy;
+pub mod push;
+mod push_tree;
 mod session;
 pub mod sparse;
 pub mod verify;
@@ -71,6 +73,22 @@ pub struct FetchOptions {
     pub limits: FetchLimits,
     /// `sparseCheckout` directories ([`sparse::normalize`]d); empty checks out everything.
     pub sparse: Vec<String>,
+}
+
+impl FetchOptions {
+    /// Options for `url` with no reference set (branch `master`), Flux's 60 s timeout, default
+    /// limits and a full checkout.
+    pub fn new(url: &str, auth: GitAuth, cache_dir: PathBuf) -> FetchOptions {
+        FetchOptions {
+            url: url.to_string(),
+            reference: GitReference::default(),
+            auth,
+            timeout: Duration::from_secs(60),
+            cache_dir,
+            limits: FetchLimits::default(),
+            sparse: Vec::new(),
+        }
+    }
 }
 
 /// Author or committer of a commit.

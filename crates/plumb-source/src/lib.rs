@@ -140,6 +140,17 @@ pub enum SourceError {
         /// Cache path.
         path: PathBuf,
     },
+    /// The remote refused a pushed reference (a protected branch, a hook, a non-fast-forward
+    /// update after every retry).
+    #[error("push {url}: {reference} rejected: {detail}")]
+    PushRejected {
+        /// Redacted URL.
+        url: String,
+        /// The remote reference (`refs/heads/main`).
+        reference: String,
+        /// The remote's reason.
+        detail: String,
+    },
     /// Other libgit2 failure.
     #[error("{op} {url}: {detail}")]
     Git {
@@ -264,7 +275,10 @@ impl SourceError {
             | SourceError::NoMatchingLayer { .. }
             | SourceError::UnsupportedManifest { .. } => ErrorKind::BadContent,
             SourceError::Unverified { .. } => ErrorKind::Unverified,
-            SourceError::Git { .. } | SourceError::Io { .. } => ErrorKind::Internal,
+            // A refusal the remote decided (protection, hooks) is not plumb's to fix either.
+            SourceError::Git { .. } | SourceError::Io { .. } | SourceError::PushRejected { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 

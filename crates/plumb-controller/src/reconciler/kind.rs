@@ -143,7 +143,10 @@ impl_kind_status!(
     plumb_api::HelmChart => plumb_api::HelmChartStatus,
     plumb_api::Receiver => plumb_api::ReceiverStatus,
     plumb_api::ArtifactGenerator => plumb_api::ArtifactGeneratorStatus,
-    plumb_api::Provider => plumb_api::NotificationStatus
+    plumb_api::Provider => plumb_api::NotificationStatus,
+    plumb_api::ImageRepository => plumb_api::ImageRepositoryStatus,
+    plumb_api::ImagePolicy => plumb_api::ImagePolicyStatus,
+    plumb_api::ImageUpdateAutomation => plumb_api::ImageUpdateAutomationStatus
 );
 
 // Alerts share the Provider's status type (its `KindStatus` comes from the line above).

@@ -156,6 +156,21 @@ impl Session {
             Instant::now() < deadline
         });
         cb.sideband_progress(move |_| Instant::now() < deadline);
+        self.add_auth_callbacks(&mut cb);
+        let mut fo = git2::FetchOptions::new();
+        fo.remote_callbacks(cb)
+            .proxy_options(self.proxy_options()?)
+            .download_tags(AutotagOption::None)
+            .prune(FetchPrune::Off)
+            .update_fetchhead(false);
+        if let Some(header) = self.auth_header()? {
+            fo.custom_headers(&[&header]);
+        }
+        Ok(fo)
+    }
+
+    /// Credentials and host trust, shared by fetch and push.
+    pub(super) fn add_auth_callbacks(&self, cb: &mut git2::RemoteCallbacks<'static>) {
         // Credentials: offer each kind once; libgit2 retries forever on rejection otherwise.
         let auth = self.auth.clone();
         let rec = self.recorded.clone();
@@ -249,7 +264,11 @@ impl Session {
                 ))),
             }
         });
-        let mut fo = git2::FetchOptions::new();
+    }
+
+    /// Proxy settings: git config and the environment unless `proxySecretRef` is set (then
+    /// the session's own HTTP transport carries it); SSH cannot be proxied.
+    pub(super) fn proxy_options(&self) -> Result<git2::ProxyOptions<'static>> {
         let mut po = git2::ProxyOptions::new();
         match &self.auth.proxy {
             // A proxied fetch runs on plumb's own HTTP transport (`client_tls_scope`); SSH
@@ -266,21 +285,21 @@ impl Session {
                 po.auto();
             }
         }
-        fo.remote_callbacks(cb)
-            .proxy_options(po)
-            .download_tags(AutotagOption::None)
-            .prune(FetchPrune::Off)
-            .update_fetchhead(false);
-        if let Some(token) = &self.auth.bearer_token {
-            if token.contains(['\r', '\n']) {
-                return Err(SourceError::Invalid {
-                    what: "secret field 'bearerToken'".to_string(),
-                    detail: "contains a line break".to_string(),
-                });
-            }
-            fo.custom_headers(&[&format!("Authorization: Bearer {token}")]);
+        Ok(po)
+    }
+
+    /// The `Authorization: Bearer` header of a `bearerToken` Secret.
+    pub(super) fn auth_header(&self) -> Result<Option<String>> {
+        let Some(token) = &self.auth.bearer_token else {
+            return Ok(None);
+        };
+        if token.contains(['\r', '\n']) {
+            return Err(SourceError::Invalid {
+                what: "secret field 'bearerToken'".to_string(),
+                detail: "contains a line break".to_string(),
+            });
         }
-        Ok(fo)
+        Ok(Some(format!("Authorization: Bearer {token}")))
     }
 
     /// The client-certificate transport settings for this session, entered on this thread.

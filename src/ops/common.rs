@@ -27,6 +27,10 @@ pub enum FluxKind {
     ExternalArtifact,
     /// `source.extensions.fluxcd.io/v1beta1` ArtifactGenerator.
     ArtifactGenerator,
+    /// `image.toolkit.fluxcd.io/v1` ImageRepository.
+    ImageRepository,
+    /// `image.toolkit.fluxcd.io/v1` ImagePolicy.
+    ImagePolicy,
 }
 
 impl FluxKind {
@@ -81,6 +85,18 @@ impl FluxKind {
                 "ArtifactGenerator",
                 "artifactgenerators",
             ),
+            FluxKind::ImageRepository => (
+                "image.toolkit.fluxcd.io",
+                "v1",
+                "ImageRepository",
+                "imagerepositories",
+            ),
+            FluxKind::ImagePolicy => (
+                "image.toolkit.fluxcd.io",
+                "v1",
+                "ImagePolicy",
+                "imagepolicies",
+            ),
         }
     }
 
@@ -111,6 +127,8 @@ impl FluxKind {
             FluxKind::Receiver,
             FluxKind::ExternalArtifact,
             FluxKind::ArtifactGenerator,
+            FluxKind::ImageRepository,
+            FluxKind::ImagePolicy,
         ]
         .into_iter()
         .find(|k| k.kind().eq_ignore_ascii_case(kind))
@@ -246,6 +264,18 @@ pub(crate) fn revision_of(kind: FluxKind, obj: &Value) -> String {
             .as_str()
             .or_else(|| s["lastAttemptedRevision"].as_str()),
         FluxKind::Receiver => s["webhookPath"].as_str(),
+        // An image repository's revision is its tag count; a policy's the chosen image.
+        FluxKind::ImageRepository => {
+            let n = &s["lastScanResult"]["tagCount"];
+            return n.as_i64().map(|n| format!("{n} tags")).unwrap_or_default();
+        }
+        FluxKind::ImagePolicy => {
+            let r = &s["latestRef"];
+            return match (r["name"].as_str(), r["tag"].as_str()) {
+                (Some(n), Some(t)) => format!("{n}:{t}"),
+                _ => String::new(),
+            };
+        }
     };
     v.unwrap_or("").to_string()
 }
@@ -380,6 +410,13 @@ mod tests {
         assert_eq!(
             FluxKind::ArtifactGenerator.resource().api_version,
             "source.extensions.fluxcd.io/v1beta1"
+        );
+        let repo = json!({"status": {"lastScanResult": {"tagCount": 12}}});
+        assert_eq!(revision_of(FluxKind::ImageRepository, &repo), "12 tags");
+        let pol = json!({"status": {"latestRef": {"name": "ghcr.io/a/b", "tag": "1.2.3"}}});
+        assert_eq!(
+            revision_of(FluxKind::ImagePolicy, &pol),
+            "ghcr.io/a/b:1.2.3"
         );
     }
 }

@@ -28,6 +28,9 @@ pub enum GetWhat {
     /// ArtifactGenerators.
     #[value(alias = "generator", alias = "artifactgenerators")]
     Generators,
+    /// ImageRepositories and ImagePolicies.
+    #[value(alias = "image", alias = "imagerepositories", alias = "imagepolicies")]
+    Images,
 }
 
 /// `plumb get`.
@@ -62,6 +65,7 @@ async fn get_async(args: GetArgs) -> Result<ExitCode> {
             FluxKind::ExternalArtifact,
         ],
         GetWhat::Generators => &[FluxKind::ArtifactGenerator],
+        GetWhat::Images => &[FluxKind::ImageRepository, FluxKind::ImagePolicy],
         GetWhat::Ks => &[FluxKind::Kustomization],
         GetWhat::Hr => &[FluxKind::HelmRelease],
         GetWhat::Receivers => &[FluxKind::Receiver],

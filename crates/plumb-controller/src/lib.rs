@@ -25,6 +25,9 @@ pub mod health;
 pub mod helmchart;
 pub mod helmrelease;
 pub mod helmrepository;
+mod image_tags;
+pub mod imagepolicy;
+pub mod imagerepository;
 pub mod kustomization;
 pub mod oci_charts;
 pub mod ocirepository;
@@ -33,6 +36,7 @@ pub mod overlay;
 pub mod prune_budget;
 pub mod receiver;
 pub mod reconciler;
+mod registry;
 pub mod runtime;
 mod secrets;
 pub(crate) mod selector;
@@ -85,6 +89,14 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         ocirepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         helmchart::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         artifactgenerator::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        imagerepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        imagepolicy::run(
+            ctx.clone(),
+            scope.api(c),
+            scope.api(c),
+            watch.clone(),
+            concurrency
+        ),
         kustomization::run(
             ctx.clone(),
             scope.api(c),

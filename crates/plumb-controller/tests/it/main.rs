@@ -19,6 +19,7 @@ mod helmrelease;
 mod helmrelease_actions;
 mod helmrelease_metadata;
 mod helmrepository;
+mod image_policy;
 mod kustomization;
 mod kustomization_parity;
 mod leader;

@@ -31,6 +31,10 @@ pub enum FluxKind {
     Provider,
     /// `notification.toolkit.fluxcd.io/v1beta3` Alert.
     Alert,
+    /// `image.toolkit.fluxcd.io/v1` ImageRepository.
+    ImageRepository,
+    /// `image.toolkit.fluxcd.io/v1` ImagePolicy.
+    ImagePolicy,
 }
 
 impl FluxKind {
@@ -97,6 +101,18 @@ impl FluxKind {
                 "Alert",
                 "alerts",
             ),
+            FluxKind::ImageRepository => (
+                "image.toolkit.fluxcd.io",
+                "v1",
+                "ImageRepository",
+                "imagerepositories",
+            ),
+            FluxKind::ImagePolicy => (
+                "image.toolkit.fluxcd.io",
+                "v1",
+                "ImagePolicy",
+                "imagepolicies",
+            ),
         }
     }
 
@@ -129,6 +145,8 @@ impl FluxKind {
             FluxKind::ArtifactGenerator,
             FluxKind::Provider,
             FluxKind::Alert,
+            FluxKind::ImageRepository,
+            FluxKind::ImagePolicy,
         ]
         .into_iter()
         .find(|k| k.kind().eq_ignore_ascii_case(kind))
@@ -267,6 +285,18 @@ pub(crate) fn revision_of(kind: FluxKind, obj: &Value) -> String {
         // Notification objects have no revision: the type and the provider they use.
         FluxKind::Provider => obj["spec"]["type"].as_str(),
         FluxKind::Alert => obj["spec"]["providerRef"]["name"].as_str(),
+        // An image repository's revision is its tag count; a policy's the chosen image.
+        FluxKind::ImageRepository => {
+            let n = &s["lastScanResult"]["tagCount"];
+            return n.as_i64().map(|n| format!("{n} tags")).unwrap_or_default();
+        }
+        FluxKind::ImagePolicy => {
+            let r = &s["latestRef"];
+            return match (r["name"].as_str(), r["tag"].as_str()) {
+                (Some(n), Some(t)) => format!("{n}:{t}"),
+                _ => String::new(),
+            };
+        }
     };
     v.unwrap_or("").to_string()
 }
@@ -401,6 +431,13 @@ mod tests {
         assert_eq!(
             FluxKind::ArtifactGenerator.resource().api_version,
             "source.extensions.fluxcd.io/v1beta1"
+        );
+        let repo = json!({"status": {"lastScanResult": {"tagCount": 12}}});
+        assert_eq!(revision_of(FluxKind::ImageRepository, &repo), "12 tags");
+        let pol = json!({"status": {"latestRef": {"name": "ghcr.io/a/b", "tag": "1.2.3"}}});
+        assert_eq!(
+            revision_of(FluxKind::ImagePolicy, &pol),
+            "ghcr.io/a/b:1.2.3"
         );
     }
 }

@@ -34,6 +34,9 @@ pub enum GetWhat {
     /// Providers (notification.toolkit.fluxcd.io/v1beta3); REVISION shows the type.
     #[value(alias = "provider")]
     Providers,
+    /// ImageRepositories and ImagePolicies.
+    #[value(alias = "image", alias = "imagerepositories", alias = "imagepolicies")]
+    Images,
 }
 
 /// `plumb get`.
@@ -68,6 +71,7 @@ async fn get_async(args: GetArgs) -> Result<ExitCode> {
             FluxKind::ExternalArtifact,
         ],
         GetWhat::Generators => &[FluxKind::ArtifactGenerator],
+        GetWhat::Images => &[FluxKind::ImageRepository, FluxKind::ImagePolicy],
         GetWhat::Ks => &[FluxKind::Kustomization],
         GetWhat::Hr => &[FluxKind::HelmRelease],
         GetWhat::Receivers => &[FluxKind::Receiver],

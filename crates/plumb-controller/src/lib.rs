@@ -26,6 +26,9 @@ pub mod health;
 pub mod helmchart;
 pub mod helmrelease;
 pub mod helmrepository;
+mod image_tags;
+pub mod imagepolicy;
+pub mod imagerepository;
 pub mod imageupdateautomation;
 pub mod kustomization;
 pub mod notification;
@@ -37,6 +40,7 @@ pub mod provider;
 pub mod prune_budget;
 pub mod receiver;
 pub mod reconciler;
+mod registry;
 pub mod runtime;
 mod secrets;
 pub(crate) mod selector;
@@ -92,6 +96,14 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         ocirepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         helmchart::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
         artifactgenerator::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        imagerepository::run(ctx.clone(), scope.api(c), watch.clone(), concurrency),
+        imagepolicy::run(
+            ctx.clone(),
+            scope.api(c),
+            scope.api(c),
+            watch.clone(),
+            concurrency
+        ),
         imageupdateautomation::run(
             ctx.clone(),
             scope.api(c),

@@ -29,7 +29,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use plumb_api::consts::{condition, reason};
 use plumb_api::meta::Artifact;
-use plumb_api::oci_repository::{OCILayerOperation, OCIRepositoryProvider};
+use plumb_api::oci_repository::OCILayerOperation;
 use plumb_api::{OCIRepository, OCIRepositoryStatus};
 use plumb_source::ErrorKind;
 use plumb_source::artifact::{Limits, ObjectKey};
@@ -37,7 +37,7 @@ use plumb_source::oci::{self, ClientOptions, LayerOperation, RefSpec};
 
 use crate::Result;
 use crate::context::Context;
-use crate::ecr::{ProviderCredentials, provider_credentials, with_ecr_retry};
+use crate::ecr::{ProviderCredentials, with_ecr_retry};
 use crate::outcome::{Class, Failure};
 use crate::reconciler::{Done, Kind, Policy};
 
@@ -114,69 +114,24 @@ impl Kind for OCIRepository {
     }
 }
 
-/// Registry options of `obj`: transport, timeout, credentials and TLS material. Without
-/// credentials from `secretRef`, `provider: aws` takes them from ECR (returned too, so a
-/// refused cached token can be refreshed once: [`crate::ecr::with_ecr_retry`]).
+/// Registry options of `obj` ([`crate::registry::client_options`]).
 pub(crate) async fn client_options(
     obj: &OCIRepository,
     ctx: &Context,
     reference: &oci::Reference,
 ) -> std::result::Result<(ClientOptions, Option<ProviderCredentials>), Failure> {
     let ns = obj.namespace().unwrap_or_default();
-    let mut opts = ClientOptions {
+    let access = crate::registry::RegistryAccess {
+        namespace: &ns,
         insecure: obj.spec.insecure,
         timeout: obj.timeout().unwrap_or(Duration::from_secs(60)),
-        resolve: ctx.config.oci_resolve.clone(),
-        ..ClientOptions::default()
+        secret_ref: obj.spec.secret_ref.as_ref(),
+        service_account_name: obj.spec.service_account_name.as_deref(),
+        cert_secret_ref: obj.spec.cert_secret_ref.as_ref(),
+        proxy_secret_ref: obj.spec.proxy_secret_ref.as_ref(),
+        provider: obj.spec.provider.as_str(),
     };
-    let invalid = |name: &str, e: plumb_source::SourceError| {
-        Failure::new(
-            Class::Stalled,
-            reason::AUTHENTICATION_FAILED,
-            format!("secret '{ns}/{name}': {e}"),
-        )
-    };
-    if let Some(r) = &obj.spec.secret_ref {
-        let data = crate::secrets::secret_data(ctx, &ns, &r.name).await?;
-        opts.apply_docker_config_secret(&data, reference.api_host())
-            .map_err(|e| invalid(&r.name, e))?;
-    }
-    // As Flux's keychain: the ServiceAccount's image pull secrets after `secretRef`.
-    if opts.credentials.is_none()
-        && let Some(sa) = &obj.spec.service_account_name
-    {
-        for name in crate::secrets::image_pull_secrets(ctx, &ns, sa).await? {
-            let data = crate::secrets::secret_data(ctx, &ns, &name).await?;
-            opts.apply_docker_config_secret(&data, reference.api_host())
-                .map_err(|e| invalid(&name, e))?;
-            if opts.credentials.is_some() {
-                break;
-            }
-        }
-    }
-    if let Some(r) = &obj.spec.cert_secret_ref {
-        let data = crate::secrets::secret_data(ctx, &ns, &r.name).await?;
-        opts.apply_cert_secret(&data)
-            .map_err(|e| invalid(&r.name, e))?;
-    }
-    if let Some(r) = &obj.spec.proxy_secret_ref {
-        let data = crate::secrets::secret_data(ctx, &ns, &r.name).await?;
-        opts.apply_proxy_secret(&data)
-            .map_err(|e| invalid(&r.name, e))?;
-    }
-    // As Flux: the provider is asked only when the secret gave no credentials.
-    let mut provided = None;
-    if opts.credentials.is_none() {
-        let provider = match obj.spec.provider {
-            OCIRepositoryProvider::Generic => "generic",
-            OCIRepositoryProvider::Aws => "aws",
-            OCIRepositoryProvider::Azure => "azure",
-            OCIRepositoryProvider::Gcp => "gcp",
-        };
-        provided = provider_credentials(ctx, Some(provider), &reference.registry).await?;
-        opts.credentials = provided.as_ref().map(|p| p.credentials.clone());
-    }
-    Ok((opts, provided))
+    crate::registry::client_options(ctx, &access, reference).await
 }
 
 /// `spec.verify`: checks the cosign signature of `digest` unless this revision was verified

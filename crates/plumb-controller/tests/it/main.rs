@@ -20,6 +20,7 @@ mod helmrelease_actions;
 mod helmrelease_metadata;
 mod helmrelease_strategies;
 mod helmrepository;
+mod image_policy;
 mod image_update;
 mod kustomization;
 mod kustomization_parity;

@@ -179,6 +179,16 @@ impl Client {
 
     /// Every tag of the repository (following `Link` pagination, at most 100 pages).
     pub fn list_tags(&self) -> Result<Vec<String>> {
+        self.list_tags_paged(100, None)
+    }
+
+    /// Every tag of the repository, following `Link` pagination to the end; more than
+    /// `max_tags` tags is an error rather than an unbounded list in memory.
+    pub fn list_tags_max(&self, max_tags: usize) -> Result<Vec<String>> {
+        self.list_tags_paged(usize::MAX, Some(max_tags))
+    }
+
+    fn list_tags_paged(&self, max_pages: usize, max_tags: Option<usize>) -> Result<Vec<String>> {
         #[derive(Deserialize)]
         struct Page {
             #[serde(default)]
@@ -186,7 +196,7 @@ impl Client {
         }
         let mut tags = Vec::new();
         let mut url = self.url("tags/list?n=1000");
-        for _ in 0..100 {
+        for _ in 0..max_pages {
             let resp = self.request("GET", &url, &[], Body::None, "pull")?;
             if resp.status == 404 {
                 return Err(self.not_found("repository".to_string()));
@@ -207,6 +217,15 @@ impl Client {
                     detail: format!("tag list is not JSON: {e}"),
                 })?;
             tags.extend(page.tags.unwrap_or_default());
+            if let Some(max) = max_tags
+                && tags.len() > max
+            {
+                return Err(SourceError::UnsupportedManifest {
+                    op: "oci list tags",
+                    url: self.reference.name(),
+                    detail: format!("more than {max} tags"),
+                });
+            }
             match next {
                 Some(n) => url = n,
                 None => return Ok(tags),

@@ -21,6 +21,7 @@ mod helmrelease_metadata;
 mod helmrepository;
 mod kustomization;
 mod kustomization_parity;
+mod kustomization_unchanged;
 mod leader;
 mod logsink;
 mod oci_bad_input;

@@ -13,7 +13,9 @@
 //! once); the last full apply older than `spec.interval` (the interval still re-applies);
 //! a previous outcome that was not a success; a build that looked outside its source
 //! (kustomize's remote bases and `helmCharts` fail the build, so a recorded build read
-//! nothing remote); the annotation `plumb.dev/skip-unchanged: disabled` (Flux's behaviour).
+//! nothing remote); a Kustomization applying to a remote cluster (`spec.kubeConfig`: its
+//! Secret may point elsewhere now); the annotation `plumb.dev/skip-unchanged: disabled`
+//! (Flux's behaviour).
 //!
 //! The records live in memory (a [`Context::memo`]): after a restart every Kustomization
 //! renders and applies once before it can be skipped. The new artifact is extracted once per
@@ -157,7 +159,12 @@ pub(super) async fn try_skip(
     let same_object = record.uid == obj.meta().uid
         && record.generation == obj.meta().generation
         && record.requests == requests(obj);
-    if !enabled(obj) || drifted || !same_object || record.applied_at.elapsed() >= obj.every() {
+    if !enabled(obj)
+        || obj.spec.kube_config.is_some()
+        || drifted
+        || !same_object
+        || record.applied_at.elapsed() >= obj.every()
+    {
         return None;
     }
     if inputs(obj, ctx).await.ok()? != record.inputs {

@@ -69,6 +69,13 @@ async fn unchanged_kustomizations_record_new_revisions_without_rendering() {
     w.wait_ready("a").await;
     w.wait_ready("b").await;
     cm_value(&w, "shared", "1").await;
+    // The drift watch of ConfigMaps has listed them: no initial event reads as drift later.
+    let ctx = w.ctx.clone();
+    within("drift watch synced", 30, || {
+        let ctx = ctx.clone();
+        async move { (ctx.drift.synced_kinds() >= 1).then_some(()) }
+    })
+    .await;
 
     // A commit touching only A: A renders and applies, B records the revision only.
     let (a0, b0) = (counts(&w, "a"), counts(&w, "b"));

@@ -172,6 +172,10 @@ pub mod annotation {
     pub const KUSTOMIZE_RECONCILE: &str = "kustomize.toolkit.fluxcd.io/reconcile";
     /// Per-object variable substitution switch; value [`DISABLED`].
     pub const KUSTOMIZE_SUBSTITUTE: &str = "kustomize.toolkit.fluxcd.io/substitute";
+    /// plumb (beyond Flux): per-Kustomization switch of the skip of unchanged builds (a new
+    /// source revision that changes nothing the build reads is recorded without rendering or
+    /// applying); value [`DISABLED`] restores Flux's full reconcile on every revision.
+    pub const SKIP_UNCHANGED: &str = "plumb.dev/skip-unchanged";
     /// Legacy checksum annotation removed on apply.
     pub const KUSTOMIZE_CHECKSUM: &str = "kustomize.toolkit.fluxcd.io/checksum";
     /// Flux v1 checksum annotation removed on apply.

@@ -104,15 +104,6 @@ async fn main() {
         .unwrap();
 
     // plumb, with a client that counts every request it sends.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let storage = tmp.path().join("storage");
-    std::fs::create_dir_all(storage.join("artifacts")).unwrap();
-    tokio::spawn(plumb_source::server::serve_artifacts(
-        listener,
-        storage.join("artifacts"),
-        std::future::pending(),
-    ));
     let counter = Arc::new(Counter::default());
     let kc = kube::config::Kubeconfig::read_from(&info.kubeconfig).unwrap();
     let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -134,15 +125,7 @@ async fn main() {
         .unwrap()
         .with_layer(&layer)
         .build();
-    let ctx = plumb_controller::Context::new(
-        client,
-        cfg,
-        plumb_controller::Config {
-            storage_path: storage.clone(),
-            storage_adv_addr: addr.to_string(),
-            ..Default::default()
-        },
-    );
+    let ctx = plumb_bench::context(client, cfg, &tmp.path().join("storage")).await;
     let scope = plumb_controller::Scope {
         namespace: Some(name.clone()),
         label_selector: None,
@@ -163,26 +146,13 @@ async fn main() {
 
     let ks_api: Api<Kustomization> = Api::namespaced(admin.clone(), &name);
     let start = Instant::now();
-    let creates = (0..n).map(|i| {
-        let ks_api = ks_api.clone();
-        let name = name.clone();
-        async move {
-            let ks: Kustomization = serde_json::from_value(json!({
-                "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-                "metadata": {"name": format!("app-{i}"), "namespace": name},
-                "spec": {"interval": "1h", "path": "./app", "prune": true, "targetNamespace": name,
-                         "namePrefix": format!("app-{i}-"),
-                         "sourceRef": {"kind": "GitRepository", "name": "fleet"}}
-            }))
-            .unwrap();
-            ks_api.create(&PostParams::default(), &ks).await.unwrap();
-        }
+    let items = (0..n).map(|i| {
+        let spec = json!({"interval": "1h", "path": "./app", "prune": true,
+                          "targetNamespace": name, "namePrefix": format!("app-{i}-"),
+                          "sourceRef": {"kind": "GitRepository", "name": "fleet"}});
+        (format!("app-{i}"), spec)
     });
-    futures::StreamExt::collect::<Vec<()>>(futures::StreamExt::buffer_unordered(
-        futures::stream::iter(creates),
-        16,
-    ))
-    .await;
+    plumb_bench::create_kustomizations(&ks_api, items).await;
     let created = start.elapsed();
     let mut last = 0;
     loop {

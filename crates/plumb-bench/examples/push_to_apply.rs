@@ -10,33 +10,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use plumb_api::{GitRepository, Kustomization, Receiver};
+use plumb_bench::cm;
 use plumb_controller::receiver;
 use plumb_testing::git::{GitHttpServer, HttpAuth, TestRepo};
 use plumb_testing::{ControlPlane, TestNamespace, wait};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn post(addr: std::net::SocketAddr, path: &str, sig: &str, body: &str) -> u16 {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nhost: x\r\nx-github-event: push\r\nx-hub-signature-256: {sig}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.unwrap();
-    resp.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-fn cm(name: &str, v: usize) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  v: \"{v}\"\n")
-}
 
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
@@ -88,24 +69,8 @@ async fn main() {
         .join()
         .unwrap();
     let ctx = common::start_plumb(info, &n, &tmp.path().join("storage")).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook_addr = listener.local_addr().unwrap();
-    tokio::spawn(receiver::serve(
-        ctx,
-        listener,
-        Some(n.clone()),
-        std::future::pending(),
-    ));
-
-    let token = "bench-token";
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "token", "namespace": n}, "stringData": {"token": token}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), &n)
-        .create(&pp, &secret)
-        .await
-        .unwrap();
+    let hook_addr = plumb_bench::serve_receiver(ctx, &client, &n).await;
+    let token = plumb_bench::RECEIVER_TOKEN;
     let git: Api<GitRepository> = Api::namespaced(client.clone(), &n);
     let ks: Api<Kustomization> = Api::namespaced(client.clone(), &n);
     for (name, interval) in [("hook", "1h"), ("poll", "10s")] {
@@ -158,7 +123,10 @@ async fn main() {
     for i in 1..=pushes {
         hook_repo.commit(&[("deploy/cm.yaml", &cm("hooked", i))], "push");
         let t0 = Instant::now();
-        assert_eq!(post(hook_addr, &path, &sig, body).await, 200);
+        assert_eq!(
+            plumb_bench::post_push(hook_addr, &path, &sig, body).await,
+            200
+        );
         wait_value(&cms, "hooked", i, Duration::from_secs(30)).await;
         hooked.push(t0.elapsed());
     }

@@ -108,7 +108,7 @@ fn collect_pairs(
             ),
         };
         let path = loader.resolve(dir, rel)?;
-        if path.is_dir() {
+        if loader.is_dir(&path) {
             return Err(Error::build(
                 ctx,
                 format!("file source {rel:?} is a directory"),

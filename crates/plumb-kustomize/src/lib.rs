@@ -28,6 +28,7 @@ mod jsonpatch;
 mod kustomization;
 mod loader;
 mod nameref;
+mod reads;
 mod replace;
 mod resource;
 mod schema;
@@ -45,6 +46,7 @@ use serde_json::{Map, Value};
 
 pub use error::{Error, Result};
 pub use kustomization::{ImageEntry, Kustomization, Selector};
+pub use reads::{ReadLog, Reads};
 pub use yaml::{to_yaml, to_yaml_stream};
 
 /// Options for a build.
@@ -61,6 +63,8 @@ pub struct BuildOptions {
     /// generator files and envs), before parsing. The caller decrypts SOPS documents here,
     /// so plaintext never lands on disk and this crate stays free of cryptography.
     pub file_transform: Option<FileTransform>,
+    /// Records every file read, directory listed and path checked (see [`Reads`]).
+    pub read_log: Option<ReadLog>,
 }
 
 /// The result of a [`FileTransform`]: the bytes to use, or a message naming the file.
@@ -87,6 +91,7 @@ impl Default for BuildOptions {
             max_file_bytes: 8 << 20,
             max_resources: 100_000,
             file_transform: None,
+            read_log: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::reads::Seen;
 
 /// Reads files on behalf of a build, confined to one root directory.
 #[derive(Debug, Clone)]
@@ -11,6 +12,7 @@ pub(crate) struct Loader {
     root: PathBuf,
     max_file_bytes: u64,
     transform: Option<crate::FileTransform>,
+    log: Option<crate::ReadLog>,
 }
 
 impl Loader {
@@ -18,6 +20,7 @@ impl Loader {
         root: &Path,
         max_file_bytes: u64,
         transform: Option<crate::FileTransform>,
+        log: Option<crate::ReadLog>,
     ) -> Result<Self> {
         let root = std::fs::canonicalize(root).map_err(|source| Error::Io {
             path: root.to_path_buf(),
@@ -27,7 +30,40 @@ impl Loader {
             root,
             max_file_bytes,
             transform,
+            log,
         })
+    }
+
+    fn note(&self, path: &Path, how: Seen) {
+        if let Some(log) = &self.log {
+            log.record(&self.root, path, how);
+        }
+    }
+
+    /// Whether `path` is a file (following symlinks), recorded as a probe.
+    pub(crate) fn is_file(&self, path: &Path) -> bool {
+        self.note(path, Seen::Probed);
+        path.is_file()
+    }
+
+    /// Whether `path` is a directory (following symlinks), recorded as a probe.
+    pub(crate) fn is_dir(&self, path: &Path) -> bool {
+        self.note(path, Seen::Probed);
+        path.is_dir()
+    }
+
+    /// The entries of directory `dir`, sorted, recorded as a listing.
+    pub(crate) fn list_dir(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        self.note(dir, Seen::Listed);
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        Ok(entries)
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -38,6 +74,8 @@ impl Loader {
     pub(crate) fn resolve(&self, base: &Path, rel: &str) -> Result<PathBuf> {
         let joined = base.join(rel);
         let lexical = normalize(&joined);
+        // The path as written: a symlink there may later point elsewhere.
+        self.note(&lexical, Seen::Probed);
         if !lexical.starts_with(&self.root) {
             return Err(Error::Escape {
                 path: lexical,
@@ -69,6 +107,7 @@ impl Loader {
             path: path.to_path_buf(),
             source,
         };
+        self.note(path, Seen::File);
         let meta = std::fs::metadata(path).map_err(io)?;
         if meta.len() > self.max_file_bytes {
             return Err(Error::TooLarge {

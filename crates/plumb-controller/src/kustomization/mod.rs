@@ -4,7 +4,9 @@
 //!
 //! Steps ([`Kind::steps`]), top to bottom, one module each:
 //! 1. **dependencies**: every `dependsOn` Ready ([`crate::dependencies`]);
-//! 2. **source**: the GitRepository's or OCIRepository's artifact ([`source`]);
+//! 2. **source**: the GitRepository's or OCIRepository's artifact ([`source`]); a new
+//!    revision that changes nothing the last successful build read is recorded here without
+//!    rendering or applying ([`unchanged`], beyond Flux);
 //! 3. **render**: fetch, build with the spec overlay, substitute, label ([`render`]);
 //! 4. **apply**: plan (items + inventory), reshape existing objects per `spec.ignore`
 //!    ([`ignore`]), record the intent (old inventory plus the new
@@ -26,12 +28,14 @@ mod prune;
 mod render;
 mod source;
 mod substitute;
+mod unchanged;
 
 pub use crate::prune_budget::PRUNE_BUDGET_ANNOTATION;
 pub use apply::apply_item;
 pub use decrypt::{add_secret_keys, decrypting_transform, file_transform};
 pub use render::{RenderSource, build_decrypted, render_objects, render_objects_with_keys};
 pub use source::source_artifact;
+pub use unchanged::{BuildCounts, build_counts};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +71,15 @@ pub async fn run(
     // Objects of an inventory that drift (changed by another writer, or deleted) queue
     // their Kustomization at once (see `drift`).
     if let Some(triggers) = ctx.drift.take_triggers() {
+        // A drifted owner's next reconcile applies in full (never skipped as unchanged).
+        let drift_ctx = ctx.clone();
+        let triggers = triggers.inspect(move |r| {
+            unchanged::mark_drift(
+                &drift_ctx,
+                r.namespace.as_deref().unwrap_or_default(),
+                &r.name,
+            );
+        });
         controller = controller.reconcile_on(triggers);
     }
     let store = controller.store();
@@ -183,14 +196,22 @@ impl Kind for Kustomization {
         ctx: &Context,
         status: &mut KustomizationStatus,
     ) -> std::result::Result<Done, Failure> {
+        // Taken first, so that a failure in any step leaves no record of success.
+        let prior = unchanged::take(obj, ctx);
         let exprs = health::compile_exprs(obj)?;
         ignore::validate(obj)?;
         crate::dependencies::check(obj, &obj.spec.depends_on, ctx).await?;
         let artifact = source::source_artifact(obj, ctx).await?;
         let revision = artifact.revision.clone();
         status.last_attempted_revision = Some(revision.clone());
+        // Beyond Flux: a new revision that changes nothing this build reads is recorded
+        // without rendering or applying.
+        if let Some(done) = unchanged::try_skip(obj, ctx, status, &artifact, prior).await {
+            return Ok(done);
+        }
+        let full = unchanged::begin_full(obj, ctx).await;
         // Fetch and render. Failures here return before anything is applied or pruned.
-        let objects = render_objects(obj, ctx, RenderSource::Artifact(&artifact)).await?;
+        let (objects, seen) = render::render_recorded(obj, ctx, &artifact).await?;
         let (mut items, inventory) = apply::plan(obj, objects)?;
         let applier = applier(obj, ctx).await?;
         ignore::reshape(obj, &applier, &mut items).await?;
@@ -247,6 +268,7 @@ impl Kind for Kustomization {
             );
         }
         let msg = format!("Applied revision: {revision}");
+        unchanged::remember(obj, ctx, full, &revision, seen);
         status.last_applied_revision = Some(revision);
         Ok(Done {
             ready: Some((reason::RECONCILIATION_SUCCEEDED, msg)),
@@ -268,6 +290,7 @@ impl Kind for Kustomization {
             DeletionPolicy::Orphan => false,
         };
         ctx.drift.untrack(render::owner_key(&obj));
+        let _ = unchanged::take(&obj, ctx);
         if !prune || obj.spec.suspend {
             return Ok(Action::await_change());
         }

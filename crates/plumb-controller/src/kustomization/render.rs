@@ -16,6 +16,7 @@ use plumb_ssa::ObjectRef;
 use serde_json::Value;
 
 use super::substitute::substitute;
+use super::unchanged::Seen;
 use crate::context::Context;
 use crate::outcome::{Class, Failure};
 
@@ -47,12 +48,34 @@ pub async fn render_objects_with_keys(
     source: RenderSource<'_>,
     extra_keys: Option<&plumb_sops::KeyRing>,
 ) -> std::result::Result<Vec<Value>, Failure> {
+    render_with(obj, ctx, source, extra_keys, false)
+        .await
+        .map(|(objects, _)| objects)
+}
+
+/// The reconciler's render of `artifact`, with what the build read and its fingerprint
+/// (for the skip of unchanged Kustomizations, see [`super::unchanged`]).
+pub(super) async fn render_recorded(
+    obj: &Kustomization,
+    ctx: &Context,
+    artifact: &plumb_api::meta::Artifact,
+) -> std::result::Result<(Vec<Value>, Option<Seen>), Failure> {
+    render_with(obj, ctx, RenderSource::Artifact(artifact), None, true).await
+}
+
+async fn render_with(
+    obj: &Kustomization,
+    ctx: &Context,
+    source: RenderSource<'_>,
+    extra_keys: Option<&plumb_sops::KeyRing>,
+    record: bool,
+) -> std::result::Result<(Vec<Value>, Option<Seen>), Failure> {
     let mut ring = super::decrypt::key_ring(obj, ctx).await?;
     if let Some(extra) = extra_keys.filter(|k| !k.is_empty()) {
         ring.get_or_insert_with(plumb_sops::KeyRing::new)
             .extend(extra);
     }
-    let mut objects = match source {
+    let (mut objects, seen) = match source {
         RenderSource::Artifact(artifact) => {
             let work = crate::artifact::fetch_artifact(
                 ctx,
@@ -62,7 +85,8 @@ pub async fn render_objects_with_keys(
             )
             .await?;
             let dir = spec_dir(obj, work.path())?;
-            render(obj, dir, work.path().to_path_buf(), ring.clone())
+            let log = record.then(plumb_kustomize::ReadLog::new);
+            render(obj, dir, work.path().to_path_buf(), ring.clone(), log)
                 .await
                 .map_err(|f| super::decrypt_identity::reclassify(ctx, obj, f))?
         }
@@ -74,9 +98,15 @@ pub async fn render_objects_with_keys(
                     format!("kustomization path not found: {}", dir.display()),
                 ));
             }
-            render(obj, dir.to_path_buf(), PathBuf::from("/"), ring.clone())
-                .await
-                .map_err(|f| super::decrypt_identity::reclassify(ctx, obj, f))?
+            render(
+                obj,
+                dir.to_path_buf(),
+                PathBuf::from("/"),
+                ring.clone(),
+                None,
+            )
+            .await
+            .map_err(|f| super::decrypt_identity::reclassify(ctx, obj, f))?
         }
     };
     refuse_encrypted(&objects)?;
@@ -87,7 +117,7 @@ pub async fn render_objects_with_keys(
     for o in &mut objects {
         stamp_labels(o, &labels);
     }
-    Ok(objects)
+    Ok((objects, seen))
 }
 
 /// Fails the build when a document is still SOPS-encrypted (it carries SOPS's `sops`
@@ -174,11 +204,20 @@ async fn render(
     dir: PathBuf,
     root: PathBuf,
     ring: Option<plumb_sops::KeyRing>,
-) -> std::result::Result<Vec<Value>, Failure> {
+    log: Option<plumb_kustomize::ReadLog>,
+) -> std::result::Result<(Vec<Value>, Option<Seen>), Failure> {
     let overlay = overlay_of(obj);
-    tokio::task::spawn_blocking(move || build_decrypted(&dir, &root, &overlay, ring))
-        .await
-        .map_err(|e| Failure::new(Class::Transient, reason::BUILD_FAILED, e.to_string()))?
+    tokio::task::spawn_blocking(move || {
+        let objects = build_logged(&dir, &root, &overlay, ring, log.clone())?;
+        // Hashed now, while the tree the build read is still there.
+        let seen = log.map(|l| l.take()).and_then(|reads| {
+            let content = super::unchanged::fingerprint(&root, &reads)?;
+            Some(Seen { reads, content })
+        });
+        Ok((objects, seen))
+    })
+    .await
+    .map_err(|e| Failure::new(Class::Transient, reason::BUILD_FAILED, e.to_string()))?
 }
 
 /// The build of a Kustomization's `dir` (inside the source root `root`) with the spec-level
@@ -190,7 +229,18 @@ pub fn build_decrypted(
     overlay: &plumb_kustomize::Overlay,
     ring: Option<plumb_sops::KeyRing>,
 ) -> std::result::Result<Vec<Value>, Failure> {
+    build_logged(dir, root, overlay, ring, None)
+}
+
+fn build_logged(
+    dir: &Path,
+    root: &Path,
+    overlay: &plumb_kustomize::Overlay,
+    ring: Option<plumb_sops::KeyRing>,
+    read_log: Option<plumb_kustomize::ReadLog>,
+) -> std::result::Result<Vec<Value>, Failure> {
     let opts = plumb_kustomize::BuildOptions {
+        read_log,
         generate_missing_kustomization: true,
         file_transform: ring
             .clone()
@@ -255,7 +305,7 @@ fn overlay_of(obj: &Kustomization) -> plumb_kustomize::Overlay {
 /// order, later wins, then the inline ones, which win as in Flux). `None` when the
 /// Kustomization has no postBuild, or when no variable is defined (cluster facts, inline
 /// or from the references) and `substituteStrategy` is not `Always`: Flux then leaves `${...}` alone.
-async fn substitution_vars(
+pub(super) async fn substitution_vars(
     obj: &Kustomization,
     ctx: &Context,
 ) -> std::result::Result<Option<BTreeMap<String, String>>, Failure> {

@@ -24,6 +24,7 @@ mod image_policy;
 mod image_update;
 mod kustomization;
 mod kustomization_parity;
+mod kustomization_unchanged;
 mod leader;
 mod logsink;
 mod notifications;

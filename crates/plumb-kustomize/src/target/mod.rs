@@ -55,7 +55,12 @@ fn kerr(file: &str, msg: impl Into<String>) -> Error {
 
 impl<'o> Builder<'o> {
     pub(crate) fn new(dir: &Path, root: &Path, opts: &'o BuildOptions) -> Result<Self> {
-        let loader = Loader::new(root, opts.max_file_bytes, opts.file_transform.clone())?;
+        let loader = Loader::new(
+            root,
+            opts.max_file_bytes,
+            opts.file_transform.clone(),
+            opts.read_log.clone(),
+        )?;
         let top = loader.resolve(
             &std::env::current_dir().map_err(|source| Error::Io {
                 path: ".".into(),
@@ -85,7 +90,7 @@ impl<'o> Builder<'o> {
         let found: Vec<&str> = KUSTOMIZATION_FILES
             .iter()
             .copied()
-            .filter(|f| dir.join(f).is_file())
+            .filter(|f| self.loader.is_file(&dir.join(f)))
             .collect();
         if found.len() > 1 {
             return Err(kerr(
@@ -120,24 +125,18 @@ impl<'o> Builder<'o> {
     }
 
     fn scan_dir(&self, base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
-        let io = |source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for p in entries {
+        for p in self.loader.list_dir(dir)? {
             let rel = crate::loader::relative(base, &p);
-            if p.is_dir() {
+            if self.loader.is_dir(&p) {
                 if p.file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with('.'))
                 {
                     continue;
                 }
-                if KUSTOMIZATION_FILES.iter().any(|f| p.join(f).is_file()) {
+                if KUSTOMIZATION_FILES
+                    .iter()
+                    .any(|f| self.loader.is_file(&p.join(f)))
+                {
                     out.push(rel);
                 } else {
                     self.scan_dir(base, &p, out)?;
@@ -169,7 +168,7 @@ impl<'o> Builder<'o> {
             kust = o.wrap(kust);
             if o.ignore_missing_components {
                 kust.components
-                    .retain(|c| is_remote(c) || top.join(c).is_dir());
+                    .retain(|c| is_remote(c) || self.loader.is_dir(&top.join(c)));
             }
         }
         self.transformer_anno = kust
@@ -399,7 +398,7 @@ impl<'o> Builder<'o> {
         }
         for entry in k.resources.iter().chain(k.bases.iter()) {
             let path = self.resolve_entry(dir, entry, file)?;
-            if path.is_dir() {
+            if self.loader.is_dir(&path) {
                 let (sub, subfile) = self.accumulate_dir(&path, file, false)?;
                 self.stack.push(path.clone());
                 let sub_acc = self.accumulate(&path, &sub, &subfile, Acc::default())?;
@@ -517,7 +516,7 @@ impl<'o> Builder<'o> {
         // Components run before this level's transformers.
         for c in &k.components {
             let path = self.resolve_entry(dir, c, file)?;
-            if !path.is_dir() {
+            if !self.loader.is_dir(&path) {
                 return Err(kerr(file, format!("component {c:?} must be a directory")));
             }
             let (ck, cfile) = self.accumulate_dir(&path, file, true)?;

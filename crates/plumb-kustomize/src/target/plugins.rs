@@ -83,7 +83,7 @@ impl Builder<'_> {
             crate::yaml::parse_documents(entry, file)?
         } else {
             let path = self.resolve_entry(dir, entry, file)?;
-            if path.is_dir() {
+            if self.loader.is_dir(&path) {
                 let (sub, subfile) = self.accumulate_dir(&path, file, false)?;
                 self.stack.push(path.clone());
                 let acc = self.accumulate(&path, &sub, &subfile, Acc::default())?;

@@ -292,7 +292,7 @@ async fn run_elected(
             role.store(v, Ordering::SeqCst);
         },
         plumb_controller::run(ctx, scope, args.concurrent),
-        shutdown_signal(),
+        plumb_controller::runtime::signal::shutdown_signal(),
     )
     .await;
     match ended {
@@ -397,22 +397,6 @@ fn rand_suffix() -> u32 {
             .unwrap_or_default(),
     );
     h.finish() as u32
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }
 
 /// Keeps `vars` equal to the facts of EKS cluster `cluster`, re-read every `interval`. Waits

@@ -326,7 +326,16 @@ pub async fn run(ctx: Arc<Context>) {
     let mut limiter = limit::Limiter::new(d.options().rate_limit);
     let mut regexes = matching::Regexes::default();
     let mut workers: HashMap<String, mpsc::Sender<worker::Job>> = HashMap::new();
-    while let Some(p) = rx.recv().await {
+    // The channel's senders live as long as the context, so stop on the process's shutdown
+    // signal as the controllers next to this loop do.
+    let stop = crate::runtime::signal::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let p = tokio::select! {
+            p = rx.recv() => p,
+            () = &mut stop => None,
+        };
+        let Some(p) = p else { break };
         limiter.set_interval(d.options().rate_limit);
         if !limiter.allow(&p.event, Instant::now()) {
             continue;

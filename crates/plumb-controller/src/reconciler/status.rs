@@ -75,9 +75,13 @@ pub(super) async fn reconcile_once<K: Kind>(
             mark_failure(status.conditions_mut(), &f, generation, waiting, K::POLICY);
             let previous = conditions::find(before.conditions(), condition::READY);
             if K::POLICY.warn == Warn::Always || previous.is_none_or(|c| c.message != f.message) {
-                let origin = origin::<K>(&obj, &status);
-                ctx.event_with(&obj_ref, true, f.reason, &f.message, origin)
-                    .await;
+                if waits(&f) {
+                    ctx.record_event(&obj_ref, true, f.reason, &f.message).await;
+                } else {
+                    let origin = origin::<K>(&obj, &status);
+                    ctx.event_with(&obj_ref, true, f.reason, &f.message, origin)
+                        .await;
+                }
             }
             Action::requeue(if waiting {
                 ctx.config.requeue_dependency

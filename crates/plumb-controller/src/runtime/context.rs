@@ -338,6 +338,19 @@ impl Context {
     ) {
         self.memo::<crate::notification::Dispatcher>()
             .publish(obj, warning, reason, note, origin);
+        self.record_event(obj, warning, reason, note).await;
+    }
+
+    /// Publishes a Kubernetes Event only, without notifying Alerts: for what Flux logs
+    /// without an event (a source or dependency not ready yet), so alert channels do not
+    /// hear of every wait.
+    pub async fn record_event(
+        &self,
+        obj: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: &str,
+    ) {
         let ev = Event {
             type_: if warning {
                 EventType::Warning

@@ -201,7 +201,8 @@ async fn generic_provider_gets_kustomization_events_filtered_like_flux() {
             .iter()
             .all(|r| !is_change_set(&r.json()))
     );
-    assert!(errors_only.received().is_empty());
+    let errors: Vec<Value> = errors_only.received().iter().map(|r| r.json()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
     // Flux's commit-status updates never reach non-commit-status providers.
     for r in all.received() {
         assert!(

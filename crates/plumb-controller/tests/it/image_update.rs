@@ -92,8 +92,11 @@ async fn a_new_image_is_committed_with_the_template_and_applied() {
     policy(&w, "app", "1.1.0").await;
     automation(&w, "bump", "master").await;
     let api: Api<ImageUpdateAutomation> = Api::namespaced(w.client.clone(), &w.n);
+    // Ready says "pushed commit" once; a later run (the source's new revision wakes it) says
+    // "repository up-to-date", so wait on the recorded push instead of the message.
     let v = wait_obj(&api, "bump", "automation pushed", |v| {
-        ready(v.get("status")).is_some_and(|r| r.0 == "True" && r.2.contains("pushed commit"))
+        ready(v.get("status")).is_some_and(|r| r.0 == "True")
+            && v["status"]["lastPushCommit"].is_string()
     })
     .await;
     let (_, reason, msg) = ready(v.get("status")).unwrap();

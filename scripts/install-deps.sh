@@ -11,9 +11,10 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 # git's own http-backend and an sshd for the git server tests; an OCI registry (CNCF
 # distribution 2.8, `docker-registry serve CONFIG`) and skopeo, an independent OCI client,
 # for the OCI artifact tests; tinyproxy, a real HTTP proxy for `proxySecretRef`; gpg (and
-# its agent) to sign commits and tags for `verify`.
+# its agent) to sign commits and tags for `verify`; chromium (headless) and a font for the
+# browser tests of `plumb ui`.
 APT_PKGS=(pkg-config libssl-dev cmake perl make git openssh-server openssh-client etcd-server openssl
-  docker-registry skopeo tinyproxy gpg gpg-agent)
+  docker-registry skopeo tinyproxy gpg gpg-agent chromium fonts-dejavu-core)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -57,6 +57,7 @@ pub mod helm_repository;
 pub mod image_automation;
 pub mod image_reflector;
 pub mod inventory;
+pub mod kinds;
 pub mod kustomization;
 pub mod kustomize;
 pub mod meta;

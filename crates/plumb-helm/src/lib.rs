@@ -56,6 +56,7 @@ pub mod engine;
 pub mod error;
 pub mod funcs;
 pub mod lookup;
+pub mod manifests;
 pub mod render;
 pub mod repo;
 pub mod semver;

@@ -18,6 +18,7 @@ mod helmchart;
 mod helmrelease;
 mod helmrelease_actions;
 mod helmrelease_metadata;
+mod helmrelease_operations;
 mod helmrelease_strategies;
 mod helmrepository;
 mod image_policy;

@@ -20,6 +20,8 @@ pub mod registry;
 pub mod registry_token;
 pub mod signing;
 pub mod slow;
+pub mod ssh;
+pub mod tls;
 pub mod wait;
 pub mod webhook_sink;
 

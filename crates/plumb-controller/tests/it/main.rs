@@ -20,6 +20,8 @@ mod helmrelease_actions;
 mod helmrelease_metadata;
 mod helmrelease_strategies;
 mod helmrepository;
+mod image_access;
+mod image_e2e;
 mod image_policy;
 mod image_update;
 mod kustomization;

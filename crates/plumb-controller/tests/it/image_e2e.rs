@@ -4,7 +4,8 @@
 //! ImageRepository, picked by a semver ImagePolicy, committed to git by the
 //! ImageUpdateAutomation (templated message, author, byte-exact setter change), fetched by the
 //! GitRepository on its interval and applied by a Kustomization: the live Deployment runs the
-//! new image. A run with no new tag pushes nothing.
+//! new image; the push carries `git.push.options` to the server's hook. A run with no new
+//! tag pushes nothing.
 
 use std::process::Command;
 use std::time::{Instant, SystemTime};
@@ -82,6 +83,19 @@ async fn a_pushed_tag_is_committed_and_applied() {
     let deploy = DEPLOY.replace("IMAGE", &image).replace("NS", &w.n);
     w.repo.commit(&[("apps/web.yaml", &deploy)], "web");
     accept_pushes(&w);
+    // The server takes push options and records those of the last push.
+    run_git(
+        &w.repo.path,
+        &["config", "receive.advertisePushOptions", "true"],
+    );
+    let seen = w.repo.path.join(".git/push-options.txt");
+    let hook = w.repo.path.join(".git/hooks/pre-receive");
+    let body = format!(
+        "#!/bin/sh\ncat >/dev/null\necho \"$GIT_PUSH_OPTION_COUNT $GIT_PUSH_OPTION_0\" > '{}'\n",
+        seen.display()
+    );
+    std::fs::write(&hook, body).unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     w.create_ks("apps", json!({"path": "./apps"})).await;
     w.wait_ready("apps").await;
     let deploys: Api<Deployment> = Api::namespaced(w.client.clone(), &w.n);
@@ -109,7 +123,10 @@ async fn a_pushed_tag_is_committed_and_applied() {
     let autos: Api<ImageUpdateAutomation> = Api::namespaced(w.client.clone(), &w.n);
     let author = ("Image Bot", "images@plumb.invalid");
     let values = json!({"cluster": "staging"});
-    automation_with(&w, "bump", "master", author, TEMPLATE, values).await;
+    // A non-empty value: the local 1.20 API server turns "" in a custom resource's string
+    // map into null and refuses it (found here; real clusters keep "").
+    let push = json!({"branch": "master", "options": {"ci.variable": "IMAGE=bumped"}});
+    automation_with(&w, "bump", push, author, TEMPLATE, values).await;
     let before = w.repo.head();
     let v = wait_obj(&autos, "bump", "first run, nothing to change", |v| {
         ready(v.get("status")).is_some_and(|r| r.2.starts_with("repository up-to-date"))
@@ -171,6 +188,15 @@ async fn a_pushed_tag_is_committed_and_applied() {
         v["status"]["lastPushCommit"].as_str() == Some(head.as_str())
     })
     .await;
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap(),
+        "1 ci.variable=IMAGE=bumped\n"
+    );
+    let msg = ready(v.get("status")).unwrap().2;
+    assert!(
+        !msg.contains("not supported"),
+        "push options are served: {msg}"
+    );
     assert_eq!(v["status"]["observedPolicies"]["app"]["tag"], "1.1.0");
     let v = latest_tag(&pols, "app", "1.1.0").await;
     assert_eq!(v["status"]["observedPreviousRef"]["tag"], "1.0.0");

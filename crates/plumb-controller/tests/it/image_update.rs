@@ -53,15 +53,17 @@ pub(crate) fn accept_pushes(w: &World) {
 
 async fn automation(w: &World, name: &str, branch: &str) {
     let author = ("Flux Bot", "bot@plumb.invalid");
-    automation_with(w, name, branch, author, TEMPLATE, json!({"env": "staging"})).await;
+    let push = json!({"branch": branch});
+    automation_with(w, name, push, author, TEMPLATE, json!({"env": "staging"})).await;
 }
 
-/// Creates ImageUpdateAutomation `name` on GitRepository `fleet` (master), pushing to
-/// `branch`, Setters over `./apps`, committing as `author` with `template` and `values`.
+/// Creates ImageUpdateAutomation `name` on GitRepository `fleet` (master), pushing as
+/// `push` (`git.push`), Setters over `./apps`, committing as `author` with `template` and
+/// `values`.
 pub(crate) async fn automation_with(
     w: &World,
     name: &str,
-    branch: &str,
+    push: Value,
     author: (&str, &str),
     template: &str,
     values: Value,
@@ -80,7 +82,7 @@ pub(crate) async fn automation_with(
                     "messageTemplate": template,
                     "messageTemplateValues": values
                 },
-                "push": {"branch": branch}
+                "push": push
             },
             "update": {"strategy": "Setters", "path": "./apps"}
         }

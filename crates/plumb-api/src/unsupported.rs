@@ -65,8 +65,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "spec.provider",
         When::NotOneOf(&["generic", "aws"]),
     ),
-    // Push options (`git push -o`) and SSH commit signing are not implemented.
-    row("ImageUpdateAutomation", "spec.git.push.options", When::Set),
+    // SSH commit signing is not implemented.
     row(
         "ImageUpdateAutomation",
         "spec.git.commit.signingKey.type",

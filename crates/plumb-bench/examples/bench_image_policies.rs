@@ -2,7 +2,8 @@
 //! `TAGS` tags (10,000 by default: semver releases, `main-<sha>-<timestamp>` builds and
 //! cosign `.sig` tags) goes through the exclusion list into the tag database, then
 //! `POLICIES` policies (100 by default: semver ranges, numerical with `filterTags.extract`,
-//! alphabetical) pick their latest tag. Prints the time of each phase and the peak RSS.
+//! alphabetical) pick their latest tag. Prints the time of each phase, the tag database's heap
+//! bytes and the peak RSS.
 //!
 //!     cargo run --release -p plumb-bench --example bench_image_policies
 //!
@@ -94,6 +95,11 @@ fn main() {
         &revision[..15],
         latest.first().map_or("", String::as_str),
         scan.as_secs_f64() * 1e3
+    );
+    println!(
+        "tag_db_heap_kib={:.1} bytes_per_tag={:.1} (tag buffers plus 24-byte String slots)",
+        db.heap_bytes() as f64 / 1024.0,
+        db.heap_bytes() as f64 / db.len().max(1) as f64
     );
     println!(
         "policies={n_policies} with_result={found} eval_ms={:.1} per_policy_ms={:.3} peak_rss_mib={:.1}",

@@ -65,6 +65,13 @@ impl TagDb {
         self.tags.len()
     }
 
+    /// Heap bytes the database holds: the vector's slots plus every tag's buffer (the
+    /// memory a benchmark reports per repository).
+    pub fn heap_bytes(&self) -> usize {
+        self.tags.capacity() * std::mem::size_of::<String>()
+            + self.tags.iter().map(String::capacity).sum::<usize>()
+    }
+
     /// Whether no tag is known.
     pub fn is_empty(&self) -> bool {
         self.tags.is_empty()
@@ -100,6 +107,16 @@ mod tests {
     fn db(tags: &[&str], excl: &[&str]) -> TagDb {
         let e = Exclusions::new(excl).unwrap();
         TagDb::new(tags.iter().map(|s| s.to_string()), &e)
+    }
+
+    #[test]
+    fn heap_bytes_counts_slots_and_buffers() {
+        let d = db(&["1.0.0", "10.0.0", "1.0.0"], &[]);
+        // Two slots (deduplicated, shrunk) plus 5 + 6 bytes of tag text at least.
+        let slots = 2 * std::mem::size_of::<String>();
+        assert!(d.heap_bytes() >= slots + 11, "{}", d.heap_bytes());
+        assert!(d.heap_bytes() < slots + 64, "{}", d.heap_bytes());
+        assert_eq!(TagDb::default().heap_bytes(), 0);
     }
 
     #[test]

@@ -51,6 +51,7 @@ fn options(url: &str, auth: GitAuth, scratch: &Path) -> PushOptions {
         author_email: "bot@plumb.invalid".into(),
         signing_key: None,
         attempts: 3,
+        push_options: Vec::new(),
     }
 }
 
@@ -241,4 +242,68 @@ fn a_signed_commit_verifies_with_gpg_and_the_refspec_is_pushed_too() {
             .to_string()
             .contains("git.asc")
     );
+}
+
+/// Installs an executable hook `name` with `body` in `repo`.
+fn hook(repo: &TestRepo, name: &str, body: &str) {
+    let path = repo.path.join(".git/hooks").join(name);
+    std::fs::write(&path, body).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn push_options_reach_the_server_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = served_repo(dir.path());
+    let seen = dir.path().join("push-options.txt");
+    hook(
+        &repo,
+        "pre-receive",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\ni=0\nwhile [ \"$i\" -lt \"${{GIT_PUSH_OPTION_COUNT:-0}}\" ]; do\n  \
+             eval \"echo \\\"\\$GIT_PUSH_OPTION_$i\\\"\"\n  i=$((i+1))\ndone > '{}'\n",
+            seen.display()
+        ),
+    );
+    let server = GitHttpServer::start(dir.path(), basic());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut opts = options(&server.url("repo"), basic_auth(), scratch.path());
+    let spec = std::collections::BTreeMap::from([
+        ("ci.skip".to_string(), String::new()),
+        ("merge_request.target".to_string(), "main".to_string()),
+    ]);
+    opts.push_options = plumb_source::git::push::push_option_strings(&spec);
+    // A server that does not advertise push options: a clear error, nothing lands.
+    let before = repo.head();
+    let e = commit_and_push(&opts, &scratch.path().join("work"), |d, _| {
+        Ok(set_image(d, "app:3"))
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("push-options not supported"), "{e}");
+    assert_eq!(repo.head(), before);
+    run_git(
+        &repo.path,
+        &["config", "receive.advertisePushOptions", "true"],
+    );
+    let out = commit_and_push(&opts, &scratch.path().join("work"), |d, _| {
+        Ok(set_image(d, "app:3"))
+    })
+    .unwrap();
+    assert_eq!(repo.head(), out.pushed.unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap(),
+        "ci.skip\nmerge_request.target=main\n"
+    );
+
+    // An option with a line break is refused before anything is fetched or pushed.
+    let before = repo.head();
+    opts.push_options = vec!["ci.skip\nx=y".to_string()];
+    let e = commit_and_push(&opts, &scratch.path().join("work"), |d, _| {
+        Ok(set_image(d, "app:4"))
+    })
+    .unwrap_err();
+    assert!(matches!(e, SourceError::Invalid { .. }), "{e}");
+    assert!(e.to_string().contains("line break"), "{e}");
+    assert_eq!(repo.head(), before);
 }

@@ -1,6 +1,7 @@
 //! The ImageRepository a policy refers to, with Flux's cross-namespace rule: a repository in
 //! another namespace must list the policy's namespace in `spec.accessFrom` (by namespace
-//! labels; an empty `matchLabels` selects every namespace).
+//! labels; an empty `matchLabels` selects every namespace). With `--no-cross-namespace-refs`
+//! every reference to another namespace is denied before the repository is read.
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
@@ -16,6 +17,16 @@ pub(super) async fn get(obj: &ImagePolicy, ctx: &Context) -> Result<ImageReposit
     let own_ns = obj.namespace().unwrap_or_default();
     let r = &obj.spec.image_repository_ref;
     let ns = r.namespace.clone().unwrap_or_else(|| own_ns.clone());
+    if ctx.config.no_cross_namespace_refs && ns != own_ns {
+        return Err(Failure::new(
+            Class::Stalled,
+            reason::ACCESS_DENIED,
+            format!(
+                "cannot access 'ImageRepository/{ns}/{}', cross-namespace references have been blocked",
+                r.name
+            ),
+        ));
+    }
     let api: Api<ImageRepository> = Api::namespaced(ctx.client.clone(), &ns);
     let api_err = |e: kube::Error| {
         Failure::new(

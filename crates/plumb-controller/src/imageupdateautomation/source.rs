@@ -108,6 +108,7 @@ pub(super) async fn push_options(
         author_email: git.commit.author.email.clone(),
         signing_key,
         attempts: PUSH_ATTEMPTS,
+        push_options: plumb_source::git::push::push_option_strings(&push.options),
     })
 }
 

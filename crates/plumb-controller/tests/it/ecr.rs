@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use crate::common::{install_crds, ready, start_plumb_with, wait_obj};
 use crate::logsink::LogSink;
 
-const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+pub(crate) const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
 /// moto's tokens expire at 2015-01-01T00:00:00Z; the controller's clock stands an hour
 /// before, so they are fresh for 55 minutes of it.
@@ -35,7 +35,7 @@ fn moto_expiry() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_420_070_400)
 }
 
-async fn ecr_auth(moto: &MotoServer) -> EcrAuth {
+pub(crate) async fn ecr_auth(moto: &MotoServer) -> EcrAuth {
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
@@ -73,7 +73,7 @@ async fn push(url: String, user: &str, password: &str) -> String {
     .unwrap()
 }
 
-async fn start_registry(password: String) -> Registry {
+pub(crate) async fn start_registry(password: String) -> Registry {
     tokio::task::spawn_blocking(move || {
         Registry::start(RegistryOptions {
             htpasswd: Some(("AWS", &password)),
@@ -83,6 +83,37 @@ async fn start_registry(password: String) -> Registry {
     .await
     .unwrap()
     .unwrap()
+}
+
+/// moto, and a registry whose htpasswd holds the ECR token moto hands out (its password).
+pub(crate) async fn moto_with_registry() -> (MotoServer, String, Registry) {
+    let moto = tokio::task::spawn_blocking(MotoServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let registry = EcrRegistry::parse(ECR_HOST).unwrap();
+    let token = ecr_auth(&moto).await.credentials(&registry).await.unwrap();
+    let password = token.credentials.password.clone();
+    assert_eq!(token.credentials.username, "AWS");
+    let reg = start_registry(password.clone()).await;
+    (moto, password, reg)
+}
+
+/// Starts plumb for `ns` with ECR tokens from `moto` and the ECR host resolving to
+/// loopback; returns the token source (to count `GetAuthorizationToken` calls).
+pub(crate) async fn start_plumb_on_moto(
+    info: &plumb_testing::ControlPlaneInfo,
+    ns: &str,
+    storage: &std::path::Path,
+    moto: &MotoServer,
+) -> Arc<EcrAuth> {
+    let auth = Arc::new(ecr_auth(moto).await);
+    let ctx = start_plumb_with(info, ns, storage, |c| {
+        c.oci_resolve = vec![(ECR_HOST.to_string(), [127, 0, 0, 1].into())];
+    })
+    .await;
+    assert!(ctx.ecr.use_auth(auth.clone()));
+    auth
 }
 
 fn ecr_url(reg: &Registry) -> String {
@@ -111,17 +142,8 @@ async fn ecr_provider_through_moto() {
     install_crds(&client).await;
     let ns = TestNamespace::create(info, "oci-ecr").await.unwrap();
     let n = ns.name().to_string();
-    let moto = tokio::task::spawn_blocking(MotoServer::start)
-        .await
-        .unwrap()
-        .unwrap();
-
     // The registry accepts exactly what GetAuthorizationToken hands out.
-    let registry = EcrRegistry::parse(ECR_HOST).unwrap();
-    let token = ecr_auth(&moto).await.credentials(&registry).await.unwrap();
-    let password = token.credentials.password.clone();
-    assert_eq!(token.credentials.username, "AWS");
-    let reg = start_registry(password.clone()).await;
+    let (moto, password, reg) = moto_with_registry().await;
     let digest = push(reg.oci_url("fleet:v1"), "AWS", &password).await;
 
     let auth = Arc::new(ecr_auth(&moto).await);
@@ -254,14 +276,7 @@ async fn oci_helm_repository_with_the_aws_provider() {
     install_crds(&client).await;
     let ns = TestNamespace::create(info, "helm-ecr").await.unwrap();
     let n = ns.name().to_string();
-    let moto = tokio::task::spawn_blocking(MotoServer::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let registry = EcrRegistry::parse(ECR_HOST).unwrap();
-    let token = ecr_auth(&moto).await.credentials(&registry).await.unwrap();
-    let password = token.credentials.password.clone();
-    let reg = start_registry(password.clone()).await;
+    let (moto, password, reg) = moto_with_registry().await;
     let host = reg.host();
     tokio::task::spawn_blocking(move || {
         let work = tempfile::tempdir().unwrap();
@@ -283,13 +298,8 @@ async fn oci_helm_repository_with_the_aws_provider() {
     .await
     .unwrap();
 
-    let auth = Arc::new(ecr_auth(&moto).await);
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = start_plumb_with(info, &n, tmp.path(), |c| {
-        c.oci_resolve = vec![(ECR_HOST.to_string(), [127, 0, 0, 1].into())];
-    })
-    .await;
-    assert!(ctx.ecr.use_auth(auth.clone()));
+    let auth = start_plumb_on_moto(info, &n, tmp.path(), &moto).await;
     let port = reg.host().rsplit_once(':').unwrap().1.to_string();
     let repo: plumb_api::HelmRepository = serde_json::from_value(json!({
         "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::common::{condition, install_crds, ready, request_reconcile, start_plumb, wait_obj};
 
-fn insecure() -> ClientOptions {
+pub(crate) fn insecure() -> ClientOptions {
     ClientOptions {
         insecure: true,
         timeout: Duration::from_secs(20),
@@ -29,13 +29,18 @@ fn insecure() -> ClientOptions {
 
 /// Pushes one small artifact as `image:first`, then tags it with every tag of `more` (one
 /// manifest PUT each); returns the manifest digest.
-async fn push_tags(reg: &Registry, image: &str, first: &str, more: &[&str]) -> String {
+pub(crate) async fn push_tags(reg: &Registry, image: &str, first: &str, more: &[&str]) -> String {
     let url = reg.oci_url(&format!("{image}:{first}"));
+    push_tags_with(url, insecure(), more).await
+}
+
+/// [`push_tags`] to `url` (`oci://host/image:first`) with client options `opts`.
+pub(crate) async fn push_tags_with(url: String, opts: ClientOptions, more: &[&str]) -> String {
     let more: Vec<String> = more.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "a").unwrap();
-        let client = Client::new(&oci::parse_url(&url).unwrap(), &insecure()).unwrap();
+        let client = Client::new(&oci::parse_url(&url).unwrap(), &opts).unwrap();
         let digest = client
             .push_artifact(dir.path(), &PushMeta::default())
             .unwrap()
@@ -49,7 +54,7 @@ async fn push_tags(reg: &Registry, image: &str, first: &str, more: &[&str]) -> S
     .unwrap()
 }
 
-async fn create_repo(api: &Api<ImageRepository>, name: &str, spec: Value) {
+pub(crate) async fn create_repo(api: &Api<ImageRepository>, name: &str, spec: Value) {
     let obj: ImageRepository = serde_json::from_value(json!({
         "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
         "metadata": {"name": name}, "spec": spec
@@ -58,7 +63,7 @@ async fn create_repo(api: &Api<ImageRepository>, name: &str, spec: Value) {
     api.create(&PostParams::default(), &obj).await.unwrap();
 }
 
-async fn create_policy(api: &Api<ImagePolicy>, name: &str, spec: Value) {
+pub(crate) async fn create_policy(api: &Api<ImagePolicy>, name: &str, spec: Value) {
     let obj: ImagePolicy = serde_json::from_value(json!({
         "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
         "metadata": {"name": name}, "spec": spec
@@ -67,7 +72,7 @@ async fn create_policy(api: &Api<ImagePolicy>, name: &str, spec: Value) {
     api.create(&PostParams::default(), &obj).await.unwrap();
 }
 
-async fn latest_tag(api: &Api<ImagePolicy>, name: &str, tag: &str) -> Value {
+pub(crate) async fn latest_tag(api: &Api<ImagePolicy>, name: &str, tag: &str) -> Value {
     wait_obj(api, name, &format!("{name} latest {tag}"), |v| {
         v["status"]["latestRef"]["tag"].as_str() == Some(tag)
             && ready(v.get("status")).is_some_and(|r| r.0 == "True")

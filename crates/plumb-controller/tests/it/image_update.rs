@@ -42,7 +42,32 @@ async fn policy(w: &World, name: &str, tag: &str) {
         .unwrap();
 }
 
+/// Lets the smart-HTTP server take pushes to the checked-out branch.
+pub(crate) fn accept_pushes(w: &World) {
+    run_git(&w.repo.path, &["config", "http.receivepack", "true"]);
+    run_git(
+        &w.repo.path,
+        &["config", "receive.denyCurrentBranch", "updateInstead"],
+    );
+}
+
 async fn automation(w: &World, name: &str, branch: &str) {
+    let author = ("Flux Bot", "bot@plumb.invalid");
+    let push = json!({"branch": branch});
+    automation_with(w, name, push, author, TEMPLATE, json!({"env": "staging"})).await;
+}
+
+/// Creates ImageUpdateAutomation `name` on GitRepository `fleet` (master), pushing as
+/// `push` (`git.push`), Setters over `./apps`, committing as `author` with `template` and
+/// `values`.
+pub(crate) async fn automation_with(
+    w: &World,
+    name: &str,
+    push: Value,
+    author: (&str, &str),
+    template: &str,
+    values: Value,
+) {
     let api: Api<ImageUpdateAutomation> = Api::namespaced(w.client.clone(), &w.n);
     let a: ImageUpdateAutomation = serde_json::from_value(json!({
         "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageUpdateAutomation",
@@ -53,11 +78,11 @@ async fn automation(w: &World, name: &str, branch: &str) {
             "git": {
                 "checkout": {"ref": {"branch": "master"}},
                 "commit": {
-                    "author": {"name": "Flux Bot", "email": "bot@plumb.invalid"},
-                    "messageTemplate": TEMPLATE,
-                    "messageTemplateValues": {"env": "staging"}
+                    "author": {"name": author.0, "email": author.1},
+                    "messageTemplate": template,
+                    "messageTemplateValues": values
                 },
-                "push": {"branch": branch}
+                "push": push
             },
             "update": {"strategy": "Setters", "path": "./apps"}
         }
@@ -80,11 +105,7 @@ async fn a_new_image_is_committed_with_the_template_and_applied() {
     // The markers name the test namespace, known only now.
     w.repo
         .commit(&[("apps/cm.yaml", &CM.replace("NS", &w.n))], "markers");
-    run_git(&w.repo.path, &["config", "http.receivepack", "true"]);
-    run_git(
-        &w.repo.path,
-        &["config", "receive.denyCurrentBranch", "updateInstead"],
-    );
+    accept_pushes(&w);
     w.create_ks("apps", json!({"path": "./apps"})).await;
     w.wait_ready("apps").await;
     let before = w.repo.head();

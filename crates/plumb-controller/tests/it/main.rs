@@ -21,6 +21,8 @@ mod helmrelease_metadata;
 mod helmrelease_operations;
 mod helmrelease_strategies;
 mod helmrepository;
+mod image_access;
+mod image_e2e;
 mod image_policy;
 mod image_update;
 mod kustomization;

@@ -146,7 +146,7 @@ fn cosign_sign(repo_url: &str, digest: &str, dir: &Path, name: &str) {
         .unwrap();
 }
 
-async fn secret(api: &Api<Secret>, name: &str, type_: &str, data: Value) {
+pub(crate) async fn secret(api: &Api<Secret>, name: &str, type_: &str, data: Value) {
     let s: Secret = serde_json::from_value(json!({
         "metadata": {"name": name}, "type": type_, "stringData": data
     }))

@@ -8,9 +8,11 @@
 //! push the remote refuses as non-fast-forward (someone pushed first) starts over from a fresh
 //! fetch, re-applies the change on the new head and pushes again, at most
 //! [`PushOptions::attempts`] times; any other refusal (a protected branch, a hook) is
-//! [`SourceError::PushRejected`] at once.
+//! [`SourceError::PushRejected`] at once. `git.push.options` go with every push
+//! ([`PushOptions::push_options`]; the server must advertise `push-options`).
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -89,6 +91,36 @@ pub struct PushOptions {
     pub signing_key: Option<SigningKey>,
     /// Most fetch-apply-push rounds when pushes are refused as non-fast-forward.
     pub attempts: u32,
+    /// Push options sent to the server (`git push -o`), e.g. `ci.skip` or
+    /// `merge_request.create`; see [`push_option_strings`].
+    pub push_options: Vec<String>,
+}
+
+/// `git.push.options` as the strings `git push -o` sends: `key=value`, or `key` alone when
+/// the value is empty (as `-o ci.skip`).
+pub fn push_option_strings(options: &BTreeMap<String, String>) -> Vec<String> {
+    options
+        .iter()
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect()
+}
+
+/// The protocol carries one option per line: a newline or NUL cannot be sent (git refuses
+/// them too), so such an option is an error before anything is fetched.
+fn check_push_options(options: &[String]) -> Result<()> {
+    match options.iter().find(|o| o.contains(['\n', '\r', '\0'])) {
+        None => Ok(()),
+        Some(o) => Err(SourceError::Invalid {
+            what: "git.push.options".to_string(),
+            detail: format!("option '{}' contains a line break or NUL", o.escape_debug()),
+        }),
+    }
 }
 
 /// What the caller's change step returns: the commit message when it changed something.
@@ -135,6 +167,7 @@ pub fn commit_and_push<T>(
             detail: "not a valid git branch name".to_string(),
         });
     }
+    check_push_options(&opts.push_options)?;
     let max = opts.attempts.max(1);
     let mut attempt = 0;
     loop {
@@ -329,6 +362,10 @@ impl Round<'_> {
         let header = s.auth_header()?;
         if let Some(h) = &header {
             po.custom_headers(&[h]);
+        }
+        if !self.opts.push_options.is_empty() {
+            let options: Vec<&str> = self.opts.push_options.iter().map(String::as_str).collect();
+            po.remote_push_options(&options);
         }
         let specs = self.refspecs();
         let specs: Vec<&str> = specs.iter().map(String::as_str).collect();

@@ -59,6 +59,20 @@ pub async fn start_plumb_as(
     storage: &std::path::Path,
     tune: impl FnOnce(&mut Config),
 ) -> Arc<Context> {
+    let scope = Scope {
+        namespace: Some(ns.to_string()),
+        label_selector: None,
+    };
+    start_plumb_scoped(cfg, scope, storage, tune).await
+}
+
+/// [`start_plumb_as`] watching `scope` (e.g. every namespace, objects with one label).
+pub async fn start_plumb_scoped(
+    cfg: kube::Config,
+    scope: Scope,
+    storage: &std::path::Path,
+    tune: impl FnOnce(&mut Config),
+) -> Arc<Context> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let artifacts = storage.join("artifacts");
@@ -77,10 +91,6 @@ pub async fn start_plumb_as(
     };
     tune(&mut config);
     let ctx = Context::new(client, cfg, config);
-    let scope = Scope {
-        namespace: Some(ns.to_string()),
-        label_selector: None,
-    };
     // Benchmarks sharing these helpers set `PLUMB_CONCURRENT` like `plumb run --concurrent`.
     let workers = std::env::var("PLUMB_CONCURRENT")
         .ok()

@@ -37,4 +37,4 @@ pub use error::NotifyError;
 pub use event::{Event, InvolvedObject, Severity};
 pub use http::{HttpTransport, MAX_RESPONSE_BYTES, ProxyOptions, TransportOptions};
 pub use provider::{Delivery, Notifier, Settings, notifier_for};
-pub use transport::{HttpRequest, HttpResponse, Method, Transport};
+pub use transport::{HttpRequest, HttpResponse, Method, Transport, redact_url};

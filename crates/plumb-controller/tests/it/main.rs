@@ -27,6 +27,7 @@ mod kustomization_parity;
 mod kustomization_unchanged;
 mod leader;
 mod logsink;
+mod notification_routing;
 mod notification_types;
 mod notifications;
 mod oci_bad_input;

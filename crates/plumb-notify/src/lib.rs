@@ -11,7 +11,7 @@
 //! Layout, one module per family of types:
 //! - [`generic`]: `generic`, `generic-hmac`, `slack`;
 //! - [`chat`]: `msteams`, `discord`, `googlechat`, `rocket`, `matrix`, `webex`,
-//!   `telegram`, `lark`;
+//!   `telegram`, `lark`, `zulip`;
 //! - [`incident`]: `alertmanager`, `grafana`, `opsgenie`, `pagerduty`, `datadog`;
 //! - [`commit_status`]: `github`, `gitlab`, `gitea`, `bitbucket`, `bitbucketserver`,
 //!   `azuredevops`, and `githubdispatch`.

@@ -8,6 +8,7 @@ use plumb_testing::webhook_sink::{Behaviour, WebhookSink};
 use serde_json::{Value, json};
 
 use crate::common::world::{World, within};
+use crate::common::{condition, ready, wait_obj};
 use crate::notifications::{alert, apply_apps, files, provider, received, secret, wait_ready};
 
 /// `github` and `githubdispatch` with a GitHub App instead of a token: a local endpoint
@@ -77,6 +78,29 @@ async fn github_types_authenticate_as_a_github_app() {
     .await;
     assert_eq!(status2.header("authorization"), Some(bearer.as_str()));
     assert_eq!(endpoint.tokens_minted(), minted);
+
+    // An app whose key is not a PEM RSA key stalls its Provider, naming the key.
+    secret(
+        &w,
+        "bad-app",
+        json!({"githubAppID": "42", "githubAppInstallationID": "7",
+               "githubAppPrivateKey": "not a key"}),
+    )
+    .await;
+    provider(
+        &w,
+        "bad-app",
+        json!({"type": "github", "address": status_sink.url("/org/repo"),
+               "secretRef": {"name": "bad-app"}}),
+    )
+    .await;
+    let v = wait_obj(&providers_api(&w), "bad-app", "bad app stalled", |v| {
+        condition(v.get("status"), "Stalled").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let message = ready(v.get("status")).unwrap().2;
+    assert!(message.contains("githubAppPrivateKey"), "{message}");
+    assert!(!message.contains("not a key"), "{message}");
 
     // The token and the key never show in the Providers' status or events.
     let providers: Api<Provider> = Api::namespaced(w.client.clone(), &w.n);
@@ -162,4 +186,8 @@ async fn match_labels_apply_to_events_published_without_labels() {
         let _ = repos.delete(name, &Default::default()).await;
     }
     w.finish().await;
+}
+
+fn providers_api(w: &World) -> Api<Provider> {
+    Api::namespaced(w.client.clone(), &w.n)
 }

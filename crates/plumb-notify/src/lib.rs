@@ -11,7 +11,7 @@
 //! Layout, one module per family of types:
 //! - [`generic`]: `generic`, `generic-hmac`, `slack`;
 //! - [`chat`]: `msteams`, `discord`, `googlechat`, `rocket`, `matrix`, `webex`,
-//!   `telegram`, `lark`;
+//!   `telegram`, `lark`, `zulip`;
 //! - [`incident`]: `alertmanager`, `grafana`, `opsgenie`, `pagerduty`, `datadog`;
 //! - [`commit_status`]: `github`, `gitlab`, `gitea`, `bitbucket`, `bitbucketserver`,
 //!   `azuredevops`, and `githubdispatch`.
@@ -37,4 +37,4 @@ pub use error::NotifyError;
 pub use event::{Event, InvolvedObject, Severity};
 pub use http::{HttpTransport, MAX_RESPONSE_BYTES, ProxyOptions, TransportOptions};
 pub use provider::{Delivery, Notifier, Settings, notifier_for};
-pub use transport::{HttpRequest, HttpResponse, Method, Transport};
+pub use transport::{HttpRequest, HttpResponse, Method, Transport, redact_url};

@@ -4,8 +4,10 @@
 //! controllers post to it (no HTTP hop here).
 //!
 //! Flow: [`Dispatcher::publish`] (a non-blocking `try_send` into a bounded intake; a full
-//! intake drops the event) -> [`run`]'s intake task: Flux's rate limit of identical events
-//! (`limit.rs`), the Ready and matching Alerts of the watch store (`matching.rs`), the
+//! intake drops the event, counted and warned about in `dropped.rs`) -> [`run`]'s intake
+//! task: Flux's rate limit of identical events (`limit.rs`), the object's labels read when
+//! an Alert's `matchLabels` needs them and the publisher had none (`labels.rs`), the Ready
+//! and matching Alerts of the watch store (`matching.rs`), the
 //! Provider as its reconciler resolved it (`resolve.rs`), the Alert's metadata merged in and
 //! the commit status key computed -> the Provider's worker (`worker.rs`: bounded queue,
 //! retries with backoff, metrics, Warning event). A slow Provider fills its own queue only.
@@ -13,6 +15,9 @@
 //! Commit-status updates (`commit_status: update`, on Kustomization and HelmRelease
 //! successes) go to commit-status Providers only, as Flux's notifiers skip them.
 
+mod dropped;
+pub mod github_app;
+mod labels;
 pub mod limit;
 pub mod matching;
 pub mod resolve;
@@ -89,11 +94,21 @@ pub struct Dispatcher {
     provider_store: RwLock<Option<Store<Provider>>>,
     providers: RwLock<HashMap<String, Arc<Resolved>>>,
     options: RwLock<Options>,
+    /// The metrics of the context [`run`] serves (for intake drops).
+    metrics: RwLock<Option<Arc<crate::metrics::Metrics>>>,
+    drops: Mutex<dropped::DropLog>,
 }
 
 impl Default for Dispatcher {
     fn default() -> Self {
-        let (tx, rx) = mpsc::channel(INTAKE);
+        Self::with_intake(INTAKE)
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher whose intake holds `capacity` events.
+    fn with_intake(capacity: usize) -> Self {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         Dispatcher {
             tx,
             rx: Mutex::new(Some(rx)),
@@ -102,6 +117,27 @@ impl Default for Dispatcher {
             provider_store: RwLock::default(),
             providers: RwLock::default(),
             options: RwLock::default(),
+            metrics: RwLock::default(),
+            drops: Mutex::default(),
+        }
+    }
+
+    /// Counts an event the intake had no room for; warns now and then.
+    fn dropped(&self) {
+        if let Some(m) = self.metrics.read().ok().and_then(|m| m.clone()) {
+            m.notification_event_dropped();
+        }
+        let due = self
+            .drops
+            .lock()
+            .ok()
+            .and_then(|mut l| l.note(Instant::now()));
+        if let Some(n) = due {
+            tracing::warn!(
+                dropped = n,
+                "notification intake full: {n} event(s) dropped since the last warning \
+                 (plumb_notification_events_dropped_total)"
+            );
         }
     }
 }
@@ -224,7 +260,7 @@ impl Dispatcher {
             })
             .is_err()
         {
-            tracing::debug!("notification intake full, event dropped");
+            self.dropped();
         }
     }
 }
@@ -322,6 +358,9 @@ pub async fn run(ctx: Arc<Context>) {
     let Some(rx) = guard.rx.as_mut() else {
         return;
     };
+    if let Ok(mut m) = d.metrics.write() {
+        *m = Some(ctx.metrics.clone());
+    }
     d.enabled.store(true, Ordering::Relaxed);
     let mut limiter = limit::Limiter::new(d.options().rate_limit);
     let mut regexes = matching::Regexes::default();
@@ -335,10 +374,17 @@ pub async fn run(ctx: Arc<Context>) {
             p = rx.recv() => p,
             () = &mut stop => None,
         };
-        let Some(p) = p else { break };
+        let Some(mut p) = p else { break };
         limiter.set_interval(d.options().rate_limit);
         if !limiter.allow(&p.event, Instant::now()) {
             continue;
+        }
+        if p.labels.is_empty()
+            && let Some(store) = d.alerts.read().ok().and_then(|s| s.clone())
+            && labels::wanted(&store, &p.event)
+            && let Some(l) = labels::lookup(&ctx.client, &p.event.involved_object).await
+        {
+            p.labels = l;
         }
         for job in route(&ctx, &d, &p, &mut regexes) {
             let key = job.provider.key.clone();
@@ -380,6 +426,41 @@ mod tests {
             assert!(!d.enabled.load(Ordering::Relaxed));
             assert!(d.rx.lock().unwrap().is_some());
         }
+    }
+
+    #[test]
+    fn a_full_intake_counts_what_it_drops() {
+        let d = Dispatcher::with_intake(2);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        *d.metrics.write().unwrap() = Some(metrics.clone());
+        d.enabled.store(true, Ordering::Relaxed);
+        let obj = ObjectReference {
+            kind: Some("Kustomization".into()),
+            name: Some("apps".into()),
+            ..Default::default()
+        };
+        for i in 0..5 {
+            d.publish(
+                &obj,
+                false,
+                "Reason",
+                &format!("event {i}"),
+                Origin::default(),
+            );
+        }
+        assert_eq!(metrics.notification_events_dropped(), 3);
+        let mut rx = d.rx.lock().unwrap().take().unwrap();
+        assert_eq!(rx.try_recv().unwrap().event.message, "event 0");
+        assert_eq!(rx.try_recv().unwrap().event.message, "event 1");
+        assert!(rx.try_recv().is_err());
+        // Room again: nothing more is dropped.
+        d.publish(&obj, false, "Reason", "event 5", Origin::default());
+        assert_eq!(metrics.notification_events_dropped(), 3);
+        let text = metrics.encode();
+        assert!(
+            text.contains("plumb_notification_events_dropped_total 3"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct Resolved {
     pub notifier: &'static dyn Notifier,
     /// The HTTP transport with the Provider's timeout, proxy and TLS.
     pub transport: Arc<dyn Transport>,
+    /// The GitHub App the `github` types get a token from when the Secret has no `token`.
+    pub github_app: Option<super::github_app::AppAuth>,
 }
 
 fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
@@ -199,6 +201,12 @@ pub async fn resolve(ctx: &Context, p: Arc<Provider>) -> Result<Resolved, Failur
         .validate(&settings)
         .map_err(|e| invalid(e.to_string()))?;
     let opts = transport_options(ctx, &p, secret_proxy).await?;
+    let github_app = match &data {
+        Some((name, d)) => {
+            super::github_app::from_secret(&settings, name, d, opts.timeout, opts.ca_pem.clone())?
+        }
+        None => None,
+    };
     let transport = plumb_notify::HttpTransport::new(&opts).map_err(|e| invalid(e.to_string()))?;
     Ok(Resolved {
         key: settings.provider.clone(),
@@ -208,5 +216,6 @@ pub async fn resolve(ctx: &Context, p: Arc<Provider>) -> Result<Resolved, Failur
         settings,
         notifier,
         transport: Arc::new(transport),
+        github_app,
     })
 }

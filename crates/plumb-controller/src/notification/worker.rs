@@ -55,10 +55,19 @@ async fn deliver(ctx: &Context, job: &Job, opts: &Options) -> bool {
         let provider = job.provider.clone();
         let event = job.event.clone();
         let commit_status_key = job.commit_status_key.clone();
+        let cache = ctx.memo::<plumb_source::git::github_app::TokenCache>();
         let result = tokio::task::spawn_blocking(move || {
+            let with_token;
+            let settings = match &provider.github_app {
+                Some(app) => {
+                    with_token = app.settings_with_token(&cache, &provider.settings)?;
+                    &with_token
+                }
+                None => &provider.settings,
+            };
             provider.notifier.send(
                 &Delivery {
-                    settings: &provider.settings,
+                    settings,
                     event: &event,
                     commit_status_key,
                 },

@@ -99,6 +99,7 @@ pub struct Metrics {
     git_fetch: Family<ResultLabels, Histogram>,
     api_requests: Family<RequestLabels, Counter>,
     notifications: Family<NotificationLabels, Counter>,
+    notification_events_dropped: Counter,
     last_info: Mutex<HashMap<Key, InfoLabels>>,
 }
 
@@ -182,8 +183,15 @@ impl Metrics {
              failure, retry, dropped)",
             notifications.clone(),
         );
+        let notification_events_dropped = Counter::default();
+        registry.register(
+            "plumb_notification_events_dropped",
+            "Events dropped before Alert matching because the notification intake was full",
+            notification_events_dropped.clone(),
+        );
         Metrics {
             notifications,
+            notification_events_dropped,
             registry,
             reconcile_duration,
             condition,
@@ -323,6 +331,16 @@ impl Metrics {
                 result: result.to_string(),
             })
             .get()
+    }
+
+    /// Counts one event dropped because the notification intake was full.
+    pub fn notification_event_dropped(&self) {
+        self.notification_events_dropped.inc();
+    }
+
+    /// Events dropped because the notification intake was full, so far.
+    pub fn notification_events_dropped(&self) -> u64 {
+        self.notification_events_dropped.get()
     }
 
     /// Counts one Kubernetes API request (`code`: the HTTP status, or `error`).

@@ -30,6 +30,8 @@ mod kustomization_parity;
 mod kustomization_unchanged;
 mod leader;
 mod logsink;
+mod notification_routing;
+mod notification_types;
 mod notifications;
 mod oci_bad_input;
 mod oci_verify;

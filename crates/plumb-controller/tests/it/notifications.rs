@@ -18,7 +18,7 @@ use crate::common::{condition, ready, wait_obj};
 
 const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  k: v\n";
 
-fn files() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn files() -> Vec<(&'static str, &'static str)> {
     vec![
         ("deploy/kustomization.yaml", "resources:\n- cm.yaml\n"),
         ("deploy/cm.yaml", CM),
@@ -29,7 +29,7 @@ fn files() -> Vec<(&'static str, &'static str)> {
 
 const CM2: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm2\ndata:\n  k: v\n";
 
-async fn secret(w: &World, name: &str, data: Value) {
+pub(crate) async fn secret(w: &World, name: &str, data: Value) {
     let s: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "namespace": w.n}, "stringData": data
@@ -41,7 +41,7 @@ async fn secret(w: &World, name: &str, data: Value) {
         .unwrap();
 }
 
-async fn provider(w: &World, name: &str, spec: Value) {
+pub(crate) async fn provider(w: &World, name: &str, spec: Value) {
     let p: Provider = serde_json::from_value(json!({
         "apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Provider",
         "metadata": {"name": name, "namespace": w.n}, "spec": spec
@@ -54,7 +54,7 @@ async fn provider(w: &World, name: &str, spec: Value) {
 }
 
 /// An Alert `name` on Provider `name` for every Kustomization, `extra` merged into the spec.
-async fn alert(w: &World, name: &str, extra: Value) {
+pub(crate) async fn alert(w: &World, name: &str, extra: Value) {
     let mut spec = json!({
         "providerRef": {"name": name},
         "eventSources": [{"kind": "Kustomization", "name": "*"}],
@@ -73,7 +73,7 @@ async fn alert(w: &World, name: &str, extra: Value) {
         .unwrap();
 }
 
-async fn wait_ready<K>(w: &World, name: &str)
+pub(crate) async fn wait_ready<K>(w: &World, name: &str)
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -89,14 +89,28 @@ where
 }
 
 /// Waits until `sink` received a request whose JSON body satisfies `pred`.
-async fn received(sink: &WebhookSink, what: &str, pred: impl Fn(&Value) -> bool) -> Received {
+pub(crate) async fn received(
+    sink: &WebhookSink,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Received {
     within(what, 60, || async {
         sink.received().into_iter().find(|r| pred(&r.json()))
     })
     .await
 }
 
-fn is_change_set(v: &Value) -> bool {
+/// Creates Kustomization `apps` on `./deploy` and returns the revision it applied.
+pub(crate) async fn apply_apps(w: &World) -> String {
+    w.create_ks("apps", json!({"path": "./deploy"})).await;
+    let ks = w.wait_ready("apps").await;
+    ks["status"]["lastAppliedRevision"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub(crate) fn is_change_set(v: &Value) -> bool {
     v["message"]
         .as_str()
         .is_some_and(|m| m.contains("ConfigMap/"))
@@ -153,12 +167,7 @@ async fn generic_provider_gets_kustomization_events_filtered_like_flux() {
         wait_ready::<Alert>(&w, name).await;
     }
 
-    w.create_ks("apps", json!({"path": "./deploy"})).await;
-    let ks = w.wait_ready("apps").await;
-    let revision = ks["status"]["lastAppliedRevision"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let revision = apply_apps(&w).await;
 
     let req = received(&all, "change set at the generic provider", is_change_set).await;
     assert_eq!(req.method, "POST");

@@ -1,5 +1,5 @@
 //! Chat provider types: `msteams`, `discord`, `googlechat`, `rocket`, `matrix`, `webex`,
-//! `telegram`, `lark` (`slack` lives with the generic types). Each builds the message Flux's
+//! `telegram`, `lark`, `zulip` (`slack` lives with the generic types). Each builds the message Flux's
 //! notification-controller builds: the object as `kind/name.namespace`, the event message,
 //! the metadata (revision, summary, the Alert's `eventMetadata`), coloured or marked by
 //! severity, and cut to the service's documented size limit.
@@ -18,6 +18,7 @@ mod telegram;
 #[cfg(test)]
 pub(crate) mod testutil;
 mod webex;
+mod zulip;
 
 pub(crate) use format::{
     Typed, check_url, check_url_and_credentials, check_url_and_token, object_name, require,
@@ -37,6 +38,7 @@ pub fn notifier(provider_type: &str) -> Option<&'static dyn Notifier> {
         "webex" => Some(&webex::WEBEX),
         "telegram" => Some(&telegram::TELEGRAM),
         "lark" => Some(&lark::LARK),
+        "zulip" => Some(&zulip::ZULIP),
         _ => None,
     }
 }

@@ -1,5 +1,6 @@
-//! `bitbucket`: build statuses on Bitbucket Cloud (`https://api.bitbucket.org/2.0`; the
-//! address names the workspace and repository, its host is not used, as in Flux).
+//! `bitbucket`: build statuses on Bitbucket Cloud (`https://api.bitbucket.org/2.0`, or the
+//! process's `BITBUCKET_API_BASE_URL` as Flux's Bitbucket client reads it; the address names
+//! the workspace and repository, its host is not used, as in Flux).
 //!
 //! The Secret's `token` is `<username>:<app password or API token>` (Basic auth); with the
 //! username `x-token-auth` or `x-bitbucket-api-token-auth` the second part is sent as a Bearer
@@ -21,6 +22,18 @@ const STATES: States = States {
 
 /// Bitbucket Cloud's API.
 const API: &str = "https://api.bitbucket.org/2.0";
+
+/// The environment variable that replaces [`API`] (Flux's go-bitbucket client reads it).
+const API_ENV: &str = "BITBUCKET_API_BASE_URL";
+
+/// The API root: `BITBUCKET_API_BASE_URL` when set, else Bitbucket Cloud's.
+fn api() -> String {
+    std::env::var(API_ENV)
+        .ok()
+        .map(|v| v.trim().trim_end_matches('/').to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| API.to_string())
+}
 
 /// Usernames whose password part is an OAuth/API bearer token.
 const BEARER_USERS: [&str; 2] = ["x-token-auth", "x-bitbucket-api-token-auth"];
@@ -94,7 +107,7 @@ impl Notifier for Bitbucket {
     }
 
     fn send(&self, delivery: &Delivery<'_>, transport: &dyn Transport) -> Result<(), NotifyError> {
-        Bitbucket::send_to(API, delivery, transport)
+        Bitbucket::send_to(&api(), delivery, transport)
     }
 }
 

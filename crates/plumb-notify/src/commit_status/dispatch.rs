@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use super::github::{repo, token, with_headers};
+use super::github::{repo, token, validate, with_headers};
 use crate::{Delivery, HttpRequest, Notifier, NotifyError, Settings, Transport};
 
 /// The `githubdispatch` type.
@@ -15,8 +15,7 @@ pub(super) struct GitHubDispatch;
 
 impl Notifier for GitHubDispatch {
     fn validate(&self, settings: &Settings) -> Result<(), NotifyError> {
-        repo(settings)?;
-        token(settings).map(drop)
+        validate(settings)
     }
 
     fn send(&self, delivery: &Delivery<'_>, transport: &dyn Transport) -> Result<(), NotifyError> {

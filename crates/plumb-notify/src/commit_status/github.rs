@@ -67,11 +67,11 @@ pub(super) fn token(settings: &Settings) -> Result<&str, NotifyError> {
     if !settings.token.is_empty() {
         return Ok(&settings.token);
     }
-    if settings.extra.contains_key(APP_ID_KEY) {
+    if uses_github_app(settings) {
+        // The controller exchanges the app's key for an installation token before each
+        // delivery and puts it in `token`; an empty one means that did not happen.
         return Err(NotifyError::InvalidSettings(
-            "GitHub App authentication is not supported for notifications yet; put a token \
-             in the Secret's 'token' key"
-                .into(),
+            "no GitHub App installation token was obtained for this delivery".into(),
         ));
     }
     Err(NotifyError::InvalidSettings(
@@ -79,7 +79,21 @@ pub(super) fn token(settings: &Settings) -> Result<&str, NotifyError> {
     ))
 }
 
-/// `req` with GitHub's headers.
+/// Whether the Secret names a GitHub App (`githubAppID`) and no token: Flux then
+/// authenticates as the app's installation.
+pub fn uses_github_app(settings: &Settings) -> bool {
+    settings.token.is_empty() && settings.extra.contains_key(APP_ID_KEY)
+}
+
+/// Checks the address, and that there is a token or a GitHub App to get one from.
+pub(super) fn validate(settings: &Settings) -> Result<(), NotifyError> {
+    repo(settings)?;
+    if uses_github_app(settings) {
+        return Ok(());
+    }
+    token(settings).map(drop)
+}
+
 pub(super) fn with_headers(req: HttpRequest, token: &str) -> HttpRequest {
     req.header("Accept", "application/vnd.github+json")
         .header("X-GitHub-Api-Version", "2022-11-28")
@@ -92,8 +106,7 @@ pub(super) struct GitHub;
 
 impl Notifier for GitHub {
     fn validate(&self, settings: &Settings) -> Result<(), NotifyError> {
-        repo(settings)?;
-        token(settings).map(drop)
+        validate(settings)
     }
 
     fn send(&self, delivery: &Delivery<'_>, transport: &dyn Transport) -> Result<(), NotifyError> {
@@ -266,9 +279,16 @@ mod tests {
             ("https://github.com/o/r", ""),
         ];
         assert_invalid(&GitHub, "github", &cases);
+        // A GitHub App instead of a token: valid; sending without the token the controller
+        // gets from it fails clearly.
         let mut app = settings("github", "https://github.com/o/r", "");
         app.extra.insert(APP_ID_KEY.into(), "123".into());
-        let err = GitHub.validate(&app).expect_err("app");
+        assert!(uses_github_app(&app));
+        GitHub.validate(&app).expect("app");
+        let e = event(Severity::Info, "ReconciliationSucceeded");
+        let err = GitHub
+            .send(&delivery(&app, &e), &Recorder::default())
+            .expect_err("no token");
         assert!(err.to_string().contains("GitHub App"), "{err}");
     }
 

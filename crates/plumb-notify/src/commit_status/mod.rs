@@ -33,6 +33,11 @@ use crate::{Delivery, Event, HttpRequest, Notifier, NotifyError, Settings, Sever
 use crate::text::split_camel_case;
 pub(crate) use crate::text::{basic_auth, encode};
 pub(crate) use address::parse_git_address;
+pub use github::uses_github_app;
+
+/// The types that authenticate as a GitHub App when the Secret holds `githubAppID`,
+/// `githubAppInstallationID` and `githubAppPrivateKey` instead of a `token`.
+pub const GITHUB_APP_TYPES: &[&str] = &["github", "githubdispatch"];
 
 /// The notifier of `provider_type` if it belongs to this family.
 pub fn notifier(provider_type: &str) -> Option<&'static dyn Notifier> {

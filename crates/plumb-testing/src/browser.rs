@@ -276,6 +276,7 @@ impl Browser {
         let page = Page {
             conn: Arc::clone(&self.conn),
             session,
+            target,
         };
         page.call("Runtime.enable", json!({})).await?;
         page.call("Log.enable", json!({})).await?;
@@ -312,6 +313,7 @@ impl Drop for Browser {
 pub struct Page {
     conn: Arc<Conn>,
     session: String,
+    target: String,
 }
 
 impl std::fmt::Debug for Page {
@@ -443,6 +445,26 @@ impl Page {
         std::fs::create_dir_all(&dir).map_err(|e| io("creating", &dir, e))?;
         std::fs::write(&path, png).map_err(|e| io("writing", &path, e))?;
         Ok(path)
+    }
+
+    /// Loads everything from the server, never from the browser's cache (cold loads).
+    pub async fn disable_cache(&self) -> Result<(), Error> {
+        self.call("Network.enable", json!({})).await?;
+        self.call("Network.setCacheDisabled", json!({ "cacheDisabled": true }))
+            .await
+            .map(|_| ())
+    }
+
+    /// Closes the tab.
+    pub async fn close(self) -> Result<(), Error> {
+        self.conn
+            .call(
+                None,
+                "Target.closeTarget",
+                json!({ "targetId": self.target }),
+            )
+            .await
+            .map(|_| ())
     }
 
     /// Script errors and console errors the page reported so far.

@@ -35,10 +35,19 @@ const $ = (id) => document.getElementById(id);
 const graph = new Graph($("graph"), (id) => { location.hash = objectHref(id); });
 
 function currentRoute() {
-  const raw = decodeURI(location.hash.slice(1)) || "/";
+  let raw = location.hash.slice(1) || "/";
+  // A malformed escape in a hand-typed URL must not break the page.
+  try { raw = decodeURI(raw); } catch (_) { /* keep it as typed */ }
   const q = raw.indexOf("?");
   const path = q < 0 ? raw : raw.slice(0, q);
   return { path: path || "/", filters: parseFilters(q < 0 ? "" : raw.slice(q + 1)) };
+}
+
+/** The object id of a `/object/Kind/ns/name` route. */
+function objectIdOf(path) {
+  return path.slice("/object/".length).split("/").map((p) => {
+    try { return decodeURIComponent(p); } catch (_) { return p; }
+  }).join("/");
 }
 
 function visible() {
@@ -73,7 +82,7 @@ function render() {
   } else if (path === "/failures") {
     $("main").replaceChildren(failuresList(visible()));
   } else if (path.startsWith("/object/")) {
-    const id = path.slice("/object/".length).split("/").map(decodeURIComponent).join("/");
+    const id = objectIdOf(path);
     objectPage($("main"), id, app.objects, app.readOnly);
   } else {
     $("main").replaceChildren(h("p", { text: "No such page. " }, h("a", { href: "#/", text: "The fleet graph" })));
@@ -84,17 +93,19 @@ function render() {
 function drawGraph() {
   const vis = visible();
   graph.draw(vis, (id) => app.objects.has(id));
+  performance.mark("plumb-drawn");
   app.graphDirty = false;
   $("graph-count").textContent = `${vis.length} of ${app.objects.size} objects`;
 }
 
 function firstRendered() {
   if (document.body.dataset.rendered) return;
-  // The next frame is the one that shows what was just drawn.
-  requestAnimationFrame(() => {
+  // The next frame shows what was just drawn; a task queued from its animation callback
+  // runs once that frame is painted.
+  requestAnimationFrame(() => setTimeout(() => {
     window.plumbFirstRenderMs = performance.now();
     document.body.dataset.rendered = "1";
-  });
+  }, 0));
 }
 
 function syncForm(f) {
@@ -122,6 +133,7 @@ function onFilterInput() {
   const next = `#${app.route.path}${filtersQuery(f)}`;
   if (next !== location.hash) {
     app.graphDirty = true;
+    graph.fitted = false;
     history.replaceState(null, "", next);
     render();
   }
@@ -143,6 +155,7 @@ async function load() {
     const r = await fetch("/api/fleet");
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     fleet = await r.json();
+    performance.mark("plumb-fleet");
   } catch (e) {
     $("notice").textContent = `Cannot read the fleet: ${e.message}`;
     app.queue = null;
@@ -196,8 +209,7 @@ function refreshView() {
     const focused = document.activeElement && document.activeElement.closest ? document.activeElement.closest("[data-id]") : null;
     if (!focused) render();
   } else if (path.startsWith("/object/")) {
-    const id = path.slice("/object/".length).split("/").map(decodeURIComponent).join("/");
-    const o = app.objects.get(id);
+    const o = app.objects.get(objectIdOf(path));
     if (o) refreshSummary(o, app.objects);
   }
 }
@@ -230,7 +242,10 @@ function init() {
   window.addEventListener("hashchange", () => {
     const prev = app.route;
     const next = currentRoute();
-    if (filtersQuery(prev.filters) !== filtersQuery(next.filters)) app.graphDirty = true;
+    if (filtersQuery(prev.filters) !== filtersQuery(next.filters)) {
+      app.graphDirty = true;
+      graph.fitted = false;
+    }
     render();
     if (next.path !== prev.path) window.scrollTo(0, 0);
   });

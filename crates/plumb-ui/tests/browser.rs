@@ -404,3 +404,23 @@ async fn actions_show_the_servers_answer_and_are_hidden_when_read_only() {
     );
     browser.close().await;
 }
+
+/// The harness sees script errors (so `done`'s check can fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_errors_reach_the_test() {
+    let server = serve(10, false).await;
+    let (browser, page) = open(&server, "#/").await;
+    assert!(page.errors().is_empty());
+    page.eval("setTimeout(() => { throw new Error('boom from the page') }, 0); 1")
+        .await
+        .unwrap();
+    plumb_testing::wait::poll("the page error", WAIT, || async {
+        page.errors()
+            .iter()
+            .any(|e| e.contains("boom from the page"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    browser.close().await;
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plumb_testing::browser::Browser;
-use plumb_ui::{AppState, Store, UiOptions, fixture, router};
+use plumb_ui::{AppState, UiOptions, fixture, router};
 
 /// A field of /proc/self/status in KiB (`VmRSS`, `VmHWM`).
 fn proc_kib(field: &str) -> u64 {
@@ -33,10 +33,7 @@ fn mib(kib: u64) -> f64 {
 
 /// Serves a fleet of `n` objects on a free port; the page URL and the server task.
 async fn serve(n: usize) -> (String, tokio::task::JoinHandle<()>) {
-    let store = Store::new();
-    for o in fixture::synthetic_fleet(n) {
-        store.upsert(o);
-    }
+    let store = fixture::synthetic_store(n);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let app = router(AppState {

@@ -21,10 +21,7 @@ struct Server {
 }
 
 async fn serve(n: usize, read_only: bool) -> Server {
-    let store = Store::new();
-    for o in fixture::synthetic_fleet(n) {
-        store.upsert(o);
-    }
+    let store = fixture::synthetic_store(n);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let app = router(AppState {

@@ -421,3 +421,39 @@ async fn script_errors_reach_the_test() {
     .unwrap();
     browser.close().await;
 }
+
+/// A dependsOn cycle (and a self-reference) is hostile input for the layered layout: both
+/// objects are drawn and the page stays responsive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_depends_on_cycle_is_drawn() {
+    let server = serve(20, false).await;
+    let (browser, page) = open(&server, "#/").await;
+    let base = server
+        .store
+        .snapshot()
+        .into_iter()
+        .find(|o| o.kind == "Kustomization")
+        .unwrap();
+    let cyclic = |name: &str, on: &str| {
+        let mut o = base.clone();
+        o.name = name.into();
+        o.id = ObjectSummary::id_of(&o.kind, &o.namespace, name);
+        o.refs = [on, name]
+            .iter()
+            .map(|n| plumb_ui::Ref {
+                id: ObjectSummary::id_of(&o.kind, &o.namespace, n),
+                rel: plumb_ui::Rel::DependsOn,
+            })
+            .collect();
+        o
+    };
+    let (a, b) = (cyclic("cycle-a", "cycle-b"), cyclic("cycle-b", "cycle-a"));
+    server.store.upsert(a.clone());
+    server.store.upsert(b.clone());
+    for o in [&a, &b] {
+        page.wait_for(&format!("g.node[data-id=\"{}\"]:not(.missing)", o.id), WAIT)
+            .await
+            .unwrap();
+    }
+    done(browser, &page, None).await;
+}

@@ -6,6 +6,7 @@
 //! garbage-collector controllers, so that namespace deletion and owner references behave
 //! as in a cluster.
 
+pub mod browser;
 pub mod chartrepo;
 pub mod controlplane;
 pub mod eks_webhook;
@@ -77,6 +78,9 @@ pub enum Error {
     /// A Kubernetes client call failed.
     #[error("kubernetes client: {0}")]
     Kube(String),
+    /// The headless browser failed (missing, exited, or a DevTools call failed).
+    #[error("browser: {0}")]
+    Browser(String),
     /// A poll ran out of time.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {

@@ -115,6 +115,16 @@ pub fn synthetic_fleet(n: usize) -> Vec<ObjectSummary> {
     out
 }
 
+/// A [`Store`](crate::Store) holding [`synthetic_fleet`]`(n)`: for the browser tests and the
+/// first-render benchmark.
+pub fn synthetic_store(n: usize) -> crate::Store {
+    let store = crate::Store::new();
+    for o in synthetic_fleet(n) {
+        store.upsert(o);
+    }
+    store
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -345,3 +345,75 @@ async fn a_read_only_user_sees_forbidden_kinds_and_gets_403() {
     );
     w.finish().await;
 }
+
+/// A Kustomization that applies another: the child shows `appliedBy` in the fleet, the
+/// parent's object page expands the child's inventory, and a broken commit turns the child
+/// red.
+#[tokio::test]
+async fn nested_inventory_and_a_broken_commit() {
+    let w = World::new("ui-nested", FILES).await;
+    let n = w.n.clone();
+    let child = format!(
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  \
+         name: child\n  namespace: {n}\nspec:\n  interval: 1h\n  path: ./base\n  prune: true\n  \
+         targetNamespace: {n}\n  sourceRef:\n    kind: GitRepository\n    name: fleet\n"
+    );
+    w.push(
+        &[
+            ("nested/kustomization.yaml", "resources:\n- child.yaml\n"),
+            ("nested/child.yaml", &child),
+        ],
+        &[],
+    )
+    .await;
+    w.create_ks(
+        "parent",
+        json!({"path": "./nested", "targetNamespace": null}),
+    )
+    .await;
+    let addr = serve(w.client.clone(), &n, false).await;
+    let child_id = format!("Kustomization/{n}/child");
+    let c = wait_state(addr, &child_id, "ready").await;
+    assert!(
+        refs(&c).contains(&(format!("Kustomization/{n}/parent"), "appliedBy".into())),
+        "{c}"
+    );
+    let (code, d) = http(
+        addr,
+        "GET",
+        &format!("/api/object/Kustomization/{n}/parent"),
+        &[],
+    )
+    .await;
+    assert_eq!(code, 200, "{d}");
+    let entries = d["inventory"]["entries"].as_array().unwrap();
+    let node = entries
+        .iter()
+        .find(|e| e["id"] == child_id.as_str())
+        .unwrap();
+    let leaves = node["children"].as_array().unwrap();
+    assert!(
+        leaves
+            .iter()
+            .any(|e| e["kind"] == "ConfigMap" && e["name"] == "base"),
+        "{node}"
+    );
+
+    w.push(
+        &[("base/kustomization.yaml", "resources:\n- absent.yaml\n")],
+        &[],
+    )
+    .await;
+    let failed = within("the child red in the fleet", 60, || async {
+        let f = fleet(addr).await;
+        object(&f, &child_id)
+            .filter(|o| o["state"] == "failed" || o["state"] == "stalled")
+            .cloned()
+    })
+    .await;
+    assert!(
+        failed["message"].as_str().unwrap().contains("absent"),
+        "{failed}"
+    );
+    w.finish().await;
+}

@@ -50,6 +50,8 @@ enum Command {
     Pull(crate::cmd_artifact::PullArgs),
     /// Tag a Flux artifact in an OCI registry.
     Tag(crate::cmd_artifact::TagArgs),
+    /// Serve the fleet UI on a local port with your kubeconfig (prints the URL).
+    Ui(crate::cmd_ui::UiArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -72,5 +74,6 @@ pub fn run() -> Result<ExitCode> {
         Command::Push(args) => crate::cmd_artifact::push(args),
         Command::Pull(args) => crate::cmd_artifact::pull(args),
         Command::Tag(args) => crate::cmd_artifact::tag(args),
+        Command::Ui(args) => crate::cmd_ui::run(args),
     }
 }

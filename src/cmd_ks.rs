@@ -123,15 +123,16 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// `plumb build ks`: prints the rendered objects as a YAML stream.
 pub fn build(target: Target) -> Result<ExitCode> {
     runtime()?.block_on(async {
+        let cfg = load_config().await?;
         let objects = match target {
             Target::Kustomization(args) => {
-                let (_, ks, mut objects) = render(&args).await?;
+                let (_, ks, mut objects) = render(cfg, &args).await?;
                 if ks.spec.decryption.is_some() || !args.decryption_keys.is_empty() {
                     mask_secrets(&mut objects);
                 }
                 objects
             }
-            Target::HelmRelease(args) => plan_hr(&args).await?.objects,
+            Target::HelmRelease(args) => plan_hr(cfg, &args).await?.objects,
         };
         let text = plumb_kustomize::to_yaml_stream(&objects);
         let mut out = std::io::stdout().lock();
@@ -154,45 +155,18 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode> {
 }
 
 fn diff_inner(args: DiffArgs) -> Result<ExitCode> {
-    let args = match args.target {
-        Target::Kustomization(args) => args,
-        Target::HelmRelease(args) => return runtime()?.block_on(diff_hr(&args)),
-    };
     runtime()?.block_on(async {
-        let (ctx, ks, objects) = render(&args).await?;
-        let applier = Applier::new(ctx.client.clone(), KUSTOMIZE_CONTROLLER, 8);
-        let mut out = String::new();
-        let mut rendered = BTreeSet::new();
-        for o in objects {
-            let item = apply_item(o, ks.spec.force);
-            let r = ObjectRef::from_object(&item.object)?;
-            rendered.insert(r.key());
-            if item.mode == SsaMode::Ignore {
-                continue;
-            }
-            describe_apply(&applier, &item, &r, &mut out).await?;
-        }
-        if ks.spec.prune {
-            let inventory = ks.status.as_ref().and_then(|s| s.inventory.as_ref());
-            for e in inventory.map(|i| i.entries.as_slice()).unwrap_or_default() {
-                let Ok(m) = e.obj_metadata() else { continue };
-                let key = (m.group.clone(), m.kind.clone(), m.namespace.clone(), m.name);
-                if !rendered.contains(&key) {
-                    let r = ObjectRef {
-                        group: key.0,
-                        kind: key.1,
-                        namespace: key.2,
-                        name: key.3,
-                        version: e.v.clone(),
-                    };
-                    out.push_str(&format!("► {r} deleted\n"));
-                }
-            }
-        }
+        let cfg = load_config().await?;
+        let (text, note) = diff_text(cfg, &args.target).await?;
         let mut stdout = std::io::stdout().lock();
-        stdout.write_all(out.as_bytes()).context("writing output")?;
+        stdout
+            .write_all(text.as_bytes())
+            .context("writing output")?;
         stdout.flush().context("writing output")?;
-        Ok(if out.is_empty() {
+        if let Some(note) = note {
+            eprintln!("{note}");
+        }
+        Ok(if text.is_empty() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -200,12 +174,59 @@ fn diff_inner(args: DiffArgs) -> Result<ExitCode> {
     })
 }
 
+/// What `plumb diff` prints for `target` (empty when nothing would change), and for a
+/// HelmRelease a line about the release; shared with `plumb ui`'s diff view.
+pub(crate) async fn diff_text(
+    cfg: kube::Config,
+    target: &Target,
+) -> Result<(String, Option<String>)> {
+    let args = match target {
+        Target::Kustomization(args) => args,
+        Target::HelmRelease(args) => return diff_hr(cfg, args).await,
+    };
+    let (ctx, ks, objects) = render(cfg, args).await?;
+    let applier = Applier::new(ctx.client.clone(), KUSTOMIZE_CONTROLLER, 8);
+    let mut out = String::new();
+    let mut rendered = BTreeSet::new();
+    for o in objects {
+        let item = apply_item(o, ks.spec.force);
+        let r = ObjectRef::from_object(&item.object)?;
+        rendered.insert(r.key());
+        if item.mode == SsaMode::Ignore {
+            continue;
+        }
+        describe_apply(&applier, &item, &r, &mut out).await?;
+    }
+    if ks.spec.prune {
+        let inventory = ks.status.as_ref().and_then(|s| s.inventory.as_ref());
+        for e in inventory.map(|i| i.entries.as_slice()).unwrap_or_default() {
+            let Ok(m) = e.obj_metadata() else { continue };
+            let key = (m.group.clone(), m.kind.clone(), m.namespace.clone(), m.name);
+            if !rendered.contains(&key) {
+                let r = ObjectRef {
+                    group: key.0,
+                    kind: key.1,
+                    namespace: key.2,
+                    name: key.3,
+                    version: e.v.clone(),
+                };
+                out.push_str(&format!("► {r} deleted\n"));
+            }
+        }
+    }
+    Ok((out, None))
+}
+
+/// KUBECONFIG or the in-cluster config.
+async fn load_config() -> Result<kube::Config> {
+    kube::Config::infer()
+        .await
+        .context("loading Kubernetes configuration (KUBECONFIG or in-cluster)")
+}
+
 /// A client and a controller context from KUBECONFIG (or in-cluster), with a scratch
 /// storage directory that lives as long as the returned guard.
-async fn cli_context(strict: bool) -> Result<(Arc<Context>, tempfile::TempDir)> {
-    let cfg = kube::Config::infer()
-        .await
-        .context("loading Kubernetes configuration (KUBECONFIG or in-cluster)")?;
+async fn cli_context(cfg: kube::Config, strict: bool) -> Result<(Arc<Context>, tempfile::TempDir)> {
     let client = kube::Client::try_from(cfg.clone()).context("creating the Kubernetes client")?;
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let ctx = Context::new(
@@ -221,8 +242,8 @@ async fn cli_context(strict: bool) -> Result<(Arc<Context>, tempfile::TempDir)> 
 }
 
 /// Reads the HelmRelease and plans its next release as the controller would.
-async fn plan_hr(args: &HrArgs) -> Result<plumb_controller::helmrelease::Plan> {
-    let (ctx, _scratch) = cli_context(false).await?;
+async fn plan_hr(cfg: kube::Config, args: &HrArgs) -> Result<plumb_controller::helmrelease::Plan> {
+    let (ctx, _scratch) = cli_context(cfg, false).await?;
     let hr = Api::<HelmRelease>::namespaced(ctx.client.clone(), &args.namespace)
         .get(&args.name)
         .await
@@ -271,8 +292,8 @@ async fn describe_apply(
 
 /// `plumb diff hr`: a server-side dry-run of every object of the next release, and the
 /// objects of the deployed release it would delete.
-async fn diff_hr(args: &HrArgs) -> Result<ExitCode> {
-    let plan = plan_hr(args).await?;
+async fn diff_hr(cfg: kube::Config, args: &HrArgs) -> Result<(String, Option<String>)> {
+    let plan = plan_hr(cfg, args).await?;
     let mut out = String::new();
     for o in plan.objects {
         let item = plumb_ssa::ApplyItem::new(o);
@@ -282,10 +303,7 @@ async fn diff_hr(args: &HrArgs) -> Result<ExitCode> {
     for r in &plan.removed {
         out.push_str(&format!("► {r} deleted\n"));
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes()).context("writing output")?;
-    stdout.flush().context("writing output")?;
-    eprintln!(
+    let note = format!(
         "release {} with chart {} ({})",
         plan.release,
         plan.chart,
@@ -294,17 +312,16 @@ async fn diff_hr(args: &HrArgs) -> Result<ExitCode> {
             None => "not installed".into(),
         }
     );
-    Ok(if out.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok((out, Some(note)))
 }
 
 /// Reads the Kustomization and renders it exactly as the controller would.
-async fn render(args: &KsArgs) -> Result<(Arc<Context>, Kustomization, Vec<Value>)> {
+async fn render(
+    cfg: kube::Config,
+    args: &KsArgs,
+) -> Result<(Arc<Context>, Kustomization, Vec<Value>)> {
     let keys = cli_keys(&args.decryption_keys)?;
-    let (ctx, _scratch) = cli_context(args.strict_substitution).await?;
+    let (ctx, _scratch) = cli_context(cfg, args.strict_substitution).await?;
     let ks = Api::<Kustomization>::namespaced(ctx.client.clone(), &args.namespace)
         .get(&args.name)
         .await

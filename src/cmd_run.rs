@@ -117,6 +117,11 @@ pub struct RunArgs {
     /// Region of --eks-cluster-name (default: the AWS region chain, e.g. AWS_REGION).
     #[arg(long, requires = "eks_cluster_name")]
     pub eks_region: Option<String>,
+    /// Serve the fleet UI (read-only) on this address, e.g. `:9000`. Off by default: anyone
+    /// who reaches the port sees every Flux object's status and messages, without
+    /// authentication (use port-forward or an authenticating proxy).
+    #[arg(long)]
+    pub ui_addr: Option<String>,
     /// How often the EKS cluster facts are re-read.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub eks_facts_interval: Duration,
@@ -136,7 +141,7 @@ fn listen_addr(s: &str) -> Result<SocketAddr> {
         .with_context(|| format!("invalid listen address {s:?}"))
 }
 
-fn init_logging(level: &str, encoding: &str) -> Result<()> {
+pub(crate) fn init_logging(level: &str, encoding: &str) -> Result<()> {
     // RUST_LOG, when set, refines the filter (e.g. `kube=debug` to see API traffic).
     let mut directives = format!("{level},kube=warn,hyper=warn");
     if let Ok(extra) = std::env::var("RUST_LOG")
@@ -350,6 +355,12 @@ async fn serve_endpoints(
         receiver_opts,
         std::future::pending(),
     ));
+    if let Some(addr) = &args.ui_addr {
+        let listener = tokio::net::TcpListener::bind(listen_addr(addr)?)
+            .await
+            .with_context(|| format!("binding the UI to {addr}"))?;
+        crate::cmd_ui::serve_shared(ctx.client.clone(), listener, vec![args.namespace.clone()]);
+    }
     Ok(())
 }
 

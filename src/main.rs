@@ -11,6 +11,7 @@ mod cmd_eks;
 mod cmd_helm;
 mod cmd_ks;
 mod cmd_run;
+mod cmd_ui;
 mod ops;
 
 use std::process::ExitCode;

@@ -6,11 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use kube::api::{Patch, PatchParams};
-use plumb_api::consts::annotation::{
-    RECONCILE_FORCE_AT, RECONCILE_REQUESTED_AT, RECONCILE_RESET_AT,
-};
-use serde_json::json;
+use plumb_api::consts::annotation::{RECONCILE_FORCE_AT, RECONCILE_RESET_AT};
 
 use super::common::{
     FluxKind, Target, client, get_obj, parse_timeout, ready_of, revision_of, runtime, source_of,
@@ -148,18 +144,9 @@ async fn request_reconcile_with(
     name: &str,
     extra: &[&str],
 ) -> Result<String> {
-    let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let mut annotations = serde_json::Map::new();
-    annotations.insert(RECONCILE_REQUESTED_AT.into(), json!(stamp));
-    for key in extra {
-        annotations.insert((*key).into(), json!(stamp));
-    }
-    let patch = json!({"metadata": {"annotations": annotations}});
-    kind.api(client, ns)
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+    plumb_ui::actions::request_reconcile(client, kind, ns, name, extra)
         .await
-        .with_context(|| format!("annotating {} {ns}/{name}", kind.kind()))?;
-    Ok(stamp)
+        .with_context(|| format!("annotating {} {ns}/{name}", kind.kind()))
 }
 
 /// Waits until the controller handled `stamp` and decided Ready; prints the outcome.
@@ -267,13 +254,10 @@ async fn set_suspend(
     name: &str,
     suspend: bool,
 ) -> Result<()> {
-    let patch = json!({"spec": {"suspend": suspend}});
-    kind.api(client, ns)
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+    plumb_ui::actions::set_suspend(client, kind, ns, name, suspend)
         .await
         .with_context(|| {
             let verb = if suspend { "suspending" } else { "resuming" };
             format!("{verb} {} {ns}/{name}", kind.kind())
-        })?;
-    Ok(())
+        })
 }

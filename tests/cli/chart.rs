@@ -22,7 +22,7 @@ const VALUE_SETS: &[&[&str]] = &[
     &[],
     &[
         "--set",
-        "replicas=2,rbac.clusterAdmin=true,networkPolicy.enabled=true,storage.medium=Memory",
+        "replicas=2,rbac.clusterAdmin=true,networkPolicy.enabled=true,storage.medium=Memory,ui.enabled=true",
         "--set",
         "serviceMonitor.enabled=true,controller.defaultServiceAccount=default",
         "--set",
@@ -83,6 +83,35 @@ fn plumb_renders_the_chart_like_helm() {
         assert!(helm.len() >= 7, "{helm:#?}");
         assert_eq!(helm, plumb, "values {extra:?}");
     }
+}
+
+/// The fleet UI (`plumb run --ui-addr`) is off by default: no flag, no port, no Service;
+/// `ui.enabled` turns on all three.
+#[test]
+fn chart_serves_the_ui_only_when_enabled() {
+    let render = |extra: &[&str]| {
+        documents(&run(Command::new(env!("CARGO_BIN_EXE_plumb"))
+            .args(["helm", "template", "plumb"])
+            .arg(chart())
+            .args(["--namespace", "flux-system"])
+            .args(extra)))
+    };
+    let ui_service = |docs: &[Value]| {
+        docs.iter()
+            .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "plumb-ui")
+            .cloned()
+    };
+    let args = |docs: &[Value]| {
+        let d = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+        d["spec"]["template"]["spec"]["containers"][0]["args"].to_string()
+    };
+    let off = render(&[]);
+    assert!(ui_service(&off).is_none());
+    assert!(!args(&off).contains("--ui-addr"));
+    let on = render(&["--set", "ui.enabled=true,ui.port=9100"]);
+    let svc = ui_service(&on).expect("a UI Service");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 9100);
+    assert!(args(&on).contains("--ui-addr=:9100"), "{}", args(&on));
 }
 
 /// The ports of a NetworkPolicy rule (`ingress` or `egress` entry) as `port/protocol`.

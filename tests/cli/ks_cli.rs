@@ -220,6 +220,10 @@ async fn build_and_diff_a_kustomization() {
         !d.contains("aHVudGVyMg") && !d.contains("c3dvcmRmaXNo"),
         "secret values masked: {d}"
     );
+    // `plumb ui`'s diff view shows the same text.
+    let ui = crate::ui_cli::ui_diff(&kcfg, &n, "app").await;
+    assert_eq!(ui["changed"], true, "{ui}");
+    assert_eq!(ui["text"].as_str(), Some(d.as_str()), "{ui}");
 
     // --path builds a local directory with the same overlay and substitution, and diff
     // reports what prune would delete and what would be created.

@@ -14,3 +14,4 @@ mod leader_cli;
 mod notify_cli;
 mod ops_cli;
 mod shard_cli;
+mod ui_cli;

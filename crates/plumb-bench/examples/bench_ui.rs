@@ -9,7 +9,6 @@
 //! The target: under 1 s at 2,000 objects (release build).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver fails loudly
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use plumb_testing::browser::Browser;
@@ -36,13 +35,14 @@ async fn serve(n: usize) -> (String, tokio::task::JoinHandle<()>) {
     let store = fixture::synthetic_store(n);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
-    let app = router(AppState {
+    let app = router(AppState::new(
         store,
-        options: Arc::new(UiOptions {
+        UiOptions {
             context: "bench".into(),
             read_only: true,
-        }),
-    });
+            bound: None,
+        },
+    ));
     let task = tokio::spawn(async move {
         plumb_ui::serve(listener, app, std::future::pending())
             .await

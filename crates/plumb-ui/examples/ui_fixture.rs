@@ -3,7 +3,6 @@
 //! `cargo run -p plumb-ui --example ui_fixture -- [ADDR] [OBJECTS]` (default
 //! `127.0.0.1:9000 2000`). Every second one object changes state, to watch live updates.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use plumb_ui::{AppState, State, Store, UiOptions, fixture, router};
@@ -38,13 +37,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("plumb ui fixture: http://{}/", listener.local_addr()?);
-    let app = router(AppState {
+    let app = router(AppState::new(
         store,
-        options: Arc::new(UiOptions {
+        UiOptions {
             context: "fixture".into(),
-            read_only: false,
-        }),
-    });
+            ..Default::default()
+        },
+    ));
     plumb_ui::serve(listener, app, std::future::pending()).await?;
     Ok(())
 }

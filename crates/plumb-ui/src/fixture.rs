@@ -29,6 +29,14 @@ fn summary(kind: &str, api_version: &str, ns: &str, name: &str, state: State) ->
     }
 }
 
+/// A bare summary of `kind` (a Flux kind name) in state `unknown`, for tests.
+pub fn summary_of(kind: &str, ns: &str, name: &str) -> ObjectSummary {
+    let api_version = plumb_api::kinds::FluxKind::from_kind(kind)
+        .map(|k| k.resource().api_version)
+        .unwrap_or_default();
+    summary(kind, &api_version, ns, name, State::Unknown)
+}
+
 /// A fleet of `n` objects over 10 namespaces: one GitRepository per 20 objects, the rest
 /// Kustomizations (with `dependsOn` chains) and HelmReleases (on HelmRepositories); about one
 /// in 50 failed, one in 100 stalled, one in 100 suspended, the rest ready.

@@ -61,12 +61,24 @@ impl Store {
     /// Replaces every object of one kind (a watch's initial list or relist): objects of that
     /// kind not in `objects` are deleted.
     pub fn replace_kind(&self, kind: &str, objects: Vec<ObjectSummary>) {
+        self.replace_kind_in(kind, None, objects);
+    }
+
+    /// [`Store::replace_kind`] limited to one namespace when `namespace` is set (a watch of
+    /// one namespace, when the user may not list the kind cluster-wide).
+    pub fn replace_kind_in(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        objects: Vec<ObjectSummary>,
+    ) {
         let keep: std::collections::BTreeSet<String> =
             objects.iter().map(|o| o.id.clone()).collect();
         let stale: Vec<String> = {
             let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
             map.values()
                 .filter(|o| o.kind == kind && !keep.contains(&o.id))
+                .filter(|o| namespace.is_none_or(|ns| o.namespace == ns))
                 .map(|o| o.id.clone())
                 .collect()
         };
@@ -82,6 +94,26 @@ impl Store {
     pub fn get(&self, id: &str) -> Option<ObjectSummary> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
         map.get(id).cloned()
+    }
+
+    /// The objects of `kind` in namespace `ns` (a range of the id order: cheap).
+    pub fn of_kind_in(&self, kind: &str, ns: &str) -> Vec<ObjectSummary> {
+        let prefix = format!("{kind}/{ns}/");
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.range(prefix.clone()..)
+            .take_while(|(id, _)| id.starts_with(&prefix))
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// How many objects the store holds.
+    pub fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether the store holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Every object, sorted by id.

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use plumb_testing::browser::{Browser, Page, js_str};
@@ -24,13 +23,14 @@ async fn serve(n: usize, read_only: bool) -> Server {
     let store = fixture::synthetic_store(n);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
-    let app = router(AppState {
-        store: store.clone(),
-        options: Arc::new(UiOptions {
+    let app = router(AppState::new(
+        store.clone(),
+        UiOptions {
             context: "browser-test".into(),
             read_only,
-        }),
-    });
+            bound: None,
+        },
+    ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(plumb_ui::serve(listener, app, async move {
         let _ = stopped.await;

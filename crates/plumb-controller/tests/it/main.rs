@@ -43,3 +43,4 @@ mod receiver_types;
 mod remote;
 mod sops;
 mod sops_irsa;
+mod ui;

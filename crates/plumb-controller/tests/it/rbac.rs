@@ -65,6 +65,34 @@ pub(crate) fn chart_rbac(release: &str, ns: &str) -> Vec<Value> {
     objects
 }
 
+/// A kube config authenticated as ServiceAccount `ns/sa` (a TokenRequest token, valid for
+/// an hour, in a file that lives as long as the returned directory).
+pub(crate) async fn service_account_config(
+    info: &ControlPlaneInfo,
+    admin: &kube::Client,
+    ns: &str,
+    sa: &str,
+) -> (kube::Config, tempfile::TempDir) {
+    let req = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+        .create_token_request(sa, &PostParams::default(), &req)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    (config_with_token(info, &token_file).await, tmp)
+}
+
 /// A kube config of the admin kubeconfig's cluster, authenticated by `token_file` alone.
 pub(crate) async fn config_with_token(info: &ControlPlaneInfo, token_file: &Path) -> kube::Config {
     let mut cfg = admin_config(info).await;
@@ -272,23 +300,6 @@ pub(crate) async fn install_chart_rbac(
         )
         .await
         .unwrap();
-    let req = TokenRequest {
-        spec: TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
-        .create_token_request(&sa, &PostParams::default(), &req)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let tmp = tempfile::tempdir().unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, token).unwrap();
-    let cfg = config_with_token(info, &token_file).await;
+    let (cfg, tmp) = service_account_config(info, admin, ns, &sa).await;
     (cluster_scoped, cfg, tmp)
 }

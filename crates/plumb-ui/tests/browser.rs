@@ -311,9 +311,9 @@ async fn keyboard_tab_reaches_a_node_arrows_move_and_enter_opens_its_page() {
     page.wait_for(&format!("#object[data-id=\"{target}\"]"), WAIT)
         .await
         .unwrap();
-    // The fixture server has no details route: the page says so and keeps the summary.
+    // The fixture server has no cluster behind it (503): the page says so, keeps the summary.
     page.wait_until(
-        "document.querySelector('#details .note')?.textContent.includes('404')",
+        "document.querySelector('#details .note')?.textContent.includes('503')",
         WAIT,
     )
     .await
@@ -371,7 +371,7 @@ async fn actions_show_the_servers_answer_and_are_hidden_when_read_only() {
             .unwrap(),
         Value::Null
     );
-    // The fixture server has no action routes yet: the refusal is shown, not swallowed.
+    // The fixture server has no cluster to act on (503): the refusal is shown, not swallowed.
     page.click("button[data-action=reconcile]").await.unwrap();
     page.wait_for("#action-result[data-outcome=error]", WAIT)
         .await
@@ -383,7 +383,7 @@ async fn actions_show_the_servers_answer_and_are_hidden_when_read_only() {
     assert!(
         text.as_str()
             .unwrap()
-            .starts_with("reconcile refused (HTTP 4"),
+            .starts_with("reconcile refused (HTTP 503): no cluster"),
         "{text}"
     );
     browser.close().await;

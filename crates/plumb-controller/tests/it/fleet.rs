@@ -229,6 +229,12 @@ async fn reconcile_fleet(oci: bool) {
     let from = if oci { "1.0.0@sha256:" } else { "main@sha1:" };
     assert!(applied.starts_with(from), "{applied}");
 
+    // The fleet UI shows it, in a real browser (the git variant; the fleet's namespaces are
+    // cluster-wide, so this runs here rather than beside this test).
+    if !oci {
+        crate::ui_browser::check_fleet_in_browser(info, &client, &n, &repos.join("apps")).await;
+    }
+
     // Deleting the root prunes the fleet, namespaces included.
     ks_api.delete(&n, &DeleteParams::default()).await.unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -44,3 +44,4 @@ mod remote;
 mod sops;
 mod sops_irsa;
 mod ui;
+mod ui_browser;

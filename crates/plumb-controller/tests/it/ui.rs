@@ -29,7 +29,7 @@ const FILES: &[(&str, &str)] = &[
 ];
 
 /// Serves the UI over `client`'s view (watching cluster-wide, else `ns`); returns its address.
-async fn serve(client: kube::Client, ns: &str, read_only: bool) -> SocketAddr {
+pub(crate) async fn serve(client: kube::Client, ns: &str, read_only: bool) -> SocketAddr {
     let store = Store::new();
     plumb_ui::watch::spawn_watches(client.clone(), store.clone(), vec![ns.to_string()]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -55,12 +55,20 @@ pub async fn run(
     let git: Api<GitRepository> = scoped(&ctx, ns.as_deref());
     let oci: Api<OCIRepository> = scoped(&ctx, ns.as_deref());
     let eas: Api<ExternalArtifact> = scoped(&ctx, ns.as_deref());
+    // Only a new artifact of a source queues its generators (Flux's source predicate): a
+    // Receiver's annotation or a condition flip of the source does not.
     let s = store.clone();
-    let controller = controller.watches(git, watch.clone(), move |o: GitRepository| {
+    let git = new_artifacts(git, watch.clone(), |o: &GitRepository| {
+        o.status.as_ref().and_then(|s| s.artifact.as_ref())
+    });
+    let controller = controller.watches_stream(git, move |o: GitRepository| {
         users(&s, GeneratorSourceKind::GitRepository, &o)
     });
     let s = store.clone();
-    let controller = controller.watches(oci, watch.clone(), move |o: OCIRepository| {
+    let oci = new_artifacts(oci, watch.clone(), |o: &OCIRepository| {
+        o.status.as_ref().and_then(|s| s.artifact.as_ref())
+    });
+    let controller = controller.watches_stream(oci, move |o: OCIRepository| {
         users(&s, GeneratorSourceKind::OCIRepository, &o)
     });
     // An ExternalArtifact changed: the generators reading it, and the one owning it (a
@@ -77,6 +85,26 @@ pub async fn run(
         refs
     });
     crate::reconciler::run(controller, ctx, concurrency).await;
+}
+
+/// The objects of `api` whose artifact (revision, digest) changed.
+fn new_artifacts<S>(
+    api: Api<S>,
+    watch: watcher::Config,
+    artifact: fn(&S) -> Option<&plumb_api::meta::Artifact>,
+) -> impl futures::Stream<Item = Result<S, watcher::Error>> + Send + 'static
+where
+    S: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    S: Send + Sync + 'static,
+{
+    use kube::runtime::WatchStreamExt;
+    watcher(api, watch)
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(
+            move |s: &S| Some(crate::artifact::artifact_key(artifact(s))),
+            kube::runtime::PredicateConfig::default(),
+        )
 }
 
 fn scoped<K>(ctx: &Context, ns: Option<&str>) -> Api<K>
@@ -220,8 +248,10 @@ async fn generate(
     drop(held);
     let mut changed = Vec::new();
     let mut inventory = Vec::new();
+    let mut existing = output::existing(obj, ctx).await?;
     for (out, artifact) in obj.spec.artifacts.iter().zip(&built) {
-        if output::publish(obj, ctx, &out.name, artifact).await? {
+        let found = existing.remove(&out.name);
+        if output::publish(obj, ctx, &out.name, artifact, found).await? {
             changed.push(out.name.clone());
         }
         inventory.push(output::entry(&ns, &out.name, artifact));

@@ -25,6 +25,7 @@ mod image_update;
 mod kustomization;
 mod kustomization_parity;
 mod kustomization_unchanged;
+mod kustomization_unchanged_inputs;
 mod leader;
 mod logsink;
 mod notifications;

@@ -8,7 +8,8 @@
 //!    the digest and generation are those of the last success and every output is intact,
 //!    nothing else is done;
 //! 3. **fetch**: each source's artifact extracted (digest-verified) into a temporary dir;
-//! 4. **build**: per output, the copy operations ([`copy`], globs in [`glob`]) into a
+//! 4. **build**: the outputs (the `artifacts`, or with `spec.pathPattern` the templates
+//!    filled in for every matched directory, [`pattern`]); per output, the copy operations ([`copy`], globs in [`glob`]) into a
 //!    staging dir, archived into storage; revision `latest@<content digest>` ([`build`]);
 //! 5. **publish**: the ExternalArtifacts and their status, only where they changed, then
 //!    the removal of outputs no longer in the spec ([`output`]).
@@ -20,6 +21,7 @@ mod build;
 mod copy;
 mod glob;
 mod output;
+mod pattern;
 mod sources;
 
 use std::collections::BTreeMap;
@@ -165,16 +167,16 @@ impl Kind for ArtifactGenerator {
         sources::validate(obj)?;
         let artifacts = sources::artifacts(obj, ctx).await?;
         let digest = sources::digest(obj, &artifacts);
-        let msg = format!(
-            "reconciliation succeeded, generated {} artifact(s)",
-            obj.spec.artifacts.len()
-        );
+        let msg = |n: usize| format!("reconciliation succeeded, generated {n} artifact(s)");
+        // With a pathPattern the outputs follow the sources' directories, which the
+        // unchanged digest keeps as they were.
         let unchanged = status.observed_sources_digest.as_deref() == Some(digest.as_str())
             && status.observed_generation == obj.meta().generation
-            && status.inventory.len() == obj.spec.artifacts.len();
+            && (obj.spec.path_pattern.is_some()
+                || status.inventory.len() == obj.spec.artifacts.len());
         if unchanged && output::intact(obj, ctx, &status.inventory).await? {
             return Ok(Done {
-                ready: Some((reason::SUCCEEDED, msg)),
+                ready: Some((reason::SUCCEEDED, msg(status.inventory.len()))),
                 ..Done::default()
             });
         }
@@ -185,7 +187,7 @@ impl Kind for ArtifactGenerator {
             ("NewArtifact", note)
         });
         Ok(Done {
-            ready: Some((reason::SUCCEEDED, msg)),
+            ready: Some((reason::SUCCEEDED, msg(status.inventory.len()))),
             event,
             requeue: None,
         })
@@ -241,28 +243,28 @@ async fn generate(
             ctx.config.artifact_retention_ttl,
         ),
     };
-    let outputs = obj.spec.artifacts.clone();
-    let built = tokio::task::spawn_blocking(move || build::build_all(&inputs, &outputs))
-        .await
-        .map_err(|e| Failure::new(Class::Transient, reason::BUILD_FAILED, e.to_string()))??;
+    let outputs = pattern::expand(
+        obj.spec.path_pattern.as_deref(),
+        &obj.spec.artifacts,
+        &inputs.dirs,
+    )?;
+    let (built, outputs) = tokio::task::spawn_blocking(move || {
+        build::build_all(&inputs, &outputs).map(|built| (built, outputs))
+    })
+    .await
+    .map_err(|e| Failure::new(Class::Transient, reason::BUILD_FAILED, e.to_string()))??;
     drop(held);
     let mut changed = Vec::new();
     let mut inventory = Vec::new();
     let mut existing = output::existing(obj, ctx).await?;
-    for (out, artifact) in obj.spec.artifacts.iter().zip(&built) {
+    for (out, artifact) in outputs.iter().zip(&built) {
         let found = existing.remove(&out.name);
         if output::publish(obj, ctx, &out.name, artifact, found).await? {
             changed.push(out.name.clone());
         }
         inventory.push(output::entry(&ns, &out.name, artifact));
     }
-    output::remove_stale(
-        obj,
-        ctx,
-        &status.inventory,
-        &build::names(&obj.spec.artifacts),
-    )
-    .await?;
+    output::remove_stale(obj, ctx, &status.inventory, &build::names(&outputs)).await?;
     status.inventory = inventory;
     Ok(changed)
 }

@@ -47,7 +47,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         When::NotOneOf(&["generic", "github"]),
     ),
     row("GitRepository", "spec.serviceAccountName", When::Set),
-    row("ArtifactGenerator", "spec.pathPattern", When::Set),
     row(
         "OCIRepository",
         "spec.provider",

@@ -91,7 +91,9 @@ impl Bench {
     /// Kustomizations named `<prefix>app-<i>` whose lastAppliedRevision is `rev` (or whose
     /// source artifact is current, for `rev` = None: every one Ready).
     async fn at(&self, prefix: &str, rev: Option<&str>) -> usize {
-        let Ok(list) = self.ks().list(&ListParams::default()).await else {
+        // From the API server's watch cache (resourceVersion 0): a quorum list of 500
+        // objects every poll would load the server the measurement runs on.
+        let Ok(list) = self.ks().list(&ListParams::default().match_any()).await else {
             return 0;
         };
         list.items
@@ -113,12 +115,22 @@ impl Bench {
             .count()
     }
 
-    /// Creates the N Kustomizations `<prefix>app-<i>`, each at (path, sourceRef) of `source`.
+    /// Polls every `every` until `n` Kustomizations `<prefix>app-*` are Ready (at `rev`).
+    async fn wait_count(&self, prefix: &str, rev: Option<&str>, every: Duration, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        while self.at(prefix, rev).await != self.n {
+            assert!(Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Creates the N Kustomizations `<prefix>app-<i>`, each at (path, sourceRef) of `source`;
+    /// returns the time from the first create until all are Ready.
     async fn create_all(
         &self,
         prefix: &str,
         source: impl Fn(usize) -> (String, serde_json::Value),
-    ) {
+    ) -> Duration {
         let ns = &self.ns;
         let items = (0..self.n).map(|i| {
             let (path, source_ref) = source(i);
@@ -127,18 +139,17 @@ impl Bench {
                               "sourceRef": source_ref});
             (format!("{prefix}app-{i}"), spec)
         });
-        plumb_bench::create_kustomizations(&self.ks(), items).await;
         let t0 = Instant::now();
-        wait::poll("all Ready", Duration::from_secs(1800), || async {
-            (self.at(prefix, None).await == self.n).then_some(())
-        })
-        .await
-        .unwrap();
+        plumb_bench::create_kustomizations(&self.ks(), items).await;
+        self.wait_count(prefix, None, Duration::from_secs(1), "all Ready")
+            .await;
+        let took = t0.elapsed();
         eprintln!(
-            "{} Kustomizations {prefix}app-* Ready in {:.1} s",
+            "{} Kustomizations {prefix}app-* created and Ready in {:.1} s",
             self.n,
-            t0.elapsed().as_secs_f64()
+            took.as_secs_f64()
         );
+        took
     }
 
     /// Sets (or removes) the opt-out annotation, or `spec.suspend`, on every `prefix` one.
@@ -236,13 +247,9 @@ impl Bench {
         // their revision, so wait for the git revision on the GitRepository ones only.
         let rev = format!("master@sha1:{sha}");
         if on_git {
-            wait::poll(
-                "all at the new revision",
-                Duration::from_secs(600),
-                || async { (self.at(prefix, Some(&rev)).await == self.n).then_some(()) },
-            )
-            .await
-            .unwrap();
+            let every = Duration::from_millis(250);
+            self.wait_count(prefix, Some(&rev), every, "all at the new revision")
+                .await;
         }
         let all = t0.elapsed();
         // Let stragglers (re-triggers, status writes) land before counting.
@@ -273,11 +280,15 @@ impl Bench {
     }
 }
 
-fn print(title: &str, n: usize, skip: &Row, flux: &Row) {
+fn print(title: &str, n: usize, setup: Duration, skip: &Row, flux: &Row) {
     println!("\n{title}");
     println!("| | skip (plumb) | opted out (Flux) |");
     println!("|---|---|---|");
     let ms = |d: Duration| format!("{} ms", d.as_millis());
+    println!(
+        "| setup: {n} created -> all Ready | {:.1} s | |",
+        setup.as_secs_f64()
+    );
     println!(
         "| push -> touched app Ready | {} | {} |",
         ms(skip.ready),
@@ -413,7 +424,7 @@ async fn main() {
         plumb_api::consts::annotation::SKIP_UNCHANGED: "disabled"}}});
 
     // (1) N Kustomizations on one GitRepository.
-    bench
+    let setup = bench
         .create_all("m-", |i| {
             (
                 format!("./apps/app-{i}"),
@@ -427,6 +438,7 @@ async fn main() {
     print(
         &format!("{n} Kustomizations on one GitRepository, a commit touching app-{TOUCHED}"),
         n,
+        setup,
         &skip,
         &flux,
     );
@@ -452,7 +464,7 @@ async fn main() {
         .create(&pp, &generator)
         .await
         .unwrap();
-    bench
+    let setup = bench
         .create_all("g-", |i| {
             (
                 "./".to_string(),
@@ -468,6 +480,7 @@ async fn main() {
             "one ArtifactGenerator, {n} ExternalArtifacts and Kustomizations, a commit touching app-{TOUCHED}"
         ),
         n,
+        setup,
         &skip,
         &flux,
     );

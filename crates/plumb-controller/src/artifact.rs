@@ -90,6 +90,17 @@ pub(crate) fn external_api(
     }
 }
 
+/// What of a source's artifact queues its consumers, as Flux's
+/// `SourceRevisionChangePredicate`: the revision and digest (a source without an artifact
+/// yet hashes alike every time). Status writes that keep the artifact (conditions, a
+/// Receiver's annotation) queue nobody.
+pub(crate) fn artifact_key(a: Option<&plumb_api::meta::Artifact>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    a.map(|a| (&a.revision, &a.digest)).hash(&mut h);
+    h.finish()
+}
+
 /// Fetches and extracts `artifact` into a new temporary directory named
 /// `prefix...`, removed when the returned handle drops.
 pub async fn fetch_artifact(

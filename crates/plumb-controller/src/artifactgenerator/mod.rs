@@ -8,7 +8,8 @@
 //!    the digest and generation are those of the last success and every output is intact,
 //!    nothing else is done;
 //! 3. **fetch**: each source's artifact extracted (digest-verified) into a temporary dir;
-//! 4. **build**: per output, the copy operations ([`copy`], globs in [`glob`]) into a
+//! 4. **build**: the outputs (the `artifacts`, or with `spec.pathPattern` the templates
+//!    filled in for every matched directory, [`pattern`]); per output, the copy operations ([`copy`], globs in [`glob`]) into a
 //!    staging dir, archived into storage; revision `latest@<content digest>` ([`build`]);
 //! 5. **publish**: the ExternalArtifacts and their status, only where they changed, then
 //!    the removal of outputs no longer in the spec ([`output`]).
@@ -20,6 +21,7 @@ mod build;
 mod copy;
 mod glob;
 mod output;
+mod pattern;
 mod sources;
 
 use std::collections::BTreeMap;
@@ -55,12 +57,20 @@ pub async fn run(
     let git: Api<GitRepository> = scoped(&ctx, ns.as_deref());
     let oci: Api<OCIRepository> = scoped(&ctx, ns.as_deref());
     let eas: Api<ExternalArtifact> = scoped(&ctx, ns.as_deref());
+    // Only a new artifact of a source queues its generators (Flux's source predicate): a
+    // Receiver's annotation or a condition flip of the source does not.
     let s = store.clone();
-    let controller = controller.watches(git, watch.clone(), move |o: GitRepository| {
+    let git = new_artifacts(git, watch.clone(), |o: &GitRepository| {
+        o.status.as_ref().and_then(|s| s.artifact.as_ref())
+    });
+    let controller = controller.watches_stream(git, move |o: GitRepository| {
         users(&s, GeneratorSourceKind::GitRepository, &o)
     });
     let s = store.clone();
-    let controller = controller.watches(oci, watch.clone(), move |o: OCIRepository| {
+    let oci = new_artifacts(oci, watch.clone(), |o: &OCIRepository| {
+        o.status.as_ref().and_then(|s| s.artifact.as_ref())
+    });
+    let controller = controller.watches_stream(oci, move |o: OCIRepository| {
         users(&s, GeneratorSourceKind::OCIRepository, &o)
     });
     // An ExternalArtifact changed: the generators reading it, and the one owning it (a
@@ -77,6 +87,26 @@ pub async fn run(
         refs
     });
     crate::reconciler::run(controller, ctx, concurrency).await;
+}
+
+/// The objects of `api` whose artifact (revision, digest) changed.
+fn new_artifacts<S>(
+    api: Api<S>,
+    watch: watcher::Config,
+    artifact: fn(&S) -> Option<&plumb_api::meta::Artifact>,
+) -> impl futures::Stream<Item = Result<S, watcher::Error>> + Send + 'static
+where
+    S: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    S: Send + Sync + 'static,
+{
+    use kube::runtime::WatchStreamExt;
+    watcher(api, watch)
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(
+            move |s: &S| Some(crate::artifact::artifact_key(artifact(s))),
+            kube::runtime::PredicateConfig::default(),
+        )
 }
 
 fn scoped<K>(ctx: &Context, ns: Option<&str>) -> Api<K>
@@ -137,16 +167,16 @@ impl Kind for ArtifactGenerator {
         sources::validate(obj)?;
         let artifacts = sources::artifacts(obj, ctx).await?;
         let digest = sources::digest(obj, &artifacts);
-        let msg = format!(
-            "reconciliation succeeded, generated {} artifact(s)",
-            obj.spec.artifacts.len()
-        );
+        let msg = |n: usize| format!("reconciliation succeeded, generated {n} artifact(s)");
+        // With a pathPattern the outputs follow the sources' directories, which the
+        // unchanged digest keeps as they were.
         let unchanged = status.observed_sources_digest.as_deref() == Some(digest.as_str())
             && status.observed_generation == obj.meta().generation
-            && status.inventory.len() == obj.spec.artifacts.len();
+            && (obj.spec.path_pattern.is_some()
+                || status.inventory.len() == obj.spec.artifacts.len());
         if unchanged && output::intact(obj, ctx, &status.inventory).await? {
             return Ok(Done {
-                ready: Some((reason::SUCCEEDED, msg)),
+                ready: Some((reason::SUCCEEDED, msg(status.inventory.len()))),
                 ..Done::default()
             });
         }
@@ -157,7 +187,7 @@ impl Kind for ArtifactGenerator {
             ("NewArtifact", note)
         });
         Ok(Done {
-            ready: Some((reason::SUCCEEDED, msg)),
+            ready: Some((reason::SUCCEEDED, msg(status.inventory.len()))),
             event,
             requeue: None,
         })
@@ -213,26 +243,28 @@ async fn generate(
             ctx.config.artifact_retention_ttl,
         ),
     };
-    let outputs = obj.spec.artifacts.clone();
-    let built = tokio::task::spawn_blocking(move || build::build_all(&inputs, &outputs))
-        .await
-        .map_err(|e| Failure::new(Class::Transient, reason::BUILD_FAILED, e.to_string()))??;
+    let outputs = pattern::expand(
+        obj.spec.path_pattern.as_deref(),
+        &obj.spec.artifacts,
+        &inputs.dirs,
+    )?;
+    let (built, outputs) = tokio::task::spawn_blocking(move || {
+        build::build_all(&inputs, &outputs).map(|built| (built, outputs))
+    })
+    .await
+    .map_err(|e| Failure::new(Class::Transient, reason::BUILD_FAILED, e.to_string()))??;
     drop(held);
     let mut changed = Vec::new();
     let mut inventory = Vec::new();
-    for (out, artifact) in obj.spec.artifacts.iter().zip(&built) {
-        if output::publish(obj, ctx, &out.name, artifact).await? {
+    let mut existing = output::existing(obj, ctx).await?;
+    for (out, artifact) in outputs.iter().zip(&built) {
+        let found = existing.remove(&out.name);
+        if output::publish(obj, ctx, &out.name, artifact, found).await? {
             changed.push(out.name.clone());
         }
         inventory.push(output::entry(&ns, &out.name, artifact));
     }
-    output::remove_stale(
-        obj,
-        ctx,
-        &status.inventory,
-        &build::names(&obj.spec.artifacts),
-    )
-    .await?;
+    output::remove_stale(obj, ctx, &status.inventory, &build::names(&outputs)).await?;
     status.inventory = inventory;
     Ok(changed)
 }

@@ -44,13 +44,33 @@ fn owned_by(ea: &ExternalArtifact, obj: &ArtifactGenerator) -> bool {
     ea.owner_references().iter().any(|r| r.uid == uid)
 }
 
-/// Creates or updates the ExternalArtifact `name` and its status; returns whether its
-/// artifact changed.
+/// The ExternalArtifacts in `obj`'s namespace by name (one list request, so that publishing
+/// 500 outputs does not cost 500 reads).
+pub(super) async fn existing(
+    obj: &ArtifactGenerator,
+    ctx: &Context,
+) -> Result<std::collections::HashMap<String, ExternalArtifact>, Failure> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<ExternalArtifact> = Api::namespaced(ctx.client.clone(), &ns);
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_failure(format!("listing ExternalArtifacts in '{ns}'"), e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|ea| (ea.name_any(), ea))
+        .collect())
+}
+
+/// Creates or updates the ExternalArtifact `name` (`existing`: as listed by [`existing`])
+/// and its status; returns whether its artifact changed.
 pub(super) async fn publish(
     obj: &ArtifactGenerator,
     ctx: &Context,
     name: &str,
     artifact: &Artifact,
+    existing: Option<ExternalArtifact>,
 ) -> Result<bool, Failure> {
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ExternalArtifact> = Api::namespaced(ctx.client.clone(), &ns);
@@ -61,10 +81,6 @@ pub(super) async fn publish(
         name: obj.name_any(),
         namespace: Some(ns.clone()),
     };
-    let existing = api
-        .get_opt(name)
-        .await
-        .map_err(|e| api_failure(format!("getting ExternalArtifact '{ns}/{name}'"), e))?;
     let current = match existing {
         Some(ea) if !owned_by(&ea, obj) => {
             return Err(Failure::new(
@@ -168,17 +184,11 @@ pub(super) async fn intact(
     ctx: &Context,
     inventory: &[ExternalArtifactReference],
 ) -> Result<bool, Failure> {
-    let ns = obj.namespace().unwrap_or_default();
-    let api: Api<ExternalArtifact> = Api::namespaced(ctx.client.clone(), &ns);
-    let list = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| api_failure(format!("listing ExternalArtifacts in '{ns}'"), e))?;
+    let found = existing(obj, ctx).await?;
     Ok(inventory.iter().all(|item| {
-        list.items.iter().any(|ea| {
+        found.get(&item.name).is_some_and(|ea| {
             let art = ea.status.as_ref().and_then(|s| s.artifact.as_ref());
-            ea.name_any() == item.name
-                && owned_by(ea, obj)
+            owned_by(ea, obj)
                 && art.is_some_and(|a| {
                     a.digest.as_deref() == Some(item.digest.as_str())
                         && ctx.storage.root().join(&a.path).is_file()

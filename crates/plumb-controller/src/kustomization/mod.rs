@@ -14,6 +14,9 @@
 //! 5. **prune**: the previous inventory minus the new one, within the budget ([`prune`]);
 //! 6. **health**: read once, come back soon while pending ([`health`]).
 //!
+//! The watches (own objects, drift, sources: only a new artifact queues, changed users
+//! first) are in [`watches`]; extracted artifacts are shared per digest ([`trees`]).
+//!
 //! Safety: nothing is pruned unless the fetch, render, substitution and apply of the new
 //! revision all succeeded, and a prune that would delete more than the configured share
 //! of the inventory is refused unless the Kustomization allows it.
@@ -28,7 +31,9 @@ mod prune;
 mod render;
 mod source;
 mod substitute;
+mod trees;
 mod unchanged;
+mod watches;
 
 pub use crate::prune_budget::PRUNE_BUDGET_ANNOTATION;
 pub use apply::apply_item;
@@ -36,133 +41,23 @@ pub use decrypt::{add_secret_keys, decrypting_transform, file_transform};
 pub use render::{RenderSource, build_decrypted, render_objects, render_objects_with_keys};
 pub use source::source_artifact;
 pub use unchanged::{BuildCounts, build_counts};
+pub use watches::run;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use kube::api::Api;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::Action;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use plumb_api::conditions::{self, Status as CondStatus};
 use plumb_api::consts::{condition, field_manager, reason};
-use plumb_api::kustomization::{DeletionPolicy, SourceKind};
-use plumb_api::{
-    ExternalArtifact, GitRepository, Kustomization, KustomizationStatus, OCIRepository,
-};
+use plumb_api::kustomization::DeletionPolicy;
+use plumb_api::{Kustomization, KustomizationStatus};
 use plumb_ssa::Applier;
 
 use crate::context::Context;
 use crate::outcome::Failure;
 use crate::reconciler::{Done, Kind, Policy};
 use crate::{Error, Result};
-
-/// Runs the Kustomization controller until shutdown.
-pub async fn run(
-    ctx: Arc<Context>,
-    api: Api<Kustomization>,
-    sources: Api<GitRepository>,
-    watch: watcher::Config,
-    concurrency: u16,
-) {
-    let mut controller = crate::reconciler::desired_state_controller(api, watch.clone());
-    // Objects of an inventory that drift (changed by another writer, or deleted) queue
-    // their Kustomization at once (see `drift`).
-    if let Some(triggers) = ctx.drift.take_triggers() {
-        // A drifted owner's next reconcile applies in full (never skipped as unchanged).
-        let drift_ctx = ctx.clone();
-        let triggers = triggers.inspect(move |r| {
-            unchanged::mark_drift(
-                &drift_ctx,
-                r.namespace.as_deref().unwrap_or_default(),
-                &r.name,
-            );
-        });
-        controller = controller.reconcile_on(triggers);
-    }
-    let store = controller.store();
-    // A GitRepository change (a new artifact) reconciles the Kustomizations using it,
-    // as Flux's source watch does, instead of waiting for their interval. The watch feeds
-    // a store the reconciler reads its source from (no request per reconcile); the store
-    // is updated before the trigger fires, so a reconcile never sees an older artifact.
-    let (reader, writer) = kube::runtime::reflector::store::<GitRepository>();
-    if let Ok(mut s) = ctx.sources.write() {
-        *s = Some(reader);
-    }
-    let oci: Api<OCIRepository> = match sources.namespace() {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    // Sources are watched without the label selector: as in Flux's sharding, a sharded
-    // Kustomization may use a source of another shard (or of none), and its new artifacts
-    // must still reconcile it.
-    let source_watch = watcher::Config {
-        label_selector: None,
-        ..watch
-    };
-    let oci_watch = source_watch.clone();
-    let ea_watch = source_watch.clone();
-    let oci_ns = sources.namespace().map(str::to_string);
-    let source_triggers = kube::runtime::reflector(writer, watcher(sources, source_watch))
-        .default_backoff()
-        .applied_objects()
-        .filter_map(|r| futures::future::ready(r.ok()))
-        .flat_map(move |src: GitRepository| {
-            let src_ns = src.namespace();
-            let src_name = src.name_any();
-            futures::stream::iter(
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|ks| {
-                        let r = &ks.spec.source_ref;
-                        r.kind == SourceKind::GitRepository
-                            && r.name == src_name
-                            && r.namespace.clone().or_else(|| ks.namespace()) == src_ns
-                    })
-                    .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
-                    .collect::<Vec<_>>(),
-            )
-        });
-    let controller = controller.reconcile_on(source_triggers);
-    // A new OCIRepository artifact reconciles the Kustomizations using it.
-    let users = controller.store();
-    let controller = controller.watches(oci, oci_watch, move |src: OCIRepository| {
-        users
-            .state()
-            .into_iter()
-            .filter(|ks| {
-                let r = &ks.spec.source_ref;
-                r.kind == SourceKind::OCIRepository
-                    && r.name == src.name_any()
-                    && r.namespace.clone().or_else(|| ks.namespace()) == src.namespace()
-            })
-            .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
-            .collect::<Vec<_>>()
-    });
-    // A new ExternalArtifact artifact (an ArtifactGenerator's output) likewise.
-    let users = controller.store();
-    let controller = controller.watches(
-        crate::artifact::external_api(&ctx, oci_ns.as_deref()),
-        ea_watch,
-        move |src: ExternalArtifact| {
-            users
-                .state()
-                .into_iter()
-                .filter(|ks| {
-                    let r = &ks.spec.source_ref;
-                    r.kind == SourceKind::ExternalArtifact
-                        && r.name == src.name_any()
-                        && r.namespace.clone().or_else(|| ks.namespace()) == src.namespace()
-                })
-                .map(|ks| kube::runtime::reflector::ObjectRef::from_obj(&*ks))
-                .collect::<Vec<_>>()
-        },
-    );
-    crate::reconciler::run(controller, ctx, concurrency).await;
-}
 
 impl Kind for Kustomization {
     const KIND: &'static str = "Kustomization";

@@ -77,10 +77,11 @@ async fn render_with(
     }
     let (mut objects, seen) = match source {
         RenderSource::Artifact(artifact) => {
-            let work = crate::artifact::fetch_artifact(
+            // Shared with every reader of this digest (see `trees`): a monorepo revision is
+            // extracted once, not once per Kustomization.
+            let work = super::trees::shared(
                 ctx,
                 artifact,
-                "plumb-ks-",
                 obj.timeout().unwrap_or(Duration::from_secs(300)),
             )
             .await?;

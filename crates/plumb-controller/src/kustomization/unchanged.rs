@@ -7,8 +7,8 @@
 //! (including `substituteFrom` data) and the decryption Secret are all unchanged, the new
 //! revision is recorded in the status without rendering, applying, dry-running or pruning.
 //!
-//! A source that reports its artifact again (a status update with the same revision) is
-//! checked the same way. Never skipped: a reconcile requested (`requestedAt`/`forceAt`/
+//! Only a new artifact queues a source's users ([`super::watches`]), those whose reads
+//! changed first ([`split_by_change`]). Never skipped: a reconcile requested (`requestedAt`/`forceAt`/
 //! `resetAt` changed) or queued by drift of an inventory object (drift stays corrected at
 //! once); the last full apply older than `spec.interval` (the interval still re-applies);
 //! a previous outcome that was not a success; a build that looked outside its source
@@ -19,8 +19,8 @@
 //!
 //! The records live in memory (a [`Context::memo`]): after a restart every Kustomization
 //! renders and applies once before it can be skipped. The new artifact is extracted once per
-//! digest and shared by every Kustomization checking it, so a check costs hashing the few
-//! files its build read.
+//! digest and shared by every Kustomization checking or rendering it ([`super::trees`]), so a
+//! check costs hashing the few files its build read.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -32,14 +32,10 @@ use plumb_api::consts::{annotation, reason};
 use plumb_api::{Kustomization, KustomizationStatus};
 use plumb_kustomize::Reads;
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
 
 use crate::context::Context;
 use crate::outcome::Failure;
 use crate::reconciler::{Done, Kind};
-
-/// Extracted artifacts kept for checks (a few sources updating at once).
-const KEPT_TREES: usize = 8;
 
 const REQUEST_ANNOTATIONS: [&str; 3] = [
     annotation::RECONCILE_REQUESTED_AT,
@@ -48,9 +44,6 @@ const REQUEST_ANNOTATIONS: [&str; 3] = [
 ];
 
 type Key = (String, String);
-
-/// An artifact extracted once for every check of its digest.
-type Tree = Arc<OnceCell<Arc<tempfile::TempDir>>>;
 
 /// How often a Kustomization was fully reconciled (rendered) and skipped as unchanged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,7 +60,6 @@ pub(crate) struct Unchanged {
     records: Mutex<HashMap<Key, Record>>,
     drifted: Mutex<HashSet<Key>>,
     counts: Mutex<HashMap<Key, BuildCounts>>,
-    trees: Mutex<Vec<(String, Tree)>>,
 }
 
 /// The record of the last reconcile, taken out for the current one: it goes back only when
@@ -154,23 +146,15 @@ pub(super) async fn try_skip(
 ) -> Option<Done> {
     let memo = ctx.memo::<Unchanged>();
     let k = key(obj);
-    let drifted = memo.drifted.lock().ok()?.contains(&k);
     let mut record = record?;
-    let same_object = record.uid == obj.meta().uid
-        && record.generation == obj.meta().generation
-        && record.requests == requests(obj);
-    if !enabled(obj)
-        || obj.spec.kube_config.is_some()
-        || drifted
-        || !same_object
-        || record.applied_at.elapsed() >= obj.every()
-    {
+    if !may_skip(obj, ctx, &record) {
         return None;
     }
     if inputs(obj, ctx).await.ok()? != record.inputs {
         return None;
     }
-    let tree = shared_tree(ctx, artifact, obj.timeout().ok()).await?;
+    let timeout = obj.timeout().unwrap_or(Duration::from_secs(300));
+    let tree = super::trees::shared(ctx, artifact, timeout).await.ok()?;
     let reads = record.reads.clone();
     let content = tokio::task::spawn_blocking(move || fingerprint(tree.path(), &reads))
         .await
@@ -193,6 +177,87 @@ pub(super) async fn try_skip(
         event: None,
         requeue: None,
     })
+}
+
+/// The checks of [`try_skip`] that need no artifact and no request: the record is of this
+/// object as it is now (generation, request annotations), no drift, no remote cluster, the
+/// interval not expired, the skip not opted out.
+fn may_skip(obj: &Kustomization, ctx: &Context, record: &Record) -> bool {
+    let drifted = ctx
+        .memo::<Unchanged>()
+        .drifted
+        .lock()
+        .map_or(true, |d| d.contains(&key(obj)));
+    let same_object = record.uid == obj.meta().uid
+        && record.generation == obj.meta().generation
+        && record.requests == requests(obj);
+    enabled(obj)
+        && obj.spec.kube_config.is_none()
+        && !drifted
+        && same_object
+        && record.applied_at.elapsed() < obj.every()
+}
+
+/// What a record says to compare in a new artifact: the reads and their hash.
+type Check = (Arc<Reads>, [u8; 32]);
+
+/// Splits `users`, the Kustomizations a new `artifact` of their source reconciles, into
+/// those that will render (no record, or what their last build read changed in the new
+/// artifact) and those that will most likely only record the revision. Only an order for
+/// queuing, so that the changed ones do not wait behind the status patches of the others:
+/// each reconcile still decides for itself.
+pub(super) async fn split_by_change(
+    ctx: &Context,
+    artifact: &plumb_api::meta::Artifact,
+    users: Vec<Arc<Kustomization>>,
+) -> (Vec<Arc<Kustomization>>, Vec<Arc<Kustomization>>) {
+    let candidates: Vec<(Arc<Kustomization>, Option<Check>)> = {
+        let memo = ctx.memo::<Unchanged>();
+        let records = memo.records.lock();
+        users
+            .into_iter()
+            .map(|ks| {
+                let found = records.as_ref().ok().and_then(|r| r.get(&key(&ks)));
+                let check = found
+                    .filter(|r| may_skip(&ks, ctx, r))
+                    .map(|r| (r.reads.clone(), r.content));
+                (ks, check)
+            })
+            .collect()
+    };
+    if candidates.iter().all(|(_, c)| c.is_none()) {
+        return (
+            candidates.into_iter().map(|(ks, _)| ks).collect(),
+            Vec::new(),
+        );
+    }
+    let tree = super::trees::shared(ctx, artifact, Duration::from_secs(300)).await;
+    let Ok(tree) = tree else {
+        return (
+            candidates.into_iter().map(|(ks, _)| ks).collect(),
+            Vec::new(),
+        );
+    };
+    let (users, checks): (Vec<_>, Vec<_>) = candidates.into_iter().unzip();
+    let same = tokio::task::spawn_blocking(move || {
+        checks
+            .into_iter()
+            .map(|c| {
+                c.is_some_and(|(reads, content)| fingerprint(tree.path(), &reads) == Some(content))
+            })
+            .collect::<Vec<bool>>()
+    })
+    .await
+    .unwrap_or_default();
+    let (mut changed, mut unchanged) = (Vec::new(), Vec::new());
+    for (i, ks) in users.into_iter().enumerate() {
+        if same.get(i).copied().unwrap_or(false) {
+            unchanged.push(ks);
+        } else {
+            changed.push(ks);
+        }
+    }
+    (changed, unchanged)
 }
 
 fn count(ctx: &Context, k: &Key, f: impl FnOnce(&mut BuildCounts)) {
@@ -279,41 +344,6 @@ async fn inputs(obj: &Kustomization, ctx: &Context) -> Result<[u8; 32], Failure>
 fn field(h: &mut Sha256, bytes: &[u8]) {
     h.update((bytes.len() as u64).to_le_bytes());
     h.update(bytes);
-}
-
-/// The artifact extracted once per digest for every check (`None` when it has no digest or
-/// cannot be fetched: the full reconcile then reports the failure).
-async fn shared_tree(
-    ctx: &Context,
-    artifact: &plumb_api::meta::Artifact,
-    timeout: Option<Duration>,
-) -> Option<Arc<tempfile::TempDir>> {
-    let digest = artifact.digest.as_deref().filter(|d| !d.is_empty())?;
-    let id = format!("{}#{digest}", artifact.url);
-    let cell = {
-        let memo = ctx.memo::<Unchanged>();
-        let mut trees = memo.trees.lock().ok()?;
-        match trees.iter().find(|(k, _)| *k == id) {
-            Some((_, c)) => c.clone(),
-            None => {
-                let c = Arc::new(OnceCell::new());
-                trees.push((id, c.clone()));
-                if trees.len() > KEPT_TREES {
-                    trees.remove(0);
-                }
-                c
-            }
-        }
-    };
-    let timeout = timeout.unwrap_or(Duration::from_secs(300));
-    cell.get_or_try_init(|| async {
-        crate::artifact::fetch_artifact(ctx, artifact, "plumb-ks-tree-", timeout)
-            .await
-            .map(Arc::new)
-    })
-    .await
-    .ok()
-    .cloned()
 }
 
 /// The hash of what `reads` names in the tree at `root`: each file's bytes, each listed

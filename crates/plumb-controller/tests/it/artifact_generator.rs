@@ -380,3 +380,78 @@ async fn a_cycle_of_generators_is_refused() {
     assert_eq!(after["digest"], before["digest"], "nothing removed");
     env.ns.delete().await.unwrap();
 }
+
+/// `spec.pathPattern`: one ExternalArtifact per app directory from one template; a new app
+/// directory adds one, a removed one removes its output; a placeholder the pattern does not
+/// capture is refused and nothing is removed.
+#[tokio::test]
+async fn a_path_pattern_generates_one_artifact_per_directory() {
+    let env = Env::new("ag-pattern").await;
+    let (a1, b1) = (cm("a", "1"), cm("b", "1"));
+    let repo = env
+        .git(
+            "mono",
+            &[
+                ("apps/a/a.yaml", &a1),
+                ("apps/b/b.yaml", &b1),
+                ("README.md", "x"),
+            ],
+        )
+        .await;
+    env.generator(
+        "apps",
+        json!({"sources": [{"alias": "mono", "kind": "GitRepository", "name": "mono"}],
+               "pathPattern": "@mono/apps/{app}",
+               "artifacts": [{"name": "app-{app}", "copy": [
+                   {"from": "@mono/apps/{app}/**", "to": "@artifact/"}]}]}),
+    )
+    .await;
+    let a = env.artifact("app-a", |_| true).await;
+    env.artifact("app-b", |_| true).await;
+    env.ks("a", "app-a").await;
+    env.applied("a", a["revision"].as_str().unwrap()).await;
+    assert_eq!(env.cm_value("a").await, "1");
+    let g = env.gen_condition("apps", "ready", |r| r.0 == "True").await;
+    assert!(!g.2.contains("not supported"), "{g:?}");
+
+    // A new app directory makes a new artifact; a removed one loses its output.
+    let c1 = cm("c", "1");
+    std::fs::remove_file(repo.path.join("apps/b/b.yaml")).unwrap();
+    repo.commit(&[("apps/c/c.yaml", &c1)], "c in, b out");
+    request_reconcile(&env.api::<GitRepository>(), "mono").await;
+    env.artifact("app-c", |_| true).await;
+    let eas = env.api::<ExternalArtifact>();
+    wait_obj(&env.api::<ArtifactGenerator>(), "apps", "b removed", |v| {
+        let names: Vec<&str> = v["status"]["inventory"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["name"].as_str())
+            .collect();
+        names == ["app-a", "app-c"]
+    })
+    .await;
+    assert!(eas.get_opt("app-b").await.unwrap().is_none());
+
+    // A placeholder the pattern does not capture: refused, nothing removed.
+    let patch = json!({"spec": {"artifacts": [{"name": "app-{app}", "copy": [
+        {"from": "@mono/apps/{name}/**", "to": "@artifact/"}]}]}});
+    env.api::<ArtifactGenerator>()
+        .patch("apps", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let r = env
+        .gen_condition("apps", "placeholder refused", |r| r.0 == "False")
+        .await;
+    assert!(r.2.contains("'{name}'"), "{r:?}");
+    assert!(
+        eas.get_opt("app-a").await.unwrap().is_some(),
+        "nothing removed"
+    );
+    assert!(
+        eas.get_opt("app-c").await.unwrap().is_some(),
+        "nothing removed"
+    );
+    assert_eq!(env.cm_value("a").await, "1", "nothing pruned");
+    env.ns.delete().await.unwrap();
+}

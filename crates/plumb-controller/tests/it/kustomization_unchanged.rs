@@ -27,7 +27,7 @@ async fn applied(w: &World, name: &str, revision: &str) -> Value {
     v["status"].clone()
 }
 
-async fn cm_value(w: &World, name: &str, want: &str) {
+pub(crate) async fn cm_value(w: &World, name: &str, want: &str) {
     let api = w.cms();
     within(&format!("ConfigMap {name} = {want}"), 60, || {
         let api = api.clone();

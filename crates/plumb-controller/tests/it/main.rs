@@ -28,6 +28,7 @@ mod image_update;
 mod kustomization;
 mod kustomization_parity;
 mod kustomization_unchanged;
+mod kustomization_unchanged_inputs;
 mod leader;
 mod logsink;
 mod notification_routing;

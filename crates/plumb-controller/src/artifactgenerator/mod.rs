@@ -242,6 +242,7 @@ async fn generate(
             ctx.config.artifact_retention_records,
             ctx.config.artifact_retention_ttl,
         ),
+        built: ctx.memo::<build::BuiltOutputs>(),
     };
     let outputs = pattern::expand(
         obj.spec.path_pattern.as_deref(),

@@ -205,7 +205,8 @@ fn copy_glob(t: &Target<'_>, root: &Path, alias: &str, pattern: &str, dest: &str
         .map_err(|e| CopyError::Input(format!("invalid glob pattern '{pattern}': {e}")))?;
     // With `**` the files match one by one; without, a matched directory is copied whole.
     let recursive = pattern.contains("**");
-    let mut matches: Vec<(String, bool)> = walk(root)?
+    let base = literal_prefix(pattern);
+    let mut matches: Vec<(String, bool)> = walk_under(root, &base)?
         .into_iter()
         .filter(|(rel, dir)| {
             glob.matches(rel) && !(*dir && (recursive || t.strategy == CopyStrategy::Extract))
@@ -216,7 +217,6 @@ fn copy_glob(t: &Target<'_>, root: &Path, alias: &str, pattern: &str, dest: &str
             "no files match pattern '{pattern}' in source '{alias}'"
         )));
     }
-    let base = literal_prefix(pattern);
     matches.retain(|(rel, _)| {
         let below = rel.strip_prefix(&format!("{base}/")).unwrap_or(rel);
         !excluded(below, t.excludes)
@@ -257,10 +257,29 @@ fn literal_prefix(pattern: &str) -> String {
         .join("/")
 }
 
-/// Every entry under `root` as (slash-separated relative path, is directory), sorted.
-fn walk(root: &Path) -> Result<Vec<(String, bool)>> {
+/// Every entry below the directory `base` of `root` (a glob's literal prefix: nothing outside
+/// it can match, and a monorepo split has one operation per app, so walking the whole source
+/// each time would cost apps x files), as paths relative to `root`. A `base` that is missing,
+/// not a directory or reached through a symlink has no entries (the full walk would not
+/// descend there either).
+fn walk_under(root: &Path, base: &str) -> Result<Vec<(String, bool)>> {
+    let mut dir = root.to_path_buf();
+    for seg in base.split('/').filter(|s| !s.is_empty()) {
+        dir.push(seg);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("stat", &dir)(e)),
+        }
+    }
+    walk(&dir, base)
+}
+
+/// Every entry under `root` as (slash-separated path after `prefix`, is directory), sorted.
+fn walk(root: &Path, prefix: &str) -> Result<Vec<(String, bool)>> {
     let mut out = Vec::new();
-    let mut todo = vec![(root.to_path_buf(), String::new())];
+    let mut todo = vec![(root.to_path_buf(), prefix.to_string())];
     while let Some((dir, prefix)) = todo.pop() {
         for e in std::fs::read_dir(&dir).map_err(io("read dir", &dir))? {
             let e = e.map_err(io("read dir", &dir))?;
@@ -282,7 +301,7 @@ fn walk(root: &Path) -> Result<Vec<(String, bool)>> {
 fn put_tree(t: &Target<'_>, src: &Path, dest: &str) -> Result<()> {
     let to = join_inside(t.staging, dest).map_err(fsjoin)?;
     std::fs::create_dir_all(&to).map_err(io("create dir", &to))?;
-    let entries = walk(src)?;
+    let entries = walk(src, "")?;
     let skipped: Vec<&str> = entries
         .iter()
         .filter(|(rel, dir)| *dir && excluded(rel, t.excludes))

@@ -19,7 +19,7 @@ fn op(from: &str, to: &str) -> CopyOperation {
 }
 
 fn listing(root: &Path) -> Vec<String> {
-    walk(root)
+    walk(root, "")
         .unwrap()
         .into_iter()
         .filter(|(_, d)| !d)
@@ -137,4 +137,36 @@ fn bad_input_is_a_clear_error() {
     let mut all = op("@repo/a/*", "@artifact/");
     all.exclude = vec!["*.yaml".into()];
     assert!(err(all).contains("were excluded"));
+}
+
+#[test]
+fn a_glob_walks_only_below_its_literal_prefix_and_never_through_a_link() {
+    let src = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.yaml"), "x").unwrap();
+    for d in ["apps/a", "apps/b/deep"] {
+        std::fs::create_dir_all(src.path().join(d)).unwrap();
+    }
+    std::fs::write(src.path().join("apps/a/cm.yaml"), "a").unwrap();
+    std::fs::write(src.path().join("apps/b/deep/cm.yaml"), "b").unwrap();
+    std::os::unix::fs::symlink(outside.path(), src.path().join("apps/link")).unwrap();
+    let got = |base: &str| -> Vec<String> {
+        walk_under(src.path(), base)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
+    };
+    assert_eq!(got("apps/b"), ["apps/b/deep", "apps/b/deep/cm.yaml"]);
+    assert_eq!(
+        got(""),
+        walk(src.path(), "")
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>()
+    );
+    assert!(got("apps/link").is_empty());
+    assert!(got("apps/missing").is_empty());
+    assert!(got("apps/a/cm.yaml").is_empty());
 }

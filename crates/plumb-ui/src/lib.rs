@@ -9,9 +9,9 @@
 //!   each object to what the page draws;
 //! - [`detail`]: one object's conditions, history, events and inventory tree, and its diff;
 //! - [`actions`]: reconcile, suspend and resume with the user's own credentials;
-//! - [`assets`]: the page (HTML, one script, one stylesheet) embedded in the binary.
+//! - [`assets`]: the page (HTML, a few plain ES modules, one stylesheet) embedded in the binary.
 //!
-//! The page is server-data plus one hand-written script without a build step: a few hundred
+//! The page is server data plus hand-written ES modules without a build step: a few hundred
 //! lines of plain JavaScript and SVG draw 2,000 objects well under a second, and having no npm
 //! toolchain keeps the binary's supply chain to crates alone.
 

@@ -268,6 +268,38 @@ async fn fleet_stream_details_and_actions() {
     w.finish().await;
 }
 
+/// A client of the ServiceAccount `sa` in `ns`, which may get, list and watch Kustomizations
+/// and GitRepositories there and nothing else (keep the returned dir: it holds the token).
+pub(crate) async fn viewer_client(
+    info: &plumb_testing::ControlPlaneInfo,
+    admin: &kube::Client,
+    ns: &str,
+    sa: &str,
+) -> (kube::Client, tempfile::TempDir) {
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": sa, "namespace": ns}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": sa, "namespace": ns},
+               "rules": [{"apiGroups": ["kustomize.toolkit.fluxcd.io", "source.toolkit.fluxcd.io"],
+                          "resources": ["kustomizations", "gitrepositories"],
+                          "verbs": ["get", "list", "watch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": sa, "namespace": ns},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+               "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]}),
+    ];
+    plumb_ssa::Applier::new(admin.clone(), "plumb-test", 4)
+        .apply_all(
+            objects.into_iter().map(plumb_ssa::ApplyItem::new).collect(),
+            &plumb_ssa::ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
+    let (cfg, dir) = service_account_config(info, admin, ns, sa).await;
+    (kube::Client::try_from(cfg).unwrap(), dir)
+}
+
 /// A user with a read-only Role on Kustomizations and GitRepositories in one namespace: the
 /// fleet falls back to that namespace, other kinds are listed as forbidden, and actions
 /// answer the API server's 403.
@@ -278,28 +310,7 @@ async fn a_read_only_user_sees_forbidden_kinds_and_gets_403() {
     let n = w.n.clone();
     w.create_ks("base", json!({"path": "./base"})).await;
     let admin = w.client.clone();
-    let objects = [
-        json!({"apiVersion": "v1", "kind": "ServiceAccount",
-               "metadata": {"name": "viewer", "namespace": n}}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-               "metadata": {"name": "viewer", "namespace": n},
-               "rules": [{"apiGroups": ["kustomize.toolkit.fluxcd.io", "source.toolkit.fluxcd.io"],
-                          "resources": ["kustomizations", "gitrepositories"],
-                          "verbs": ["get", "list", "watch"]}]}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "viewer", "namespace": n},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "viewer"},
-               "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": n}]}),
-    ];
-    plumb_ssa::Applier::new(admin.clone(), "plumb-test", 4)
-        .apply_all(
-            objects.into_iter().map(plumb_ssa::ApplyItem::new).collect(),
-            &plumb_ssa::ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
-    let (cfg, _token_dir) = service_account_config(info, &admin, &n, "viewer").await;
-    let viewer = kube::Client::try_from(cfg).unwrap();
+    let (viewer, _token_dir) = viewer_client(info, &admin, &n, "viewer").await;
 
     let addr = serve(viewer, &n, false).await;
     wait_state(addr, &format!("Kustomization/{n}/base"), "ready").await;

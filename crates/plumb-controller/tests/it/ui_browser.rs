@@ -17,8 +17,6 @@ use plumb_testing::browser::{Browser, Page, js_str};
 use plumb_testing::git::git;
 use serde_json::json;
 
-use crate::rbac::service_account_config;
-
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Every Flux object in `ns`, as the page's ids.
@@ -159,28 +157,7 @@ pub(crate) async fn check_fleet_in_browser(
 }
 
 async fn refused_for_a_viewer(info: &ControlPlaneInfo, admin: &kube::Client, ns: &str, id: &str) {
-    let objects = [
-        json!({"apiVersion": "v1", "kind": "ServiceAccount",
-               "metadata": {"name": "ui-viewer", "namespace": ns}}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-               "metadata": {"name": "ui-viewer", "namespace": ns},
-               "rules": [{"apiGroups": ["kustomize.toolkit.fluxcd.io", "source.toolkit.fluxcd.io"],
-                          "resources": ["kustomizations", "gitrepositories"],
-                          "verbs": ["get", "list", "watch"]}]}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "ui-viewer", "namespace": ns},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ui-viewer"},
-               "subjects": [{"kind": "ServiceAccount", "name": "ui-viewer", "namespace": ns}]}),
-    ];
-    plumb_ssa::Applier::new(admin.clone(), "plumb-test", 4)
-        .apply_all(
-            objects.into_iter().map(plumb_ssa::ApplyItem::new).collect(),
-            &plumb_ssa::ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
-    let (cfg, _token_dir) = service_account_config(info, admin, ns, "ui-viewer").await;
-    let viewer = kube::Client::try_from(cfg).unwrap();
+    let (viewer, _token_dir) = crate::ui::viewer_client(info, admin, ns, "ui-viewer").await;
     let addr = crate::ui::serve(viewer, ns, false).await;
     let browser = Browser::launch().await.unwrap();
     let page = open(&browser, &format!("http://{addr}/#/object/{id}")).await;

@@ -356,6 +356,17 @@ impl Page {
         Ok(r["result"]["value"].clone())
     }
 
+    /// The text content of the first element matching `selector` (empty when none).
+    pub async fn text(&self, selector: &str) -> Result<String, Error> {
+        let v = self
+            .eval(&format!(
+                "document.querySelector({})?.textContent ?? ''",
+                js_str(selector)
+            ))
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+
     /// Waits until `expr` evaluates to a truthy value, and returns that value.
     pub async fn wait_until(&self, expr: &str, timeout: Duration) -> Result<Value, Error> {
         crate::wait::poll(&format!("page: {expr}"), timeout, || async {

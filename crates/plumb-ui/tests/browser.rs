@@ -376,14 +376,9 @@ async fn actions_show_the_servers_answer_and_are_hidden_when_read_only() {
     page.wait_for("#action-result[data-outcome=error]", WAIT)
         .await
         .unwrap();
-    let text = page
-        .eval("document.getElementById('action-result').textContent")
-        .await
-        .unwrap();
+    let text = page.text("#action-result").await.unwrap();
     assert!(
-        text.as_str()
-            .unwrap()
-            .starts_with("reconcile refused (HTTP 503): no cluster"),
+        text.starts_with("reconcile refused (HTTP 503): no cluster"),
         "{text}"
     );
     browser.close().await;

@@ -168,11 +168,7 @@ async fn refused_for_a_viewer(info: &ControlPlaneInfo, admin: &kube::Client, ns:
     page.wait_for("#action-result[data-outcome=error]", WAIT)
         .await
         .unwrap();
-    let text = page
-        .eval("document.getElementById('action-result').textContent")
-        .await
-        .unwrap();
-    let text = text.as_str().unwrap_or_default();
+    let text = page.text("#action-result").await.unwrap();
     assert!(
         text.contains("HTTP 403") && text.contains("forbidden"),
         "{text}"
